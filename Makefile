@@ -1,0 +1,43 @@
+# Two commands set up everything on a fresh machine with only Python 3.11 and pip:
+#   make run    -- the app on http://127.0.0.1:8501
+#   make test   -- the whole test suite (unit, app, reliability, real-browser end-to-end)
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
+PORT ?= 8501
+APT_GET := $(if $(filter 0,$(shell id -u)),apt-get,sudo apt-get)
+
+.PHONY: setup run test test-fast bench browser clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).
+browser: $(CHROMIUM)
+
+$(CHROMIUM):
+	$(APT_GET) update -qq
+	DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq chromium
+
+run: setup
+	$(PY) -m streamlit run app.py --server.port $(PORT)
+
+test: setup browser
+	$(PY) -m pytest tests -q
+
+test-fast: setup
+	$(PY) -m pytest tests/unit tests/app tests/reliability -q
+
+bench: setup
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache tests/e2e/artifacts

@@ -1,0 +1,24 @@
+"""Shared fixtures: small real data and tiny configs, so the suite stays fast on 2 CPU cores."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def mnist_sample():
+    from vae_core.data import load_dataset
+    return load_dataset("mnist-sample")
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from vae_core.data import load_dataset
+    return load_dataset("digits")
