@@ -1,0 +1,213 @@
+"""`python -m vae_core train|eval|inspect|datasets`.
+
+`train` and `eval` print, as their last stdout line, one JSON object with the results, so scripts
+and benchmarks can read them. Any input error exits 2 with a one-line message on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from .config import KL_ANNEALING, MODEL_NAMES, RECON_LOSSES, DEVICES, TrainConfig
+from .errors import VAEStudioError
+
+DEFAULTS = TrainConfig()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m vae_core", description="Train and evaluate VAEs.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model and save a .safetensors checkpoint")
+    train.add_argument("--data", default=DEFAULTS.data, help="dataset name (see `datasets`) or a .npz/.zip/.csv/folder")
+    train.add_argument("--image-size", type=int, default=None, help="resize images to this square size")
+    train.add_argument("--download", action="store_true", help="download mnist/fashion-mnist/kmnist if missing")
+    train.add_argument("--model", choices=MODEL_NAMES, default=DEFAULTS.model)
+    train.add_argument("--hidden", type=int, nargs="+", default=None,
+                       help="encoder widths (decoder mirrors), e.g. --hidden 400; conv: channels")
+    train.add_argument("--latent-dim", type=int, default=DEFAULTS.latent_dim)
+    train.add_argument("--beta", type=float, default=DEFAULTS.beta)
+    train.add_argument("--lr", type=float, default=DEFAULTS.lr)
+    train.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    train.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="total epochs, resumed ones included")
+    train.add_argument("--recon", choices=RECON_LOSSES, default=DEFAULTS.recon)
+    train.add_argument("--learn-variance", action="store_true", help="mse: learn the Gaussian's variance")
+    train.add_argument("--kl-anneal", choices=KL_ANNEALING, default=DEFAULTS.kl_anneal)
+    train.add_argument("--kl-warmup-epochs", type=float, default=DEFAULTS.kl_warmup_epochs)
+    train.add_argument("--free-bits", type=float, default=DEFAULTS.free_bits, help="nats per latent dimension")
+    train.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    train.add_argument("--device", choices=DEVICES, default=DEFAULTS.device)
+    train.add_argument("--test-fraction", type=float, default=DEFAULTS.test_fraction)
+    train.add_argument("--out", default=None, help="checkpoint to write (default checkpoints/<run id>.safetensors)")
+    train.add_argument("--resume", default=None, help="continue the run in this checkpoint")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    evaluate = commands.add_parser("eval", help="test negative ELBO, IWAE bound and active units of a checkpoint")
+    evaluate.add_argument("checkpoint")
+    evaluate.add_argument("--iwae-k", type=int, default=5000, help="importance samples per image")
+    evaluate.add_argument("--limit", type=int, default=None, help="evaluate on the first N test images")
+    evaluate.add_argument("--data", default=None, help="dataset, when it is not the checkpoint's own")
+    evaluate.add_argument("--quiet", action="store_true")
+
+    inspect = commands.add_parser("inspect", help="print a checkpoint's config, counters and metrics")
+    inspect.add_argument("checkpoint")
+
+    commands.add_parser("datasets", help="list the datasets and whether they are available here")
+    return parser
+
+
+def _config_from_args(args: argparse.Namespace) -> TrainConfig:
+    hidden = tuple(args.hidden) if args.hidden else ((32, 64) if args.model == "conv" else DEFAULTS.hidden)
+    return TrainConfig(
+        data=args.data, image_size=args.image_size, model=args.model, hidden=hidden, latent_dim=args.latent_dim,
+        beta=args.beta, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, recon=args.recon,
+        learn_variance=args.learn_variance, kl_anneal=args.kl_anneal, kl_warmup_epochs=args.kl_warmup_epochs,
+        free_bits=args.free_bits, seed=args.seed, device=args.device, test_fraction=args.test_fraction)
+
+
+def _progress(total: int, quiet: bool, unit: str):
+    if quiet:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False)
+
+
+def _load_data(config: TrainConfig, download: bool = False):
+    from .data import load_dataset
+    return load_dataset(config.data, image_size=config.image_size, test_fraction=config.test_fraction,
+                        seed=config.seed, download=download)
+
+
+def cmd_train(args: argparse.Namespace) -> dict:
+    from .checkpoint import check_resumable, load_checkpoint, save_trainer_checkpoint
+    from .trainer import Trainer
+    from .training import new_run_id
+
+    config, state, run_id = _config_from_args(args), None, new_run_id()
+    if args.resume:
+        previous = load_checkpoint(args.resume)
+        config = previous.config.replace(epochs=args.epochs)
+        state, run_id = previous.state, previous.run_id
+    dataset = _load_data(config, args.download)
+    if args.resume:
+        check_resumable(previous, dataset)
+    trainer = Trainer(config, dataset, state=state)
+    out = Path(args.out) if args.out else Path("checkpoints") / f"{run_id}.safetensors"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    bar = _progress(trainer.total_steps, args.quiet, "step")
+    if bar is not None:
+        bar.update(trainer.step)
+    started, first_step, status = time.perf_counter(), trainer.step, "finished"
+    try:
+        while not trainer.finished:
+            trainer.train_step()
+            if trainer.pending_steps >= 100:
+                trainer.flush()
+            if bar is not None:
+                bar.update(1)
+            if trainer.step_in_epoch >= trainer.steps_per_epoch:
+                metrics = trainer.end_epoch()
+                if bar is not None:
+                    bar.set_postfix(epoch=trainer.epoch, test_neg_elbo=f"{metrics['test_neg_elbo']:.2f}")
+        elapsed = time.perf_counter() - started
+    except VAEStudioError:
+        status = "failed"
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        save_trainer_checkpoint(trainer, run_id, status, out)
+    last = trainer.history.epochs[-1] if trainer.history.epochs else {}
+    curves = trainer.history.curves()
+    tail = slice(max(0, len(curves) - trainer.steps_per_epoch), None)
+    steps_run = trainer.step - first_step
+    return {
+        "checkpoint": str(out), "run_id": run_id, "epochs": trainer.epoch, "steps": trainer.step,
+        "train_loss": _mean(curves.total[tail]), "recon": _mean(curves.recon[tail]), "kl": _mean(curves.kl[tail]),
+        "test_neg_elbo": last.get("test_neg_elbo"), "test_recon": last.get("test_recon"),
+        "test_kl": last.get("test_kl"), "active_units": last.get("active_units"),
+        "samples_per_s": steps_run * config.batch_size / elapsed if elapsed > 0 and steps_run else None,
+        "seconds": elapsed, "device": str(trainer.device),
+    }
+
+
+def _mean(values) -> float | None:
+    return float(values.mean()) if len(values) else None
+
+
+def cmd_eval(args: argparse.Namespace) -> dict:
+    import torch
+    from .checkpoint import check_resumable, load_checkpoint
+    from .metrics import evaluate, iwae_nll
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    config = checkpoint.config if args.data is None else checkpoint.config.replace(data=args.data)
+    dataset = _load_data(config)
+    if args.data is None:
+        check_resumable(checkpoint, dataset)
+    model = checkpoint.build_model()
+    x, y = dataset.test_x, dataset.test_y
+    if args.limit:
+        x, y = x[:args.limit], (y[:args.limit] if y is not None else None)
+    generator = torch.Generator().manual_seed(config.seed)
+    result = evaluate(model, x, y, recon=config.recon, generator=generator)
+    iwae = None
+    if model.variational and args.iwae_k > 0:
+        bar = _progress(x.shape[0], args.quiet, "img")
+        iwae = iwae_nll(model, x, y, recon=config.recon, k=args.iwae_k, generator=generator,
+                        progress=(lambda done, total: bar.update(done - bar.n)) if bar is not None else None)
+        if bar is not None:
+            bar.close()
+    return {"checkpoint": args.checkpoint, "images": int(x.shape[0]), "test_neg_elbo": result.neg_elbo,
+            "test_recon": result.recon, "test_kl": result.kl, "iwae_nll": iwae, "k": args.iwae_k,
+            "active_units": result.active_units, "kl_per_dim": result.kl_per_dim}
+
+
+def cmd_inspect(args: argparse.Namespace) -> dict:
+    from .checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    return {**checkpoint.summary(), "config": checkpoint.config.to_dict(),
+            "data_fingerprint": checkpoint.dataset.fingerprint, "image_shape": list(checkpoint.dataset.image_shape),
+            "epoch_metrics": [{k: v for k, v in m.items() if k != "kl_per_dim"} for m in checkpoint.state.history.epochs],
+            "versions": checkpoint.versions}
+
+
+def cmd_datasets(_args: argparse.Namespace) -> list:
+    from .data import describe_datasets
+    rows = describe_datasets()
+    for row in rows:
+        mark = "yes" if row["available"] else "no "
+        print(f"{row['name']:<14} {mark}  {row['description']}  [{row['where']}]")
+    return rows
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handlers = {"train": cmd_train, "eval": cmd_eval, "inspect": cmd_inspect, "datasets": cmd_datasets}
+    try:
+        result = handlers[args.command](args)
+    except VAEStudioError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    if args.command != "datasets":
+        print(json.dumps(_json_safe(result)))
+    return 0

@@ -1,0 +1,251 @@
+"""The training loop itself, synchronous and single-threaded: `TrainingJob` drives it from a thread.
+
+Speed: the data sits on the device as one tensor; a batch is an index into it (no DataLoader, no
+per-sample Python). Loss values stay on the device until `flush()` copies a block of them to the
+host at once, so the loop does not wait for the device after every step.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import copy
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .config import TrainConfig
+from .device import resolve_device
+from .errors import TrainingError
+from .history import Frame, History
+from .losses import beta_schedule, vae_loss
+from .metrics import evaluate
+from .models import VAE, build_model, model_log_variance
+
+FIXED_INPUTS = 16  # test images whose reconstructions are kept every epoch
+FIXED_SAMPLES = 64  # prior draws decoded every epoch
+MAX_EVAL_IMAGES = 10_000
+
+if TYPE_CHECKING:
+    from .data import ImageDataset
+
+
+class Divergence(TrainingError):
+    """The loss became NaN or infinite."""
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
+def epoch_order(seed: int, epoch: int, count: int, device: torch.device) -> torch.Tensor:
+    """The shuffle of one epoch, a pure function of (seed, epoch), so a resumed run sees the same batches."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(count, generator=generator).to(device)
+
+
+@dataclass
+class TrainerState:
+    """Everything a checkpoint must carry for an exact resume."""
+
+    model_state: dict
+    optimizer_state: dict
+    noise_state: torch.Tensor
+    epoch: int  # completed epochs
+    step: int  # completed steps, all epochs
+    step_in_epoch: int
+    lr: float
+    beta: float
+    history: History
+
+
+class Trainer:
+    """One run: model, optimiser, data on the device, counters and history."""
+
+    def __init__(self, config: TrainConfig, dataset: ImageDataset, *, state: TrainerState | None = None,
+                 device: torch.device | None = None):
+        self.config = config
+        self.dataset = dataset
+        self.device = device or resolve_device(config.device)
+        if config.model == "cvae" and not dataset.has_labels:
+            raise TrainingError("the cvae model needs a labelled dataset; this one has no labels")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)  # the same seed builds the same initial weights
+            self.model: VAE = build_model(config, dataset.image_shape, dataset.num_classes).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.noise = torch.Generator(device=self.device).manual_seed(config.seed + 1)
+        self.train_x = dataset.train_x.to(self.device)
+        self.train_y = dataset.train_y.to(self.device) if dataset.train_y is not None else None
+        self.test_x = dataset.test_x[:MAX_EVAL_IMAGES].to(self.device)
+        self.test_y = dataset.test_y[:MAX_EVAL_IMAGES].to(self.device) if dataset.test_y is not None else None
+        self.fixed_x = self.test_x[:FIXED_INPUTS]
+        self.fixed_y = self.test_y[:FIXED_INPUTS] if self.test_y is not None else None
+        prior = torch.Generator().manual_seed(config.seed + 2)
+        self.fixed_z = torch.randn(FIXED_SAMPLES, config.latent_dim, generator=prior).to(self.device)
+        self.fixed_z_labels = (torch.arange(FIXED_SAMPLES, device=self.device) % max(1, dataset.num_classes)
+                               if self.model.conditional else None)
+        self.epoch = 0
+        self.step = 0
+        self.step_in_epoch = 0
+        self.lr = config.lr
+        self.beta = config.beta
+        self.history = History()
+        self._order: torch.Tensor | None = None
+        self._pending: list[torch.Tensor] = []
+        self._pending_meta: list[tuple[int, float, float]] = []
+        self._kl_dims = torch.zeros(config.latent_dim, device=self.device)
+        self._kl_dim_steps = 0
+        self.latest_kl_per_dim = np.zeros(config.latent_dim, dtype=np.float32)
+        self._last_good = self._copy_weights()
+        if state is not None:
+            self.load_state(state)
+
+    # -- counters -------------------------------------------------------------------------------
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.train_x.shape[0] / self.config.batch_size)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.config.epochs
+
+    @property
+    def finished(self) -> bool:
+        return self.epoch >= self.config.epochs
+
+    def set_lr(self, lr: float) -> None:
+        self.lr = float(lr)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
+
+    def current_beta(self) -> float:
+        """The KL weight of the next step: the user's beta times the annealing factor."""
+        return beta_schedule(self.step, self.steps_per_epoch, beta=self.beta, anneal=self.config.kl_anneal,
+                             warmup_epochs=self.config.kl_warmup_epochs)
+
+    # -- training ---------------------------------------------------------------------------------
+    def train_step(self) -> None:
+        """One optimiser step on the next batch of the current epoch; values stay on the device."""
+        if self._order is None:
+            self._order = epoch_order(self.config.seed, self.epoch, self.train_x.shape[0], self.device)
+        size = self.config.batch_size
+        index = self._order[self.step_in_epoch * size:(self.step_in_epoch + 1) * size]
+        x = self.train_x[index]
+        y = self.train_y[index] if self.train_y is not None else None
+        beta = self.current_beta()
+        self.model.train()
+        output = self.model(x, y, generator=self.noise)
+        terms = vae_loss(output, x, recon=self.config.recon, beta=beta, free_bits=self.config.free_bits,
+                         variational=self.model.variational, log_variance=model_log_variance(self.model))
+        self.optimizer.zero_grad(set_to_none=True)
+        terms.total.backward()
+        self.optimizer.step()
+        self.step += 1
+        self.step_in_epoch += 1
+        self._pending.append(torch.stack([terms.total.detach(), terms.recon.detach(), terms.kl.detach()]))
+        self._pending_meta.append((self.step, beta, self.lr))
+        self._kl_dims += terms.kl_per_dim.detach()
+        self._kl_dim_steps += 1
+
+    @property
+    def pending_steps(self) -> int:
+        return len(self._pending)
+
+    def flush(self) -> int:
+        """Copy the pending step values to the history in one transfer; raise Divergence (after
+        restoring the last good weights) at the first non-finite loss. Returns the steps flushed."""
+        if not self._pending:
+            return 0
+        values = torch.stack(self._pending).cpu().numpy().astype(np.float64)
+        meta = np.asarray(self._pending_meta, dtype=np.float64)
+        self._pending.clear()
+        self._pending_meta.clear()
+        bad = ~np.isfinite(values).all(axis=1)
+        if bad.any():
+            first = int(np.argmax(bad))
+            step, value = int(meta[first, 0]), values[first, 0]
+            self.history.add_steps(np.column_stack([meta[:first, :1], values[:first], meta[:first, 1:]]))
+            self._restore_last_good()
+            raise Divergence(
+                f"training diverged at step {step}: the loss became {value} (lr {meta[first, 2]:g}, "
+                f"beta {meta[first, 1]:g}); the last good weights are kept. Try a smaller learning rate.")
+        self.history.add_steps(np.column_stack([meta[:, :1], values, meta[:, 1:]]))
+        self.latest_kl_per_dim = (self._kl_dims / max(1, self._kl_dim_steps)).cpu().numpy().astype(np.float32)
+        self._kl_dims.zero_()
+        self._kl_dim_steps = 0
+        self._last_good = self._copy_weights()
+        return len(values)
+
+    def end_epoch(self) -> dict:
+        """Evaluate on the test set, keep the epoch's pictures, and move to the next epoch."""
+        self.flush()
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self._order = None
+        eval_noise = torch.Generator(device=self.device).manual_seed(self.config.seed * 7919 + self.epoch)
+        result = evaluate(self.model, self.test_x, self.test_y, recon=self.config.recon, generator=eval_noise)
+        matrix = self.history.step_matrix()
+        this_epoch = matrix[matrix[:, 0] > self.step - self.steps_per_epoch]
+        metrics = {"epoch": self.epoch, "step": self.step,
+                   "train_loss": float(this_epoch[:, 1].mean()) if len(this_epoch) else float("nan"),
+                   **result.as_dict()}
+        self.history.epochs.append(metrics)
+        reconstructions, samples = self.pictures()
+        self.history.add_frame(Frame(self.epoch, reconstructions, samples))
+        return metrics
+
+    @torch.no_grad()
+    def pictures(self) -> tuple[np.ndarray, np.ndarray]:
+        """Reconstructions (decoded means) of the fixed test images and decodings of the fixed z."""
+        self.model.eval()
+        mu, _ = self.model.encode(self.fixed_x, self.fixed_y)
+        reconstructions = torch.sigmoid(self.model.decode(mu, self.fixed_y))
+        samples = torch.sigmoid(self.model.decode(self.fixed_z, self.fixed_z_labels))
+        self.model.train()
+        return to_uint8(reconstructions), to_uint8(samples)
+
+    # -- state ------------------------------------------------------------------------------------
+    def _copy_weights(self) -> tuple[dict, dict]:
+        return ({k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                copy.deepcopy(self.optimizer.state_dict()))
+
+    def _restore_last_good(self) -> None:
+        model_state, optimizer_state = self._last_good
+        self.model.load_state_dict(model_state)
+        self.optimizer.load_state_dict(optimizer_state)
+
+    def state(self) -> TrainerState:
+        """A consistent copy for a checkpoint (flushes first, so no step is lost)."""
+        self.flush()
+        return TrainerState(
+            model_state={k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            optimizer_state=copy.deepcopy(self.optimizer.state_dict()),
+            noise_state=self.noise.get_state().clone(), epoch=self.epoch, step=self.step,
+            step_in_epoch=self.step_in_epoch, lr=self.lr, beta=self.beta, history=copy.deepcopy(self.history))
+
+    def load_state(self, state: TrainerState) -> None:
+        self.model.load_state_dict(state.model_state)
+        self.optimizer.load_state_dict(state.optimizer_state)
+        self.noise.set_state(state.noise_state)
+        self.epoch, self.step, self.step_in_epoch = state.epoch, state.step, state.step_in_epoch
+        self.beta = state.beta
+        self.set_lr(state.lr)
+        self.history = copy.deepcopy(state.history)
+        self.history.truncate(self.step)
+        self._order = None
+        self._last_good = self._copy_weights()
+
+
+def run_to_end(trainer: Trainer, *, on_epoch=None, flush_every: int = 200) -> None:
+    """Train synchronously until the configured number of epochs (the CLI and the tests use this)."""
+    while not trainer.finished:
+        while trainer.step_in_epoch < trainer.steps_per_epoch:
+            trainer.train_step()
+            if trainer.pending_steps >= flush_every:
+                trainer.flush()
+        metrics = trainer.end_epoch()
+        if on_epoch is not None:
+            on_epoch(metrics)
+
