@@ -102,7 +102,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
     bar = _progress(trainer.total_steps, args.quiet, "step")
     if bar is not None:
         bar.update(trainer.step)
-    started, first_step, status = time.perf_counter(), trainer.step, "finished"
+    started, first_step, status = time.perf_counter(), trainer.step, "stopped"  # until it ends well
     try:
         while not trainer.finished:
             trainer.train_step()
@@ -115,6 +115,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
                 if bar is not None:
                     bar.set_postfix(epoch=trainer.epoch, test_neg_elbo=f"{metrics['test_neg_elbo']:.2f}")
         elapsed = time.perf_counter() - started
+        status = "finished"
     except VAEStudioError:
         status = "failed"
         raise
