@@ -1,0 +1,139 @@
+"""Generate: decoded grids of a trained model, and a timeline of how its pictures evolved."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from ui.data_access import run_dataset
+from ui.runs import pick_run
+from ui.widgets import image_grid
+from vae_core import generate
+from vae_core.errors import VAEStudioError
+
+st.title("Generate")
+
+view = pick_run()
+if view is None:
+    st.stop()
+model = view.model
+config = view.config
+st.caption(f"Run `{view.run_id}` · {config.model} · z={config.latent_dim} · β={config.beta:g} · weights of "
+           f"epoch {view.epoch}")
+if not model.variational:
+    st.warning("This is a plain autoencoder: nothing made its latent space look like N(0, I), so decoding "
+               "draws from the prior gives shapes no image looks like. Compare with a VAE run.", icon="⚠️")
+
+tab_names = ["Samples from the prior", "Reconstructions", "Interpolation", "Traversals", "2D manifold",
+             "Per class", "Timeline"]
+tabs = dict(zip(tab_names, st.tabs(tab_names)))
+
+with tabs["Samples from the prior"]:
+    c1, c2, c3 = st.columns(3)
+    temperature = c1.slider("Temperature", 0.0, 2.0, 1.0, 0.05,
+                            help="z ~ N(0, T²I). Below 1: cleaner, more typical; above 1: stranger.")
+    count = c2.select_slider("How many", [16, 32, 64, 100], value=64)
+    seed = c3.number_input("Seed", 0, 10_000, 0)
+    label = None
+    if model.conditional:
+        label = st.selectbox("Class", range(model.num_classes), format_func=lambda i: view.class_names[i]
+                             if view.class_names else str(i))
+    image_grid(generate.prior_samples(model, count, temperature=temperature, seed=int(seed), label=label),
+               columns=int(np.ceil(np.sqrt(count))), caption="decoded z ~ N(0, T²I)")
+    st.caption("Averaging over the posterior makes VAE samples blurrier than their inputs: the decoder's "
+               "mean is the average of all images that could have produced z.")
+
+try:
+    data = run_dataset(view)
+except VAEStudioError as error:
+    data = None
+    for name in ("Reconstructions", "Interpolation"):
+        tabs[name].error(f"The run's data cannot be loaded: {error}")
+
+if data is not None:
+    test_x, test_y = data.test_x, data.test_y
+    with tabs["Reconstructions"]:
+        count = st.slider("Test images", 8, 64, 16, 8)
+        x = test_x[:count]
+        y = test_y[:count] if test_y is not None else None
+        originals = (x.numpy() * 255).round().astype(np.uint8)
+        recon = generate.reconstruct(model, x, y)
+        rows = [item for pair in zip(np.split(originals, count // 8), np.split(recon, count // 8)) for item in pair]
+        image_grid(np.concatenate(rows), 8, caption="odd rows: inputs · even rows: decoded posterior means")
+
+    with tabs["Interpolation"]:
+        c1, c2, c3 = st.columns(3)
+        top = int(test_x.shape[0]) - 1
+        a = c1.number_input("From test image", 0, top, 0)
+        b = c2.number_input("To test image", 0, top, min(1, top))
+        steps = c3.slider("Steps", 3, 16, 10)
+        y_a = test_y[a] if test_y is not None else None
+        y_b = test_y[b] if test_y is not None else None
+        path = generate.interpolate(model, test_x[a], test_x[b], steps, y_a, y_b)
+        ends = (test_x[[a, b]].numpy() * 255).round().astype(np.uint8)
+        image_grid(np.concatenate([ends[:1], path, ends[1:]]), steps + 2,
+                   caption="input A · decoded straight line from μ(A) to μ(B) · input B")
+        st.caption("In a VAE the path stays on plausible images; an autoencoder's crosses holes.")
+
+with tabs["Traversals"]:
+    kl = np.asarray(view.epoch_metrics[-1]["kl_per_dim"]) if view.epoch_metrics else np.zeros(config.latent_dim)
+    order = [int(i) for i in np.argsort(-kl)]
+    c1, c2 = st.columns(2)
+    shown = c1.slider("Dimensions (most informative first)", 1, config.latent_dim, min(8, config.latent_dim))
+    span = c2.slider("Range (± standard deviations)", 1.0, 5.0, 3.0, 0.5)
+    image_grid(generate.traversal(model, order[:shown], steps=11, span=span), 11,
+               caption="rows: " + ", ".join(f"z{d} ({kl[d]:.2f} nats)" for d in order[:shown]))
+    st.caption("Each row moves one latent dimension from −range to +range, the others at 0. Dimensions with "
+               "~0 nats of KL have collapsed to the prior: the decoder ignores them, so their rows do not change.")
+
+with tabs["2D manifold"]:
+    if config.latent_dim == 2:
+        steps = st.slider("Grid size", 5, 25, 15)
+        image_grid(generate.manifold(model, steps), steps, scale=2,
+                   caption="decoded z on an even grid of the prior's quantiles (z₀ → right, z₁ → up)")
+    else:
+        st.info("The manifold grid needs a 2-dimensional latent space: train with latent size 2.")
+
+with tabs["Per class"]:
+    if model.conditional:
+        image_grid(generate.per_class(model, 10, seed=0), 10,
+                   caption="one row per class, the same z in each column: the label sets the class, z the style")
+    else:
+        st.info("Per-class generation needs the conditional model: train with model `cvae`.")
+
+with tabs["Timeline"]:
+    frames = view.frames
+    if not frames:
+        st.info("The pictures of each epoch appear once the first epoch has ended.")
+    else:
+        epochs = [f.epoch for f in frames]
+        if "timeline_playing" not in st.session_state:
+            st.session_state.timeline_playing = False
+
+        if st.session_state.get("timeline_epoch") not in epochs:
+            st.session_state.timeline_epoch = epochs[-1]
+
+        def timeline() -> None:
+            if st.session_state.timeline_playing:
+                later = [e for e in epochs if e > st.session_state.timeline_epoch]
+                if later:
+                    st.session_state.timeline_epoch = later[0]
+                else:
+                    st.session_state.timeline_playing = False
+                    st.rerun()  # the whole page, so the timer goes and the button says Play again
+            epoch = st.select_slider("Epoch", epochs, key="timeline_epoch")
+            frame = frames[epochs.index(epoch)]
+            left, right = st.columns(2)
+            with left:
+                image_grid(frame.reconstructions, 8, caption=f"reconstructions, epoch {frame.epoch}")
+            with right:
+                image_grid(frame.samples, 8, caption=f"the same fixed z decoded, epoch {frame.epoch}")
+
+        c1, c2 = st.columns([1, 6])
+        if c1.button("▶ Play" if not st.session_state.timeline_playing else "⏸ Pause", key="timeline_play"):
+            st.session_state.timeline_playing = not st.session_state.timeline_playing
+            if st.session_state.timeline_playing and st.session_state.get("timeline_epoch") == epochs[-1]:
+                st.session_state.timeline_epoch = epochs[0]
+        c2.caption(f"{len(frames)} saved epochs. The same test images and the same z every epoch, so you see "
+                   "the model learn.")
+        st.fragment(timeline, run_every=0.7 if st.session_state.timeline_playing else None)()

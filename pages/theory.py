@@ -1,0 +1,148 @@
+"""Theory: the maths of the VAE next to the live numbers of the run you are looking at."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+
+from ui import charts
+from ui.data_access import run_dataset
+from ui.runs import pick_run
+from ui.widgets import nats
+from vae_core.errors import VAEStudioError
+from vae_core.losses import gaussian_kl
+from vae_core.metrics import iwae_nll
+
+st.title("Theory, with your run's numbers")
+view = pick_run("Run whose numbers to show")
+last = view.epoch_metrics[-1] if view is not None and view.epoch_metrics else None
+recent = slice(-50, None)
+
+
+def live(text: str) -> None:
+    """A line of live numbers, visibly set apart from the maths."""
+    st.info(text, icon="📈")
+
+
+st.header("1 · Why an autoencoder cannot generate")
+st.markdown("An autoencoder learns $z = f(x)$ and $\\hat x = g(z)$ to reconstruct its input. Nothing asks the "
+            "codes $z$ to fill any region in particular: they scatter in clumps with holes between them, so a "
+            "$z$ drawn at random lands where the decoder has never been and decodes to noise. A VAE adds a "
+            "term that pulls every posterior $q(z\\mid x)$ towards one fixed prior $p(z)=\\mathcal N(0, I)$, "
+            "so the region the prior covers is filled and every draw from it decodes to something plausible.")
+st.markdown("**Try it:** train model `ae` and a default `mlp` VAE, then compare *Generate → Samples from the "
+            "prior* and the *Latent space* scatter of both.")
+
+st.header("2 · Encoder outputs and the reparameterisation trick")
+st.markdown("The encoder outputs two vectors per image: the mean $\\mu(x)$ (layer `fc_mu`) and the log-variance "
+            "$\\log\\sigma^2(x)$ (layer `fc_log_var`; the log keeps $\\sigma^2$ positive without a constraint). "
+            "Sampling $z\\sim\\mathcal N(\\mu, \\sigma^2)$ is not differentiable in $\\mu,\\sigma$; writing it as")
+st.latex(r"z = \mu + \sigma \odot \varepsilon,\qquad \varepsilon \sim \mathcal N(0, I)")
+st.markdown("moves the randomness into $\\varepsilon$, so gradients flow through $\\mu$ and $\\sigma$.")
+c1, c2 = st.columns([1, 2])
+mu = c1.slider("μ", -3.0, 3.0, 1.0, 0.1, key="demo_mu")
+log_var = c1.slider("log σ²", -4.0, 2.0, -1.0, 0.1, key="demo_logvar")
+kl_value = float(gaussian_kl(torch.tensor([mu]), torch.tensor([log_var]))[0])
+c1.metric("KL(q ‖ N(0,1))", f"{kl_value:.3f} nats")
+grid = np.linspace(-5, 5, 400)
+sigma = math.exp(0.5 * log_var)
+eps = np.random.default_rng(0).standard_normal(400)
+figure = go.Figure([
+    go.Scatter(x=grid, y=np.exp(-0.5 * grid ** 2) / math.sqrt(2 * math.pi), name="prior N(0, 1)",
+               line={"color": "#888", "dash": "dash"}),
+    go.Scatter(x=grid, y=np.exp(-0.5 * ((grid - mu) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi)),
+               name="q(z|x) = N(μ, σ²)", line={"color": charts.COLOURS["kl"]}),
+    go.Histogram(x=mu + sigma * eps, histnorm="probability density", name="z = μ + σ·ε (400 draws)",
+                 opacity=0.35, marker={"color": charts.COLOURS["kl"]}, nbinsx=60),
+])
+figure.update_layout(height=280, margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend={"orientation": "h"})
+c2.plotly_chart(figure, key="reparam_demo")
+
+st.header("3 · The loss: reconstruction + KL")
+st.latex(r"\mathcal L(x) = \underbrace{-\,\mathbb E_{q(z\mid x)}\big[\log p(x\mid z)\big]}_{\text{reconstruction}}"
+         r" \;+\; \beta\,\underbrace{\mathrm{KL}\big(q(z\mid x)\,\|\,\mathcal N(0, I)\big)}_{\text{regulariser}}")
+st.markdown("Reconstruction, summed over the $D$ pixels: **BCE** is the Bernoulli likelihood, "
+            "$-\\sum_i x_i\\log\\hat x_i + (1-x_i)\\log(1-\\hat x_i)$; **MSE** is a Gaussian likelihood with "
+            "variance 1, $\\tfrac12\\sum_i (x_i-\\hat x_i)^2 + \\tfrac D2\\log 2\\pi$. The KL of two Gaussians "
+            "has a closed form, one term per latent dimension $j$:")
+st.latex(r"\mathrm{KL} = \tfrac12 \sum_{j=1}^{d} \big(\mu_j^2 + \sigma_j^2 - \log\sigma_j^2 - 1\big)")
+if view is not None and len(view.curves):
+    live(f"Run `{view.run_id}` ({view.config.recon}, β={view.curves.beta[-1]:g} now), mean of the last 50 steps: "
+         f"reconstruction **{nats(float(view.curves.recon[recent].mean()))}** + β × KL "
+         f"**{nats(float(view.curves.kl[recent].mean()))}** = total **{nats(float(view.curves.total[recent].mean()))}** "
+         "nats per image.")
+
+st.header("4 · The ELBO, from Jensen's inequality")
+st.latex(r"\log p(x) = \log \mathbb E_{q(z\mid x)}\!\left[\frac{p(x\mid z)\,p(z)}{q(z\mid x)}\right] \;\ge\; "
+         r"\mathbb E_{q(z\mid x)}\!\left[\log \frac{p(x\mid z)\,p(z)}{q(z\mid x)}\right] = "
+         r"\mathbb E_q[\log p(x\mid z)] - \mathrm{KL}(q(z\mid x)\,\|\,p(z))")
+st.markdown("$\\log$ is concave, so the log of an average is at least the average of the logs. The right side "
+            "is the evidence lower bound (ELBO); the loss above is $-$ELBO (with β = 1). The gap is "
+            "$\\mathrm{KL}(q(z\\mid x)\\,\\|\\,p(z\\mid x))$. Averaging $k$ importance weights inside the log "
+            "(IWAE, Burda et al. 2016) gives a tighter bound that approaches $\\log p(x)$ as $k$ grows.")
+if view is not None and last is not None and view.model.variational:
+    live(f"Test −ELBO at epoch {last['epoch']}: **{nats(last['test_neg_elbo'])}** nats.")
+    c1, c2 = st.columns([1, 3])
+    k = c1.select_slider("Importance samples k", [1, 10, 50, 200, 1000], value=50)
+    if c1.button("Compute the IWAE bound on 200 test images"):
+        try:
+            data = run_dataset(view)
+            x = data.test_x[:200]
+            y = data.test_y[:200] if data.test_y is not None else None
+            with st.spinner("Sampling…"):
+                bound = iwae_nll(view.model, x, y, recon=view.config.recon, k=k,
+                                 generator=torch.Generator().manual_seed(0))
+                elbo = iwae_nll(view.model, x, y, recon=view.config.recon, k=1,
+                                generator=torch.Generator().manual_seed(0))
+            c2.success(f"k=1 (the ELBO): **{elbo:,.2f}** nats · k={k}: **{bound:,.2f}** nats · the bound "
+                       f"tightened by **{elbo - bound:,.2f}** nats.")
+        except VAEStudioError as error:
+            c2.error(str(error))
+
+st.header("5 · The scale trap: mean over pixels against sum over dimensions")
+st.markdown("A common bug: `F.mse_loss(x_hat, x)` averages over the $D$ pixels, while the KL is summed over "
+            "the $d$ latent dimensions. The reconstruction shrinks $D$ times against the KL, which is the same "
+            "as training with $\\beta = D$; the KL wins, the posterior collapses to the prior and every sample "
+            "looks alike. The fixes are equivalent: **sum over pixels** (as here), **average over the batch** "
+            "only, or keep the mean and compensate with **a small β** (β = 1/D).")
+if view is not None and len(view.curves):
+    pixels = int(np.prod(view.model.image_shape))
+    recon = float(view.curves.recon[recent].mean())
+    kl = float(view.curves.kl[recent].mean())
+    live(f"This run has D = {pixels} pixels. Its reconstruction term is **{recon:,.1f}** nats summed; averaged "
+         f"over pixels it would be **{recon / pixels:,.3f}**, against a KL of **{kl:,.2f}**: the KL would weigh "
+         f"{pixels}× more, as if β were {pixels * view.config.beta:g}.")
+
+st.header("6 · Blurry samples")
+st.markdown("With a Gaussian or Bernoulli decoder the best reconstruction of an uncertain $z$ is the *average* "
+            "of the images it could have come from, and an average of sharp digits is a blurry one. A larger "
+            "β makes posteriors wider and overlap more: blurrier still. Sharper decoders (autoregressive, "
+            "adversarial, or discrete latents as in VQ-VAE) are the usual remedies.")
+
+st.header("7 · Posterior collapse, and its fixes")
+st.markdown("When the decoder can do well without $z$, the cheapest way to lower the loss is to set "
+            "$q(z_j\\mid x) = p(z_j)$ for some or all dimensions: their KL drops to 0 and they carry no "
+            "information. **KL annealing** starts β at 0 and raises it, so the decoder learns to use $z$ first; "
+            "**free bits** count each dimension's KL as at least λ nats, so there is nothing to gain below λ; "
+            "**β < 1** weakens the pull of the prior.")
+if view is not None and last is not None:
+    kl_dims = np.asarray(last["kl_per_dim"])
+    live(f"Epoch {last['epoch']}: **{last['active_units']} of {len(kl_dims)}** latent dimensions are active "
+         "(variance of their mean over the test set above 0.01). Grey bars have collapsed.")
+    st.plotly_chart(charts.kl_per_dim_figure(kl_dims, view.config.free_bits), key="theory_kl")
+
+st.header("8 · Variants")
+st.markdown("- **Conditional VAE**: encoder and decoder both see a label $y$, so $p(x\\mid z, y)$ can draw a chosen "
+            "class and $z$ keeps the style. Here: model `cvae`, then *Generate → Per class*.\n"
+            "- **β-VAE**: β > 1 trades reconstruction for a more factorised, often more interpretable latent "
+            "(see *Generate → Traversals*). Here: the β slider.\n"
+            "- **VQ-VAE** replaces the Gaussian latent with a learned codebook of discrete vectors and a "
+            "learned prior over codes; samples are sharper. *Not implemented in this studio yet.*\n"
+            "- **Hierarchical VAEs** (Ladder VAE, NVAE) stack several layers of latents so coarse and fine "
+            "structure get their own. *Not implemented in this studio yet.*")
+st.caption("Reference model of the note: MLP 784-256-128 → z=10 (fc_mu, fc_log_var) → 128-256-784, Adam lr 1e-3, "
+           "summed MSE + KL.")

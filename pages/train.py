@@ -1,0 +1,185 @@
+"""Train: hyperparameters in a form, the run live beside them."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from ui import charts, session
+from ui.widgets import STATUS_ICONS, duration, image_grid, nats
+from vae_core.config import KL_ANNEALING, MODEL_NAMES, RECON_LOSSES, TrainConfig
+from vae_core.data import DEFAULT_DATASET, describe_datasets
+from vae_core.device import available_devices
+from vae_core.errors import VAEStudioError
+from vae_core.models import MODELS
+
+UPLOAD_CHOICE = "Upload your own…"
+LR_CHOICES = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 1.0, 10.0]
+BATCH_CHOICES = [16, 32, 64, 128, 256, 512, 1024]
+DEFAULTS = TrainConfig()
+
+st.title("Train a VAE")
+st.caption("The defaults are the study note's model: MLP 784-256-128 → z=10 → 128-256-784, Adam lr 1e-3, "
+           "summed reconstruction + KL, on 5,000 real MNIST digits. One click trains it.")
+
+
+def _parse_hidden(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(part) for part in text.replace(",", " ").split())
+    except ValueError:
+        raise VAEStudioError(f"hidden sizes must be whole numbers separated by spaces, not {text!r}") from None
+    if not widths:
+        raise VAEStudioError("give at least one hidden size, e.g. 256 128")
+    return widths
+
+
+def hyperparameter_form() -> None:
+    """Sliders in a form: moving one changes nothing until Start is pressed."""
+    datasets = describe_datasets()
+    names = [d["name"] for d in datasets]
+    labels = {d["name"]: f"{d['name']}" + ("" if d["available"] else " (not installed)") for d in datasets}
+    with st.form("hyperparameters", border=True):
+        st.subheader("Data")
+        source = st.selectbox("Dataset", [*names, UPLOAD_CHOICE], index=names.index(DEFAULT_DATASET),
+                              format_func=lambda n: labels.get(n, n),
+                              help="Bundled data needs no download. Your own: .npz (x, y), .zip of images "
+                                   "(one folder per class), or .csv (pixels + a label column).")
+        upload = st.file_uploader("Your data (used when the dataset is 'Upload your own…')",
+                                  type=["npz", "zip", "csv"])
+        image_size = st.select_slider("Resize your images to", options=[None, 16, 28, 32, 48, 64], value=None,
+                                      format_func=lambda v: "native size" if v is None else f"{v}×{v}")
+        st.subheader("Model")
+        model = st.selectbox("Model", MODEL_NAMES, format_func=lambda m: f"{m} — {MODELS[m][0]}",
+                             help="ae has no sampling and no KL: see why it cannot generate. cvae is "
+                                  "conditioned on the label, to draw a chosen class.")
+        hidden = st.text_input("Hidden sizes", "256 128", help="Encoder widths; the decoder mirrors them "
+                               "(mlp/ae/cvae). For conv: channels, e.g. 32 64. '400' with latent 20 is "
+                               "pytorch/examples' model.")
+        latent_dim = st.slider("Latent size", 2, 128, DEFAULTS.latent_dim,
+                               help="2 shows the latent space directly and enables the manifold grid.")
+        st.subheader("Objective")
+        recon = st.selectbox("Reconstruction loss", RECON_LOSSES,
+                             format_func={"bce": "bce — Bernoulli (binary cross-entropy)",
+                                          "mse": "mse — Gaussian, variance 1"}.get)
+        beta = st.slider("β (KL weight)", 0.0, 10.0, DEFAULTS.beta, 0.1,
+                         help="β>1 presses the posterior to the prior (smoother, blurrier); β<1 the opposite.")
+        kl_anneal = st.selectbox("KL annealing", KL_ANNEALING,
+                                 help="Warm β up from 0 so the decoder learns to use z before the KL bites.")
+        warmup = st.slider("Annealing period (epochs)", 1.0, 20.0, DEFAULTS.kl_warmup_epochs, 0.5)
+        free_bits = st.slider("Free bits (nats per dimension)", 0.0, 2.0, 0.0, 0.05,
+                              help="Each dimension's KL is counted as at least this much, so collapsing it "
+                                   "to the prior gains nothing.")
+        st.subheader("Optimisation")
+        lr = st.select_slider("Learning rate", LR_CHOICES, value=DEFAULTS.lr, format_func=lambda v: f"{v:g}")
+        batch_size = st.select_slider("Batch size", BATCH_CHOICES, value=DEFAULTS.batch_size)
+        epochs = st.slider("Epochs", 1, 200, DEFAULTS.epochs)
+        seed = st.number_input("Seed", 0, 2**31 - 1, DEFAULTS.seed, help="Same seed on CPU, same numbers.")
+        device = st.selectbox("Device", ["auto", *available_devices()],
+                              help="auto: the GPU when there is one, else the CPU.")
+        submitted = st.form_submit_button("Start training", type="primary", width="stretch")
+    if submitted:
+        start_run(source, upload, image_size, dict(
+            model=model, latent_dim=latent_dim, recon=recon, beta=beta, kl_anneal=kl_anneal,
+            kl_warmup_epochs=warmup, free_bits=free_bits, lr=lr, batch_size=batch_size, epochs=epochs,
+            seed=int(seed), device=device), hidden)
+
+
+def start_run(source: str, upload, image_size, values: dict, hidden_text: str) -> None:
+    try:
+        if source == UPLOAD_CHOICE:
+            if upload is None:
+                raise VAEStudioError("choose a file to upload (.npz, .zip or .csv), or pick a bundled dataset")
+            source = str(session.save_upload(upload, "data"))
+        hidden = _parse_hidden(hidden_text)
+        if values["model"] == "conv" and hidden == (256, 128):
+            hidden = (32, 64)  # the MLP default widths make no sense as conv channels
+        config = TrainConfig(data=source, image_size=image_size, hidden=hidden, **values)
+        data = session.dataset(config.data, config.image_size, config.test_fraction, config.seed)
+        job = session.registry().start(config, data)
+    except VAEStudioError as error:
+        st.error(str(error), icon="⚠️")
+        return
+    for warning in data.warnings:
+        st.warning(warning)
+    session.set_current_run(job.run_id)
+    st.rerun()
+
+
+def controls(job, snap) -> None:
+    """Pause / resume / stop, and lr and beta while it runs."""
+    cols = st.columns(3)
+    if cols[0].button("Pause", disabled=snap.status != "running", width="stretch"):
+        job.pause()
+    if cols[1].button("Resume", disabled=snap.status != "paused", width="stretch"):
+        job.resume()
+    if cols[2].button("Stop", disabled=not snap.active, width="stretch", type="secondary"):
+        job.stop()
+    if snap.active:
+        with st.form("live_change", border=False):
+            c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
+            lr = c1.number_input("Learning rate now", 1e-6, 100.0, float(snap.lr), format="%.6g")
+            beta = c2.number_input("β now", 0.0, 1000.0, float(snap.beta), step=0.1, format="%.3g")
+            if c3.form_submit_button("Apply", width="stretch"):
+                try:
+                    if lr != snap.lr:
+                        job.set_lr(lr)
+                    if beta != snap.beta:
+                        job.set_beta(beta)
+                except VAEStudioError as error:
+                    st.error(str(error))
+
+
+def progress(snap) -> None:
+    icon = STATUS_ICONS.get(snap.status, "")
+    st.progress(snap.progress, text=f"{icon} {snap.status} · epoch {snap.epoch}/{snap.epochs} · "
+                                    f"step {snap.step:,}/{snap.total_steps:,}")
+    last = snap.epoch_metrics[-1] if snap.epoch_metrics else {}
+    recent = slice(-50, None)
+    cols = st.columns(5)
+    cols[0].metric("samples/s", f"{snap.samples_per_s:,.0f}")
+    cols[1].metric("ETA", duration(snap.eta_s))
+    cols[2].metric("loss (recent)", nats(float(np.mean(snap.curves.total[recent])) if len(snap.curves) else None))
+    cols[3].metric("test −ELBO", nats(last.get("test_neg_elbo")))
+    cols[4].metric("active units", f"{last['active_units']}/{len(snap.kl_per_dim)}" if last else "–")
+
+
+def live_panel() -> None:
+    """Re-run every second by its fragment while the job is active; the page re-runs once when it ends."""
+    job = session.registry().get(session.current_run_id())
+    if job is None:
+        return
+    snap = job.snapshot()
+    st.markdown(f"**Run** `{job.run_id}` · {snap.dataset} · {snap.config['model']} · z={snap.config['latent_dim']} "
+                f"· {snap.device}")
+    if snap.message:
+        st.error(snap.message, icon="⚠️")
+    progress(snap)
+    controls(job, snap)
+    st.plotly_chart(charts.loss_figure(snap.curves, snap.epoch_metrics, snap.events), key="loss_chart")
+    left, right = st.columns([1, 1])
+    with left:
+        st.plotly_chart(charts.kl_per_dim_figure(snap.kl_per_dim, snap.config["free_bits"]), key="kl_chart")
+    with right:
+        st.markdown("**Reconstructions** of fixed test images (top: input, bottom: decoded)")
+        if snap.frames:
+            frame = snap.frames[-1]
+            image_grid(np.concatenate([snap.fixed_inputs[:8], frame.reconstructions[:8]]), 8,
+                       caption=f"epoch {frame.epoch}")
+        else:
+            st.caption("Appears after the first epoch.")
+    was_active = st.session_state.get("_live_was_active", False)
+    st.session_state["_live_was_active"] = snap.active
+    if was_active and not snap.active:
+        st.rerun()  # once, so the fragment is rebuilt without its timer and the page stops polling
+
+
+left, right = st.columns([1, 2], gap="large")
+with left:
+    hyperparameter_form()
+with right:
+    job = session.registry().get(session.current_run_id())
+    if job is None:
+        st.info("Set the hyperparameters and press **Start training**. The curves appear here within a second.")
+    else:
+        st.session_state["_live_was_active"] = job.snapshot().active
+        st.fragment(live_panel, run_every=1.0 if job.snapshot().active else None)()

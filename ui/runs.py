@@ -1,0 +1,135 @@
+"""A run as the pages see it, whether it is training now or lives in a checkpoint file: its config,
+history, pictures and a CPU copy of the model for decoding. The pages never reach into a job."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from vae_core.checkpoint import RunCheckpoint, load_checkpoint
+from vae_core.config import TrainConfig
+from vae_core.errors import VAEStudioError
+from vae_core.history import StepCurves
+from vae_core.models import VAE, build_model
+
+from . import session
+
+
+@dataclass(frozen=True)
+class RunView:
+    run_id: str
+    label: str
+    config: TrainConfig
+    status: str
+    epoch: int  # epoch of the weights `model` holds
+    curves: StepCurves
+    epoch_metrics: tuple[dict, ...]
+    events: tuple[dict, ...]
+    frames: tuple
+    model: VAE
+    class_names: tuple[str, ...] | None
+    checkpoint_path: str | None
+    weights_key: tuple  # identifies the weights `model` holds, for caches of what they compute
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in ("starting", "running", "paused")
+
+
+def _live_view(job) -> RunView:
+    snap = job.snapshot()
+    epoch, weights = job.latest_weights()
+    weights_key = ("job", job.run_id, epoch)
+    model = _model_from_weights(weights_key, job.config, job.dataset.image_shape, job.dataset.num_classes, weights)
+    return RunView(run_id=job.run_id, label=f"{job.run_id} (live, {snap.status})", config=job.config,
+                   status=snap.status, epoch=epoch, curves=snap.curves, epoch_metrics=snap.epoch_metrics,
+                   events=snap.events, frames=snap.frames, model=model, class_names=job.dataset.class_names,
+                   checkpoint_path=snap.checkpoint_path, weights_key=weights_key)
+
+
+@st.cache_resource(max_entries=4)
+def _model_from_weights(weights_key, config, image_shape, num_classes, _weights) -> VAE:
+    """Rebuilt once per weights_key: the weights behind one key never change."""
+    model = build_model(config, image_shape, num_classes)
+    model.load_state_dict(_weights)
+    return model.eval()
+
+
+@st.cache_resource(max_entries=16)
+def _checkpoint(path: str, mtime_ns: int) -> RunCheckpoint:
+    return load_checkpoint(path)
+
+
+def read_checkpoint(path: Path) -> RunCheckpoint:
+    """A checkpoint, cached until the file changes."""
+    return _checkpoint(str(path), path.stat().st_mtime_ns)
+
+
+def _file_view(path: Path) -> RunView:
+    ckpt = read_checkpoint(path)
+    history = ckpt.state.history
+    weights_key = ("file", str(path), path.stat().st_mtime_ns)
+    model = _model_from_weights(weights_key, ckpt.config, ckpt.dataset.image_shape, ckpt.dataset.num_classes,
+                                ckpt.state.model_state)
+    return RunView(run_id=ckpt.run_id, label=f"{path.stem} ({ckpt.status}, epoch {ckpt.state.epoch})",
+                   config=ckpt.config, status=ckpt.status, epoch=ckpt.state.epoch, curves=history.curves(),
+                   epoch_metrics=tuple(history.epochs), events=tuple(history.events), frames=tuple(history.frames),
+                   model=model, class_names=ckpt.dataset.class_names, checkpoint_path=str(path),
+                   weights_key=weights_key)
+
+
+def checkpoint_files() -> list[Path]:
+    """Saved runs: the shared checkpoint folder and this session's own uploads, newest first."""
+    folders = [session.CHECKPOINT_DIR, session.private_dir() / "checkpoints"]
+    files = [p for folder in folders if folder.is_dir() for p in folder.glob("*.safetensors")]
+    return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def run_choices() -> dict[str, str]:
+    """key -> label of every run a page can show: live jobs first, then files. Keys are 'job:<id>'
+    or 'file:<path>'."""
+    choices: dict[str, str] = {}
+    live_ids = set()
+    for job in session.registry().jobs():
+        snap = job.snapshot()
+        choices[f"job:{job.run_id}"] = f"{job.run_id} · live ({snap.status}, epoch {snap.epoch}/{snap.epochs})"
+        live_ids.add(job.run_id)
+    for path in checkpoint_files():
+        if path.stem not in live_ids:
+            choices[f"file:{path}"] = f"{path.stem} · saved"
+    return choices
+
+
+def load_view(key: str) -> RunView:
+    kind, _, value = key.partition(":")
+    if kind == "job":
+        job = session.registry().get(value)
+        if job is None:
+            raise VAEStudioError(f"run {value} is no longer in memory; open its checkpoint instead")
+        return _live_view(job)
+    return _file_view(Path(value))
+
+
+def pick_run(label: str = "Run") -> RunView | None:
+    """A select box of runs in the sidebar; defaults to the session's current run. Shows an
+    error (not a traceback) when a checkpoint cannot be read; None when there is no run."""
+    choices = run_choices()
+    if not choices:
+        st.info("No run yet. Train one on the **Train** page, or upload a checkpoint on **Checkpoints**.")
+        return None
+    keys = list(choices)
+    current = session.current_run_id()
+    preferred = next((k for k in keys if current and k.endswith(current) or
+                      (current and Path(k.partition(':')[2]).stem == current)), keys[0])
+    key = st.sidebar.selectbox(label, keys, index=keys.index(preferred), format_func=choices.get,
+                               key="run_picker")
+    try:
+        view = load_view(key)
+    except VAEStudioError as error:
+        st.error(str(error))
+        return None
+    if view.run_id != current:
+        session.set_current_run(view.run_id)
+    return view

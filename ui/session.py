@@ -1,0 +1,71 @@
+"""Server-wide resources and per-session state: the job registry, cached datasets, the run a
+session is looking at, and each session's private folder for uploads."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from vae_core.data import load_dataset
+from vae_core.registry import JobRegistry
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINT_DIR = Path(os.environ.get("VAE_STUDIO_CHECKPOINTS", ROOT / "checkpoints"))
+UPLOAD_ROOT = Path(tempfile.gettempdir()) / "vae_studio_uploads"
+RUN_PARAM = "run"
+
+
+@st.cache_resource
+def registry() -> JobRegistry:
+    """One registry per server process, shared by every browser session, so jobs outlive reloads."""
+    CHECKPOINT_DIR.mkdir(parents=True, exist_ok=True)
+    return JobRegistry(CHECKPOINT_DIR)
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the dataset…")
+def dataset(source: str, image_size: int | None, test_fraction: float, seed: int):
+    """Datasets are loaded once per server and shared; they are immutable tensors."""
+    return load_dataset(source, image_size=image_size, test_fraction=test_fraction, seed=seed)
+
+
+def current_run_id() -> str | None:
+    """The run this session looks at: the URL's ?run= wins, so a reload or a shared link finds it."""
+    run_id = st.query_params.get(RUN_PARAM) or st.session_state.get(RUN_PARAM)
+    if run_id and st.session_state.get(RUN_PARAM) != run_id:
+        st.session_state[RUN_PARAM] = run_id
+    return run_id
+
+
+def set_current_run(run_id: str | None) -> None:
+    st.session_state[RUN_PARAM] = run_id
+    if run_id:
+        st.query_params[RUN_PARAM] = run_id
+    elif RUN_PARAM in st.query_params:
+        del st.query_params[RUN_PARAM]
+
+
+def private_dir() -> Path:
+    """This browser session's own folder for uploads. Its name is a random token kept only in the
+    session, so one session cannot name, read or delete another's files."""
+    token = st.session_state.get("_upload_token")
+    if token is None:
+        token = st.session_state["_upload_token"] = secrets.token_hex(16)
+    folder = UPLOAD_ROOT / token
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return folder
+
+
+def save_upload(upload, subfolder: str) -> Path:
+    """Write an uploaded file into this session's folder under a sanitised name."""
+    safe_name = Path(upload.name).name.replace(os.sep, "_") or "upload"
+    folder = private_dir() / subfolder
+    folder.mkdir(exist_ok=True)
+    target = folder / safe_name
+    with open(target, "wb") as handle:
+        shutil.copyfileobj(upload, handle)
+    return target

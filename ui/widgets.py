@@ -1,0 +1,34 @@
+"""Small view helpers shared by the pages."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from vae_core.generate import grid
+
+
+def image_grid(images: np.ndarray, columns: int, caption: str | None = None, scale: int = 3) -> None:
+    """One st.image for a whole grid of uint8 N x C x H x W images (far lighter than N images)."""
+    if images is None or len(images) == 0:
+        return
+    height = images.shape[2]
+    scale = max(1, min(scale, 96 // max(1, height)))  # small images (8x8 digits) are blown up more
+    st.image(grid(images, columns, scale=scale), caption=caption)
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None or not np.isfinite(seconds):
+        return "–"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def nats(value: float | None) -> str:
+    return "–" if value is None or not np.isfinite(value) else f"{value:,.2f}"
+
+
+STATUS_ICONS = {"starting": "⏳", "running": "🟢", "paused": "⏸️", "finished": "✅", "stopped": "⏹️",
+                "failed": "❌"}
