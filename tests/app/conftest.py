@@ -1,31 +1,9 @@
-"""AppTest fixtures: an isolated checkpoint folder with two small real runs (trained once per session
-on scikit-learn's digits), and a fresh server-wide cache for every test."""
-
-import os
-import tempfile
-from pathlib import Path
+"""AppTest fixtures: two small real runs in an isolated checkpoint folder, a fresh server-wide
+cache for every test, and an AppTest of the whole app."""
 
 import pytest
 
-# Before ui.session is imported anywhere: the app reads its checkpoint folder from here.
-CHECKPOINTS = Path(tempfile.mkdtemp(prefix="vae_studio_app_tests_"))
-os.environ["VAE_STUDIO_CHECKPOINTS"] = str(CHECKPOINTS)
-
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
-TIMEOUT = 60
-
-
-def train_checkpoint(name: str, **overrides) -> Path:
-    from vae_core.checkpoint import save_trainer_checkpoint
-    from vae_core.config import TrainConfig
-    from vae_core.data import load_dataset
-    from vae_core.trainer import Trainer, run_to_end
-
-    config = TrainConfig(data="digits", hidden=(32,), latent_dim=2, batch_size=128, epochs=2, device="cpu",
-                         **overrides)
-    trainer = Trainer(config, load_dataset("digits"))
-    run_to_end(trainer)
-    return save_trainer_checkpoint(trainer, name, "finished", CHECKPOINTS / f"{name}.safetensors")
+from apphelpers import APP, TIMEOUT, train_checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -51,27 +29,3 @@ def fresh_server_state():
 def app():
     from streamlit.testing.v1 import AppTest
     return AppTest.from_file(APP, default_timeout=TIMEOUT)
-
-
-def open_page(app, page: str):
-    app.switch_page(page)
-    return app.run()
-
-
-def assert_no_exception(app):
-    assert not app.exception, [e.value for e in app.exception]
-
-
-def plotly_specs(app) -> list[dict]:
-    import json
-    return [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
-
-
-def trace_values(values) -> list:
-    """Plotly 7 sends numeric arrays as base64 typed arrays ({'dtype', 'bdata'}); decode either form."""
-    import base64
-
-    import numpy as np
-    if isinstance(values, dict) and "bdata" in values:
-        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=np.dtype(values["dtype"])).tolist()
-    return list(values)

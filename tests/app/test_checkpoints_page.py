@@ -2,7 +2,7 @@
 
 import pickle
 
-from conftest import CHECKPOINTS, assert_no_exception, plotly_specs
+from apphelpers import CHECKPOINTS, assert_no_exception, plotly_specs
 
 
 def _open(app):
@@ -62,16 +62,18 @@ def test_download_gives_the_file_bytes(app, saved_runs):
 
 
 def test_resume_starts_a_job_from_the_checkpoint(app, saved_runs):
+    from apphelpers import train_checkpoint
     from ui.session import registry
 
+    resumable = train_checkpoint("resume-me")
     _open(app)
     selector = app.selectbox(key="checkpoint_selected")
-    selector.set_value(str(CHECKPOINTS / "vae-beta1.safetensors")).run()
+    selector.set_value(str(resumable)).run()
     next(n for n in app.number_input if n.label == "Train until epoch").set_value(3)
     next(b for b in app.button if b.label == "Resume training").click()
     app.run()
     assert_no_exception(app)
-    job = registry().get("vae-beta1")
+    job = registry().get("resume-me")
     assert job is not None
     assert job.wait(60)
     snap = job.snapshot()
@@ -80,7 +82,7 @@ def test_resume_starts_a_job_from_the_checkpoint(app, saved_runs):
 
 
 def test_delete_asks_first_then_removes_the_file(app, saved_runs, tmp_path):
-    from conftest import train_checkpoint
+    from apphelpers import train_checkpoint
     doomed = train_checkpoint("doomed")
     _open(app)
     app.selectbox(key="checkpoint_selected").set_value(str(doomed)).run()

@@ -1,6 +1,6 @@
 """Generate page: every tab produces its grid for a saved run."""
 
-from conftest import assert_no_exception
+from apphelpers import assert_no_exception
 
 
 def _pick(app, stem):

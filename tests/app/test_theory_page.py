@@ -1,6 +1,6 @@
 """Theory page: the maths, with the live numbers of the chosen run and the interactive demos."""
 
-from conftest import assert_no_exception
+from apphelpers import assert_no_exception
 
 
 def _open(app, run="vae-beta1"):

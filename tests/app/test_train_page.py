@@ -2,7 +2,7 @@
 
 import time
 
-from conftest import assert_no_exception, plotly_specs, trace_values
+from apphelpers import assert_no_exception, plotly_specs, trace_values
 
 
 def _set_small_run(app, epochs=2, dataset="digits"):

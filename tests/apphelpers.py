@@ -1,0 +1,50 @@
+"""What the app tests share: an isolated checkpoint folder (set before the app is imported), small
+real runs trained on scikit-learn's digits, and readers for what AppTest exposes."""
+
+import os
+import tempfile
+from pathlib import Path
+
+# Before ui.session is imported anywhere: the app reads its checkpoint folder from here.
+CHECKPOINTS = Path(tempfile.mkdtemp(prefix="vae_studio_app_tests_"))
+os.environ["VAE_STUDIO_CHECKPOINTS"] = str(CHECKPOINTS)
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+TIMEOUT = 60
+
+
+def train_checkpoint(name: str, **overrides) -> Path:
+    from vae_core.checkpoint import save_trainer_checkpoint
+    from vae_core.config import TrainConfig
+    from vae_core.data import load_dataset
+    from vae_core.trainer import Trainer, run_to_end
+
+    config = TrainConfig(data="digits", hidden=(32,), latent_dim=2, batch_size=128, epochs=2, device="cpu",
+                         **overrides)
+    trainer = Trainer(config, load_dataset("digits"))
+    run_to_end(trainer)
+    return save_trainer_checkpoint(trainer, name, "finished", CHECKPOINTS / f"{name}.safetensors")
+
+
+def open_page(app, page: str):
+    app.switch_page(page)
+    return app.run()
+
+
+def assert_no_exception(app):
+    assert not app.exception, [e.value for e in app.exception]
+
+
+def plotly_specs(app) -> list[dict]:
+    import json
+    return [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
+
+
+def trace_values(values) -> list:
+    """Plotly 7 sends numeric arrays as base64 typed arrays ({'dtype', 'bdata'}); decode either form."""
+    import base64
+
+    import numpy as np
+    if isinstance(values, dict) and "bdata" in values:
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=np.dtype(values["dtype"])).tolist()
+    return list(values)
