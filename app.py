@@ -2,13 +2,13 @@
 
 import streamlit as st
 
-st.set_page_config(page_title="VAE Studio", page_icon="🧬", layout="wide")
+st.set_page_config(page_title="VAE Studio", page_icon=":material/blur_on:", layout="wide")
 
 pages = [
-    st.Page("pages/train.py", title="Train", icon="🏋️", default=True),
-    st.Page("pages/latent.py", title="Latent space", icon="🌌"),
-    st.Page("pages/generate.py", title="Generate", icon="🎨"),
-    st.Page("pages/checkpoints.py", title="Checkpoints", icon="💾"),
-    st.Page("pages/theory.py", title="Theory", icon="📐"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),
+    st.Page("pages/latent.py", title="Latent space", icon=":material/scatter_plot:"),
+    st.Page("pages/generate.py", title="Generate", icon=":material/palette:"),
+    st.Page("pages/checkpoints.py", title="Checkpoints", icon=":material/save:"),
+    st.Page("pages/theory.py", title="Theory", icon=":material/functions:"),
 ]
 st.navigation(pages).run()

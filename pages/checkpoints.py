@@ -95,7 +95,7 @@ def resume_form(checkpoint) -> None:
                     registry.forget(checkpoint.run_id)
                 job = registry.start(config, data, run_id=checkpoint.run_id, state=checkpoint.state)
             except VAEStudioError as error:
-                st.error(str(error), icon="⚠️")
+                st.error(str(error), icon=":material/warning:")
                 return
             session.set_current_run(job.run_id)
             st.switch_page("pages/train.py", query_params={session.RUN_PARAM: job.run_id})

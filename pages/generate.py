@@ -22,7 +22,7 @@ st.caption(f"Run `{view.run_id}` · {config.model} · z={config.latent_dim} · �
            f"epoch {view.epoch}")
 if not model.variational:
     st.warning("This is a plain autoencoder: nothing made its latent space look like N(0, I), so decoding "
-               "draws from the prior gives shapes no image looks like. Compare with a VAE run.", icon="⚠️")
+               "draws from the prior gives shapes no image looks like. Compare with a VAE run.", icon=":material/warning:")
 
 tab_names = ["Samples from the prior", "Reconstructions", "Interpolation", "Traversals", "2D manifold",
              "Per class", "Timeline"]

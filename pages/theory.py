@@ -25,7 +25,7 @@ recent = slice(-50, None)
 
 def live(text: str) -> None:
     """A line of live numbers, visibly set apart from the maths."""
-    st.info(text, icon="📈")
+    st.info(text, icon=":material/monitoring:")
 
 
 st.header("1 · Why an autoencoder cannot generate")

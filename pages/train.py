@@ -97,7 +97,7 @@ def start_run(source: str, upload, image_size, values: dict, hidden_text: str) -
         data = session.dataset(config.data, config.image_size, config.test_fraction, config.seed)
         job = session.registry().start(config, data)
     except VAEStudioError as error:
-        st.error(str(error), icon="⚠️")
+        st.error(str(error), icon=":material/warning:")
         return
     for warning in data.warnings:
         st.warning(warning)
@@ -152,7 +152,7 @@ def live_panel() -> None:
     st.markdown(f"**Run** `{job.run_id}` · {snap.dataset} · {snap.config['model']} · z={snap.config['latent_dim']} "
                 f"· {snap.device}")
     if snap.message:
-        st.error(snap.message, icon="⚠️")
+        st.error(snap.message, icon=":material/warning:")
     progress(snap)
     controls(job, snap)
     st.plotly_chart(charts.loss_figure(snap.curves, snap.epoch_metrics, snap.events), key="loss_chart")

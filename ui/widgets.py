@@ -30,5 +30,6 @@ def nats(value: float | None) -> str:
     return "–" if value is None or not np.isfinite(value) else f"{value:,.2f}"
 
 
-STATUS_ICONS = {"starting": "⏳", "running": "🟢", "paused": "⏸️", "finished": "✅", "stopped": "⏹️",
-                "failed": "❌"}
+STATUS_ICONS = {"starting": ":material/hourglass_top:", "running": ":material/play_circle:",
+                "paused": ":material/pause_circle:", "finished": ":material/check_circle:",
+                "stopped": ":material/stop_circle:", "failed": ":material/error:"}
