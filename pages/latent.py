@@ -1,0 +1,102 @@
+"""Latent space: the test images' latent means in 2D, coloured by label; click one to decode it."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from ui import charts
+from ui.data_access import run_dataset, test_latents
+from ui.runs import pick_run
+from ui.widgets import image_grid
+from vae_core.errors import VAEStudioError
+from vae_core.generate import reconstruct
+from vae_core.projection import METHODS, ProjectionCache
+
+METHOD_LABELS = {"pca": "PCA (instant)", "tsne": "t-SNE", "umap": "UMAP"}
+
+st.title("Latent space")
+st.caption("Each point is one test image's posterior mean E[z|x]. A VAE's KL term pulls these towards "
+           "N(0, I), so the space is filled without gaps and any point decodes to something plausible; "
+           "a plain autoencoder's (model `ae`) is scattered and irregular.")
+
+
+@st.cache_resource
+def projections() -> ProjectionCache:
+    """Server-wide: a projection computed once serves every session that asks for the same thing."""
+    return ProjectionCache()
+
+
+view = pick_run()
+if view is None:
+    st.stop()
+try:
+    data = run_dataset(view)
+except VAEStudioError as error:
+    st.error(f"The run's data cannot be loaded: {error}")
+    st.stop()
+
+test_count = int(data.test_x.shape[0])
+c1, c2, c3 = st.columns([2, 2, 1])
+method = c1.segmented_control("Projection", METHODS, format_func=METHOD_LABELS.get, default="pca",
+                              key="projection_method") or "pca"
+count = c2.slider("Points", min(100, test_count), min(10_000, test_count), min(2_000, test_count), step=100,
+                  key="projection_points")
+c3.metric("Latent size", view.config.latent_dim)
+if view.config.latent_dim == 2:
+    st.caption("The latent is 2-dimensional: the axes are z₀ and z₁ themselves, no projection needed.")
+
+latents = test_latents(view, count)
+labels = data.test_y[:count].numpy() if data.test_y is not None else None
+key = (view.weights_key, method, count)
+previous = st.session_state.get(("projection_of", view.run_id, method, count))
+job = projections().get_or_start(key, latents, method, seed=view.config.seed,
+                                 reference=previous if previous is not None and len(previous) == count else None)
+axis_names = ("z₀", "z₁") if view.config.latent_dim == 2 else (f"{method} 1", f"{method} 2")
+title = f"{METHOD_LABELS[method]} of {count:,} test images · epoch {view.epoch}"
+
+
+def waiting_panel() -> None:
+    """Polls the background projection; shows its progressive preview, then reruns the page once."""
+    if job.done:
+        st.rerun()
+    st.progress(job.progress, text=f"{METHOD_LABELS[method]} running… {job.progress:.0%} "
+                                   f"({job.elapsed_s:.1f} s)")
+    preview = job.preview
+    if preview is not None:
+        st.plotly_chart(charts.latent_scatter(preview, labels, view.class_names, title + " (preview)", axis_names),
+                        key="latent_preview")
+
+
+if not job.done:
+    st.fragment(waiting_panel, run_every=0.5)()
+    st.stop()
+if job.error:
+    st.error(f"The projection failed: {job.error}")
+    st.stop()
+
+points = job.result
+st.session_state[("projection_of", view.run_id, method, count)] = points
+figure = charts.latent_scatter(points, labels, view.class_names, title, axis_names)
+event = st.plotly_chart(figure, key="latent_scatter", on_select="rerun", selection_mode="points")
+st.caption(f"Computed in {job.elapsed_s:.2f} s. Click a point to see the image and its decoding; drag to pan, "
+           "scroll to zoom, click a legend entry to hide a class.")
+
+selected = [p for p in (event.selection.points if event and event.selection else []) if "customdata" in p]
+if selected:
+    index = int(np.ravel(selected[0]["customdata"])[0])
+    x = data.test_x[index:index + 1]
+    y = data.test_y[index:index + 1] if data.test_y is not None else None
+    label = (view.class_names[int(y)] if view.class_names and y is not None else "unlabelled")
+    st.subheader(f"Image {index} · {label}")
+    left, right, rest = st.columns([1, 1, 3])
+    with left:
+        st.markdown("**Input**")
+        image_grid((x.numpy() * 255).round().astype(np.uint8), 1, scale=6)
+    with right:
+        st.markdown("**Decoded mean**")
+        image_grid(reconstruct(view.model, x, y), 1, scale=6)
+    rest.markdown("**Latent mean**")
+    rest.code(np.array2string(latents[index], precision=2, max_line_width=60))
+else:
+    st.info("Click a point in the scatter to see that image and its decoding.", icon=":material/touch_app:")

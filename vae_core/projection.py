@@ -1,0 +1,594 @@
+"""2-D projections of latent vectors for the Latent page: PCA, t-SNE and UMAP.
+
+`project` is the plain function; `ProjectionJob` runs it in a daemon thread and publishes
+immutable snapshots (progress, a partial embedding to preview, the result or an error) that
+any thread may read; `ProjectionCache` keeps recent jobs so a page rerun never recomputes.
+`align` rotates, scales and shifts a new projection onto the previous one so the scatter of
+epoch k+1 lines up with epoch k, and `neighbour_preservation` scores a projection.
+
+The heavy libraries (openTSNE, umap-learn and through it numba) are imported inside the
+functions that need them, so importing this module stays cheap.
+
+Speed choices, measured on the 2-core target machine with `bench/bench_projection.py`
+(10,000 Fashion-MNIST images reduced to 10 dimensions):
+- Exact k-nearest neighbours (scikit-learn, 2 jobs) for both t-SNE and UMAP. Up to ~10^4
+  points they beat the approximate indexes: 0.9-2.8 s against 6.6-10 s for Annoy in openTSNE,
+  for 10 to 128 dimensions; and UMAP then never calls pynndescent, which in a fresh process
+  costs minutes of numba compilation.
+- t-SNE: 125 early-exaggeration + 200 normal iterations instead of openTSNE's 250 + 500. The
+  neighbour preservation (k=10) falls by about 0.01 and the run takes well under half the time;
+  the late iterations are the dear ones because the FFT grid grows with the embedding.
+- UMAP: PCA initialisation instead of the spectral one (whose ARPACK solve took 7-8 s of a
+  15 s fit) and 200 epochs instead of the 500 UMAP picks for <= 10,000 points, at the same
+  neighbour preservation and kNN label accuracy.
+- UMAP runs seeded (`random_state=seed`), which makes umap-learn single-threaded. On 2 cores
+  the parallel variant was no faster (7.5 s against 7.7 s for the fit above, and slower under
+  load), is not reproducible, needs a second JIT compilation, and would take the core that the
+  app and a running training need.
+- numba compiles UMAP's kernels on first use (~15 s, plus ~20 s for pynndescent's eager
+  compilation at import) and umap-learn caches almost none of them. We point numba's cache at
+  a persistent directory and switch on on-disk caching for every umap/pynndescent kernel, so
+  only the first UMAP on a machine pays; `warm_up_umap` lets the app pay that in the background.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import threading
+import time
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Hashable
+
+import numpy as np
+
+from .errors import DataError
+
+METHODS = ("pca", "tsne", "umap")
+
+Progress = Callable[[float, "np.ndarray | None"], None]
+ShouldStop = Callable[[], bool]
+
+N_JOBS = 2  # the target machine has 2 cores
+
+TSNE_PERPLEXITY = 30.0
+TSNE_EARLY_EXAGGERATION_ITERS = 125
+TSNE_ITERS = 200
+TSNE_CHECK_EVERY = 10  # iterations between progress reports and stop checks
+TSNE_PREVIEW_EVERY = 50  # iterations between partial embeddings handed to `progress`
+TSNE_AFFINITY_SHARE = 0.15  # share of the progress bar for neighbours + affinities
+
+UMAP_N_NEIGHBORS = 15
+UMAP_MIN_DIST = 0.1
+UMAP_EPOCHS = 200
+UMAP_KNN_SHARE = 0.1  # share of the progress bar for the neighbour search
+UMAP_WARM_UP_POINTS = 64
+
+EXACT_KNN_MAX_POINTS = 20_000  # beyond this openTSNE's approximate index pays off
+
+log = logging.getLogger(__name__)
+
+
+class ProjectionInputError(DataError, ValueError):
+    """The latents cannot be projected. A ValueError for callers of `project`, and a DataError
+    so the app shows the message instead of a traceback."""
+
+
+class ProjectionCancelled(Exception):
+    """`should_stop` said stop before the projection finished."""
+
+
+def _ignore_progress(fraction: float, embedding: np.ndarray | None) -> None:
+    pass
+
+
+def _never_stop() -> bool:
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# project
+
+
+def project(latents: np.ndarray, method: str, *, seed: int = 0, progress: Progress | None = None,
+            should_stop: ShouldStop | None = None) -> np.ndarray:
+    """Project (N, D) latents to (N, 2) float32 points with `method`, one of METHODS.
+
+    D == 2 returns the latents themselves: their axes already are the latent axes. `progress`
+    gets (fraction in 0..1, current embedding or None); t-SNE hands a partial embedding every
+    TSNE_PREVIEW_EVERY iterations. When `should_stop()` turns true, ProjectionCancelled is
+    raised. Bad input raises ProjectionInputError, a ValueError.
+    """
+    points = _validated_latents(latents, method)
+    report = progress or _ignore_progress
+    stop = should_stop or _never_stop
+    _raise_if_stopped(stop)
+    report(0.0, None)
+    if points.shape[1] == 2:
+        embedding = points.astype(np.float32)
+    else:
+        embedding = _PROJECTORS[method](points, seed, report, stop)
+    report(1.0, embedding)
+    return embedding
+
+
+def _validated_latents(latents: np.ndarray, method: str) -> np.ndarray:
+    if method not in METHODS:
+        raise ProjectionInputError(f"unknown projection method {method!r}: choose one of {', '.join(METHODS)}")
+    try:
+        points = np.asarray(latents)
+    except (TypeError, ValueError) as error:
+        raise ProjectionInputError(f"latents must be an array of numbers: {error}") from None
+    if points.ndim != 2:
+        raise ProjectionInputError(
+            f"latents must be a 2-D array (points x latent dimensions), got shape {points.shape}")
+    if not (np.issubdtype(points.dtype, np.integer) or np.issubdtype(points.dtype, np.floating)):
+        raise ProjectionInputError(f"latents must be real numbers, got dtype {points.dtype}")
+    n_points, n_dims = points.shape
+    if n_points < 3:
+        raise ProjectionInputError(f"need at least 3 points to project, got {n_points}")
+    if n_dims < 2:
+        raise ProjectionInputError(f"need at least 2 latent dimensions to project to 2-D, got {n_dims}")
+    finite = np.isfinite(points)
+    if not finite.all():
+        bad_rows = np.flatnonzero(~finite.all(axis=1))
+        raise ProjectionInputError(
+            f"latents contain NaN or infinite values in {bad_rows.size} of {n_points} points "
+            f"(first at row {bad_rows[0]}); the model has probably diverged")
+    return points.astype(np.float64)
+
+
+def _raise_if_stopped(should_stop: ShouldStop) -> None:
+    if should_stop():
+        raise ProjectionCancelled()
+
+
+def _pca(points: np.ndarray, seed: int, report: Progress, stop: ShouldStop) -> np.ndarray:
+    """The first two principal-component scores, with the sign of each axis fixed so that its
+    largest-magnitude score is positive: the SVD's arbitrary signs would otherwise mirror the
+    scatter from one call to the next."""
+    centred = points - points.mean(axis=0)
+    left, singular_values, _ = np.linalg.svd(centred, full_matrices=False)
+    scores = left[:, :2] * singular_values[:2]
+    largest = scores[np.argmax(np.abs(scores), axis=0), [0, 1]]
+    return (scores * np.where(largest < 0, -1.0, 1.0)).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# t-SNE (openTSNE, FFT-accelerated)
+
+
+class _TsneMonitor:
+    """openTSNE callback: reports progress, hands out partial embeddings, asks to stop.
+
+    openTSNE counts iterations afresh in each optimisation phase; `iterations_before` is set to
+    the length of the finished phases so the fraction keeps rising across them.
+    """
+
+    def __init__(self, report: Progress, stop: ShouldStop, total_iterations: int):
+        self.report = report
+        self.stop = stop
+        self.total_iterations = total_iterations
+        self.iterations_before = 0
+        self.last_preview_at = 0
+
+    def __call__(self, iteration: int, error: float, embedding: np.ndarray) -> bool:
+        if self.stop():
+            return True  # openTSNE then raises OptimizationInterrupt
+        done = self.iterations_before + iteration
+        preview = None
+        if done - self.last_preview_at >= TSNE_PREVIEW_EVERY:
+            preview = np.array(embedding, dtype=np.float32)  # openTSNE keeps updating its own
+            self.last_preview_at = done
+        self.report(_tsne_fraction(done, self.total_iterations), preview)
+        return False
+
+
+def _tsne_fraction(iterations_done: int, total_iterations: int) -> float:
+    return TSNE_AFFINITY_SHARE + (1.0 - TSNE_AFFINITY_SHARE) * iterations_done / total_iterations
+
+
+def _tsne(points: np.ndarray, seed: int, report: Progress, stop: ShouldStop) -> np.ndarray:
+    from openTSNE import TSNE
+    from openTSNE.tsne import OptimizationInterrupt
+
+    n_points = len(points)
+    monitor = _TsneMonitor(report, stop, TSNE_EARLY_EXAGGERATION_ITERS + TSNE_ITERS)
+    tsne = TSNE(
+        n_components=2,
+        # openTSNE needs 3 * perplexity neighbours; small sets get the largest that fits.
+        perplexity=min(TSNE_PERPLEXITY, (n_points - 1) / 3),
+        initialization="pca",  # deterministic, keeps global structure, and runs stay comparable
+        negative_gradient_method="fft",
+        neighbors="exact" if n_points <= EXACT_KNN_MAX_POINTS else "auto",
+        n_jobs=N_JOBS,
+        random_state=seed,
+        callbacks=monitor,
+        callbacks_every_iters=TSNE_CHECK_EVERY,
+    )
+    embedding = tsne.prepare_initial(points)  # neighbours, affinities, PCA initialisation
+    _raise_if_stopped(stop)
+    report(TSNE_AFFINITY_SHARE, np.array(embedding, dtype=np.float32))  # the first preview
+    try:
+        # The same two phases as TSNE.fit, run here so the monitor knows where it is.
+        embedding.optimize(n_iter=TSNE_EARLY_EXAGGERATION_ITERS, exaggeration=tsne.early_exaggeration,
+                           momentum=tsne.initial_momentum, inplace=True, propagate_exception=True)
+        monitor.iterations_before = TSNE_EARLY_EXAGGERATION_ITERS
+        embedding.optimize(n_iter=TSNE_ITERS, exaggeration=tsne.exaggeration,
+                           momentum=tsne.final_momentum, inplace=True, propagate_exception=True)
+    except OptimizationInterrupt:
+        raise ProjectionCancelled() from None
+    return np.array(embedding, dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# UMAP (umap-learn) and its numba cache
+
+_umap_lock = threading.Lock()
+_umap_module = None
+
+
+def numba_cache_dir() -> Path:
+    """Where compiled numba kernels persist across processes (NUMBA_CACHE_DIR wins if set)."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return Path(os.environ["NUMBA_CACHE_DIR"])
+    cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache_home) / "vae_studio" / "numba"
+
+
+def _use_persistent_numba_cache() -> None:
+    """Point numba's on-disk cache at numba_cache_dir(). Must run before umap (and with it
+    pynndescent, whose kernels register their caches at import) is imported."""
+    cache_dir = numba_cache_dir()
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        log.warning("numba cache %s unusable (%s): UMAP will recompile in every process", cache_dir, error)
+        return
+    os.environ["NUMBA_CACHE_DIR"] = str(cache_dir)
+    if "numba" in sys.modules:  # someone imported numba first: make it re-read the environment
+        from numba.core import config
+        config.reload_config()
+
+
+def _cache_every_umap_kernel() -> int:
+    """Switch on numba's on-disk cache for the jitted functions of umap and pynndescent that do
+    not ask for it themselves (nearly all of umap's), before any of them is compiled.
+
+    Relies on numba's Dispatcher.enable_caching; numba refuses (with a warning) to cache what it
+    cannot, so the worst case is the old speed. Returns how many kernels were switched on.
+    """
+    try:
+        from numba.core.caching import NullCache
+        from numba.core.dispatcher import Dispatcher
+    except ImportError:  # a numba without these internals: keep the slow path
+        return 0
+    enabled = 0
+    for name, module in list(sys.modules.items()):
+        if module is None or name.split(".")[0] not in ("umap", "pynndescent"):
+            continue
+        for kernel in list(vars(module).values()):
+            if isinstance(kernel, Dispatcher) and isinstance(kernel._cache, NullCache):
+                kernel.enable_caching()
+                enabled += 1
+    return enabled
+
+
+def _import_umap():
+    """umap, imported once with the persistent numba cache in place."""
+    global _umap_module
+    with _umap_lock:
+        if _umap_module is None:
+            _use_persistent_numba_cache()
+            with warnings.catch_warnings():  # umap's notes about optional extras at import
+                warnings.simplefilter("ignore")
+                import umap
+            log.debug("numba disk cache enabled for %d umap kernels", _cache_every_umap_kernel())
+            # We hand UMAP our own neighbours, so it has no search index to keep: expected.
+            warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)
+            _umap_module = umap
+        return _umap_module
+
+
+def warm_up_umap() -> None:
+    """Import umap and compile (or load from the disk cache) every kernel a projection uses,
+    on a tiny array. The app calls this in a background thread at start-up so the user's first
+    UMAP does not wait for numba. The kernels depend on types, not sizes, and `_umap` feeds the
+    same float32/int32 arrays and settings whatever the size, so 64 points cover 10,000."""
+    points = np.random.default_rng(0).normal(size=(UMAP_WARM_UP_POINTS, 4))
+    project(points, "umap")
+
+
+class _UmapEpochCounter:
+    """A file for umap's tqdm progress bar: reads the epoch count out of each redraw, reports it
+    and cancels by raising out of the optimisation loop. umap-learn has no callback; its epoch
+    loop is a tqdm over range(n_epochs) and tqdm redraws through `file.write`."""
+
+    BAR_FORMAT = "{n}/{total}"
+    _COUNT = re.compile(r"(\d+)/(\d+)")
+
+    def __init__(self, report: Progress, stop: ShouldStop):
+        self.report = report
+        self.stop = stop
+        self.cancelled = False
+
+    def write(self, text: str) -> int:
+        if self.cancelled:
+            return len(text)  # tqdm may draw once more while it is torn down
+        if self.stop():
+            self.cancelled = True
+            raise ProjectionCancelled()
+        counts = self._COUNT.findall(text)
+        if counts:
+            epoch, epochs = map(int, counts[-1])
+            self.report(UMAP_KNN_SHARE + (1.0 - UMAP_KNN_SHARE) * epoch / max(epochs, 1), None)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def tqdm_kwds(self) -> dict:
+        return {"disable": False, "file": self, "bar_format": self.BAR_FORMAT, "mininterval": 0.2,
+                "ascii": True}
+
+
+def _exact_knn(points: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each point's k nearest neighbours, itself first, in the dtypes umap's own search returns."""
+    from sklearn.neighbors import NearestNeighbors
+
+    distances, indices = NearestNeighbors(n_neighbors=k, n_jobs=N_JOBS).fit(points).kneighbors(points)
+    return indices.astype(np.int32), distances.astype(np.float32)
+
+
+def _umap(points: np.ndarray, seed: int, report: Progress, stop: ShouldStop) -> np.ndarray:
+    umap = _import_umap()
+    _raise_if_stopped(stop)
+    features = points.astype(np.float32)
+    n_neighbors = min(UMAP_N_NEIGHBORS, len(features) - 1)
+    knn_indices, knn_distances = _exact_knn(features, n_neighbors)
+    _raise_if_stopped(stop)
+    report(UMAP_KNN_SHARE, None)
+    epoch_counter = _UmapEpochCounter(report, stop)
+    reducer = umap.UMAP(
+        n_neighbors=n_neighbors,
+        min_dist=UMAP_MIN_DIST,
+        init="pca",
+        n_epochs=UMAP_EPOCHS,
+        random_state=seed,  # reproducible; this makes umap single-threaded (see module doc)
+        n_jobs=1,
+        precomputed_knn=(knn_indices, knn_distances, None),
+        tqdm_kwds=epoch_counter.tqdm_kwds(),
+    )
+    return np.asarray(reducer.fit_transform(features), dtype=np.float32)
+
+
+_PROJECTORS = {"pca": _pca, "tsne": _tsne, "umap": _umap}
+
+
+# ---------------------------------------------------------------------------------------------
+# comparing projections
+
+
+def align(reference: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+    """`embedding` rotated or reflected, uniformly scaled and shifted to best fit `reference`
+    (orthogonal Procrustes, least squares); both hold the same points in the same order."""
+    target = np.asarray(reference, dtype=np.float64)
+    source = np.asarray(embedding, dtype=np.float64)
+    if target.shape != source.shape or target.ndim != 2:
+        raise ValueError(f"align needs two (N, d) arrays of the same shape, got {target.shape} and {source.shape}")
+    target_mean, source_mean = target.mean(axis=0), source.mean(axis=0)
+    target_centred, source_centred = target - target_mean, source - source_mean
+    spread = np.sum(source_centred**2)
+    if spread == 0.0:  # all points in one place: nothing to rotate or scale
+        return np.broadcast_to(target_mean, source.shape).astype(np.float32)
+    left, singular_values, right_t = np.linalg.svd(source_centred.T @ target_centred)
+    rotation = left @ right_t
+    scale = singular_values.sum() / spread
+    return (scale * source_centred @ rotation + target_mean).astype(np.float32)
+
+
+def neighbour_preservation(high: np.ndarray, low: np.ndarray, k: int = 10) -> float:
+    """Mean share of each point's k nearest neighbours in `high` that are also among its k
+    nearest in `low` (the point itself excluded). 1.0: every neighbourhood kept."""
+    from sklearn.neighbors import NearestNeighbors
+
+    high, low = np.asarray(high), np.asarray(low)
+    if len(high) != len(low) or len(high) < 2:
+        raise ValueError(f"need the same points (at least 2) in both arrays, got {len(high)} and {len(low)}")
+    k = min(k, len(high) - 1)
+    high_neighbours = NearestNeighbors(n_neighbors=k).fit(high).kneighbors(return_distance=False)
+    low_neighbours = NearestNeighbors(n_neighbors=k).fit(low).kneighbors(return_distance=False)
+    # Each row holds k distinct indices per side, so equal neighbours in the sorted union are shared.
+    both = np.sort(np.concatenate([high_neighbours, low_neighbours], axis=1), axis=1)
+    shared = np.count_nonzero(both[:, 1:] == both[:, :-1], axis=1)
+    return float(shared.mean() / k)
+
+
+# ---------------------------------------------------------------------------------------------
+# background jobs
+
+
+@dataclass(frozen=True)
+class ProjectionSnapshot:
+    """What a reader may know about a job at one moment. Never mutated after it is published."""
+
+    progress: float = 0.0
+    preview: np.ndarray | None = None  # latest partial embedding, aligned to the reference if any
+    result: np.ndarray | None = None
+    error: str | None = None
+    done: bool = False
+    cancelled: bool = False
+    finished_at: float | None = None  # time.perf_counter() when done
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)  # snapshots are shared between threads
+    return array
+
+
+class ProjectionJob:
+    """`project` in a daemon thread. Never touches any UI: readers poll the properties.
+
+    With a `reference` (the previous 2-D result for the same points) the preview and the result
+    are aligned onto it, so consecutive epochs line up. Latents of dimension 2 are never
+    rotated: their axes are the latent axes.
+    """
+
+    def __init__(self, latents: np.ndarray, method: str, *, seed: int = 0, reference: np.ndarray | None = None):
+        self.method = method
+        self.seed = seed
+        self._latents = latents
+        self._reference = None if reference is None else np.asarray(reference, dtype=np.float32)
+        self._keeps_latent_axes = np.ndim(latents) == 2 and np.shape(latents)[1] == 2
+        self._stop_requested = threading.Event()
+        self._lock = threading.Lock()
+        self._snapshot = ProjectionSnapshot()
+        self._thread: threading.Thread | None = None
+        self._started_at: float | None = None
+
+    def start(self) -> "ProjectionJob":
+        with self._lock:
+            if self._thread is None:
+                self._started_at = time.perf_counter()
+                self._thread = threading.Thread(target=self._run, name=f"projection-{self.method}", daemon=True)
+                self._thread.start()
+        return self
+
+    def cancel(self) -> None:
+        """Ask the projection to stop; it ends with `done` and `cancelled` true, no result."""
+        self._stop_requested.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until done or `timeout` seconds; returns `done`."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.done
+
+    @property
+    def snapshot(self) -> ProjectionSnapshot:
+        return self._snapshot
+
+    @property
+    def progress(self) -> float:
+        return self._snapshot.progress
+
+    @property
+    def preview(self) -> np.ndarray | None:
+        return self._snapshot.preview
+
+    @property
+    def result(self) -> np.ndarray | None:
+        return self._snapshot.result
+
+    @property
+    def error(self) -> str | None:
+        return self._snapshot.error
+
+    @property
+    def done(self) -> bool:
+        return self._snapshot.done
+
+    @property
+    def cancelled(self) -> bool:
+        return self._snapshot.cancelled
+
+    @property
+    def elapsed_s(self) -> float:
+        """Seconds since start, frozen once done."""
+        if self._started_at is None:
+            return 0.0
+        end = self._snapshot.finished_at or time.perf_counter()
+        return end - self._started_at
+
+    def _run(self) -> None:
+        try:
+            embedding = project(self._latents, self.method, seed=self.seed, progress=self._on_progress,
+                                should_stop=self._stop_requested.is_set)
+        except ProjectionCancelled:
+            self._finish(cancelled=True)
+        except Exception as error:  # noqa: BLE001 -- a failure must land in .error, not kill the thread
+            self._finish(error=_describe(error))
+        else:
+            self._finish(result=self._aligned(embedding))
+        finally:
+            self._latents = None  # the caller's array may be large; the job no longer needs it
+
+    def _on_progress(self, fraction: float, embedding: np.ndarray | None) -> None:
+        with self._lock:
+            current = self._snapshot
+            preview = current.preview if embedding is None else self._aligned(embedding)
+            self._snapshot = replace(current, progress=max(current.progress, min(fraction, 1.0)), preview=preview)
+
+    def _finish(self, *, result: np.ndarray | None = None, error: str | None = None, cancelled: bool = False) -> None:
+        with self._lock:
+            current = self._snapshot
+            self._snapshot = ProjectionSnapshot(
+                progress=1.0 if result is not None else current.progress,
+                preview=result if result is not None else current.preview,
+                result=result, error=error, done=True, cancelled=cancelled, finished_at=time.perf_counter())
+
+    def _aligned(self, embedding: np.ndarray) -> np.ndarray:
+        if self._reference is None or self._keeps_latent_axes or self._reference.shape != embedding.shape:
+            return _read_only(np.array(embedding, dtype=np.float32))
+        return _read_only(align(self._reference, embedding))
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, ProjectionInputError):
+        return str(error)
+    log.exception("projection failed")
+    return f"{type(error).__name__}: {error}"
+
+
+class ProjectionCache:
+    """The most recently used projection jobs (LRU), keyed by any hashable key; the app uses
+    (run_id, epoch, method, n_points). A job evicted while still running is cancelled: nobody
+    can find it any more, and it would take a core from the jobs that can."""
+
+    def __init__(self, max_entries: int = 16):
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be at least 1, got {max_entries}")
+        self.max_entries = max_entries
+        self._jobs: OrderedDict[Hashable, ProjectionJob] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_start(self, key: Hashable, latents: np.ndarray, method: str, seed: int = 0,
+                     reference: np.ndarray | None = None) -> ProjectionJob:
+        """The job for `key`, started now unless one is cached (a cancelled one is replaced)."""
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is not None and not job.cancelled:
+                self._jobs.move_to_end(key)
+                return job
+            job = ProjectionJob(latents, method, seed=seed, reference=reference).start()
+            self._jobs[key] = job
+            self._evict_beyond_capacity()
+            return job
+
+    def get(self, key: Hashable) -> ProjectionJob | None:
+        with self._lock:
+            return self._jobs.get(key)
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._jobs
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._jobs)
+
+    def clear(self) -> None:
+        with self._lock:
+            for job in self._jobs.values():
+                job.cancel()
+            self._jobs.clear()
+
+    def _evict_beyond_capacity(self) -> None:
+        while len(self._jobs) > self.max_entries:
+            _, oldest = self._jobs.popitem(last=False)
+            oldest.cancel()  # no effect on a finished job
