@@ -2,6 +2,8 @@
 
 import streamlit as st
 
+from ui.session import start_background_warm_ups
+
 st.set_page_config(page_title="VAE Studio", page_icon=":material/blur_on:", layout="wide")
 
 pages = [
@@ -11,4 +13,5 @@ pages = [
     st.Page("pages/checkpoints.py", title="Checkpoints", icon=":material/save:"),
     st.Page("pages/theory.py", title="Theory", icon=":material/functions:"),
 ]
+start_background_warm_ups()
 st.navigation(pages).run()

@@ -8,6 +8,7 @@ from pathlib import Path
 # Before ui.session is imported anywhere: the app reads its checkpoint folder from here.
 CHECKPOINTS = Path(tempfile.mkdtemp(prefix="vae_studio_app_tests_"))
 os.environ["VAE_STUDIO_CHECKPOINTS"] = str(CHECKPOINTS)
+os.environ["VAE_STUDIO_WARM_UP"] = "0"  # no UMAP compilation in the background of every AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 60

@@ -7,11 +7,13 @@ import os
 import secrets
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import streamlit as st
 
 from vae_core.data import load_dataset
+from vae_core.projection import warm_up_umap
 from vae_core.registry import JobRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +27,23 @@ def registry() -> JobRegistry:
     """One registry per server process, shared by every browser session, so jobs outlive reloads."""
     CHECKPOINT_DIR.mkdir(parents=True, exist_ok=True)
     return JobRegistry(CHECKPOINT_DIR)
+
+
+_warm_up_lock = threading.Lock()
+_warm_up_thread: threading.Thread | None = None
+
+
+def start_background_warm_ups() -> None:
+    """Once per process: compile (or load from numba's disk cache) UMAP's kernels in the background,
+    so a person's first UMAP projection does not wait for the JIT. VAE_STUDIO_WARM_UP=0 turns it
+    off (the AppTests, which never run UMAP in the app and share their process with many apps)."""
+    global _warm_up_thread
+    if os.environ.get("VAE_STUDIO_WARM_UP", "1") == "0":
+        return
+    with _warm_up_lock:
+        if _warm_up_thread is None:
+            _warm_up_thread = threading.Thread(target=warm_up_umap, name="warm-up-umap", daemon=True)
+            _warm_up_thread.start()
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the dataset…")
