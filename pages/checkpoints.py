@@ -71,7 +71,8 @@ def details(path: Path, checkpoint) -> None:
     st.subheader(f"Run {checkpoint.run_id}")
     c1, c2 = st.columns([3, 2])
     with c1:
-        st.json(checkpoint.config.to_dict(), expanded=False)
+        st.markdown("**Config**")
+        st.json(checkpoint.config.to_dict(), expanded=True)
     with c2:
         st.download_button("Download .safetensors", data=path.read_bytes, file_name=path.name,
                            mime="application/octet-stream", on_click="ignore", width="stretch",

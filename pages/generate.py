@@ -89,7 +89,7 @@ with tabs["Traversals"]:
 with tabs["2D manifold"]:
     if config.latent_dim == 2:
         steps = st.slider("Grid size", 5, 25, 15)
-        image_grid(generate.manifold(model, steps), steps, scale=2,
+        image_grid(generate.manifold(model, steps), steps, cell_px=40,
                    caption="decoded z on an even grid of the prior's quantiles (z₀ → right, z₁ → up)")
     else:
         st.info("The manifold grid needs a 2-dimensional latent space: train with latent size 2.")

@@ -92,10 +92,10 @@ if selected:
     left, right, rest = st.columns([1, 1, 3])
     with left:
         st.markdown("**Input**")
-        image_grid((x.numpy() * 255).round().astype(np.uint8), 1, scale=6)
+        image_grid((x.numpy() * 255).round().astype(np.uint8), 1, cell_px=160)
     with right:
         st.markdown("**Decoded mean**")
-        image_grid(reconstruct(view.model, x, y), 1, scale=6)
+        image_grid(reconstruct(view.model, x, y), 1, cell_px=160)
     rest.markdown("**Latent mean**")
     rest.code(np.array2string(latents[index], precision=2, max_line_width=60))
 else:

@@ -8,12 +8,12 @@ import streamlit as st
 from vae_core.generate import grid
 
 
-def image_grid(images: np.ndarray, columns: int, caption: str | None = None, scale: int = 3) -> None:
-    """One st.image for a whole grid of uint8 N x C x H x W images (far lighter than N images)."""
+def image_grid(images: np.ndarray, columns: int, caption: str | None = None, cell_px: int = 60) -> None:
+    """One st.image for a whole grid of uint8 N x C x H x W images (far lighter than N images),
+    each image blown up to about `cell_px` pixels so 8x8 digits and 28x28 MNIST look alike."""
     if images is None or len(images) == 0:
         return
-    height = images.shape[2]
-    scale = max(1, min(scale, 96 // max(1, height)))  # small images (8x8 digits) are blown up more
+    scale = max(1, round(cell_px / images.shape[2]))
     st.image(grid(images, columns, scale=scale), caption=caption)
 
 
