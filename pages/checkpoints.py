@@ -59,7 +59,8 @@ def runs_table(files: list[Path]) -> dict[str, object]:
         rows.append({"file": path.name, "status": summary["status"], "model": summary["model"],
                      "dataset": summary["dataset"], "z": summary["latent_dim"], "β": summary["beta"],
                      "recon": summary["recon"], "epoch": summary["epoch"],
-                     "test −ELBO": summary["test_neg_elbo"], "active units": summary["active_units"],
+                     "test −ELBO": None if summary["test_neg_elbo"] is None else round(summary["test_neg_elbo"], 2),
+                     "active units": summary["active_units"],
                      "MB": round(path.stat().st_size / 1e6, 2),
                      "owner": "you (upload)" if session.private_dir() in path.parents else "server"})
     if rows:

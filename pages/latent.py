@@ -37,14 +37,19 @@ except VAEStudioError as error:
     st.stop()
 
 test_count = int(data.test_x.shape[0])
+point_choices = sorted({n for n in (100, 200, 500, 1_000, 2_000, 5_000, 10_000) if n < test_count}
+                       | {min(test_count, 10_000)})
+flat_latent = view.config.latent_dim == 2
 c1, c2, c3 = st.columns([2, 2, 1])
-method = c1.segmented_control("Projection", METHODS, format_func=METHOD_LABELS.get, default="pca",
-                              key="projection_method") or "pca"
-count = c2.slider("Points", min(100, test_count), min(10_000, test_count), min(2_000, test_count), step=100,
-                  key="projection_points")
+if flat_latent:
+    method = "pca"  # unused: a 2-D latent is shown as it is
+    c1.caption("The latent is 2-dimensional: the axes are z₀ and z₁ themselves, no projection needed.")
+else:
+    method = c1.segmented_control("Projection", METHODS, format_func=METHOD_LABELS.get, default="pca",
+                                  key="projection_method") or "pca"
+count = c2.select_slider("Points", point_choices, key="projection_points",
+                         value=2_000 if 2_000 in point_choices else point_choices[-1])
 c3.metric("Latent size", view.config.latent_dim)
-if view.config.latent_dim == 2:
-    st.caption("The latent is 2-dimensional: the axes are z₀ and z₁ themselves, no projection needed.")
 
 latents = test_latents(view, count)
 labels = data.test_y[:count].numpy() if data.test_y is not None else None
@@ -52,8 +57,9 @@ key = (view.weights_key, method, count)
 previous = st.session_state.get(("projection_of", view.run_id, method, count))
 job = projections().get_or_start(key, latents, method, seed=view.config.seed,
                                  reference=previous if previous is not None and len(previous) == count else None)
-axis_names = ("z₀", "z₁") if view.config.latent_dim == 2 else (f"{method} 1", f"{method} 2")
-title = f"{METHOD_LABELS[method]} of {count:,} test images · epoch {view.epoch}"
+axis_names = ("z₀", "z₁") if flat_latent else (f"{method} 1", f"{method} 2")
+title = (f"Latent means of {count:,} test images · epoch {view.epoch}" if flat_latent
+         else f"{METHOD_LABELS[method]} of {count:,} test images · epoch {view.epoch}")
 
 
 def waiting_panel() -> None:

@@ -20,8 +20,8 @@ def train_checkpoint(name: str, **overrides) -> Path:
     from vae_core.data import load_dataset
     from vae_core.trainer import Trainer, run_to_end
 
-    config = TrainConfig(data="digits", hidden=(32,), latent_dim=2, batch_size=128, epochs=2, device="cpu",
-                         **overrides)
+    config = TrainConfig(**{**dict(data="digits", hidden=(32,), latent_dim=2, batch_size=128, epochs=2,
+                                   device="cpu"), **overrides})
     trainer = Trainer(config, load_dataset("digits"))
     run_to_end(trainer)
     return save_trainer_checkpoint(trainer, name, "finished", CHECKPOINTS / f"{name}.safetensors")

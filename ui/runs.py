@@ -94,7 +94,7 @@ def run_choices() -> dict[str, str]:
     live_ids = set()
     for job in session.registry().jobs():
         snap = job.snapshot()
-        choices[f"job:{job.run_id}"] = f"{job.run_id} · live ({snap.status}, epoch {snap.epoch}/{snap.epochs})"
+        choices[f"job:{job.run_id}"] = f"{job.run_id} · {snap.status}"
         live_ids.add(job.run_id)
     for path in checkpoint_files():
         if path.stem not in live_ids:

@@ -169,17 +169,20 @@ class TrainingJob:
                 now = time.perf_counter()
                 if trainer.pending_steps >= FLUSH_EVERY_STEPS or now - last_publish >= PUBLISH_INTERVAL_S:
                     trainer.flush()
-                    self._samples_per_s = window_samples / max(1e-9, now - window_start)
-                    self._elapsed += now - window_start
+                    self._measure_speed(window_samples, now - window_start)
                     window_start, window_samples = now, 0
                     if now - last_publish >= PUBLISH_INTERVAL_S:
                         self._publish()
                         last_publish = now
                 if trainer.step_in_epoch >= trainer.steps_per_epoch:
+                    trainer.flush()
+                    self._measure_speed(window_samples, time.perf_counter() - window_start)
                     trainer.end_epoch()
                     self._keep_weights()
                     self._autosave()
                     self._publish()
+                    # Evaluation and saving are not training: the speed window starts after them.
+                    window_start, window_samples = time.perf_counter(), 0
             self._finish("finished")
         except Divergence as error:
             self._fail(str(error))
@@ -191,6 +194,14 @@ class TrainingJob:
         except Exception as error:  # never lost: shown to the user, and the thread ends cleanly
             self._fail(f"training stopped by an unexpected error at step {trainer.step}: "
                        f"{type(error).__name__}: {error}")
+
+    def _measure_speed(self, samples: int, seconds: float) -> None:
+        """Samples per second of training, smoothed so the ETA does not jump with every window."""
+        if samples <= 0 or seconds <= 0:
+            return
+        self._elapsed += seconds
+        rate = samples / seconds
+        self._samples_per_s = rate if self._samples_per_s == 0 else 0.8 * self._samples_per_s + 0.2 * rate
 
     def _handle_commands(self) -> float | None:
         """Apply queued commands; block while paused. Returns the seconds spent paused, or None

@@ -27,7 +27,7 @@ def _points(spec) -> int:
 
 def test_pca_scatter_has_as_many_points_as_asked_one_trace_per_class(app, saved_runs):
     _open_until_projected(app)
-    points = app.slider(key="projection_points").value
+    points = app.select_slider(key="projection_points").value
     spec = plotly_specs(app)[0]
     assert _points(spec) == points == 359  # all of digits' 359 test images (the default asks for up to 2,000)
     assert [t["type"] for t in spec["data"]] == ["scattergl"] * 10
@@ -35,13 +35,15 @@ def test_pca_scatter_has_as_many_points_as_asked_one_trace_per_class(app, saved_
     indices = sorted(i for t in spec["data"] for i in trace_values(t["customdata"]))
     assert indices == list(range(points))  # each point carries its image index for clicks
     assert spec["layout"]["xaxis"]["title"]["text"] == "z₀"  # latent size 2: the axes are the latent
+    assert spec["layout"]["title"]["text"] == "Latent means of 359 test images · epoch 2"
+    assert not app.get("segmented_control")  # nothing to choose: no projection is needed
 
 
 def test_fewer_points_and_tsne(app, saved_runs):
-    _open_until_projected(app)
-    app.slider(key="projection_points").set_value(200)
+    _open_until_projected(app, run="vae-z4")
+    app.select_slider(key="projection_points").set_value(200)
     app.get("segmented_control")[0].set_value("tsne")
-    _open_until_projected(app)
+    _open_until_projected(app, run="vae-z4")
     spec = plotly_specs(app)[0]
     assert _points(spec) == 200
     assert "t-SNE of 200 test images" in spec["layout"]["title"]["text"]
@@ -50,4 +52,4 @@ def test_fewer_points_and_tsne(app, saved_runs):
 def test_without_a_click_the_page_says_how_to_pick_a_point(app, saved_runs):
     _open_until_projected(app)
     assert any("Click a point" in i.value for i in app.info)
-    assert np.isfinite(app.slider(key="projection_points").value)
+    assert np.isfinite(app.select_slider(key="projection_points").value)
