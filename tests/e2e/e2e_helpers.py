@@ -1,0 +1,342 @@
+"""What the e2e tests do to and read from the page: Streamlit widgets driven the way a user does
+(clicks, keys), and what is on screen read back (text, Plotly traces, images).
+
+Plotly note: the `data` property of a `.js-plotly-plot` element holds the traces as Streamlit sent
+them; numeric arrays arrive base64-encoded ({dtype, bdata}), so lengths are decoded here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Callable
+
+try:
+    from playwright.sync_api import Page, expect
+except ImportError:  # the conftest skips (or, under CI, fails) the suite with a clear reason
+    Page = object
+    expect = None
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+TIMINGS_FILE = ARTIFACTS / "timings.json"
+SEED_RUN = "e2e-digits"  # run id and file stem of the finished digits run the server folder starts with
+PAGE_TIMEOUT_MS = 30_000  # default for every wait: the machine has 2 cores and trains meanwhile
+
+if expect is not None:
+    expect.set_options(timeout=PAGE_TIMEOUT_MS)
+
+TIMINGS: dict[str, float] = {}
+
+
+def record_timing(name: str, seconds: float) -> None:
+    """Keep a measured duration: printed, shown in the terminal summary and written to
+    artifacts/timings.json at once (so it survives a later failure). Never asserted against a bound."""
+    TIMINGS[name] = round(seconds, 3)
+    print(f"[e2e timing] {name}: {seconds:.2f} s")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    TIMINGS_FILE.write_text(json.dumps(TIMINGS, indent=2, sort_keys=True) + "\n")
+
+
+# -- waiting -----------------------------------------------------------------------------------------------
+
+APP_READY_JS = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  return !!app && app.dataset.testConnectionState === 'CONNECTED' && app.dataset.testScriptState === 'notRunning';
+}"""
+
+
+def wait_for_app(page: Page, timeout: int = PAGE_TIMEOUT_MS) -> None:
+    """The app is mounted, connected to the server, its script has run once (the sidebar holds the
+    st.navigation pages, not the pages/ folder's file names) and there is no 'Connecting' widget."""
+    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout)
+    page.wait_for_function(APP_READY_JS, timeout=timeout)
+    expect(page.locator('[data-testid="stSidebarNavLink"]').filter(has_text="Train")).to_be_visible(timeout=timeout)
+    expect(page.get_by_text("Connecting", exact=True)).to_have_count(0)
+
+
+def wait_until(page: Page, condition: Callable[[], object], timeout_s: float = 30, interval_ms: int = 200,
+               message: str = "condition") -> object:
+    """Poll `condition` (Python side) until it returns something truthy; fail with `message`."""
+    deadline = time.monotonic() + timeout_s
+    last_error = None
+    while True:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as error:  # an element re-rendered under us: try again
+            last_error = error
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {message}"
+                                 + (f" (last error: {last_error!r})" if last_error else ""))
+        page.wait_for_timeout(interval_ms)
+
+
+def assert_no_exception(page: Page) -> None:
+    exceptions = page.locator('[data-testid="stException"]')
+    assert exceptions.count() == 0, f"the app shows an exception: {exceptions.first.inner_text()[:2000]}"
+
+
+# -- navigation and widgets --------------------------------------------------------------------------------
+
+def nav_link(page: Page, title: str):
+    return page.locator('[data-testid="stSidebarNavLink"]').filter(has_text=title)
+
+
+def go_to(page: Page, title: str, heading: str) -> None:
+    """Click a sidebar link and wait for the page's title."""
+    nav_link(page, title).click()
+    expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+    wait_for_app(page)
+
+
+def selectbox(page: Page, label: str, scope=None):
+    scope = scope or page
+    return scope.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text(label, exact=True))
+
+
+def choose(page: Page, label: str, option: str, scope=None) -> None:
+    """Pick `option` (its shown text) in the selectbox labelled `label`."""
+    box = selectbox(page, label, scope)
+    combo = box.get_by_role("combobox")
+    combo.click()
+    page.get_by_role("option", name=option, exact=True).click()
+    expect(combo).to_have_value(option)
+    settle(page)
+
+
+def settle(page: Page, ms: int = 300) -> None:
+    """Give the rerun a widget change starts time to begin, then wait until it has finished, so the
+    next action does not land on an element that the rerun is about to replace."""
+    page.wait_for_timeout(ms)
+    page.wait_for_function(APP_READY_JS)
+
+
+def slider_input(page: Page, label: str):
+    """The keyboard-focusable range input of the slider labelled `label`."""
+    box = page.locator('[data-testid="stSlider"]').filter(has=page.get_by_text(label, exact=True))
+    return box.locator('input[type="range"]')
+
+
+def slider_to_end(page: Page, label: str, key: str = "End") -> str:
+    """Move a slider to its maximum (End) or minimum (Home) with the keyboard; returns its value."""
+    thumb = slider_input(page, label)
+    thumb.focus()
+    thumb.press(key)
+    return slider_value(page, label)
+
+
+def slider_value(page: Page, label: str) -> str:
+    """The value the slider shows (aria-valuetext). Not input_value(): the native range input snaps
+    to min + k*step, so a default off that grid (Latent page: 359 points, step 100) reads as 300."""
+    return (slider_input(page, label).get_attribute("aria-valuetext") or "").replace(",", "")
+
+
+# -- the Train page ----------------------------------------------------------------------------------------
+
+PROGRESS_RE = re.compile(r"(starting|running|paused|finished|stopped|failed) · epoch (\d+)/(\d+) · "
+                         r"step ([\d,]+)/([\d,]+)")
+ACTIVE = ("starting", "running", "paused")
+
+
+def progress(page: Page) -> dict | None:
+    """The Train page's progress line, parsed: status, epoch, epochs, step, total_steps."""
+    bars = page.locator('[data-testid="stProgress"]')
+    if bars.count() == 0:
+        return None
+    match = PROGRESS_RE.search(bars.first.inner_text(timeout=5_000))
+    if not match:
+        return None
+    status, epoch, epochs, step, total = match.groups()
+    return {"status": status, "epoch": int(epoch), "epochs": int(epochs), "step": int(step.replace(",", "")),
+            "total_steps": int(total.replace(",", ""))}
+
+
+def wait_for_status(page: Page, *statuses: str, timeout_s: float = 30) -> dict:
+    return wait_until(page, lambda: (p := progress(page)) and p["status"] in statuses and p,
+                      timeout_s=timeout_s, message=f"the progress line to say {' or '.join(statuses)}")
+
+
+def wait_for_step_beyond(page: Page, step: int, timeout_s: float = 30) -> dict:
+    return wait_until(page, lambda: (p := progress(page)) and p["step"] > step and p,
+                      timeout_s=timeout_s, message=f"the step count to pass {step}")
+
+
+def _run_line(page: Page):
+    return page.locator('[data-testid="stMarkdownContainer"] p').filter(
+        has=page.locator("strong", has_text=re.compile(r"^Run$"))).first
+
+
+def run_line(page: Page) -> str:
+    """The line 'Run `<id>` · dataset · model · z=… · device' above the live panel."""
+    return _run_line(page).inner_text(timeout=5_000).strip()
+
+
+def shown_run_id(page: Page) -> str:
+    """The id in the line 'Run `<id>` · …' above the live panel."""
+    return _run_line(page).locator("code").inner_text(timeout=5_000).strip()
+
+
+def url_run_id(page: Page) -> str | None:
+    match = re.search(r"[?&]run=([^&#]+)", page.url)
+    return match.group(1) if match else None
+
+
+def button(page: Page, name: str, scope=None):
+    return (scope or page).get_by_role("button", name=name, exact=True)
+
+
+def start_training(page: Page, dataset: str | None = "digits", long_run: bool = True) -> float:
+    """Fill the form like a user and press Start training; returns the monotonic time of the click.
+    long_run: Epochs to its maximum (200) and Batch size to its minimum (16), so a digits run lasts
+    minutes instead of seconds (the test stops it)."""
+    if dataset is not None:
+        choose(page, "Dataset", dataset)
+    if long_run:
+        assert slider_to_end(page, "Epochs", "End") == "200"
+        slider_to_end(page, "Batch size", "Home")
+    started = time.monotonic()
+    button(page, "Start training").click()
+    return started
+
+
+def wait_for_run(page: Page, timeout_s: float = 90) -> str:
+    """After Start: the URL carries ?run=<id> and the live panel shows the same id; returns it."""
+    run_id = wait_until(page, lambda: url_run_id(page), timeout_s=timeout_s, message="?run=<id> in the URL")
+    wait_until(page, lambda: shown_run_id(page) == run_id, timeout_s=timeout_s,
+               message=f"'Run {run_id}' on the page")
+    return run_id
+
+
+def stop_run(page: Page) -> dict:
+    button(page, "Stop").click()
+    return wait_for_status(page, "stopped", "finished", "failed")
+
+
+def stop_run_if_active(page: Page) -> None:
+    """Used in teardown from a fresh session on ?run=<id>."""
+    state = wait_until(page, lambda: progress(page), timeout_s=20, message="the progress line")
+    if state["status"] in ACTIVE:
+        stop_run(page)
+
+
+# -- Plotly --------------------------------------------------------------------------------------------
+
+_PLOTS_JS = """(selector) => {
+  const bytes = {i1: 1, u1: 1, u1c: 1, i2: 2, u2: 2, i4: 4, u4: 4, f4: 4, f8: 8};
+  const length = (v) => {
+    if (v === undefined || v === null) return 0;
+    if (Array.isArray(v) || ArrayBuffer.isView(v)) return v.length;
+    if (v._inputArray) return v._inputArray.length;
+    if (typeof v.bdata === 'string') return Math.floor(atob(v.bdata).length / (bytes[v.dtype] || 8));
+    return 0;
+  };
+  return [...document.querySelectorAll(selector)].map((el) => {
+    const box = el.getBoundingClientRect();
+    return {
+      traces: (el.data || []).map((t) => ({name: t.name, type: t.type, points: length(t.x)})),
+      annotations: ((el.layout && el.layout.annotations) || []).map((a) => String(a.text)),
+      shapes: ((el.layout && el.layout.shapes) || []).map((s) => ({type: s.type, dash: s.line && s.line.dash,
+                                                                 x0: s.x0})),
+      width: box.width, height: box.height,
+    };
+  });
+}"""
+
+LOSS_CHART = '.st-key-loss_chart .js-plotly-plot'
+
+
+def plots(page: Page, selector: str = ".js-plotly-plot") -> list[dict]:
+    return page.evaluate(_PLOTS_JS, selector)
+
+
+def chart(page: Page, selector: str) -> dict | None:
+    found = plots(page, selector)
+    return found[0] if found else None
+
+
+def trace_points(figure: dict | None, name: str) -> int:
+    if not figure:
+        return 0
+    return sum(t["points"] for t in figure["traces"] if t["name"] == name)
+
+
+def loss_points(page: Page) -> dict[str, int]:
+    figure = chart(page, LOSS_CHART)
+    return {name: trace_points(figure, name) for name in ("total", "reconstruction", "KL")}
+
+
+FIRST_LOSS_POINT_JS = "() => { const found = (" + _PLOTS_JS + """)('""" + LOSS_CHART + """');
+  return found.length > 0 && found[0].traces.some((t) => t.name === 'reconstruction' && t.points > 0);
+}"""
+
+
+# -- images ------------------------------------------------------------------------------------------------
+
+IMAGES_JS = """(selector) => [...document.querySelectorAll(selector)].map((img) => ({
+  src: img.currentSrc.slice(0, 80), complete: img.complete, naturalWidth: img.naturalWidth,
+  naturalHeight: img.naturalHeight, width: img.getBoundingClientRect().width}))"""
+
+
+def images(page: Page, selector: str = '[data-testid="stImage"] img') -> list[dict]:
+    return page.evaluate(IMAGES_JS, selector)
+
+
+def loaded(found: list[dict]) -> list[dict]:
+    return [i for i in found if i["complete"] and i["naturalWidth"] > 0 and i["naturalHeight"] > 0]
+
+
+# -- screenshots -------------------------------------------------------------------------------------------
+
+CALM_JS = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app || app.dataset.testScriptState !== 'notRunning') return false;
+  if ([...document.querySelectorAll('[data-stale="true"]')].some((e) => e.getClientRects().length)) return false;
+  const charts = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
+  return charts.every((c) => c.querySelector('.main-svg'));
+}"""
+
+
+def wait_for_calm(page: Page, timeout: float = 10_000) -> bool:
+    """Wait for a moment between reruns: no script running (a live fragment re-runs every second),
+    nothing faded as stale, every Plotly chart drawn. False when there was no such moment in time."""
+    try:
+        page.wait_for_function(CALM_JS, timeout=timeout)
+        return True
+    except Exception:
+        return False
+
+
+def full_page_screenshot(page: Page, path: str | Path, timeout: float = 30_000) -> None:
+    """Streamlit scrolls inside [data-testid="stMain"], not the document, so Playwright's full_page
+    would only capture the viewport: grow the viewport to the content's height for the shot."""
+    viewport = page.viewport_size or {"width": 1400, "height": 900}
+    height = page.evaluate("""() => {
+      const main = document.querySelector('[data-testid="stMain"]');
+      return Math.max(window.innerHeight, main ? main.scrollHeight : 0, document.documentElement.scrollHeight);
+    }""")
+    try:
+        if height > viewport["height"]:
+            page.set_viewport_size({"width": viewport["width"], "height": min(int(height), 6000)})
+            page.wait_for_timeout(500)  # charts and images re-layout
+        wait_for_calm(page, timeout=min(timeout, 10_000))
+        page.screenshot(path=str(path), animations="disabled", timeout=timeout)
+    finally:
+        page.set_viewport_size(viewport)
+
+
+def save_screenshot(page: Page, name: str, full_page: bool = True) -> Path:
+    """docs/screenshots/<name>.png, 1400 px wide: the whole page, or just the 1400x900 viewport."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.mouse.move(5, (page.viewport_size or {"height": 900})["height"] - 5)  # no hover effects in the picture
+    page.evaluate("() => document.activeElement && document.activeElement.blur()")
+    if full_page:
+        full_page_screenshot(page, path)
+    else:
+        page.screenshot(path=str(path), animations="disabled")
+    return path
