@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import streamlit as st
 
@@ -11,6 +13,7 @@ from vae_core.config import KL_ANNEALING, MODEL_NAMES, RECON_LOSSES, TrainConfig
 from vae_core.data import DEFAULT_DATASET, describe_datasets
 from vae_core.device import available_devices
 from vae_core.errors import VAEStudioError
+from vae_core.history import History
 from vae_core.models import MODELS
 
 UPLOAD_CHOICE = "Upload your own…"
@@ -102,6 +105,10 @@ def start_run(source: str, upload, image_size, values: dict, hidden_text: str) -
     for warning in data.warnings:
         st.warning(warning)
     session.set_current_run(job.run_id)
+    # Give the job a moment to finish its first steps, so the page opens with a curve on it.
+    deadline = time.monotonic() + 1.0
+    while job.snapshot().step == 0 and job.alive and time.monotonic() < deadline:
+        time.sleep(0.02)
     st.rerun()
 
 
@@ -182,6 +189,8 @@ with right:
     job = session.registry().get(session.current_run_id())
     if job is None:
         st.info("Set the hyperparameters and press **Start training**. The curves appear here within a second.")
+        # Empty axes now, so the browser has the chart library loaded before the first point arrives.
+        st.plotly_chart(charts.loss_figure(History().curves(), (), ()), key="loss_chart")
     else:
         st.session_state["_live_was_active"] = job.snapshot().active
         st.fragment(live_panel, run_every=1.0 if job.snapshot().active else None)()

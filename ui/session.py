@@ -11,10 +11,12 @@ import threading
 from pathlib import Path
 
 import streamlit as st
+import torch
 
-from vae_core.data import load_dataset
+from vae_core.data import DEFAULT_DATASET, load_dataset
 from vae_core.projection import warm_up_umap
 from vae_core.registry import JobRegistry
+from vae_core.trainer import make_adam
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT_DIR = Path(os.environ.get("VAE_STUDIO_CHECKPOINTS", ROOT / "checkpoints"))
@@ -33,16 +35,24 @@ _warm_up_lock = threading.Lock()
 _warm_up_thread: threading.Thread | None = None
 
 
+def _warm_up() -> None:
+    # The first optimiser a process builds imports torch._dynamo (~2.5 s): pay it before Start does.
+    make_adam(torch.nn.Linear(1, 1), 1e-3)
+    load_dataset(DEFAULT_DATASET)  # parsed once, so the first Start does not wait for it
+    warm_up_umap()
+
+
 def start_background_warm_ups() -> None:
-    """Once per process: compile (or load from numba's disk cache) UMAP's kernels in the background,
-    so a person's first UMAP projection does not wait for the JIT. VAE_STUDIO_WARM_UP=0 turns it
-    off (the AppTests, which never run UMAP in the app and share their process with many apps)."""
+    """Once per process, in the background: load the default dataset, and compile (or load from
+    numba's disk cache) UMAP's kernels so a person's first UMAP projection does not wait for the
+    JIT. VAE_STUDIO_WARM_UP=0 turns it off (the AppTests, which share one process between many
+    app runs)."""
     global _warm_up_thread
     if os.environ.get("VAE_STUDIO_WARM_UP", "1") == "0":
         return
     with _warm_up_lock:
         if _warm_up_thread is None:
-            _warm_up_thread = threading.Thread(target=warm_up_umap, name="warm-up-umap", daemon=True)
+            _warm_up_thread = threading.Thread(target=_warm_up, name="warm-up", daemon=True)
             _warm_up_thread.start()
 
 
