@@ -14,6 +14,8 @@ from vae_core.checkpoint import check_resumable, load_checkpoint
 from vae_core.errors import VAEStudioError
 from vae_core.generate import prior_samples
 
+session.require_router()
+
 MAX_CHECKPOINT_UPLOAD_MB = 200
 
 st.title("Checkpoints")

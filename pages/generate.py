@@ -5,11 +5,15 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from ui import session
 from ui.data_access import run_dataset
 from ui.runs import pick_run
 from ui.widgets import image_grid
 from vae_core import generate
 from vae_core.errors import VAEStudioError
+
+
+session.require_router()
 
 st.title("Generate")
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from ui import charts
+from ui import charts, session
 from ui.data_access import run_dataset, test_latents
 from ui.runs import pick_run
 from ui.widgets import image_grid
 from vae_core.errors import VAEStudioError
 from vae_core.generate import reconstruct
 from vae_core.projection import METHODS, ProjectionCache
+
+session.require_router()
 
 METHOD_LABELS = {"pca": "PCA (instant)", "tsne": "t-SNE", "umap": "UMAP"}
 

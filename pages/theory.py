@@ -9,13 +9,15 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from ui import charts
+from ui import charts, session
 from ui.data_access import run_dataset
 from ui.runs import pick_run
 from ui.widgets import nats
 from vae_core.errors import VAEStudioError
 from vae_core.losses import gaussian_kl
 from vae_core.metrics import iwae_nll
+
+session.require_router()
 
 st.title("Theory, with your run's numbers")
 view = pick_run("Run whose numbers to show")
@@ -77,9 +79,10 @@ if view is not None and len(view.curves):
          "nats per image.")
 
 st.header("4 · The ELBO, from Jensen's inequality")
-st.latex(r"\log p(x) = \log \mathbb E_{q(z\mid x)}\!\left[\frac{p(x\mid z)\,p(z)}{q(z\mid x)}\right] \;\ge\; "
-         r"\mathbb E_{q(z\mid x)}\!\left[\log \frac{p(x\mid z)\,p(z)}{q(z\mid x)}\right] = "
-         r"\mathbb E_q[\log p(x\mid z)] - \mathrm{KL}(q(z\mid x)\,\|\,p(z))")
+st.latex(r"\begin{aligned}\log p(x) &= \log \mathbb E_{q(z\mid x)}\!\left[\frac{p(x\mid z)\,p(z)}{q(z\mid x)}\right]"
+         r" \;\ge\; \mathbb E_{q(z\mid x)}\!\left[\log \frac{p(x\mid z)\,p(z)}{q(z\mid x)}\right] \\"
+         r" &= \mathbb E_q[\log p(x\mid z)] - \mathrm{KL}(q(z\mid x)\,\|\,p(z)) \;=\; \mathrm{ELBO}(x)"
+         r"\end{aligned}")
 st.markdown("$\\log$ is concave, so the log of an average is at least the average of the logs. The right side "
             "is the evidence lower bound (ELBO); the loss above is $-$ELBO (with β = 1). The gap is "
             "$\\mathrm{KL}(q(z\\mid x)\\,\\|\\,p(z\\mid x))$. Averaging $k$ importance weights inside the log "

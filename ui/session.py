@@ -4,6 +4,7 @@ session is looking at, and each session's private folder for uploads."""
 from __future__ import annotations
 
 import os
+import runpy
 import secrets
 import shutil
 import tempfile
@@ -60,6 +61,18 @@ def start_background_warm_ups() -> None:
 def dataset(source: str, image_size: int | None, test_fraction: float, seed: int):
     """Datasets are loaded once per server and shared; they are immutable tensors."""
     return load_dataset(source, image_size=image_size, test_fraction=test_fraction, seed=seed)
+
+
+def require_router() -> None:
+    """Called first by every page. Because a `pages/` folder exists, Streamlit runs a page file on
+    its own, without app.py's st.navigation, in its legacy multipage mode: for the first request a
+    fresh server gets on a deep link (/latent...), and in every AppTest run. Leave that mode and run
+    the page through the router, in this same run (a rerun would drop a button's click)."""
+    from streamlit.runtime.pages_manager import PagesManager
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        runpy.run_path(str(ROOT / "app.py"), run_name="__main__")
+        st.stop()
 
 
 def current_run_id() -> str | None:
