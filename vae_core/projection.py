@@ -13,9 +13,10 @@ Speed choices, measured on the 2-core target machine with `bench/bench_projectio
 (10,000 Fashion-MNIST images reduced to 10 dimensions):
 - Exact k-nearest neighbours (scikit-learn, 2 jobs) for both t-SNE and UMAP. Up to ~10^4
   points they beat the approximate indexes: 0.9-2.8 s against 6.6-10 s for Annoy in openTSNE,
-  for 10 to 128 dimensions; and UMAP then never calls pynndescent, which in a fresh process
-  costs minutes of numba compilation.
-- t-SNE: 125 early-exaggeration + 200 normal iterations instead of openTSNE's 250 + 500. The
+  for 10 to 128 dimensions. It also spares UMAP pynndescent's search (more numba kernels to
+  compile) and spares t-SNE the import of pynndescent (see `_tsne_affinities`).
+- t-SNE: FFT-accelerated gradients from 10,000 points (Barnes-Hut below, where it is faster);
+  125 early-exaggeration + 200 normal iterations instead of openTSNE's 250 + 500. The
   neighbour preservation (k=10) falls by about 0.01 and the run takes well under half the time;
   the late iterations are the dear ones because the FFT grid grows with the embedding.
 - UMAP: PCA initialisation instead of the spectral one (whose ARPACK solve took 7-8 s of a
@@ -55,6 +56,9 @@ Progress = Callable[[float, "np.ndarray | None"], None]
 ShouldStop = Callable[[], bool]
 
 N_JOBS = 2  # the target machine has 2 cores
+# Below this many points a second thread costs more in start-up and OpenMP spin-waiting than it
+# saves: a 300-point t-SNE took 0.7 s on one thread and 2.3 s on two on a busy 2-core machine.
+PARALLEL_MIN_POINTS = 1_000
 
 TSNE_PERPLEXITY = 30.0
 TSNE_EARLY_EXAGGERATION_ITERS = 125
@@ -62,6 +66,10 @@ TSNE_ITERS = 200
 TSNE_CHECK_EVERY = 10  # iterations between progress reports and stop checks
 TSNE_PREVIEW_EVERY = 50  # iterations between partial embeddings handed to `progress`
 TSNE_AFFINITY_SHARE = 0.15  # share of the progress bar for neighbours + affinities
+# The FFT gradient's interpolation grid costs the same whatever the number of points, so below
+# openTSNE's own cut-over Barnes-Hut is faster (measured: 300 points 0.5 s against 5 s; 2,000
+# and 5,000 points about 2x); the app's usual 10,000 points get the FFT.
+TSNE_FFT_MIN_POINTS = 10_000
 
 UMAP_N_NEIGHBORS = 15
 UMAP_MIN_DIST = 0.1
@@ -148,10 +156,18 @@ def _raise_if_stopped(should_stop: ShouldStop) -> None:
         raise ProjectionCancelled()
 
 
+def _threads_for(n_points: int) -> int:
+    return N_JOBS if n_points >= PARALLEL_MIN_POINTS else 1
+
+
 def _pca(points: np.ndarray, seed: int, report: Progress, stop: ShouldStop) -> np.ndarray:
-    """The first two principal-component scores, with the sign of each axis fixed so that its
-    largest-magnitude score is positive: the SVD's arbitrary signs would otherwise mirror the
-    scatter from one call to the next."""
+    return pca_layout(points)
+
+
+def pca_layout(points: np.ndarray) -> np.ndarray:
+    """The first two principal-component scores of (N, D) points, float32, with the sign of each
+    axis fixed so that its largest-magnitude score is positive: the SVD's arbitrary signs would
+    otherwise mirror the scatter from one call to the next."""
     centred = points - points.mean(axis=0)
     left, singular_values, _ = np.linalg.svd(centred, full_matrices=False)
     scores = left[:, :2] * singular_values[:2]
@@ -193,27 +209,47 @@ def _tsne_fraction(iterations_done: int, total_iterations: int) -> float:
     return TSNE_AFFINITY_SHARE + (1.0 - TSNE_AFFINITY_SHARE) * iterations_done / total_iterations
 
 
+def _tsne_affinities(points: np.ndarray, seed: int):
+    """openTSNE's perplexity-based affinities over neighbours we choose ourselves: left to pick
+    them, openTSNE imports pynndescent just to see if it is there, and that import alone costs
+    numba ~3 s (warm cache) to ~50 s (cold) in every new process."""
+    from openTSNE import affinity, nearest_neighbors
+
+    n_points = len(points)
+    # openTSNE wants 3 * perplexity neighbours; small sets get the largest perplexity that fits.
+    perplexity = min(TSNE_PERPLEXITY, (n_points - 1) / 3)
+    n_neighbors = min(n_points - 1, int(3 * perplexity))
+    search = nearest_neighbors.Sklearn if n_points <= EXACT_KNN_MAX_POINTS else nearest_neighbors.Annoy
+    knn_index = search(points, n_neighbors, n_jobs=_threads_for(n_points), random_state=seed)
+    return affinity.PerplexityBasedNN(perplexity=perplexity, knn_index=knn_index, n_jobs=_threads_for(n_points))
+
+
 def _tsne(points: np.ndarray, seed: int, report: Progress, stop: ShouldStop) -> np.ndarray:
-    from openTSNE import TSNE
+    # t-SNE starts from the PCA layout (global structure kept, deterministic, and oriented like
+    # the PCA view). It takes a fraction of a second, so it is the first preview, handed out
+    # before the import and the affinities that make the user wait.
+    start_layout = pca_layout(points)
+    report(0.0, start_layout)
+
+    from openTSNE import TSNE, initialization
     from openTSNE.tsne import OptimizationInterrupt
 
     n_points = len(points)
     monitor = _TsneMonitor(report, stop, TSNE_EARLY_EXAGGERATION_ITERS + TSNE_ITERS)
     tsne = TSNE(
         n_components=2,
-        # openTSNE needs 3 * perplexity neighbours; small sets get the largest that fits.
-        perplexity=min(TSNE_PERPLEXITY, (n_points - 1) / 3),
-        initialization="pca",  # deterministic, keeps global structure, and runs stay comparable
-        negative_gradient_method="fft",
-        neighbors="exact" if n_points <= EXACT_KNN_MAX_POINTS else "auto",
-        n_jobs=N_JOBS,
+        negative_gradient_method="fft" if n_points >= TSNE_FFT_MIN_POINTS else "bh",
+        n_jobs=_threads_for(n_points),
         random_state=seed,
         callbacks=monitor,
         callbacks_every_iters=TSNE_CHECK_EVERY,
     )
-    embedding = tsne.prepare_initial(points)  # neighbours, affinities, PCA initialisation
+    affinities = _tsne_affinities(points, seed)
     _raise_if_stopped(stop)
-    report(TSNE_AFFINITY_SHARE, np.array(embedding, dtype=np.float32))  # the first preview
+    # What openTSNE's own "pca" initialisation does: shrink to a tiny spread, add a little jitter.
+    start = initialization.jitter(initialization.rescale(start_layout.astype(np.float64)), random_state=seed)
+    embedding = tsne.prepare_initial(affinities=affinities, initialization=start)
+    report(TSNE_AFFINITY_SHARE, None)
     try:
         # The same two phases as TSNE.fit, run here so the monitor knows where it is.
         embedding.optimize(n_iter=TSNE_EARLY_EXAGGERATION_ITERS, exaggeration=tsne.early_exaggeration,
@@ -289,8 +325,6 @@ def _import_umap():
                 warnings.simplefilter("ignore")
                 import umap
             log.debug("numba disk cache enabled for %d umap kernels", _cache_every_umap_kernel())
-            # We hand UMAP our own neighbours, so it has no search index to keep: expected.
-            warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)
             _umap_module = umap
         return _umap_module
 
@@ -341,12 +375,16 @@ def _exact_knn(points: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Each point's k nearest neighbours, itself first, in the dtypes umap's own search returns."""
     from sklearn.neighbors import NearestNeighbors
 
-    distances, indices = NearestNeighbors(n_neighbors=k, n_jobs=N_JOBS).fit(points).kneighbors(points)
+    search = NearestNeighbors(n_neighbors=k, n_jobs=_threads_for(len(points)))
+    distances, indices = search.fit(points).kneighbors(points)
     return indices.astype(np.int32), distances.astype(np.float32)
 
 
 def _umap(points: np.ndarray, seed: int, report: Progress, stop: ShouldStop) -> np.ndarray:
     umap = _import_umap()
+    # We hand UMAP our own neighbours, so it has no search index to keep: expected, not news.
+    # Set on every call (a no-op when present) because test runners reset warning filters.
+    warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)
     _raise_if_stopped(stop)
     features = points.astype(np.float32)
     n_neighbors = min(UMAP_N_NEIGHBORS, len(features) - 1)
@@ -463,6 +501,11 @@ class ProjectionJob:
         """Ask the projection to stop; it ends with `done` and `cancelled` true, no result."""
         self._stop_requested.set()
 
+    @property
+    def abandoned(self) -> bool:
+        """Cancelled, or asked to be, and without a result: worth starting afresh."""
+        return self._stop_requested.is_set() and self._snapshot.result is None
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until done or `timeout` seconds; returns `done`."""
         if self._thread is not None:
@@ -559,10 +602,10 @@ class ProjectionCache:
 
     def get_or_start(self, key: Hashable, latents: np.ndarray, method: str, seed: int = 0,
                      reference: np.ndarray | None = None) -> ProjectionJob:
-        """The job for `key`, started now unless one is cached (a cancelled one is replaced)."""
+        """The job for `key`, started now unless one is cached (an abandoned one is replaced)."""
         with self._lock:
             job = self._jobs.get(key)
-            if job is not None and not job.cancelled:
+            if job is not None and not job.abandoned:
                 self._jobs.move_to_end(key)
                 return job
             job = ProjectionJob(latents, method, seed=seed, reference=reference).start()
