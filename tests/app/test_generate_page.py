@@ -3,10 +3,17 @@
 from apphelpers import assert_no_exception
 
 
-def _pick(app, stem):
+def _open(app, stem):
     """Open the page on a run the way a link does: ?run=<id> (the picker preselects it)."""
+    app.switch_page("pages/generate.py")
     app.query_params["run"] = stem
-    return app.run()
+    app.run()
+    assert_no_exception(app)
+    return app
+
+
+def _captions(app) -> str:
+    return " | ".join(c for img in app.get("image") for c in img.captions)
 
 
 def _image_sizes(app):
@@ -14,10 +21,7 @@ def _image_sizes(app):
 
 
 def test_every_tab_renders_its_grid(app, saved_runs):
-    app.switch_page("pages/generate.py")
-    _pick(app, "vae-beta1")
-    assert_no_exception(app)
-    captions = " | ".join(c for img in app.get("image") for c in img.captions)
+    captions = _captions(_open(app, "vae-beta1"))
     assert "decoded z ~ N(0, T²I)" in captions
     assert "inputs" in captions and "decoded straight line" in captions
     assert "rows: z" in captions  # traversal sorted by KL
@@ -28,8 +32,7 @@ def test_every_tab_renders_its_grid(app, saved_runs):
 
 
 def test_temperature_and_seed_change_the_samples(app, saved_runs):
-    app.switch_page("pages/generate.py")
-    _pick(app, "vae-beta1")
+    _open(app, "vae-beta1")
     before = _image_sizes(app)[0]
     next(s for s in app.slider if s.label == "Temperature").set_value(0.3).run()
     assert_no_exception(app)
@@ -37,18 +40,12 @@ def test_temperature_and_seed_change_the_samples(app, saved_runs):
 
 
 def test_cvae_per_class_grid(app, saved_runs):
-    app.switch_page("pages/generate.py")
-    _pick(app, "cvae-run")
-    assert_no_exception(app)
-    captions = " | ".join(c for img in app.get("image") for c in img.captions)
-    assert "one row per class" in captions
+    assert "one row per class" in _captions(_open(app, "cvae-run"))
 
 
 def test_timeline_slider_moves_between_epochs(app, saved_runs):
-    app.switch_page("pages/generate.py")
-    _pick(app, "vae-beta1")
+    _open(app, "vae-beta1")
     slider = next(s for s in app.select_slider if s.label == "Epoch")
     assert slider.options == ["1", "2"]
     slider.set_value(1).run()
-    captions = " | ".join(c for img in app.get("image") for c in img.captions)
-    assert "reconstructions, epoch 1" in captions
+    assert "reconstructions, epoch 1" in _captions(app)
