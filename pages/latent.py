@@ -82,6 +82,8 @@ if not job.done:
 if job.error:
     st.error(f"The projection failed: {job.error}")
     st.stop()
+if job.result is None:
+    st.rerun()  # evicted and cancelled by other sessions' projections: the cache starts it again
 
 points = job.result
 st.session_state[("projection_of", view.run_id, method, count)] = points
