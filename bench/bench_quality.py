@@ -1,0 +1,139 @@
+"""Quality: after the same training budget, our Trainer's test -ELBO and IWAE bound against the
+reference loop's, same model, same data, same evaluation code (vae_core.metrics on each model's
+weights). Target: ours no worse than the reference + 1 nat.
+
+    python -m bench.bench_quality [--quick]
+
+Budget, to keep the whole `python -m bench` under ~40 minutes on 2 cores: the conv model costs
+~10x the MLP per image, in training and in decoding (its transposed convolutions), so on full
+Fashion-MNIST it trains 5 epochs instead of 20, and its IWAE bound uses k=500 on 500 images
+instead of k=5000 on 1,000 (which alone would take ~20 minutes per model). The figures say which
+budget they used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+
+from bench.common import (FALLBACK_DATASET, FULL_DATASET, ReferenceLoop, apply_thread_policy,
+                          ensure_fashion_mnist, print_rows, row, skipped_row)
+from vae_core.config import TrainConfig
+from vae_core.data import ImageDataset, load_dataset
+from vae_core.metrics import evaluate, iwae_nll
+from vae_core.models import VAE
+from vae_core.trainer import Trainer, run_to_end
+
+TOLERANCE_NATS = 1.0
+EVAL_SEED = 1234
+QUICK_EPOCHS = 2
+QUICK_IWAE = (50, 200)  # (k, images)
+
+
+@dataclass(frozen=True)
+class Budget:
+    epochs: int
+    iwae_k: int
+    iwae_images: int
+
+
+FULL_BUDGETS = {  # (dataset, model) -> budget of the full run
+    (FULL_DATASET, "mlp"): Budget(20, 5000, 1000),
+    (FULL_DATASET, "conv"): Budget(5, 500, 500),
+    (FALLBACK_DATASET, "mlp"): Budget(20, 5000, 1000),
+    (FALLBACK_DATASET, "conv"): Budget(20, 500, 500),
+}
+
+
+@dataclass(frozen=True)
+class Scores:
+    neg_elbo: float
+    iwae: float
+
+
+def budget_for(dataset: str, model: str, quick: bool) -> Budget:
+    if quick:
+        return Budget(QUICK_EPOCHS, *QUICK_IWAE)
+    return FULL_BUDGETS[(dataset, model)]
+
+
+def config_for(dataset: str, model: str, budget: Budget) -> TrainConfig:
+    hidden = (32, 64) if model == "conv" else TrainConfig().hidden  # as the CLI picks them
+    return TrainConfig(data=dataset, model=model, hidden=hidden, epochs=budget.epochs)
+
+
+def score(model: VAE, dataset: ImageDataset, budget: Budget) -> Scores:
+    """Test -ELBO over the whole test set and the IWAE bound on its first images, with fixed noise
+    so both runs are measured alike."""
+    result = evaluate(model, dataset.test_x, dataset.test_y, recon="bce",
+                      generator=torch.Generator().manual_seed(EVAL_SEED))
+    images = slice(0, budget.iwae_images)
+    labels = dataset.test_y[images] if dataset.test_y is not None else None
+    iwae = iwae_nll(model, dataset.test_x[images], labels, recon="bce", k=budget.iwae_k,
+                    generator=torch.Generator().manual_seed(EVAL_SEED))
+    return Scores(result.neg_elbo, iwae)
+
+
+def train_ours(config: TrainConfig, dataset: ImageDataset) -> VAE:
+    trainer = Trainer(config, dataset)
+    run_to_end(trainer)
+    return trainer.model
+
+
+def train_reference(config: TrainConfig, dataset: ImageDataset) -> VAE:
+    loop = ReferenceLoop(config, dataset)
+    for _ in range(config.epochs):
+        loop.train_epoch()
+    return loop.model
+
+
+def quality_rows(dataset: ImageDataset, model: str, budget: Budget) -> list[dict]:
+    config = config_for(dataset.name, model, budget)
+    ours = score(train_ours(config, dataset), dataset, budget)
+    reference = score(train_reference(config, dataset), dataset, budget)
+    setting = f"{dataset.name}, {model}, {budget.epochs} epochs"
+    return [
+        bound_row(f"Test -ELBO, nats ({setting}; {dataset.test_x.shape[0]:,} test images)",
+                  ours.neg_elbo, reference.neg_elbo),
+        bound_row(f"IWAE bound, nats ({setting}; k={budget.iwae_k:,} on {budget.iwae_images:,} test images)",
+                  ours.iwae, reference.iwae),
+    ]
+
+
+def bound_row(figure: str, ours: float, reference: float) -> dict:
+    limit = reference + TOLERANCE_NATS
+    return row(figure, f"<= reference + {TOLERANCE_NATS:g} (= {limit:.2f})", f"{ours:.2f} (reference {reference:.2f})",
+               ours <= limit)
+
+
+def datasets_to_compare() -> list[ImageDataset]:
+    names = [FULL_DATASET] if ensure_fashion_mnist() else []
+    return [load_dataset(name) for name in names + [FALLBACK_DATASET]]
+
+
+def run(quick: bool = False) -> list[dict]:
+    apply_thread_policy()  # the reference loop and the evaluations run on this thread
+    rows = [] if ensure_fashion_mnist() else [skipped_row(f"Quality on {FULL_DATASET}", "not available here")]
+    for dataset in datasets_to_compare():
+        for model in ("mlp", "conv"):
+            budget = budget_for(dataset.name, model, quick)
+            print(f"  quality: {dataset.name} {model}, {budget.epochs} epochs ...", file=sys.stderr, flush=True)
+            rows += quality_rows(dataset, model, budget)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_EPOCHS} epochs and a small IWAE k")
+    print_rows(run(quick=parser.parse_args().quick))
+
+
+if __name__ == "__main__":
+    main()
