@@ -190,6 +190,9 @@ with left:
 with right:
     job = session.registry().get(session.current_run_id())
     if job is None:
+        if session.current_run_id():
+            st.warning(f"Run `{session.current_run_id()}` is not training in this server (it may have been "
+                       "restarted). Its last autosave is on the **Checkpoints** page, where you can resume it.")
         st.info("Set the hyperparameters and press **Start training**. The curves appear here within a second.")
         # Empty axes now, so the browser has the chart library loaded before the first point arrives.
         st.plotly_chart(charts.loss_figure(History().curves(), (), ()), key="loss_chart")

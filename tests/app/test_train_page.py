@@ -109,3 +109,10 @@ def test_unavailable_dataset_says_where_to_put_the_files(app):
     _start(app)
     assert_no_exception(app)
     assert any("kmnist" in e.value.lower() for e in app.error)
+
+
+def test_a_run_id_this_server_does_not_know_points_to_its_checkpoint(app):
+    app.query_params["run"] = "20200101-000000-gone"
+    app.run()
+    assert_no_exception(app)
+    assert any("20200101-000000-gone" in w.value and "Checkpoints" in w.value for w in app.warning)
