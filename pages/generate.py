@@ -11,6 +11,7 @@ from ui.runs import pick_run
 from ui.widgets import image_grid
 from vae_core import generate
 from vae_core.errors import VAEStudioError
+from vae_core.trainer import to_uint8
 
 
 session.require_router()
@@ -60,7 +61,7 @@ if data is not None:
         count = st.slider("Test images", 8, 64, 16, 8)
         x = test_x[:count]
         y = test_y[:count] if test_y is not None else None
-        originals = (x.numpy() * 255).round().astype(np.uint8)
+        originals = to_uint8(x)
         recon = generate.reconstruct(model, x, y)
         rows = [item for pair in zip(np.split(originals, count // 8), np.split(recon, count // 8)) for item in pair]
         image_grid(np.concatenate(rows), 8, caption="odd rows: inputs · even rows: decoded posterior means")
@@ -74,7 +75,7 @@ if data is not None:
         y_a = test_y[a] if test_y is not None else None
         y_b = test_y[b] if test_y is not None else None
         path = generate.interpolate(model, test_x[a], test_x[b], steps, y_a, y_b)
-        ends = (test_x[[a, b]].numpy() * 255).round().astype(np.uint8)
+        ends = to_uint8(test_x[[a, b]])
         image_grid(np.concatenate([ends[:1], path, ends[1:]]), steps + 2,
                    caption="input A · decoded straight line from μ(A) to μ(B) · input B")
         st.caption("In a VAE the path stays on plausible images; an autoencoder's crosses holes.")

@@ -11,6 +11,7 @@ from ui.runs import pick_run
 from ui.widgets import image_grid
 from vae_core.errors import VAEStudioError
 from vae_core.generate import reconstruct
+from vae_core.trainer import to_uint8
 from vae_core.projection import METHODS, ProjectionCache
 
 session.require_router()
@@ -102,7 +103,7 @@ if selected:
     left, right, rest = st.columns([1, 1, 3])
     with left:
         st.markdown("**Input**")
-        image_grid((x.numpy() * 255).round().astype(np.uint8), 1, cell_px=160)
+        image_grid(to_uint8(x), 1, cell_px=160)
     with right:
         st.markdown("**Decoded mean**")
         image_grid(reconstruct(view.model, x, y), 1, cell_px=160)

@@ -112,6 +112,12 @@ def load_view(key: str) -> RunView:
     return _file_view(Path(value))
 
 
+def _run_id_of(key: str) -> str:
+    """The run id behind a choice key: the job's id, or the checkpoint file's stem."""
+    kind, _, value = key.partition(":")
+    return value if kind == "job" else Path(value).stem
+
+
 def pick_run(label: str = "Run") -> RunView | None:
     """A select box of runs in the sidebar; defaults to the session's current run. Shows an
     error (not a traceback) when a checkpoint cannot be read; None when there is no run."""
@@ -121,8 +127,7 @@ def pick_run(label: str = "Run") -> RunView | None:
         return None
     keys = list(choices)
     current = session.current_run_id()
-    preferred = next((k for k in keys if current and k.endswith(current) or
-                      (current and Path(k.partition(':')[2]).stem == current)), keys[0])
+    preferred = next((k for k in keys if _run_id_of(k) == current), keys[0])
     key = st.sidebar.selectbox(label, keys, index=keys.index(preferred), format_func=choices.get,
                                key="run_picker")
     try:

@@ -246,8 +246,6 @@ class TrainingJob:
         self._message = message
         try:
             self.trainer.flush()
-        except Divergence:
-            pass
         except Exception:
             pass  # the first error is the one to report
         self._keep_weights()
