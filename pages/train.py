@@ -146,7 +146,8 @@ def progress(snap) -> None:
     last = snap.epoch_metrics[-1] if snap.epoch_metrics else {}
     recent = slice(-50, None)
     cols = st.columns(4)
-    cols[0].metric("samples/s", f"{snap.samples_per_s:,.0f}", help=f"ETA {duration(snap.eta_s)}")
+    on = f" on {snap.threads}" if snap.threads else ""
+    cols[0].metric("samples/s", f"{snap.samples_per_s:,.0f}", help=f"{snap.device}{on} · ETA {duration(snap.eta_s)}")
     cols[1].metric("loss (last 50 steps)",
                    nats(float(np.mean(snap.curves.total[recent])) if len(snap.curves) else None))
     cols[2].metric("test −ELBO", nats(last.get("test_neg_elbo")), help="nats per image, after the last epoch")

@@ -2,8 +2,8 @@
 
 Speed: the data sits on the device as one tensor; a batch is an index into it (no DataLoader, no
 per-sample Python). Loss values stay on the device until `flush()` copies a block of them to the
-host at once, so the loop does not wait for the device after every step. On the CPU the step runs
-on one thread (`threads.py` says why), and Adam uses its fused kernel (one pass over each weight
+host at once, so the loop does not wait for the device after every step. On the CPU the thread
+count is chosen by timing steps (`threads.py`), and Adam uses its fused kernel (one pass over each weight
 instead of a dozen small operations). torch.compile was measured and not used: on this CPU it took
 60 s to compile for a 7% faster step, which pays back only after ~100 epochs.
 """
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import copy
 import math
-import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +27,7 @@ from .history import Frame, History
 from .losses import beta_schedule, vae_loss
 from .metrics import evaluate
 from .models import VAE, build_model, model_log_variance
-from .threads import configure_torch_threads
+from .threads import ThreadPolicy, thread_policy
 
 FIXED_INPUTS = 16  # test images whose reconstructions are kept every epoch
 FIXED_SAMPLES = 64  # prior draws decoded every epoch
@@ -144,14 +144,12 @@ class Trainer:
     """One run: model, optimiser, data on the device, counters and history."""
 
     def __init__(self, config: TrainConfig, dataset: ImageDataset, *, state: TrainerState | None = None,
-                 device: torch.device | None = None):
+                 device: torch.device | None = None, threads: ThreadPolicy | None = None):
         self.config = config
         self.dataset = dataset
         self.device = device or resolve_device(config.device)
-        # Here for the constructing thread and the threads started after it; train_step re-applies
-        # it on the thread that trains, which may have run torch code with other settings before.
-        configure_torch_threads(self.device, config)
-        self._threads_set_on = threading.get_ident()
+        # Applied before every step, on the thread that trains (a TrainingJob trains on its own).
+        self.threads = threads or thread_policy(self.device)
         if config.model == "cvae" and not dataset.has_labels:
             raise TrainingError("the cvae model needs a labelled dataset; this one has no labels")
         with torch.random.fork_rng(devices=[]):
@@ -212,9 +210,8 @@ class Trainer:
     # -- training ---------------------------------------------------------------------------------
     def train_step(self) -> None:
         """One optimiser step on the next batch of the current epoch; values stay on the device."""
-        if self._threads_set_on != threading.get_ident():  # a TrainingJob trains on its own thread
-            configure_torch_threads(self.device, self.config)
-            self._threads_set_on = threading.get_ident()
+        self.threads.apply()
+        started = time.perf_counter()
         if self._order is None:
             self._order = epoch_order(self.config.seed, self.epoch, self.train_x.shape[0], self.device)
         size = self.config.batch_size
@@ -237,6 +234,8 @@ class Trainer:
         self._pending_meta.append((self.step, beta, self.lr))
         self._kl_dims += terms.kl_per_dim.detach()
         self._kl_dim_steps += 1
+        # On the CPU every op above has finished by now, so this is the step's real duration.
+        self.threads.record(time.perf_counter() - started, x.shape[0])
 
     @property
     def pending_steps(self) -> int:

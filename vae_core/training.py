@@ -63,6 +63,7 @@ class Snapshot:
     fixed_inputs: np.ndarray  # uint8 images whose reconstructions the frames show
     checkpoint_path: str | None
     weights_epoch: int = field(default=0)  # epoch of the weights `TrainingJob.latest_weights()` returns
+    threads: str = ""  # e.g. "2 CPU threads, tuned to the load"; empty on a GPU
 
     @property
     def progress(self) -> float:
@@ -294,7 +295,7 @@ class TrainingJob:
             config=self.config.to_dict(), dataset=self.dataset.name, device=str(trainer.device),
             epoch=trainer.epoch, epochs=self.config.epochs, step=trainer.step,
             steps_per_epoch=trainer.steps_per_epoch, total_steps=trainer.total_steps,
-            samples_per_s=self._samples_per_s, eta_s=eta, elapsed_s=self._elapsed,
+            samples_per_s=self._samples_per_s, eta_s=eta, elapsed_s=self._elapsed, threads=trainer.threads.describe(),
             lr=trainer.lr, beta=trainer.beta, curves=trainer.history.curves(),
             kl_per_dim=trainer.latest_kl_per_dim.copy(), epoch_metrics=tuple(dict(m) for m in trainer.history.epochs),
             events=tuple(dict(e) for e in trainer.history.events), frames=tuple(trainer.history.frames),

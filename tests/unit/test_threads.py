@@ -1,0 +1,169 @@
+"""The thread policy: the tuner's choices on a fake clock, and training that gives the same bits
+whatever the thread count (which is what lets the tuner switch counts mid-run)."""
+
+import os
+
+import pytest
+import torch
+
+from vae_core.config import TrainConfig
+from vae_core.threads import (THREADS_ENV, ThreadPolicy, ThreadTuner, candidate_counts,
+                              results_depend_on_thread_count, thread_override, thread_policy)
+from vae_core.trainer import Trainer, run_to_end
+
+BATCH = 100
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def tuner_on(clock: FakeClock, **kwargs) -> ThreadTuner:
+    return ThreadTuner((1, 2), clock=clock, window_steps=4, window_s=0.0, first_interval_s=5.0,
+                       max_interval_s=20.0, **kwargs)
+
+
+def run_steps(tuner: ThreadTuner, clock: FakeClock, seconds_per_step: dict[int, float], steps: int) -> list[int]:
+    """Steps whose duration depends on the count in force; returns the count of each step."""
+    counts = []
+    for _ in range(steps):
+        counts.append(tuner.count)
+        clock.now += seconds_per_step[tuner.count]
+        tuner.record(seconds_per_step[tuner.count], BATCH)
+    return counts
+
+
+def test_measures_each_count_after_a_warm_up_step_then_trains_with_the_fastest():
+    clock = FakeClock()
+    tuner = tuner_on(clock)
+    counts = run_steps(tuner, clock, {1: 0.010, 2: 0.007}, 5 + 5 + 3)
+    assert counts == [1] * 5 + [2] * 5 + [2] * 3  # 1 warm-up + 4 timed steps each
+    assert not tuner.measuring and tuner.measurements == 1
+    assert tuner.describe() == "2 CPU threads, tuned to the load"
+
+
+def test_a_slow_warm_up_step_is_not_counted():
+    clock = FakeClock()
+    tuner = tuner_on(clock)
+    tuner.record(1.0, BATCH)  # count 1's first step: pools start, caches refill
+    for _ in range(4):
+        tuner.record(0.010, BATCH)
+    tuner.record(5.0, BATCH)  # count 2's first step
+    for _ in range(4):
+        tuner.record(0.012, BATCH)
+    assert tuner.count == 1
+
+
+def test_time_is_compared_per_image_so_a_short_last_batch_is_not_faster():
+    clock = FakeClock()
+    tuner = tuner_on(clock)
+    half = BATCH // 2
+    steps = [(0.010, BATCH)] * 5 + [(0.011, BATCH), (0.011, BATCH), (0.0055, half), (0.0055, half), (0.011, BATCH)]
+    for seconds, samples in steps:
+        tuner.record(seconds, samples)
+    # Count 2's median step took 0.00825 s, less than count 1's 0.010 s, but only because two of its
+    # steps had half a batch: per image it is 10% slower.
+    assert tuner.count == 1
+
+
+def test_a_near_tie_keeps_the_count_in_force():
+    clock = FakeClock()
+    tuner = tuner_on(clock, switch_margin=0.05)
+    run_steps(tuner, clock, {1: 0.010, 2: 0.007}, 10)
+    clock.now += 5.0
+    # Measured again: 1 thread is now 3% faster than 2, within the margin, so 2 stays.
+    counts = run_steps(tuner, clock, {1: 0.0068, 2: 0.007}, 1 + 10)
+    assert counts == [2] + [1] * 5 + [2] * 5
+    assert tuner.count == 2 and tuner.measurements == 2
+
+
+def test_measures_again_less_often_while_the_winner_stays_the_same():
+    clock = FakeClock()
+    tuner = tuner_on(clock)
+    times = {1: 0.010, 2: 0.007}
+    measured_at = []
+    for _ in range(12_000):
+        before = tuner.measurements
+        run_steps(tuner, clock, times, 1)
+        if tuner.measurements > before:
+            measured_at.append(round(clock.now, 3))
+    gaps = [round(b - a, 1) for a, b in zip(measured_at, measured_at[1:])]
+    # Each measurement itself takes 10 steps (~0.09 s) after the interval: 5, 10, 20, then the cap.
+    assert gaps[:4] == [5.1, 10.1, 20.1, 20.1]
+
+
+def test_a_change_in_step_time_starts_a_new_measurement_and_the_other_count_wins():
+    clock = FakeClock()
+    tuner = tuner_on(clock, drift=1.5)
+    run_steps(tuner, clock, {1: 0.010, 2: 0.007}, 10)
+    assert tuner.count == 2
+    # Another process takes a core: two spinning threads get three times slower, one thread barely.
+    contended = {1: 0.011, 2: 0.021}
+    counts = run_steps(tuner, clock, contended, 8)  # the tuner looks at the median of 8 steps
+    assert counts == [2] * 8 and tuner.measuring
+    run_steps(tuner, clock, contended, 10)
+    assert tuner.count == 1 and tuner.measurements == 2
+    assert clock.now < 1.0  # at once, not after the 5 s interval
+
+
+def test_candidate_counts():
+    assert candidate_counts(1) == (1,)
+    assert candidate_counts(2) == (1, 2)
+    assert candidate_counts(6) == (1, 2, 4, 6)
+    assert candidate_counts(8) == (1, 2, 4, 8)
+
+
+def test_override_and_devices(monkeypatch):
+    monkeypatch.setenv(THREADS_ENV, "3")
+    assert thread_override() == 3
+    policy = thread_policy(torch.device("cpu"))
+    assert not policy.tuned and policy.count == 3 and policy.describe() == "3 CPU threads"
+    monkeypatch.setenv(THREADS_ENV, "many")
+    assert thread_override() is None
+    monkeypatch.delenv(THREADS_ENV)
+    assert thread_policy(torch.device("meta")).count is None  # an accelerator: left alone
+    assert thread_policy(torch.device("meta")).describe() == ""
+    expected_tuned = (os.cpu_count() or 1) > 1
+    assert thread_policy(torch.device("cpu")).tuned is expected_tuned
+
+
+def test_importing_vae_core_first_makes_mkl_results_independent_of_the_thread_count():
+    # conftest imports vae_core before torch can start MKL; if that order breaks, the tuner is
+    # switched off (thread_policy) and this test says why.
+    assert os.environ["MKL_CBWR"] == "AUTO,STRICT"
+    assert results_depend_on_thread_count() is False
+
+
+class EveryStepTuner(ThreadTuner):
+    """Switches between 1 and 2 threads on nearly every step: the worst case for reproducibility."""
+
+    def __init__(self):
+        super().__init__((1, 2), window_steps=1, window_s=0.0, first_interval_s=0.0, max_interval_s=0.0)
+        self.counts_used: list[int] = []
+
+    def apply(self) -> None:
+        super().apply()
+        self.counts_used.append(torch.get_num_threads())
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores to run 2 threads")
+@pytest.mark.parametrize("model", ["mlp", "conv", "cvae"])
+def test_training_gives_the_same_bits_with_1_thread_2_threads_or_switching(mnist_sample, model):
+    # The default sizes: MKL splits their products by thread (fc_mu's gradient is 10x128 @ 128x128).
+    config = TrainConfig(model=model, epochs=1, device="cpu", hidden=(32, 64) if model == "conv" else (256, 128))
+    runs = {}
+    for name, policy in [("1", ThreadPolicy(1)), ("2", ThreadPolicy(2)), ("switching", EveryStepTuner())]:
+        trainer = Trainer(config, mnist_sample, threads=policy)
+        run_to_end(trainer)
+        runs[name] = trainer
+    used = runs["switching"].threads.counts_used
+    assert sum(a != b for a, b in zip(used, used[1:])) >= 10  # the count really changed mid-run
+    reference = runs["1"]
+    for name in ("2", "switching"):
+        weights = runs[name].model.state_dict()
+        assert all(torch.equal(reference.model.state_dict()[key], weights[key]) for key in weights), name
+        assert runs[name].history.epochs[0]["test_neg_elbo"] == reference.history.epochs[0]["test_neg_elbo"]
