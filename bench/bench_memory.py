@@ -19,7 +19,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import GiB, MiB, apply_thread_policy, bench_dataset, peak_rss_bytes, print_rows, row, run_module_json
+from bench.common import GiB, MiB, use_pytorch_default_threads, bench_dataset, peak_rss_bytes, print_rows, row, run_module_json
 
 TARGET_BYTES = 2 * GiB
 PROJECTION_METHODS = ("pca", "tsne")
@@ -32,7 +32,7 @@ def child(points: int) -> dict:
     from vae_core.config import TrainConfig
     from vae_core.training import TrainingJob
 
-    apply_thread_policy()
+    use_pytorch_default_threads()
     peaks = {"start": peak_rss_bytes()}
     dataset = bench_dataset()
     peaks["data loaded"] = peak_rss_bytes()

@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # run as a file: make `bench` importable
 
 import torch
 
-from bench.common import (FALLBACK_DATASET, FULL_DATASET, ReferenceLoop, apply_thread_policy,
+from bench.common import (FALLBACK_DATASET, FULL_DATASET, ReferenceLoop, use_pytorch_default_threads,
                           ensure_fashion_mnist, print_rows, row, skipped_row)
 from vae_core.config import TrainConfig
 from vae_core.data import ImageDataset, load_dataset
@@ -119,7 +119,7 @@ def datasets_to_compare() -> list[ImageDataset]:
 
 
 def run(quick: bool = False) -> list[dict]:
-    apply_thread_policy()  # the reference loop and the evaluations run on this thread
+    use_pytorch_default_threads()  # the reference loop and the evaluations run on this thread
     rows = [] if ensure_fashion_mnist() else [skipped_row(f"Quality on {FULL_DATASET}", "not available here")]
     for dataset in datasets_to_compare():
         for model in ("mlp", "conv"):

@@ -24,14 +24,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python bench/bench_x.py` puts bench/, not the project, on the path
     sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402  (after the path fix, like everything from vae_core)
+import vae_core  # noqa: E402,F401  (after the path fix; before torch starts MKL: see vae_core/threads.py)
+import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from vae_core.config import TrainConfig  # noqa: E402
 from vae_core.data import DEBIAN_FASHION_MNIST_DIR, ImageDataset, load_dataset  # noqa: E402
 from vae_core.device import resolve_device  # noqa: E402
 from vae_core.models import build_model  # noqa: E402
-from vae_core.threads import configure_torch_threads  # noqa: E402
 
 FULL_DATASET = "fashion-mnist"
 FALLBACK_DATASET = "mnist-sample"
@@ -133,10 +133,11 @@ class ReferenceLoop:
         return total / self.test_x.shape[0]
 
 
-def apply_thread_policy() -> int:
-    """The Trainer's thread policy on the calling thread, so a reference loop run here is compared
-    on equal terms (and so is anything else a bench computes)."""
-    return configure_torch_threads(torch.device("cpu"))
+def use_pytorch_default_threads() -> int:
+    """A thread per core on the calling thread: what a plain script gets, so the reference loop runs
+    as people run it. The Trainer sets its own count before each step (vae_core/threads.py)."""
+    torch.set_num_threads(os.cpu_count() or 1)
+    return torch.get_num_threads()
 
 
 # -- timing ----------------------------------------------------------------------------------------------

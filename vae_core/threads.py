@@ -75,26 +75,30 @@ class ThreadPolicy:
 class ThreadTuner(ThreadPolicy):
     """Trains with whichever candidate count is fastest now.
 
-    Measuring: each candidate runs one warm-up step (thread pools start, caches refill), then steps
-    until it has `window_steps` of them and `window_s` seconds; its score is the median time per
-    image. The fastest wins; the one in force keeps its place unless another is `switch_margin`
-    faster, so near-ties do not flip-flop. Training: the median of the recent steps is compared with
-    the winner's score, and a change by a factor of `drift` (the load changed) starts a new
-    measurement at once; otherwise the next one comes after `interval` seconds, which doubles up to
-    `max_interval_s` while the winner stays the same. On an idle machine that costs a few slower
-    steps a minute."""
+    A run starts with the largest count (PyTorch's default) for `start_after_s`: its first steps are
+    slow whatever the count (the data is touched for the first time), so they would mislead a
+    measurement. Measuring: each candidate runs `warm_up_steps` untimed steps (thread pools wake,
+    caches refill), then steps until it has `window_steps` of them and `window_s` seconds; its score
+    is the median time per image. The fastest wins; the one in force keeps its place unless another
+    is `switch_margin` faster, so near-ties do not flip-flop. Training: the median of the recent
+    steps is compared with the winner's score, and a change by a factor of `drift` (the load
+    changed) starts a new measurement at once; otherwise the next one comes after an interval that
+    doubles from `first_interval_s` up to `max_interval_s` while the winner stays the same. On an
+    idle machine that costs a few slower steps a minute."""
 
     tuned = True
 
     def __init__(self, candidates: tuple[int, ...], *, clock: Callable[[], float] = time.perf_counter,
-                 window_steps: int = 8, window_s: float = 0.05, first_interval_s: float = 5.0,
-                 max_interval_s: float = 60.0, drift: float = 1.5, switch_margin: float = 0.05):
+                 start_after_s: float = 0.5, warm_up_steps: int = 1, window_steps: int = 4, window_s: float = 0.05,
+                 first_interval_s: float = 5.0, max_interval_s: float = 60.0, drift: float = 1.5,
+                 switch_margin: float = 0.05):
         if not candidates:
             raise ValueError("a thread tuner needs at least one candidate count")
         super().__init__(candidates[-1])
         self.candidates = tuple(candidates)
         self._clock = clock
-        self._window_steps, self._window_s = window_steps, window_s
+        self._start_after_s = start_after_s
+        self._warm_up_steps, self._window_steps, self._window_s = warm_up_steps, window_steps, window_s
         self._first_interval_s, self._max_interval_s = first_interval_s, max_interval_s
         self._drift, self._switch_margin = drift, switch_margin
         self._interval_s = first_interval_s
@@ -104,11 +108,10 @@ class ThreadTuner(ThreadPolicy):
         self._scores: dict[int, float] = {}
         self._window: list[float] = []
         self._window_seconds = 0.0
-        self._warmed_up = False
+        self._untimed = 0  # warm-up steps left before the window of the candidate being measured
         self._recent: deque[float] = deque(maxlen=2 * window_steps)
-        self._next_measurement_at = 0.0
+        self._next_measurement_at: float | None = None  # set by the run's first step
         self.measurements = 0  # completed measurements, for tests and the curious
-        self._start_measuring()
 
     @property
     def measuring(self) -> bool:
@@ -134,11 +137,11 @@ class ThreadTuner(ThreadPolicy):
 
     def _begin_window(self) -> None:
         self._count = self._queue[0]
-        self._window, self._window_seconds, self._warmed_up = [], 0.0, False
+        self._window, self._window_seconds, self._untimed = [], 0.0, self._warm_up_steps
 
     def _record_measurement(self, seconds: float, per_image: float) -> None:
-        if not self._warmed_up:
-            self._warmed_up = True
+        if self._untimed:
+            self._untimed -= 1
             return
         self._window.append(per_image)
         self._window_seconds += seconds
@@ -164,10 +167,12 @@ class ThreadTuner(ThreadPolicy):
 
     # -- training -------------------------------------------------------------------------------
     def _record_training(self, per_image: float) -> None:
+        if self._next_measurement_at is None:
+            self._next_measurement_at = self._clock() + self._start_after_s
         self._recent.append(per_image)
         if self._clock() >= self._next_measurement_at:
             self._start_measuring()
-        elif len(self._recent) == self._recent.maxlen:
+        elif self._chosen is not None and len(self._recent) == self._recent.maxlen:
             recent = statistics.median(self._recent)
             if not self._score / self._drift <= recent <= self._score * self._drift:
                 self._interval_s = self._first_interval_s

@@ -23,8 +23,9 @@ class FakeClock:
 
 
 def tuner_on(clock: FakeClock, **kwargs) -> ThreadTuner:
-    return ThreadTuner((1, 2), clock=clock, window_steps=4, window_s=0.0, first_interval_s=5.0,
-                       max_interval_s=20.0, **kwargs)
+    """Measures from the second step: one untimed step, then 4 timed steps per count."""
+    return ThreadTuner((1, 2), clock=clock, start_after_s=0.0, warm_up_steps=1, window_steps=4, window_s=0.0,
+                       first_interval_s=5.0, max_interval_s=20.0, **kwargs)
 
 
 def run_steps(tuner: ThreadTuner, clock: FakeClock, seconds_per_step: dict[int, float], steps: int) -> list[int]:
@@ -40,8 +41,8 @@ def run_steps(tuner: ThreadTuner, clock: FakeClock, seconds_per_step: dict[int, 
 def test_measures_each_count_after_a_warm_up_step_then_trains_with_the_fastest():
     clock = FakeClock()
     tuner = tuner_on(clock)
-    counts = run_steps(tuner, clock, {1: 0.010, 2: 0.007}, 5 + 5 + 3)
-    assert counts == [1] * 5 + [2] * 5 + [2] * 3  # 1 warm-up + 4 timed steps each
+    counts = run_steps(tuner, clock, {1: 0.010, 2: 0.007}, 1 + 5 + 5 + 3)
+    assert counts == [2] + [1] * 5 + [2] * 5 + [2] * 3  # 1 warm-up + 4 timed steps each
     assert not tuner.measuring and tuner.measurements == 1
     assert tuner.describe() == "2 CPU threads, tuned to the load"
 
@@ -49,6 +50,7 @@ def test_measures_each_count_after_a_warm_up_step_then_trains_with_the_fastest()
 def test_a_slow_warm_up_step_is_not_counted():
     clock = FakeClock()
     tuner = tuner_on(clock)
+    tuner.record(0.007, BATCH)  # the run's first step, before any measurement
     tuner.record(1.0, BATCH)  # count 1's first step: pools start, caches refill
     for _ in range(4):
         tuner.record(0.010, BATCH)
@@ -62,7 +64,7 @@ def test_time_is_compared_per_image_so_a_short_last_batch_is_not_faster():
     clock = FakeClock()
     tuner = tuner_on(clock)
     half = BATCH // 2
-    steps = [(0.010, BATCH)] * 5 + [(0.011, BATCH), (0.011, BATCH), (0.0055, half), (0.0055, half), (0.011, BATCH)]
+    steps = [(0.007, BATCH)] + [(0.010, BATCH)] * 5 + [(0.011, BATCH), (0.011, BATCH), (0.0055, half), (0.0055, half), (0.011, BATCH)]
     for seconds, samples in steps:
         tuner.record(seconds, samples)
     # Count 2's median step took 0.00825 s, less than count 1's 0.010 s, but only because two of its
@@ -73,7 +75,7 @@ def test_time_is_compared_per_image_so_a_short_last_batch_is_not_faster():
 def test_a_near_tie_keeps_the_count_in_force():
     clock = FakeClock()
     tuner = tuner_on(clock, switch_margin=0.05)
-    run_steps(tuner, clock, {1: 0.010, 2: 0.007}, 10)
+    run_steps(tuner, clock, {1: 0.010, 2: 0.007}, 11)
     clock.now += 5.0
     # Measured again: 1 thread is now 3% faster than 2, within the margin, so 2 stays.
     counts = run_steps(tuner, clock, {1: 0.0068, 2: 0.007}, 1 + 10)
@@ -99,7 +101,7 @@ def test_measures_again_less_often_while_the_winner_stays_the_same():
 def test_a_change_in_step_time_starts_a_new_measurement_and_the_other_count_wins():
     clock = FakeClock()
     tuner = tuner_on(clock, drift=1.5)
-    run_steps(tuner, clock, {1: 0.010, 2: 0.007}, 10)
+    run_steps(tuner, clock, {1: 0.010, 2: 0.007}, 11)
     assert tuner.count == 2
     # Another process takes a core: two spinning threads get three times slower, one thread barely.
     contended = {1: 0.011, 2: 0.021}
@@ -108,6 +110,18 @@ def test_a_change_in_step_time_starts_a_new_measurement_and_the_other_count_wins
     run_steps(tuner, clock, contended, 10)
     assert tuner.count == 1 and tuner.measurements == 2
     assert clock.now < 1.0  # at once, not after the 5 s interval
+
+
+def test_a_run_starts_with_the_largest_count_and_measures_after_its_first_slow_steps():
+    clock = FakeClock()
+    tuner = ThreadTuner((1, 2), clock=clock, start_after_s=0.5, warm_up_steps=2, window_steps=8, window_s=0.1,
+                        first_interval_s=5.0)
+    counts = run_steps(tuner, clock, {1: 0.010, 2: 0.007}, 110)
+    first_measured = counts.index(1)
+    assert counts[:first_measured] == [2] * first_measured and 0.5 <= first_measured * 0.007 < 0.52
+    # Then 2 untimed steps and enough timed ones for 8 steps and 0.1 s with each count.
+    assert counts[first_measured:first_measured + 12] == [1] * 12
+    assert tuner.count == 2 and tuner.measurements == 1
 
 
 def test_candidate_counts():
@@ -142,7 +156,8 @@ class EveryStepTuner(ThreadTuner):
     """Switches between 1 and 2 threads on nearly every step: the worst case for reproducibility."""
 
     def __init__(self):
-        super().__init__((1, 2), window_steps=1, window_s=0.0, first_interval_s=0.0, max_interval_s=0.0)
+        super().__init__((1, 2), start_after_s=0.0, warm_up_steps=0, window_steps=1, window_s=0.0,
+                         first_interval_s=0.0, max_interval_s=0.0)
         self.counts_used: list[int] = []
 
     def apply(self) -> None:
