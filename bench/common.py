@@ -15,6 +15,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from torch.nn import functional as F  # noqa: E402
 from vae_core.config import TrainConfig  # noqa: E402
 from vae_core.data import DEBIAN_FASHION_MNIST_DIR, ImageDataset, load_dataset  # noqa: E402
 from vae_core.device import resolve_device  # noqa: E402
+from vae_core.linear import Linear  # noqa: E402
 from vae_core.models import build_model  # noqa: E402
 
 FULL_DATASET = "fashion-mnist"
@@ -81,7 +83,8 @@ def bench_dataset() -> ImageDataset:
 class ReferenceLoop:
     """The training loop of pytorch/examples' VAE (mnist/vae/main.py) with the data already in memory.
 
-    Per epoch: shuffle, then per batch slice, forward, loss, zero_grad, backward, step and
+    Plain PyTorch throughout: the model's layers are `torch.nn.Linear` (ours compute the same with
+    oneDNN's products, vae_core/linear.py, and that is one of the things measured). Per epoch: shuffle, then per batch slice, forward, loss, zero_grad, backward, step and
     `loss.item()`; then a pass over the test set, as that script's test() does. The model and its
     initial weights are exactly the Trainer's for the same config (same builder, same seed), and
     the optimiser is plain Adam with the same lr. The loss is that script's loss_function (BCE
@@ -93,7 +96,7 @@ class ReferenceLoop:
         self.device = resolve_device(config.device)
         self.batch_size = config.batch_size
         torch.manual_seed(config.seed)
-        self.model = build_model(config, dataset.image_shape, dataset.num_classes).to(self.device)
+        self.model = with_torch_linear(build_model(config, dataset.image_shape, dataset.num_classes)).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.train_x = dataset.train_x.to(self.device)
         self.test_x = dataset.test_x.to(self.device)
@@ -133,11 +136,30 @@ class ReferenceLoop:
         return total / self.test_x.shape[0]
 
 
+def with_torch_linear(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` with each of vae_core's oneDNN `Linear` layers swapped for a `torch.nn.Linear` holding
+    the same parameters (the same initial weights, the same state-dict keys)."""
+    for name, child in list(model.named_children()):
+        if isinstance(child, Linear):
+            plain = torch.nn.Linear(child.in_features, child.out_features, bias=child.bias is not None)
+            plain.weight, plain.bias = child.weight, child.bias
+            setattr(model, name, plain)
+        else:
+            with_torch_linear(child)
+    return model
+
+
 def use_pytorch_default_threads() -> int:
     """A thread per core on the calling thread: what a plain script gets, so the reference loop runs
     as people run it. The Trainer sets its own count before each step (vae_core/threads.py)."""
     torch.set_num_threads(os.cpu_count() or 1)
     return torch.get_num_threads()
+
+
+def keep_this_thread_serial() -> None:
+    """For a bench's own thread, which only loads data and hands work to candidates on threads of
+    their own: no parallel operation here, so no idle OpenMP team slows theirs (`in_fresh_thread`)."""
+    torch.set_num_threads(1)
 
 
 # -- timing ----------------------------------------------------------------------------------------------
@@ -162,15 +184,39 @@ class Stopwatch:
 Measurement = TypeVar("Measurement")
 
 
+def in_fresh_thread(candidate: Callable[[], Measurement]) -> Measurement:
+    """`candidate()` on a new thread that ends with it, as each run of a Streamlit script does.
+
+    Why: a thread that has run a parallel operation keeps an idle OpenMP team until it ends, and on
+    2 cores one idle team beside a training thread's makes libgomp throttle its spin-waiting and
+    halves that thread's speed (vae_core/threads.py). Run on one long-lived thread, whichever
+    candidate went first would slow down the others."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = candidate()
+        except BaseException as error:  # re-raised on the calling thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, name="bench-candidate")
+    worker.start()
+    worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 def interleaved(candidates: dict[Hashable, Callable[[], Measurement]], rounds: int) -> dict[Hashable, list[Measurement]]:
     """Run every candidate once per round, alternating the order between rounds, so a change in the
-    machine's load hits all of them alike. Each candidate returns what it measured, e.g. a Timing
-    (setup outside its own stopwatch). Returns name -> the measurement of each round."""
+    machine's load hits all of them alike; each run on a fresh thread (`in_fresh_thread`). Each
+    candidate returns what it measured, e.g. a Timing (setup outside its own stopwatch). Returns
+    name -> the measurement of each round."""
     timings: dict[Hashable, list[Measurement]] = {name: [] for name in candidates}
     names = list(candidates)
     for round_index in range(rounds):
         for name in names if round_index % 2 == 0 else reversed(names):
-            timings[name].append(candidates[name]())
+            timings[name].append(in_fresh_thread(candidates[name]))
     return timings
 
 

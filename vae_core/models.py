@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from .config import TrainConfig
 from .errors import ConfigError
+from .linear import Linear
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def _mlp(widths: list[int]) -> nn.Sequential:
     """Linear layers with ReLU between them (none after the last)."""
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
-        layers.append(nn.Linear(n_in, n_out))
+        layers.append(Linear(n_in, n_out))
         if i < len(widths) - 2:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
@@ -88,8 +89,8 @@ class MLPVAE(VAE):
         label_width = num_classes if self.conditional else 0
         hidden = list(hidden)
         self.encoder = nn.Sequential(_mlp([pixels + label_width, *hidden]), nn.ReLU())
-        self.fc_mu = nn.Linear(hidden[-1], latent_dim)
-        self.fc_log_var = nn.Linear(hidden[-1], latent_dim) if self.variational else None
+        self.fc_mu = Linear(hidden[-1], latent_dim)
+        self.fc_log_var = Linear(hidden[-1], latent_dim) if self.variational else None
         self.decoder = _mlp([latent_dim + label_width, *reversed(hidden), pixels])
 
     def encode(self, x, y=None):
@@ -140,9 +141,9 @@ class ConvVAE(VAE):
         )
         self.feature_shape = (c2, math.ceil(height / 4), math.ceil(width / 4))
         features = math.prod(self.feature_shape)
-        self.fc_mu = nn.Linear(features, latent_dim)
-        self.fc_log_var = nn.Linear(features, latent_dim)
-        self.fc_decode = nn.Linear(latent_dim, features)
+        self.fc_mu = Linear(features, latent_dim)
+        self.fc_log_var = Linear(features, latent_dim)
+        self.fc_decode = Linear(latent_dim, features)
         self.decoder = nn.Sequential(
             nn.ReLU(),
             nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), nn.ReLU(),

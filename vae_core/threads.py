@@ -13,15 +13,17 @@ OpenMP workers spin-wait on a core that the thread they wait for needs, and a st
 times longer. No fixed count is right, so `ThreadTuner` times steps with each candidate count,
 trains with the fastest, and measures again when the step time drifts or a while has passed.
 
-Why this does not cost reproducibility: the thread count would normally change the low bits of
-results (MKL splits small matrix products differently, e.g. the gradient of `fc_mu`), and then a
-run that switched counts could not be repeated. `vae_core/__init__.py` puts MKL into conditional
-numerical reproducibility, strict mode (`MKL_CBWR=AUTO,STRICT`, measured free of cost here),
-which makes its results independent of the thread count; the other kernels these models use
-(element-wise ops, per-row reductions, oneDNN's convolutions, fused Adam) already are. A test
-trains with 1 and with 2 threads and compares the weights bit for bit. If MKL was initialised
-before vae_core was imported (so the setting came too late), `results_depend_on_thread_count()`
-sees it and the tuner is not used: training stays on one thread, as reproducible as before.
+Reproducibility: the thread count can change the low bits of results (a kernel splits a sum
+between threads), and a run that switched counts could then not be repeated. So the tuner is used
+only for a model whose training step gives the same bits with every count, which
+`thread_count_changes_results` checks on the model itself, once per shape (a step with 1 thread
+and with all of them, compared bit for bit). Otherwise training stays on one thread, the same on
+any machine. What it found: MKL's matrix products split by thread (e.g. the gradient of `fc_mu`)
+until `vae_core/__init__.py` puts MKL into conditional numerical reproducibility, strict mode
+(`MKL_CBWR=AUTO,STRICT`, measured free of cost here); after that the MLPs agree on every CPU tried.
+oneDNN's convolution weight gradients agree on an AVX2 CPU but not on an AVX-512 one, so there
+`conv` trains on one thread. A test trains with 1 thread, 2 threads and a count switched at every
+step and compares the weights bit for bit, for every model the check lets the tuner handle.
 
 `VAE_STUDIO_TORCH_THREADS=<n>` fixes the count instead. GPUs are left alone: their work does not
 run on these threads.
@@ -29,21 +31,33 @@ run on these threads.
 Note that `torch.set_num_threads` is partly per thread: it sets a process-wide default that threads
 pick up when they first run a parallel operation, plus the calling thread's own OpenMP setting, so
 a policy is applied on the thread that trains, before each step (`ThreadPolicy.apply`).
+
+Idle thread teams on other threads: every thread that has once run a parallel operation keeps an
+OpenMP team of worker threads until it ends. When the process then holds more such workers than
+there are cores, libgomp (PyTorch's OpenMP on Linux) cuts the spin-wait of every team from about
+300,000 iterations to 100, so the training thread's workers fall asleep between the many small
+operations of a step and each one pays a wake-up: on 2 cores an epoch of the default MLP took
+2.6 s instead of 1.2 s with a caller's idle team alive. Hence nothing here leaves a team on a
+thread that outlives its work: the probe below runs on a short-lived thread, and a `TrainingJob`
+is built `serial_on_this_thread()`. (Streamlit's script threads are short-lived; its server thread
+runs no tensor code.)
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import os
 import statistics
+import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 
 import torch
 
 THREADS_ENV = "VAE_STUDIO_TORCH_THREADS"
 FALLBACK_THREADS = 1  # when results would depend on the count: one thread, as reproducible as it gets
+FALLBACK_NOTE = "fixed: other counts change this model's results on this CPU"
 
 
 class ThreadPolicy:
@@ -51,8 +65,9 @@ class ThreadPolicy:
 
     tuned = False
 
-    def __init__(self, count: int | None):
+    def __init__(self, count: int | None, note: str = ""):
         self._count = count
+        self._note = note  # why this count, for the UI
 
     @property
     def count(self) -> int | None:
@@ -69,36 +84,46 @@ class ThreadPolicy:
         """A step of `samples` images took `seconds` (a fixed policy has no use for it)."""
 
     def describe(self) -> str:
-        return "" if self.count is None else f"{self.count} CPU thread{'s' * (self.count != 1)}"
+        if self.count is None:
+            return ""
+        return f"{self.count} CPU thread{'s' * (self.count != 1)}" + (f", {self._note}" if self._note else "")
 
 
 class ThreadTuner(ThreadPolicy):
     """Trains with whichever candidate count is fastest now.
 
     A run starts with the largest count (PyTorch's default) for `start_after_s`: its first steps are
-    slow whatever the count (the data is touched for the first time), so they would mislead a
-    measurement. Measuring: each candidate runs `warm_up_steps` untimed steps (thread pools wake,
-    caches refill), then steps until it has `window_steps` of them and `window_s` seconds; its score
-    is the median time per image. The fastest wins; the one in force keeps its place unless another
-    is `switch_margin` faster, so near-ties do not flip-flop. Training: the median of the recent
-    steps is compared with the winner's score, and a change by a factor of `drift` (the load
-    changed) starts a new measurement at once; otherwise the next one comes after an interval that
-    doubles from `first_interval_s` up to `max_interval_s` while the winner stays the same. On an
-    idle machine that costs a few slower steps a minute."""
+    slow whatever the count (memory is allocated and touched for the first time: 2 or 3 steps of
+    the default MLP here), so they would mislead a measurement. Kept short, because until the
+    first measurement a busy machine trains at the wrong count (2.5 times slower per step here).
+
+    Measuring: the count in force first, then the others. A candidate runs `warm_up_steps` untimed
+    steps when the count changes (thread pools wake, caches refill), then steps until it has
+    `window_steps` of them and `window_s` seconds; its score is the median time per image. A
+    challenger is cut short once `reject_after_steps` of its steps were all slower than the best
+    score so far by more than `switch_margin`: it could not displace the count in force, and on an
+    idle machine every step of the losing count is time lost. The fastest wins; the one in force
+    keeps its place unless another is `switch_margin` faster, so near-ties do not flip-flop.
+
+    Training: the median of the recent steps is compared with the winner's score, and a change by a
+    factor of `drift` (the load changed) starts a new measurement at once; otherwise the next one
+    comes after an interval that doubles from `first_interval_s` up to `max_interval_s` while the
+    winner stays the same. On an idle machine a measurement costs about one step's time."""
 
     tuned = True
 
     def __init__(self, candidates: tuple[int, ...], *, clock: Callable[[], float] = time.perf_counter,
-                 start_after_s: float = 0.5, warm_up_steps: int = 1, window_steps: int = 4, window_s: float = 0.05,
-                 first_interval_s: float = 5.0, max_interval_s: float = 60.0, drift: float = 1.5,
-                 switch_margin: float = 0.05):
+                 start_after_s: float = 0.05, warm_up_steps: int = 1, window_steps: int = 4, window_s: float = 0.05,
+                 reject_after_steps: int = 2, first_interval_s: float = 5.0, max_interval_s: float = 60.0,
+                 drift: float = 1.5, switch_margin: float = 0.05):
         if not candidates:
             raise ValueError("a thread tuner needs at least one candidate count")
-        super().__init__(candidates[-1])
+        super().__init__(candidates[-1], note="tuned to the load")
         self.candidates = tuple(candidates)
         self._clock = clock
         self._start_after_s = start_after_s
         self._warm_up_steps, self._window_steps, self._window_s = warm_up_steps, window_steps, window_s
+        self._reject_after_steps = reject_after_steps
         self._first_interval_s, self._max_interval_s = first_interval_s, max_interval_s
         self._drift, self._switch_margin = drift, switch_margin
         self._interval_s = first_interval_s
@@ -124,20 +149,19 @@ class ThreadTuner(ThreadPolicy):
         else:
             self._record_training(per_image)
 
-    def describe(self) -> str:
-        return f"{super().describe()}, tuned to the load"
-
     # -- measuring ------------------------------------------------------------------------------
     def _start_measuring(self) -> None:
-        # The count in force goes last, so the switch back to it (if it wins) is the cheap case.
-        others = [c for c in self.candidates if c != self._chosen]
-        self._queue = others + ([self._chosen] if self._chosen is not None else [])
+        # The count in force first: it needs no warm-up, and its score lets a slower challenger be
+        # cut short.
+        self._queue = [self._count] + [c for c in self.candidates if c != self._count]
         self._scores = {}
         self._begin_window()
 
     def _begin_window(self) -> None:
+        changed = self._queue[0] != self._count
         self._count = self._queue[0]
-        self._window, self._window_seconds, self._untimed = [], 0.0, self._warm_up_steps
+        self._window, self._window_seconds = [], 0.0
+        self._untimed = self._warm_up_steps if changed else 0
 
     def _record_measurement(self, seconds: float, per_image: float) -> None:
         if self._untimed:
@@ -145,13 +169,21 @@ class ThreadTuner(ThreadPolicy):
             return
         self._window.append(per_image)
         self._window_seconds += seconds
-        if len(self._window) < self._window_steps or self._window_seconds < self._window_s:
+        complete = len(self._window) >= self._window_steps and self._window_seconds >= self._window_s
+        if not complete and not self._losing():
             return
         self._scores[self._queue.pop(0)] = statistics.median(self._window)
         if self._queue:
             self._begin_window()
         else:
             self._choose()
+
+    def _losing(self) -> bool:
+        """Whether the candidate being measured has had `reject_after_steps` steps, all slower than
+        the best score so far by more than the switch margin."""
+        if not self._scores or len(self._window) < self._reject_after_steps:
+            return False
+        return min(self._window) > min(self._scores.values()) * (1 + self._switch_margin)
 
     def _choose(self) -> None:
         best = min(self._scores, key=self._scores.get)
@@ -199,32 +231,68 @@ def candidate_counts(cores: int) -> tuple[int, ...]:
     return tuple(sorted(counts))
 
 
-@functools.cache
-def results_depend_on_thread_count() -> bool:
-    """Whether 1 and 2 threads give different bits for a product MKL splits by thread (the shape
-    of fc_mu's weight gradient). True means MKL_CBWR was not in force when MKL started."""
-    noise = torch.Generator().manual_seed(0)
-    left, right = torch.randn(10, 128, generator=noise), torch.randn(128, 128, generator=noise)
+_probed: dict[Hashable, bool] = {}
+_probe_lock = threading.Lock()
+
+
+def thread_count_changes_results(step: Callable[[], Sequence[torch.Tensor]], key: Hashable) -> bool:
+    """Whether `step` (what a training step computes: its loss and gradients) gives other bits with
+    1 thread than with each other candidate count. Cached by `key`, which names everything that
+    shapes the step (model, sizes, batch).
+
+    Runs on a thread of its own that ends with it, so its parallel operations leave no idle team on
+    the caller's thread (see the module docstring)."""
+    with _probe_lock:
+        if key not in _probed:
+            answer: list[bool] = []
+            prober = threading.Thread(target=lambda: answer.append(_results_differ(step)),
+                                      name="vae-thread-probe", daemon=True)
+            prober.start()
+            prober.join()
+            _probed[key] = answer[0] if answer else True  # a probe that failed proves nothing
+        return _probed[key]
+
+
+def _results_differ(step: Callable[[], Sequence[torch.Tensor]]) -> bool:
+    counts = candidate_counts(os.cpu_count() or 1)
     before = torch.get_num_threads()
     try:
-        products = []
-        for count in (1, 2):
+        results = []
+        for count in counts:
             torch.set_num_threads(count)
-            products.append(left @ right)
+            results.append([tensor.detach().cpu() for tensor in step()])
     finally:
         torch.set_num_threads(before)
-    return not torch.equal(*products)
+    first = results[0]
+    return any(len(other) != len(first) or not all(map(torch.equal, first, other)) for other in results[1:])
 
 
-def thread_policy(device: torch.device) -> ThreadPolicy:
-    """The policy for training on `device`: the override, else a tuner on a multi-core CPU whose
-    results do not depend on the count, else one thread."""
+@contextlib.contextmanager
+def serial_on_this_thread():
+    """Tensor work inside runs on the calling thread alone, creating no OpenMP team there that would
+    sit idle beside a training thread's (see the module docstring). The thread's count is restored
+    afterwards; a team that existed before is not touched."""
+    before = torch.get_num_threads()
+    if before != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def thread_policy(device: torch.device, *, results_vary: Callable[[], bool]) -> ThreadPolicy:
+    """The policy for training on `device`: the override, else a tuner on a multi-core CPU when the
+    count does not change the results (`results_vary()` says whether it does), else one thread."""
     if device.type != "cpu":
         return ThreadPolicy(None)
     override = thread_override()
     if override is not None:
         return ThreadPolicy(override)
     cores = os.cpu_count() or 1
-    if cores == 1 or results_depend_on_thread_count():
-        return ThreadPolicy(FALLBACK_THREADS)
+    if cores == 1:
+        return ThreadPolicy(1)
+    if results_vary():
+        return ThreadPolicy(FALLBACK_THREADS, note=FALLBACK_NOTE)
     return ThreadTuner(candidate_counts(cores))

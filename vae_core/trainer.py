@@ -27,7 +27,7 @@ from .history import Frame, History
 from .losses import beta_schedule, vae_loss
 from .metrics import evaluate
 from .models import VAE, build_model, model_log_variance
-from .threads import ThreadPolicy, thread_policy
+from .threads import ThreadPolicy, thread_count_changes_results, thread_policy
 
 FIXED_INPUTS = 16  # test images whose reconstructions are kept every epoch
 FIXED_SAMPLES = 64  # prior draws decoded every epoch
@@ -148,8 +148,6 @@ class Trainer:
         self.config = config
         self.dataset = dataset
         self.device = device or resolve_device(config.device)
-        # Applied before every step, on the thread that trains (a TrainingJob trains on its own).
-        self.threads = threads or thread_policy(self.device)
         if config.model == "cvae" and not dataset.has_labels:
             raise TrainingError("the cvae model needs a labelled dataset; this one has no labels")
         with torch.random.fork_rng(devices=[]):
@@ -167,6 +165,8 @@ class Trainer:
         self.fixed_z = torch.randn(FIXED_SAMPLES, config.latent_dim, generator=prior).to(self.device)
         self.fixed_z_labels = (torch.arange(FIXED_SAMPLES, device=self.device) % max(1, dataset.num_classes)
                                if self.model.conditional else None)
+        # Applied before every step, on the thread that trains (a TrainingJob trains on its own).
+        self.threads = threads or thread_policy(self.device, results_vary=self._thread_count_changes_results)
         self.epoch = 0
         self.step = 0
         self.step_in_epoch = 0
@@ -206,6 +206,30 @@ class Trainer:
         """The KL weight of the next step: the user's beta times the annealing factor."""
         return beta_schedule(self.step, self.steps_per_epoch, beta=self.beta, anneal=self.config.kl_anneal,
                              warmup_epochs=self.config.kl_warmup_epochs)
+
+    def _thread_count_changes_results(self) -> bool:
+        """Whether this run's training step gives other bits with another CPU thread count."""
+        config, dataset = self.config, self.dataset
+        key = (config.model, config.latent_dim, config.hidden, config.recon, config.batch_size,
+               self.train_x.shape[0] % config.batch_size, dataset.image_shape, dataset.num_classes)
+        return thread_count_changes_results(self._probe_gradients, key)
+
+    def _probe_gradients(self) -> list[torch.Tensor]:
+        """The loss and gradients of a step on a copy of the model, for every batch size the run
+        sees (the last batch of an epoch may be smaller); the run itself is not touched."""
+        model = copy.deepcopy(self.model)
+        sizes = {self.config.batch_size, self.train_x.shape[0] % self.config.batch_size} - {0}
+        results = []
+        for size in sorted(sizes):
+            x = self.train_x[:size]
+            y = self.train_y[:size] if self.train_y is not None and model.conditional else None
+            model.zero_grad(set_to_none=True)
+            output = model(x, y, generator=torch.Generator(device=self.device).manual_seed(0))
+            terms = vae_loss(output, x, recon=self.config.recon, free_bits=self.config.free_bits,
+                             variational=model.variational, log_variance=model_log_variance(model))
+            terms.total.backward()
+            results += [terms.total.detach()] + [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        return results
 
     # -- training ---------------------------------------------------------------------------------
     def train_step(self) -> None:

@@ -23,6 +23,7 @@ import torch
 from .config import TrainConfig
 from .errors import TrainingError, VAEStudioError
 from .history import Frame, StepCurves
+from .threads import serial_on_this_thread
 from .trainer import Divergence, Trainer, TrainerState, to_uint8
 
 PUBLISH_INTERVAL_S = 0.25
@@ -82,7 +83,6 @@ class TrainingJob:
                  state: TrainerState | None = None, checkpoint_dir: str | Path | None = None,
                  saver: Callable[["TrainingJob", Path], None] | None = None):
         self.run_id = run_id or new_run_id()
-        self.trainer = Trainer(config, dataset, state=state)
         self.config = config
         self.dataset = dataset
         self.checkpoint_path = Path(checkpoint_dir) / f"{self.run_id}.safetensors" if checkpoint_dir else None
@@ -90,14 +90,18 @@ class TrainingJob:
         self._commands: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name=f"train-{self.run_id}", daemon=True)
         self._weights_lock = threading.Lock()
-        self._weights = (self.trainer.epoch, self._cpu_weights())
         self._status = "starting"
         self._message: str | None = None
         self._samples_per_s = 0.0
         self._elapsed = 0.0
         self._version = 0
-        self._fixed_inputs = to_uint8(self.trainer.fixed_x)
-        self._snapshot = self._build_snapshot()
+        # Tensor work on the caller's thread runs serially: a thread team left there would halve the
+        # training thread's speed on 2 cores for as long as the caller lives (vae_core/threads.py).
+        with serial_on_this_thread():
+            self.trainer = Trainer(config, dataset, state=state)
+            self._weights = (self.trainer.epoch, self._cpu_weights())
+            self._fixed_inputs = to_uint8(self.trainer.fixed_x)
+            self._snapshot = self._build_snapshot()
 
     # -- commands (any thread) -------------------------------------------------------------------
     def start(self) -> "TrainingJob":
