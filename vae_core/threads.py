@@ -89,42 +89,84 @@ class ThreadPolicy:
         return f"{self.count} CPU thread{'s' * (self.count != 1)}" + (f", {self._note}" if self._note else "")
 
 
+class IdleCores:
+    """How many cores sat idle since the previous call, machine-wide, from the kernel's CPU time
+    counters (Linux's /proc/stat, in ticks of 10 ms); None where they cannot be read or too little
+    time has passed to tell."""
+
+    MIN_TICKS = 10  # below this the count is mostly rounding
+
+    def __init__(self, path: str = "/proc/stat", cores: int | None = None):
+        self._path = path
+        self._cores = cores or os.cpu_count() or 1
+        self._last = self._read()
+
+    def __call__(self) -> float | None:
+        now = self._read()
+        last, self._last = self._last, now
+        if now is None or last is None or now[1] - last[1] < self.MIN_TICKS:
+            return None
+        return self._cores * (now[0] - last[0]) / (now[1] - last[1])
+
+    def _read(self) -> tuple[int, int] | None:
+        """(idle ticks, all ticks) summed over the cores."""
+        try:
+            with open(self._path, encoding="ascii") as stat:
+                fields = stat.readline().split()
+        except OSError:
+            return None
+        if len(fields) < 5 or fields[0] != "cpu":
+            return None
+        ticks = [int(value) for value in fields[1:9]]  # user nice system idle iowait irq softirq steal
+        return ticks[3] + ticks[4], sum(ticks)
+
+
 class ThreadTuner(ThreadPolicy):
     """Trains with whichever candidate count is fastest now.
 
-    A run starts with the largest count (PyTorch's default) for `start_after_s`: its first steps are
-    slow whatever the count (memory is allocated and touched for the first time: 2 or 3 steps of
-    the default MLP here), so they would mislead a measurement. Kept short, because until the
-    first measurement a busy machine trains at the wrong count (2.5 times slower per step here).
+    A run starts with one thread: on a busy machine the first step with two took 90 ms here (the
+    second thread waits for a core to start on), on an idle one a step with one thread is 10 to 40%
+    slower than with two, so one thread is the cheap way to be wrong until the first measurement,
+    `start_after_s` into the run (the very first steps are slow whatever the count: memory is
+    allocated and touched for the first time).
 
-    Measuring: the count in force first, then the others. A candidate runs `warm_up_steps` untimed
-    steps when the count changes (thread pools wake, caches refill), then steps until it has
-    `window_steps` of them and `window_s` seconds; its score is the median time per image. A
-    challenger is cut short once `reject_after_steps` of its steps were all slower than the best
-    score so far by more than `switch_margin`: it could not displace the count in force, and on an
-    idle machine every step of the losing count is time lost. The fastest wins; the one in force
-    keeps its place unless another is `switch_margin` faster, so near-ties do not flip-flop.
+    Measuring: the count in force first (the steps just trained serve, when there are enough of
+    them), then the smaller counts, then the larger ones the machine
+    has idle cores for (`IdleCores`: a count `k` more than the current one is tried when about `k`
+    cores sat idle since the last look), so a busy machine never pays for trying a count it has
+    no room for. A candidate runs `warm_up_steps` untimed steps when the count changes (thread pools
+    wake, caches refill), then steps until it has `window_steps` of them and `window_s` seconds; its
+    score is the median time per image. A challenger is cut short once `reject_after_steps` of its
+    steps were all slower than the best score so far by more than `switch_margin`: it could not
+    displace the count in force. The fastest wins; the one in force keeps its place unless another
+    is `switch_margin` faster, so near-ties do not flip-flop.
 
     Training: the median of the recent steps is compared with the winner's score, and a change by a
-    factor of `drift` (the load changed) starts a new measurement at once; otherwise the next one
+    factor of `drift` (the load changed) starts a new measurement at once. If the last measurement
+    left out a larger count for lack of idle cores, the idle cores are looked at every
+    `idle_check_s`, and the measurement comes as soon as they are there. Otherwise the next one
     comes after an interval that doubles from `first_interval_s` up to `max_interval_s` while the
     winner stays the same. On an idle machine a measurement costs about one step's time."""
 
     tuned = True
+    IDLE_SLACK = 0.25  # cores: how far below a whole free core still counts as one
 
     def __init__(self, candidates: tuple[int, ...], *, clock: Callable[[], float] = time.perf_counter,
-                 start_after_s: float = 0.05, warm_up_steps: int = 1, window_steps: int = 4, window_s: float = 0.05,
-                 reject_after_steps: int = 2, first_interval_s: float = 5.0, max_interval_s: float = 60.0,
+                 idle_cores: Callable[[], float | None] | None = None, start_after_s: float = 0.06,
+                 warm_up_steps: int = 1, window_steps: int = 4, window_s: float = 0.05, reject_after_steps: int = 2,
+                 first_interval_s: float = 5.0, max_interval_s: float = 60.0, idle_check_s: float = 1.0,
                  drift: float = 1.5, switch_margin: float = 0.05):
         if not candidates:
             raise ValueError("a thread tuner needs at least one candidate count")
-        super().__init__(candidates[-1], note="tuned to the load")
-        self.candidates = tuple(candidates)
+        super().__init__(min(candidates), note="tuned to the load")
+        self.candidates = tuple(sorted(candidates))
         self._clock = clock
+        self._idle_cores = idle_cores or IdleCores()
         self._start_after_s = start_after_s
         self._warm_up_steps, self._window_steps, self._window_s = warm_up_steps, window_steps, window_s
         self._reject_after_steps = reject_after_steps
         self._first_interval_s, self._max_interval_s = first_interval_s, max_interval_s
+        self._idle_check_s = idle_check_s
         self._drift, self._switch_margin = drift, switch_margin
         self._interval_s = first_interval_s
         self._chosen: int | None = None  # the winner of the last measurement
@@ -136,6 +178,8 @@ class ThreadTuner(ThreadPolicy):
         self._untimed = 0  # warm-up steps left before the window of the candidate being measured
         self._recent: deque[float] = deque(maxlen=2 * window_steps)
         self._next_measurement_at: float | None = None  # set by the run's first step
+        self._left_out = False  # whether the last measurement skipped a larger count for lack of cores
+        self._next_idle_check_at = 0.0
         self.measurements = 0  # completed measurements, for tests and the curious
 
     @property
@@ -150,12 +194,27 @@ class ThreadTuner(ThreadPolicy):
             self._record_training(per_image)
 
     # -- measuring ------------------------------------------------------------------------------
-    def _start_measuring(self) -> None:
-        # The count in force first: it needs no warm-up, and its score lets a slower challenger be
-        # cut short.
-        self._queue = [self._count] + [c for c in self.candidates if c != self._count]
+    def _start_measuring(self, idle: float | None) -> None:
+        current = self._count
+        smaller = [c for c in reversed(self.candidates) if c < current]
+        larger = [c for c in self.candidates if c > current]
+        affordable = [c for c in larger if self._fits(c, idle)]
+        self._left_out = len(affordable) < len(larger)
         self._scores = {}
-        self._begin_window()
+        self._queue = smaller + affordable
+        if len(self._recent) >= self._window_steps:
+            # The steps just trained measured the count in force: no need to spend more on it.
+            self._scores[current] = statistics.median(self._recent)
+        else:
+            self._queue.insert(0, current)
+        if self._queue:
+            self._begin_window()
+        else:
+            self._choose()
+
+    def _fits(self, count: int, idle: float | None) -> bool:
+        """Whether the machine had idle cores for `count` threads (unknown counts as yes)."""
+        return idle is None or count - self._count <= idle + self.IDLE_SLACK
 
     def _begin_window(self) -> None:
         changed = self._queue[0] != self._count
@@ -194,21 +253,31 @@ class ThreadTuner(ThreadPolicy):
                             else self._first_interval_s)
         self._chosen, self._score, self._count = winner, self._scores[winner], winner
         self._recent.clear()
-        self._next_measurement_at = self._clock() + self._interval_s
+        now = self._clock()
+        self._next_measurement_at = now + self._interval_s
+        self._next_idle_check_at = now + self._idle_check_s
         self.measurements += 1
 
     # -- training -------------------------------------------------------------------------------
     def _record_training(self, per_image: float) -> None:
+        now = self._clock()
         if self._next_measurement_at is None:
-            self._next_measurement_at = self._clock() + self._start_after_s
+            self._next_measurement_at = now + self._start_after_s
+            self._idle_cores()  # idle cores are counted from the run's first step on
         self._recent.append(per_image)
-        if self._clock() >= self._next_measurement_at:
-            self._start_measuring()
+        if now >= self._next_measurement_at:
+            self._start_measuring(self._idle_cores())
+        elif self._left_out and now >= self._next_idle_check_at:
+            self._next_idle_check_at = now + self._idle_check_s
+            idle = self._idle_cores()
+            if any(self._fits(c, idle) for c in self.candidates if c > self._count):
+                self._interval_s = self._first_interval_s
+                self._start_measuring(idle)
         elif self._chosen is not None and len(self._recent) == self._recent.maxlen:
             recent = statistics.median(self._recent)
             if not self._score / self._drift <= recent <= self._score * self._drift:
                 self._interval_s = self._first_interval_s
-                self._start_measuring()
+                self._start_measuring(self._idle_cores())
             self._recent.clear()
 
 
