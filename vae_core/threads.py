@@ -1,12 +1,15 @@
 """How many CPU threads PyTorch uses for a training step: measured while training, not guessed.
 
-Why measure: on the 2-core machine this app targets, the fastest count depends on the load, and by
-a lot. One epoch of the default MLP on Fashion-MNIST (batch 128, a bare training loop), seconds:
+Why measure: on the 2-core machines this app targets, the fastest count depends on the load, and
+by a lot. One epoch of the default MLP on Fashion-MNIST (batch 128), seconds:
 
-    machine                            1 thread    2 threads (PyTorch's default)
-    idle                                 4.6          3.4
-    another process busy on one core     4.6         10.6
+    machine                                       1 thread    2 threads (PyTorch's default)
+    AVX-512 CPU, idle (Trainer, oneDNN layers)       1.50         1.34
+    AVX-512 CPU, another process busy on one core    1.55         5.06
+    AVX2 CPU, idle (a bare loop, MKL layers)         4.6          3.4
+    AVX2 CPU, another process busy on one core       4.6         10.6
 
+(`python -m bench.bench_training` measures the first two rows and the tuner against them.)
 Two threads pay when both cores are free; when something else runs (another process, or in the
 app the UI thread drawing charts and computing projections next to the training thread), PyTorch's
 OpenMP workers spin-wait on a core that the thread they wait for needs, and a step takes 2 to 10
@@ -17,12 +20,13 @@ Reproducibility: the thread count can change the low bits of results (a kernel s
 between threads), and a run that switched counts could then not be repeated. So the tuner is used
 only for a model whose training step gives the same bits with every count, which
 `thread_count_changes_results` checks on the model itself, once per shape (a step with 1 thread
-and with all of them, compared bit for bit). Otherwise training stays on one thread, the same on
-any machine. What it found: MKL's matrix products split by thread (e.g. the gradient of `fc_mu`)
+and with all of them, compared bit for bit). Otherwise the count is fixed at PyTorch's default of
+a thread per core: as fast as a plain script on idle cores, and the same arithmetic at every run
+on the machine (set `VAE_STUDIO_TORCH_THREADS=1` on a shared machine). What it found: MKL's matrix products split by thread (e.g. the gradient of `fc_mu`)
 until `vae_core/__init__.py` puts MKL into conditional numerical reproducibility, strict mode
 (`MKL_CBWR=AUTO,STRICT`, measured free of cost here); after that the MLPs agree on every CPU tried.
 oneDNN's convolution weight gradients agree on an AVX2 CPU but not on an AVX-512 one, so there
-`conv` trains on one thread. A test trains with 1 thread, 2 threads and a count switched at every
+`conv` trains at the fixed count (one epoch of Fashion-MNIST: 11.7 s on 1 thread, 7.9 s on 2). A test trains with 1 thread, 2 threads and a count switched at every
 step and compares the weights bit for bit, for every model the check lets the tuner handle.
 
 `VAE_STUDIO_TORCH_THREADS=<n>` fixes the count instead. GPUs are left alone: their work does not
@@ -56,7 +60,6 @@ from collections.abc import Callable, Hashable, Sequence
 import torch
 
 THREADS_ENV = "VAE_STUDIO_TORCH_THREADS"
-FALLBACK_THREADS = 1  # when results would depend on the count: one thread, as reproducible as it gets
 FALLBACK_NOTE = "fixed: other counts change this model's results on this CPU"
 
 
@@ -353,7 +356,7 @@ def serial_on_this_thread():
 
 def thread_policy(device: torch.device, *, results_vary: Callable[[], bool]) -> ThreadPolicy:
     """The policy for training on `device`: the override, else a tuner on a multi-core CPU when the
-    count does not change the results (`results_vary()` says whether it does), else one thread."""
+    count does not change the results (`results_vary()` says whether it does), else a thread per core."""
     if device.type != "cpu":
         return ThreadPolicy(None)
     override = thread_override()
@@ -363,5 +366,5 @@ def thread_policy(device: torch.device, *, results_vary: Callable[[], bool]) -> 
     if cores == 1:
         return ThreadPolicy(1)
     if results_vary():
-        return ThreadPolicy(FALLBACK_THREADS, note=FALLBACK_NOTE)
+        return ThreadPolicy(cores, note=FALLBACK_NOTE)
     return ThreadTuner(candidate_counts(cores))
