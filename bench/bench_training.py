@@ -170,7 +170,8 @@ class BusyProcess:
         self._process.wait()
 
 
-def trainer_epoch_with(policy_for: Callable[[], ThreadPolicy | None], config: TrainConfig, dataset: ImageDataset) -> Timing:
+def trainer_epoch_with(policy_for: Callable[[], ThreadPolicy | None], config: TrainConfig,
+                       dataset: ImageDataset) -> Timing:
     """One epoch of a Trainer with the policy `policy_for()` makes (None: the Trainer's own choice)."""
     trainer = Trainer(config.replace(epochs=1), dataset, threads=policy_for())
     with Stopwatch() as watch:

@@ -84,12 +84,13 @@ class ReferenceLoop:
     """The training loop of pytorch/examples' VAE (mnist/vae/main.py) with the data already in memory.
 
     Plain PyTorch throughout: the model's layers are `torch.nn.Linear` (ours compute the same with
-    oneDNN's products, vae_core/linear.py, and that is one of the things measured). Per epoch: shuffle, then per batch slice, forward, loss, zero_grad, backward, step and
-    `loss.item()`; then a pass over the test set, as that script's test() does. The model and its
-    initial weights are exactly the Trainer's for the same config (same builder, same seed), and
-    the optimiser is plain Adam with the same lr. The loss is that script's loss_function (BCE
-    summed over pixels + the closed-form KL) divided by the batch size, so that it is the same
-    objective as ours; Adam is invariant to that constant factor anyway.
+    oneDNN's products, vae_core/linear.py, and that is one of the things measured). Per epoch: shuffle,
+    then per batch slice, forward, loss, zero_grad, backward, step and `loss.item()`; then a pass over
+    the test set, as that script's test() does. The model and its initial weights are exactly the
+    Trainer's for the same config (same builder, same seed), and the optimiser is plain Adam with the
+    same lr. The loss is that script's loss_function (BCE summed over pixels + the closed-form KL)
+    divided by the batch size, so that it is the same objective as ours; Adam is invariant to that
+    constant factor anyway.
     """
 
     def __init__(self, config: TrainConfig, dataset: ImageDataset):

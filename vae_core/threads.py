@@ -13,21 +13,24 @@ by a lot. One epoch of the default MLP on Fashion-MNIST (batch 128), seconds:
 Two threads pay when both cores are free; when something else runs (another process, or in the
 app the UI thread drawing charts and computing projections next to the training thread), PyTorch's
 OpenMP workers spin-wait on a core that the thread they wait for needs, and a step takes 2 to 10
-times longer. No fixed count is right, so `ThreadTuner` times steps with each candidate count,
-trains with the fastest, and measures again when the step time drifts or a while has passed.
+times longer. No fixed count is right, so `ThreadTuner` times steps with each candidate count the
+machine has idle cores for, trains with the fastest, and measures again when the step time drifts,
+when cores free up, or when a while has passed.
 
-Reproducibility: the thread count can change the low bits of results (a kernel splits a sum
-between threads), and a run that switched counts could then not be repeated. So the tuner is used
-only for a model whose training step gives the same bits with every count, which
-`thread_count_changes_results` checks on the model itself, once per shape (a step with 1 thread
-and with all of them, compared bit for bit). Otherwise the count is fixed at PyTorch's default of
-a thread per core: as fast as a plain script on idle cores, and the same arithmetic at every run
-on the machine (set `VAE_STUDIO_TORCH_THREADS=1` on a shared machine). What it found: MKL's matrix products split by thread (e.g. the gradient of `fc_mu`)
-until `vae_core/__init__.py` puts MKL into conditional numerical reproducibility, strict mode
-(`MKL_CBWR=AUTO,STRICT`, measured free of cost here); after that the MLPs agree on every CPU tried.
-oneDNN's convolution weight gradients agree on an AVX2 CPU but not on an AVX-512 one, so there
-`conv` trains at the fixed count (one epoch of Fashion-MNIST: 11.7 s on 1 thread, 7.9 s on 2). A test trains with 1 thread, 2 threads and a count switched at every
-step and compares the weights bit for bit, for every model the check lets the tuner handle.
+Reproducibility: the thread count can change the low bits of results (a kernel splits a sum between
+threads), and a run that switched counts could then not be repeated. So the tuner is used only for
+a model whose training step gives the same bits with every count, which
+`thread_count_changes_results` checks on the model itself, once per shape (a step with 1 thread and
+with all of them, compared bit for bit). Otherwise the count is fixed at PyTorch's default of a
+thread per core: as fast as a plain script on idle cores, and the same arithmetic at every run on
+the machine (set `VAE_STUDIO_TORCH_THREADS=1` on a shared machine). What it found: MKL's matrix
+products split by thread (e.g. the gradient of `fc_mu`) until `vae_core/__init__.py` puts MKL into
+conditional numerical reproducibility, strict mode (`MKL_CBWR=AUTO,STRICT`, measured free of cost
+here); after that the MLPs agree on every CPU tried. oneDNN's convolution weight gradients agree on
+an AVX2 CPU but not on an AVX-512 one, so there `conv` trains at the fixed count (one epoch of
+Fashion-MNIST: 11.7 s on 1 thread, about 8 s on 2). A test trains with 1 thread, 2 threads and a count
+switched at every step and compares the weights bit for bit, for every model the check lets the
+tuner handle.
 
 `VAE_STUDIO_TORCH_THREADS=<n>` fixes the count instead. GPUs are left alone: their work does not
 run on these threads.
