@@ -53,9 +53,11 @@ def reference_epoch(config: TrainConfig, dataset: ImageDataset) -> Timing:
     return watch.timing
 
 
-def trainer_epoch(config: TrainConfig, dataset: ImageDataset) -> Timing:
-    """The synchronous Trainer, as the CLI runs it: steps, flushes, end-of-epoch evaluation."""
-    trainer = Trainer(config.replace(epochs=1), dataset)
+def trainer_epoch(config: TrainConfig, dataset: ImageDataset,
+                  policy_for: Callable[[], ThreadPolicy | None] = lambda: None) -> Timing:
+    """The synchronous Trainer, as the CLI runs it: steps, flushes, end-of-epoch evaluation; with
+    the thread policy `policy_for()` makes (None: the Trainer's own choice)."""
+    trainer = Trainer(config.replace(epochs=1), dataset, threads=policy_for())
     with Stopwatch() as watch:
         run_to_end(trainer)
     return watch.timing
@@ -170,15 +172,6 @@ class BusyProcess:
         self._process.wait()
 
 
-def trainer_epoch_with(policy_for: Callable[[], ThreadPolicy | None], config: TrainConfig,
-                       dataset: ImageDataset) -> Timing:
-    """One epoch of a Trainer with the policy `policy_for()` makes (None: the Trainer's own choice)."""
-    trainer = Trainer(config.replace(epochs=1), dataset, threads=policy_for())
-    with Stopwatch() as watch:
-        run_to_end(trainer)
-    return watch.timing
-
-
 THREAD_POLICIES = {"tuned": lambda: None, "1 thread": partial(ThreadPolicy, 1), "2 threads": partial(ThreadPolicy, 2)}
 
 
@@ -189,7 +182,7 @@ def thread_policy_rows(dataset: ImageDataset, rounds: int) -> list[dict]:
     if (os.cpu_count() or 1) < 2:
         return [skipped_row("Thread policy", "one core: nothing to choose")]
     config = TrainConfig(data=dataset.name, batch_size=THREAD_PROBE_BATCH)
-    runners = {name: partial(trainer_epoch_with, policy, config, dataset) for name, policy in THREAD_POLICIES.items()}
+    runners = {name: partial(trainer_epoch, config, dataset, policy) for name, policy in THREAD_POLICIES.items()}
     rows = []
     for condition, load in [("idle machine", nullcontext()), ("another process busy on one core", BusyProcess())]:
         with load:
