@@ -210,8 +210,10 @@ class Trainer:
     def _thread_count_changes_results(self) -> bool:
         """Whether this run's training step gives other bits with another CPU thread count."""
         config, dataset = self.config, self.dataset
-        key = (config.model, config.latent_dim, config.hidden, config.recon, config.batch_size,
-               self.train_x.shape[0] % config.batch_size, dataset.image_shape, dataset.num_classes)
+        # Everything that decides which kernels a step runs, on which shapes.
+        key = (config.model, config.latent_dim, config.hidden, config.recon, config.learn_variance,
+               config.batch_size, self.train_x.shape[0] % config.batch_size, dataset.image_shape,
+               dataset.num_classes)
         return thread_count_changes_results(self._probe_gradients, key)
 
     def _probe_gradients(self) -> list[torch.Tensor]:
