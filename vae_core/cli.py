@@ -86,7 +86,7 @@ def _load_data(config: TrainConfig, download: bool = False):
 def cmd_train(args: argparse.Namespace) -> dict:
     from .checkpoint import check_resumable, load_checkpoint, save_trainer_checkpoint
     from .trainer import Trainer
-    from .training import new_run_id
+    from .run_ids import new_run_id
 
     config, state, run_id = _config_from_args(args), None, new_run_id()
     if args.resume:

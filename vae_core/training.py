@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 import queue
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -23,6 +22,7 @@ import torch
 from .config import TrainConfig
 from .errors import TrainingError, VAEStudioError
 from .history import Frame, StepCurves
+from .run_ids import new_run_id
 from .threads import serial_on_this_thread
 from .trainer import Divergence, Trainer, TrainerState, to_uint8
 
@@ -307,8 +307,3 @@ class TrainingJob:
             checkpoint_path=str(self.checkpoint_path) if self.checkpoint_path else None,
             weights_epoch=self._weights[0],
         )
-
-
-def new_run_id() -> str:
-    """Sortable by time, unique without coordination: 20261125-103000-ab12cd."""
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
