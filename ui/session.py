@@ -1,10 +1,14 @@
 """Server-wide resources and per-session state: the job registry, cached datasets, the run a
-session is looking at, and each session's private folder for uploads."""
+session is looking at (kept in the URL as ?run=), and each session's private folder for uploads.
+
+Nothing heavy is imported at module level: torch, the engine and the datasets are imported by the
+functions that need them, so the first page a fresh server draws is not held up by them. A
+background warm-up imports them meanwhile (see `start_background_warm_ups`)."""
 
 from __future__ import annotations
 
+import atexit
 import os
-import runpy
 import secrets
 import shutil
 import tempfile
@@ -12,24 +16,30 @@ import threading
 from pathlib import Path
 
 import streamlit as st
-import torch
-
-from vae_core.data import DEFAULT_DATASET, load_dataset
-from vae_core.projection import warm_up_umap
-from vae_core.registry import JobRegistry
-from vae_core.trainer import make_adam
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT_DIR = Path(os.environ.get("VAE_STUDIO_CHECKPOINTS", ROOT / "checkpoints"))
-UPLOAD_ROOT = Path(tempfile.gettempdir()) / "vae_studio_uploads"
 RUN_PARAM = "run"
+MAX_UPLOAD_NAME = 100  # characters kept of an uploaded file's name (a file system allows 255 bytes)
+
+_registry_made = threading.Event()
 
 
 @st.cache_resource
-def registry() -> JobRegistry:
+def registry():
     """One registry per server process, shared by every browser session, so jobs outlive reloads."""
+    from vae_core.registry import JobRegistry
+
     CHECKPOINT_DIR.mkdir(parents=True, exist_ok=True)
-    return JobRegistry(CHECKPOINT_DIR)
+    made = JobRegistry(CHECKPOINT_DIR)
+    _registry_made.set()
+    return made
+
+
+def existing_registry():
+    """The registry if this process has made one, else None: a page that only wants to show running
+    jobs need not import the engine on a fresh server, where no job can be running yet."""
+    return registry() if _registry_made.is_set() else None
 
 
 _warm_up_lock = threading.Lock()
@@ -37,17 +47,24 @@ _warm_up_thread: threading.Thread | None = None
 
 
 def _warm_up() -> None:
+    import torch
+
+    from vae_core.data import DEFAULT_DATASET, load_dataset
+    from vae_core.projection import warm_up_umap
+    from vae_core.registry import JobRegistry  # noqa: F401 (the engine, imported before Start needs it)
+    from vae_core.trainer import make_adam
+
     # The first optimiser a process builds imports torch._dynamo (~2.5 s): pay it before Start does.
     make_adam(torch.nn.Linear(1, 1), 1e-3)
-    load_dataset(DEFAULT_DATASET)  # parsed once, so the first Start does not wait for it
+    load_dataset(DEFAULT_DATASET)  # parsed once (the engine's own cache), so the first Start does not wait
     warm_up_umap()
 
 
 def start_background_warm_ups() -> None:
-    """Once per process, in the background: load the default dataset, and compile (or load from
-    numba's disk cache) UMAP's kernels so a person's first UMAP projection does not wait for the
-    JIT. VAE_STUDIO_WARM_UP=0 turns it off (the AppTests, which share one process between many
-    app runs)."""
+    """Once per process, in the background: import torch and the engine, load the default dataset,
+    and compile (or load from numba's disk cache) UMAP's kernels, so neither the first Start nor the
+    first UMAP projection waits for them. VAE_STUDIO_WARM_UP=0 turns it off (the AppTests, which
+    share one process between many app runs)."""
     global _warm_up_thread
     if os.environ.get("VAE_STUDIO_WARM_UP", "1") == "0":
         return
@@ -60,24 +77,24 @@ def start_background_warm_ups() -> None:
 @st.cache_resource(max_entries=8, show_spinner="Loading the dataset…")
 def dataset(source: str, image_size: int | None, test_fraction: float, seed: int):
     """Datasets are loaded once per server and shared; they are immutable tensors."""
+    from vae_core.data import load_dataset
+
     return load_dataset(source, image_size=image_size, test_fraction=test_fraction, seed=seed)
 
 
-def require_router() -> None:
-    """Called first by every page. Because a `pages/` folder exists, Streamlit runs a page file on
-    its own, without app.py's st.navigation, in its legacy multipage mode: for the first request a
-    fresh server gets on a deep link (/latent...), and in every AppTest run. Leave that mode and run
-    the page through the router, in this same run (a rerun would drop a button's click)."""
-    from streamlit.runtime.pages_manager import PagesManager
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        runpy.run_path(str(ROOT / "app.py"), run_name="__main__")
-        st.stop()
+# -- the run this session looks at ------------------------------------------------------------------
+
+
+def _valid_run_id(value) -> str | None:
+    from vae_core.run_ids import is_valid_run_id
+
+    return value if is_valid_run_id(value) else None
 
 
 def current_run_id() -> str | None:
-    """The run this session looks at: the URL's ?run= wins, so a reload or a shared link finds it."""
-    run_id = st.query_params.get(RUN_PARAM) or st.session_state.get(RUN_PARAM)
+    """The run this session looks at: the URL's ?run= wins, so a reload or a shared link finds it.
+    A value that is not a run id (a crafted link) is ignored, never shown."""
+    run_id = _valid_run_id(st.query_params.get(RUN_PARAM)) or st.session_state.get(RUN_PARAM)
     if run_id and st.session_state.get(RUN_PARAM) != run_id:
         st.session_state[RUN_PARAM] = run_id
     return run_id
@@ -91,23 +108,54 @@ def set_current_run(run_id: str | None) -> None:
         del st.query_params[RUN_PARAM]
 
 
+def keep_run_in_url() -> None:
+    """Called by the router on every run. Streamlit clears the query parameters when the sidebar
+    switches page; putting ?run= back keeps a reload or a copied link on the same run."""
+    run_id = current_run_id()
+    if run_id and st.query_params.get(RUN_PARAM) != run_id:
+        st.query_params[RUN_PARAM] = run_id
+    elif not run_id and RUN_PARAM in st.query_params:
+        del st.query_params[RUN_PARAM]  # not a run id: drop it from the URL too
+
+
+# -- uploads -----------------------------------------------------------------------------------------
+
+
+@st.cache_resource
+def upload_root() -> Path:
+    """This server process's folder for uploads: made by mkdtemp (a fresh unpredictable name, owned
+    by us, mode 0700), never a shared fixed path another local user could create first. Removed
+    when the process exits."""
+    folder = Path(tempfile.mkdtemp(prefix="vae_studio_uploads_"))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
 def private_dir() -> Path:
     """This browser session's own folder for uploads. Its name is a random token kept only in the
     session, so one session cannot name, read or delete another's files."""
     token = st.session_state.get("_upload_token")
     if token is None:
         token = st.session_state["_upload_token"] = secrets.token_hex(16)
-    folder = UPLOAD_ROOT / token
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder = upload_root() / token
+    folder.mkdir(exist_ok=True, mode=0o700)
     return folder
+
+
+def safe_file_name(name: str) -> str:
+    """An uploaded file's name made safe to write: its last path part, only portable characters,
+    at most MAX_UPLOAD_NAME characters (the extension kept)."""
+    base = Path(name.replace("\\", "/")).name
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in base).lstrip(".") or "upload"
+    suffix = Path(cleaned).suffix[:10]
+    return cleaned[:MAX_UPLOAD_NAME - len(suffix)] + suffix if len(cleaned) > MAX_UPLOAD_NAME else cleaned
 
 
 def save_upload(upload, subfolder: str) -> Path:
     """Write an uploaded file into this session's folder under a sanitised name."""
-    safe_name = Path(upload.name).name.replace(os.sep, "_") or "upload"
     folder = private_dir() / subfolder
-    folder.mkdir(exist_ok=True)
-    target = folder / safe_name
+    folder.mkdir(exist_ok=True, mode=0o700)
+    target = folder / safe_file_name(upload.name)
     with open(target, "wb") as handle:
         shutil.copyfileobj(upload, handle)
     return target

@@ -6,7 +6,7 @@ from apphelpers import CHECKPOINTS, assert_no_exception, plotly_specs
 
 
 def _open(app):
-    app.switch_page("pages/checkpoints.py")
+    app.switch_page("app_pages/checkpoints.py")
     return app.run()
 
 

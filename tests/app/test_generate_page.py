@@ -5,7 +5,7 @@ from apphelpers import assert_no_exception
 
 def _open(app, stem):
     """Open the page on a run the way a link does: ?run=<id> (the picker preselects it)."""
-    app.switch_page("pages/generate.py")
+    app.switch_page("app_pages/generate.py")
     app.query_params["run"] = stem
     app.run()
     assert_no_exception(app)

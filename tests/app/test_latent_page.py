@@ -9,7 +9,7 @@ from apphelpers import assert_no_exception, plotly_specs, trace_values
 
 def _open_until_projected(app, run="vae-beta1", timeout=60.0):
     """AppTest does not run fragment timers: rerun the page until the background projection is done."""
-    app.switch_page("pages/latent.py")
+    app.switch_page("app_pages/latent.py")
     app.query_params["run"] = run
     deadline = time.monotonic() + timeout
     while True:

@@ -4,7 +4,7 @@ import pytest
 
 from apphelpers import CHECKPOINTS, assert_no_exception, open_page
 
-PAGES = ["pages/train.py", "pages/latent.py", "pages/generate.py", "pages/checkpoints.py", "pages/theory.py"]
+PAGES = ["app_pages/train.py", "app_pages/latent.py", "app_pages/generate.py", "app_pages/checkpoints.py", "app_pages/theory.py"]
 
 
 @pytest.mark.parametrize("page", PAGES)

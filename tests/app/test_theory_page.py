@@ -4,7 +4,7 @@ from apphelpers import assert_no_exception
 
 
 def _open(app, run="vae-beta1"):
-    app.switch_page("pages/theory.py")
+    app.switch_page("app_pages/theory.py")
     app.query_params["run"] = run
     return app.run()
 

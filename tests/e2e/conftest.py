@@ -12,6 +12,7 @@ Debian's Chromium driven by Playwright (sync API), one fresh browser context per
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -146,15 +147,14 @@ def _healthy(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def app_server(tmp_path_factory) -> AppServer:
-    """`streamlit run app.py` on a free port, in its own process group, killed at the end."""
-    checkpoints = tmp_path_factory.mktemp("checkpoints")
-    _seed_checkpoint(checkpoints)
+@contextlib.contextmanager
+def serve(checkpoints: Path, log_name: str = "server.log"):
+    """`streamlit run app.py` on a free port, in its own process group, killed at the end; yields
+    (AppServer, the monotonic time /_stcore/health first answered 'ok')."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log_path = ARTIFACTS / "server.log"
+    log_path = ARTIFACTS / log_name
     # The app as `make run` starts it: no VAE_STUDIO_* setting leaks in from other test modules of the
     # same pytest process (tests/apphelpers.py turns the UMAP warm-up off for the AppTests).
     env = {k: v for k, v in os.environ.items() if not k.startswith("VAE_STUDIO_")}
@@ -175,10 +175,19 @@ def app_server(tmp_path_factory) -> AppServer:
             if time.monotonic() > deadline:
                 pytest.fail(f"{url}/_stcore/health did not answer 'ok' within {SERVER_START_TIMEOUT_S} s:\n"
                             f"{server.log_tail()}", pytrace=False)
-            time.sleep(0.25)
-        yield server
+            time.sleep(0.05)
+        yield server, time.monotonic()
     finally:
         _kill_group(process)
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory) -> AppServer:
+    """The server every journey shares, its checkpoint folder seeded with one finished run."""
+    checkpoints = tmp_path_factory.mktemp("checkpoints")
+    _seed_checkpoint(checkpoints)
+    with serve(checkpoints) as (server, _):
+        yield server
 
 
 def _kill_group(process: subprocess.Popen) -> None:

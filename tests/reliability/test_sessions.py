@@ -20,7 +20,7 @@ def two_sessions():
 
 
 def _checkpoints_page(app):
-    app.switch_page("pages/checkpoints.py")
+    app.switch_page("app_pages/checkpoints.py")
     return app.run()
 
 

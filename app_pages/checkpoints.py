@@ -14,8 +14,6 @@ from vae_core.checkpoint import check_resumable, load_checkpoint
 from vae_core.errors import VAEStudioError
 from vae_core.generate import prior_samples
 
-session.require_router()
-
 MAX_CHECKPOINT_UPLOAD_MB = 200
 
 st.title("Checkpoints")
@@ -102,7 +100,7 @@ def resume_form(checkpoint) -> None:
                 st.error(str(error), icon=":material/warning:")
                 return
             session.set_current_run(job.run_id)
-            st.switch_page("pages/train.py", query_params={session.RUN_PARAM: job.run_id})
+            st.switch_page("app_pages/train.py", query_params={session.RUN_PARAM: job.run_id})
 
 
 def delete_form(path: Path, checkpoint) -> None:

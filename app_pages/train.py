@@ -16,8 +16,6 @@ from vae_core.errors import VAEStudioError
 from vae_core.history import History
 from vae_core.models import MODELS
 
-session.require_router()
-
 UPLOAD_CHOICE = "Upload your own…"
 LR_CHOICES = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 1.0, 10.0]
 BATCH_CHOICES = [16, 32, 64, 128, 256, 512, 1024]

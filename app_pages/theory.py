@@ -17,8 +17,6 @@ from vae_core.errors import VAEStudioError
 from vae_core.losses import gaussian_kl
 from vae_core.metrics import iwae_nll
 
-session.require_router()
-
 st.title("Theory, with your run's numbers")
 view = pick_run("Run whose numbers to show")
 last = view.epoch_metrics[-1] if view is not None and view.epoch_metrics else None

@@ -14,8 +14,6 @@ from vae_core.generate import reconstruct
 from vae_core.trainer import to_uint8
 from vae_core.projection import METHODS, ProjectionCache
 
-session.require_router()
-
 METHOD_LABELS = {"pca": "PCA (instant)", "tsne": "t-SNE", "umap": "UMAP"}
 
 st.title("Latent space")

@@ -14,8 +14,6 @@ from vae_core.errors import VAEStudioError
 from vae_core.trainer import to_uint8
 
 
-session.require_router()
-
 st.title("Generate")
 
 view = pick_run()

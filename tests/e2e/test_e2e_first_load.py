@@ -1,0 +1,55 @@
+"""A person's first visit to a freshly started server: the app's own navigation from the first paint
+(never Streamlit's file-name list), the Train form soon usable, and the first loss point soon after
+Start. The durations are measured and recorded (artifacts/timings.json), not asserted: speed targets
+live in bench/."""
+
+from __future__ import annotations
+
+import time
+
+from conftest import VIEWPORT, serve
+from e2e_helpers import (FIRST_LOSS_POINT_JS, PAGE_TIMEOUT_MS, button, expect, record_timing, stop_run,
+                         wait_for_app, wait_for_run)
+
+APP_PAGES = ["Train", "Latent space", "Generate", "Checkpoints", "Theory"]
+
+# Records the text of every sidebar navigation link ever put in the page, from the first paint on,
+# so a legacy file-name navigation that shows for a moment and is then replaced is still caught.
+RECORD_NAV_JS = """
+window.__navSeen = [];
+new MutationObserver(() => {
+  for (const link of document.querySelectorAll('[data-testid="stSidebarNavLink"]')) {
+    const text = link.innerText.trim();
+    if (text && !window.__navSeen.includes(text)) window.__navSeen.push(text);
+  }
+}).observe(document, {childList: true, subtree: true, characterData: true});
+"""
+
+
+def test_cold_server_draws_its_own_navigation_and_trains_at_once(browser, tmp_path, request):
+    with serve(tmp_path, log_name="server-first-load.log") as (server, healthy_at):
+        request.node._e2e_server = server
+        context = browser.new_context(viewport=VIEWPORT)
+        context.set_default_timeout(PAGE_TIMEOUT_MS)
+        context.add_init_script(RECORD_NAV_JS)
+        page = context.new_page()
+        request.node._e2e_pages = [page]
+        try:
+            page.goto(server.url)
+            start = button(page, "Start training")
+            expect(start).to_be_enabled(timeout=60_000)
+            form_ready = time.monotonic()
+            record_timing("cold_health_to_train_form_usable_s", form_ready - healthy_at)
+            wait_for_app(page)
+
+            started = time.monotonic()
+            start.click()
+            page.wait_for_function(FIRST_LOSS_POINT_JS, timeout=120_000, polling=50)
+            record_timing("cold_start_click_to_first_loss_point_s", time.monotonic() - started)
+            wait_for_run(page)
+            stop_run(page)
+
+            seen = page.evaluate("() => window.__navSeen")
+            assert seen == APP_PAGES, seen  # never 'app', 'train', 'checkpoints', … from a pages/ folder
+        finally:
+            context.close()

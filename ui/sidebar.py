@@ -1,0 +1,25 @@
+"""What the sidebar shows on every page: the runs training now, each a link to its live panel, so a
+new tab (or another person on the same machine) sees at once that the device is in use."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from . import session
+
+TRAIN_PAGE = "app_pages/train.py"
+
+
+def training_badge() -> None:
+    """One link per active run: 'Training: <run id> · epoch 3/10', opening the Train page on it."""
+    registry = session.existing_registry()
+    if registry is None:
+        return  # no registry in this process yet, so nothing can be training
+    for job in registry.jobs():
+        snap = job.snapshot()
+        if not snap.active:
+            continue
+        state = "" if snap.status == "running" else f" ({snap.status})"
+        st.sidebar.page_link(TRAIN_PAGE, label=f"Training{state}: {job.run_id} · epoch {snap.epoch}/{snap.epochs}",
+                             icon=":material/model_training:", query_params={session.RUN_PARAM: job.run_id},
+                             width="stretch")
