@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from vae_core import data
+from vae_core.data import idx, limits
 from vae_core.data import load_dataset
 from vae_core.errors import DataError
 
@@ -144,7 +145,7 @@ def test_npz_that_is_not_an_archive(tmp_path):
 def test_npz_member_is_size_checked_before_it_is_read(tmp_path, monkeypatch):
     path = tmp_path / "huge.npz"
     np.savez_compressed(path, x=np.zeros((64, 64, 64), np.uint8))  # 262,272 bytes unpacked, 1 KB packed
-    monkeypatch.setattr(data, "MAX_UNCOMPRESSED_BYTES", 100_000)
+    monkeypatch.setattr(limits, "MAX_UNCOMPRESSED_BYTES", 100_000)
     message = data_error(path)
     assert message.startswith("huge.npz: array x unpacks to 262,272 bytes, more than the limit of 100,000")
 
@@ -168,8 +169,7 @@ def test_zip_members_escaping_the_archive_are_skipped_and_nothing_is_written(tmp
                   ) == pytest.approx([40, 80], abs=0.1)
     assert len(dataset.warnings) == 1
     warning = dataset.warnings[0]
-    assert warning.startswith("skipped 6 files with unsafe paths (absolute or containing '..'): ")
-    assert "../evil.png" in warning and "/abs.png" in warning and "and 1 more" in warning
+    assert warning == "skipped 6 files with unsafe paths (absolute or containing '..')"
 
 
 def test_zip_of_only_unsafe_members_is_refused(tmp_path):
@@ -186,13 +186,13 @@ def test_symlink_members_are_skipped(tmp_path):
     archive = write_zip(tmp_path / "links.zip", {link: b"/etc/passwd"} | good_images())
     dataset = load_dataset(archive)
     assert len(dataset.train_x) + len(dataset.test_x) == 2
-    assert dataset.warnings == ("skipped 1 symbolic link: link.png",)
+    assert dataset.warnings == ("skipped 1 symbolic link",)
 
 
 def test_zip_bomb_is_refused_before_anything_is_decompressed(tmp_path, monkeypatch):
     archive = write_zip(tmp_path / "bomb.zip", {"bomb.png": bytes(8 << 20)} | good_images())
     assert archive.stat().st_size < 64 << 10  # 8 MiB of zeros pack into a few KiB
-    monkeypatch.setattr(data, "MAX_UNCOMPRESSED_BYTES", 1 << 20)
+    monkeypatch.setattr(limits, "MAX_UNCOMPRESSED_BYTES", 1 << 20)
     forbid_zip_reads(monkeypatch)
     message = data_error(archive)
     assert message.startswith("bomb.zip: unpacks to 8,38")  # 8 MiB of zeros plus two small images
@@ -200,7 +200,7 @@ def test_zip_bomb_is_refused_before_anything_is_decompressed(tmp_path, monkeypat
 
 
 def test_the_real_size_limit_refuses_an_archive_claiming_4_gib(tmp_path, monkeypatch):
-    assert data.MAX_UNCOMPRESSED_BYTES == 1 << 30
+    assert limits.MAX_UNCOMPRESSED_BYTES == 1 << 30
     path = write_zip(tmp_path / "claims.zip", {"huge.png": png_bytes()})
     raw = bytearray(path.read_bytes())
     central = raw.index(b"PK\x01\x02")
@@ -213,20 +213,20 @@ def test_the_real_size_limit_refuses_an_archive_claiming_4_gib(tmp_path, monkeyp
 
 def test_oversized_member_is_skipped(tmp_path, monkeypatch):
     archive = write_zip(tmp_path / "sizes.zip", {"big.png": noisy_png_bytes((64, 64))} | good_images())
-    monkeypatch.setattr(data, "MAX_MEMBER_BYTES", 1000)
+    monkeypatch.setattr(limits, "MAX_MEMBER_BYTES", 1000)
     dataset = load_dataset(archive)
-    assert dataset.warnings == ("skipped 1 file larger than 1,000 bytes: big.png",)
+    assert dataset.warnings == ("skipped 1 file larger than 1,000 bytes",)
 
 
 def test_too_many_images_are_refused(tmp_path, monkeypatch):
     archive = write_zip(tmp_path / "many.zip", good_images(3))
-    monkeypatch.setattr(data, "MAX_IMAGE_COUNT", 2)
+    monkeypatch.setattr(limits, "MAX_IMAGE_COUNT", 2)
     forbid_zip_reads(monkeypatch)
     assert data_error(archive) == "many.zip: holds 3 images, more than the limit of 2"
 
 
 def test_image_count_limit_is_real():
-    assert data.MAX_IMAGE_COUNT == 200_000 and data.MAX_MEMBER_BYTES == 64 << 20
+    assert limits.MAX_IMAGE_COUNT == 200_000 and limits.MAX_MEMBER_BYTES == 64 << 20
 
 
 def png_claiming(width: int, height: int) -> bytes:
@@ -242,17 +242,17 @@ def png_claiming(width: int, height: int) -> bytes:
 def test_decompression_bomb_images_are_skipped(tmp_path, monkeypatch):
     archive = write_zip(tmp_path / "pixels.zip", {"bomb.png": png_claiming(100_000, 100_000),
                                                    "wide.png": png_bytes(size=(20, 20))} | good_images())
-    monkeypatch.setattr(data, "MAX_IMAGE_PIXELS", 100)  # 20 x 20 = 400 is now too many too
+    monkeypatch.setattr(limits, "MAX_IMAGE_PIXELS", 100)  # 20 x 20 = 400 is now too many too
     dataset = load_dataset(archive)
-    assert dataset.warnings == ("skipped 2 images with more than 100 pixels: bomb.png, wide.png",)
+    assert dataset.warnings == ("skipped 2 images with more than 100 pixels",)
     assert dataset.image_shape == (1, 8, 8)
 
 
 def test_real_pixel_limit_refuses_a_claimed_10_gigapixel_png(tmp_path):
-    assert data.MAX_IMAGE_PIXELS == 40_000_000
+    assert limits.MAX_IMAGE_PIXELS == 40_000_000
     archive = write_zip(tmp_path / "gigapixel.zip", {"bomb.png": png_claiming(100_000, 100_000)} | good_images())
     dataset = load_dataset(archive)
-    assert dataset.warnings == ("skipped 1 image with more than 40,000,000 pixels: bomb.png",)
+    assert dataset.warnings == ("skipped 1 image with more than 40,000,000 pixels",)
 
 
 # --- .zip / folder: broken and odd images --------------------------------------------------------
@@ -268,8 +268,7 @@ def test_corrupt_images_are_skipped_and_reported(tmp_path):
     } | good_images())
     dataset = load_dataset(archive)
     assert len(dataset.train_x) + len(dataset.test_x) == 2
-    assert dataset.warnings == ("skipped 4 corrupt or unreadable images: broken.png, empty.gif, random.jpg, "
-                                "truncated.png",)
+    assert dataset.warnings == ("skipped 4 corrupt or unreadable images",)
 
 
 def test_only_the_listed_decoders_may_run(tmp_path):
@@ -279,7 +278,7 @@ def test_only_the_listed_decoders_may_run(tmp_path):
     eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nshowpage\n"
     archive = write_zip(tmp_path / "disguised.zip", {"tiff.png": tiff.getvalue(), "eps.png": eps} | good_images())
     dataset = load_dataset(archive)
-    assert dataset.warnings == ("skipped 2 corrupt or unreadable images: eps.png, tiff.png",)
+    assert dataset.warnings == ("skipped 2 corrupt or unreadable images",)
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
@@ -291,7 +290,7 @@ def test_a_pipe_or_dangling_link_named_png_in_a_folder_is_skipped_not_read(tmp_p
     os.mkfifo(folder / "pipe.png")  # reading it would block forever
     (folder / "dangling.png").symlink_to(tmp_path / "missing.png")
     dataset = load_dataset(folder)
-    assert dataset.warnings == ("skipped 2 corrupt or unreadable images: dangling.png, pipe.png",)
+    assert dataset.warnings == ("skipped 2 corrupt or unreadable images",)
 
 
 def test_non_image_files_are_skipped_and_reported(tmp_path):
@@ -302,15 +301,15 @@ def test_non_image_files_are_skipped_and_reported(tmp_path):
     (folder / "notes.txt").write_text("hello")
     (folder / "labels.csv").write_text("a,b\n")
     dataset = load_dataset(folder)
-    assert dataset.warnings == ("skipped 2 files that are not images: labels.csv, notes.txt",)
+    assert dataset.warnings == ("skipped 2 files that are not images",)
 
 
 def test_nothing_usable_is_a_data_error_listing_what_was_skipped(tmp_path):
     archive = write_zip(tmp_path / "useless.zip", {"notes.txt": b"hi", "broken.png": b"nope"})
     message = data_error(archive)
     assert message.startswith("useless.zip: holds no readable images")
-    assert "skipped 1 file that is not an image: notes.txt" in message
-    assert "skipped 1 corrupt or unreadable image: broken.png" in message
+    assert "skipped 1 file that is not an image" in message and "notes.txt" not in message
+    assert "skipped 1 corrupt or unreadable image" in message and "broken.png" not in message
 
 
 def test_empty_folder_is_a_data_error(tmp_path):
@@ -388,7 +387,7 @@ HEADER = "label,p0,p1,p2,p3"
 
 @pytest.mark.parametrize("rows, problem", [
     ([HEADER, "0,1,2,3,4", "1,5,6,7,8", "0,9,9,abc,9"],
-     "row 3 (line 4), column 4 ('p2') holds 'abc', which is not a number"),
+     "row 3 (line 4), column 4 is not a number"),
     (["0,1,2,3,4", "1,5,,7,8"], "row 2 (line 2), column 3 is empty"),
     ([HEADER, "0,1,2,3,4", ",5,6,7,8"], "row 2 (line 3) has an empty label"),
     (["a,b,c", "1,2,3", "4,5,6"], "has 3 pixel columns; one image needs a square number of them"),
@@ -419,25 +418,25 @@ def write_idx(path: Path, magic: int, shape: tuple, payload: bytes, gzipped=Fals
 def test_idx_with_the_wrong_magic_number(tmp_path):
     path = write_idx(tmp_path / "train-images-idx3-ubyte", 0x0801, (2,), b"\0\0")
     with pytest.raises(DataError) as caught:
-        data._read_idx(path, 3)
+        idx.read_idx(path, 3)
     assert str(caught.value).startswith(f"{path}: magic number is 2049, not 2051")
 
 
 def test_truncated_and_overlong_idx(tmp_path):
     truncated = write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", 0x0803, (2, 3, 3), bytes(10), gzipped=True)
     with pytest.raises(DataError) as caught:
-        data._read_idx(truncated, 3)
+        idx.read_idx(truncated, 3)
     assert str(caught.value) == f"{truncated}: is truncated: its header announces shape (2, 3, 3) (18 bytes of data)"
     overlong = write_idx(tmp_path / "t10k-labels-idx1-ubyte", 0x0801, (2,), bytes(3))
     with pytest.raises(DataError) as caught:
-        data._read_idx(overlong, 1)
+        idx.read_idx(overlong, 1)
     assert "has extra bytes at the end" in str(caught.value)
 
 
 def test_idx_claiming_gigabytes_is_refused_before_reading(tmp_path):
     path = write_idx(tmp_path / "train-images-idx3-ubyte", 0x0803, (60000, 10000, 10000), b"")
     with pytest.raises(DataError) as caught:
-        data._read_idx(path, 3)
+        idx.read_idx(path, 3)
     assert str(caught.value).startswith(f"{path}: announces 6,000,000,000,000 bytes of data, more than the limit")
 
 

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from vae_core import data
+from vae_core.data import idx, limits
 from vae_core.data import DEFAULT_DATASET, ImageDataset, dataset_names, describe_datasets, load_dataset
 from vae_core.errors import ConfigError, DataError
 
@@ -204,10 +205,10 @@ def test_idx_files_in_vae_studio_data(no_data_dirs):
 
 def test_read_idx_parses_a_tiny_file(tmp_path):
     images = np.arange(2 * 3 * 4).reshape(2, 3, 4)
-    parsed = data._read_idx(write_idx(tmp_path / "tiny-idx3-ubyte", images), 3)
+    parsed = idx.read_idx(write_idx(tmp_path / "tiny-idx3-ubyte", images), 3)
     assert parsed.dtype == np.uint8 and parsed.shape == (2, 3, 4)
     np.testing.assert_array_equal(parsed, images)
-    labels = data._read_idx(write_idx(tmp_path / "tiny-idx1-ubyte.gz", np.array([7, 1, 0]), gzipped=True), 1)
+    labels = idx.read_idx(write_idx(tmp_path / "tiny-idx1-ubyte.gz", np.array([7, 1, 0]), gzipped=True), 1)
     assert labels.tolist() == [7, 1, 0]
 
 
