@@ -9,6 +9,8 @@ import os
 import pickle
 import stat
 import struct
+import threading
+import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -465,3 +467,158 @@ def test_no_file_outside_tmp_is_created_by_loading(tmp_path):
     load_dataset(tmp_path / "ok.npz")
     load_dataset(tmp_path / "ok.zip")
     assert sorted(os.listdir(tmp_path)) == before
+
+
+# --- issue 13: small files that asked for gigabytes, odd files that crashed or hung -----------------
+
+
+def npz_claiming(path: Path, shape: tuple, descr: str = "|u1") -> Path:
+    """An .npz whose x.npy header claims `shape` but which holds only a few bytes of data."""
+    header = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}"
+    header += " " * (63 - (10 + len(header)) % 64) + "\n"  # numpy pads the header to 64 bytes
+    npy = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + bytes(64)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("x.npy", npy)
+    return path
+
+
+def forbid_array_reads(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("array data was read before its header was checked")
+
+    monkeypatch.setattr(np.lib.format, "read_array", refuse)
+
+
+def test_large_images_are_scaled_down_before_they_reach_a_model(tmp_path):
+    """Two blank 1000x1000 PNGs (a few hundred bytes zipped) made a model of gigabytes at their native size."""
+    assert limits.MAX_NATIVE_SIDE == 256
+    archive = write_zip(tmp_path / "blank.zip", {name: png_bytes(size=(1000, 1000)) for name in ("a.png", "b.png")})
+    assert archive.stat().st_size < 4096
+    dataset = load_dataset(archive)
+    assert dataset.image_shape == (1, 256, 256)
+    assert dataset.warnings == ("the images are 1000x1000 pixels, more than the limit of 256 a side, so all were "
+                                "scaled down to 256x256 (pass image_size to choose another size)",)
+    assert load_dataset(archive, image_size=32).image_shape == (1, 32, 32) and \
+        load_dataset(archive, image_size=32).warnings == ()
+
+
+def test_large_array_images_are_scaled_down_keeping_their_shape(tmp_path):
+    path = tmp_path / "tall.npz"
+    np.savez(path, x=np.full((2, 600, 300), 200, np.uint8))
+    dataset = load_dataset(path)
+    assert dataset.image_shape == (1, 256, 128)
+    assert "the images are 300x600 pixels, more than the limit of 256 a side" in dataset.warnings[0]
+    assert torch.allclose(torch.cat([dataset.train_x, dataset.test_x]), torch.tensor(200 / 255))
+
+
+@pytest.mark.parametrize("shape, problem", [
+    ((640_000, 28, 28), "array x has shape (640000, 28, 28): 501,760,000 values, more than the limit of 268,435,456"),
+    ((1_000_000, 1000, 1000), "array x has shape (1000000, 1000, 1000) of uint8: 1,000,000,000,000 bytes, "
+                              "more than the limit of 1,073,741,824 bytes"),
+], ids=["500-million-zeros", "931-GiB"])
+def test_npz_header_claiming_too_much_is_refused_before_reading(tmp_path, monkeypatch, shape, problem):
+    path = npz_claiming(tmp_path / "claims.npz", shape)
+    forbid_array_reads(monkeypatch)
+    assert path.stat().st_size < 1024
+    assert data_error(path).startswith(f"claims.npz: {problem}")
+
+
+def test_npy_header_is_checked_too(tmp_path, monkeypatch):
+    path = tmp_path / "claims.npy"
+    path.write_bytes(zipfile.ZipFile(npz_claiming(tmp_path / "inner.npz", (10**6, 10**6))).read("x.npy"))
+    forbid_array_reads(monkeypatch)
+    assert data_error(path).startswith("claims.npy: array x has shape (1000000, 1000000) of uint8: ")
+
+
+def test_a_real_npz_is_refused_by_values_without_reading_its_data(tmp_path, monkeypatch):
+    path = tmp_path / "zeros.npz"
+    np.savez_compressed(path, x=np.zeros((64, 64, 64), np.uint8))
+    monkeypatch.setattr(limits, "MAX_DATASET_VALUES", 100_000)
+    forbid_array_reads(monkeypatch)
+    assert data_error(path).startswith("zeros.npz: array x has shape (64, 64, 64): 262,144 values, more than the "
+                                       "limit of 100,000")
+
+
+def test_csv_with_a_million_columns_is_refused_from_its_first_line(tmp_path):
+    path = tmp_path / "wide.csv"
+    row = ",".join(["0"] * 1_000_000) + "\n"
+    path.write_text(row + row)
+    started = time.perf_counter()
+    message = data_error(path)
+    assert time.perf_counter() - started < 5
+    assert message == ("wide.csv: has 1,000,000 columns, more than the limit of 65,537 (the pixels of one 256x256 "
+                       "image and a label)")
+
+
+def test_csv_limits_on_line_and_file_size(tmp_path, monkeypatch):
+    path = write_csv(tmp_path / "long.csv", [",".join(["1"] * 600), "1,2"])
+    monkeypatch.setattr(limits, "MAX_CSV_LINE_BYTES", 1000)
+    assert data_error(path) == "long.csv: line 1 is longer than 1,000 bytes, the limit for one row of pixels"
+    monkeypatch.setattr(limits, "MAX_CSV_BYTES", 100)
+    assert data_error(path) == ("long.csv: is 1,204 bytes, more than the limit of 100 bytes for a CSV file "
+                                "(save large datasets as .npz)")
+
+
+def test_csv_whose_first_cell_passes_the_csv_modules_field_limit(tmp_path):
+    path = write_csv(tmp_path / "field.csv", ["1" * 140_000 + ",2,3,4,5", "1,2,3,4,5"])
+    assert data_error(path) == "field.csv: line 1 has a cell longer than 131,072 characters, the limit for one cell"
+
+
+def load_in_thread(source, seconds: float = 10.0):
+    """load_dataset(source) in a daemon thread: (finished in time, the exception it raised or None)."""
+    outcome = []
+
+    def run():
+        try:
+            load_dataset(source)
+        except Exception as error:  # noqa: BLE001 -- handed back to the test
+            outcome.append(error)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return not thread.is_alive(), (outcome or [None])[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+@pytest.mark.parametrize("name", ["pipe.csv", "pipe.npz", "pipe.zip"])
+def test_a_named_pipe_is_refused_without_waiting_for_a_writer(tmp_path, name):
+    pipe = tmp_path / name
+    os.mkfifo(pipe)
+    finished, error = load_in_thread(pipe)
+    if not finished:  # let the stuck reader go before failing
+        os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
+    assert finished, "loading a named pipe hung"
+    assert isinstance(error, DataError)
+    assert str(error) == f"{name}: is a named pipe, so it is not read; data must be a regular file or a folder"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+@pytest.mark.parametrize("name", ["zero.csv", "zero.npy", "zero.zip"])
+def test_a_link_to_a_device_is_refused_before_reading(tmp_path, name):
+    (tmp_path / name).symlink_to("/dev/zero")
+    finished, error = load_in_thread(tmp_path / name)
+    assert finished and isinstance(error, DataError)
+    assert str(error) == f"{name}: is a device, so it is not read; data must be a regular file or a folder"
+
+
+# --- issue 13: messages about data never quote other files ----------------------------------------
+
+
+def test_a_folder_of_other_files_is_refused_by_counts_not_names(tmp_path):
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    for name in ("adduser.conf", "passwd", "shadow.png"):
+        (folder / name).write_text("root:x:0:0")
+    message = data_error(folder)
+    assert message == ("etc: holds no readable images. skipped 2 files that are not images; "
+                       "skipped 1 corrupt or unreadable image")
+
+
+def test_a_csv_error_gives_the_position_not_the_cell(tmp_path):
+    path = write_csv(tmp_path / "users.csv", ["label,p0,p1,p2,p3", "0,1,2,3,4", "1,root,hunter2,3,4"])
+    message = data_error(path)
+    assert message == "users.csv: row 2 (line 3), column 2 is not a number"
+    assert "hunter2" not in message and "root" not in message

@@ -454,3 +454,107 @@ def test_image_size_resizes_registry_and_own_data(tmp_path):
     downscaled = load_dataset(archive, image_size=4)
     assert downscaled.image_shape == (1, 4, 4)
     assert sorted(constant_values(all_images(downscaled))) == [0, 60, 120]
+
+
+# --- the cache's memory budget -------------------------------------------------------------------
+
+
+def write_npz(path: Path, count: int, side: int = 8) -> Path:
+    np.savez(path, x=np.arange(count * side * side, dtype=np.uint8).reshape(count, side, side))
+    return path
+
+
+def test_cache_keeps_datasets_within_a_byte_budget(tmp_path, monkeypatch):
+    first_path, second_path = write_npz(tmp_path / "a.npz", 10), write_npz(tmp_path / "b.npz", 10)
+    first = load_dataset(first_path)
+    assert first.nbytes == 10 * 8 * 8 * 4
+    monkeypatch.setattr(limits, "CACHE_BYTES", int(first.nbytes * 1.5))  # room for one of them
+    data.clear_cache()
+    first = load_dataset(first_path)
+    assert load_dataset(first_path) is first
+    second = load_dataset(second_path)
+    assert load_dataset(second_path) is second
+    assert load_dataset(first_path) is not first  # evicted to make room for the second
+
+
+def test_a_dataset_larger_than_the_whole_budget_is_not_kept(tmp_path, monkeypatch):
+    path = write_npz(tmp_path / "big.npz", 10)
+    monkeypatch.setattr(limits, "CACHE_BYTES", 1000)
+    assert load_dataset(path) is not load_dataset(path)
+
+
+def test_an_edited_file_replaces_its_old_cache_entry(tmp_path):
+    path = write_npz(tmp_path / "edited.npz", 4)
+    data.clear_cache()
+    load_dataset(path)
+    write_npz(path, 6)
+    os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 10**9))
+    assert len(load_dataset(path).train_x) + len(load_dataset(path).test_x) == 6
+    assert len(data._cache) == 1
+
+
+# --- data references read from files, and upload names ------------------------------------------
+
+
+def test_a_reference_may_name_a_built_in_dataset():
+    assert data.resolve_data_reference("mnist-sample", []) == "mnist-sample"
+    assert data.resolve_data_reference("fashion-mnist", []) == "fashion-mnist"
+
+
+def test_a_reference_inside_an_allowed_folder_or_to_an_allowed_file_resolves_to_its_real_path(tmp_path):
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    inside = write_npz(uploads / "mine.npz", 4)
+    assert data.resolve_data_reference(str(inside), [uploads]) == os.path.realpath(inside)
+    assert data.resolve_data_reference(str(uploads / "sub" / ".." / "mine.npz"), [uploads]) == str(inside)
+    assert data.resolve_data_reference(str(inside), [str(inside)]) == str(inside)  # the CLI's explicit --data
+
+
+@pytest.mark.parametrize("reference", [
+    "/etc", "/etc/passwd", "{uploads}/../secret.npz", "{uploads}-other/x.npz", "{uploads}/link-out/secret.npz",
+    "~/mine.npz", "relative.npz", "", "cifar-999",
+], ids=["etc", "passwd", "dot-dot", "sibling-prefix", "symlink-escape", "tilde", "relative", "empty", "unknown"])
+def test_any_other_reference_is_refused_without_quoting_it(tmp_path, monkeypatch, reference):
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    (uploads / "link-out").symlink_to(tmp_path)
+    write_npz(tmp_path / "secret.npz", 4)
+    monkeypatch.setenv("HOME", str(uploads))  # a ~ that was expanded would land inside
+    monkeypatch.chdir(tmp_path)
+    reference = reference.format(uploads=uploads)
+    with pytest.raises(DataError) as caught:
+        data.resolve_data_reference(reference, [uploads])
+    message = str(caught.value)
+    assert message.startswith("the data this refers to is neither a built-in dataset (mnist-sample, ")
+    for secret in ("etc", "passwd", "secret", "uploads", str(tmp_path), "cifar"):
+        assert secret not in message
+
+
+def test_load_dataset_does_not_expand_a_tilde(tmp_path, monkeypatch):
+    write_npz(tmp_path / "home.npz", 4)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match="unknown dataset '~/home.npz'"):
+        load_dataset("~/home.npz")
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("digits.npz", "digits.npz"),
+    ("../../etc/cron.d/evil.csv", "evil.csv"),
+    ("C:\\Users\\me\\pets.zip", "pets.zip"),
+    ("..", "upload"),
+    ("", "upload"),
+    (".npz", "npz"),
+    ("bad\x00name\n.png", "badname.png"),
+    ("photo.p/n\\g", "g"),
+])
+def test_safe_upload_name(name, expected):
+    assert data.safe_upload_name(name) == expected
+
+
+def test_safe_upload_name_truncates_a_long_name_keeping_its_extension():
+    name = data.safe_upload_name("x" * 300 + ".npz")  # 304 characters: "File name too long" when saved
+    assert name == "x" * 116 + ".npz" and len(name.encode()) == limits.MAX_UPLOAD_NAME_BYTES
+    accented = data.safe_upload_name("é" * 200 + ".csv")
+    assert accented.endswith(".csv") and len(accented.encode()) <= limits.MAX_UPLOAD_NAME_BYTES
+    assert accented == "é" * 58 + ".csv"  # cut at a character boundary, never inside one
