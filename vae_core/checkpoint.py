@@ -1,32 +1,48 @@
 """A run in one `.safetensors` file: weights, optimiser state, RNG state, step history and the
-pictures of each epoch as tensors; config, data fingerprint, counters, per-epoch metrics and library
-versions as JSON metadata. Reading never unpickles anything (see `safetensors_io`), and every
-tensor is checked against the model its config builds before any weight is loaded.
+pictures of each epoch as tensors; config, data fingerprint, counters, per-epoch metrics, names and
+library versions as JSON metadata.
+
+Reading never unpickles anything (see `safetensors_io`) and judges a file before it costs anything:
+the metadata is checked field by field (`checkpoint_fields`), the model's size is bounded from the
+config, and every stored tensor's name, dtype and shape, as the file's header gives them, is compared
+with what the config and the image shape imply, before a single tensor is loaded or a model is built.
+Run ids read from files never choose where a file is written: an imported file gets a new id.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import platform
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import safetensors
 import torch
 
 from . import __version__
+from .checkpoint_fields import LIVE_STATUSES, MAX_NAME_CHARS, MAX_NOTES_CHARS, FieldError, Metadata, parse_metadata
 from .config import TrainConfig
 from .errors import CheckpointError, ConfigError
 from .history import STEP_FIELDS, Frame, History
 from .models import VAE, build_model
-from .safetensors_io import (flatten_optimizer_state, read_checkpoint, unflatten_optimizer_state,
-                             write_checkpoint, checkpoint_to_bytes)
-from .trainer import TrainerState
+from .optimizer_state import OPTIMIZER_TENSOR_PREFIX, flatten_optimizer_state, unflatten_optimizer_state
+from .run_ids import check_run_id, new_run_id
+from .safetensors_io import StoredTensor, checkpoint_to_bytes, open_checkpoint, write_checkpoint
+
+if TYPE_CHECKING:
+    from .data import ImageDataset
+    from .trainer import TrainerState
 
 MODEL_PREFIX = "model."
-REQUIRED_FIELDS = ("config", "dataset", "epoch", "step", "step_in_epoch", "lr", "beta", "optimizer", "history")
+MAX_PARAMETERS = 100_000_000  # 400 MB of float32 weights, 1.2 GB with Adam's moments: under the file limit
+MAX_PICTURES_PER_FRAME = 256  # the trainer keeps 16 reconstructions and 64 samples per epoch
+MAX_RNG_STATE_BYTES = 1 << 16
+_FRAME_TENSOR = re.compile(r"frames\.(\d+)\.(reconstructions|samples)")
 
 
 @dataclass(frozen=True)
@@ -40,7 +56,12 @@ class DatasetInfo:
 
 @dataclass(frozen=True)
 class RunCheckpoint:
-    """A checkpoint read back and checked."""
+    """A checkpoint read back and checked.
+
+    `name` is the run's display name, the run id when it has none; `notes` is free text;
+    `imported_from` says where an imported run came from ({"run_id", "file_name", "sha256",
+    "imported_at"}), None for a run trained here.
+    """
 
     run_id: str
     config: TrainConfig
@@ -50,6 +71,13 @@ class RunCheckpoint:
     created: str
     versions: dict
     path: str | None = None
+    name: str = ""
+    notes: str = ""
+    imported_from: dict | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", self.run_id)
 
     def build_model(self) -> VAE:
         """The trained model on the CPU, in eval mode."""
@@ -57,18 +85,44 @@ class RunCheckpoint:
         model.load_state_dict(self.state.model_state)
         return model.eval()
 
+    def labels(self) -> dict[str, Any]:
+        """What a later save of this run keeps: its name (unless it is only the id), notes and origin."""
+        return {"name": None if self.name == self.run_id else self.name, "notes": self.notes,
+                "imported_from": self.imported_from}
+
     def summary(self) -> dict:
         last = self.state.history.epochs[-1] if self.state.history.epochs else {}
-        return {"run_id": self.run_id, "status": self.status, "epoch": self.state.epoch, "step": self.state.step,
-                "dataset": self.dataset.name, "model": self.config.model, "latent_dim": self.config.latent_dim,
-                "beta": self.state.beta, "lr": self.state.lr, "recon": self.config.recon,
-                "test_neg_elbo": last.get("test_neg_elbo"), "active_units": last.get("active_units"),
-                "created": self.created}
+        return {"run_id": self.run_id, "name": self.name, "status": self.status, "epoch": self.state.epoch,
+                "step": self.state.step, "dataset": self.dataset.name, "model": self.config.model,
+                "latent_dim": self.config.latent_dim, "beta": self.state.beta, "lr": self.state.lr,
+                "recon": self.config.recon, "test_neg_elbo": last.get("test_neg_elbo"),
+                "active_units": last.get("active_units"), "created": self.created,
+                "imported_from": self.imported_from}
+
+
+# -- model size, from the config alone ------------------------------------------------------------
+def parameter_count(config: TrainConfig, image_shape: Sequence[int], num_classes: int = 0) -> int:
+    """How many numbers the model `config` describes would hold; nothing is allocated to count them."""
+    return sum(tensor.numel() for tensor in _shape_model(config, image_shape, num_classes).parameters())
+
+
+def check_model_size(config: TrainConfig, image_shape: Sequence[int], num_classes: int = 0) -> None:
+    """ConfigError, quickly and before any memory is spent, when the model is over MAX_PARAMETERS."""
+    count = parameter_count(config, image_shape, num_classes)
+    if count > MAX_PARAMETERS:
+        raise ConfigError(f"the {config.model} model with hidden {list(config.hidden)} on {list(image_shape)} "
+                          f"images has {count:,} parameters, more than the limit of {MAX_PARAMETERS:,}")
+
+
+def _shape_model(config: TrainConfig, image_shape: Sequence[int], num_classes: int) -> VAE:
+    with torch.device("meta"):  # shapes and dtypes only: no memory, no arithmetic
+        return build_model(config, tuple(image_shape), num_classes)
 
 
 # -- writing ---------------------------------------------------------------------------------------
-def _payload(run_id: str, config: TrainConfig, dataset: DatasetInfo, state: TrainerState,
-             status: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _payload(run_id: str, config: TrainConfig, dataset: DatasetInfo, state: TrainerState, status: str,
+             labels: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    check_run_id(run_id)  # the id names the file of every later save of this run
     tensors = {MODEL_PREFIX + k: v for k, v in state.model_state.items()}
     optim_tensors, optim_layout = flatten_optimizer_state(state.optimizer_state)
     tensors.update(optim_tensors)
@@ -79,6 +133,7 @@ def _payload(run_id: str, config: TrainConfig, dataset: DatasetInfo, state: Trai
         tensors[f"frames.{i}.samples"] = torch.from_numpy(np.ascontiguousarray(frame.samples))
     metadata = {
         "run_id": run_id, "status": status, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **_label_fields(labels),
         "config": config.to_dict(),
         "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint,
                     "image_shape": list(dataset.image_shape), "num_classes": dataset.num_classes,
@@ -93,127 +148,234 @@ def _payload(run_id: str, config: TrainConfig, dataset: DatasetInfo, state: Trai
     return tensors, metadata
 
 
+def _label_fields(labels: dict[str, Any]) -> dict[str, Any]:
+    """Name, notes and origin as the file stores them: only those given, in the sizes a reader accepts
+    (a long generated name is cut rather than making the run's file unreadable)."""
+    name = " ".join(str(labels.get("name") or "").split())[:MAX_NAME_CHARS]
+    notes = str(labels.get("notes") or "")[:MAX_NOTES_CHARS]
+    fields = {"name": name, "notes": notes, "imported_from": labels.get("imported_from")}
+    return {key: value for key, value in fields.items() if value}
+
+
 def dataset_info(dataset) -> DatasetInfo:
     return DatasetInfo(dataset.name, dataset.fingerprint, tuple(dataset.image_shape), dataset.num_classes,
                        tuple(dataset.class_names) if dataset.class_names else None)
 
 
-def save_trainer_checkpoint(trainer, run_id: str, status: str, path: str | Path) -> Path:
-    """Save a `Trainer` atomically (from the thread that drives it, or once it has stopped)."""
-    tensors, metadata = _payload(run_id, trainer.config, dataset_info(trainer.dataset), trainer.state(), status)
+def save_trainer_checkpoint(trainer, run_id: str, status: str, path: str | Path, *, name: str | None = None,
+                            notes: str = "", imported_from: dict | None = None) -> Path:
+    """Save a `Trainer` atomically (from the thread that drives it, or once it has stopped).
+
+    Raises CheckpointError for a run id that does not match run_ids.RUN_ID_PATTERN."""
+    labels = {"name": name, "notes": notes, "imported_from": imported_from}
+    tensors, metadata = _payload(run_id, trainer.config, dataset_info(trainer.dataset), trainer.state(), status,
+                                 labels)
     write_checkpoint(path, tensors, metadata)
     return Path(path)
 
 
 def save_job_checkpoint(job, path: str | Path) -> Path:
     """Save a `TrainingJob` (called from its training thread, or once it has ended)."""
-    return save_trainer_checkpoint(job.trainer, job.run_id, job.status, path)
+    return save_trainer_checkpoint(job.trainer, job.run_id, job.status, path, name=getattr(job, "name", None),
+                                   notes=getattr(job, "notes", ""), imported_from=getattr(job, "imported_from", None))
 
 
 def checkpoint_bytes(checkpoint: RunCheckpoint) -> bytes:
     """The file's bytes, for a download."""
     tensors, metadata = _payload(checkpoint.run_id, checkpoint.config, checkpoint.dataset, checkpoint.state,
-                                 checkpoint.status)
+                                 checkpoint.status, checkpoint.labels())
     return checkpoint_to_bytes(tensors, metadata)
 
 
 # -- reading ---------------------------------------------------------------------------------------
 def load_checkpoint(source: str | Path | bytes, *, name: str | None = None) -> RunCheckpoint:
-    """Read and check a checkpoint; CheckpointError names the file and what is wrong."""
-    label = name or ("uploaded file" if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).name)
-    tensors, metadata = read_checkpoint(source, name=label)
-    try:
-        return _parse(tensors, metadata, label, None if isinstance(source, (bytes, bytearray, memoryview))
-                      else str(source))
-    except CheckpointError as error:
-        if str(error).startswith(label):
-            raise
-        raise CheckpointError(f"{label}: {error}") from None
-    except ConfigError as error:
-        raise CheckpointError(f"{label}: its config is invalid: {error}") from None
-    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as error:
-        raise CheckpointError(f"{label}: the checkpoint is inconsistent: {error}") from None
+    """Read and check a checkpoint; CheckpointError names the file and what is wrong.
+
+    A file whose run id does not match run_ids.RUN_ID_PATTERN is refused (see `import_checkpoint`
+    for files from elsewhere, which get an id of their own).
+    """
+    checkpoint, original_id = _read(source, name)
+    if original_id is None:
+        raise CheckpointError(f"{_label(source, name)}: its run id is missing or not valid "
+                              "(1-64 letters, digits, '-' or '_'); import it to give it a new one")
+    return checkpoint
 
 
-def _require(condition: bool, label: str, problem: str) -> None:
-    if not condition:
-        raise CheckpointError(f"{label}: {problem}")
+def _label(source: str | Path | bytes, name: str | None) -> str:
+    return name or ("uploaded file" if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).name)
 
 
-def _parse(tensors: dict, metadata: dict, label: str, path: str | None) -> RunCheckpoint:
-    missing = [f for f in REQUIRED_FIELDS if f not in metadata]
-    _require(not missing, label, f"metadata lacks {', '.join(missing)}")
-    config = TrainConfig.from_dict(metadata["config"])
-    data = metadata["dataset"]
-    _require(isinstance(data, dict), label, "dataset metadata is not an object")
-    shape = tuple(int(v) for v in data["image_shape"])
-    _require(len(shape) == 3 and shape[0] in (1, 3) and all(1 <= v <= 1024 for v in shape), label,
-             f"image shape {list(shape)} is not C x H x W with 1 or 3 channels")
-    dataset = DatasetInfo(str(data["name"]), str(data["fingerprint"]), shape, int(data["num_classes"]),
-                          tuple(data["class_names"]) if data.get("class_names") else None)
-    model = build_model(config, dataset.image_shape, dataset.num_classes)
-    model_state = _checked_model_state(tensors, model, config, dataset, label)
-    optimizer_tensors = {k: v for k, v in tensors.items() if k.startswith("optim.")}
-    optimizer_state = unflatten_optimizer_state(optimizer_tensors, metadata["optimizer"])
-    _check_optimizer_matches(optimizer_state, [tuple(p.shape) for p in model.parameters()], label)
-    noise = tensors.get("rng.noise")
-    _require(noise is not None and noise.dtype == torch.uint8 and noise.dim() == 1, label,
-             "the random number generator state is missing or not bytes")
-    history = _history(tensors, metadata["history"], label)
-    counters = [int(metadata[k]) for k in ("epoch", "step", "step_in_epoch")]
-    _require(all(v >= 0 for v in counters), label, "epoch and step counters must not be negative")
-    state = TrainerState(model_state=model_state, optimizer_state=optimizer_state, noise_state=noise,
-                         epoch=counters[0], step=counters[1], step_in_epoch=counters[2],
-                         lr=float(metadata["lr"]), beta=float(metadata["beta"]), history=history)
-    return RunCheckpoint(run_id=str(metadata.get("run_id", Path(label).stem)), config=config, dataset=dataset,
-                         state=state, status=str(metadata.get("status", "stopped")),
-                         created=str(metadata.get("created", "")), versions=dict(metadata.get("versions", {})),
-                         path=path)
+def _read(source: str | Path | bytes, name: str | None) -> tuple[RunCheckpoint, str | None]:
+    """The checkpoint (with a placeholder id if its own is not valid) and the file's valid run id or None."""
+    label = _label(source, name)
+    path = None if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
+    with open_checkpoint(source, name=label) as stored:
+        try:
+            meta = parse_metadata(stored.metadata)
+            model = _checked_layout(stored.tensors, meta)
+            tensors = stored.load()
+            state = _trainer_state(tensors, meta, model)
+        except CheckpointError as error:
+            if str(error).startswith(label):
+                raise
+            raise CheckpointError(f"{label}: {error}") from None
+        except FieldError as error:
+            raise CheckpointError(f"{label}: {error}") from None
+        except ConfigError as error:
+            raise CheckpointError(f"{label}: its config is invalid: {error}") from None
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as error:  # a net under the checks
+            raise CheckpointError(f"{label}: the checkpoint is inconsistent: {error}") from None
+    dataset = DatasetInfo(meta.dataset_name, meta.fingerprint, meta.image_shape, meta.num_classes, meta.class_names)
+    # An invalid id is kept out of the RunCheckpoint: load_checkpoint refuses it, import replaces it.
+    checkpoint = RunCheckpoint(run_id=meta.run_id or "invalid-run-id", config=meta.config, dataset=dataset, state=state,
+                               status=meta.status, created=meta.created, versions=meta.versions, path=path,
+                               name=meta.name or "", notes=meta.notes, imported_from=meta.imported_from)
+    return checkpoint, meta.run_id
 
 
-def _checked_model_state(tensors: dict, model: VAE, config: TrainConfig, dataset: DatasetInfo, label: str) -> dict:
-    """The weights in the model's own order, after checking every name, shape and dtype against the
-    model the config builds."""
-    expected = model.state_dict()
-    found = {k[len(MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
-    missing = sorted(set(expected) - set(found))
-    extra = sorted(set(found) - set(expected))
-    _require(not missing and not extra, label,
-             f"its weights do not fit a {config.model} model for {list(dataset.image_shape)} images "
+def _checked_layout(stored: dict[str, StoredTensor], meta: Metadata) -> VAE:
+    """Compare every stored tensor (from the header: nothing is loaded yet) with what the metadata
+    implies; return the model's shapes as a meta-device model."""
+    check_model_size(meta.config, meta.image_shape, meta.num_classes)
+    model = _shape_model(meta.config, meta.image_shape, meta.num_classes)
+    expected = {MODEL_PREFIX + key: StoredTensor(value.dtype, tuple(value.shape))
+                for key, value in model.state_dict().items()}
+    missing = sorted(set(expected) - set(stored))
+    weights = {key for key in stored if key.startswith(MODEL_PREFIX)}
+    extra = sorted(weights - set(expected))
+    _require(not missing and not extra,
+             f"its weights do not fit a {meta.config.model} model for {list(meta.image_shape)} images "
              f"(missing: {', '.join(missing[:4]) or 'none'}; unexpected: {', '.join(extra[:4]) or 'none'})")
-    for key, reference in expected.items():
-        tensor = found[key]
-        _require(tuple(tensor.shape) == tuple(reference.shape), label,
-                 f"weight {key} has shape {list(tensor.shape)}, the config needs {list(reference.shape)}")
-        _require(tensor.dtype == reference.dtype, label,
-                 f"weight {key} is {tensor.dtype}, the config needs {reference.dtype}")
-        _require(bool(torch.isfinite(tensor).all()), label, f"weight {key} holds NaN or infinite values")
-    return {key: found[key] for key in expected}
+    for tensor_name, want in expected.items():
+        tensor, key = stored[tensor_name], tensor_name[len(MODEL_PREFIX):]
+        _require(tensor.shape == want.shape,
+                 f"weight {key} has shape {list(tensor.shape)}, the config needs {list(want.shape)}")
+        _require(tensor.dtype == want.dtype, f"weight {key} is {tensor.dtype}, the config needs {want.dtype}")
+    parameter_shapes = [tuple(parameter.shape) for parameter in model.parameters()]
+    for tensor_name, tensor in stored.items():
+        if tensor_name not in expected:
+            _check_other_tensor(tensor_name, tensor, meta, parameter_shapes)
+    _require("rng.noise" in stored and "history.steps" in stored,
+             "the random number generator state or the step history is missing")
+    for index, epoch in enumerate(meta.frame_epochs):
+        _require(f"frames.{index}.reconstructions" in stored and f"frames.{index}.samples" in stored,
+                 f"the pictures of epoch {epoch} are missing")
+    return model
 
 
-def _check_optimizer_matches(optimizer_state: dict, shapes: list[tuple[int, ...]], label: str) -> None:
-    for index, values in optimizer_state.get("state", {}).items():
-        _require(0 <= int(index) < len(shapes), label, f"optimizer state refers to parameter {index}")
-        for key in ("exp_avg", "exp_avg_sq"):
-            if key in values:
-                _require(tuple(values[key].shape) == shapes[int(index)], label,
-                         f"optimizer state {key} of parameter {index} has the wrong shape")
+def _check_other_tensor(tensor_name: str, tensor: StoredTensor, meta: Metadata,
+                        parameter_shapes: list[tuple[int, ...]]) -> None:
+    if tensor_name.startswith(OPTIMIZER_TENSOR_PREFIX):
+        index, _, key = tensor_name[len(OPTIMIZER_TENSOR_PREFIX):].partition(".")
+        _require(index.isascii() and index.isdigit() and int(index) < len(parameter_shapes),
+                 f"optimizer state {tensor_name} refers to no parameter of the model")
+        allowed = ((), (1,)) if key == "step" else (parameter_shapes[int(index)],)
+        _require(tensor.shape in allowed, f"optimizer state {key} of parameter {index} has the wrong shape "
+                                          f"{list(tensor.shape)}")
+    elif tensor_name == "rng.noise":
+        _require(tensor.dtype == torch.uint8 and len(tensor.shape) == 1 and tensor.shape[0] <= MAX_RNG_STATE_BYTES,
+                 "the random number generator state is not a short list of bytes")
+    elif tensor_name == "history.steps":
+        width = 1 + len(STEP_FIELDS)
+        _require(tensor.dtype in (torch.float64, torch.float32) and len(tensor.shape) == 2
+                 and tensor.shape[1] == width, f"history.steps must be a matrix of floats with {width} columns")
+    elif match := _FRAME_TENSOR.fullmatch(tensor_name):
+        _require(int(match[1]) < len(meta.frame_epochs), f"tensor {tensor_name} belongs to no epoch in the history")
+        _require(tensor.dtype == torch.uint8 and len(tensor.shape) == 4 and tensor.shape[1:] == meta.image_shape
+                 and tensor.shape[0] <= MAX_PICTURES_PER_FRAME,
+                 f"{tensor_name} has shape {list(tensor.shape)[:6]}; pictures must be bytes of shape "
+                 f"{list(meta.image_shape)}, at most {MAX_PICTURES_PER_FRAME} of them")
+    else:
+        _require(False, f"it holds a tensor this version does not know: {tensor_name[:60]!r}")
 
 
-def _history(tensors: dict, meta: dict, label: str) -> History:
-    steps = tensors.get("history.steps")
-    width = 1 + len(STEP_FIELDS)
-    _require(steps is not None and steps.dim() == 2 and steps.shape[1] == width, label,
-             f"history.steps must be a matrix with {width} columns")
-    history = History(steps=[steps.to(torch.float64).numpy()], epochs=list(meta["epochs"]),
-                      events=list(meta["events"]))
-    for i, epoch in enumerate(meta.get("frame_epochs", [])):
-        recon, samples = tensors.get(f"frames.{i}.reconstructions"), tensors.get(f"frames.{i}.samples")
-        _require(recon is not None and samples is not None and recon.dtype == torch.uint8
-                 and samples.dtype == torch.uint8 and recon.dim() == 4 and samples.dim() == 4,
-                 label, f"the pictures of epoch {epoch} are missing or malformed")
-        history.frames.append(Frame(int(epoch), recon.numpy(), samples.numpy()))
-    return history
+def _trainer_state(tensors: dict[str, torch.Tensor], meta: Metadata, model: VAE) -> TrainerState:
+    from .trainer import TrainerState  # late: the trainer imports this module's callers
+
+    model_state = {}
+    for key in model.state_dict():
+        weight = tensors[MODEL_PREFIX + key]
+        _require(bool(torch.isfinite(weight).all()), f"weight {key} holds NaN or infinite values")
+        model_state[key] = weight
+    optimizer_tensors = {key: value for key, value in tensors.items() if key.startswith(OPTIMIZER_TENSOR_PREFIX)}
+    optimizer_state = unflatten_optimizer_state(optimizer_tensors, meta.optimizer)
+    history = History(steps=[tensors["history.steps"].to(torch.float64).numpy()], epochs=meta.epochs,
+                      events=meta.events)
+    for index, epoch in enumerate(meta.frame_epochs):
+        history.frames.append(Frame(epoch, tensors[f"frames.{index}.reconstructions"].numpy(),
+                                    tensors[f"frames.{index}.samples"].numpy()))
+    return TrainerState(model_state=model_state, optimizer_state=optimizer_state, noise_state=tensors["rng.noise"],
+                        epoch=meta.epoch, step=meta.step, step_in_epoch=meta.step_in_epoch, lr=meta.lr,
+                        beta=meta.beta, history=history)
+
+
+def _require(condition: bool, problem: str) -> None:
+    if not condition:
+        raise CheckpointError(problem)
+
+
+# -- importing -------------------------------------------------------------------------------------
+def import_checkpoint(source_path: str | Path, dest_dir: str | Path, *, file_name: str | None = None) -> RunCheckpoint:
+    """Make a checkpoint from elsewhere (an upload, another machine) a run of its own in `dest_dir`.
+
+    The file is checked like any checkpoint, then written as `dest_dir/<new run id>.safetensors`
+    (atomically, never over an existing file), with its origin in `imported_from`: the original run
+    id when it is a valid one, the file's name (`file_name`, default the source's, made safe to
+    show) and the SHA-256 of its bytes. Nothing in the file chooses where anything is written.
+    Returns the new run's checkpoint.
+    """
+    from .data import safe_upload_name  # late: data sources import heavy libraries
+
+    shown_name = safe_upload_name(file_name or Path(source_path).name)
+    original, original_id = _read(source_path, shown_name)
+    origin = {"run_id": original_id, "file_name": shown_name, "sha256": _sha256(source_path),
+              "imported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    # A run that was training where it came from is not training here.
+    status = "stopped" if original.status in LIVE_STATUSES else original.status
+    labels = {**original.labels(), "imported_from": origin}
+    folder = Path(dest_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):  # a new id is unique by construction; a clash only costs another try
+        run_id = new_run_id()
+        target = folder / f"{run_id}.safetensors"
+        tensors, metadata = _payload(run_id, original.config, original.dataset, original.state, status, labels)
+        try:
+            write_checkpoint(target, tensors, metadata, overwrite=False)
+        except CheckpointError:
+            if target.exists():
+                continue
+            raise
+        return load_checkpoint(target)
+    raise CheckpointError(f"{shown_name}: could not find a free run id to import it under; try again")
+
+
+def _sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# -- the data a checkpoint was trained on ----------------------------------------------------------
+def checkpoint_dataset(checkpoint: RunCheckpoint, allowed: Sequence[str | os.PathLike] = (), *,
+                       data: str | os.PathLike | None = None, download: bool = False) -> ImageDataset:
+    """The dataset to evaluate or resume `checkpoint` on, checked to be the one it was trained on.
+
+    `config.data` comes from the file, so it is opened only if `data.resolve_data_reference` allows
+    it: a built-in dataset, or a path within `allowed` (what this user supplied here: their upload
+    folder in the app, the `--data` argument in the CLI). `data`, when given, is the user's own choice
+    and is used instead (it must still hold the same data). Raises DataError (a refusal that quotes no
+    server file) or CheckpointError (data other than the checkpoint's).
+    """
+    from .data import load_dataset, resolve_data_reference  # late: data sources import heavy libraries
+
+    config = checkpoint.config
+    reference = os.fspath(data) if data is not None else resolve_data_reference(config.data, allowed)
+    dataset = load_dataset(reference, image_size=config.image_size, test_fraction=config.test_fraction,
+                           seed=config.seed, download=download)
+    check_resumable(checkpoint, dataset)
+    return dataset
 
 
 def check_resumable(checkpoint: RunCheckpoint, dataset) -> None:

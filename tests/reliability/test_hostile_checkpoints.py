@@ -28,8 +28,9 @@ OUR_METADATA = {"format": FORMAT_NAME, "format_version": "1", "vae_studio": "{}"
 PICKLE_REFUSED = "it looks like a pickle file (PyTorch .pt), which is never loaded for safety"
 ZIP_REFUSED = ("it looks like a zip archive such as a PyTorch .pt file (which holds a pickle), "
                "which is never loaded for safety")
-BAD_SHAPE = "has an invalid shape (it must be a list of non-negative integers)"
-BAD_OFFSETS = "has invalid data_offsets (they must be [begin, end] with begin <= end)"
+TRUNCATED = "the file is truncated or has extra bytes (its tensor data does not match its header)"
+BAD_OFFSETS = "its tensor data is out of order, overlaps or runs past the end of the file (invalid offset for tensor `{}`)"
+BAD_JSON = "its header is not valid safetensors JSON (invalid JSON in header: "
 
 
 @pytest.fixture(params=["path", "bytes"])
@@ -168,12 +169,9 @@ def test_a_file_truncated_in_its_tensor_data_is_refused(read_hostile, cut):
     content = valid_checkpoint(size=4096)
     data_size = len(content) - 8 - struct.unpack("<Q", content[:8])[0]
     kept = content[:int(len(content) * cut)]
+    assert len(kept) > len(content) - data_size  # the cut is in the data, past the header
 
-    message = read_hostile(kept)
-
-    missing = len(content) - len(kept)
-    assert message == PREFIX + (f"the file is truncated (its header lists 4.0 kB of tensor data, "
-                                f"the file holds only {(data_size - missing) / 1024:.1f} kB)")
+    assert read_hostile(kept) == PREFIX + TRUNCATED
 
 
 def test_a_file_truncated_in_its_header_is_refused(read_hostile):
@@ -182,8 +180,7 @@ def test_a_file_truncated_in_its_header_is_refused(read_hostile):
 
     message = read_hostile(content[:8 + header_length // 2])
 
-    assert message == PREFIX + (f"the file is truncated (its header should be {header_length} bytes, "
-                                f"the file holds only {header_length // 2} bytes of it)")
+    assert message == PREFIX + "the file is truncated (it ends inside its header)"
 
 
 @pytest.mark.parametrize("seed, size", [(0, 1), (1, 7), (2, 9), (3, 100), (4, 10_000), (5, 1_000_000)])
@@ -202,45 +199,43 @@ def test_random_bytes_after_a_plausible_length_are_refused(read_hostile):
 def test_a_header_length_claiming_gigabytes_is_refused(read_hostile):
     content = struct.pack("<Q", 5 * 1024**3) + b'{"weights": {}}'
 
-    assert read_hostile(content) == PREFIX + "the header claims 5.0 GB, more than the 16.0 MB limit for headers"
+    assert read_hostile(content) == PREFIX + "it is not a safetensors file (it does not start with a safetensors header)"
 
 
 def test_a_header_claiming_gigabytes_of_tensors_is_refused(read_hostile):
     content = raw_safetensors({"weights": f32_entry([2 * 1024**3], 0, 8 * 1024**3)}, b"\0" * 16,
                               metadata=OUR_METADATA)
 
-    assert read_hostile(content) == PREFIX + "the header claims 8.0 GB of tensor data, more than the 2.0 GB limit"
+    assert read_hostile(content) == PREFIX + TRUNCATED
 
 
 def test_data_offsets_past_the_end_are_refused(read_hostile):
     content = raw_safetensors({"weights": f32_entry([2], 16, 24)}, b"\0" * 8, metadata=OUR_METADATA)
 
-    assert read_hostile(content) == PREFIX + (
-        "the file is truncated (its header lists 24 bytes of tensor data, the file holds only 8 bytes)")
+    assert read_hostile(content) == PREFIX + BAD_OFFSETS.format("weights")
 
 
 @pytest.mark.parametrize("entries, data_size, problem", [
-    ({"a": f32_entry([2], 0, 8), "b": f32_entry([2], 4, 12)}, 12, "tensor 'b' overlaps another tensor's data"),
-    ({"a": f32_entry([2], 0, 8), "b": f32_entry([2], 8, 16)}, 20,
-     "there are 4 bytes of unexplained data after the last tensor"),
-    ({"a": f32_entry([2], 4, 12)}, 12, "there are 4 bytes of unexplained data before tensor 'a'"),
+    ({"a": f32_entry([2], 0, 8), "b": f32_entry([2], 4, 12)}, 12, BAD_OFFSETS.format("b")),
+    ({"a": f32_entry([2], 0, 8), "b": f32_entry([2], 8, 16)}, 20, TRUNCATED),
+    ({"a": f32_entry([2], 4, 12)}, 12, BAD_OFFSETS.format("a")),
     ({"a": f32_entry([3], 0, 8)}, 8,
-     "tensor 'a' has data_offsets spanning 8 bytes, but F32 of shape [3] needs 12 bytes"),
-    ({"a": f32_entry([-2], 0, 8)}, 8, f"tensor 'a' {BAD_SHAPE}"),
-    ({"a": f32_entry([True, 2], 0, 8)}, 8, f"tensor 'a' {BAD_SHAPE}"),
-    ({"a": f32_entry([2], 8, 0)}, 8, f"tensor 'a' {BAD_OFFSETS}"),
-    ({"a": f32_entry([2], 0.0, 8)}, 8, f"tensor 'a' {BAD_OFFSETS}"),
-    ({"a": f32_entry([2], 0)}, 8, f"tensor 'a' {BAD_OFFSETS}"),
-    ({"a": {"dtype": "F32", "shape": [2]}}, 8,
-     "tensor 'a' has a malformed header entry (it needs exactly dtype, shape, data_offsets)"),
-    ({"a": [1, 2]}, 8, "tensor 'a' has a malformed header entry (it needs exactly dtype, shape, data_offsets)"),
+     "a tensor's shape, dtype and data size do not agree (invalid shape, data type, or offset for tensor)"),
+    ({"a": f32_entry([-2], 0, 8)}, 8, BAD_JSON + "invalid value: integer `-2`, expected usize"),
+    ({"a": f32_entry([True, 2], 0, 8)}, 8, BAD_JSON + "invalid type: boolean `true`, expected usize"),
+    ({"a": f32_entry([2], 8, 0)}, 8, BAD_OFFSETS.format("a")),
+    ({"a": f32_entry([2], 0.0, 8)}, 8, BAD_JSON + "invalid type: floating point `0.0`, expected usize"),
+    ({"a": f32_entry([2], 0)}, 8, BAD_JSON + "invalid length 1, expected a tuple of size 2"),
+    ({"a": {"dtype": "F32", "shape": [2]}}, 8, BAD_JSON + "missing field `data_offsets`"),
+    ({"a": [1, 2]}, 8, BAD_JSON + "invalid type: integer `1`, expected string or map"),
     ({"a": {"dtype": ["F32"], "shape": [2], "data_offsets": [0, 8]}}, 8,
-     "tensor 'a' has the unsupported dtype ['F32'] (supported: F32, F16, BF16, F64, I64, I32, U8, BOOL)"),
+     BAD_JSON + "invalid type: sequence, expected string or map"),
 ])
 def test_inconsistent_tensor_entries_are_refused(read_hostile, entries, data_size, problem):
+    # The safetensors library finds each of these; the message says what it found, in one line.
     content = raw_safetensors(entries, b"\0" * data_size, metadata=OUR_METADATA)
 
-    assert read_hostile(content) == PREFIX + problem
+    assert read_hostile(content).startswith(PREFIX + problem)
 
 
 def test_an_unknown_dtype_is_refused(read_hostile):
@@ -266,11 +261,11 @@ def test_a_megabyte_long_tensor_name_is_shortened_in_the_message(read_hostile):
 
 @pytest.mark.parametrize("header, problem", [
     (b'{"a": \xff\xfe}', "its header is not UTF-8 text"),
-    (b'{"a": ', "its header is not valid JSON (Expecting value: line 1 column 7 (char 6))"),
-    (b"{}      [1, 2]", "its header is not valid JSON (Extra data: line 1 column 9 (char 8))"),
-    (b'{"a": 1, "a": 2}', "its header is not valid JSON (the key 'a' appears twice)"),
-    (b"{" + b'"a":' * 100_000 + b"1" + b"}" * 100_000, "its header is not valid JSON ("),
-    (b"{" + b"[" * 100_000, "its header is not valid JSON ("),
+    (b'{"a": ', BAD_JSON + "EOF while parsing a value at line 1 column 6)"),
+    (b"{}      [1, 2]", BAD_JSON + "trailing characters at line 1 column 9)"),
+    (b'{"a": 1, "a": 2}', BAD_JSON + "invalid type: integer `1`, expected struct TensorInfo"),
+    (b"{" + b'"a":' * 100_000 + b"1" + b"}" * 100_000, BAD_JSON),
+    (b"{" + b"[" * 100_000, BAD_JSON),
 ])
 def test_a_header_that_is_not_a_json_object_is_refused(read_hostile, header, problem):
     assert read_hostile(header_bytes(header)).startswith(PREFIX + problem)
@@ -281,12 +276,12 @@ def test_empty_tensors_with_absurd_shapes_are_refused(read_hostile, shape):
     # They need no bytes, so only safetensors or torch object to them; that must still be a CheckpointError.
     content = raw_safetensors({"a": f32_entry(shape, 0, 0)}, metadata=OUR_METADATA)
 
-    assert read_hostile(content).startswith(PREFIX + "safetensors could not read it (")
+    assert read_hostile(content).startswith((PREFIX + "safetensors could not read it (", PREFIX + BAD_JSON))
 
 
 def test_a_header_length_below_two_is_refused(read_hostile):
     assert read_hostile(struct.pack("<Q", 1) + b"{}") == PREFIX + (
-        "it is not a safetensors file (its header length is 1 bytes)")
+        BAD_JSON + "EOF while parsing an object at line 1 column 1)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -327,7 +322,7 @@ def test_broken_vae_studio_metadata_is_refused(read_hostile, metadata, problem):
 def test_header_metadata_that_is_not_text_is_refused(read_hostile):
     content = raw_safetensors({}, metadata={**OUR_METADATA, "format_version": 1})
 
-    assert read_hostile(content) == PREFIX + "its header metadata is malformed (it must map names to text)"
+    assert read_hostile(content).startswith(PREFIX + BAD_JSON + "invalid type: integer `1`, expected a string")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -392,7 +387,7 @@ def test_an_unreadable_file_is_a_checkpoint_error(tmp_path, monkeypatch):
         raise PermissionError(13, "Permission denied")
 
     # chmod 0 would prove nothing when the tests run as root, so the refusal is simulated
-    monkeypatch.setattr(safetensors_io, "open", deny, raising=False)
+    monkeypatch.setattr(safetensors_io, "safe_open", deny)
     with pytest.raises(CheckpointError, match=r"^could not read model\.safetensors: Permission denied$"):
         read_checkpoint(path)
 
@@ -417,8 +412,7 @@ def patch_loaders(monkeypatch, replacement) -> None:
 def test_errors_of_the_safetensors_library_become_checkpoint_errors(read_hostile, monkeypatch):
     patch_loaders(monkeypatch, raise_safetensor_error)
 
-    assert read_hostile(valid_checkpoint()) == PREFIX + (
-        "safetensors could not read it (Error while deserializing header: something odd)")
+    assert read_hostile(valid_checkpoint()) == PREFIX + "safetensors could not read it (something odd)"
 
 
 def test_running_out_of_memory_while_loading_is_a_checkpoint_error(read_hostile, monkeypatch):
@@ -427,7 +421,7 @@ def test_running_out_of_memory_while_loading_is_a_checkpoint_error(read_hostile,
     assert read_hostile(valid_checkpoint()) == f"not enough memory to load {FILE_NAME}"
 
 
-def test_a_file_replaced_between_validation_and_loading_is_not_loaded(tmp_path, monkeypatch):
+def test_a_file_replaced_by_a_bigger_one_after_its_size_was_checked_is_not_loaded(tmp_path, monkeypatch):
     path = tmp_path / FILE_NAME
     write_checkpoint(path, {"weights": torch.zeros(2)}, {})
     real_safe_open = safetensors_io.safe_open
@@ -438,8 +432,9 @@ def test_a_file_replaced_between_validation_and_loading_is_not_loaded(tmp_path, 
 
     monkeypatch.setattr(safetensors_io, "safe_open", replace_then_open)
 
-    with pytest.raises(CheckpointError, match=r"^model\.safetensors changed while it was being read; try again$"):
-        read_checkpoint(path)
+    with pytest.raises(CheckpointError, match=r"^model\.safetensors is not a VAE Studio checkpoint: its tensors take "
+                                              r"3\.8 MB, more than the 1000 bytes limit$"):
+        read_checkpoint(path, max_bytes=1000)
 
 
 # ----------------------------------------------------------------------------------------------

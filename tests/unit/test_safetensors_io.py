@@ -13,15 +13,8 @@ from safetensors import safe_open
 
 from vae_core import safetensors_io
 from vae_core.errors import CheckpointError
-from vae_core.safetensors_io import (
-    FORMAT_NAME,
-    FORMAT_VERSION,
-    checkpoint_to_bytes,
-    flatten_optimizer_state,
-    read_checkpoint,
-    unflatten_optimizer_state,
-    write_checkpoint,
-)
+from vae_core.optimizer_state import flatten_optimizer_state, unflatten_optimizer_state
+from vae_core.safetensors_io import FORMAT_NAME, FORMAT_VERSION, checkpoint_to_bytes, read_checkpoint, write_checkpoint
 
 METADATA = {"config": {"model": "mlp", "hidden": [256, 128]}, "epoch": 3, "note": "ünïcode", "best": None}
 
