@@ -169,12 +169,12 @@ def _pca(points: np.ndarray, seed: int, report: Progress, stop: ShouldStop) -> n
 
 
 def pca_layout(points: np.ndarray) -> np.ndarray:
-    """The first two principal-component scores of (N, D) points, float32, with the sign of each
-    axis fixed so that its largest-magnitude score is positive: the SVD's arbitrary signs would
-    otherwise mirror the scatter from one call to the next."""
-    centred = points - points.mean(axis=0)
-    left, singular_values, _ = np.linalg.svd(centred, full_matrices=False)
-    scores = left[:, :2] * singular_values[:2]
+    """The first two principal-component scores of (N, D) points (scikit-learn's exact PCA), float32,
+    with the sign of each axis fixed so that its largest-magnitude score is positive: a point set and
+    its mirror image then get the same layout, and the scatter never flips between calls."""
+    from sklearn.decomposition import PCA
+
+    scores = PCA(n_components=2, svd_solver="full").fit_transform(points)
     largest = scores[np.argmax(np.abs(scores), axis=0), [0, 1]]
     return (scores * np.where(largest < 0, -1.0, 1.0)).astype(np.float32)
 
@@ -423,14 +423,15 @@ def align(reference: np.ndarray, embedding: np.ndarray) -> np.ndarray:
     source = np.asarray(embedding, dtype=np.float64)
     if target.shape != source.shape or target.ndim != 2:
         raise ValueError(f"align needs two (N, d) arrays of the same shape, got {target.shape} and {source.shape}")
+    from scipy.linalg import orthogonal_procrustes
+
     target_mean, source_mean = target.mean(axis=0), source.mean(axis=0)
     target_centred, source_centred = target - target_mean, source - source_mean
     spread = np.sum(source_centred**2)
     if spread == 0.0:  # all points in one place: nothing to rotate or scale
         return np.broadcast_to(target_mean, source.shape).astype(np.float32)
-    left, singular_values, right_t = np.linalg.svd(source_centred.T @ target_centred)
-    rotation = left @ right_t
-    scale = singular_values.sum() / spread
+    rotation, singular_value_sum = orthogonal_procrustes(source_centred, target_centred)
+    scale = singular_value_sum / spread  # the least-squares uniform scale once rotated
     return (scale * source_centred @ rotation + target_mean).astype(np.float32)
 
 
