@@ -110,8 +110,9 @@ def check_model_size(config: TrainConfig, image_shape: Sequence[int], num_classe
     """ConfigError, quickly and before any memory is spent, when the model is over MAX_PARAMETERS."""
     count = parameter_count(config, image_shape, num_classes)
     if count > MAX_PARAMETERS:
-        raise ConfigError(f"the {config.model} model with hidden {list(config.hidden)} on {list(image_shape)} "
-                          f"images has {count:,} parameters, more than the limit of {MAX_PARAMETERS:,}")
+        raise ConfigError(f"the {config.model} model with {len(config.hidden)} hidden layers of up to "
+                          f"{max(config.hidden)} units on {list(image_shape)} images has {count:,} parameters, "
+                          f"more than the limit of {MAX_PARAMETERS:,}")
 
 
 def _shape_model(config: TrainConfig, image_shape: Sequence[int], num_classes: int) -> VAE:

@@ -14,7 +14,8 @@ from safetensors import safe_open
 from vae_core import safetensors_io
 from vae_core.errors import CheckpointError
 from vae_core.optimizer_state import flatten_optimizer_state, unflatten_optimizer_state
-from vae_core.safetensors_io import FORMAT_NAME, FORMAT_VERSION, checkpoint_to_bytes, read_checkpoint, write_checkpoint
+from vae_core.safetensors_io import (FORMAT_NAME, FORMAT_VERSION, StoredTensor, checkpoint_to_bytes, read_checkpoint,
+                                     write_checkpoint)
 
 METADATA = {"config": {"model": "mlp", "hidden": [256, 128]}, "epoch": 3, "note": "ünïcode", "best": None}
 
@@ -315,3 +316,27 @@ def test_unflatten_ignores_the_models_own_tensors():
     state_dict = unflatten_optimizer_state({**tensors, "encoder.weight": torch.zeros(2)}, layout)
 
     assert sorted(state_dict["state"]) == [0, 1, 2, 3]
+
+
+def test_the_header_describes_every_tensor_before_any_is_loaded(tmp_path):
+    write_checkpoint(tmp_path / "model.safetensors", sample_tensors(), METADATA)
+
+    with safetensors_io.open_checkpoint(tmp_path / "model.safetensors") as opened:
+        described = opened.tensors
+        metadata = opened.metadata
+        tensors = opened.load()
+
+    assert described == {name: StoredTensor(tensor.dtype, tuple(tensor.shape))
+                         for name, tensor in sample_tensors().items()}
+    assert metadata == METADATA
+    assert_same_tensors(tensors, sample_tensors())
+
+
+def test_an_upload_is_read_through_a_temporary_file_that_does_not_outlive_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(safetensors_io.tempfile, "tempdir", str(tmp_path))
+
+    with safetensors_io.open_checkpoint(checkpoint_to_bytes(sample_tensors(), METADATA)) as opened:
+        assert len(list(tmp_path.iterdir())) == 1
+        assert opened.name == "uploaded file"
+
+    assert list(tmp_path.iterdir()) == []
