@@ -164,6 +164,8 @@ def test_unknown_name_lists_the_registry():
     assert "'cifar-999'" in message
     for name in dataset_names():
         assert name in message
+    with pytest.raises(DataError, match="unknown dataset 'nul"):
+        load_dataset("nul\0byte.npz")
 
 
 @pytest.mark.parametrize("options", [dict(test_fraction=0.0), dict(test_fraction=1.5), dict(image_size=0),

@@ -58,7 +58,7 @@ def load_dataset(source: str | os.PathLike, *, image_size: int | None = None, te
     try:
         is_folder = files.check_kind(path, name)
         stamp = files.path_stamp(path, is_folder)  # an edited file loads afresh instead of from the cache
-    except FileNotFoundError:
+    except (FileNotFoundError, ValueError):  # ValueError: a NUL byte, which no path can hold
         raise DataError(f"unknown dataset {source!r}: it is neither a built-in dataset "
                         f"({', '.join(dataset_names())}) nor an existing file or folder") from None
     except OSError as error:
