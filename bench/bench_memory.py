@@ -30,7 +30,7 @@ QUICK_POINTS = 2_000
 def child(points: int) -> dict:
     """The measured process: returns the peak RSS after each stage, in bytes."""
     from vae_core.config import TrainConfig
-    from vae_core.training import TrainingJob
+    from vae_core.jobs import TrainingJob
 
     use_pytorch_default_threads()
     peaks = {"start": peak_rss_bytes()}

@@ -29,7 +29,8 @@ from vae_core.config import TrainConfig
 from vae_core.data import ImageDataset, load_dataset
 from vae_core.metrics import evaluate, iwae_nll
 from vae_core.models import VAE
-from vae_core.trainer import Trainer, run_to_end
+from vae_core.loop import run_to_end
+from vae_core.trainer import Trainer
 
 TOLERANCE_NATS = 1.0
 EVAL_SEED = 1234

@@ -1,6 +1,6 @@
 """Training speed: the TrainingJob against a pytorch/examples-style reference loop (run as a plain
 script runs, on PyTorch's default of a thread per core), one epoch of Fashion-MNIST, and the
-thread tuner against fixed thread counts on an idle and on a busy machine.
+app's thread rule against fixed thread counts on an idle and on a busy machine.
 
 Each round trains one epoch (train + evaluation of the test set) with freshly built runs of every
 candidate, in alternating order, each on a fresh thread (bench/common.py says why); setup is
@@ -31,9 +31,10 @@ from bench.common import (ReferenceLoop, Stopwatch, Timing, bench_dataset, cpus,
                           walls)
 from vae_core.config import TrainConfig
 from vae_core.data import ImageDataset
-from vae_core.threads import ThreadPolicy
-from vae_core.trainer import Trainer, run_to_end
-from vae_core.training import TrainingJob
+from vae_core.jobs import TrainingJob
+from vae_core.loop import run_to_end
+from vae_core.threads import app_thread_count, use_threads
+from vae_core.trainer import Trainer
 
 EPOCH_TARGET_S = 2.0
 SPEED_RATIO_TARGET = 1.0
@@ -53,11 +54,11 @@ def reference_epoch(config: TrainConfig, dataset: ImageDataset) -> Timing:
     return watch.timing
 
 
-def trainer_epoch(config: TrainConfig, dataset: ImageDataset,
-                  policy_for: Callable[[], ThreadPolicy | None] = lambda: None) -> Timing:
+def trainer_epoch(config: TrainConfig, dataset: ImageDataset, threads: Callable[[], int | None] = lambda: None) -> Timing:
     """The synchronous Trainer, as the CLI runs it: steps, flushes, end-of-epoch evaluation; with
-    the thread policy `policy_for()` makes (None: the Trainer's own choice)."""
-    trainer = Trainer(config.replace(epochs=1), dataset, threads=policy_for())
+    `threads()` CPU threads (None: PyTorch's default, as the CLI)."""
+    trainer = Trainer(config.replace(epochs=1), dataset)
+    use_threads(threads(), trainer.device)
     with Stopwatch() as watch:
         run_to_end(trainer)
     return watch.timing
@@ -172,11 +173,11 @@ class BusyProcess:
         self._process.wait()
 
 
-THREAD_POLICIES = {"tuned": lambda: None, "1 thread": partial(ThreadPolicy, 1), "2 threads": partial(ThreadPolicy, 2)}
+THREAD_POLICIES = {"app rule": app_thread_count, "1 thread": lambda: 1, "2 threads": lambda: 2}
 
 
 def thread_policy_rows(dataset: ImageDataset, rounds: int) -> list[dict]:
-    """The tuner against each fixed count, one Trainer epoch each, on an idle machine and with
+    """The app's thread rule against each fixed count, one Trainer epoch each, on an idle machine and with
     another process busy on one core. Target: within 5% of the better fixed count (the one with the
     lower median) in both."""
     if (os.cpu_count() or 1) < 2:
@@ -189,12 +190,12 @@ def thread_policy_rows(dataset: ImageDataset, rounds: int) -> list[dict]:
             timings = interleaved(runners, rounds)
         seconds = {name: walls(timings[name]) for name in runners}
         best_fixed = min(["1 thread", "2 threads"], key=lambda name: median(seconds[name]))
-        ratio = paired_ratio(seconds[best_fixed], seconds["tuned"])
+        ratio = paired_ratio(seconds[best_fixed], seconds["app rule"])
         rows.append(row(
-            f"Thread policy, {condition}: tuned / best fixed count ({best_fixed}), samples/s ({dataset.name}, "
+            f"Thread policy, {condition}: app rule (cores - 1) / best fixed count ({best_fixed}), samples/s ({dataset.name}, "
             f"batch {THREAD_PROBE_BATCH}, {rounds_text(rounds)} of 1 Trainer epoch + test pass)",
             f">= {TUNER_RATIO_TARGET:.2f}",
-            f"{ratio:.3f} (epoch: tuned {median(seconds['tuned']):.2f} s, 1 thread {median(seconds['1 thread']):.2f} s, "
+            f"{ratio:.3f} (epoch: app rule {median(seconds['app rule']):.2f} s, 1 thread {median(seconds['1 thread']):.2f} s, "
             f"2 threads {median(seconds['2 threads']):.2f} s)", ratio >= TUNER_RATIO_TARGET))
     return rows
 

@@ -25,14 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python bench/bench_x.py` puts bench/, not the project, on the path
     sys.path.insert(0, str(ROOT))
 
-import vae_core  # noqa: E402,F401  (after the path fix; before torch starts MKL: see vae_core/threads.py)
 import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from vae_core.config import TrainConfig  # noqa: E402
 from vae_core.data import DEBIAN_FASHION_MNIST_DIR, ImageDataset, load_dataset  # noqa: E402
 from vae_core.device import resolve_device  # noqa: E402
-from vae_core.linear import Linear  # noqa: E402
 from vae_core.models import build_model  # noqa: E402
 
 FULL_DATASET = "fashion-mnist"
@@ -83,8 +81,7 @@ def bench_dataset() -> ImageDataset:
 class ReferenceLoop:
     """The training loop of pytorch/examples' VAE (mnist/vae/main.py) with the data already in memory.
 
-    Plain PyTorch throughout: the model's layers are `torch.nn.Linear` (ours compute the same with
-    oneDNN's products, vae_core/linear.py, and that is one of the things measured). Per epoch: shuffle,
+    Plain PyTorch throughout. Per epoch: shuffle,
     then per batch slice, forward, loss, zero_grad, backward, step and `loss.item()`; then a pass over
     the test set, as that script's test() does. The model and its initial weights are exactly the
     Trainer's for the same config (same builder, same seed), and the optimiser is plain Adam with the
@@ -97,7 +94,7 @@ class ReferenceLoop:
         self.device = resolve_device(config.device)
         self.batch_size = config.batch_size
         torch.manual_seed(config.seed)
-        self.model = with_torch_linear(build_model(config, dataset.image_shape, dataset.num_classes)).to(self.device)
+        self.model = build_model(config, dataset.image_shape, dataset.num_classes).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.train_x = dataset.train_x.to(self.device)
         self.test_x = dataset.test_x.to(self.device)
@@ -135,19 +132,6 @@ class ReferenceLoop:
             x = self.test_x[start:start + self.batch_size]
             total += self.loss(x).item() * x.shape[0]
         return total / self.test_x.shape[0]
-
-
-def with_torch_linear(model: torch.nn.Module) -> torch.nn.Module:
-    """`model` with each of vae_core's oneDNN `Linear` layers swapped for a `torch.nn.Linear` holding
-    the same parameters (the same initial weights, the same state-dict keys)."""
-    for name, child in list(model.named_children()):
-        if isinstance(child, Linear):
-            plain = torch.nn.Linear(child.in_features, child.out_features, bias=child.bias is not None)
-            plain.weight, plain.bias = child.weight, child.bias
-            setattr(model, name, plain)
-        else:
-            with_torch_linear(child)
-    return model
 
 
 def use_pytorch_default_threads() -> int:

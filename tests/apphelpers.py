@@ -14,17 +14,21 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 60
 
 
-def train_checkpoint(name: str, **overrides) -> Path:
+def train_checkpoint(name: str, *, display_name: str | None = None, **overrides) -> Path:
+    """A small finished run on digits saved as CHECKPOINTS/<name>.safetensors (run id `name`);
+    `overrides` change its config (the data stays digits whatever config.data says)."""
     from vae_core.checkpoint import save_trainer_checkpoint
     from vae_core.config import TrainConfig
     from vae_core.data import load_dataset
-    from vae_core.trainer import Trainer, run_to_end
+    from vae_core.loop import run_to_end
+    from vae_core.trainer import Trainer
 
     config = TrainConfig(**{**dict(data="digits", hidden=(32,), latent_dim=2, batch_size=128, epochs=2,
                                    device="cpu"), **overrides})
     trainer = Trainer(config, load_dataset("digits"))
     run_to_end(trainer)
-    return save_trainer_checkpoint(trainer, name, "finished", CHECKPOINTS / f"{name}.safetensors")
+    return save_trainer_checkpoint(trainer, name, "finished", CHECKPOINTS / f"{name}.safetensors",
+                                   name=display_name)
 
 
 def open_page(app, page: str):
@@ -49,3 +53,17 @@ def trace_values(values) -> list:
     if isinstance(values, dict) and "bdata" in values:
         return np.frombuffer(base64.b64decode(values["bdata"]), dtype=np.dtype(values["dtype"])).tolist()
     return list(values)
+
+
+MARKDOWN_ELEMENTS = ("markdown", "caption", "title", "header", "subheader", "success", "error", "warning", "info")
+
+
+def markdown_texts(app) -> list[str]:
+    """The Markdown source of every element Streamlit renders as Markdown."""
+    return [element.value for kind in MARKDOWN_ELEMENTS for element in app.get(kind)]
+
+
+def rendered(markdown: str) -> str:
+    """Markdown source with its backslash escapes removed: roughly the text a person reads."""
+    import re
+    return re.sub(r"\\(.)", r"\1", markdown)

@@ -1,4 +1,4 @@
-"""`python -m vae_core train|eval|inspect|datasets`.
+"""`vae-studio train|eval|inspect|datasets|app` (also `python -m vae_core ...`).
 
 `train` and `eval` print, as their last stdout line, one JSON object with the results, so scripts
 and benchmarks can read them. Any input error exits 2 with a one-line message on stderr.
@@ -9,18 +9,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .config import KL_ANNEALING, MODEL_NAMES, RECON_LOSSES, DEVICES, TrainConfig
+from .config import DEFAULT_HIDDEN, DEVICES, KL_ANNEALING, MODEL_NAMES, RECON_LOSSES, TrainConfig, default_run_name
 from .errors import VAEStudioError
 
 DEFAULTS = TrainConfig()
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m vae_core", description="Train and evaluate VAEs.")
+    parser = argparse.ArgumentParser(prog="vae-studio", description="Train and evaluate VAEs.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a model and save a .safetensors checkpoint")
@@ -29,7 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--download", action="store_true", help="download mnist/fashion-mnist/kmnist if missing")
     train.add_argument("--model", choices=MODEL_NAMES, default=DEFAULTS.model)
     train.add_argument("--hidden", type=int, nargs="+", default=None,
-                       help="encoder widths (decoder mirrors), e.g. --hidden 400; conv: channels")
+                       help="encoder widths (decoder mirrors), e.g. --hidden 400; conv: channels "
+                            f"(default: {', '.join(f'{m} {list(h)}' for m, h in DEFAULT_HIDDEN.items())})")
     train.add_argument("--latent-dim", type=int, default=DEFAULTS.latent_dim)
     train.add_argument("--beta", type=float, default=DEFAULTS.beta)
     train.add_argument("--lr", type=float, default=DEFAULTS.lr)
@@ -43,8 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=DEFAULTS.seed)
     train.add_argument("--device", choices=DEVICES, default=DEFAULTS.device)
     train.add_argument("--test-fraction", type=float, default=DEFAULTS.test_fraction)
-    train.add_argument("--out", default=None, help="checkpoint to write (default checkpoints/<run id>.safetensors)")
-    train.add_argument("--resume", default=None, help="continue the run in this checkpoint")
+    train.add_argument("--name", default=None, help="the run's name (default: from what sets it apart, "
+                                                     "e.g. 'mlp z10 β4')")
+    train.add_argument("--out", default=None, help="checkpoint to write, at every epoch end and when the run "
+                                                   "ends (default checkpoints/<run id>.safetensors)")
+    train.add_argument("--resume", default=None, help="continue the run in this checkpoint (exactly: as if it "
+                                                      "had never stopped)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     evaluate = commands.add_parser("eval", help="test negative ELBO, IWAE bound and active units of a checkpoint")
@@ -58,13 +64,18 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("checkpoint")
 
     commands.add_parser("datasets", help="list the datasets and whether they are available here")
+
+    app = commands.add_parser("app", help="open the app in the browser (streamlit run app.py; needs the source "
+                                          "checkout)")
+    app.add_argument("streamlit_args", nargs=argparse.REMAINDER,
+                     help="passed on to `streamlit run`, e.g. --server.port 8502")
     return parser
 
 
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
-    hidden = tuple(args.hidden) if args.hidden else ((32, 64) if args.model == "conv" else DEFAULTS.hidden)
     return TrainConfig(
-        data=args.data, image_size=args.image_size, model=args.model, hidden=hidden, latent_dim=args.latent_dim,
+        data=args.data, image_size=args.image_size, model=args.model,
+        hidden=tuple(args.hidden) if args.hidden else None, latent_dim=args.latent_dim,
         beta=args.beta, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, recon=args.recon,
         learn_variance=args.learn_variance, kl_anneal=args.kl_anneal, kl_warmup_epochs=args.kl_warmup_epochs,
         free_bits=args.free_bits, seed=args.seed, device=args.device, test_fraction=args.test_fraction)
@@ -85,50 +96,60 @@ def _load_data(config: TrainConfig, download: bool = False):
 
 def cmd_train(args: argparse.Namespace) -> dict:
     from .checkpoint import check_resumable, load_checkpoint, save_trainer_checkpoint
-    from .trainer import Trainer
+    from .loop import Hooks, run_to_end
     from .run_ids import new_run_id
+    from .threads import thread_override, use_threads
+    from .trainer import Trainer
 
-    config, state, run_id = _config_from_args(args), None, new_run_id()
+    config, state, run_id, name = _config_from_args(args), None, new_run_id(), args.name
     if args.resume:
         previous = load_checkpoint(args.resume)
         config = previous.config.replace(epochs=args.epochs)
-        state, run_id = previous.state, previous.run_id
+        state, run_id, name = previous.state, previous.run_id, name or previous.name
+    name = name or default_run_name(config)
     dataset = _load_data(config, args.download)
     if args.resume:
         check_resumable(previous, dataset)
     trainer = Trainer(config, dataset, state=state)
+    use_threads(thread_override(), trainer.device)  # PyTorch's default unless the variable says otherwise
     out = Path(args.out) if args.out else Path("checkpoints") / f"{run_id}.safetensors"
     out.parent.mkdir(parents=True, exist_ok=True)
     bar = _progress(trainer.total_steps, args.quiet, "step")
-    if bar is not None:
-        bar.update(trainer.step)
+
+    def save(status: str) -> None:  # atomic: a kill mid-save leaves the previous file whole
+        save_trainer_checkpoint(trainer, run_id, status, out, name=name)
+
+    def show_progress(trainer: Trainer) -> None:
+        if bar is not None:
+            bar.update(trainer.step - bar.n)
+
+    def end_epoch(trainer: Trainer, metrics: dict) -> None:
+        # Every epoch, so a killed run loses at most the epoch in progress and `--resume` goes on.
+        save("finished" if trainer.finished else "running")
+        if bar is not None:
+            bar.set_postfix(epoch=trainer.epoch, test_neg_elbo=f"{metrics['test_neg_elbo']:.2f}")
+
+    show_progress(trainer)
+    hooks = Hooks(after_flush=show_progress, after_epoch=end_epoch, flush_steps=100, flush_seconds=0.5)
     started, first_step, status = time.perf_counter(), trainer.step, "stopped"  # until it ends well
     try:
-        while not trainer.finished:
-            trainer.train_step()
-            if trainer.pending_steps >= 100:
-                trainer.flush()
-            if bar is not None:
-                bar.update(1)
-            if trainer.step_in_epoch >= trainer.steps_per_epoch:
-                metrics = trainer.end_epoch()
-                if bar is not None:
-                    bar.set_postfix(epoch=trainer.epoch, test_neg_elbo=f"{metrics['test_neg_elbo']:.2f}")
-        elapsed = time.perf_counter() - started
+        run_to_end(trainer, hooks)
         status = "finished"
     except VAEStudioError:
         status = "failed"
         raise
     finally:
+        elapsed = time.perf_counter() - started
         if bar is not None:
             bar.close()
-        save_trainer_checkpoint(trainer, run_id, status, out)
+        if status != "finished" or first_step == trainer.step:  # else the last epoch end saved it
+            save(status)
     last = trainer.history.epochs[-1] if trainer.history.epochs else {}
     curves = trainer.history.curves()
     tail = slice(max(0, len(curves) - trainer.steps_per_epoch), None)
     steps_run = trainer.step - first_step
     return {
-        "checkpoint": str(out), "run_id": run_id, "epochs": trainer.epoch, "steps": trainer.step,
+        "checkpoint": str(out), "run_id": run_id, "name": name, "epochs": trainer.epoch, "steps": trainer.step,
         "train_loss": _mean(curves.total[tail]), "recon": _mean(curves.recon[tail]), "kl": _mean(curves.kl[tail]),
         "test_neg_elbo": last.get("test_neg_elbo"), "test_recon": last.get("test_recon"),
         "test_kl": last.get("test_kl"), "active_units": last.get("active_units"),
@@ -188,6 +209,16 @@ def cmd_datasets(_args: argparse.Namespace) -> list:
     return rows
 
 
+def cmd_app(args: argparse.Namespace) -> int:
+    """Run the Streamlit app of this source checkout; the installed package alone has no pages."""
+    from .errors import ConfigError
+
+    app = Path(__file__).resolve().parents[1] / "app.py"
+    if not app.is_file():
+        raise ConfigError(f"the app needs the source checkout of VAE Studio: no app.py next to {Path(__file__).parent}")
+    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(app), *args.streamlit_args])
+
+
 def _json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -200,7 +231,8 @@ def _json_safe(value):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"train": cmd_train, "eval": cmd_eval, "inspect": cmd_inspect, "datasets": cmd_datasets}
+    handlers = {"train": cmd_train, "eval": cmd_eval, "inspect": cmd_inspect, "datasets": cmd_datasets,
+                "app": cmd_app}
     try:
         result = handlers[args.command](args)
     except VAEStudioError as error:
@@ -209,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    if args.command == "app":
+        return result  # streamlit's own exit code
     if args.command != "datasets":
         print(json.dumps(_json_safe(result)))
     return 0

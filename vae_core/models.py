@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from .config import TrainConfig
 from .errors import ConfigError
-from .linear import Linear
 
 
 @dataclass(frozen=True)
@@ -74,7 +71,7 @@ def _mlp(widths: list[int]) -> nn.Sequential:
     """Linear layers with ReLU between them (none after the last)."""
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
-        layers.append(Linear(n_in, n_out))
+        layers.append(nn.Linear(n_in, n_out))
         if i < len(widths) - 2:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
@@ -83,14 +80,14 @@ def _mlp(widths: list[int]) -> nn.Sequential:
 class MLPVAE(VAE):
     """The source note's model: 784-256-128 -> z (fc_mu, fc_log_var) -> 128-256-784."""
 
-    def __init__(self, image_shape, latent_dim, hidden=(256, 128), num_classes=0):
+    def __init__(self, image_shape, latent_dim, hidden, num_classes=0):
         super().__init__(image_shape, latent_dim, num_classes)
         pixels = math.prod(image_shape)
         label_width = num_classes if self.conditional else 0
         hidden = list(hidden)
         self.encoder = nn.Sequential(_mlp([pixels + label_width, *hidden]), nn.ReLU())
-        self.fc_mu = Linear(hidden[-1], latent_dim)
-        self.fc_log_var = Linear(hidden[-1], latent_dim) if self.variational else None
+        self.fc_mu = nn.Linear(hidden[-1], latent_dim)
+        self.fc_log_var = nn.Linear(hidden[-1], latent_dim) if self.variational else None
         self.decoder = _mlp([latent_dim + label_width, *reversed(hidden), pixels])
 
     def encode(self, x, y=None):
@@ -128,7 +125,7 @@ class ConvVAE(VAE):
     grayscale or RGB. Sizes that are not a multiple of 4 are padded on the way in and cropped on the
     way out."""
 
-    def __init__(self, image_shape, latent_dim, hidden=(32, 64), num_classes=0):
+    def __init__(self, image_shape, latent_dim, hidden, num_classes=0):
         super().__init__(image_shape, latent_dim, num_classes)
         channels, height, width = image_shape
         if min(height, width) < 16:
@@ -141,9 +138,9 @@ class ConvVAE(VAE):
         )
         self.feature_shape = (c2, math.ceil(height / 4), math.ceil(width / 4))
         features = math.prod(self.feature_shape)
-        self.fc_mu = Linear(features, latent_dim)
-        self.fc_log_var = Linear(features, latent_dim)
-        self.fc_decode = Linear(latent_dim, features)
+        self.fc_mu = nn.Linear(features, latent_dim)
+        self.fc_log_var = nn.Linear(features, latent_dim)
+        self.fc_decode = nn.Linear(latent_dim, features)
         self.decoder = nn.Sequential(
             nn.ReLU(),
             nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), nn.ReLU(),
@@ -163,17 +160,11 @@ class ConvVAE(VAE):
         return self.decoder(h)[:, :, :height, :width]
 
 
-ModelFactory = Callable[[TrainConfig, tuple[int, int, int], int], VAE]
-
-MODELS: dict[str, tuple[str, ModelFactory]] = {
-    "mlp": ("MLP VAE (the note's 784-256-128-z model)",
-            lambda c, shape, k: MLPVAE(shape, c.latent_dim, c.hidden)),
-    "conv": ("Convolutional VAE (28x28 and larger, grayscale or RGB)",
-             lambda c, shape, k: ConvVAE(shape, c.latent_dim, c.hidden if c.hidden != (256, 128) else (32, 64))),
-    "ae": ("Plain autoencoder (no sampling, no KL): cannot generate",
-           lambda c, shape, k: AutoEncoder(shape, c.latent_dim, c.hidden)),
-    "cvae": ("Conditional VAE (encoder and decoder see the label)",
-             lambda c, shape, k: ConditionalVAE(shape, c.latent_dim, c.hidden, num_classes=k)),
+MODELS: dict[str, tuple[str, type[VAE]]] = {
+    "mlp": ("MLP VAE (the note's 784-256-128-z model)", MLPVAE),
+    "conv": ("Convolutional VAE (28x28 and larger, grayscale or RGB)", ConvVAE),
+    "ae": ("Plain autoencoder (no sampling, no KL): cannot generate", AutoEncoder),
+    "cvae": ("Conditional VAE (encoder and decoder see the label)", ConditionalVAE),
 }
 
 
@@ -183,7 +174,9 @@ def build_model(config: TrainConfig, image_shape: tuple[int, int, int], num_clas
         raise ConfigError(f"unknown model {config.model!r}; choose one of {', '.join(MODELS)}")
     if config.model == "cvae" and num_classes < 2:
         raise ConfigError("the cvae model needs a labelled dataset (2 or more classes)")
-    model = MODELS[config.model][1](config, tuple(image_shape), num_classes)
+    model_class = MODELS[config.model][1]
+    model = model_class(tuple(image_shape), config.latent_dim, config.hidden,
+                        num_classes=num_classes if model_class.conditional else 0)
     if config.recon == "mse" and config.learn_variance:
         # One learned log-variance of the Gaussian likelihood, trained with the weights.
         model.log_variance = nn.Parameter(torch.zeros(()))

@@ -1,12 +1,13 @@
-"""The training loop itself, synchronous and single-threaded: `TrainingJob` drives it from a thread.
+"""A run's state: model, optimiser, data on the device, counters and history. `loop.py` trains it.
 
 Speed: the data sits on the device as one tensor; a batch is an index into it (no DataLoader, no
 per-sample Python). Loss values stay on the device until `flush()` copies a block of them to the
-host at once, so the loop does not wait for the device after every step. On the CPU the linear
-layers compute with oneDNN (`linear.py`), the thread count is chosen by timing steps
-(`threads.py`), and Adam uses its fused kernel (one pass over each weight instead of a dozen small
-operations). torch.compile was measured and not used: on this CPU it took 60 s to compile for a
-7% faster step, which pays back only after ~100 epochs."""
+host at once, so the loop does not wait for the device after every step. Adam uses its fused
+kernel (one pass over each weight instead of a dozen small operations).
+
+Exact resume: the shuffle of an epoch is a function of (seed, epoch), the noise generator's state
+is saved, and `state()` / `load_state()` carry everything else, so a run stopped anywhere and
+resumed computes the same bits as one that never stopped."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from typing import TYPE_CHECKING
 
 import copy
 import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,10 +24,9 @@ from .config import TrainConfig
 from .device import resolve_device
 from .errors import TrainingError
 from .history import Frame, History
-from .losses import beta_schedule, vae_loss
+from .losses import LossTerms, beta_schedule
 from .metrics import evaluate
-from .models import VAE, build_model, model_log_variance
-from .threads import ThreadPolicy, thread_count_changes_results, thread_policy
+from .models import VAE, build_model
 
 FIXED_INPUTS = 16  # test images whose reconstructions are kept every epoch
 FIXED_SAMPLES = 64  # prior draws decoded every epoch
@@ -140,19 +139,38 @@ class TrainerState:
     history: History
 
 
+def check_trainable(config: TrainConfig, dataset: ImageDataset) -> None:
+    """Raise a clear error now, before any thread or device work, when `config` cannot train on
+    `dataset` (a cvae without labels, a conv model on images that are too small...)."""
+    if config.model == "cvae" and not dataset.has_labels:
+        raise TrainingError("the cvae model needs a labelled dataset; this one has no labels")
+    with torch.device("meta"):  # shapes only: no memory, no arithmetic
+        build_model(config, dataset.image_shape, dataset.num_classes)
+
+
+def initial_model(config: TrainConfig, dataset: ImageDataset) -> VAE:
+    """The model with the initial weights of `config.seed`, on the CPU; the global RNG is untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return build_model(config, dataset.image_shape, dataset.num_classes)
+
+
 class Trainer:
-    """One run: model, optimiser, data on the device, counters and history."""
+    """One run: model, optimiser, data on the device, counters and history.
+
+    `forward_model` is the module a training step calls: the model itself, or (distributed
+    training) a wrapper around it such as DistributedDataParallel; `rank` and `world_size` say
+    which shard of each batch this process takes (`loop.batch_indices`)."""
 
     def __init__(self, config: TrainConfig, dataset: ImageDataset, *, state: TrainerState | None = None,
-                 device: torch.device | None = None, threads: ThreadPolicy | None = None):
+                 device: torch.device | None = None):
+        check_trainable(config, dataset)
         self.config = config
         self.dataset = dataset
         self.device = device or resolve_device(config.device)
-        if config.model == "cvae" and not dataset.has_labels:
-            raise TrainingError("the cvae model needs a labelled dataset; this one has no labels")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)  # the same seed builds the same initial weights
-            self.model: VAE = build_model(config, dataset.image_shape, dataset.num_classes).to(self.device)
+        self.model: VAE = initial_model(config, dataset).to(self.device)
+        self.forward_model: torch.nn.Module = self.model
+        self.rank, self.world_size = 0, 1
         self.optimizer = make_adam(self.model, config.lr)
         self.noise = torch.Generator(device=self.device).manual_seed(config.seed + 1)
         self.train_x = dataset.train_x.to(self.device)
@@ -165,8 +183,6 @@ class Trainer:
         self.fixed_z = torch.randn(FIXED_SAMPLES, config.latent_dim, generator=prior).to(self.device)
         self.fixed_z_labels = (torch.arange(FIXED_SAMPLES, device=self.device) % max(1, dataset.num_classes)
                                if self.model.conditional else None)
-        # Applied before every step, on the thread that trains (a TrainingJob trains on its own).
-        self.threads = threads or thread_policy(self.device, results_vary=self._thread_count_changes_results)
         self.epoch = 0
         self.step = 0
         self.step_in_epoch = 0
@@ -187,7 +203,7 @@ class Trainer:
     # -- counters -------------------------------------------------------------------------------
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(self.train_x.shape[0] / self.config.batch_size)
+        return steps_per_epoch(self.train_x.shape[0], self.config.batch_size)
 
     @property
     def total_steps(self) -> int:
@@ -207,61 +223,21 @@ class Trainer:
         return beta_schedule(self.step, self.steps_per_epoch, beta=self.beta, anneal=self.config.kl_anneal,
                              warmup_epochs=self.config.kl_warmup_epochs)
 
-    def _thread_count_changes_results(self) -> bool:
-        """Whether this run's training step gives other bits with another CPU thread count."""
-        config, dataset = self.config, self.dataset
-        # Everything that decides which kernels a step runs, on which shapes.
-        key = (config.model, config.latent_dim, config.hidden, config.recon, config.learn_variance,
-               config.batch_size, self.train_x.shape[0] % config.batch_size, dataset.image_shape,
-               dataset.num_classes)
-        return thread_count_changes_results(self._probe_gradients, key)
-
-    def _probe_gradients(self) -> list[torch.Tensor]:
-        """The loss and gradients of a step on a copy of the model, for every batch size the run
-        sees (the last batch of an epoch may be smaller); the run itself is not touched."""
-        model = copy.deepcopy(self.model)
-        sizes = {self.config.batch_size, self.train_x.shape[0] % self.config.batch_size} - {0}
-        results = []
-        for size in sorted(sizes):
-            x = self.train_x[:size]
-            y = self.train_y[:size] if self.train_y is not None and model.conditional else None
-            model.zero_grad(set_to_none=True)
-            output = model(x, y, generator=torch.Generator(device=self.device).manual_seed(0))
-            terms = vae_loss(output, x, recon=self.config.recon, free_bits=self.config.free_bits,
-                             variational=model.variational, log_variance=model_log_variance(model))
-            terms.total.backward()
-            results += [terms.total.detach()] + [p.grad.clone() for p in model.parameters() if p.grad is not None]
-        return results
-
-    # -- training ---------------------------------------------------------------------------------
-    def train_step(self) -> None:
-        """One optimiser step on the next batch of the current epoch; values stay on the device."""
-        self.threads.apply()
-        started = time.perf_counter()
+    def epoch_order(self) -> torch.Tensor:
+        """The shuffle of the current epoch (made once per epoch)."""
         if self._order is None:
             self._order = epoch_order(self.config.seed, self.epoch, self.train_x.shape[0], self.device)
-        size = self.config.batch_size
-        index = self._order[self.step_in_epoch * size:(self.step_in_epoch + 1) * size]
-        x = self.train_x[index]
-        # Only a conditional model reads labels; the others would discard a gathered batch of them.
-        y = self.train_y[index] if self.train_y is not None and self.model.conditional else None
-        beta = self.current_beta()
-        if not self.model.training:  # train() walks every module: skip it when nothing changed
-            self.model.train()
-        output = self.model(x, y, generator=self.noise)
-        terms = vae_loss(output, x, recon=self.config.recon, beta=beta, free_bits=self.config.free_bits,
-                         variational=self.model.variational, log_variance=model_log_variance(self.model))
-        self.optimizer.zero_grad(set_to_none=True)
-        terms.total.backward()
-        self.optimizer.step()
+        return self._order
+
+    # -- what a step leaves behind --------------------------------------------------------------
+    def record(self, terms: LossTerms, beta: float) -> None:
+        """Count a step and keep its losses, on the device until the next flush."""
         self.step += 1
         self.step_in_epoch += 1
         self._pending.append(torch.stack([terms.total.detach(), terms.recon.detach(), terms.kl.detach()]))
         self._pending_meta.append((self.step, beta, self.lr))
         self._kl_dims += terms.kl_per_dim.detach()
         self._kl_dim_steps += 1
-        # On the CPU every op above has finished by now, so this is the step's real duration.
-        self.threads.record(time.perf_counter() - started, x.shape[0])
 
     @property
     def pending_steps(self) -> int:
@@ -281,7 +257,7 @@ class Trainer:
             first = int(np.argmax(bad))
             step, value = int(meta[first, 0]), values[first, 0]
             self.history.add_steps(np.column_stack([meta[:first, :1], values[:first], meta[:first, 1:]]))
-            self._restore_last_good()
+            self._last_good.restore(self.model, self.optimizer)
             raise Divergence(
                 f"training diverged at step {step}: the loss became {value} (lr {meta[first, 2]:g}, "
                 f"beta {meta[first, 1]:g}); the last good weights are kept. Try a smaller learning rate.")
@@ -317,13 +293,9 @@ class Trainer:
         mu, _ = self.model.encode(self.fixed_x, self.fixed_y)
         reconstructions = torch.sigmoid(self.model.decode(mu, self.fixed_y))
         samples = torch.sigmoid(self.model.decode(self.fixed_z, self.fixed_z_labels))
-        self.model.train()
         return to_uint8(reconstructions), to_uint8(samples)
 
     # -- state ------------------------------------------------------------------------------------
-    def _restore_last_good(self) -> None:
-        self._last_good.restore(self.model, self.optimizer)
-
     def state(self) -> TrainerState:
         """A consistent copy for a checkpoint (flushes first, so no step is lost)."""
         self.flush()
@@ -346,14 +318,6 @@ class Trainer:
         self._last_good.keep(self.model, self.optimizer)
 
 
-def run_to_end(trainer: Trainer, *, on_epoch=None, flush_every: int = 200) -> None:
-    """Train synchronously until the configured number of epochs (the CLI and the tests use this)."""
-    while not trainer.finished:
-        while trainer.step_in_epoch < trainer.steps_per_epoch:
-            trainer.train_step()
-            if trainer.pending_steps >= flush_every:
-                trainer.flush()
-        metrics = trainer.end_epoch()
-        if on_epoch is not None:
-            on_epoch(metrics)
-
+def steps_per_epoch(train_images: int, batch_size: int) -> int:
+    """Batches in one epoch; the last one may be smaller."""
+    return math.ceil(train_images / batch_size)

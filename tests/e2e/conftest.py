@@ -130,7 +130,8 @@ def _seed_checkpoint(folder: Path) -> Path:
     from vae_core.checkpoint import save_trainer_checkpoint
     from vae_core.config import TrainConfig
     from vae_core.data import load_dataset
-    from vae_core.trainer import Trainer, run_to_end
+    from vae_core.loop import run_to_end
+    from vae_core.trainer import Trainer
 
     config = TrainConfig(data="digits", hidden=(128,), latent_dim=2, batch_size=64, epochs=20, device="cpu")
     trainer = Trainer(config, load_dataset("digits"))

@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 import torch
 
+from vae_core import loop
 from vae_core.checkpoint import load_checkpoint
 from vae_core.cli import main
 from vae_core.config import TrainConfig
 from vae_core.errors import CheckpointError
-from vae_core.trainer import Trainer, run_to_end
-from vae_core.training import TrainingJob
+from vae_core.jobs import TrainingJob
+from vae_core.loop import run_to_end
+from vae_core.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = dict(data="digits", hidden=(32,), latent_dim=2, batch_size=64, device="cpu")
@@ -38,15 +40,15 @@ def test_cli_divergence_exits_non_zero_naming_the_step_and_saves_good_weights(tm
 
 def test_out_of_memory_fails_the_job_with_advice_and_keeps_the_weights(digits, tmp_path, monkeypatch):
     job = TrainingJob(TrainConfig(epochs=3, **SMALL), digits, checkpoint_dir=tmp_path)
-    real_step = job.trainer.train_step
+    real_step = loop.train_step
     calls = {"n": 0}
 
-    def step_then_oom():
+    def step_then_oom(trainer):
         calls["n"] += 1
         if calls["n"] > 5:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        real_step()
-    monkeypatch.setattr(job.trainer, "train_step", step_then_oom)
+        real_step(trainer)
+    monkeypatch.setattr(loop, "train_step", step_then_oom)
     job.start()
     assert job.wait(30)
     snap = job.snapshot()
@@ -77,7 +79,7 @@ KILL_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {root!r})
     from vae_core.config import TrainConfig
     from vae_core.data import load_dataset
-    from vae_core.training import TrainingJob
+    from vae_core.jobs import TrainingJob
     config = TrainConfig(data="digits", hidden=(512, 512), latent_dim=8, batch_size=512, epochs=100000,
                          device="cpu")
     job = TrainingJob(config, load_dataset("digits"), run_id="victim", checkpoint_dir={folder!r}).start()

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from vae_core.config import TrainConfig
+from vae_core.config import DEFAULT_HIDDEN, TrainConfig
 from vae_core.errors import ConfigError
-from vae_core.models import MODELS, VAEOutput, build_model
+from vae_core.models import MODELS, VAE, VAEOutput, build_model
 
 
 def _count(model):
@@ -76,3 +76,27 @@ def test_config_rejects_out_of_range_values_by_name():
     with pytest.raises(ConfigError, match="unknown config field"):
         TrainConfig.from_dict({"nope": 1})
     assert TrainConfig.from_dict(TrainConfig(hidden=(400,)).to_dict()) == TrainConfig(hidden=(400,))
+
+
+MLP_KEYS = ["encoder.0.0.weight", "encoder.0.0.bias", "encoder.0.2.weight", "encoder.0.2.bias", "fc_mu.weight",
+            "fc_mu.bias", "fc_log_var.weight", "fc_log_var.bias", "decoder.0.weight", "decoder.0.bias",
+            "decoder.2.weight", "decoder.2.bias", "decoder.4.weight", "decoder.4.bias"]
+CONV_KEYS = ["encoder.0.weight", "encoder.0.bias", "encoder.2.weight", "encoder.2.bias", "fc_mu.weight", "fc_mu.bias",
+             "fc_log_var.weight", "fc_log_var.bias", "fc_decode.weight", "fc_decode.bias", "decoder.1.weight",
+             "decoder.1.bias", "decoder.3.weight", "decoder.3.bias"]
+
+
+@pytest.mark.parametrize("name, keys", [("mlp", MLP_KEYS), ("conv", CONV_KEYS)])
+def test_models_are_plain_torch_layers_with_the_checkpoint_keys_of_earlier_versions(name, keys):
+    model = build_model(TrainConfig(model=name), (1, 28, 28))
+    assert list(model.state_dict()) == keys  # checkpoints written before keep loading
+    layers = [m for m in model.modules() if not isinstance(m, VAE)]
+    assert all(type(m).__module__.startswith("torch.nn.") for m in layers), {type(m) for m in layers}
+
+
+def test_each_model_has_its_default_widths_from_the_config():
+    conv = build_model(TrainConfig(model="conv"), (1, 28, 28))
+    assert [m.out_channels for m in conv.encoder if isinstance(m, torch.nn.Conv2d)] == list(DEFAULT_HIDDEN["conv"])
+    mlp = build_model(TrainConfig(model="mlp"), (1, 28, 28))
+    assert mlp.fc_mu.in_features == DEFAULT_HIDDEN["mlp"][-1]
+    assert build_model(TrainConfig(model="conv", hidden=(8,)), (1, 16, 16)).fc_mu.in_features == 16 * 4 * 4

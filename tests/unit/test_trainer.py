@@ -1,4 +1,4 @@
-"""The synchronous loop: learning, determinism, exact resume through a checkpoint, divergence."""
+"""The trainer and the one loop: learning, determinism, exact resume through a checkpoint, divergence, hooks."""
 
 import numpy as np
 import pytest
@@ -6,23 +6,25 @@ import torch
 
 from vae_core.checkpoint import load_checkpoint, save_trainer_checkpoint
 from vae_core.config import TrainConfig
-from vae_core.trainer import Divergence, Trainer, run_to_end
+from vae_core.loop import Hooks, batch_indices, run_to_end, train, train_step
+from vae_core.trainer import Divergence, Trainer
 
 SMALL = dict(hidden=(64, 32), latent_dim=4, batch_size=256, device="cpu")
 
 
 def test_one_epoch_on_mnist_sample_lowers_the_loss(mnist_sample):
     trainer = Trainer(TrainConfig(epochs=1, **{**SMALL, "batch_size": 64}), mnist_sample)
-    before = trainer.history
-    run_to_end(trainer)
+    initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    assert run_to_end(trainer) is True
     curves = trainer.history.curves()
     assert len(curves) == trainer.steps_per_epoch == 63  # 4,000 train images / 64
-    print(curves.total[:5].mean(), curves.total[-5:].mean())
     assert curves.total[-5:].mean() < 0.6 * curves.total[:5].mean()
     epoch = trainer.history.epochs[0]
     assert epoch["test_neg_elbo"] == pytest.approx(epoch["test_recon"] + epoch["test_kl"])
     assert len(epoch["kl_per_dim"]) == 4
-    assert before is trainer.history
+    # Every weight learned something: a step that skipped a layer (or the optimiser) would show here.
+    assert all(not torch.equal(initial[k], v) for k, v in trainer.model.state_dict().items())
+    assert [frame.epoch for frame in trainer.history.frames] == [1]
 
 
 def test_same_seed_gives_the_same_numbers(digits):
@@ -46,7 +48,7 @@ def test_resume_through_a_checkpoint_is_exact(digits, tmp_path, stop_after_steps
         run_to_end(first)
     else:  # stop in the middle of the first epoch
         for _ in range(stop_after_steps):
-            first.train_step()
+            train_step(first)
     path = save_trainer_checkpoint(first, "run", "stopped", tmp_path / "one.safetensors")
     loaded = load_checkpoint(path)
     resumed = Trainer(loaded.config.replace(epochs=2), digits, state=loaded.state)
@@ -63,19 +65,58 @@ def test_resume_through_a_checkpoint_is_exact(digits, tmp_path, stop_after_steps
 def test_divergence_names_the_step_and_keeps_the_last_good_weights(digits):
     trainer = Trainer(TrainConfig(data="digits", lr=50.0, recon="mse", epochs=3, **SMALL), digits)
     with pytest.raises(Divergence, match=r"diverged at step \d+: the loss became (nan|inf)"):
-        run_to_end(trainer, flush_every=1)
+        run_to_end(trainer, Hooks(flush_steps=1))
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
     assert np.isfinite(trainer.history.curves().total).all()
 
 
 def test_lr_and_beta_changes_apply_to_the_next_step(digits):
     trainer = Trainer(TrainConfig(data="digits", epochs=1, **SMALL), digits)
-    trainer.train_step()
+    train_step(trainer)
     trainer.set_lr(0.01)
     trainer.beta = 3.0
-    trainer.train_step()
+    train_step(trainer)
     trainer.flush()
     curves = trainer.history.curves()
     assert curves.lr.tolist() == pytest.approx([1e-3, 0.01])
     assert curves.beta.tolist() == [1.0, 3.0]
     assert trainer.optimizer.param_groups[0]["lr"] == 0.01
+
+
+def test_hooks_see_every_flush_and_epoch_and_can_stop_at_a_batch_boundary(digits):
+    trainer = Trainer(TrainConfig(data="digits", epochs=3, **SMALL), digits)  # 6 steps an epoch
+    flushed, epochs = [], []
+
+    def before_step(trainer):
+        return trainer.step < 14  # stop in the middle of the third epoch
+
+    hooks = Hooks(before_step=before_step, after_flush=lambda t: flushed.append(t.step),
+                  after_epoch=lambda t, metrics: epochs.append((t.epoch, metrics["epoch"])), flush_steps=4)
+    assert run_to_end(trainer, hooks) is False
+    assert trainer.step == 14 and trainer.epoch == 2 and trainer.step_in_epoch == 2
+    assert flushed == [4, 6, 10, 12]  # every 4 steps, and at each epoch end
+    assert epochs == [(1, 1), (2, 2)]
+    assert len(trainer.history.curves()) == 14  # the stop flushed the steps taken since the last flush
+
+
+def test_a_time_based_flush_comes_without_a_step_count(digits):
+    trainer = Trainer(TrainConfig(data="digits", epochs=1, **SMALL), digits)
+    flushed = []
+    run_to_end(trainer, Hooks(after_flush=lambda t: flushed.append(t.step), flush_steps=10**6, flush_seconds=0.0))
+    assert flushed[:-1] == list(range(1, trainer.steps_per_epoch + 1))  # every step, then the epoch end
+
+
+def test_shards_of_a_batch_cover_it_once():
+    order = torch.randperm(10)
+    batch = batch_indices(order, 1, 4)
+    assert batch.tolist() == order[4:8].tolist()
+    shards = [batch_indices(order, 1, 4, rank, 2) for rank in range(2)]
+    assert sorted(torch.cat(shards).tolist()) == sorted(batch.tolist())
+    assert batch_indices(order, 2, 4).tolist() == order[8:].tolist()  # the last batch is smaller
+
+
+def test_train_runs_a_config_from_scratch_and_reports_each_epoch(digits):
+    seen = []
+    trainer = train(TrainConfig(data="digits", epochs=2, **SMALL), digits,
+                    on_epoch=lambda t, metrics: seen.append(metrics["test_neg_elbo"]))
+    assert trainer.finished and seen == [e["test_neg_elbo"] for e in trainer.history.epochs]
