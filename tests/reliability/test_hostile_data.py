@@ -622,3 +622,12 @@ def test_a_csv_error_gives_the_position_not_the_cell(tmp_path):
     message = data_error(path)
     assert message == "users.csv: row 2 (line 3), column 2 is not a number"
     assert "hunter2" not in message and "root" not in message
+
+
+def test_a_folder_is_walked_only_so_far(tmp_path, monkeypatch):
+    folder = tmp_path / "root"
+    (folder / "deep").mkdir(parents=True)
+    for index in range(4):
+        (folder / "deep" / f"{index}.txt").write_text("x")
+    monkeypatch.setattr(limits, "MAX_FOLDER_FILES", 3)
+    assert data_error(folder) == "root: holds more than 3 files, the limit for a folder"

@@ -21,7 +21,6 @@ DEFAULT_RESIZE = 28  # side length when own images differ in size and no image_s
 MAX_CSV_BYTES = 256 << 20  # pandas holds every cell as a float64: up to 4x the file's size
 MAX_CSV_COLUMNS = MAX_NATIVE_SIDE * MAX_NATIVE_SIDE + 1  # the pixels of one image plus a label
 MAX_CSV_LINE_BYTES = 4 << 20  # the first line is read alone to count columns before pandas parses
-MAX_CSV_FIELD_CHARS = 1 << 17  # one cell; the csv module's own default limit
 
 CACHE_BYTES = 1 << 30  # datasets kept in memory, by the size of their tensors; fashion-mnist is 220 MB
 MAX_UPLOAD_NAME_BYTES = 120  # a saved upload's file name, well under the 255 of most file systems
