@@ -9,6 +9,8 @@ import io
 import os
 import struct
 import sys
+import threading
+import time
 import types
 import zipfile
 from pathlib import Path
@@ -560,3 +562,26 @@ def test_safe_upload_name_truncates_a_long_name_keeping_its_extension():
     accented = data.safe_upload_name("é" * 200 + ".csv")
     assert accented.endswith(".csv") and len(accented.encode()) <= limits.MAX_UPLOAD_NAME_BYTES
     assert accented == "é" * 58 + ".csv"  # cut at a character boundary, never inside one
+
+
+def test_the_cache_loads_a_dataset_once_for_callers_that_ask_at_the_same_time(tmp_path):
+    from vae_core.data.cache import DatasetCache
+
+    cache, calls, release = DatasetCache(), [], threading.Event()
+    dataset = load_dataset(write_npz(tmp_path / "shared.npz", 4))
+
+    def slow_load():
+        calls.append(1)
+        release.wait(5)
+        return dataset
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(cache.get_or_load("shared", 1, slow_load)))
+               for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert calls == [1] and results == [dataset] * 3 and len(cache) == 1

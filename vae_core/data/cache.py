@@ -16,28 +16,32 @@ class DatasetCache:
 
     Keys are (identity, stamp): a new stamp (the file was edited) replaces the entry of the same
     identity instead of sitting beside it. A dataset larger than the whole budget is returned, not kept.
-    Thread-safe; two threads asking for the same new dataset at once may both load it, and one copy is kept."""
+    Thread-safe, and a dataset is loaded once when several threads (browser sessions) ask for it at once."""
 
     def __init__(self) -> None:
         self._entries: OrderedDict[tuple[Hashable, Hashable], ImageDataset] = OrderedDict()
-        self._lock = threading.Lock()
+        self._loading: dict[tuple[Hashable, Hashable], threading.Lock] = {}
+        self._lock = threading.Lock()  # guards both dicts; never held while loading
 
     def get_or_load(self, identity: Hashable, stamp: Hashable, load: Callable[[], ImageDataset]) -> ImageDataset:
         key = (identity, stamp)
         with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                return self._entries[key]
-        dataset = load()
-        with self._lock:
-            if key in self._entries:  # another thread loaded it meanwhile: hand out one object
-                return self._entries[key]
-            for stale in [old for old in self._entries if old[0] == identity]:
-                del self._entries[stale]
-            if dataset.nbytes <= limits.CACHE_BYTES:
-                self._entries[key] = dataset
-                while self._total_bytes() > limits.CACHE_BYTES:
-                    self._entries.popitem(last=False)
+            cached = self._lookup(key)
+            if cached is not None:
+                return cached
+            key_lock = self._loading.setdefault(key, threading.Lock())
+        with key_lock:  # a second caller waits here for the first one's result
+            with self._lock:
+                cached = self._lookup(key)
+                if cached is not None:
+                    return cached
+            try:
+                dataset = load()
+            finally:
+                with self._lock:
+                    self._loading.pop(key, None)
+            with self._lock:
+                self._keep(key, dataset)
         return dataset
 
     @property
@@ -50,9 +54,23 @@ class DatasetCache:
         with self._lock:
             return len(self._entries)
 
-    def _total_bytes(self) -> int:
-        return sum(dataset.nbytes for dataset in self._entries.values())
-
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+
+    def _lookup(self, key) -> ImageDataset | None:
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        return None
+
+    def _keep(self, key, dataset: ImageDataset) -> None:
+        for stale in [old for old in self._entries if old[0] == key[0]]:
+            del self._entries[stale]
+        if dataset.nbytes <= limits.CACHE_BYTES:
+            self._entries[key] = dataset
+            while self._total_bytes() > limits.CACHE_BYTES:
+                self._entries.popitem(last=False)
+
+    def _total_bytes(self) -> int:
+        return sum(dataset.nbytes for dataset in self._entries.values())
