@@ -33,6 +33,7 @@ import safetensors.torch
 import torch
 from safetensors import safe_open
 
+from .atomic_files import write_atomically
 from .errors import CheckpointError
 
 FORMAT_NAME = "vae-studio-checkpoint"
@@ -90,7 +91,7 @@ def write_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], metadat
     # memory once more; VAE checkpoints are small, and MAX_CHECKPOINT_BYTES bounds the worst case.
     data = checkpoint_to_bytes(tensors, metadata)
     try:
-        _write_atomically(target, data, overwrite)
+        write_atomically(target, data, overwrite=overwrite)
     except FileExistsError:
         raise CheckpointError(f"could not write {target.name}: a file of that name exists") from None
     except OSError as error:
@@ -115,54 +116,11 @@ def _prepare_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 def _header_metadata(metadata: dict[str, Any]) -> dict[str, str]:
     if not isinstance(metadata, dict):
         raise TypeError(f"metadata must be a dict, not {type(metadata).__name__}")
-    return {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION),
-            "vae_studio": json.dumps(metadata, allow_nan=True)}
-
-
-def _write_atomically(target: Path, data: bytes, overwrite: bool) -> None:
-    directory = target.parent
-    mode = _file_mode_for(target)
-    # The temporary file lives next to the target so the final rename or link stays within one
-    # filesystem, where POSIX makes it atomic; a hidden name keeps a half-written file out of listings.
-    handle = tempfile.NamedTemporaryFile(dir=directory, prefix=f".{target.name}.", suffix=".tmp", delete=False)
-    temp_path = Path(handle.name)
-    try:
-        with handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())  # the bytes must be on disk before a name points at them
-        os.chmod(temp_path, mode)
-        if overwrite:
-            os.replace(temp_path, target)
-        else:
-            os.link(temp_path, target)  # fails if target exists, even if it appeared a moment ago
-    finally:  # also on KeyboardInterrupt; after a link the temporary name is just a second name
-        with contextlib.suppress(OSError):
-            temp_path.unlink()
-    _fsync_directory(directory)
-
-
-def _file_mode_for(target: Path) -> int:
-    """A replaced file keeps its permissions and a new one gets 0644: NamedTemporaryFile's private 0600
-    would otherwise make every saved checkpoint unreadable to other users."""
-    try:
-        return stat.S_IMODE(os.stat(target).st_mode)
-    except OSError:
-        return 0o644
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself survive a power cut.
-
-    Best effort: the new file is already complete and in place, and some systems (Windows, some
-    network filesystems) cannot fsync a directory; failing a save that did happen would be worse.
-    """
-    with contextlib.suppress(OSError):
-        descriptor = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+    text = json.dumps(metadata, allow_nan=True)
+    if len(text) > MAX_METADATA_CHARS:  # as for the size: a file we could not read back is refused now
+        raise CheckpointError(f"the checkpoint metadata would be {_format_size(len(text))}, "
+                              f"more than the {_format_size(MAX_METADATA_CHARS)} limit")
+    return {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), "vae_studio": text}
 
 
 # ----------------------------------------------------------------------------------------------

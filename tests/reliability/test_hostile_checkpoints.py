@@ -485,3 +485,11 @@ def test_killing_a_writer_mid_write_leaves_a_loadable_checkpoint(tmp_path):
         assert tensors["weights"].shape == (16 * 1024 * 1024,) and bool(tensors["weights"].eq(1).all())
     leftovers = [path.name for path in tmp_path.iterdir() if path != target]
     assert all(name.startswith(f".{FILE_NAME}.") and name.endswith(".tmp") for name in leftovers)
+
+
+def test_metadata_over_its_limit_is_refused_before_it_is_parsed(read_hostile, monkeypatch):
+    content = safetensors.torch.save({"weights": torch.zeros(3)},
+                                     metadata={**OUR_METADATA, "vae_studio": json.dumps({"notes": "x" * 200})})
+    monkeypatch.setattr(safetensors_io, "MAX_METADATA_CHARS", 100)
+
+    assert read_hostile(content) == PREFIX + "its VAE Studio metadata is 215 bytes, more than the 100 bytes limit"

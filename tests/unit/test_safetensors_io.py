@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from vae_core import safetensors_io
+from vae_core import atomic_files, safetensors_io
 from vae_core.errors import CheckpointError
 from vae_core.optimizer_state import flatten_optimizer_state, unflatten_optimizer_state
 from vae_core.safetensors_io import (FORMAT_NAME, FORMAT_VERSION, StoredTensor, checkpoint_to_bytes, read_checkpoint,
@@ -140,7 +140,7 @@ def test_a_failed_write_leaves_the_old_file_intact_and_no_temp_file(tmp_path, mo
     path = tmp_path / "model.safetensors"
     write_checkpoint(path, {"old": torch.zeros(2)}, {"generation": 1})
     old_bytes = path.read_bytes()
-    monkeypatch.setattr(safetensors_io.os, failing_step, fail)
+    monkeypatch.setattr(atomic_files.os, failing_step, fail)
 
     with pytest.raises(CheckpointError, match=r"^could not write model\.safetensors: No space left on device$"):
         write_checkpoint(path, sample_tensors(), {"generation": 2})
@@ -157,7 +157,7 @@ def test_an_interrupted_write_removes_its_temp_file_and_re_raises(tmp_path, monk
     def interrupt(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(safetensors_io.os, "fsync", interrupt)
+    monkeypatch.setattr(atomic_files.os, "fsync", interrupt)
     with pytest.raises(KeyboardInterrupt):
         write_checkpoint(path, sample_tensors(), {"generation": 2})
 
@@ -340,3 +340,12 @@ def test_an_upload_is_read_through_a_temporary_file_that_does_not_outlive_it(tmp
         assert opened.name == "uploaded file"
 
     assert list(tmp_path.iterdir()) == []
+
+
+def test_metadata_too_big_to_read_back_is_refused_when_written(tmp_path, monkeypatch):
+    monkeypatch.setattr(safetensors_io, "MAX_METADATA_CHARS", 100)
+
+    with pytest.raises(CheckpointError, match=r"the checkpoint metadata would be .* more than the 100 bytes limit"):
+        write_checkpoint(tmp_path / "model.safetensors", {}, {"notes": "x" * 200})
+
+    assert os.listdir(tmp_path) == []
