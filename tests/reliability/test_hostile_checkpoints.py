@@ -492,4 +492,4 @@ def test_metadata_over_its_limit_is_refused_before_it_is_parsed(read_hostile, mo
                                      metadata={**OUR_METADATA, "vae_studio": json.dumps({"notes": "x" * 200})})
     monkeypatch.setattr(safetensors_io, "MAX_METADATA_CHARS", 100)
 
-    assert read_hostile(content) == PREFIX + "its VAE Studio metadata is 215 bytes, more than the 100 bytes limit"
+    assert read_hostile(content) == PREFIX + "its VAE Studio metadata is 229 bytes, more than the 100 bytes limit"
