@@ -8,17 +8,17 @@ import pandas as pd
 import streamlit as st
 
 from ui import charts, session
-from ui.runs import checkpoint_files, read_checkpoint
-from ui.widgets import image_grid, nats
-from vae_core.checkpoint import check_resumable, load_checkpoint
+from ui.runs import checkpoint_files, read_checkpoint, run_label
+from ui.widgets import class_name, image_grid, nats, plain, show_error
 from vae_core.errors import VAEStudioError
-from vae_core.generate import prior_samples
 
 MAX_CHECKPOINT_UPLOAD_MB = 200
+SELECTED_KEY = "checkpoint_selected"
 
 st.title("Checkpoints")
 st.caption("Every run saves itself here each epoch and when it stops, as one `.safetensors` file: weights, "
-           "optimiser and RNG state, history and config. Files are read without unpickling anything.")
+           "optimiser and RNG state, history and config. Files are read without unpickling anything. "
+           "An uploaded file becomes a run of its own, with a new id: it never replaces a run saved here.")
 
 
 def upload_section() -> None:
@@ -30,50 +30,82 @@ def upload_section() -> None:
     if st.session_state.get("_last_upload") == marker:
         return  # already handled on an earlier rerun
     st.session_state["_last_upload"] = marker
-    raw = upload.getvalue()
+    from vae_core.checkpoint import import_checkpoint
+
+    received = session.save_upload(upload, "incoming")
     try:
-        checkpoint = load_checkpoint(raw, name=upload.name)
+        # A new run id, whatever the file says: the upload can never overwrite a run saved here.
+        checkpoint = import_checkpoint(received, session.CHECKPOINT_DIR, file_name=upload.name)
     except VAEStudioError as error:
         st.session_state["_upload_message"] = ("error", str(error))
         return
-    folder = session.private_dir() / "checkpoints"
-    folder.mkdir(exist_ok=True)
-    target = folder / f"{Path(upload.name).stem}.safetensors"
-    target.write_bytes(raw)
-    st.session_state["_upload_message"] = ("success", f"{upload.name}: run {checkpoint.run_id}, "
-                                                      f"{checkpoint.config.model}, epoch {checkpoint.state.epoch}. "
-                                                      "It is listed below, for this browser session only.")
+    finally:
+        received.unlink(missing_ok=True)
+    select(checkpoint.path, checkpoint.run_id)
+    st.session_state["_upload_message"] = (
+        "success", f"{upload.name}: imported as run {checkpoint.run_id} ({checkpoint.config.model}, epoch "
+                   f"{checkpoint.state.epoch}), selected below. Every tab of this app sees it.")
+
+
+def select(path: str, run_id: str) -> None:
+    """Make a run the one this page, the run pickers and the URL show."""
+    st.session_state[SELECTED_KEY] = str(path)
+    session.set_current_run(run_id)
+
+
+def _last_metric(checkpoint, key: str):
+    last = checkpoint.state.history.epochs[-1] if checkpoint.state.history.epochs else {}
+    value = last.get(key)
+    return None if value is None else round(value, 2)
 
 
 def runs_table(files: list[Path]) -> dict[str, object]:
-    """Reads every checkpoint (cached); unreadable ones are listed with their error."""
+    """Reads every checkpoint (cached); unreadable ones are listed with their error. Cells are plain
+    text, so a name read from a file shows as it is."""
     rows, readable = [], {}
     for path in files:
         try:
             checkpoint = read_checkpoint(path)
         except VAEStudioError as error:
-            rows.append({"file": path.name, "status": "unreadable", "error": str(error)})
+            rows.append({"run": path.stem, "status": "unreadable", "error": str(error)})
             continue
         readable[str(path)] = checkpoint
         summary = checkpoint.summary()
-        rows.append({"file": path.name, "status": summary["status"], "model": summary["model"],
-                     "dataset": summary["dataset"], "z": summary["latent_dim"], "β": summary["beta"],
-                     "recon": summary["recon"], "epoch": summary["epoch"],
-                     "test −ELBO": None if summary["test_neg_elbo"] is None else round(summary["test_neg_elbo"], 2),
-                     "active units": summary["active_units"],
-                     "MB": round(path.stat().st_size / 1e6, 2),
-                     "owner": "you (upload)" if session.private_dir() in path.parents else "server"})
+        variational = checkpoint.config.model != "ae"
+        origin = checkpoint.imported_from
+        rows.append({"run": checkpoint.run_id, "name": checkpoint.name, "status": summary["status"],
+                     "model": summary["model"], "dataset": summary["dataset"], "z": summary["latent_dim"],
+                     "β": summary["beta"] if variational else None, "recon": summary["recon"],
+                     "epoch": summary["epoch"],
+                     "test −ELBO": _last_metric(checkpoint, "test_neg_elbo") if variational else None,
+                     "test recon": _last_metric(checkpoint, "test_recon"),
+                     "active units": summary["active_units"], "MB": round(path.stat().st_size / 1e6, 2),
+                     "origin": f"upload of {origin.get('file_name')}" if origin else "trained here"})
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        st.caption("An autoencoder (model `ae`) has no prior and no KL, so no ELBO: its β and test −ELBO are "
+                   "blank, and its test reconstruction error is what it has.")
     return readable
 
 
+def shown_config(checkpoint) -> dict:
+    """The config as the file has it, except a data path, shown by its base name: an upload's full
+    path names this server's private folders."""
+    config = checkpoint.config.to_dict()
+    config["data"] = Path(config["data"]).name
+    return config
+
+
 def details(path: Path, checkpoint) -> None:
-    st.subheader(f"Run {checkpoint.run_id}")
+    st.subheader("Run " + plain(run_label(checkpoint.name, checkpoint.run_id)))
+    if checkpoint.imported_from:
+        origin = checkpoint.imported_from
+        st.caption("Imported from " + plain(origin.get("file_name")) +
+                   (" (run " + plain(origin["run_id"]) + " there)" if origin.get("run_id") else ""))
     c1, c2 = st.columns([3, 2])
     with c1:
         st.markdown("**Config**")
-        st.json(checkpoint.config.to_dict(), expanded=True)
+        st.json(shown_config(checkpoint), expanded=True)
     with c2:
         st.download_button("Download .safetensors", data=path.read_bytes, file_name=path.name,
                            mime="application/octet-stream", on_click="ignore", width="stretch",
@@ -88,37 +120,46 @@ def resume_form(checkpoint) -> None:
                                  max(checkpoint.config.epochs, checkpoint.state.epoch + 1) if
                                  checkpoint.state.epoch < checkpoint.config.epochs else checkpoint.state.epoch + 5)
         if st.form_submit_button("Resume training", width="stretch"):
+            from vae_core.checkpoint import check_resumable
+
             try:
                 config = checkpoint.config.replace(epochs=int(epochs))
-                data = session.dataset(config.data, config.image_size, config.test_fraction, config.seed)
+                data = session.run_data(config)
                 check_resumable(checkpoint, data)
                 registry = session.registry()
                 if registry.get(checkpoint.run_id) is not None:
                     registry.forget(checkpoint.run_id)
                 job = registry.start(config, data, run_id=checkpoint.run_id, state=checkpoint.state)
             except VAEStudioError as error:
-                st.error(str(error), icon=":material/warning:")
+                show_error(error)
                 return
             session.set_current_run(job.run_id)
             st.switch_page("app_pages/train.py", query_params={session.RUN_PARAM: job.run_id})
 
 
 def delete_form(path: Path, checkpoint) -> None:
-    job = session.registry().get(checkpoint.run_id)
+    registry = session.registry()
+    job = registry.get(checkpoint.run_id)
     if job is not None and job.alive:
         st.caption("This run is training; stop it before deleting its file.")
         return
     with st.popover("Delete…", width="stretch"):
-        st.write(f"Delete **{path.name}** for good?")
+        st.write("Delete **" + plain(path.name) + "** for good?")
         if st.button("Yes, delete it", type="primary", key=f"delete_{path}"):
             path.unlink(missing_ok=True)
+            if job is not None:
+                registry.forget(checkpoint.run_id)  # out of every run picker too
+            if session.current_run_id() == checkpoint.run_id:
+                session.set_current_run(None)
             st.session_state["_upload_message"] = ("success", f"Deleted {path.name}.")
             st.rerun()
 
 
 def compare(readable: dict) -> None:
+    from vae_core.generate import prior_samples
+
     st.header("Compare runs")
-    labels = {p: f"{Path(p).stem} ({c.config.model}, β={c.state.beta:g}, z={c.config.latent_dim})"
+    labels = {p: f"{run_label(c.name, c.run_id)} ({c.config.model}, β={c.state.beta:g}, z={c.config.latent_dim})"
               for p, c in readable.items()}
     chosen = st.multiselect("Runs", list(labels), format_func=labels.get, default=list(labels)[:2],
                             key="compare_runs")
@@ -126,22 +167,30 @@ def compare(readable: dict) -> None:
         return
     metric = st.segmented_control("Curve", ["total", "recon", "kl"], default="total", key="compare_metric",
                                   format_func={"total": "total loss", "recon": "reconstruction", "kl": "KL"}.get)
-    runs = [(Path(p).stem, readable[p].state.history.curves(), readable[p].state.history.epochs) for p in chosen]
+    runs = [(run_label(readable[p].name, readable[p].run_id), readable[p].state.history.curves(),
+             readable[p].state.history.epochs) for p in chosen]
     st.plotly_chart(charts.compare_figure(runs, metric or "total"), key="compare_chart")
-    st.markdown("**Samples from the same z** (seed 0; runs with the same latent size share every z)")
+    st.markdown("**Samples from the same z** (seed 0; runs with the same latent size share every z; a "
+                "conditional run decodes its first class)")
     columns = st.columns(len(chosen))
     for column, p in zip(columns, chosen):
         checkpoint = readable[p]
+        model = checkpoint.build_model()
+        label = 0 if model.conditional else None
+        last = checkpoint.state.history.epochs[-1] if checkpoint.state.history.epochs else {}
+        score = (f"test −ELBO {nats(last.get('test_neg_elbo'))}" if model.variational
+                 else f"test reconstruction {nats(last.get('test_recon'))} (an autoencoder has no ELBO)")
+        if model.conditional:
+            score += f" · class {class_name(0, checkpoint.dataset.class_names)}"
         with column:
-            last = checkpoint.state.history.epochs[-1] if checkpoint.state.history.epochs else {}
-            st.caption(f"{labels[p]} · test −ELBO {nats(last.get('test_neg_elbo'))}")
-            image_grid(prior_samples(checkpoint.build_model(), 16, seed=0), 4)
+            st.caption(plain(labels[p]) + " · " + plain(score))
+            image_grid(prior_samples(model, 16, seed=0, label=label), 4)
 
 
 upload_section()
 message = st.session_state.pop("_upload_message", None)
 if message:
-    (st.error if message[0] == "error" else st.success)(message[1])
+    (show_error if message[0] == "error" else lambda text: st.success(plain(text)))(message[1])
 
 files = checkpoint_files()
 if not files:
@@ -150,6 +199,12 @@ if not files:
 readable = runs_table(files)
 if readable:
     paths = list(readable)
-    selected = st.selectbox("Run", paths, format_func=lambda p: Path(p).name, key="checkpoint_selected")
+    current = session.current_run_id()
+    of_current = next((p for p in paths if Path(p).stem == current), None)
+    if st.session_state.get(SELECTED_KEY) not in paths or (of_current and st.session_state[SELECTED_KEY] != of_current):
+        st.session_state[SELECTED_KEY] = of_current or paths[0]  # follows the run of the URL, a start or an upload
+    selected = st.selectbox("Run", paths, key=SELECTED_KEY,
+                            format_func=lambda p: run_label(readable[p].name, readable[p].run_id),
+                            on_change=lambda: session.set_current_run(Path(st.session_state[SELECTED_KEY]).stem))
     details(Path(selected), readable[selected])
     compare(readable)

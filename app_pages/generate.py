@@ -8,7 +8,7 @@ import streamlit as st
 from ui import session
 from ui.data_access import run_dataset
 from ui.runs import pick_run
-from ui.widgets import image_grid
+from ui.widgets import class_name, class_picker, image_grid, plain, show_error
 from vae_core import generate
 from vae_core.errors import VAEStudioError
 from vae_core.trainer import to_uint8
@@ -21,11 +21,18 @@ if view is None:
     st.stop()
 model = view.model
 config = view.config
-st.caption(f"Run `{view.run_id}` · {config.model} · z={config.latent_dim} · β={config.beta:g} · weights of "
-           f"epoch {view.epoch}")
+beta_text = f" · β={config.beta:g}" if model.variational else ""  # an autoencoder has no KL to weigh
+st.caption(f"Run `{view.run_id}` · {config.model} · z={config.latent_dim}{beta_text} · weights of epoch {view.epoch}")
 if not model.variational:
     st.warning("This is a plain autoencoder: nothing made its latent space look like N(0, I), so decoding "
                "draws from the prior gives shapes no image looks like. Compare with a VAE run.", icon=":material/warning:")
+label = None
+if model.conditional:
+    # One class for every picture below: a grid mixing classes would show the labels, not the latent.
+    label = class_picker(model.num_classes, view.class_names)
+    class_text = " · class " + plain(class_name(label, view.class_names))
+else:
+    class_text = ""
 
 tab_names = ["Samples from the prior", "Reconstructions", "Interpolation", "Traversals", "2D manifold",
              "Per class", "Timeline"]
@@ -37,12 +44,8 @@ with tabs["Samples from the prior"]:
                             help="z ~ N(0, T²I). Below 1: cleaner, more typical; above 1: stranger.")
     count = c2.select_slider("How many", [16, 32, 64, 100], value=64)
     seed = c3.number_input("Seed", 0, 10_000, 0)
-    label = None
-    if model.conditional:
-        label = st.selectbox("Class", range(model.num_classes), format_func=lambda i: view.class_names[i]
-                             if view.class_names else str(i))
     image_grid(generate.prior_samples(model, count, temperature=temperature, seed=int(seed), label=label),
-               columns=int(np.ceil(np.sqrt(count))), caption="decoded z ~ N(0, T²I)")
+               columns=int(np.ceil(np.sqrt(count))), caption="decoded z ~ N(0, T²I)" + class_text)
     st.caption("Averaging over the posterior makes VAE samples blurrier than their inputs: the decoder's "
                "mean is the average of all images that could have produced z.")
 
@@ -51,7 +54,7 @@ try:
 except VAEStudioError as error:
     data = None
     for name in ("Reconstructions", "Interpolation"):
-        tabs[name].error(f"The run's data cannot be loaded: {error}")
+        show_error(f"The run's data cannot be loaded: {error}", tabs[name])
 
 if data is not None:
     test_x, test_y = data.test_x, data.test_y
@@ -79,21 +82,35 @@ if data is not None:
         st.caption("In a VAE the path stays on plausible images; an autoencoder's crosses holes.")
 
 with tabs["Traversals"]:
-    kl = np.asarray(view.epoch_metrics[-1]["kl_per_dim"]) if view.epoch_metrics else np.zeros(config.latent_dim)
-    order = [int(i) for i in np.argsort(-kl)]
     c1, c2 = st.columns(2)
-    shown = c1.slider("Dimensions (most informative first)", 1, config.latent_dim, min(8, config.latent_dim))
-    span = c2.slider("Range (± standard deviations)", 1.0, 5.0, 3.0, 0.5)
-    image_grid(generate.traversal(model, order[:shown], steps=11, span=span), 11,
-               caption="rows: " + ", ".join(f"z{d} ({kl[d]:.2f} nats)" for d in order[:shown]))
-    st.caption("Each row moves one latent dimension from −range to +range, the others at 0. Dimensions with "
-               "~0 nats of KL have collapsed to the prior: the decoder ignores them, so their rows do not change.")
+    if model.variational:
+        kl = np.asarray(view.epoch_metrics[-1]["kl_per_dim"]) if view.epoch_metrics else np.zeros(config.latent_dim)
+        order = [int(i) for i in np.argsort(-kl)]
+        shown = c1.slider("Dimensions (most informative first)", 1, config.latent_dim, min(8, config.latent_dim))
+        span = c2.slider("Range (± standard deviations)", 1.0, 5.0, 3.0, 0.5)
+        rows = ", ".join(f"z{d} ({kl[d]:.2f} nats)" for d in order[:shown])
+        explanation = ("Each row moves one latent dimension from −range to +range, the others at 0. Dimensions "
+                       "with ~0 nats of KL have collapsed to the prior: the decoder ignores them, so their rows "
+                       "do not change.")
+    else:
+        order = list(range(config.latent_dim))
+        shown = c1.slider("Dimensions", 1, config.latent_dim, min(8, config.latent_dim))
+        span = c2.slider("Range (± latent units)", 1.0, 5.0, 3.0, 0.5)
+        rows = ", ".join(f"z{d}" for d in order[:shown])
+        explanation = ("Each row moves one latent dimension from −range to +range, the others at 0. An "
+                       "autoencoder has no prior and no KL, so nothing ranks its dimensions and nothing says "
+                       "where its codes lie: the range is in raw latent units, and 0 may be far from any code.")
+    image_grid(generate.traversal(model, order[:shown], steps=11, span=span, label=label), 11,
+               caption=f"rows: {rows}{class_text}")
+    st.caption(explanation)
 
 with tabs["2D manifold"]:
     if config.latent_dim == 2:
         steps = st.slider("Grid size", 5, 25, 15)
-        image_grid(generate.manifold(model, steps), steps, cell_px=40,
-                   caption="decoded z on an even grid of the prior's quantiles (z₀ → right, z₁ → up)")
+        grid_of = "the prior's quantiles" if model.variational else \
+            "N(0, 1)'s quantiles (an autoencoder has no prior: its codes may lie elsewhere)"
+        image_grid(generate.manifold(model, steps, label=label), steps, cell_px=40,
+                   caption=f"decoded z on an even grid of {grid_of} (z₀ → right, z₁ → up){class_text}")
     else:
         st.info("The manifold grid needs a 2-dimensional latent space: train with latent size 2.")
 
@@ -132,11 +149,15 @@ with tabs["Timeline"]:
             with right:
                 image_grid(frame.samples, 8, caption=f"the same fixed z decoded, epoch {frame.epoch}")
 
-        c1, c2 = st.columns([1, 6])
-        if c1.button("▶ Play" if not st.session_state.timeline_playing else "⏸ Pause", key="timeline_play"):
+        def play_or_pause() -> None:
+            # A callback runs before the page, so the button below is drawn with its new label at once.
             st.session_state.timeline_playing = not st.session_state.timeline_playing
             if st.session_state.timeline_playing and st.session_state.get("timeline_epoch") == epochs[-1]:
                 st.session_state.timeline_epoch = epochs[0]
+
+        c1, c2 = st.columns([1, 6])
+        c1.button("⏸ Pause" if st.session_state.timeline_playing else "▶ Play", key="timeline_play",
+                  on_click=play_or_pause, width="stretch")
         c2.caption(f"{len(frames)} saved epochs. The same test images and the same z every epoch, so you see "
                    "the model learn.")
         st.fragment(timeline, run_every=0.7 if st.session_state.timeline_playing else None)()

@@ -8,7 +8,7 @@ import streamlit as st
 from ui import charts, session
 from ui.data_access import run_dataset, test_latents
 from ui.runs import pick_run
-from ui.widgets import image_grid
+from ui.widgets import class_name, image_grid, plain, show_error
 from vae_core.errors import VAEStudioError
 from vae_core.generate import reconstruct
 from vae_core.trainer import to_uint8
@@ -34,7 +34,7 @@ if view is None:
 try:
     data = run_dataset(view)
 except VAEStudioError as error:
-    st.error(f"The run's data cannot be loaded: {error}")
+    show_error(f"The run's data cannot be loaded: {error}")
     st.stop()
 
 test_count = int(data.test_x.shape[0])
@@ -55,49 +55,72 @@ c3.metric("Latent size", view.config.latent_dim)
 latents = test_latents(view, count)
 labels = data.test_y[:count].numpy() if data.test_y is not None else None
 key = (view.weights_key, method, count)
-previous = st.session_state.get(("projection_of", view.run_id, method, count))
+shown_key = (view.run_id, method, count)  # what this session last showed of the run, epoch after epoch
+previous = st.session_state.get(("projection_of", *shown_key))
+axes = st.session_state.get(("axes_of", *shown_key))
 job = projections().get_or_start(key, latents, method, seed=view.config.seed,
-                                 reference=previous if previous is not None and len(previous) == count else None)
+                                 reference=previous[1] if previous is not None and len(previous[1]) == count else None)
 axis_names = ("z₀", "z₁") if flat_latent else (f"{method} 1", f"{method} 2")
-title = (f"Latent means of {count:,} test images · epoch {view.epoch}" if flat_latent
-         else f"{METHOD_LABELS[method]} of {count:,} test images · epoch {view.epoch}")
 
 
-def waiting_panel() -> None:
-    """Polls the background projection; shows its progressive preview, then reruns the page once."""
-    if job.done:
+def title_of(epoch: int) -> str:
+    what = "Latent means" if flat_latent else METHOD_LABELS[method]
+    return f"{what} of {count:,} test images · epoch {epoch}"
+
+
+def run_moved_on() -> bool:
+    """True when the training run this view shows has finished another epoch, or has ended."""
+    if not view.is_live:
+        return False
+    live = session.registry().get(view.run_id)
+    return live is None or live.snapshot().epoch > view.epoch or not live.snapshot().active
+
+
+def follow() -> None:
+    """Polled while a projection runs or the run trains: the page re-runs once the projection is
+    done, or once the run has finished another epoch (then this epoch's weights are projected,
+    aligned onto what is shown now)."""
+    if (job.done and not drawn_done) or run_moved_on():
         st.rerun()
-    st.progress(job.progress, text=f"{METHOD_LABELS[method]} running… {job.progress:.0%} "
-                                   f"({job.elapsed_s:.1f} s)")
-    preview = job.preview
-    if preview is not None:
-        st.plotly_chart(charts.latent_scatter(preview, labels, view.class_names, title + " (preview)", axis_names),
-                        key="latent_preview")
+    if not job.done:
+        st.progress(job.progress, text=f"{METHOD_LABELS[method]} of epoch {view.epoch} running… "
+                                       f"{job.progress:.0%} ({job.elapsed_s:.1f} s)")
+    if previous is None and job.preview is not None:
+        st.plotly_chart(charts.latent_scatter(job.preview, labels, view.class_names, title_of(view.epoch) + " (preview)",
+                                              axis_names), key="latent_preview")
 
 
-if not job.done:
-    st.fragment(waiting_panel, run_every=0.5)()
-    st.stop()
+drawn_done = job.done
+if not drawn_done or view.is_live:
+    st.fragment(follow, run_every=0.5 if not job.done else 1.0)()
 if job.error:
-    st.error(f"The projection failed: {job.error}")
+    show_error(f"The projection failed: {job.error}")
     st.stop()
-if job.result is None:
+if job.done and job.result is None:
     st.rerun()  # evicted and cancelled by other sessions' projections: the cache starts it again
-
-points = job.result
-st.session_state[("projection_of", view.run_id, method, count)] = points
-figure = charts.latent_scatter(points, labels, view.class_names, title, axis_names)
+if job.done:
+    points, epoch = job.result, view.epoch
+    axes = charts.covering_ranges(points, axes if previous is not None else None)
+    st.session_state[("projection_of", *shown_key)] = (epoch, points)
+    st.session_state[("axes_of", *shown_key)] = axes
+elif previous is not None:
+    epoch, points = previous  # the last epoch's scatter stays up, in the same frame, until this one is ready
+else:
+    st.stop()
+figure = charts.latent_scatter(points, labels, view.class_names, title_of(epoch), axis_names, axes)
 event = st.plotly_chart(figure, key="latent_scatter", on_select="rerun", selection_mode="points")
+following = " It follows the run: each finished epoch is projected again and aligned onto this one." \
+    if view.is_live else ""
 st.caption(f"Computed in {job.elapsed_s:.2f} s. Click a point to see the image and its decoding; drag to pan, "
-           "scroll to zoom, click a legend entry to hide a class.")
+           f"scroll to zoom, click a legend entry to hide a class.{following}")
 
 selected = [p for p in (event.selection.points if event and event.selection else []) if "customdata" in p]
 if selected:
     index = int(np.ravel(selected[0]["customdata"])[0])
     x = data.test_x[index:index + 1]
     y = data.test_y[index:index + 1] if data.test_y is not None else None
-    label = (view.class_names[int(y)] if view.class_names and y is not None else "unlabelled")
-    st.subheader(f"Image {index} · {label}")
+    label = class_name(int(y), view.class_names) if y is not None else "unlabelled"
+    st.subheader(f"Image {index} · " + plain(label))
     left, right, rest = st.columns([1, 1, 3])
     with left:
         st.markdown("**Input**")

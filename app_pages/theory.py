@@ -12,7 +12,7 @@ import torch
 from ui import charts, session
 from ui.data_access import run_dataset
 from ui.runs import pick_run
-from ui.widgets import nats
+from ui.widgets import nats, show_error
 from vae_core.errors import VAEStudioError
 from vae_core.losses import gaussian_kl
 from vae_core.metrics import iwae_nll
@@ -20,6 +20,7 @@ from vae_core.metrics import iwae_nll
 st.title("Theory, with your run's numbers")
 view = pick_run("Run whose numbers to show")
 last = view.epoch_metrics[-1] if view is not None and view.epoch_metrics else None
+variational = view is None or view.model.variational  # an autoencoder has no prior, no KL, no ELBO
 recent = slice(-50, None)
 
 
@@ -70,7 +71,11 @@ st.markdown("Reconstruction, summed over the $D$ pixels: **BCE** is the Bernoull
             "variance 1, $\\tfrac12\\sum_i (x_i-\\hat x_i)^2 + \\tfrac D2\\log 2\\pi$. The KL of two Gaussians "
             "has a closed form, one term per latent dimension $j$:")
 st.latex(r"\mathrm{KL} = \tfrac12 \sum_{j=1}^{d} \big(\mu_j^2 + \sigma_j^2 - \log\sigma_j^2 - 1\big)")
-if view is not None and len(view.curves):
+if view is not None and len(view.curves) and not variational:
+    live(f"Run `{view.run_id}` is an autoencoder: no prior, so no KL term and no ELBO. Its loss is the "
+         f"reconstruction alone ({view.config.recon}), mean of the last 50 steps "
+         f"**{nats(float(view.curves.recon[recent].mean()))}** per image.")
+elif view is not None and len(view.curves):
     live(f"Run `{view.run_id}` ({view.config.recon}, β={view.curves.beta[-1]:g} now), mean of the last 50 steps: "
          f"reconstruction **{nats(float(view.curves.recon[recent].mean()))}** + β × KL "
          f"**{nats(float(view.curves.kl[recent].mean()))}** = total **{nats(float(view.curves.total[recent].mean()))}** "
@@ -85,24 +90,33 @@ st.markdown("$\\log$ is concave, so the log of an average is at least the averag
             "is the evidence lower bound (ELBO); the loss above is $-$ELBO (with β = 1). The gap is "
             "$\\mathrm{KL}(q(z\\mid x)\\,\\|\\,p(z\\mid x))$. Averaging $k$ importance weights inside the log "
             "(IWAE, Burda et al. 2016) gives a tighter bound that approaches $\\log p(x)$ as $k$ grows.")
-if view is not None and last is not None and view.model.variational:
-    live(f"Test −ELBO at epoch {last['epoch']}: **{nats(last['test_neg_elbo'])}** nats.")
-    c1, c2 = st.columns([1, 3])
+IWAE_IMAGES = 200
+if view is not None and last is not None and not variational:
+    live(f"Run `{view.run_id}` is an autoencoder: it has no q(z|x) and no prior, so no ELBO and no IWAE bound. "
+         f"Its test reconstruction error at epoch {last['epoch']}: **{nats(last.get('test_recon'))}**.")
+elif view is not None and last is not None:
+    live(f"Test −ELBO at epoch {last['epoch']}: **{nats(last['test_neg_elbo'])}** nats, over all the test images.")
+    c1, c2 = st.columns([2, 3], vertical_alignment="bottom")
     k = c1.select_slider("Importance samples k", [1, 10, 50, 200, 1000], value=50)
-    if c1.button("Compute the IWAE bound on 200 test images"):
+    if c1.button("Compute the IWAE bound", width="stretch",
+                 help=f"On the first {IWAE_IMAGES} test images, with k samples of z per image."):
         try:
             data = run_dataset(view)
-            x = data.test_x[:200]
-            y = data.test_y[:200] if data.test_y is not None else None
+            x = data.test_x[:IWAE_IMAGES]
+            y = data.test_y[:IWAE_IMAGES] if data.test_y is not None else None
             with st.spinner("Sampling…"):
                 bound = iwae_nll(view.model, x, y, recon=view.config.recon, k=k,
                                  generator=torch.Generator().manual_seed(0))
                 elbo = iwae_nll(view.model, x, y, recon=view.config.recon, k=1,
                                 generator=torch.Generator().manual_seed(0))
-            c2.success(f"k=1 (the ELBO): **{elbo:,.2f}** nats · k={k}: **{bound:,.2f}** nats · the bound "
-                       f"tightened by **{elbo - bound:,.2f}** nats.")
+            c2.success(f"On the first {IWAE_IMAGES} test images: k=1 (the ELBO): **{elbo:,.2f}** nats · "
+                       f"k={k}: **{bound:,.2f}** nats · the bound tightened by **{elbo - bound:,.2f}** nats.")
+            st.caption(f"Why k=1 is not the test −ELBO above: both estimate the same −ELBO, but k=1 here averages "
+                       f"{IWAE_IMAGES} images, not all {len(data.test_x):,}, and estimates the KL from one sampled z "
+                       "(log q(z|x) − log p(z)) where the test −ELBO uses its closed form; with different images "
+                       "and that extra noise, the two differ by a few nats.")
         except VAEStudioError as error:
-            c2.error(str(error))
+            show_error(error, c2)
 
 st.header("5 · The scale trap: mean over pixels against sum over dimensions")
 st.markdown("A common bug: `F.mse_loss(x_hat, x)` averages over the $D$ pixels, while the KL is summed over "
@@ -110,7 +124,7 @@ st.markdown("A common bug: `F.mse_loss(x_hat, x)` averages over the $D$ pixels, 
             "as training with $\\beta = D$; the KL wins, the posterior collapses to the prior and every sample "
             "looks alike. The fixes are equivalent: **sum over pixels** (as here), **average over the batch** "
             "only, or keep the mean and compensate with **a small β** (β = 1/D).")
-if view is not None and len(view.curves):
+if view is not None and len(view.curves) and variational:
     pixels = int(np.prod(view.model.image_shape))
     recon = float(view.curves.recon[recent].mean())
     kl = float(view.curves.kl[recent].mean())
@@ -130,7 +144,10 @@ st.markdown("When the decoder can do well without $z$, the cheapest way to lower
             "information. **KL annealing** starts β at 0 and raises it, so the decoder learns to use $z$ first; "
             "**free bits** count each dimension's KL as at least λ nats, so there is nothing to gain below λ; "
             "**β < 1** weakens the pull of the prior.")
-if view is not None and last is not None:
+if view is not None and last is not None and not variational:
+    live(f"Run `{view.run_id}` is an autoencoder: with no KL term there is nothing to collapse to, so it has no "
+         "KL per dimension to show.")
+elif view is not None and last is not None:
     kl_dims = np.asarray(last["kl_per_dim"])
     live(f"Epoch {last['epoch']}: **{last['active_units']} of {len(kl_dims)}** latent dimensions are active "
          "(variance of their mean over the test set above 0.01). Grey bars have collapsed.")
@@ -145,5 +162,10 @@ st.markdown("- **Conditional VAE**: encoder and decoder both see a label $y$, so
             "learned prior over codes; samples are sharper. *Not implemented in this studio yet.*\n"
             "- **Hierarchical VAEs** (Ladder VAE, NVAE) stack several layers of latents so coarse and fine "
             "structure get their own. *Not implemented in this studio yet.*")
-st.caption("Reference model of the note: MLP 784-256-128 → z=10 (fc_mu, fc_log_var) → 128-256-784, Adam lr 1e-3, "
-           "summed MSE + KL.")
+RECON_NAMES = {"bce": "summed BCE (Bernoulli)", "mse": "summed MSE (Gaussian, variance 1)"}
+footer = ("Reference model of the note: MLP 784-256-128 → z=10 (fc_mu, fc_log_var) → 128-256-784, Adam lr 1e-3, "
+          "a reconstruction summed over pixels + KL.")
+if view is not None:
+    loss = RECON_NAMES.get(view.config.recon, view.config.recon) + (" + β × KL" if variational else " alone")
+    footer += f" The run shown, `{view.run_id}`: {view.config.model}, loss = {loss}."
+st.caption(footer)

@@ -8,18 +8,15 @@ import numpy as np
 import streamlit as st
 
 from ui import charts, session
-from ui.widgets import STATUS_ICONS, duration, image_grid, nats
+from ui.widgets import STATUS_ICONS, duration, image_grid, nats, plain, show_error
 from vae_core.config import KL_ANNEALING, MODEL_NAMES, RECON_LOSSES, TrainConfig
-from vae_core.data import DEFAULT_DATASET, describe_datasets
-from vae_core.device import available_devices
 from vae_core.errors import VAEStudioError
-from vae_core.history import History
-from vae_core.models import MODELS
 
-UPLOAD_CHOICE = "Upload your own…"
 LR_CHOICES = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 1.0, 10.0]
 BATCH_CHOICES = [16, 32, 64, 128, 256, 512, 1024]
 DEFAULTS = TrainConfig()
+AE_NOTE = ("An autoencoder has no prior and no KL term, so it has no ELBO either: its loss is the reconstruction "
+           "error alone, and that is what is shown.")
 
 st.title("Train a VAE")
 st.caption("The defaults are the study note's model: MLP 784-256-128 → z=10 → 128-256-784, Adam lr 1e-3, "
@@ -38,17 +35,21 @@ def _parse_hidden(text: str) -> tuple[int, ...]:
 
 def hyperparameter_form() -> None:
     """Sliders in a form: moving one changes nothing until Start is pressed."""
+    from vae_core.data import DEFAULT_DATASET, describe_datasets
+    from vae_core.device import available_devices
+    from vae_core.models import MODELS
+
     datasets = describe_datasets()
     names = [d["name"] for d in datasets]
     labels = {d["name"]: f"{d['name']}" + ("" if d["available"] else " (not installed)") for d in datasets}
     with st.form("hyperparameters", border=True):
         st.subheader("Data")
-        source = st.selectbox("Dataset", [*names, UPLOAD_CHOICE], index=names.index(DEFAULT_DATASET),
-                              format_func=lambda n: labels.get(n, n),
-                              help="Bundled data needs no download. Your own: .npz (x, y), .zip of images "
-                                   "(one folder per class), or .csv (pixels + a label column).")
-        upload = st.file_uploader("Your data (used when the dataset is 'Upload your own…')",
-                                  type=["npz", "zip", "csv"])
+        source = st.selectbox("Dataset", names, index=names.index(DEFAULT_DATASET), format_func=labels.get,
+                              help="Bundled data needs no download.")
+        upload = st.file_uploader("Or your own file, used instead of the dataset above when chosen",
+                                  type=["npz", "zip", "csv"],
+                                  help=".npz (x, y), .zip of images (one folder per class), or .csv "
+                                       "(pixels + a label column). Remove it to train on the dataset above.")
         image_size = st.select_slider("Resize your images to", options=[None, 16, 28, 32, 48, 64], value=None,
                                       format_func=lambda v: "native size" if v is None else f"{v}×{v}")
         st.subheader("Model")
@@ -80,34 +81,33 @@ def hyperparameter_form() -> None:
         device = st.selectbox("Device", ["auto", *available_devices()],
                               help="auto: the GPU when there is one, else the CPU.")
         submitted = st.form_submit_button("Start training", type="primary", width="stretch")
+        beside_start = st.container()  # errors show here, under the button the user just pressed
     if submitted:
         start_run(source, upload, image_size, dict(
             model=model, latent_dim=latent_dim, recon=recon, beta=beta, kl_anneal=kl_anneal,
             kl_warmup_epochs=warmup, free_bits=free_bits, lr=lr, batch_size=batch_size, epochs=epochs,
-            seed=int(seed), device=device), hidden)
+            seed=int(seed), device=device), hidden, beside_start)
 
 
-def start_run(source: str, upload, image_size, values: dict, hidden_text: str) -> None:
+def start_run(source: str, upload, image_size, values: dict, hidden_text: str, messages) -> None:
     try:
-        if source == UPLOAD_CHOICE:
-            if upload is None:
-                raise VAEStudioError("choose a file to upload (.npz, .zip or .csv), or pick a bundled dataset")
-            source = str(session.save_upload(upload, "data"))
+        if upload is not None:
+            source = str(session.save_upload(upload, "data"))  # a chosen file wins over the dataset select
         hidden = _parse_hidden(hidden_text)
         if values["model"] == "conv" and hidden == (256, 128):
             hidden = (32, 64)  # the MLP default widths make no sense as conv channels
         config = TrainConfig(data=source, image_size=image_size, hidden=hidden, **values)
-        data = session.dataset(config.data, config.image_size, config.test_fraction, config.seed)
+        data = session.run_data(config)
         job = session.registry().start(config, data)
     except VAEStudioError as error:
-        st.error(str(error), icon=":material/warning:")
+        show_error(error, messages)
         return
     for warning in data.warnings:
-        st.warning(warning)
+        messages.warning(plain(warning))
     session.set_current_run(job.run_id)
     # Give the job a moment to finish its first steps, so the page opens with a curve on it.
     deadline = time.monotonic() + 1.0
-    while job.snapshot().step == 0 and job.alive and time.monotonic() < deadline:
+    while job.status in ("starting", "running") and job.snapshot().step == 0 and time.monotonic() < deadline:
         time.sleep(0.02)
     st.rerun()
 
@@ -133,10 +133,10 @@ def controls(job, snap) -> None:
                     if beta != snap.beta:
                         job.set_beta(beta)
                 except VAEStudioError as error:
-                    st.error(str(error))
+                    show_error(error)
 
 
-def progress(snap) -> None:
+def progress(snap, variational: bool) -> None:
     icon = STATUS_ICONS.get(snap.status, "")
     eta = f" · ETA {duration(snap.eta_s)}" if snap.status == "running" else ""
     st.progress(snap.progress, text=f"{icon} {snap.status} · epoch {snap.epoch}/{snap.epochs} · "
@@ -148,27 +148,51 @@ def progress(snap) -> None:
     cols[0].metric("samples/s", f"{snap.samples_per_s:,.0f}", help=f"{snap.device}{on} · ETA {duration(snap.eta_s)}")
     cols[1].metric("loss (last 50 steps)",
                    nats(float(np.mean(snap.curves.total[recent])) if len(snap.curves) else None))
-    cols[2].metric("test −ELBO", nats(last.get("test_neg_elbo")), help="nats per image, after the last epoch")
+    if variational:
+        cols[2].metric("test −ELBO", nats(last.get("test_neg_elbo")), help="nats per image, after the last epoch")
+    else:
+        cols[2].metric("test reconstruction error", nats(last.get("test_recon")),
+                       help="per image, after the last epoch. " + AE_NOTE)
     cols[3].metric("active units", f"{last['active_units']}/{len(snap.kl_per_dim)}" if last else "–",
                    help="latent dimensions the encoder uses (variance of their mean over the test set > 0.01)")
 
 
+def queue_note(job) -> None:
+    """Where a queued run stands: it starts by itself when the runs before it end."""
+    registry = session.registry()
+    busy = registry.busy_job(str(job.device))
+    ahead = f"run `{busy.run_id}` is training on {job.device}" if busy is not None else f"{job.device} is busy"
+    st.info(f"Queued, number {registry.position(job.run_id)} in line: {ahead}. This run starts by itself when the "
+            "runs before it end; **Stop** takes it out of the queue.", icon=":material/schedule:")
+
+
 def live_panel() -> None:
     """Re-run every second by its fragment while the job is active; the page re-runs once when it ends."""
+    from vae_core.models import MODELS
+
     job = session.registry().get(session.current_run_id())
     if job is None:
         return
     snap = job.snapshot()
-    st.markdown(f"**Run** `{job.run_id}` · {snap.dataset} · {snap.config['model']} · z={snap.config['latent_dim']} "
-                f"· {snap.device}")
+    variational = MODELS[snap.config["model"]][1].variational
+    st.markdown(f"**Run** `{job.run_id}` · {plain(snap.dataset)} · {snap.config['model']} · "
+                f"z={snap.config['latent_dim']} · {snap.device}")
     if snap.message:
-        st.error(snap.message, icon=":material/warning:")
-    progress(snap)
+        show_error(snap.message)
+    if snap.status == "queued":
+        queue_note(job)
+    progress(snap, variational)
     controls(job, snap)
-    st.plotly_chart(charts.loss_figure(snap.curves, snap.epoch_metrics, snap.events), key="loss_chart")
+    log_y = st.toggle("Log scale", key="loss_log_y", help="Loss spikes (a diverging run) stay readable on a log axis.")
+    st.plotly_chart(charts.loss_figure(snap.curves, snap.epoch_metrics, snap.events, log_y=log_y,
+                                       variational=variational), key="loss_chart")
     left, right = st.columns([1, 1])
     with left:
-        st.plotly_chart(charts.kl_per_dim_figure(snap.kl_per_dim, snap.config["free_bits"]), key="kl_chart")
+        if variational:
+            st.plotly_chart(charts.kl_per_dim_figure(snap.kl_per_dim, snap.config["free_bits"]), key="kl_chart")
+        else:
+            st.info(AE_NOTE + " Nothing pulls its codes towards N(0, I), so there is no KL per dimension "
+                    "to show either.", icon=":material/info:")
     with right:
         st.markdown("**Reconstructions** of fixed test images (top: input, bottom: decoded)")
         if snap.frames:
@@ -183,18 +207,24 @@ def live_panel() -> None:
         st.rerun()  # once, so the fragment is rebuilt without its timer and the page stops polling
 
 
+def empty_panel(run_id: str | None) -> None:
+    if run_id:
+        st.warning(f"Run `{run_id}` is not training in this server (it may have been restarted). Its last "
+                   "autosave is on the **Checkpoints** page, where you can resume it.")
+    st.info("Set the hyperparameters and press **Start training**. The curves appear here within a second.")
+    # Empty axes now, so the browser has the chart library loaded before the first point arrives.
+    st.plotly_chart(charts.empty_loss_figure(), key="loss_chart")
+
+
 left, right = st.columns([1, 2], gap="large")
-with left:
-    hyperparameter_form()
 with right:
-    job = session.registry().get(session.current_run_id())
+    # Drawn first: on a fresh server it needs nothing heavy, while the form needs the engine's lists.
+    run_id = session.current_run_id()
+    job = session.registry().get(run_id) if run_id else None
     if job is None:
-        if session.current_run_id():
-            st.warning(f"Run `{session.current_run_id()}` is not training in this server (it may have been "
-                       "restarted). Its last autosave is on the **Checkpoints** page, where you can resume it.")
-        st.info("Set the hyperparameters and press **Start training**. The curves appear here within a second.")
-        # Empty axes now, so the browser has the chart library loaded before the first point arrives.
-        st.plotly_chart(charts.loss_figure(History().curves(), (), ()), key="loss_chart")
+        empty_panel(run_id)
     else:
         st.session_state["_live_was_active"] = job.snapshot().active
         st.fragment(live_panel, run_every=1.0 if job.snapshot().active else None)()
+with left:
+    hyperparameter_form()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 
 import numpy as np
@@ -10,7 +11,8 @@ import plotly.graph_objects as go
 from vae_core.history import StepCurves
 
 MAX_CURVE_POINTS = 2000  # per trace; longer curves are averaged into buckets so the chart stays light
-COLOURS = {"total": "#636efa", "recon": "#00a37a", "kl": "#ef553b", "test": "#222222"}
+COLOURS = {"total": "#636efa", "recon": "#00a37a", "kl": "#ef553b", "test": "#222222", "test_kl": "#ab63fa"}
+EVENT_LABEL_WIDTH = 0.1  # share of the step axis an 8-character label ("beta=4.5") covers in its panel
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf"]
 
@@ -25,47 +27,98 @@ def downsample(steps: np.ndarray, values: np.ndarray, limit: int = MAX_CURVE_POI
             np.add.reduceat(values.astype(np.float64), edges[:-1]) / counts)
 
 
-def loss_figure(curves: StepCurves, epoch_metrics: Sequence[dict], events: Sequence[dict]) -> go.Figure:
+def empty_loss_figure() -> go.Figure:
+    """The loss chart's axes before a run has a point."""
+    empty = np.zeros(0)
+    return loss_figure(StepCurves(step=empty, total=empty, recon=empty, kl=empty, beta=empty, lr=empty), (), ())
+
+
+def robust_range(values: Sequence[np.ndarray], log: bool = False) -> list[float] | None:
+    """A y range that keeps the bulk of the curve readable when a few points spike (a diverging
+    step may be 10^6 times the rest): from the smallest finite value to the 99th percentile, with a
+    margin. None (Plotly's autorange) when nothing spikes."""
+    finite = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in values] or [np.zeros(0)])
+    finite = finite[np.isfinite(finite)]
+    if log:
+        finite = np.log10(finite[finite > 0])
+    if finite.size < 20:
+        return None
+    low, high, top = float(finite.min()), float(np.percentile(finite, 99)), float(finite.max())
+    spread = max(high - low, 1e-9)
+    if top <= high + 2 * spread:
+        return None
+    return [low - 0.05 * spread, high + 0.25 * spread]
+
+
+def _event_labels(events: Sequence[dict], last_step: float) -> list[dict]:
+    """One label per step where lr or beta changed (both names in one label when they changed
+    together), stacked in rows so that labels close on the axis never overlap."""
+    by_step: dict[int, list[str]] = {}
+    for event in events:
+        if event["name"] in ("lr", "beta"):
+            by_step.setdefault(int(event["step"]), []).append(f"{event['name']}={event['value']:g}")
+    labels, row_ends = [], []  # row_ends[r]: step where the last label of row r ends
+    near = max(last_step, 1) * EVENT_LABEL_WIDTH
+    for step in sorted(by_step):
+        text = ", ".join(by_step[step])
+        width = near * max(1, len(text) / 8)
+        row = next((r for r, end in enumerate(row_ends) if step - width / 2 > end), len(row_ends))
+        if row == len(row_ends):
+            row_ends.append(0)
+        row_ends[row] = step + width / 2
+        labels.append({"text": text, "x": step, "xref": "x", "y": 1.0, "yref": "y domain", "showarrow": False,
+                       "yanchor": "bottom", "yshift": 14 * row, "font": {"size": 10},
+                       "bgcolor": "rgba(255,255,255,0.85)"})
+    return labels
+
+
+def loss_figure(curves: StepCurves, epoch_metrics: Sequence[dict], events: Sequence[dict], *,
+                log_y: bool = False, variational: bool = True) -> go.Figure:
     """Loss per step: total and reconstruction on the left panel, KL on its own (its scale is often
     10x smaller), the test -ELBO per epoch as markers, and dotted lines where lr or beta changed.
+    An autoencoder (variational=False) has no KL and no bound: its panel shows the reconstruction
+    and its test reconstruction error only.
 
     The two panels are laid out by hand rather than with make_subplots, which costs ~0.1 s per
     call: this figure is rebuilt every second while a run trains."""
     traces = []
-    for name, key, axes in (("total", "total", ("x", "y")), ("reconstruction", "recon", ("x", "y")),
-                            ("KL", "kl", ("x2", "y2"))):
+    lines = (("total", "total", ("x", "y")), ("reconstruction", "recon", ("x", "y")), ("KL", "kl", ("x2", "y2")))
+    for name, key, axes in lines if variational else lines[1:2]:
         x, y = downsample(curves.step, getattr(curves, key))
         traces.append(go.Scatter(x=x, y=y, name=name, mode="lines", xaxis=axes[0], yaxis=axes[1],
                                  line={"color": COLOURS[key], "width": 1.5}))
     if epoch_metrics:
         steps = [m["step"] for m in epoch_metrics]
-        traces.append(go.Scatter(x=steps, y=[m["test_neg_elbo"] for m in epoch_metrics], name="test −ELBO",
+        test_key, test_name = ("test_neg_elbo", "test −ELBO") if variational else ("test_recon", "test reconstruction")
+        traces.append(go.Scatter(x=steps, y=[m[test_key] for m in epoch_metrics], name=test_name,
                                  mode="markers+lines", line={"color": COLOURS["test"], "dash": "dot"},
                                  marker={"size": 7}))
-        traces.append(go.Scatter(x=steps, y=[m["test_kl"] for m in epoch_metrics], name="test KL", mode="markers",
-                                 xaxis="x2", yaxis="y2",
-                                 marker={"color": COLOURS["kl"], "size": 7, "symbol": "diamond"}))
-    shapes, annotations = [], [
-        {"text": "Total and reconstruction (nats)", "x": 0.23, "y": 1.0, "xref": "paper", "yref": "paper",
-         "showarrow": False, "yanchor": "bottom", "font": {"size": 13}},
-        {"text": "KL (nats)", "x": 0.77, "y": 1.0, "xref": "paper", "yref": "paper", "showarrow": False,
-         "yanchor": "bottom", "font": {"size": 13}},
-    ]
-    for event in events:
-        if event["name"] not in ("lr", "beta"):
-            continue
-        for xref, yref in (("x", "y domain"), ("x2", "y2 domain")):
-            shapes.append({"type": "line", "x0": event["step"], "x1": event["step"], "xref": xref, "y0": 0, "y1": 1,
-                           "yref": yref, "line": {"dash": "dot", "color": "#999", "width": 1}})
-        annotations.append({"text": f"{event['name']}={event['value']:g}", "x": event["step"], "xref": "x",
-                            "y": 1.0, "yref": "y domain", "showarrow": False, "yanchor": "bottom",
-                            "font": {"size": 10}})
+        if variational:
+            traces.append(go.Scatter(x=steps, y=[m["test_kl"] for m in epoch_metrics], name="test KL",
+                                     mode="markers", xaxis="x2", yaxis="y2",
+                                     marker={"color": COLOURS["test_kl"], "size": 7, "symbol": "diamond"}))
+    left_title = "Total and reconstruction (nats)" if variational else "Reconstruction error (no KL: an autoencoder)"
+    annotations = [{"text": left_title, "x": 0.23 if variational else 0.5, "y": 1.0, "xref": "paper",
+                    "yref": "paper", "showarrow": False, "yanchor": "bottom", "yshift": 28, "font": {"size": 13}}]
+    if variational:
+        annotations.append({"text": "KL (nats)", "x": 0.77, "y": 1.0, "xref": "paper", "yref": "paper",
+                            "showarrow": False, "yanchor": "bottom", "yshift": 28, "font": {"size": 13}})
+    changes = [e for e in events if e["name"] in ("lr", "beta")]
+    shapes = [{"type": "line", "x0": e["step"], "x1": e["step"], "xref": xref, "y0": 0, "y1": 1, "yref": yref,
+               "line": {"dash": "dot", "color": "#999", "width": 1}}
+              for e in changes for xref, yref in (("x", "y domain"), ("x2", "y2 domain"))[:2 if variational else 1]]
+    annotations += _event_labels(changes, float(curves.step[-1]) if len(curves) else 1.0)
+    axis_type = "log" if log_y else "linear"
+    left_range = robust_range([curves.total, curves.recon] if variational else [curves.recon], log_y)
     figure = go.Figure(traces)
     figure.update_layout(
-        height=360, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": -0.25},
+        height=380, margin={"l": 10, "r": 10, "t": 70, "b": 10}, legend={"orientation": "h", "y": -0.25},
         uirevision="loss", shapes=shapes, annotations=annotations,
-        xaxis={"domain": [0, 0.46], "title": {"text": "step"}}, yaxis={"anchor": "x"},
-        xaxis2={"domain": [0.54, 1], "title": {"text": "step"}, "anchor": "y2"}, yaxis2={"anchor": "x2"})
+        xaxis={"domain": [0, 0.46] if variational else [0, 1], "title": {"text": "step"}},
+        yaxis={"anchor": "x", "type": axis_type, "range": left_range, "autorange": left_range is None},
+        xaxis2={"domain": [0.54, 1], "title": {"text": "step"}, "anchor": "y2", "visible": variational},
+        yaxis2={"anchor": "x2", "type": axis_type, "visible": variational,
+                "range": (kl_range := robust_range([curves.kl], log_y)), "autorange": kl_range is None})
     return figure
 
 
@@ -86,24 +139,48 @@ def kl_per_dim_figure(kl_per_dim: np.ndarray, free_bits: float = 0.0) -> go.Figu
 
 
 def latent_scatter(points: np.ndarray, labels: np.ndarray | None, class_names: Sequence[str] | None,
-                   title: str, axis_names: tuple[str, str] = ("component 1", "component 2")) -> go.Figure:
+                   title: str, axis_names: tuple[str, str] = ("component 1", "component 2"),
+                   ranges: tuple[list[float], list[float]] | None = None) -> go.Figure:
     """WebGL scatter of 2D points, one trace per class; each point's customdata is its row index,
-    so a click comes back as the index of the image."""
+    so a click comes back as the index of the image. `ranges` fixes the axes (x, y), so a scatter
+    that follows a training run keeps its frame from one epoch to the next."""
     figure = go.Figure()
     index = np.arange(len(points))
     groups = [(None, index)] if labels is None else [(c, index[labels == c]) for c in np.unique(labels)]
     for i, (label, rows) in enumerate(groups):
         name = "images" if label is None else (class_names[label] if class_names and label < len(class_names)
                                                 else str(label))
+        name = html.escape(name)  # Plotly renders tags such as <a href> in names: one from a file stays text
         figure.add_trace(go.Scattergl(
             x=points[rows, 0].astype(np.float32), y=points[rows, 1].astype(np.float32), mode="markers", name=name,
-            customdata=rows, marker={"size": 4, "opacity": 0.75, "color": PALETTE[i % len(PALETTE)]},
-            hovertemplate=f"{name}<br>image %{{customdata}}<extra></extra>"))
+            customdata=rows, marker={"size": 6, "opacity": 0.9, "color": PALETTE[i % len(PALETTE)]},
+            hovertemplate="%{fullData.name}<br>image %{customdata}<extra></extra>"))
     figure.update_layout(height=560, margin={"l": 10, "r": 10, "t": 40, "b": 10}, title=title,
                          xaxis_title=axis_names[0], yaxis_title=axis_names[1], legend={"itemsizing": "constant"},
-                         dragmode="pan", uirevision=title)
+                         dragmode="pan", uirevision=title if ranges is None else "steady")
+    if ranges is not None:
+        figure.update_xaxes(range=ranges[0], autorange=False)
+        figure.update_yaxes(range=ranges[1], autorange=False)
     figure.update_yaxes(scaleanchor="x", scaleratio=1)
     return figure
+
+
+def covering_ranges(points: np.ndarray, previous: tuple[list[float], list[float]] | None = None,
+                    margin: float = 0.05) -> tuple[list[float], list[float]]:
+    """Axis ranges holding every point (with a margin), and never smaller than `previous`: axes that
+    only grow do not jump as a followed run's projection changes from epoch to epoch."""
+    finite = points[np.all(np.isfinite(points), axis=1)] if len(points) else points
+    if not len(finite):
+        return previous or ([-1.0, 1.0], [-1.0, 1.0])
+    ranges = []
+    for axis in range(2):
+        low, high = float(finite[:, axis].min()), float(finite[:, axis].max())
+        pad = max(high - low, 1e-6) * margin
+        low, high = low - pad, high + pad
+        if previous is not None:
+            low, high = min(low, previous[axis][0]), max(high, previous[axis][1])
+        ranges.append([low, high])
+    return ranges[0], ranges[1]
 
 
 def compare_figure(runs: Sequence[tuple[str, StepCurves, Sequence[dict]]], metric: str) -> go.Figure:
@@ -111,6 +188,7 @@ def compare_figure(runs: Sequence[tuple[str, StepCurves, Sequence[dict]]], metri
     figure = go.Figure()
     for i, (name, curves, epochs) in enumerate(runs):
         colour = PALETTE[i % len(PALETTE)]
+        name = html.escape(name)
         x, y = downsample(curves.step, getattr(curves, metric))
         figure.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines", line={"color": colour}))
         if metric == "total" and epochs:

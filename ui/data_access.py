@@ -14,8 +14,7 @@ from .runs import RunView
 
 def run_dataset(view: RunView):
     """The run's own data (same name, size, split and seed), shared across sessions."""
-    c = view.config
-    return session.dataset(c.data, c.image_size, c.test_fraction, c.seed)
+    return session.run_data(view.config)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)

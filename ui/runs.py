@@ -15,12 +15,16 @@ from vae_core.history import StepCurves
 from vae_core.models import VAE, build_model
 
 from . import session
+from .widgets import show_error
+
+
+PICKER_KEY = "run_picker"
 
 
 @dataclass(frozen=True)
 class RunView:
     run_id: str
-    label: str
+    name: str  # the run's display name: text from a file, shown as text, never as Markdown
     config: TrainConfig
     status: str
     epoch: int  # epoch of the weights `model` holds
@@ -43,7 +47,7 @@ def _live_view(job) -> RunView:
     epoch, weights = job.latest_weights()
     weights_key = ("job", job.run_id, epoch)
     model = _model_from_weights(weights_key, job.config, job.dataset.image_shape, job.dataset.num_classes, weights)
-    return RunView(run_id=job.run_id, label=f"{job.run_id} (live, {snap.status})", config=job.config,
+    return RunView(run_id=job.run_id, name=snap.name, config=job.config,
                    status=snap.status, epoch=epoch, curves=snap.curves, epoch_metrics=snap.epoch_metrics,
                    events=snap.events, frames=snap.frames, model=model, class_names=job.dataset.class_names,
                    checkpoint_path=snap.checkpoint_path, weights_key=weights_key)
@@ -73,7 +77,7 @@ def _file_view(path: Path) -> RunView:
     weights_key = ("file", str(path), path.stat().st_mtime_ns)
     model = _model_from_weights(weights_key, ckpt.config, ckpt.dataset.image_shape, ckpt.dataset.num_classes,
                                 ckpt.state.model_state)
-    return RunView(run_id=ckpt.run_id, label=f"{path.stem} ({ckpt.status}, epoch {ckpt.state.epoch})",
+    return RunView(run_id=ckpt.run_id, name=ckpt.name,
                    config=ckpt.config, status=ckpt.status, epoch=ckpt.state.epoch, curves=history.curves(),
                    epoch_metrics=tuple(history.epochs), events=tuple(history.events), frames=tuple(history.frames),
                    model=model, class_names=ckpt.dataset.class_names, checkpoint_path=str(path),
@@ -81,24 +85,37 @@ def _file_view(path: Path) -> RunView:
 
 
 def checkpoint_files() -> list[Path]:
-    """Saved runs: the shared checkpoint folder and this session's own uploads, newest first."""
-    folders = [session.CHECKPOINT_DIR, session.private_dir() / "checkpoints"]
-    files = [p for folder in folders if folder.is_dir() for p in folder.glob("*.safetensors")]
+    """Saved runs, newest first. One folder for every tab: the app is one person's, on their machine
+    (an upload is imported into it as a run of its own)."""
+    folder = session.CHECKPOINT_DIR
+    files = folder.glob("*.safetensors") if folder.is_dir() else []
     return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
+def run_label(name: str, run_id: str) -> str:
+    """Names need not be unique (two runs of the same model), ids are: show both when they differ."""
+    return run_id if name in ("", run_id) else f"{name} · {run_id}"
+
+
 def run_choices() -> dict[str, str]:
-    """key -> label of every run a page can show: live jobs first, then files. Keys are 'job:<id>'
-    or 'file:<path>'."""
+    """key -> label of every run a page can show: jobs in memory first, then files. Keys are
+    'job:<id>' or 'file:<path>'. A job whose checkpoint was deleted is gone (it can no longer be
+    resumed or reloaded), unless it is still training."""
     choices: dict[str, str] = {}
-    live_ids = set()
+    listed = set()
     for job in session.registry().jobs():
         snap = job.snapshot()
-        choices[f"job:{job.run_id}"] = f"{job.run_id} · {snap.status}"
-        live_ids.add(job.run_id)
+        if not snap.active and snap.checkpoint_path and not Path(snap.checkpoint_path).exists():
+            continue
+        choices[f"job:{job.run_id}"] = f"{run_label(snap.name, job.run_id)} · {snap.status}"
+        listed.add(job.run_id)
     for path in checkpoint_files():
-        if path.stem not in live_ids:
-            choices[f"file:{path}"] = f"{path.stem} · saved"
+        if path.stem not in listed:
+            try:
+                name = read_checkpoint(path).name
+            except VAEStudioError:
+                name = path.stem  # the page that opens it says what is wrong with it
+            choices[f"file:{path}"] = f"{run_label(name, path.stem)} · saved"
     return choices
 
 
@@ -118,22 +135,29 @@ def _run_id_of(key: str) -> str:
     return value if kind == "job" else Path(value).stem
 
 
+def _follow_picker() -> None:
+    session.set_current_run(_run_id_of(st.session_state[PICKER_KEY]))
+
+
 def pick_run(label: str = "Run") -> RunView | None:
-    """A select box of runs in the sidebar; defaults to the session's current run. Shows an
-    error (not a traceback) when a checkpoint cannot be read; None when there is no run."""
+    """A select box of runs in the sidebar, on the session's current run (the URL's ?run=, or the
+    run just started or uploaded). Shows an error (not a traceback) when a checkpoint cannot be
+    read; None when there is no run."""
     choices = run_choices()
     if not choices:
         st.info("No run yet. Train one on the **Train** page, or upload a checkpoint on **Checkpoints**.")
         return None
     keys = list(choices)
     current = session.current_run_id()
-    preferred = next((k for k in keys if _run_id_of(k) == current), keys[0])
-    key = st.sidebar.selectbox(label, keys, index=keys.index(preferred), format_func=choices.get,
-                               key="run_picker")
+    picked = st.session_state.get(PICKER_KEY)
+    if picked not in keys or (current and _run_id_of(picked) != current):
+        # The current run changed elsewhere (a link, a start, an upload): the picker follows it.
+        st.session_state[PICKER_KEY] = next((k for k in keys if _run_id_of(k) == current), keys[0])
+    key = st.sidebar.selectbox(label, keys, format_func=choices.get, key=PICKER_KEY, on_change=_follow_picker)
     try:
         view = load_view(key)
     except VAEStudioError as error:
-        st.error(str(error))
+        show_error(error)
         return None
     if view.run_id != current:
         session.set_current_run(view.run_id)

@@ -20,7 +20,6 @@ import streamlit as st
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT_DIR = Path(os.environ.get("VAE_STUDIO_CHECKPOINTS", ROOT / "checkpoints"))
 RUN_PARAM = "run"
-MAX_UPLOAD_NAME = 100  # characters kept of an uploaded file's name (a file system allows 255 bytes)
 
 _registry_made = threading.Event()
 
@@ -75,11 +74,23 @@ def start_background_warm_ups() -> None:
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the dataset…")
-def dataset(source: str, image_size: int | None, test_fraction: float, seed: int):
-    """Datasets are loaded once per server and shared; they are immutable tensors."""
+def _dataset(source: str, image_size: int | None, test_fraction: float, seed: int):
     from vae_core.data import load_dataset
 
     return load_dataset(source, image_size=image_size, test_fraction=test_fraction, seed=seed)
+
+
+def run_data(config):
+    """The data a run config names, loaded once per server and shared (immutable tensors).
+
+    `config.data` may come from a file anyone made (an uploaded checkpoint): it may name a built-in
+    dataset or a file uploaded to this server process, nothing else (DataError otherwise), so a
+    crafted checkpoint cannot make the server read, list or quote its own files. Local model: one
+    person uses this server, so every upload of this process is theirs."""
+    from vae_core.data import resolve_data_reference
+
+    source = resolve_data_reference(config.data, [upload_root()])
+    return _dataset(source, config.image_size, config.test_fraction, config.seed)
 
 
 # -- the run this session looks at ------------------------------------------------------------------
@@ -142,20 +153,13 @@ def private_dir() -> Path:
     return folder
 
 
-def safe_file_name(name: str) -> str:
-    """An uploaded file's name made safe to write: its last path part, only portable characters,
-    at most MAX_UPLOAD_NAME characters (the extension kept)."""
-    base = Path(name.replace("\\", "/")).name
-    cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in base).lstrip(".") or "upload"
-    suffix = Path(cleaned).suffix[:10]
-    return cleaned[:MAX_UPLOAD_NAME - len(suffix)] + suffix if len(cleaned) > MAX_UPLOAD_NAME else cleaned
-
-
 def save_upload(upload, subfolder: str) -> Path:
     """Write an uploaded file into this session's folder under a sanitised name."""
     folder = private_dir() / subfolder
     folder.mkdir(exist_ok=True, mode=0o700)
-    target = folder / safe_file_name(upload.name)
+    from vae_core.data import safe_upload_name
+
+    target = folder / safe_upload_name(upload.name)
     with open(target, "wb") as handle:
         shutil.copyfileobj(upload, handle)
     return target

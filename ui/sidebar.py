@@ -19,7 +19,7 @@ def training_badge() -> None:
         snap = job.snapshot()
         if not snap.active:
             continue
-        state = "" if snap.status == "running" else f" ({snap.status})"
-        st.sidebar.page_link(TRAIN_PAGE, label=f"Training{state}: {job.run_id} · epoch {snap.epoch}/{snap.epochs}",
+        doing = {"running": "Training", "queued": "Queued"}.get(snap.status, f"Training ({snap.status})")
+        st.sidebar.page_link(TRAIN_PAGE, label=f"{doing}: {job.run_id} · epoch {snap.epoch}/{snap.epochs}",
                              icon=":material/model_training:", query_params={session.RUN_PARAM: job.run_id},
                              width="stretch")

@@ -28,10 +28,14 @@ def grid(images: np.ndarray, columns: int, padding: int = 2, scale: int = 1) -> 
 
 
 def _labels(model: VAE, label: int | None, count: int) -> torch.Tensor | None:
+    """The label column for `count` decodings: one class for every cell of a conditional model's
+    picture (a grid mixing classes would show the labels, not the latent); None for the others."""
     if not model.conditional:
         return None
     if label is None:
-        return torch.arange(count) % model.num_classes
+        raise ValueError("a conditional model decodes one class at a time: pass the class as `label`")
+    if not 0 <= int(label) < model.num_classes:
+        raise ValueError(f"class {label} is out of range: this model has classes 0 to {model.num_classes - 1}")
     return torch.full((count,), int(label), dtype=torch.long)
 
 

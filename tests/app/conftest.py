@@ -9,7 +9,8 @@ from apphelpers import APP, TIMEOUT, train_checkpoint
 @pytest.fixture(scope="session")
 def saved_runs():
     return [train_checkpoint("vae-beta1"), train_checkpoint("vae-beta4", beta=4.0),
-            train_checkpoint("cvae-run", model="cvae"), train_checkpoint("vae-z4", latent_dim=4)]
+            train_checkpoint("cvae-run", model="cvae"), train_checkpoint("vae-z4", latent_dim=4),
+            train_checkpoint("ae-run", model="ae")]
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,7 @@
 
 import time
 
-from apphelpers import assert_no_exception, plotly_specs, trace_values
+from apphelpers import assert_no_exception, plotly_specs, rendered, trace_values
 
 
 def _set_small_run(app, epochs=2, dataset="digits"):
@@ -85,13 +85,85 @@ def test_controls_pause_resume_stop_and_live_changes(app):
     assert job.wait(5) and job.snapshot().status == "stopped"
 
 
-def test_a_second_start_on_a_busy_device_gets_a_message(app):
+def test_a_second_start_queues_behind_the_first_and_says_so(app):
     app.run()
     _start(_set_small_run(app, epochs=200))
-    assert_no_exception(app)
+    first = app.session_state["run"]
     _start(app)
     assert_no_exception(app)
-    assert any("is busy training run" in e.value for e in app.error)
+    second = app.session_state["run"]
+    assert second != first and _job(second).snapshot().status == "queued"
+    note = rendered(" ".join(i.value for i in app.info))
+    assert "Queued, number 1 in line" in note and first in note
+    badges = [link.label for link in app.get("page_link")]
+    assert any(label.startswith(f"Training: {first}") for label in badges), badges
+    assert any(label.startswith(f"Queued: {second}") for label in badges), badges
+    {b.label: b for b in app.button}["Stop"].click()  # takes the queued run out of the queue
+    app.run()
+    assert _job(second).wait(5) and _job(second).snapshot().status == "cancelled"
+
+
+def test_every_new_tab_shows_the_training_run_with_a_link_to_it(app):
+    from streamlit.testing.v1 import AppTest
+
+    from apphelpers import APP
+    app.run()
+    _start(_set_small_run(app, epochs=200))
+    run_id = app.session_state["run"]
+    other_tab = AppTest.from_file(APP, default_timeout=60)
+    other_tab.switch_page("app_pages/theory.py")
+    other_tab.run()
+    link = next(link for link in other_tab.get("page_link") if run_id in link.label)
+    assert link.label.startswith(f"Training: {run_id} · epoch ")
+    assert link.proto.query_string == f"run={run_id}" and link.proto.page_script_hash  # the Train page, on the run
+
+
+def test_form_errors_show_beside_the_start_button(app):
+    app.run()
+    _set_small_run(app)
+    app.text_input[0].set_value("wide")
+    _start(app)
+    form = next(block for block in app.get("form"))
+    errors = [e.value for e in form.get("error")]  # inside the form, under its button
+    assert any("hidden sizes must be whole numbers" in e for e in errors), errors
+
+
+def test_a_chosen_data_file_is_used_whatever_the_dataset_select_says(app):
+    import io
+
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    buffer = io.BytesIO()
+    np.savez(buffer, x=(digits.images[:300] * 16).astype(np.uint8), y=digits.target[:300])
+    app.run()
+    _set_small_run(app, epochs=1)
+    assert {s.label: s.value for s in app.selectbox}["Dataset"] == "digits"
+    name = "d" * 300 + ".npz"  # longer than a file system allows: must not crash
+    next(u for u in app.file_uploader if "own file" in u.label).upload(name, buffer.getvalue())
+    _start(app)
+    assert_no_exception(app)
+    job = _job(app.session_state["run"])
+    assert job is not None and job.dataset.train_x.shape[0] + job.dataset.test_x.shape[0] == 300  # not all digits
+    assert job.dataset.name.startswith("ddd") and job.dataset.name.endswith(".npz")
+    assert job.wait(60)
+
+
+def test_an_autoencoder_run_shows_its_reconstruction_error_and_no_kl_or_bound(app):
+    app.run()
+    _set_small_run(app)
+    {s.label: s for s in app.selectbox}["Model"].set_value("ae")
+    _start(app)
+    job = _job(app.session_state["run"])
+    assert job.wait(60)
+    app.run()
+    assert_no_exception(app)
+    metrics = {m.label: m.value for m in app.metric}
+    assert "test −ELBO" not in metrics and float(metrics["test reconstruction error"].replace(",", "")) > 0
+    names = {t.get("name") for spec in plotly_specs(app) for t in spec["data"]}
+    assert names == {"reconstruction", "test reconstruction"}  # no KL, no bound, no KL-per-dimension bars
+    assert any("no prior and no KL term" in i.value for i in app.info)
 
 
 def test_bad_hidden_sizes_get_a_clear_message(app):
@@ -100,7 +172,7 @@ def test_bad_hidden_sizes_get_a_clear_message(app):
     app.text_input[0].set_value("wide")
     _start(app)
     assert_no_exception(app)
-    assert any("hidden sizes must be whole numbers" in e.value for e in app.error)
+    assert any("hidden sizes must be whole numbers" in rendered(e.value) for e in app.error)
 
 
 def test_unavailable_dataset_says_where_to_put_the_files(app):
