@@ -25,7 +25,8 @@ import safetensors
 import torch
 
 from . import __version__
-from .checkpoint_fields import LIVE_STATUSES, MAX_NAME_CHARS, MAX_NOTES_CHARS, FieldError, Metadata, parse_metadata
+from .checkpoint_fields import (LIVE_STATUSES, MAX_NAME_CHARS, MAX_NOTES_CHARS, FieldError, Metadata, parse_metadata,
+                                printable_text)
 from .config import TrainConfig
 from .errors import CheckpointError, ConfigError
 from .history import STEP_FIELDS, Frame, History
@@ -152,8 +153,8 @@ def _payload(run_id: str, config: TrainConfig, dataset: DatasetInfo, state: Trai
 def _label_fields(labels: dict[str, Any]) -> dict[str, Any]:
     """Name, notes and origin as the file stores them: only those given, in the sizes a reader accepts
     (a long generated name is cut rather than making the run's file unreadable)."""
-    name = " ".join(str(labels.get("name") or "").split())[:MAX_NAME_CHARS]
-    notes = str(labels.get("notes") or "")[:MAX_NOTES_CHARS]
+    name = printable_text(labels.get("name") or "", MAX_NAME_CHARS)
+    notes = printable_text(labels.get("notes") or "", MAX_NOTES_CHARS, multiline=True)
     fields = {"name": name, "notes": notes, "imported_from": labels.get("imported_from")}
     return {key: value for key, value in fields.items() if value}
 

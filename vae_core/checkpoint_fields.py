@@ -136,6 +136,15 @@ def text(value: Any, where: str, max_chars: int, *, multiline: bool = False) -> 
     return value
 
 
+def printable_text(value: Any, max_chars: int, *, multiline: bool = False) -> str:
+    """`value` as text that `text` accepts: control characters dropped, tabs (and, unless multiline,
+    line breaks and runs of spaces) made one space, cut to `max_chars`. For what we write, not what we read."""
+    value = str(value).replace("\t", " ")
+    lines = value.split("\n") if multiline else [" ".join(value.split())]
+    return "\n".join("".join(character for character in line if character.isprintable())
+                     for line in lines).strip()[:max_chars]
+
+
 def optional_text(value: Any, where: str, max_chars: int, *, multiline: bool = False) -> str | None:
     return None if value is None else text(value, where, max_chars, multiline=multiline)
 

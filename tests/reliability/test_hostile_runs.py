@@ -191,23 +191,24 @@ def test_a_picture_tensor_of_another_shape_is_refused_before_it_is_loaded(craft,
 
 
 # ----------------------------------------------------------------------------------------------
-# Run ids never choose a path
+# Run ids never choose a path; names are text
 
 
-def test_saving_under_a_run_id_that_could_name_another_path_is_refused(good_checkpoint, tmp_path, digits):
+@pytest.fixture
+def trainer(digits):
     from vae_core.trainer import Trainer
 
-    trainer = Trainer(TrainConfig(data="digits", hidden=(16,), latent_dim=2, epochs=1, device="cpu"), digits)
+    return Trainer(TrainConfig(data="digits", hidden=(16,), latent_dim=2, epochs=1, device="cpu"), digits)
+
+
+def test_saving_under_a_run_id_that_could_name_another_path_is_refused(trainer, tmp_path):
     for run_id in ("../../escaped-run", "a/b", ".hidden", "", "x" * 65):
         with pytest.raises(CheckpointError, match="is not valid"):
             save_trainer_checkpoint(trainer, run_id, "stopped", tmp_path / "run.safetensors")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_name_and_notes_are_kept_and_a_long_generated_name_is_cut(good_checkpoint, tmp_path, digits):
-    from vae_core.trainer import Trainer
-
-    trainer = Trainer(TrainConfig(data="digits", hidden=(16,), latent_dim=2, epochs=1, device="cpu"), digits)
+def test_a_name_and_notes_are_kept_and_a_long_generated_name_is_cut(trainer, tmp_path):
     path = save_trainer_checkpoint(trainer, "named", "stopped", tmp_path / "named.safetensors",
                                    name="β sweep   " + "x" * 100, notes="first try\nsecond line")
 
@@ -252,3 +253,13 @@ def test_cli_inspect_of_a_hostile_checkpoint_is_one_line(craft, capsys, change):
 
     err = capsys.readouterr().err
     assert err.startswith("error: hostile.safetensors: ") and len(err.strip().splitlines()) == 1
+
+
+def test_a_name_typed_with_control_characters_is_saved_as_readable_text(trainer, tmp_path):
+    path = save_trainer_checkpoint(trainer, "typed", "stopped", tmp_path / "typed.safetensors",
+                                   name="red\x1b[31m\u202eevil\nname", notes="line\tone\r\nline two\x00")
+
+    checkpoint = load_checkpoint(path)
+
+    assert checkpoint.name == "red[31mevil name"
+    assert checkpoint.notes == "line one\nline two"
