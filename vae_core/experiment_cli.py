@@ -1,0 +1,49 @@
+"""`vae-studio experiment --list` and `vae-studio experiment NAME`: the note's claims from the command line.
+
+`--list` prints the experiment names as a JSON list; `NAME` trains its runs (progress on stderr,
+checkpoints into --out-dir) and prints, as the last stdout line, one JSON object with the runs,
+their settings and metrics, and the finding written from them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .config import DEVICES, TrainConfig
+from .errors import ConfigError
+
+
+def add_experiment_parser(commands) -> argparse.ArgumentParser:
+    """The `experiment` subcommand, added to the CLI's subparsers."""
+    from .experiments import EXPERIMENTS
+
+    parser = commands.add_parser(
+        "experiment", help="run one of the note's claims as an experiment: its runs, their numbers, a finding",
+        description="Experiments: " + "; ".join(f"{e.name}: {e.title}" for e in EXPERIMENTS.values()))
+    parser.add_argument("name", nargs="?", choices=list(EXPERIMENTS), help="the experiment to run")
+    parser.add_argument("--list", action="store_true", help="print the experiment names as a JSON list")
+    parser.add_argument("--data", default=TrainConfig.data, help="dataset name (see `datasets`) or a file or folder")
+    parser.add_argument("--epochs", type=int, default=5, help="epochs of every run")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out-dir", default="checkpoints", help="folder for the runs' checkpoints")
+    return parser
+
+
+def cmd_experiment(args: argparse.Namespace) -> dict | list:
+    from .data import load_dataset
+    from .experiments import EXPERIMENTS, base_config, run_experiment
+
+    if args.list:
+        return list(EXPERIMENTS)
+    if args.name is None:
+        raise ConfigError(f"name an experiment ({', '.join(EXPERIMENTS)}) or use --list")
+    base = base_config(data=args.data, epochs=args.epochs, device=args.device, seed=args.seed)
+    dataset = load_dataset(base.data, test_fraction=base.test_fraction, seed=base.seed)
+
+    def announce(index: int, count: int, run) -> None:
+        print(f"[{index + 1}/{count}] {args.name}: {run.label}, {run.config.epochs} epoch(s)…", file=sys.stderr,
+              flush=True)
+
+    return run_experiment(args.name, base, dataset, args.out_dir, on_run=announce).as_dict()

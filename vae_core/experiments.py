@@ -1,0 +1,320 @@
+"""The note's claims as experiments: each one names the runs that show a claim, trains them on the
+user's data, measures them the same way, and writes its finding from the measured numbers.
+
+An experiment is defined once, here, and both the CLI (`experiment NAME`) and the app's
+Experiments page run it. Only `train_run` calls into the training engine, so a change of engine is
+a change of that one function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import torch
+
+from .config import TrainConfig
+from .errors import ConfigError
+from .metrics import (aggregate_kl, latent_means, prior_recognised, prior_sample_spread,
+                      reconstruction_pixel_error)
+from .run_ids import new_run_id
+
+if TYPE_CHECKING:
+    from .data import ImageDataset
+    from .models import VAE
+
+MEASURED_IMAGES = 10_000  # test images the latent metrics look at (all of mnist-sample's 1,000)
+COLLAPSE_BETA = 8.0  # strong enough to switch most latent dimensions off within a few epochs
+FREE_BITS = 1.0  # nats per dimension in the free-bits arm of `collapse`
+BETAS = (0.5, 1.0, 4.0)
+# Small batches and a brisk learning rate: enough steps in the few epochs a person waits for that
+# the effects show (at batch 128 and lr 1e-3, five epochs of mnist-sample leave the VAE's samples
+# too unformed for a classifier to tell them from an autoencoder's).
+EXPERIMENT_BATCH_SIZE = 32
+EXPERIMENT_LR = 2e-3
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run an experiment trains: a short label for tables and legends, and its config."""
+
+    label: str
+    config: TrainConfig
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A trained run as the experiment measured it."""
+
+    label: str
+    config: TrainConfig
+    metrics: dict  # name -> number (None where it does not apply, e.g. prior_recognised without labels)
+    epoch_metrics: tuple[dict, ...]  # the run's per-epoch test metrics, KL per dimension included
+    checkpoint: str | None
+
+    def as_dict(self) -> dict:
+        return {"label": self.label, "model": self.config.model, "settings": self.config.to_dict(),
+                "metrics": self.metrics, "checkpoint": self.checkpoint,
+                "kl_per_dim_by_epoch": [m.get("kl_per_dim") for m in self.epoch_metrics]}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    title: str
+    claim: str  # the note's claim this experiment shows, in one or two sentences
+    plan: Callable[[TrainConfig], tuple[PlannedRun, ...]]  # the runs, from the user's base settings
+    compared: tuple[str, ...]  # the metrics shown side by side (keys of METRICS)
+    finding: Callable[[Sequence[RunResult]], str]  # one paragraph written from the numbers
+    pictures: tuple[str, ...] = ("scatter", "samples")  # what the page draws per run (see the page)
+
+    def runs(self, base: TrainConfig) -> tuple[PlannedRun, ...]:
+        return self.plan(base)
+
+
+@dataclass(frozen=True)
+class ExperimentResult:
+    experiment: Experiment
+    runs: tuple[RunResult, ...]
+    finding: str
+
+    def as_dict(self) -> dict:
+        return {"experiment": self.experiment.name, "claim": self.experiment.claim,
+                "runs": [run.as_dict() for run in self.runs], "finding": self.finding}
+
+
+# name -> (column title, format); every run gets all of them, each experiment shows its own few.
+METRICS: dict[str, tuple[str, str]] = {
+    "test_neg_elbo": ("test −ELBO (nats)", "{:,.1f}"),
+    "test_recon": ("reconstruction (nats)", "{:,.1f}"),
+    "test_kl": ("KL (nats)", "{:,.2f}"),
+    "active_units": ("active units", "{:d}"),
+    "aggregate_kl": ("aggregate KL (nats)", "{:,.1f}"),
+    "prior_recognised": ("prior samples recognised", "{:.0%}"),
+    "prior_sample_spread": ("spread of prior samples", "{:.3f}"),
+    "recon_pixel_error": ("pixel error of reconstructions", "{:.4f}"),
+}
+
+
+def format_metric(name: str, value) -> str:
+    if value is None:
+        return "–"
+    return METRICS[name][1].format(value)
+
+
+# -- the one call into the training engine -------------------------------------------------------
+def train_run(config: TrainConfig, dataset: ImageDataset, out_dir: Path, name: str) -> tuple[VAE, tuple[dict, ...], Path]:
+    """Train `config` to the end, save its checkpoint as `name` into `out_dir`, and return the
+    model, its epoch metrics and the checkpoint's path."""
+    from .checkpoint import save_trainer_checkpoint
+    from .loop import train
+
+    trainer = train(config, dataset)
+    run_id = new_run_id()
+    path = save_trainer_checkpoint(trainer, run_id, "finished", out_dir / f"{run_id}.safetensors", name=name)
+    return trainer.model, tuple(trainer.history.epochs), path
+
+
+# -- measuring ------------------------------------------------------------------------------------
+def measure(model: VAE, dataset: ImageDataset, epoch_metrics: Sequence[dict]) -> dict:
+    """Every metric of METRICS for one trained model: the last epoch's test metrics, and what the
+    experiments add (latent fill, prior samples, pixel error), all on the CPU."""
+    model = model.cpu().eval()
+    last = epoch_metrics[-1] if epoch_metrics else {}
+    x = dataset.test_x[:MEASURED_IMAGES]
+    y = dataset.test_y[:MEASURED_IMAGES] if dataset.test_y is not None else None
+    labels = y if model.conditional else None
+    with torch.no_grad():
+        means = latent_means(model, x, labels)
+    return {
+        "test_neg_elbo": last.get("test_neg_elbo"), "test_recon": last.get("test_recon"),
+        "test_kl": last.get("test_kl"), "active_units": last.get("active_units"),
+        "aggregate_kl": aggregate_kl(means),
+        "prior_recognised": prior_recognised(model, dataset) if dataset.has_labels else None,
+        "prior_sample_spread": prior_sample_spread(model),
+        "recon_pixel_error": reconstruction_pixel_error(model, x, labels),
+    }
+
+
+def result_from_checkpoint(label: str, path: str | Path, dataset: ImageDataset) -> RunResult:
+    """Measure a run the app trained (through its job queue) from the checkpoint it saved."""
+    from .checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(path)
+    epochs = tuple(checkpoint.state.history.epochs)
+    return RunResult(label, checkpoint.config, measure(checkpoint.build_model(), dataset, epochs), epochs, str(path))
+
+
+# -- running an experiment --------------------------------------------------------------------------
+def get(name: str) -> Experiment:
+    """The experiment called `name`; ConfigError listing the names otherwise."""
+    if name not in EXPERIMENTS:
+        raise ConfigError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
+    return EXPERIMENTS[name]
+
+
+def base_config(data: str = TrainConfig.data, epochs: int = 5, device: str = "auto", seed: int = 0) -> TrainConfig:
+    """The user's settings every run of an experiment shares; each experiment varies the rest."""
+    return TrainConfig(data=data, epochs=epochs, device=device, seed=seed, batch_size=EXPERIMENT_BATCH_SIZE,
+                       lr=EXPERIMENT_LR)
+
+
+def run_experiment(name: str, base: TrainConfig, dataset: ImageDataset, out_dir: str | Path, *,
+                   on_run: Callable[[int, int, PlannedRun], None] | None = None) -> ExperimentResult:
+    """Train every run of experiment `name` in turn (checkpoints into `out_dir`), measure them, and
+    write the finding. `on_run(index, count, run)` is told before each run starts."""
+    experiment = get(name)
+    planned = experiment.runs(base)
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    results = []
+    for index, run in enumerate(planned):
+        if on_run is not None:
+            on_run(index, len(planned), run)
+        model, epochs, path = train_run(run.config, dataset, folder, run_name(experiment, run))
+        results.append(RunResult(run.label, run.config, measure(model, dataset, epochs), epochs, str(path)))
+    return ExperimentResult(experiment, tuple(results), experiment.finding(results))
+
+
+def run_name(experiment: Experiment, run: PlannedRun) -> str:
+    """How a run of an experiment is called in pickers and legends, e.g. "ae-vs-vae: VAE"."""
+    return f"{experiment.name}: {run.label}"
+
+
+def finding_for(name: str, results: Sequence[RunResult]) -> ExperimentResult:
+    """The result of experiment `name` from runs measured elsewhere (the app's queued jobs)."""
+    experiment = get(name)
+    return ExperimentResult(experiment, tuple(results), experiment.finding(results))
+
+
+# -- the experiments ----------------------------------------------------------------------------------
+def _by_label(results: Sequence[RunResult]) -> dict[str, dict]:
+    return {run.label: run.metrics for run in results}
+
+
+def _nats(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.1f}"
+
+
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0%}"
+
+
+def _plan_ae_vs_vae(base: TrainConfig) -> tuple[PlannedRun, ...]:
+    return (PlannedRun("AE", base.replace(model="ae")), PlannedRun("VAE", base.replace(model="mlp")))
+
+
+def _find_ae_vs_vae(results: Sequence[RunResult]) -> str:
+    ae, vae = (_by_label(results)[label] for label in ("AE", "VAE"))
+    text = (f"The AE's aggregate KL is {_nats(ae['aggregate_kl'])} nats against the VAE's "
+            f"{_nats(vae['aggregate_kl'])}: ")
+    text += ("the VAE's codes fill N(0, I), the AE's lie elsewhere. " if ae["aggregate_kl"] > vae["aggregate_kl"]
+             else "here the AE's codes happen to sit as close to N(0, I) as the VAE's. ")
+    if ae["prior_recognised"] is None:
+        return text + "The dataset has no labels, so no classifier judged the prior samples."
+    text += (f"{_share(ae['prior_recognised'])} of the AE's prior samples are recognised as one of the "
+             f"dataset's classes against {_share(vae['prior_recognised'])} for the VAE")
+    if vae["prior_recognised"] > ae["prior_recognised"]:
+        return text + ": a draw from the prior decodes to something plausible only for the VAE."
+    return text + ": with this little training the VAE's samples are not yet better; try more epochs."
+
+
+def _plan_beta(base: TrainConfig) -> tuple[PlannedRun, ...]:
+    return tuple(PlannedRun(f"β={beta:g}", base.replace(model="mlp", beta=beta)) for beta in BETAS)
+
+
+def _find_beta(results: Sequence[RunResult]) -> str:
+    first, last = results[0], results[-1]
+    recon = [run.metrics["test_recon"] for run in results]
+    kl = [run.metrics["test_kl"] for run in results]
+    units = ", ".join(str(run.metrics["active_units"]) for run in results)
+    text = (f"From {first.label} to {last.label} the reconstruction goes from {_nats(recon[0])} to "
+            f"{_nats(recon[-1])} nats and the KL from {_nats(kl[0])} to {_nats(kl[-1])}; active units: {units}. ")
+    trades = all(a <= b for a, b in zip(recon, recon[1:])) and all(a >= b for a, b in zip(kl, kl[1:]))
+    if trades:
+        return text + "A larger β buys a code closer to the prior with worse reconstructions."
+    return text + "The trade is not monotone at this length of training; more epochs make it clearer."
+
+
+def _plan_collapse(base: TrainConfig) -> tuple[PlannedRun, ...]:
+    strong = base.replace(model="mlp", beta=COLLAPSE_BETA)
+    return (PlannedRun(f"β={COLLAPSE_BETA:g}", strong),
+            PlannedRun(f"β={COLLAPSE_BETA:g} + KL annealing",
+                       strong.replace(kl_anneal="linear", kl_warmup_epochs=float(base.epochs))),
+            PlannedRun(f"β={COLLAPSE_BETA:g} + free bits {FREE_BITS:g}", strong.replace(free_bits=FREE_BITS)))
+
+
+def _find_collapse(results: Sequence[RunResult]) -> str:
+    plain, annealed, free_bits = results
+    dims = plain.config.latent_dim
+    text = (f"With {plain.label} alone, {plain.metrics['active_units']} of {dims} latent dimensions stay active "
+            f"(KL {_nats(plain.metrics['test_kl'])} nats); with KL annealing {annealed.metrics['active_units']} "
+            f"(KL {_nats(annealed.metrics['test_kl'])}); with free bits of {FREE_BITS:g} nat per dimension "
+            f"{free_bits.metrics['active_units']} (KL {_nats(free_bits.metrics['test_kl'])}). ")
+    best = max((annealed, free_bits), key=lambda run: run.metrics["active_units"])
+    gained = best.metrics["active_units"] - plain.metrics["active_units"]
+    if gained > 0:
+        remedy = best.label.split(" + ")[1]
+        return text + f"{remedy[0].upper()}{remedy[1:]} kept {gained} more dimension(s) in use."
+    return text + "Neither remedy kept more dimensions in use at this length of training."
+
+
+def _plan_scale_trap(base: TrainConfig) -> tuple[PlannedRun, ...]:
+    summed = base.replace(model="mlp")
+    return (PlannedRun("pixels summed", summed),
+            PlannedRun("pixels averaged", summed.replace(recon_reduction="mean")))
+
+
+def _find_scale_trap(results: Sequence[RunResult]) -> str:
+    summed, averaged = (_by_label(results)[label] for label in ("pixels summed", "pixels averaged"))
+    text = (f"Averaging the reconstruction over pixels while summing the KL leaves {averaged['active_units']} "
+            f"active units and a KL of {_nats(averaged['test_kl'])} nats, against {summed['active_units']} and "
+            f"{_nats(summed['test_kl'])} when both are summed. Its prior samples differ from one another by "
+            f"{averaged['prior_sample_spread']:.3f} per pixel against {summed['prior_sample_spread']:.3f}")
+    if averaged["prior_sample_spread"] < summed["prior_sample_spread"] / 2:
+        return text + ": the posterior has collapsed and every sample looks alike."
+    return text + "."
+
+
+def _plan_mse_vs_bce(base: TrainConfig) -> tuple[PlannedRun, ...]:
+    return (PlannedRun("BCE", base.replace(model="mlp", recon="bce")),
+            PlannedRun("MSE", base.replace(model="mlp", recon="mse")))
+
+
+def _find_mse_vs_bce(results: Sequence[RunResult]) -> str:
+    bce, mse = (_by_label(results)[label] for label in ("BCE", "MSE"))
+    text = (f"Reconstructions are off by {bce['recon_pixel_error']:.4f} (mean squared pixel error) with BCE and "
+            f"{mse['recon_pixel_error']:.4f} with MSE; {bce['active_units']} against {mse['active_units']} active "
+            f"units, KL {_nats(bce['test_kl'])} against {_nats(mse['test_kl'])} nats. ")
+    if mse["test_kl"] < bce["test_kl"]:
+        return text + ("A Gaussian of variance 1 treats pixel errors as small against its noise, so the KL "
+                       "weighs more and the code carries less: blurrier images.")
+    return text + "Here the Gaussian likelihood kept as much information in the code as the Bernoulli one."
+
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
+    Experiment("ae-vs-vae", "Autoencoder against VAE",
+               "An autoencoder cannot generate: its codes do not fill the prior, so a draw from N(0, I) decodes "
+               "to garbage. A VAE's KL term pulls the codes onto N(0, I), so every draw decodes to something "
+               "plausible.",
+               _plan_ae_vs_vae, ("test_recon", "aggregate_kl", "prior_recognised"), _find_ae_vs_vae),
+    Experiment("beta", "β: reconstruction against KL",
+               "β weighs the KL against the reconstruction: a larger β gives a code closer to the prior, fewer "
+               "active units and blurrier reconstructions; a smaller one the reverse.",
+               _plan_beta, ("test_recon", "test_kl", "active_units"), _find_beta,
+               pictures=("samples", "traversals")),
+    Experiment("collapse", "Posterior collapse and its remedies",
+               "When the KL's pull is strong, latent dimensions collapse to the prior and carry nothing. KL "
+               "annealing (β rising from 0) and free bits (a floor under each dimension's KL) keep them in use.",
+               _plan_collapse, ("test_kl", "active_units", "test_recon"), _find_collapse,
+               pictures=("kl_over_training", "samples")),
+    Experiment("scale-trap", "The scale trap: averaged against summed pixels",
+               "Averaging the reconstruction over the pixels while summing the KL is training with β equal to "
+               "the pixel count: the posterior collapses and every sample looks alike.",
+               _plan_scale_trap, ("test_kl", "active_units", "prior_sample_spread"), _find_scale_trap),
+    Experiment("mse-vs-bce", "MSE against BCE",
+               "The reconstruction term is a likelihood: Bernoulli (BCE) or Gaussian (MSE). With variance 1 a "
+               "Gaussian barely penalises pixel errors of size 0.1, so the KL dominates and images blur.",
+               _plan_mse_vs_bce, ("recon_pixel_error", "test_kl", "active_units"), _find_mse_vs_bce),
+)}
