@@ -226,7 +226,7 @@ def _read(source: str | Path | bytes, name: str | None) -> tuple[RunCheckpoint, 
         except ConfigError as error:
             raise CheckpointError(f"{label}: its config is invalid: {error}") from None
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as error:  # a net under the checks
-            raise CheckpointError(f"{label}: the checkpoint is inconsistent: {error}") from None
+            raise CheckpointError(f"{label}: the checkpoint is inconsistent: {str(error)[:200]}") from None
     dataset = DatasetInfo(meta.dataset_name, meta.fingerprint, meta.image_shape, meta.num_classes, meta.class_names)
     # An invalid id is kept out of the RunCheckpoint: load_checkpoint refuses it, import replaces it.
     checkpoint = RunCheckpoint(run_id=meta.run_id or "invalid-run-id", config=meta.config, dataset=dataset, state=state,
@@ -243,11 +243,10 @@ def _checked_layout(stored: dict[str, StoredTensor], meta: Metadata) -> VAE:
     expected = {MODEL_PREFIX + key: StoredTensor(value.dtype, tuple(value.shape))
                 for key, value in model.state_dict().items()}
     missing = sorted(set(expected) - set(stored))
-    weights = {key for key in stored if key.startswith(MODEL_PREFIX)}
-    extra = sorted(weights - set(expected))
+    extra = sorted({key for key in stored if key.startswith(MODEL_PREFIX)} - set(expected))
     _require(not missing and not extra,
              f"its weights do not fit a {meta.config.model} model for {list(meta.image_shape)} images "
-             f"(missing: {', '.join(missing[:4]) or 'none'}; unexpected: {', '.join(extra[:4]) or 'none'})")
+             f"(missing: {_weight_names(missing)}; unexpected: {_weight_names(extra)})")
     for tensor_name, want in expected.items():
         tensor, key = stored[tensor_name], tensor_name[len(MODEL_PREFIX):]
         _require(tensor.shape == want.shape,
@@ -263,6 +262,11 @@ def _checked_layout(stored: dict[str, StoredTensor], meta: Metadata) -> VAE:
         _require(f"frames.{index}.reconstructions" in stored and f"frames.{index}.samples" in stored,
                  f"the pictures of epoch {epoch} are missing")
     return model
+
+
+def _weight_names(tensor_names: list[str]) -> str:
+    """The first few, without the prefix and cut short: a hostile file may carry megabyte-long names."""
+    return ", ".join(name[len(MODEL_PREFIX):][:40] for name in tensor_names[:4]) or "none"
 
 
 def _check_other_tensor(tensor_name: str, tensor: StoredTensor, meta: Metadata,
