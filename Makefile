@@ -1,5 +1,5 @@
 # Two commands set up everything on a fresh machine with only Python 3.11 and pip:
-#   make run    -- the app on http://127.0.0.1:8501
+#   make run    -- the app on http://127.0.0.1:8501 (then also: .venv/bin/vae-studio --help)
 #   make test   -- the whole test suite (unit, app, reliability, real-browser end-to-end)
 PYTHON ?= python3.11
 VENV := .venv
@@ -13,11 +13,14 @@ APT_GET := $(if $(filter 0,$(shell id -u)),apt-get,sudo apt-get)
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	# vae_core itself, editable: the `vae-studio` command, and `python -m vae_core` from any folder.
+	# The venv's own setuptools builds it (no download); its dependencies are the pinned ones above.
+	$(PY) -m pip install --quiet --no-build-isolation -e .
 	touch $(STAMP)
 
 # Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).

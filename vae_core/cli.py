@@ -65,10 +65,9 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("datasets", help="list the datasets and whether they are available here")
 
-    app = commands.add_parser("app", help="open the app in the browser (streamlit run app.py; needs the source "
-                                          "checkout)")
-    app.add_argument("streamlit_args", nargs=argparse.REMAINDER,
-                     help="passed on to `streamlit run`, e.g. --server.port 8502")
+    commands.add_parser("app", help="open the app in the browser (streamlit run app.py; needs the source checkout)",
+                        description="Run the app with `streamlit run`; any further options go to streamlit, "
+                                    "e.g. `vae-studio app --server.port 8502`.")
     return parser
 
 
@@ -209,14 +208,14 @@ def cmd_datasets(_args: argparse.Namespace) -> list:
     return rows
 
 
-def cmd_app(args: argparse.Namespace) -> int:
+def cmd_app(args: argparse.Namespace, streamlit_args: list[str]) -> int:
     """Run the Streamlit app of this source checkout; the installed package alone has no pages."""
     from .errors import ConfigError
 
     app = Path(__file__).resolve().parents[1] / "app.py"
     if not app.is_file():
         raise ConfigError(f"the app needs the source checkout of VAE Studio: no app.py next to {Path(__file__).parent}")
-    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(app), *args.streamlit_args])
+    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(app), *streamlit_args])
 
 
 def _json_safe(value):
@@ -230,9 +229,12 @@ def _json_safe(value):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "app":  # only `app` passes options on (to streamlit)
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handlers = {"train": cmd_train, "eval": cmd_eval, "inspect": cmd_inspect, "datasets": cmd_datasets,
-                "app": cmd_app}
+                "app": lambda args: cmd_app(args, extra)}
     try:
         result = handlers[args.command](args)
     except VAEStudioError as error:

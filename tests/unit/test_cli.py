@@ -1,13 +1,22 @@
-"""The CLI: train, resume, eval, inspect, datasets; bad input exits non-zero with one line, no traceback."""
+"""The CLI: train, resume, eval, inspect, datasets, app; a checkpoint at every epoch end that a
+killed run resumes from exactly; the `vae-studio` command; bad input exits non-zero with one line,
+no traceback."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
+from vae_core import checkpoint, cli
+from vae_core.checkpoint import load_checkpoint
 from vae_core.cli import main
+from vae_core.errors import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--data", "digits", "--hidden", "32", "--latent-dim", "2", "--batch-size", "128", "--quiet"]
@@ -19,15 +28,17 @@ def _last_json(capsys) -> dict:
 
 def test_train_resume_eval_inspect(tmp_path, capsys):
     one = tmp_path / "one.safetensors"
-    assert main(["train", *SMALL, "--epochs", "1", "--out", str(one)]) == 0
+    assert main(["train", *SMALL, "--epochs", "1", "--out", str(one), "--name", "first run"]) == 0
     first = _last_json(capsys)
     assert first["epochs"] == 1 and first["steps"] == 12 and first["checkpoint"] == str(one)
     assert {"train_loss", "recon", "kl", "test_neg_elbo", "samples_per_s"} <= set(first)
+    assert first["name"] == "first run" and load_checkpoint(one).name == "first run"
 
     two = tmp_path / "two.safetensors"
     assert main(["train", "--resume", str(one), "--epochs", "2", "--out", str(two), "--quiet"]) == 0
     resumed = _last_json(capsys)
-    assert resumed["epochs"] == 2 and resumed["steps"] == 24
+    assert resumed["epochs"] == 2 and resumed["steps"] == 24 and resumed["name"] == "first run"
+    assert load_checkpoint(two).status == "finished"
 
     straight = tmp_path / "straight.safetensors"
     assert main(["train", *SMALL, "--epochs", "2", "--out", str(straight)]) == 0
@@ -42,6 +53,99 @@ def test_train_resume_eval_inspect(tmp_path, capsys):
     assert main(["inspect", str(two)]) == 0
     info = _last_json(capsys)
     assert info["epoch"] == 2 and info["config"]["latent_dim"] == 2 and len(info["epoch_metrics"]) == 2
+    assert info["name"] == "first run"
+
+
+def test_without_a_name_a_run_is_named_by_what_sets_it_apart(tmp_path, capsys):
+    out = tmp_path / "run.safetensors"
+    assert main(["train", *SMALL, "--beta", "4", "--epochs", "1", "--out", str(out)]) == 0
+    assert _last_json(capsys)["name"] == load_checkpoint(out).name == "mlp z2 β4 digits h32"
+
+
+def test_the_checkpoint_is_saved_at_every_epoch_end(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run.safetensors"
+    seen = []
+    original = checkpoint.save_trainer_checkpoint  # cmd_train imports it when it runs: patch its home
+
+    def spy(trainer, run_id, status, path, **kwargs):
+        seen.append((trainer.epoch, trainer.step_in_epoch, status))
+        return original(trainer, run_id, status, path, **kwargs)
+    monkeypatch.setattr(checkpoint, "save_trainer_checkpoint", spy)
+    assert main(["train", *SMALL, "--epochs", "3", "--out", str(out)]) == 0
+    assert seen == [(1, 0, "running"), (2, 0, "running"), (3, 0, "finished")]  # once per epoch, none after
+
+
+def _train_process(tmp_path: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "vae_core", "train", *args, "--quiet"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(process: subprocess.Popen) -> dict:
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_a_run_killed_with_sigkill_loses_at_most_its_epoch_and_resumes_exactly(tmp_path):
+    flags = ["--data", "mnist-sample", "--hidden", "64", "--latent-dim", "4", "--batch-size", "100"]
+    victim_path = tmp_path / "victim.safetensors"
+    victim = _train_process(tmp_path, *flags, "--epochs", "1000", "--out", str(victim_path))
+    try:
+        deadline = time.monotonic() + 240
+        saved_epoch = 0
+        while saved_epoch < 2 and victim.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            try:
+                saved_epoch = load_checkpoint(victim_path).state.epoch
+            except CheckpointError:
+                pass  # not written yet (the file appears whole: writes are atomic)
+        assert victim.poll() is None, victim.stderr.read()
+        os.kill(victim.pid, signal.SIGKILL)  # mid-epoch: as out of memory or a lost node would
+    finally:
+        victim.kill()
+        victim.wait()
+    left = load_checkpoint(victim_path)
+    assert left.status == "running" and left.state.step_in_epoch == 0 and left.state.epoch >= 2
+    assert left.state.step == left.state.epoch * 40  # 4,000 images / 100: every step of every saved epoch
+    epochs = str(left.state.epoch + 1)
+
+    resumed = _train_process(tmp_path, "--resume", str(victim_path), "--epochs", epochs,
+                             "--out", str(tmp_path / "resumed.safetensors"))
+    straight = _train_process(tmp_path, *flags, "--epochs", epochs, "--out", str(tmp_path / "straight.safetensors"))
+    resumed_result, straight_result = _finish(resumed), _finish(straight)
+    assert resumed_result["steps"] == straight_result["steps"]
+    assert resumed_result["test_neg_elbo"] == straight_result["test_neg_elbo"]
+    one, other = (load_checkpoint(tmp_path / f"{name}.safetensors").state for name in ("resumed", "straight"))
+    assert all(torch.equal(one.model_state[key], value) for key, value in other.model_state.items())
+    assert (one.history.step_matrix() == other.history.step_matrix()).all()
+
+
+def _vae_studio() -> Path:
+    command = Path(sys.executable).parent / "vae-studio"
+    assert command.exists(), "the vae-studio command is missing: `make setup` installs the package"
+    return command
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "inspect", "datasets", "app"])
+def test_the_vae_studio_command_has_help_on_each_subcommand(tmp_path, command):
+    result = subprocess.run([str(_vae_studio()), command, "--help"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: vae-studio {command}")
+
+
+def test_python_m_vae_core_works_from_any_folder(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "vae_core", "--help"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert result.returncode == 0, result.stderr
+    assert "train" in result.stdout and "datasets" in result.stdout and "app" in result.stdout
+
+
+def test_app_runs_streamlit_on_this_checkouts_app_and_passes_options_on(monkeypatch):
+    calls = []
+    monkeypatch.setattr(cli.subprocess, "call", lambda command: calls.append(command) or 0)
+    assert main(["app", "--server.port", "8502"]) == 0
+    assert calls == [[sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", "8502"]]
 
 
 def test_datasets_lists_the_registry(capsys):
@@ -63,3 +167,10 @@ def test_bad_input_exits_non_zero_with_one_line_and_no_traceback(args, message):
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_only_app_passes_unknown_options_on():
+    result = subprocess.run([sys.executable, "-m", "vae_core", "train", "--server.port", "1"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "unrecognized arguments: --server.port 1" in result.stderr
+    assert "Traceback" not in result.stderr
