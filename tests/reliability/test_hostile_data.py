@@ -491,13 +491,13 @@ def forbid_array_reads(monkeypatch):
 
 def test_large_images_are_scaled_down_before_they_reach_a_model(tmp_path):
     """Two blank 1000x1000 PNGs (a few hundred bytes zipped) made a model of gigabytes at their native size."""
-    assert limits.MAX_NATIVE_SIDE == 256
+    assert limits.MAX_NATIVE_SIDE == 128
     archive = write_zip(tmp_path / "blank.zip", {name: png_bytes(size=(1000, 1000)) for name in ("a.png", "b.png")})
     assert archive.stat().st_size < 4096
     dataset = load_dataset(archive)
-    assert dataset.image_shape == (1, 256, 256)
-    assert dataset.warnings == ("the images are 1000x1000 pixels, more than the limit of 256 a side, so all were "
-                                "scaled down to 256x256 (pass image_size to choose another size)",)
+    assert dataset.image_shape == (1, 128, 128)
+    assert dataset.warnings == ("the images are 1000x1000 pixels, more than the limit of 128 a side, so all were "
+                                "scaled down to 128x128 (pass image_size to choose another size)",)
     assert load_dataset(archive, image_size=32).image_shape == (1, 32, 32) and \
         load_dataset(archive, image_size=32).warnings == ()
 
@@ -506,8 +506,8 @@ def test_large_array_images_are_scaled_down_keeping_their_shape(tmp_path):
     path = tmp_path / "tall.npz"
     np.savez(path, x=np.full((2, 600, 300), 200, np.uint8))
     dataset = load_dataset(path)
-    assert dataset.image_shape == (1, 256, 128)
-    assert "the images are 300x600 pixels, more than the limit of 256 a side" in dataset.warnings[0]
+    assert dataset.image_shape == (1, 128, 64)
+    assert "the images are 300x600 pixels, more than the limit of 128 a side" in dataset.warnings[0]
     assert torch.allclose(torch.cat([dataset.train_x, dataset.test_x]), torch.tensor(200 / 255))
 
 
@@ -546,8 +546,8 @@ def test_csv_with_a_million_columns_is_refused_from_its_first_line(tmp_path):
     started = time.perf_counter()
     message = data_error(path)
     assert time.perf_counter() - started < 5
-    assert message == ("wide.csv: has 1,000,000 columns, more than the limit of 65,537 (the pixels of one 256x256 "
-                       "image and a label)")
+    assert message == ("wide.csv: has 1,000,000 columns, more than the limit of 65,537 (one row is one image: its "
+                       "pixels and a label)")
 
 
 def test_csv_limits_on_line_and_file_size(tmp_path, monkeypatch):

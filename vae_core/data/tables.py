@@ -74,7 +74,7 @@ def _first_row(handle: BinaryIO, name: str) -> list[str]:
         raise DataError(f"{name}: is empty")
     if len(row) > limits.MAX_CSV_COLUMNS:
         raise DataError(f"{name}: has {len(row):,} columns, more than the limit of {limits.MAX_CSV_COLUMNS:,} "
-                        f"(the pixels of one {limits.MAX_NATIVE_SIDE}x{limits.MAX_NATIVE_SIDE} image and a label)")
+                        f"(one row is one image: its pixels and a label)")
     return row
 
 
