@@ -21,14 +21,14 @@ LABEL_COLUMN_NAMES = ("label", "y", "class")
 
 
 def load_csv(handle: BinaryIO, name: str, options: Options) -> ImageDataset:
-    import pandas as pd
-
     size = os.fstat(handle.fileno()).st_size
     if size > limits.MAX_CSV_BYTES:
         raise DataError(f"{name}: is {size:,} bytes, more than the limit of {limits.MAX_CSV_BYTES:,} bytes for a "
                         f"CSV file (save large datasets as .npz)")
     has_header = _is_header(_first_row(handle, name))
     handle.seek(0)
+    import pandas as pd  # only once the file has passed the cheap checks
+
     try:
         table = pd.read_csv(handle, header=0 if has_header else None, skipinitialspace=True)
     except pd.errors.ParserError as error:  # pandas names lines and field counts, not cells
