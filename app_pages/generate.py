@@ -134,7 +134,9 @@ with tabs["Timeline"]:
             st.session_state.timeline_epoch = epochs[-1]
 
         def timeline() -> None:
-            if st.session_state.timeline_playing:
+            if st.session_state.pop("timeline_hold", False):
+                pass  # the run that started playing shows the first epoch; the timer's next run moves on
+            elif st.session_state.timeline_playing:
                 later = [e for e in epochs if e > st.session_state.timeline_epoch]
                 if later:
                     st.session_state.timeline_epoch = later[0]
@@ -154,6 +156,7 @@ with tabs["Timeline"]:
             st.session_state.timeline_playing = not st.session_state.timeline_playing
             if st.session_state.timeline_playing and st.session_state.get("timeline_epoch") == epochs[-1]:
                 st.session_state.timeline_epoch = epochs[0]
+            st.session_state.timeline_hold = st.session_state.timeline_playing
 
         c1, c2 = st.columns([1, 6])
         c1.button("⏸ Pause" if st.session_state.timeline_playing else "▶ Play", key="timeline_play",

@@ -9,7 +9,7 @@ import streamlit as st
 
 from ui import charts, session
 from ui.widgets import STATUS_ICONS, duration, image_grid, nats, plain, show_error
-from vae_core.config import KL_ANNEALING, MODEL_NAMES, RECON_LOSSES, TrainConfig
+from vae_core.config import DEFAULT_HIDDEN, KL_ANNEALING, MODEL_NAMES, RECON_LOSSES, TrainConfig
 from vae_core.errors import VAEStudioError
 
 LR_CHOICES = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 1.0, 10.0]
@@ -94,8 +94,8 @@ def start_run(source: str, upload, image_size, values: dict, hidden_text: str, m
         if upload is not None:
             source = str(session.save_upload(upload, "data"))  # a chosen file wins over the dataset select
         hidden = _parse_hidden(hidden_text)
-        if values["model"] == "conv" and hidden == (256, 128):
-            hidden = (32, 64)  # the MLP default widths make no sense as conv channels
+        if hidden == DEFAULT_HIDDEN["mlp"]:
+            hidden = None  # the form's default: each model's own widths (config.DEFAULT_HIDDEN)
         config = TrainConfig(data=source, image_size=image_size, hidden=hidden, **values)
         data = session.run_data(config)
         job = session.registry().start(config, data)

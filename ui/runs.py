@@ -152,7 +152,9 @@ def pick_run(label: str = "Run") -> RunView | None:
     picked = st.session_state.get(PICKER_KEY)
     if picked not in keys or (current and _run_id_of(picked) != current):
         # The current run changed elsewhere (a link, a start, an upload): the picker follows it.
-        st.session_state[PICKER_KEY] = next((k for k in keys if _run_id_of(k) == current), keys[0])
+        picked = next((k for k in keys if _run_id_of(k) == current), keys[0])
+    # Set on every run: each page has its own picker widget, which would otherwise start on keys[0].
+    st.session_state[PICKER_KEY] = picked
     key = st.sidebar.selectbox(label, keys, format_func=choices.get, key=PICKER_KEY, on_change=_follow_picker)
     try:
         view = load_view(key)

@@ -49,3 +49,38 @@ def test_timeline_slider_moves_between_epochs(app, saved_runs):
     assert slider.options == ["1", "2"]
     slider.set_value(1).run()
     assert "reconstructions, epoch 1" in _captions(app)
+
+
+def test_a_conditional_run_decodes_one_chosen_class_in_every_view(app, saved_runs):
+    _open(app, "cvae-run")
+    picker = app.selectbox(key="decode_class")
+    assert picker.options == [str(d) for d in range(10)]
+    picker.set_value(7).run()
+    assert_no_exception(app)
+    captions = _captions(app)
+    for view in ("decoded z ~ N(0, T²I) · class 7", "rows: z", "quantiles"):
+        assert view in captions, (view, captions)
+    assert captions.count("class 7") >= 3  # samples, traversals and the manifold, all of class 7
+    picker = app.selectbox(key="decode_class")
+    picker.set_value(2).run()
+    assert "class 2" in _captions(app) and "class 7" not in _captions(app)
+
+
+def test_an_autoencoder_traversal_speaks_of_no_kl_and_no_nats(app, saved_runs):
+    _open(app, "ae-run")
+    captions = _captions(app) + " ".join(c.value for c in app.caption)
+    assert "nats" not in captions
+    assert "An autoencoder has no prior and no KL" in " ".join(c.value for c in app.caption)
+    assert "β=" not in app.caption[0].value
+
+
+def test_the_play_button_says_pause_while_the_timeline_plays(app, saved_runs):
+    _open(app, "vae-beta1")
+    play = app.button(key="timeline_play")
+    assert play.label == "▶ Play"
+    play.click().run()
+    assert_no_exception(app)
+    assert app.button(key="timeline_play").label == "⏸ Pause"
+    assert app.session_state["timeline_epoch"] == 1  # started again from the first epoch
+    app.button(key="timeline_play").click().run()
+    assert app.button(key="timeline_play").label == "▶ Play"

@@ -15,7 +15,9 @@ def _open_until_projected(app, run="vae-beta1", timeout=60.0):
     while True:
         app.run()
         assert_no_exception(app)
-        if app.get("plotly_chart") and not any("running" in p.proto.text for p in app.get("progress")):
+        specs = plotly_specs(app)
+        if specs and not specs[0]["layout"]["title"]["text"].endswith("(preview)") \
+                and not any("running" in p.proto.text for p in app.get("progress")):
             return app
         assert time.monotonic() < deadline, "projection did not finish"
         time.sleep(0.2)
@@ -53,3 +55,43 @@ def test_without_a_click_the_page_says_how_to_pick_a_point(app, saved_runs):
     _open_until_projected(app)
     assert any("Click a point" in i.value for i in app.info)
     assert np.isfinite(app.select_slider(key="projection_points").value)
+
+
+def _wait(condition, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_the_scatter_follows_a_training_run_epoch_by_epoch_in_a_steady_frame(app):
+    from ui.session import registry, run_data
+    from vae_core.config import TrainConfig
+
+    config = TrainConfig(data="digits", hidden=(32,), latent_dim=4, epochs=200, batch_size=64, device="cpu")
+    job = registry().start(config, run_data(config))
+    _wait(lambda: job.snapshot().epoch >= 1)
+    job.pause()
+    _wait(lambda: job.snapshot().status == "paused")
+    first_epoch = job.snapshot().epoch
+    _open_until_projected(app, run=job.run_id)
+    first = plotly_specs(app)[0]
+    assert first["layout"]["title"]["text"].endswith(f"epoch {first_epoch}")
+    assert "It follows the run" in " ".join(c.value for c in app.caption)
+
+    job.resume()
+    _wait(lambda: job.snapshot().epoch >= first_epoch + 2)
+    job.pause()
+    _wait(lambda: job.snapshot().status == "paused")
+    app.run()  # what the page's timer does once it sees the new epoch
+    assert_no_exception(app)
+    shown = plotly_specs(app)
+    assert shown, "the last epoch's scatter stays up while the new one is projected"
+    _open_until_projected(app, run=job.run_id)
+    later = plotly_specs(app)[0]
+    assert later["layout"]["title"]["text"].endswith(f"epoch {job.snapshot().epoch}")
+    for axis in ("xaxis", "yaxis"):  # the frame only ever grows: nothing jumps
+        before, after = first["layout"][axis]["range"], later["layout"][axis]["range"]
+        assert after[0] <= before[0] and after[1] >= before[1], (axis, before, after)
+    job.stop()
+    assert job.wait(10)

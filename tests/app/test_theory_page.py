@@ -1,6 +1,6 @@
 """Theory page: the maths, with the live numbers of the chosen run and the interactive demos."""
 
-from apphelpers import assert_no_exception
+from apphelpers import assert_no_exception, plotly_specs
 
 
 def _open(app, run="vae-beta1"):
@@ -35,4 +35,23 @@ def test_iwae_button_tightens_the_bound(app, saved_runs):
     app.run()
     assert_no_exception(app)
     message = " ".join(s.value for s in app.success)
-    assert "k=1 (the ELBO)" in message and "tightened by" in message
+    assert "k=1 (the ELBO)" in message and "tightened by" in message and "first 200 test images" in message
+    why = " ".join(c.value for c in app.caption)
+    assert "Why k=1 is not the test −ELBO above" in why and "not all 359" in why
+
+
+def test_the_footer_names_the_runs_own_reconstruction_loss(app, saved_runs):
+    _open(app)
+    assert "loss = summed BCE (Bernoulli) + β × KL" in app.caption[-1].value  # the run's recon, not the note's MSE
+
+
+def test_an_autoencoder_run_gets_no_kl_no_bound_and_says_why(app, saved_runs):
+    _open(app, run="ae-run")
+    assert_no_exception(app)
+    live = " ".join(i.value for i in app.info)
+    assert "is an autoencoder: no prior, so no KL term and no ELBO" in live
+    assert "no ELBO and no IWAE bound" in live and "test reconstruction error" in live
+    assert "Test −ELBO" not in live and "latent dimensions are active" not in live and "as if β were" not in live
+    assert not any(b.label.startswith("Compute the IWAE bound") for b in app.button)
+    assert not [s for s in plotly_specs(app) if any(t.get("name") == "KL per dimension" for t in s["data"])]
+    assert "loss = summed BCE (Bernoulli) alone" in app.caption[-1].value

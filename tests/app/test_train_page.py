@@ -1,6 +1,8 @@
 """Train page: the form starts a real (tiny) job; the live panel shows its curves and controls."""
 
+import stat
 import time
+from pathlib import Path
 
 from apphelpers import assert_no_exception, plotly_specs, rendered, trace_values
 
@@ -147,6 +149,8 @@ def test_a_chosen_data_file_is_used_whatever_the_dataset_select_says(app):
     job = _job(app.session_state["run"])
     assert job is not None and job.dataset.train_x.shape[0] + job.dataset.test_x.shape[0] == 300  # not all digits
     assert job.dataset.name.startswith("ddd") and job.dataset.name.endswith(".npz")
+    saved = Path(job.config.data)
+    assert all(stat.S_IMODE(folder.stat().st_mode) == 0o700 for folder in (saved.parent, saved.parent.parent))
     assert job.wait(60)
 
 
