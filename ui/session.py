@@ -13,6 +13,7 @@ import secrets
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -50,12 +51,16 @@ def _warm_up() -> None:
 
     from vae_core.data import DEFAULT_DATASET, load_dataset
     from vae_core.projection import warm_up_umap
-    from vae_core.registry import JobRegistry  # noqa: F401 (the engine, imported before Start needs it)
     from vae_core.trainer import make_adam
 
+    registry()  # imports the engine before Start needs it
+    load_dataset(DEFAULT_DATASET)  # parsed once (the engine's own cache), so the first Start does not wait
     # The first optimiser a process builds imports torch._dynamo (~2.5 s): pay it before Start does.
     make_adam(torch.nn.Linear(1, 1), 1e-3)
-    load_dataset(DEFAULT_DATASET)  # parsed once (the engine's own cache), so the first Start does not wait
+    # Compiling UMAP's kernels takes a core for seconds: never while a run trains (a person who pressed
+    # Start at once is watching it), so wait for the device to be free.
+    while any(job.snapshot().active for job in registry().jobs()):
+        time.sleep(1.0)
     warm_up_umap()
 
 
