@@ -1,4 +1,4 @@
-"""`vae-studio train|eval|inspect|datasets|app` (also `python -m vae_core ...`).
+"""`vae-studio train|eval|inspect|datasets|runs|sweep|app` (also `python -m vae_core ...`).
 
 `train` and `eval` print, as their last stdout line, one JSON object with the results, so scripts
 and benchmarks can read them. Any input error exits 2 with a one-line message on stderr.
@@ -16,6 +16,8 @@ from pathlib import Path
 
 from .config import DEFAULT_HIDDEN, DEVICES, KL_ANNEALING, MODEL_NAMES, RECON_LOSSES, TrainConfig, default_run_name
 from .errors import VAEStudioError
+from .runs import CHECKPOINTS_ENV, ProgressWriter, add_runs_command, cmd_runs, default_checkpoint_dir
+from .sweep import add_sweep_command, cmd_sweep
 
 DEFAULTS = TrainConfig()
 
@@ -48,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--name", default=None, help="the run's name (default: from what sets it apart, "
                                                      "e.g. 'mlp z10 β4')")
     train.add_argument("--out", default=None, help="checkpoint to write, at every epoch end and when the run "
-                                                   "ends (default checkpoints/<run id>.safetensors)")
+                                                   "ends (default <out dir>/<run id>.safetensors)")
+    train.add_argument("--out-dir", default=None, help=f"folder of the checkpoint when --out is not given "
+                                                       f"(default: ${CHECKPOINTS_ENV}, else ./checkpoints)")
     train.add_argument("--resume", default=None, help="continue the run in this checkpoint (exactly: as if it "
                                                       "had never stopped)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -64,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("checkpoint")
 
     commands.add_parser("datasets", help="list the datasets and whether they are available here")
+    add_runs_command(commands)
+    add_sweep_command(commands, train)
 
     commands.add_parser("app", help="open the app in the browser (streamlit run app.py; needs the source checkout)",
                         description="Run the app with `streamlit run`; any further options go to streamlit, "
@@ -111,20 +117,23 @@ def cmd_train(args: argparse.Namespace) -> dict:
         check_resumable(previous, dataset)
     trainer = Trainer(config, dataset, state=state)
     use_threads(thread_override(), trainer.device)  # PyTorch's default unless the variable says otherwise
-    out = Path(args.out) if args.out else Path("checkpoints") / f"{run_id}.safetensors"
+    out = Path(args.out) if args.out else Path(args.out_dir or default_checkpoint_dir()) / f"{run_id}.safetensors"
     out.parent.mkdir(parents=True, exist_ok=True)
     bar = _progress(trainer.total_steps, args.quiet, "step")
+    progress = ProgressWriter(out, trainer, run_id=run_id, name=name, dataset=dataset.name)  # the app follows it
 
     def save(status: str) -> None:  # atomic: a kill mid-save leaves the previous file whole
         save_trainer_checkpoint(trainer, run_id, status, out, name=name)
 
     def show_progress(trainer: Trainer) -> None:
+        progress.update(trainer)
         if bar is not None:
             bar.update(trainer.step - bar.n)
 
     def end_epoch(trainer: Trainer, metrics: dict) -> None:
         # Every epoch, so a killed run loses at most the epoch in progress and `--resume` goes on.
         save("finished" if trainer.finished else "running")
+        progress.epoch_end(trainer, metrics)
         if bar is not None:
             bar.set_postfix(epoch=trainer.epoch, test_neg_elbo=f"{metrics['test_neg_elbo']:.2f}")
 
@@ -143,6 +152,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
             bar.close()
         if status != "finished" or first_step == trainer.step:  # else the last epoch end saved it
             save(status)
+        progress.close(trainer, status)
     last = trainer.history.epochs[-1] if trainer.history.epochs else {}
     curves = trainer.history.curves()
     tail = slice(max(0, len(curves) - trainer.steps_per_epoch), None)
@@ -234,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command != "app":  # only `app` passes options on (to streamlit)
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handlers = {"train": cmd_train, "eval": cmd_eval, "inspect": cmd_inspect, "datasets": cmd_datasets,
+                "runs": cmd_runs, "sweep": cmd_sweep,
                 "app": lambda args: cmd_app(args, extra)}
     try:
         result = handlers[args.command](args)

@@ -1,0 +1,563 @@
+"""The run store: the runs of a checkpoints folder, listed from what their files say, named
+distinctly, relabelled (name, notes), and followed live while another process trains them.
+
+A run is `<run id>.safetensors` (its checkpoint, rewritten at every epoch end) and, while a process
+outside the app trains it (the CLI, later torchrun), `<run id>.progress.json` beside it: a light
+record rewritten a few times a second (step, epoch, recent loss points, samples/s, pid, heartbeat),
+as TensorBoard follows an event file. Listing reads only the checkpoints' headers (no tensor is
+loaded) and caches them by size and modification time, so a page may list a folder every second.
+
+Run ids are file stems that pass run_ids.check_run_id; nothing read from a file (an id, a name, a
+path) chooses where a file is written: the folder is the caller's, the file name the checked id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import os
+import re
+import socket
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .atomic_files import write_atomically
+from .checkpoint_fields import (LIVE_STATUSES, MAX_NAME_CHARS, MAX_NOTES_CHARS, MAX_SHORT_TEXT, FieldError,
+                                parse_config, printable_text, text)
+from .errors import CheckpointError, ConfigError, TrainingError, VAEStudioError
+from .run_ids import check_run_id, is_valid_run_id
+
+CHECKPOINTS_ENV = "VAE_STUDIO_CHECKPOINTS"  # the app's folder, and the CLI's default one
+CHECKPOINT_SUFFIX = ".safetensors"
+PROGRESS_SUFFIX = ".progress.json"
+PROGRESS_FORMAT = "vae-studio-progress"
+PROGRESS_INTERVAL_S = 0.5  # the writer's pace: live enough for a chart, cheap for the trainer
+STALE_AFTER_S = 120.0  # no heartbeat for this long (an epoch's evaluation included): no sign of life
+MAX_PROGRESS_BYTES = 1 << 20
+MAX_POINTS = 600  # loss points a record keeps; older ones are merged in pairs as the run grows
+POINT_FIELDS = ("step", "wall", "total", "recon", "kl")
+ENDED_STATUSES = ("finished", "stopped", "failed")
+# What the store may say of a run: a file's statuses, plus what it infers about a record's writer.
+KILLED, STALE = "killed", "stale"
+_TIMESTAMPED_ID = re.compile(r"\d{8}-\d{6}-")
+
+
+def default_checkpoint_dir() -> Path:
+    """The app's checkpoints folder: $VAE_STUDIO_CHECKPOINTS, else `checkpoints` in the current
+    folder (where `train` writes by default and `make run` starts the app)."""
+    return Path(os.environ.get(CHECKPOINTS_ENV) or "checkpoints")
+
+
+def checkpoint_path(folder: str | Path, run_id: str) -> Path:
+    return Path(folder) / f"{check_run_id(run_id)}{CHECKPOINT_SUFFIX}"
+
+
+def progress_path(checkpoint: str | Path) -> Path:
+    """The progress record beside a checkpoint: `<stem>.progress.json`."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.name.removesuffix(CHECKPOINT_SUFFIX) + PROGRESS_SUFFIX)
+
+
+# -- the progress record ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress record as read back and checked. `points` maps each of POINT_FIELDS to a list."""
+
+    run_id: str
+    name: str
+    status: str
+    pid: int
+    host: str
+    started: float  # Unix time the writing process began
+    heartbeat: float  # Unix time of the last write
+    step: int
+    total_steps: int
+    epoch: int
+    epochs: int
+    steps_per_epoch: int
+    samples_per_s: float
+    config: dict
+    dataset: str
+    points: dict[str, list[float]]
+    epoch_metrics: tuple[dict, ...]
+    message: str | None = None
+
+    def liveness(self, now: float | None = None) -> str:
+        """The record's status, or KILLED (its process is gone without saying it ended) or STALE (no
+        heartbeat for STALE_AFTER_S) for one that still says it trains."""
+        if self.status in ENDED_STATUSES:
+            return self.status
+        if self.host == socket.gethostname() and not process_alive(self.pid):
+            return KILLED
+        if (now if now is not None else time.time()) - self.heartbeat > STALE_AFTER_S:
+            return STALE
+        return self.status
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` of this machine still runs (a zombie, killed but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists; another user's
+    except OSError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): the signal said it exists
+
+
+class ProgressWriter:
+    """Keeps `<checkpoint stem>.progress.json` up to date for a trainer that this process drives.
+
+    Make it once the trainer exists; call `update(trainer)` after each flush of the loop (it writes
+    at most every `interval_s`), `epoch_end(trainer)` after each epoch and `close(trainer, status)`
+    when the run ends. Writes are atomic, so a reader sees the previous record or the new one, never
+    half of one; a failed write is skipped (the training matters more than its progress record)."""
+
+    def __init__(self, checkpoint: str | Path, trainer, *, run_id: str, name: str, dataset: str,
+                 interval_s: float = PROGRESS_INTERVAL_S, clock=time.time):
+        self.path = progress_path(checkpoint)
+        self.run_id, self.dataset = run_id, dataset
+        self.name = printable_text(name, MAX_NAME_CHARS)  # as the checkpoint stores it
+        self.interval_s = interval_s
+        self._clock = clock
+        self._started = clock()
+        self._last_write = -math.inf
+        self._last_step = int(trainer.step)
+        self._rate_window = (self._started, self._last_step)  # (time, step) samples/s is measured from
+        self._samples_per_s = 0.0
+        self._points = _earlier_points(trainer.history)
+
+    def update(self, trainer, *, force: bool = False) -> None:
+        self._add_point(trainer)
+        if force or self._clock() - self._last_write >= self.interval_s:
+            self._write(trainer, "running")
+
+    def epoch_end(self, trainer, metrics: dict | None = None) -> None:
+        self.update(trainer, force=True)
+
+    def close(self, trainer, status: str, message: str | None = None) -> None:
+        self._add_point(trainer)
+        self._write(trainer, status, message)
+
+    def _add_point(self, trainer) -> None:
+        """One point per call: the mean losses of the steps flushed since the last one."""
+        rows = _rows_after(trainer.history, self._last_step)
+        if not len(rows):
+            return
+        now = self._clock()
+        self._last_step = int(rows[-1][0])
+        _append_point(self._points, float(rows[-1][0]), round(now - self._started, 3), rows)
+        began, first_step = self._rate_window
+        if now > began and self._last_step > first_step:
+            rate = (self._last_step - first_step) * trainer.config.batch_size / (now - began)
+            self._samples_per_s = rate if self._samples_per_s == 0 else 0.7 * self._samples_per_s + 0.3 * rate
+            self._rate_window = (now, self._last_step)
+
+    def _write(self, trainer, status: str, message: str | None = None) -> None:
+        now = self._clock()
+        record = {
+            "format": PROGRESS_FORMAT, "run_id": self.run_id, "name": self.name, "status": status,
+            "pid": os.getpid(), "host": socket.gethostname(), "started": self._started, "heartbeat": now,
+            "step": int(trainer.step), "total_steps": int(trainer.total_steps), "epoch": int(trainer.epoch),
+            "epochs": int(trainer.config.epochs), "steps_per_epoch": int(trainer.steps_per_epoch),
+            "samples_per_s": self._samples_per_s, "config": trainer.config.to_dict(), "dataset": self.dataset,
+            "points": self._points,
+            "epoch_metrics": [{k: v for k, v in m.items() if k != "kl_per_dim"} for m in trainer.history.epochs],
+            "message": message,
+        }
+        try:
+            write_atomically(self.path, json.dumps(_finite(record)).encode())
+        except OSError:
+            return  # next time; the checkpoint itself is what must not be lost
+        self._last_write = now
+
+
+def _rows_after(history, step: int | None):
+    """The history's step rows after `step` (all of them when None), reading chunks from the end,
+    so each call costs what was added since the last one."""
+    import numpy as np
+
+    chunks = []
+    for chunk in reversed(history.steps):  # chunks of rows in step order
+        if not len(chunk):
+            continue
+        if step is not None and chunk[-1, 0] <= step:
+            break
+        chunks.append(chunk if step is None else chunk[chunk[:, 0] > step])
+        if step is not None and chunk[0, 0] <= step + 1:
+            break
+    return np.concatenate(chunks[::-1]) if chunks else np.zeros((0, 6))
+
+
+def _earlier_points(history) -> dict[str, list[float | None]]:
+    """The curve a resumed run already has, in at most MAX_POINTS / 2 points; their wall time is
+    unknown (None): it was spent in another process."""
+    import numpy as np
+
+    points: dict[str, list] = {key: [] for key in POINT_FIELDS}
+    rows = _rows_after(history, None)
+    for bucket in np.array_split(rows, min(len(rows), MAX_POINTS // 2)) if len(rows) else ():
+        _append_point(points, float(bucket[-1][0]), None, bucket)
+    return points
+
+
+def _append_point(points: dict[str, list], step: float, wall: float | None, rows) -> None:
+    """A point for `rows` of the history (step, total, recon, kl, ...): their mean losses at `step`.
+    Past MAX_POINTS, neighbours are merged two by two, so a long run keeps its whole shape."""
+    points["step"].append(step)
+    points["wall"].append(wall)
+    for index, key in enumerate(("total", "recon", "kl")):
+        points[key].append(float(rows[:, 1 + index].mean()))
+    if len(points["step"]) > MAX_POINTS:
+        for key, values in points.items():
+            points[key] = _merged_pairs(values, later=key in ("step", "wall"))
+
+
+def _merged_pairs(values: list, later: bool) -> list:
+    """Neighbours merged two by two (an odd last one stays as it is): a step or a time keeps the
+    later of the two, a loss their mean; a missing value (None) yields to the other."""
+    def merge(a, b):
+        if a is None or b is None:
+            return b if a is None else a
+        return b if later else (a + b) / 2
+
+    merged = [merge(a, b) for a, b in zip(values[0:-1:2], values[1::2])]
+    return merged + values[len(merged) * 2:]
+
+
+def _finite(value):
+    """JSON without NaN or infinity (a diverging loss), which strict readers refuse."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
+
+
+def read_progress(path: str | Path) -> Progress:
+    """A progress record, checked field by field; CheckpointError names the file and the problem."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_PROGRESS_BYTES + 1)
+    except OSError as error:
+        raise CheckpointError(f"{path.name}: cannot be read ({error.strerror or error})") from None
+    if len(data) > MAX_PROGRESS_BYTES:
+        raise CheckpointError(f"{path.name}: a progress record is at most {MAX_PROGRESS_BYTES:,} bytes")
+    try:
+        return _parse_progress(json.loads(data))
+    except (ValueError, UnicodeDecodeError):
+        raise CheckpointError(f"{path.name}: not a JSON progress record") from None
+    except FieldError as error:
+        raise CheckpointError(f"{path.name}: {error}") from None
+
+
+def _parse_progress(record: Any) -> Progress:
+    if not isinstance(record, dict) or record.get("format") != PROGRESS_FORMAT:
+        raise FieldError(f"it is not a {PROGRESS_FORMAT} record")
+    if not is_valid_run_id(record.get("run_id")):
+        raise FieldError("its run_id is not a valid run id")
+    counts = {key: _count(record.get(key), key) for key in
+              ("pid", "step", "total_steps", "epoch", "epochs", "steps_per_epoch")}
+    points = record.get("points")
+    if not isinstance(points, dict) or set(points) != set(POINT_FIELDS):
+        raise FieldError(f"points must hold exactly {', '.join(POINT_FIELDS)}")
+    lengths = {len(values) if isinstance(values, list) else -1 for values in points.values()}
+    if len(lengths) != 1 or lengths.pop() not in range(0, 2 * MAX_POINTS + 1):
+        raise FieldError(f"points must be lists of one length, at most {2 * MAX_POINTS}")
+    metrics = record.get("epoch_metrics")
+    if not isinstance(metrics, list) or len(metrics) > counts["epochs"] or not all(
+            isinstance(m, dict) and len(m) <= 32 for m in metrics):
+        raise FieldError("epoch_metrics must be a list of at most one object per epoch")
+    return Progress(
+        run_id=record["run_id"], name=text(record.get("name"), "name", MAX_NAME_CHARS),
+        status=_one_of(record.get("status"), "status", ("running", *ENDED_STATUSES)),
+        host=text(record.get("host"), "host", MAX_SHORT_TEXT),
+        started=_number(record.get("started"), "started"), heartbeat=_number(record.get("heartbeat"), "heartbeat"),
+        samples_per_s=_number(record.get("samples_per_s"), "samples_per_s"),
+        config=parse_config(record.get("config")).to_dict(),
+        dataset=text(record.get("dataset"), "dataset", MAX_SHORT_TEXT),
+        points={key: [_number(v, f"points.{key}", allow_none=True) for v in values] for key, values in points.items()},
+        epoch_metrics=tuple({text(str(k), "an epoch metric's name", 40): _metric(v, k) for k, v in m.items()}
+                            for m in metrics),
+        message=None if record.get("message") is None else text(record["message"], "message", MAX_NOTES_CHARS),
+        **counts)
+
+
+def _count(value: Any, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 2**53:
+        raise FieldError(f"{where} must be a whole number of at least 0")
+    return value
+
+
+def _number(value: Any, where: str, allow_none: bool = False) -> float | None:
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise FieldError(f"{where} must be a finite number")
+    return float(value)
+
+
+def _metric(value: Any, key: str) -> int | float | None:
+    """An epoch metric as written: a count stays an int (epoch, step, active units)."""
+    _number(value, f"epoch_metrics.{key}", allow_none=True)
+    return value
+
+
+def _one_of(value: Any, where: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise FieldError(f"{where} must be one of {', '.join(choices)}")
+    return value
+
+
+# -- listing ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run of a folder as a table or a picker shows it. `name` is the stored name, `display_name`
+    the name made distinct within the listing; `status` may be KILLED or STALE (see Progress.liveness);
+    `live` is True while another process is seen training it."""
+
+    run_id: str
+    name: str
+    display_name: str
+    status: str
+    live: bool
+    epoch: int
+    epochs: int
+    step: int
+    metrics: dict  # the last epoch's test metrics (kl_per_dim left out)
+    config: dict
+    dataset: str
+    notes: str
+    created: str
+    mtime: float  # of the newest of its files
+    checkpoint: str | None  # its .safetensors, None until its first epoch ends
+    progress: Progress | None = None
+    imported_from: dict | None = None
+    error: str | None = None  # why its checkpoint could not be read (then most fields are empty)
+
+    @property
+    def test_neg_elbo(self) -> float | None:
+        return self.metrics.get("test_neg_elbo")
+
+    def as_json(self) -> dict:
+        """What `vae-studio runs` prints for it."""
+        return {"run_id": self.run_id, "name": self.display_name, "stored_name": self.name, "status": self.status,
+                "live": self.live, "epoch": self.epoch, "epochs": self.epochs, "step": self.step,
+                "test_neg_elbo": self.test_neg_elbo, "test_recon": self.metrics.get("test_recon"),
+                "test_kl": self.metrics.get("test_kl"), "active_units": self.metrics.get("active_units"),
+                "samples_per_s": self.progress.samples_per_s if self.live else None,
+                "model": self.config.get("model"), "dataset": self.dataset, "config": self.config,
+                "notes": self.notes, "created": self.created, "mtime": self.mtime,
+                "checkpoint": self.checkpoint, "error": self.error}
+
+
+@functools.lru_cache(maxsize=2048)
+def _checkpoint_summary(path: str, mtime_ns: int, size: int) -> dict:
+    """What a checkpoint's header says (no tensor is read), cached until the file changes."""
+    from .checkpoint_fields import parse_metadata
+    from .safetensors_io import open_checkpoint
+
+    with open_checkpoint(path) as stored:
+        try:
+            meta = parse_metadata(stored.metadata)
+        except FieldError as error:
+            raise CheckpointError(f"{Path(path).name}: {error}") from None
+    last = meta.epochs[-1] if meta.epochs else {}
+    return {"name": meta.name or "", "notes": meta.notes, "status": meta.status, "created": meta.created,
+            "epoch": meta.epoch, "epochs": meta.config.epochs, "step": meta.step, "config": meta.config.to_dict(),
+            "dataset": meta.dataset_name, "imported_from": meta.imported_from,
+            "metrics": {k: v for k, v in last.items() if k != "kl_per_dim"}}
+
+
+def read_run(folder: str | Path, run_id: str, *, now: float | None = None) -> RunRecord | None:
+    """One run of `folder` (its checkpoint header and its progress record), None if it has neither."""
+    folder, run_id = Path(folder), check_run_id(run_id)
+    ckpt, record = checkpoint_path(folder, run_id), progress_path(checkpoint_path(folder, run_id))
+    summary, error, mtime = None, None, 0.0
+    try:
+        info = ckpt.stat()
+        mtime = info.st_mtime
+        summary = _checkpoint_summary(str(ckpt), info.st_mtime_ns, info.st_size)
+    except FileNotFoundError:
+        ckpt = None
+    except (OSError, VAEStudioError) as exc:
+        error = str(exc) if isinstance(exc, VAEStudioError) else f"{ckpt.name}: cannot be read"
+    progress = None
+    try:
+        progress = read_progress(record)
+        mtime = max(mtime, record.stat().st_mtime)
+    except CheckpointError as exc:
+        if record.exists():
+            error = error or str(exc)
+    except OSError:
+        pass
+    if summary is None and progress is None:
+        if ckpt is None and error is None:
+            return None
+        return RunRecord(run_id, run_id, run_id, "unreadable", False, 0, 0, 0, {}, {}, "", "", "", mtime,
+                         str(ckpt) if ckpt else None, error=error)
+    return _record(run_id, summary, progress, ckpt, mtime, error, now)
+
+
+def _record(run_id: str, summary: dict | None, progress: Progress | None, ckpt: Path | None, mtime: float,
+            error: str | None, now: float | None) -> RunRecord:
+    live_status = progress.liveness(now) if progress is not None else None
+    live = live_status == "running"
+    # A checkpoint is at most as new as the record of the process writing it: while it trains, or when
+    # it died, the record says more; once it ended well, the checkpoint saved at its end says as much.
+    use_progress = progress is not None and (summary is None or live or live_status in (KILLED, STALE)
+                                             or progress.step >= summary["step"])
+    if summary is not None:
+        base = dict(summary)
+    else:
+        base = {"name": "", "notes": "", "created": "", "imported_from": None, "status": progress.status}
+    if use_progress:
+        base.update(epoch=progress.epoch, epochs=progress.epochs, step=progress.step, config=progress.config,
+                    dataset=progress.dataset, status=live_status,
+                    metrics=dict(progress.epoch_metrics[-1]) if progress.epoch_metrics else base.get("metrics", {}))
+        base["name"] = base["name"] or progress.name
+    name = base["name"] or run_id
+    return RunRecord(run_id=run_id, name=name, display_name=name, status=base["status"], live=live,
+                     epoch=base["epoch"], epochs=base["epochs"], step=base["step"], metrics=base["metrics"],
+                     config=base["config"], dataset=base["dataset"], notes=base["notes"], created=base["created"],
+                     mtime=mtime, checkpoint=str(ckpt) if ckpt is not None else None, progress=progress,
+                     imported_from=base["imported_from"], error=error)
+
+
+def run_ids_in(folder: str | Path) -> list[str]:
+    """The run ids of a folder: stems of its checkpoints and progress records that are valid ids
+    (any other file is not a run of this folder; import it to make it one)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    ids = set()
+    for entry in os.scandir(folder):
+        for suffix in (CHECKPOINT_SUFFIX, PROGRESS_SUFFIX):
+            stem = entry.name.removesuffix(suffix)
+            if stem != entry.name and is_valid_run_id(stem):
+                ids.add(stem)
+    return sorted(ids, key=creation_order)
+
+
+def creation_order(run_id: str) -> tuple[str, str]:
+    """Runs sort by creation: ids made by run_ids.new_run_id begin with their creation time; other
+    ids come after them, by id."""
+    return (run_id[:15] if _TIMESTAMPED_ID.match(run_id) else "~", run_id)
+
+
+def list_runs(folder: str | Path | None = None, *, now: float | None = None) -> list[RunRecord]:
+    """Every run of `folder` (default: default_checkpoint_dir()) in creation order, with display
+    names made distinct."""
+    folder = Path(folder) if folder is not None else default_checkpoint_dir()
+    records = [record for run_id in run_ids_in(folder) if (record := read_run(folder, run_id, now=now))]
+    return with_distinct_names(records)
+
+
+def with_distinct_names(records: list[RunRecord]) -> list[RunRecord]:
+    """The records with display names made distinct, in the order given (creation order): the first
+    "mlp z10" stays so, the next becomes "mlp z10 (2)"."""
+    names = distinct_names([record.name for record in records])
+    return [replace(record, display_name=name) for record, name in zip(records, names)]
+
+
+def distinct_names(names: list[str]) -> list[str]:
+    """Each name, or `name (2)`, `name (3)`... whichever no earlier one took."""
+    taken: set[str] = set()
+    result = []
+    for name in names:
+        candidate, number = name, 2
+        while candidate in taken:
+            candidate, number = f"{name} ({number})", number + 1
+        taken.add(candidate)
+        result.append(candidate)
+    return result
+
+
+# -- relabelling --------------------------------------------------------------------------------------
+
+
+def checked_name(name: Any) -> str:
+    """A run name as typed, made one printable line; ConfigError when it is empty or too long."""
+    cleaned = printable_text(name or "", MAX_NAME_CHARS + 1)
+    if not cleaned:
+        raise ConfigError("a run's name cannot be empty")
+    if len(cleaned) > MAX_NAME_CHARS:
+        raise ConfigError(f"a run's name is at most {MAX_NAME_CHARS} characters")
+    return cleaned
+
+
+def checked_notes(notes: Any) -> str:
+    cleaned = printable_text(notes or "", MAX_NOTES_CHARS + 1, multiline=True)
+    if len(cleaned) > MAX_NOTES_CHARS:
+        raise ConfigError(f"notes are at most {MAX_NOTES_CHARS:,} characters")
+    return cleaned
+
+
+def relabel_run(folder: str | Path, run_id: str, *, name: str | None = None, notes: str | None = None) -> RunRecord:
+    """Give a saved run a new name and/or notes, rewriting its checkpoint atomically.
+
+    Refused (TrainingError) while another process trains it, since its next save would undo the
+    change; a run that the app itself trains is renamed through its job instead."""
+    from .checkpoint import checkpoint_bytes, load_checkpoint
+
+    folder = Path(folder)
+    path = checkpoint_path(folder, run_id)
+    record = read_run(folder, run_id)
+    if record is None or record.checkpoint is None:
+        raise CheckpointError(f"run {run_id} has no checkpoint yet; it can be renamed once its first epoch ends")
+    if record.live:
+        raise TrainingError(f"run {record.name} is training in another process (pid {record.progress.pid}); "
+                            "rename it when it has ended")
+    checkpoint = load_checkpoint(path)
+    changes = {}
+    if name is not None:
+        changes["name"] = checked_name(name)
+    if notes is not None:
+        changes["notes"] = checked_notes(notes)
+    try:
+        write_atomically(path, checkpoint_bytes(replace(checkpoint, **changes)))
+    except OSError as error:
+        raise CheckpointError(f"could not rewrite {path.name}: {error.strerror or error}") from None
+    return read_run(folder, run_id)
+
+
+# -- the `runs` command -------------------------------------------------------------------------------
+
+
+def add_runs_command(commands) -> None:
+    """`vae-studio runs [DIR]` on the CLI's subcommands."""
+    runs = commands.add_parser("runs", help="list the runs of a checkpoints folder (JSON list on the last line)",
+                               description="List the runs of a folder: name, status, epoch, final test metrics. "
+                                           "Runs another process is training show as running (from their "
+                                           "progress record), or killed/stale when it stopped without ending.")
+    runs.add_argument("dir", nargs="?", default=None,
+                      help=f"checkpoints folder (default: ${CHECKPOINTS_ENV}, else ./checkpoints)")
+
+
+def cmd_runs(args: argparse.Namespace) -> list[dict]:
+    folder = Path(args.dir) if args.dir else default_checkpoint_dir()
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder} is not a folder")
+    records = list_runs(folder)
+    for record in records:
+        score = f"{record.test_neg_elbo:.2f}" if record.test_neg_elbo is not None else "–"
+        print(f"{record.run_id:<24} {record.status:<9} epoch {record.epoch:>3}/{record.epochs:<4} "
+              f"−ELBO {score:>8}  {record.display_name}")
+    return [record.as_json() for record in records]

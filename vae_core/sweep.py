@@ -1,0 +1,93 @@
+"""`vae-studio sweep`: `train` over every combination of several values per flag.
+
+    vae-studio sweep --data digits --beta 0.5 1 4 --latent-dim 2 10 --epochs 5 --out-dir sweeps/beta
+
+Each train flag takes several values here (its definition is read from the `train` parser, so the
+flags, their checks and their defaults have one home). Every combination is checked before the
+first run starts, then the runs train one after the other, each exactly as `train` would; one JSON
+line per finished run, and as the last line the JSON list of them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+
+from .errors import ConfigError, VAEStudioError
+
+MAX_RUNS = 256  # a typo (an extra value on three flags) should not start a week of training
+# Flags a sweep passes to every run as they are: one folder, one list of widths (--hidden 256 128 is
+# one model), switches. --out, --resume and --name name a single run, so a sweep has none of them.
+SHARED_FLAGS = {"out_dir", "hidden"}
+NOT_SWEPT = {"help", "out", "resume", "name"}
+
+
+def add_sweep_command(commands, train: argparse.ArgumentParser) -> None:
+    """`vae-studio sweep` on the CLI's subcommands, with the flags of `train` (its parser)."""
+    sweep = commands.add_parser(
+        "sweep", help="train every combination of several flag values (e.g. --beta 0.5 1 4 --latent-dim 2 10)",
+        description="Train one run per combination of the values given (each train flag may take several), "
+                    "one after the other. Prints one JSON line per finished run, then a JSON list of them all.")
+    for action in train._actions:  # argparse has no public accessor for a parser's arguments
+        if action.dest in NOT_SWEPT or not action.option_strings:
+            continue
+        if action.nargs == 0:  # a switch (--quiet, --learn-variance): on for every run or for none
+            sweep.add_argument(*action.option_strings, dest=action.dest, action="store_true", help=action.help)
+        elif action.dest in SHARED_FLAGS:
+            sweep.add_argument(*action.option_strings, dest=action.dest, nargs=action.nargs, default=None,
+                               help=action.help)
+        else:
+            values = f"one run per value{'; ' + action.help if action.help else ''}"
+            sweep.add_argument(*action.option_strings, dest=action.dest, nargs="+", default=None,
+                               metavar=action.metavar or action.dest.upper(), help=values)
+    sweep.set_defaults(train_parser=train)
+
+
+def sweep_argvs(args: argparse.Namespace) -> list[tuple[list[str], dict[str, str]]]:
+    """Each run's `train` arguments and the values that set it apart ({flag: value}), in order: the
+    last flag given varies fastest."""
+    train: argparse.ArgumentParser = args.train_parser
+    shared, axes = [], []
+    for action in train._actions:
+        value = getattr(args, action.dest, None)
+        if action.dest in NOT_SWEPT or not action.option_strings or value in (None, False):
+            continue
+        flag = action.option_strings[-1]
+        if action.nargs == 0:
+            shared.append(flag)
+        elif action.dest in SHARED_FLAGS:
+            shared += [flag, *map(str, value if isinstance(value, list) else [value])]
+        else:
+            values = list(dict.fromkeys(value))  # a repeated value is one run
+            if len(values) == 1:
+                shared += [flag, values[0]]  # the same for every run: not what sets one apart
+            else:
+                axes.append([(flag, item) for item in values])
+    count = math.prod(len(axis) for axis in axes)
+    if count > MAX_RUNS:
+        raise ConfigError(f"the sweep has {count} combinations, more than the limit of {MAX_RUNS}; "
+                          "give fewer values")
+    return [(shared + [part for pair in combination for part in pair],
+             {flag.lstrip("-"): item for flag, item in combination}) for combination in itertools.product(*axes)]
+
+
+def cmd_sweep(args: argparse.Namespace) -> list[dict]:
+    from .cli import _config_from_args, _json_safe, cmd_train  # late: the CLI imports this module
+
+    train: argparse.ArgumentParser = args.train_parser
+    runs = []
+    for argv, swept in sweep_argvs(args):
+        parsed = train.parse_args(argv)  # a bad value exits here, with argparse's message, before any run
+        _config_from_args(parsed)  # out-of-range values too: ConfigError naming the hyperparameter
+        runs.append((parsed, swept))
+    results = []
+    for parsed, swept in runs:
+        try:
+            result = {"status": "finished", **cmd_train(parsed), "sweep": swept}
+        except VAEStudioError as error:  # one failed run (a divergence) does not cancel the others
+            result = {"status": "failed", "error": str(error), "sweep": swept}
+        print(json.dumps(_json_safe(result)), flush=True)
+        results.append(result)
+    return results
