@@ -16,6 +16,7 @@ pages = [
     st.Page("app_pages/generate.py", title="Generate", icon=":material/palette:"),
     st.Page("app_pages/checkpoints.py", title="Checkpoints", icon=":material/save:"),
     st.Page("app_pages/theory.py", title="Theory", icon=":material/functions:"),
+    st.Page("app_pages/experiments.py", title="Experiments", icon=":material/science:"),
 ]
 page = st.navigation(pages)
 session.start_background_warm_ups()

@@ -146,6 +146,27 @@ def result_from_checkpoint(label: str, path: str | Path, dataset: ImageDataset) 
     return RunResult(label, checkpoint.config, measure(checkpoint.build_model(), dataset, epochs), epochs, str(path))
 
 
+def comparison_rows(result: ExperimentResult) -> list[dict[str, str]]:
+    """The experiment's compared metrics, one row per run, formatted for a table."""
+    names = result.experiment.compared
+    return [{"run": run.label, **{METRICS[name][0]: format_metric(name, run.metrics.get(name)) for name in names}}
+            for run in result.runs]
+
+
+def kl_per_dim_by_epoch(run: RunResult) -> dict[str, list[float]]:
+    """Each latent dimension's test KL at the end of each epoch ("z0" -> one value per epoch)."""
+    rows = [m["kl_per_dim"] for m in run.epoch_metrics if m.get("kl_per_dim") is not None]
+    return {f"z{dim}": [row[dim] for row in rows] for dim in range(len(rows[0]))} if rows else {}
+
+
+def top_dimensions(run: RunResult, count: int = 4) -> list[int]:
+    """The latent dimensions with the largest KL at the last epoch: the ones worth traversing."""
+    last = run.epoch_metrics[-1].get("kl_per_dim") if run.epoch_metrics else None
+    if not last:
+        return list(range(min(count, run.config.latent_dim)))
+    return sorted(range(len(last)), key=lambda dim: -last[dim])[:count]
+
+
 # -- running an experiment --------------------------------------------------------------------------
 def get(name: str) -> Experiment:
     """The experiment called `name`; ConfigError listing the names otherwise."""

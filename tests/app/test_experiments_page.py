@@ -1,0 +1,77 @@
+"""Experiments page: every claim a button; a click queues its runs; finished runs side by side."""
+
+from apphelpers import assert_no_exception, markdown_texts, plotly_specs
+
+from vae_core.experiments import EXPERIMENTS
+
+PAGE = "app_pages/experiments.py"
+
+
+def _open(app):
+    app.switch_page(PAGE)
+    app.run()
+    app.selectbox(key="experiment_data").set_value("digits")
+    app.number_input(key="experiment_epochs").set_value(1)
+    return app.run()
+
+
+def _click(app, name):
+    app.button(key=f"run_{name}").click()
+    return app.run()
+
+
+def _wait_for_every_job():
+    from ui.session import registry
+
+    for job in registry().jobs():
+        assert job.wait(120), f"{job.name} did not finish"
+    return registry().jobs()
+
+
+def test_every_experiment_is_a_button_with_its_claim(app):
+    _open(app)
+    assert_no_exception(app)
+    headers = [h.value for h in app.header]
+    texts = " ".join(markdown_texts(app))
+    for experiment in EXPERIMENTS.values():
+        assert experiment.title in headers
+        assert experiment.claim in texts
+    labels = {b.key: b.label for b in app.button}
+    assert labels["run_beta"] == "Run it: 3 runs × 1 epochs" and labels["run_ae-vs-vae"].startswith("Run it: 2 runs")
+    assert not app.success  # nothing run yet, so no finding
+
+
+def test_a_click_queues_the_runs_and_their_comparison_follows(app):
+    _open(app)
+    _click(app, "ae-vs-vae")
+    assert_no_exception(app)
+    jobs = _wait_for_every_job()
+    assert [job.name for job in jobs] == ["ae-vs-vae: AE", "ae-vs-vae: VAE"]
+    assert [job.config.model for job in jobs] == ["ae", "mlp"]
+    assert all(job.config.data == "digits" and job.config.epochs == 1 for job in jobs)
+    assert all(job.snapshot().status == "finished" for job in jobs)
+    app.run()
+    assert_no_exception(app)
+    finding = " ".join(s.value for s in app.success)
+    assert "The AE" in finding and "aggregate KL is" in finding and "for the VAE" in finding
+    table = app.dataframe[0].value
+    assert list(table["run"]) == ["AE", "VAE"] and "aggregate KL (nats)" in table.columns
+    assert [h.value for h in app.subheader] == ["AE", "VAE"]
+    assert len(plotly_specs(app)) == 2  # a latent scatter per run
+    captions = [c for image in app.get("image") for c in image.captions]
+    assert captions == ["decoded z ~ N(0, I)"] * 2  # prior samples per run
+
+
+def test_a_second_experiment_waits_in_the_queue_behind_the_first(app):
+    _open(app)
+    _click(app, "scale-trap")
+    _click(app, "mse-vs-bce")
+    assert_no_exception(app)
+    progress = " ".join(m.value for m in app.markdown) + " ".join(p.proto.text for p in app.get("progress"))
+    assert "queued" in progress
+    jobs = _wait_for_every_job()
+    assert len(jobs) == 4 and all(job.snapshot().status == "finished" for job in jobs)
+    app.run()
+    assert_no_exception(app)
+    findings = " ".join(s.value for s in app.success)
+    assert "Averaging the reconstruction over pixels" in findings and "with BCE and" in findings

@@ -1,0 +1,117 @@
+"""Every experiment runs end to end; findings come from the numbers; the robust effects hold."""
+
+import dataclasses
+import json
+import math
+
+import pytest
+
+from vae_core import experiments
+from vae_core.checkpoint import load_checkpoint
+from vae_core.config import TrainConfig
+from vae_core.errors import ConfigError
+from vae_core.experiments import EXPERIMENTS, METRICS, RunResult, base_config, finding_for, run_experiment
+
+
+@pytest.fixture(scope="module")
+def small_sample(mnist_sample):
+    """A quarter of mnist-sample's training images and half its test images: one epoch is 32 steps."""
+    return dataclasses.replace(
+        mnist_sample, name="mnist-sample-quarter", fingerprint=mnist_sample.fingerprint + "-quarter",
+        train_x=mnist_sample.train_x[:1024], train_y=mnist_sample.train_y[:1024],
+        test_x=mnist_sample.test_x[:500], test_y=mnist_sample.test_y[:500])
+
+
+def _mentioned(result):
+    """Numbers the finding must quote, formatted as the finding formats them."""
+    runs = {run.label: run.metrics for run in result.runs}
+    ordered = [run.metrics for run in result.runs]
+    nats = experiments._nats
+    name = result.experiment.name
+    if name == "ae-vs-vae":
+        return [nats(runs["AE"]["aggregate_kl"]), nats(runs["VAE"]["aggregate_kl"]),
+                f"{runs['VAE']['prior_recognised']:.0%}"]
+    if name == "beta":
+        return [nats(ordered[0]["test_recon"]), nats(ordered[-1]["test_kl"])]
+    if name == "collapse":
+        return [f"{m['active_units']}" for m in ordered] + [nats(ordered[2]["test_kl"])]
+    if name == "scale-trap":
+        return [f"{runs[label]['prior_sample_spread']:.3f}" for label in ("pixels averaged", "pixels summed")]
+    return [f"{runs[label]['recon_pixel_error']:.4f}" for label in ("BCE", "MSE")]
+
+
+@pytest.mark.parametrize("name", list(EXPERIMENTS))
+def test_every_experiment_runs_end_to_end(name, small_sample, tmp_path):
+    base = base_config(epochs=1, seed=3)
+    announced = []
+    result = run_experiment(name, base, small_sample, tmp_path,
+                            on_run=lambda index, count, run: announced.append((index, count, run.label)))
+    planned = EXPERIMENTS[name].runs(base)
+    assert [run.label for run in result.runs] == [run.label for run in planned]
+    assert announced == [(i, len(planned), run.label) for i, run in enumerate(planned)]
+    for run, plan in zip(result.runs, planned):
+        assert run.config == plan.config and run.config.epochs == 1 and run.config.seed == 3
+        assert set(run.metrics) == set(METRICS)
+        assert all(math.isfinite(value) for value in run.metrics.values())
+        saved = load_checkpoint(run.checkpoint)
+        assert saved.config == run.config and saved.state.epoch == 1
+        assert saved.name == f"{name}: {run.label}"
+    for quoted in _mentioned(result):
+        assert quoted in result.finding
+    document = json.loads(json.dumps(result.as_dict()))
+    assert document["experiment"] == name and len(document["runs"]) == len(planned)
+    assert document["runs"][0]["model"] == planned[0].config.model
+    assert document["runs"][0]["settings"]["epochs"] == 1
+
+
+def test_the_experiments_vary_what_their_claims_name():
+    base = base_config(data="digits", epochs=2, seed=1)
+    configs = {name: [run.config for run in experiment.runs(base)] for name, experiment in EXPERIMENTS.items()}
+    assert [c.model for c in configs["ae-vs-vae"]] == ["ae", "mlp"]
+    assert [c.beta for c in configs["beta"]] == [0.5, 1.0, 4.0]
+    plain, annealed, free_bits = configs["collapse"]
+    assert plain.kl_anneal == "none" and annealed.kl_anneal == "linear" and free_bits.free_bits > 0
+    assert [c.recon_reduction for c in configs["scale-trap"]] == ["sum", "mean"]
+    assert [c.recon for c in configs["mse-vs-bce"]] == ["bce", "mse"]
+    for config in (c for runs in configs.values() for c in runs):
+        assert (config.data, config.epochs, config.seed) == ("digits", 2, 1)
+
+
+def _result(label, config=None, **metrics):
+    values = dict.fromkeys(METRICS, 0.0) | {"active_units": 0} | metrics
+    return RunResult(label, config or TrainConfig(), values, (), None)
+
+
+def test_a_finding_follows_the_numbers_not_a_script():
+    claim_holds = finding_for("ae-vs-vae", [_result("AE", aggregate_kl=412.0, prior_recognised=0.03),
+                                            _result("VAE", aggregate_kl=9.8, prior_recognised=0.71)]).finding
+    assert claim_holds.startswith("The AE's aggregate KL is 412 nats against the VAE's 9.8")
+    assert "3% of the AE's prior samples" in claim_holds and "71% for the VAE" in claim_holds
+    assert "only for the VAE" in claim_holds
+    claim_fails = finding_for("ae-vs-vae", [_result("AE", aggregate_kl=5.0, prior_recognised=0.4),
+                                            _result("VAE", aggregate_kl=9.8, prior_recognised=0.2)]).finding
+    assert "happen to sit" in claim_fails and "not yet better" in claim_fails
+
+
+def test_the_collapse_finding_names_the_remedy_that_kept_more_units():
+    runs = [_result("β=8", active_units=3, test_kl=1.0), _result("β=8 + KL annealing", active_units=4, test_kl=2.0),
+            _result("β=8 + free bits 1", active_units=9, test_kl=8.0)]
+    assert finding_for("collapse", runs).finding.endswith("Free bits 1 kept 6 more dimension(s) in use.")
+
+
+def test_an_unknown_experiment_is_a_clear_error():
+    with pytest.raises(ConfigError, match="unknown experiment 'nope'; choose one of ae-vs-vae"):
+        experiments.get("nope")
+
+
+def test_a_bad_reconstruction_reduction_is_a_config_error():
+    with pytest.raises(ConfigError, match="recon_reduction must be one of sum, mean"):
+        TrainConfig(recon_reduction="median")
+
+
+def test_after_five_epochs_the_vae_fills_the_prior_and_generates_where_the_ae_does_not(mnist_sample, tmp_path):
+    result = run_experiment("ae-vs-vae", base_config(epochs=5), mnist_sample, tmp_path)
+    ae, vae = (run.metrics for run in result.runs)
+    assert ae["aggregate_kl"] > vae["aggregate_kl"]
+    assert vae["prior_recognised"] > ae["prior_recognised"]
+    assert "only for the VAE" in result.finding
