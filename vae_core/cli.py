@@ -1,4 +1,4 @@
-"""`vae-studio train|eval|inspect|datasets|runs|sweep|app` (also `python -m vae_core ...`).
+"""`vae-studio train|eval|inspect|datasets|runs|sweep|experiment|app` (also `python -m vae_core ...`).
 
 `train` and `eval` print, as their last stdout line, one JSON object with the results, so scripts
 and benchmarks can read them. Any input error exits 2 with a one-line message on stderr.
@@ -18,6 +18,7 @@ from .config import DEFAULT_HIDDEN, DEVICES, KL_ANNEALING, MODEL_NAMES, RECON_LO
 from .errors import VAEStudioError
 from .runs import CHECKPOINTS_ENV, ProgressWriter, add_runs_command, cmd_runs, default_checkpoint_dir
 from .sweep import add_sweep_command, cmd_sweep
+from .experiment_cli import add_experiment_parser, cmd_experiment
 
 DEFAULTS = TrainConfig()
 
@@ -70,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("datasets", help="list the datasets and whether they are available here")
     add_runs_command(commands)
     add_sweep_command(commands, train)
+    add_experiment_parser(commands)
 
     commands.add_parser("app", help="open the app in the browser (streamlit run app.py; needs the source checkout)",
                         description="Run the app with `streamlit run`; any further options go to streamlit, "
@@ -244,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command != "app":  # only `app` passes options on (to streamlit)
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handlers = {"train": cmd_train, "eval": cmd_eval, "inspect": cmd_inspect, "datasets": cmd_datasets,
-                "runs": cmd_runs, "sweep": cmd_sweep,
+                "runs": cmd_runs, "sweep": cmd_sweep, "experiment": cmd_experiment,
                 "app": lambda args: cmd_app(args, extra)}
     try:
         result = handlers[args.command](args)

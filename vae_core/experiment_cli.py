@@ -27,13 +27,15 @@ def add_experiment_parser(commands) -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=5, help="epochs of every run")
     parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out-dir", default="checkpoints", help="folder for the runs' checkpoints")
+    parser.add_argument("--out-dir", default=None, help="folder for the runs' checkpoints (default: the app's "
+                                                        "checkpoints folder, $VAE_STUDIO_CHECKPOINTS or checkpoints)")
     return parser
 
 
 def cmd_experiment(args: argparse.Namespace) -> dict | list:
     from .data import load_dataset
     from .experiments import EXPERIMENTS, base_config, run_experiment
+    from .runs import default_checkpoint_dir
 
     if args.list:
         return list(EXPERIMENTS)
@@ -46,4 +48,5 @@ def cmd_experiment(args: argparse.Namespace) -> dict | list:
         print(f"[{index + 1}/{count}] {args.name}: {run.label}, {run.config.epochs} epoch(s)…", file=sys.stderr,
               flush=True)
 
-    return run_experiment(args.name, base, dataset, args.out_dir, on_run=announce).as_dict()
+    out_dir = args.out_dir or default_checkpoint_dir()
+    return run_experiment(args.name, base, dataset, out_dir, on_run=announce).as_dict()

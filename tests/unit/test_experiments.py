@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +116,39 @@ def test_after_five_epochs_the_vae_fills_the_prior_and_generates_where_the_ae_do
     assert ae["aggregate_kl"] > vae["aggregate_kl"]
     assert vae["prior_recognised"] > ae["prior_recognised"]
     assert "only for the VAE" in result.finding
+
+
+def _last_json_line(text):
+    return json.loads(text.strip().splitlines()[-1])
+
+
+def test_cli_lists_the_experiments(capsys):
+    from vae_core.cli import main
+
+    assert main(["experiment", "--list"]) == 0
+    assert _last_json_line(capsys.readouterr().out) == list(EXPERIMENTS)
+
+
+def test_cli_runs_an_experiment_into_the_out_dir(capsys, tmp_path):
+    from vae_core.cli import main
+
+    out_dir = tmp_path / "runs"
+    assert main(["experiment", "mse-vs-bce", "--data", "digits", "--epochs", "1", "--seed", "2",
+                 "--out-dir", str(out_dir)]) == 0
+    captured = capsys.readouterr()
+    document = _last_json_line(captured.out)
+    assert "[1/2] mse-vs-bce: BCE" in captured.err and "[2/2] mse-vs-bce: MSE" in captured.err
+    assert [run["model"] for run in document["runs"]] == ["mlp", "mlp"]
+    assert [run["settings"]["recon"] for run in document["runs"]] == ["bce", "mse"]
+    assert all(run["settings"]["data"] == "digits" and run["settings"]["seed"] == 2 for run in document["runs"])
+    assert all(set(run["metrics"]) == set(METRICS) for run in document["runs"])
+    assert sorted(out_dir.iterdir()) == sorted(Path(run["checkpoint"]) for run in document["runs"])
+    bce = document["runs"][0]["metrics"]["recon_pixel_error"]
+    assert f"off by {bce:.4f} (mean squared pixel error) with BCE" in document["finding"]
+
+
+def test_cli_needs_a_name_or_list(capsys):
+    from vae_core.cli import main
+
+    assert main(["experiment"]) == 2
+    assert "name an experiment (ae-vs-vae, beta" in capsys.readouterr().err
