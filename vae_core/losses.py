@@ -55,9 +55,16 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 def vae_loss(output: VAEOutput, x: torch.Tensor, *, recon: str = "bce", beta: float = 1.0,
              free_bits: float = 0.0, variational: bool = True,
-             log_variance: torch.Tensor | None = None) -> LossTerms:
-    """The batch-mean negative ELBO, with its parts kept apart for the curves."""
+             log_variance: torch.Tensor | None = None, recon_reduction: str = "sum") -> LossTerms:
+    """The batch-mean negative ELBO, with its parts kept apart for the curves.
+
+    recon_reduction "mean" divides the reconstruction by the pixel count (the scale trap, for the
+    experiments that show it); the KL stays summed either way."""
     recon_per_sample = reconstruction_nll(output.logits, x, recon, log_variance)
+    if recon_reduction == "mean":
+        recon_per_sample = recon_per_sample / x[0].numel()
+    elif recon_reduction != "sum":
+        raise ValueError(f"unknown reconstruction reduction {recon_reduction!r}")
     recon_mean = recon_per_sample.mean()
     if not variational:
         zero = recon_mean.new_zeros(())

@@ -76,3 +76,16 @@ def test_beta_schedules():
     assert beta_schedule(10, 10, beta=1.0, anneal="cyclical", warmup_epochs=5) == pytest.approx(0.4)
     assert beta_schedule(40, 10, beta=1.0, anneal="cyclical", warmup_epochs=5) == 1.0
     assert beta_schedule(50, 10, beta=1.0, anneal="cyclical", warmup_epochs=5) == 0.0
+
+
+def test_mean_reduction_divides_the_reconstruction_by_the_pixel_count_and_keeps_the_kl_summed():
+    torch.manual_seed(0)
+    x = torch.rand(3, 1, 4, 5)
+    out = _output(torch.randn(3, 1, 4, 5), torch.randn(3, 2), torch.randn(3, 2))
+    summed = vae_loss(out, x, beta=2.0)
+    averaged = vae_loss(out, x, beta=2.0, recon_reduction="mean")
+    assert torch.allclose(averaged.recon, summed.recon / 20)
+    assert torch.allclose(averaged.kl, summed.kl)
+    assert torch.allclose(averaged.total, summed.recon / 20 + 2.0 * summed.kl)
+    with pytest.raises(ValueError, match="reduction"):
+        vae_loss(out, x, recon_reduction="median")
