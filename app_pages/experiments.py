@@ -6,18 +6,24 @@ from __future__ import annotations
 
 import streamlit as st
 
+import torch
+
 from ui import charts, session
 from ui.data_access import run_dataset, test_latents
-from ui.runs import RunView, load_view
-from ui.widgets import image_grid, plain, show_error
+from ui.runs import RunView, load_view, pick_run
+from ui.widgets import image_grid, nats, plain, show_error
 from vae_core import experiments, generate
 from vae_core.data import describe_datasets
 from vae_core.errors import VAEStudioError
+from vae_core.metrics import iwae_nll
 from vae_core.projection import pca_layout
 
 LAUNCHED = "experiment_runs"  # session state: experiment name -> [(label, run id), ...] of its last launch
 SCATTER_POINTS = 1000
 SAMPLES = 36
+BENCH_RESULTS = session.ROOT / "bench" / "RESULTS.md"
+IWAE_K = 50
+IWAE_IMAGES = 500
 
 st.title("Experiments: the note's claims, on your data")
 st.markdown("Each button trains the runs that show one claim of the note, on the data and for the epochs "
@@ -142,3 +148,53 @@ for experiment in experiments.EXPERIMENTS.values():
             comparison(experiment)
         except VAEStudioError as error:
             show_error(error)
+
+
+def reference_rows(view: RunView, elbo: float | None, iwae: float | None) -> list[dict]:
+    """The run's own bounds, then the published ones and the project's reference runs on its data."""
+    def row(source, data, model, bound, value, differs):
+        return {"source": source, "data": data, "model": model, "bound": bound, "nats": nats(value),
+                "what differs": differs}
+
+    rows = [row("your run", view.config.data, view.config.model, "−ELBO", elbo, f"{view.epoch} epoch(s)")]
+    if iwae is not None:
+        rows.append(row("your run", view.config.data, view.config.model, f"IWAE k={IWAE_K}", iwae,
+                        f"first {IWAE_IMAGES} test images"))
+    bench = experiments.bench_references(BENCH_RESULTS.read_text()) if BENCH_RESULTS.exists() else []
+    for reference in (*experiments.PUBLISHED, *(r for r in bench if r.data == view.config.data)):
+        rows.append(row(reference.source, reference.data, reference.model, reference.bound, reference.value,
+                        reference.differs))
+    return rows
+
+
+st.divider()
+st.header("Is my number good?")
+st.markdown("A test −ELBO means little alone. Here it stands beside the published one-layer VAE on binarised "
+            "MNIST (Burda et al. 2016, Table 1) and this project's own reference runs (`make bench`), with what "
+            "sets them apart.")
+view = pick_run("Run to judge")
+if view is not None:
+    last = view.epoch_metrics[-1] if view.epoch_metrics else None
+    iwae_key = f"iwae_{view.weights_key}"
+    if view.model.variational and last is not None and st.button(
+            f"Compute the IWAE bound (k={IWAE_K}, first {IWAE_IMAGES} test images)", key="judge_iwae"):
+        try:
+            data = run_dataset(view)
+            y = data.test_y[:IWAE_IMAGES] if data.test_y is not None else None
+            with st.spinner("Sampling…"):
+                st.session_state[iwae_key] = iwae_nll(view.model, data.test_x[:IWAE_IMAGES], y,
+                                                      recon=view.config.recon, k=IWAE_K,
+                                                      generator=torch.Generator().manual_seed(0))
+        except VAEStudioError as error:
+            show_error(error)
+    if last is None:
+        st.info("This run has not finished an epoch yet, so it has no test −ELBO.")
+    else:
+        st.dataframe(reference_rows(view, last.get("test_neg_elbo"), st.session_state.get(iwae_key)),
+                     hide_index=True)
+        try:
+            train_images = int(run_dataset(view).train_x.shape[0])
+        except VAEStudioError:
+            train_images = 0
+        st.markdown("\n".join(f"- {plain(note)}" for note in
+                               experiments.what_differs(view.config, train_images, view.epoch)))

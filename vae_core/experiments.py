@@ -8,6 +8,7 @@ a change of that one function.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -339,3 +340,61 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
                "Gaussian barely penalises pixel errors of size 0.1, so the KL dominates and images blur.",
                _plan_mse_vs_bce, ("recon_pixel_error", "test_kl", "active_units"), _find_mse_vs_bce),
 )}
+
+
+# -- "Is my number good?": a run's test bound beside published and project references ---------------
+@dataclass(frozen=True)
+class Reference:
+    source: str
+    data: str
+    model: str
+    value: float  # nats per test image
+    bound: str  # "−ELBO" or "IWAE k=…"
+    differs: str = ""  # what sets it apart from a run of this studio, beyond the data
+
+
+# Burda, Grosse and Salakhutdinov 2016, "Importance Weighted Autoencoders", Table 1 (one stochastic
+# layer): two deterministic layers of 200 tanh units, 50 latent units, 3,280 passes over the data.
+PUBLISHED = (
+    Reference("Burda et al. 2016, Table 1", "binarised MNIST (60,000 training images)", "VAE, 1 stochastic layer",
+              86.76, "−log p(x), k=5,000", "binary pixels; 200-200 tanh, z=50; 3,280 epochs; trained with k=1"),
+    Reference("Burda et al. 2016, Table 1", "binarised MNIST (60,000 training images)", "IWAE k=50, 1 stochastic layer",
+              84.78, "−log p(x), k=5,000", "binary pixels; 200-200 tanh, z=50; 3,280 epochs; trained with k=50"),
+)
+
+# A quality row of bench/RESULTS.md: "| Test -ELBO, nats (mnist-sample, mlp, 20 epochs; ...) | target | 137.80 ..."
+_BENCH_ROW = re.compile(r"^\|\s*(?P<bound>Test -ELBO|IWAE bound), nats \((?P<data>[^,()]+), (?P<model>[\w-]+), "
+                        r"(?P<epochs>\d+) epochs; (?P<evaluation>[^)]*)\)\s*\|[^|]*\|\s*(?P<value>[\d,]+\.\d+)")
+
+
+def bench_references(results_markdown: str) -> list[Reference]:
+    """The project's reference runs, read from the text of bench/RESULTS.md (written by `make bench`);
+    rows it cannot read are skipped, so a changed layout gives fewer rows, never an error."""
+    references = []
+    for line in results_markdown.splitlines():
+        match = _BENCH_ROW.match(line.strip())
+        if match is None:
+            continue
+        bound = "−ELBO" if match["bound"] == "Test -ELBO" else "IWAE " + match["evaluation"].split(" on ")[0]
+        references.append(Reference("this project, make bench", match["data"].strip(), match["model"],
+                                    float(match["value"].replace(",", "")), bound,
+                                    f"{match['epochs']} epochs; {match['evaluation'].strip()}"))
+    return references
+
+
+def what_differs(config: TrainConfig, train_images: int, epochs_done: int) -> list[str]:
+    """What sets a run of this studio apart from Burda et al.'s one-layer VAE, so its number is read
+    with the right expectation."""
+    hidden = "-".join(str(width) for width in config.hidden)
+    notes = [f"data: {config.data}, {train_images:,} training images, against binarised MNIST's 60,000"]
+    if config.recon == "bce":
+        notes.append("pixels: grey levels under a Bernoulli likelihood, against binary pixels; grey levels "
+                     "cost nats no model can save, so the same model scores higher here")
+    else:
+        notes.append("likelihood: a Gaussian on grey levels, in other units than a Bernoulli on binary pixels: "
+                     "not comparable at all")
+    notes.append(f"architecture: {config.model} {hidden}, z={config.latent_dim}, against 200-200 tanh, z=50")
+    notes.append(f"training: {epochs_done} epoch(s), against 3,280 passes over the data")
+    notes.append("bound: the test −ELBO is a one-sample bound; the published figures estimate −log p(x) with "
+                 "k=5,000 importance samples, which is lower")
+    return notes

@@ -1,6 +1,6 @@
 """Experiments page: every claim a button; a click queues its runs; finished runs side by side."""
 
-from apphelpers import assert_no_exception, markdown_texts, plotly_specs
+from apphelpers import assert_no_exception, markdown_texts, plotly_specs, rendered
 
 from vae_core.experiments import EXPERIMENTS
 
@@ -75,3 +75,22 @@ def test_a_second_experiment_waits_in_the_queue_behind_the_first(app):
     assert_no_exception(app)
     findings = " ".join(s.value for s in app.success)
     assert "Averaging the reconstruction over pixels" in findings and "with BCE and" in findings
+
+
+def test_is_my_number_good_sets_the_run_beside_the_references(app, saved_runs):
+    app.switch_page(PAGE)
+    app.query_params["run"] = "vae-beta1"
+    app.run()
+    assert_no_exception(app)
+    table = app.dataframe[0].value
+    assert list(table["source"][:1]) == ["your run"] and "86.76" in list(table["nats"])
+    assert "84.78" in list(table["nats"])
+    notes = rendered(" ".join(markdown_texts(app)))
+    assert "digits, 1,438 training images" in notes and "z=2, against 200" in notes
+    app.button(key="judge_iwae").click()
+    app.run()
+    assert_no_exception(app)
+    table = app.dataframe[0].value
+    assert list(table["bound"][:2]) == ["−ELBO", "IWAE k=50"]
+    elbo, iwae = (float(value.replace(",", "")) for value in table["nats"][:2])
+    assert iwae < elbo + 5  # a tighter bound, up to the noise of a one-sample ELBO on another image count

@@ -152,3 +152,26 @@ def test_cli_needs_a_name_or_list(capsys):
 
     assert main(["experiment"]) == 2
     assert "name an experiment (ae-vs-vae, beta" in capsys.readouterr().err
+
+
+def test_bench_references_are_read_from_the_results_table_and_odd_rows_skipped():
+    text = "\n".join([
+        "| figure | target | measured | ok |",
+        "| Test -ELBO, nats (mnist-sample, mlp, 20 epochs; 1,000 test images) | <= reference + 1 (= 139.12) "
+        "| 137.80 (reference 138.12) | yes |",
+        "| IWAE bound, nats (fashion-mnist, conv, 20 epochs; k=5,000 on 300 test images) | <= 234.27 "
+        "| 1,233.30 (reference 233.27) | yes |",
+        "| Test -ELBO, nats (a row whose layout changed) | - | n/a | - |",
+    ])
+    first, second = experiments.bench_references(text)
+    assert (first.data, first.model, first.value, first.bound) == ("mnist-sample", "mlp", 137.80, "−ELBO")
+    assert (second.data, second.model, second.value, second.bound) == ("fashion-mnist", "conv", 1233.30,
+                                                                       "IWAE k=5,000")
+    assert experiments.bench_references("no table here") == []
+
+
+def test_what_differs_from_the_published_vae_names_this_run():
+    notes = experiments.what_differs(TrainConfig(hidden=(64,), latent_dim=4, recon="mse"), 4000, 3)
+    assert notes[0].startswith("data: mnist-sample, 4,000 training images")
+    assert "not comparable" in notes[1]
+    assert "mlp 64, z=4" in notes[2] and "3 epoch(s)" in notes[3]
