@@ -75,6 +75,7 @@ class RunCheckpoint:
     name: str = ""
     notes: str = ""
     imported_from: dict | None = None
+    world_size: int = 1  # processes that trained it last (torchrun)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -98,7 +99,7 @@ class RunCheckpoint:
                 "latent_dim": self.config.latent_dim, "beta": self.state.beta, "lr": self.state.lr,
                 "recon": self.config.recon, "test_neg_elbo": last.get("test_neg_elbo"),
                 "active_units": last.get("active_units"), "created": self.created,
-                "imported_from": self.imported_from}
+                "imported_from": self.imported_from, "world_size": self.world_size}
 
 
 # -- model size, from the config alone ------------------------------------------------------------
@@ -123,7 +124,7 @@ def _shape_model(config: TrainConfig, image_shape: Sequence[int], num_classes: i
 
 # -- writing ---------------------------------------------------------------------------------------
 def _payload(run_id: str, config: TrainConfig, dataset: DatasetInfo, state: TrainerState, status: str,
-             labels: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+             labels: dict[str, Any], world_size: int = 1) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     check_run_id(run_id)  # the id names the file of every later save of this run
     tensors = {MODEL_PREFIX + k: v for k, v in state.model_state.items()}
     optim_tensors, optim_layout = flatten_optimizer_state(state.optimizer_state)
@@ -141,7 +142,7 @@ def _payload(run_id: str, config: TrainConfig, dataset: DatasetInfo, state: Trai
                     "image_shape": list(dataset.image_shape), "num_classes": dataset.num_classes,
                     "class_names": list(dataset.class_names) if dataset.class_names else None},
         "epoch": state.epoch, "step": state.step, "step_in_epoch": state.step_in_epoch,
-        "lr": state.lr, "beta": state.beta, "optimizer": optim_layout,
+        "lr": state.lr, "beta": state.beta, "optimizer": optim_layout, "world_size": world_size,
         "history": {"epochs": state.history.epochs, "events": state.history.events,
                     "frame_epochs": [f.epoch for f in state.history.frames]},
         "versions": {"vae_studio": __version__, "torch": torch.__version__,
@@ -171,7 +172,7 @@ def save_trainer_checkpoint(trainer, run_id: str, status: str, path: str | Path,
     Raises CheckpointError for a run id that does not match run_ids.RUN_ID_PATTERN."""
     labels = {"name": name, "notes": notes, "imported_from": imported_from}
     tensors, metadata = _payload(run_id, trainer.config, dataset_info(trainer.dataset), trainer.state(), status,
-                                 labels)
+                                 labels, trainer.world_size)
     write_checkpoint(path, tensors, metadata)
     return Path(path)
 
@@ -185,7 +186,7 @@ def save_job_checkpoint(job, path: str | Path) -> Path:
 def checkpoint_bytes(checkpoint: RunCheckpoint) -> bytes:
     """The file's bytes, for a download."""
     tensors, metadata = _payload(checkpoint.run_id, checkpoint.config, checkpoint.dataset, checkpoint.state,
-                                 checkpoint.status, checkpoint.labels())
+                                 checkpoint.status, checkpoint.labels(), checkpoint.world_size)
     return checkpoint_to_bytes(tensors, metadata)
 
 
@@ -231,7 +232,8 @@ def _read(source: str | Path | bytes, name: str | None) -> tuple[RunCheckpoint, 
     # An invalid id is kept out of the RunCheckpoint: load_checkpoint refuses it, import replaces it.
     checkpoint = RunCheckpoint(run_id=meta.run_id or "invalid-run-id", config=meta.config, dataset=dataset, state=state,
                                status=meta.status, created=meta.created, versions=meta.versions, path=path,
-                               name=meta.name or "", notes=meta.notes, imported_from=meta.imported_from)
+                               name=meta.name or "", notes=meta.notes, imported_from=meta.imported_from,
+                               world_size=meta.world_size)
     return checkpoint, meta.run_id
 
 

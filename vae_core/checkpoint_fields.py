@@ -28,6 +28,7 @@ MAX_CLASSES = 1000
 MAX_HIDDEN_LAYERS = 16  # deeper configs are refused before any model is sized
 MAX_LIST_ITEMS = 100_000  # epochs and events of one run; TrainConfig allows at most 100,000 epochs
 MAX_IMAGE_SIDE = 1024
+MAX_WORLD_SIZE = 1 << 20  # processes of one torchrun run
 FILE_STATUSES = ("starting", "running", "paused", "finished", "stopped", "failed")
 LIVE_STATUSES = ("starting", "running", "paused")  # said by a file that a job was writing
 
@@ -69,6 +70,7 @@ class Metadata:
     frame_epochs: tuple[int, ...]
     versions: dict[str, str]
     imported_from: dict | None
+    world_size: int  # processes that trained the run last; 1 in files from before torchrun
 
 
 def parse_metadata(meta: dict[str, Any]) -> Metadata:
@@ -103,6 +105,7 @@ def parse_metadata(meta: dict[str, Any]) -> Metadata:
                            in enumerate(_list(history.get("frame_epochs", []), "history.frame_epochs", MAX_FRAMES))),
         versions=_versions(meta.get("versions", {})),
         imported_from=_imported_from(meta.get("imported_from")),
+        world_size=max(1, _count(meta.get("world_size", 1), "world_size", MAX_WORLD_SIZE)),
     )
 
 

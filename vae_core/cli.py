@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .config import DEFAULT_HIDDEN, DEVICES, KL_ANNEALING, MODEL_NAMES, RECON_LOSSES, TrainConfig, default_run_name
+from .config import (DEFAULT_HIDDEN, DEVICES, KL_ANNEALING, MODEL_NAMES, PRECISIONS, RECON_LOSSES, TrainConfig,
+                     default_run_name)
 from .errors import VAEStudioError
 from .runs import CHECKPOINTS_ENV, ProgressWriter, add_runs_command, cmd_runs, default_checkpoint_dir
 from .sweep import add_sweep_command, cmd_sweep
@@ -38,7 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--latent-dim", type=int, default=DEFAULTS.latent_dim)
     train.add_argument("--beta", type=float, default=DEFAULTS.beta)
     train.add_argument("--lr", type=float, default=DEFAULTS.lr)
-    train.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    train.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
+                       help="images per step, all processes together: under torchrun each process takes "
+                            "its share of every batch")
     train.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="total epochs, resumed ones included")
     train.add_argument("--recon", choices=RECON_LOSSES, default=DEFAULTS.recon)
     train.add_argument("--learn-variance", action="store_true", help="mse: learn the Gaussian's variance")
@@ -47,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--free-bits", type=float, default=DEFAULTS.free_bits, help="nats per latent dimension")
     train.add_argument("--seed", type=int, default=DEFAULTS.seed)
     train.add_argument("--device", choices=DEVICES, default=DEFAULTS.device)
+    train.add_argument("--precision", choices=PRECISIONS, default=DEFAULTS.precision,
+                       help="bf16: autocast the forward pass and loss to bfloat16, weights stay float32")
+    train.add_argument("--compile", action="store_true", help="torch.compile the model (the first steps "
+                                                              "pay the compile time)")
     train.add_argument("--test-fraction", type=float, default=DEFAULTS.test_fraction)
     train.add_argument("--name", default=None, help="the run's name (default: from what sets it apart, "
                                                      "e.g. 'mlp z10 β4')")
@@ -85,7 +93,8 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         hidden=tuple(args.hidden) if args.hidden else None, latent_dim=args.latent_dim,
         beta=args.beta, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, recon=args.recon,
         learn_variance=args.learn_variance, kl_anneal=args.kl_anneal, kl_warmup_epochs=args.kl_warmup_epochs,
-        free_bits=args.free_bits, seed=args.seed, device=args.device, test_fraction=args.test_fraction)
+        free_bits=args.free_bits, seed=args.seed, device=args.device, precision=args.precision,
+        test_fraction=args.test_fraction)
 
 
 def _progress(total: int, quiet: bool, unit: str):
@@ -102,9 +111,22 @@ def _load_data(config: TrainConfig, download: bool = False):
 
 
 def cmd_train(args: argparse.Namespace) -> dict:
+    """Train; under torchrun, as one of its processes (distributed.py), leaving its group at the end."""
+    from .distributed import leave, torchrun_launch
+
+    launch = torchrun_launch()
+    try:
+        return _train(args, launch)
+    finally:
+        leave()
+
+
+def _train(args: argparse.Namespace, launch) -> dict:
     from .checkpoint import check_resumable, load_checkpoint, save_trainer_checkpoint
+    from .distributed import distribute, first_on_each_node, join
     from .loop import Hooks, run_to_end
     from .run_ids import new_run_id
+    from .speed import compiled
     from .threads import thread_override, use_threads
     from .trainer import Trainer
 
@@ -114,33 +136,48 @@ def cmd_train(args: argparse.Namespace) -> dict:
         config = previous.config.replace(epochs=args.epochs)
         state, run_id, name = previous.state, previous.run_id, name or previous.name
     name = name or default_run_name(config)
-    dataset = _load_data(config, args.download)
+    device = join(launch, config.device) if launch else None
+    with first_on_each_node(launch):
+        dataset = _load_data(config, args.download)
     if args.resume:
         check_resumable(previous, dataset)
-    trainer = Trainer(config, dataset, state=state)
+    trainer = Trainer(config, dataset, state=state, device=device)
+    if launch:
+        distribute(trainer, launch)
+    if args.compile:
+        trainer.forward_model = compiled(trainer.forward_model)
     use_threads(thread_override(), trainer.device)  # PyTorch's default unless the variable says otherwise
+    writes = launch is None or launch.writes  # of torchrun's processes, rank 0 alone writes
     out = Path(args.out) if args.out else Path(args.out_dir or default_checkpoint_dir()) / f"{run_id}.safetensors"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    bar = _progress(trainer.total_steps, args.quiet, "step")
-    progress = ProgressWriter(out, trainer, run_id=run_id, name=name, dataset=dataset.name)  # the app follows it
+    if writes:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    bar = _progress(trainer.total_steps, args.quiet or not writes, "step")
+    progress = ProgressWriter(out, trainer, run_id=run_id, name=name, dataset=dataset.name) if writes else None
 
     def save(status: str) -> None:  # atomic: a kill mid-save leaves the previous file whole
-        save_trainer_checkpoint(trainer, run_id, status, out, name=name)
+        # Under torchrun the other processes would have to join a flush of unflushed steps (an
+        # interrupted run): its last epoch's checkpoint stays, as for a killed run.
+        if writes and not (launch and trainer.pending_steps):
+            save_trainer_checkpoint(trainer, run_id, status, out, name=name)
 
     def show_progress(trainer: Trainer) -> None:
-        progress.update(trainer)
+        if progress is not None:
+            progress.update(trainer)
         if bar is not None:
             bar.update(trainer.step - bar.n)
 
     def end_epoch(trainer: Trainer, metrics: dict) -> None:
         # Every epoch, so a killed run loses at most the epoch in progress and `--resume` goes on.
         save("finished" if trainer.finished else "running")
-        progress.epoch_end(trainer, metrics)
+        if progress is not None:
+            progress.epoch_end(trainer, metrics)
         if bar is not None:
             bar.set_postfix(epoch=trainer.epoch, test_neg_elbo=f"{metrics['test_neg_elbo']:.2f}")
 
     show_progress(trainer)
-    hooks = Hooks(after_flush=show_progress, after_epoch=end_epoch, flush_steps=100, flush_seconds=0.5)
+    # Processes flush together (a flush adds up their losses), so by step count, never by their clocks.
+    hooks = Hooks(after_flush=show_progress, after_epoch=end_epoch, flush_steps=100,
+                  flush_seconds=None if launch else 0.5)
     started, first_step, status = time.perf_counter(), trainer.step, "stopped"  # until it ends well
     try:
         run_to_end(trainer, hooks)
@@ -154,7 +191,8 @@ def cmd_train(args: argparse.Namespace) -> dict:
             bar.close()
         if status != "finished" or first_step == trainer.step:  # else the last epoch end saved it
             save(status)
-        progress.close(trainer, status)
+        if progress is not None:
+            progress.close(trainer, status)
     last = trainer.history.epochs[-1] if trainer.history.epochs else {}
     curves = trainer.history.curves()
     tail = slice(max(0, len(curves) - trainer.steps_per_epoch), None)
@@ -165,7 +203,8 @@ def cmd_train(args: argparse.Namespace) -> dict:
         "test_neg_elbo": last.get("test_neg_elbo"), "test_recon": last.get("test_recon"),
         "test_kl": last.get("test_kl"), "active_units": last.get("active_units"),
         "samples_per_s": steps_run * config.batch_size / elapsed if elapsed > 0 and steps_run else None,
-        "seconds": elapsed, "device": str(trainer.device),
+        "seconds": elapsed, "device": str(trainer.device), "world_size": trainer.world_size,
+        "precision": config.precision, "compiled": args.compile,
     }
 
 
@@ -258,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if args.command == "app":
         return result  # streamlit's own exit code
-    if args.command != "datasets":
+    # Under torchrun every process runs the command; rank 0 alone answers (see distributed.py).
+    if args.command != "datasets" and os.environ.get("RANK", "0") == "0":
         print(json.dumps(_json_safe(result)))
     return 0

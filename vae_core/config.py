@@ -19,6 +19,7 @@ RECON_LOSSES = ("bce", "mse")
 RECON_REDUCTIONS = ("sum", "mean")
 KL_ANNEALING = ("none", "linear", "cyclical")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "bf16")  # bf16: autocast of forward and loss, fp32 master weights (speed.py)
 
 # Layer widths by model: the note's 784-256-128 MLP; for `conv`, the channels of its two layers.
 DEFAULT_HIDDEN = {"mlp": (256, 128), "ae": (256, 128), "cvae": (256, 128), "conv": (32, 64)}
@@ -97,6 +98,7 @@ class TrainConfig:
     free_bits: float = 0.0  # nats per latent dimension (Kingma et al. 2016)
     seed: int = 0
     device: str = "auto"
+    precision: str = "fp32"  # it changes the numbers a run computes, so it is kept with the run
     test_fraction: float = 0.2  # share held out for datasets without an official test split
 
     def __post_init__(self) -> None:
@@ -108,7 +110,7 @@ class TrainConfig:
         """Raise ConfigError naming the first hyperparameter that is out of range."""
         for name, choices in (("model", MODEL_NAMES), ("recon", RECON_LOSSES),
                               ("recon_reduction", RECON_REDUCTIONS), ("kl_anneal", KL_ANNEALING),
-                              ("device", DEVICES)):
+                              ("device", DEVICES), ("precision", PRECISIONS)):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
         low, high = WIDTH_RANGE
@@ -160,6 +162,7 @@ _NAME_PARTS = {
     "kl_warmup_epochs": lambda v: f"warm-up {v:g}",
     "free_bits": lambda v: f"free bits {v:g}",
     "seed": lambda v: f"seed {v}",
+    "precision": str,
 }
 
 

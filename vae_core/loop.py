@@ -25,6 +25,7 @@ import torch
 
 from .losses import vae_loss
 from .models import model_log_variance
+from .speed import autocast, compute_dtype
 from .trainer import Trainer
 
 if TYPE_CHECKING:
@@ -61,20 +62,28 @@ def batch_indices(order: torch.Tensor, step_in_epoch: int, batch_size: int, rank
 
 
 def train_step(trainer: Trainer) -> None:
-    """One optimiser step on the next batch of the current epoch; its losses stay on the device."""
-    config = trainer.config
+    """One optimiser step on the next batch of the current epoch; its losses stay on the device.
+    Several processes (distributed.py) each take a shard of the batch and compute its share."""
+    config, shard = trainer.config, trainer.shard
     index = batch_indices(trainer.epoch_order(), trainer.step_in_epoch, config.batch_size,
                           trainer.rank, trainer.world_size)
     x = trainer.train_x[index]
     # Only a conditional model reads labels; the others would discard a gathered batch of them.
     y = trainer.train_y[index] if trainer.train_y is not None and trainer.model.conditional else None
     beta = trainer.current_beta()
-    output = trainer.forward_model(x, y, generator=trainer.noise)
-    terms = vae_loss(output, x, recon=config.recon, beta=beta, free_bits=config.free_bits,
-                     variational=trainer.model.variational, log_variance=model_log_variance(trainer.model),
-                     recon_reduction=config.recon_reduction)
+    batch_images = min(config.batch_size, trainer.train_x.shape[0] - trainer.step_in_epoch * config.batch_size)
+    with autocast(trainer.device, config.precision):
+        eps = shard.noise(trainer, batch_images, compute_dtype(config.precision)) if shard else None
+        output = trainer.forward_model(x, y, generator=trainer.noise, eps=eps)
+        terms = vae_loss(output, x, recon=config.recon, beta=beta, free_bits=config.free_bits,
+                         variational=trainer.model.variational, log_variance=model_log_variance(trainer.model),
+                         recon_reduction=config.recon_reduction)
+    loss = terms.total
+    if shard:
+        loss, terms = shard.objective(terms, x.shape[0], batch_images, beta, config.free_bits,
+                                      trainer.model.variational)
     trainer.optimizer.zero_grad(set_to_none=True)
-    terms.total.backward()
+    loss.backward()
     trainer.optimizer.step()
     trainer.record(terms, beta)
 

@@ -44,18 +44,20 @@ class VAE(nn.Module):
         raise NotImplementedError
 
     def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor,
-                       generator: torch.Generator | None = None) -> torch.Tensor:
+                       generator: torch.Generator | None = None, eps: torch.Tensor | None = None) -> torch.Tensor:
         """z = mu + sigma * eps with eps ~ N(0, I): the noise is outside the graph, so gradients
-        flow to mu and logvar."""
+        flow to mu and logvar. `eps` given is used as the noise (distributed training hands each
+        process its rows of the noise a single process would draw)."""
         if not self.variational:
             return mu
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        if eps is None:
+            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + torch.exp(0.5 * logvar) * eps
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> VAEOutput:
+                generator: torch.Generator | None = None, eps: torch.Tensor | None = None) -> VAEOutput:
         mu, logvar = self.encode(x, y)
-        z = self.reparameterize(mu, logvar, generator)
+        z = self.reparameterize(mu, logvar, generator, eps)
         return VAEOutput(logits=self.decode(z, y), mu=mu, logvar=logvar, z=z)
 
     def one_hot(self, y: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor | None:

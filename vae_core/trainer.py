@@ -27,6 +27,7 @@ from .history import Frame, History
 from .losses import LossTerms, beta_schedule
 from .metrics import evaluate
 from .models import VAE, build_model
+from .speed import check_precision
 
 FIXED_INPUTS = 16  # test images whose reconstructions are kept every epoch
 FIXED_SAMPLES = 64  # prior draws decoded every epoch
@@ -34,6 +35,7 @@ MAX_EVAL_IMAGES = 10_000
 
 if TYPE_CHECKING:
     from .data import ImageDataset
+    from .distributed import ShardedStep
 
 
 class Divergence(TrainingError):
@@ -160,7 +162,8 @@ class Trainer:
 
     `forward_model` is the module a training step calls: the model itself, or (distributed
     training) a wrapper around it such as DistributedDataParallel; `rank` and `world_size` say
-    which shard of each batch this process takes (`loop.batch_indices`)."""
+    which shard of each batch this process takes (`loop.batch_indices`), and `shard` (None in a
+    single process) computes its share of a step and adds up the processes' losses at a flush."""
 
     def __init__(self, config: TrainConfig, dataset: ImageDataset, *, state: TrainerState | None = None,
                  device: torch.device | None = None):
@@ -168,9 +171,11 @@ class Trainer:
         self.config = config
         self.dataset = dataset
         self.device = device or resolve_device(config.device)
+        check_precision(config.precision, self.device)
         self.model: VAE = initial_model(config, dataset).to(self.device)
         self.forward_model: torch.nn.Module = self.model
         self.rank, self.world_size = 0, 1
+        self.shard: ShardedStep | None = None  # set by distributed.distribute
         self.optimizer = make_adam(self.model, config.lr)
         self.noise = torch.Generator(device=self.device).manual_seed(config.seed + 1)
         self.train_x = dataset.train_x.to(self.device)
@@ -248,7 +253,7 @@ class Trainer:
         restoring the last good weights) at the first non-finite loss. Returns the steps flushed."""
         if not self._pending:
             return 0
-        values = torch.stack(self._pending).cpu().numpy().astype(np.float64)
+        values = self._over_processes(torch.stack(self._pending)).cpu().numpy().astype(np.float64)
         meta = np.asarray(self._pending_meta, dtype=np.float64)
         self._pending.clear()
         self._pending_meta.clear()
@@ -262,11 +267,16 @@ class Trainer:
                 f"training diverged at step {step}: the loss became {value} (lr {meta[first, 2]:g}, "
                 f"beta {meta[first, 1]:g}); the last good weights are kept. Try a smaller learning rate.")
         self.history.add_steps(np.column_stack([meta[:, :1], values, meta[:, 1:]]))
-        self.latest_kl_per_dim = (self._kl_dims / max(1, self._kl_dim_steps)).cpu().numpy().astype(np.float32)
+        kl_dims = self._over_processes(self._kl_dims)
+        self.latest_kl_per_dim = (kl_dims / max(1, self._kl_dim_steps)).cpu().numpy().astype(np.float32)
         self._kl_dims.zero_()
         self._kl_dim_steps = 0
         self._last_good.keep(self.model, self.optimizer)
         return len(values)
+
+    def _over_processes(self, values: torch.Tensor) -> torch.Tensor:
+        """Per-process shares added up into the batch's values (they are the values in one process)."""
+        return self.shard.summed(values) if self.shard is not None else values
 
     def end_epoch(self) -> dict:
         """Evaluate on the test set, keep the epoch's pictures, and move to the next epoch."""
