@@ -4,14 +4,17 @@ shows them side by side with the finding written from their numbers. The experim
 
 from __future__ import annotations
 
-import streamlit as st
+import math
 
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
 import torch
 
 from ui import charts, session
 from ui.data_access import run_dataset, test_latents
 from ui.runs import RunView, load_view, pick_run
-from ui.widgets import image_grid, nats, plain, show_error
+from ui.widgets import class_picker, image_grid, nats, plain, show_error
 from vae_core import experiments, generate
 from vae_core.data import describe_datasets
 from vae_core.errors import VAEStudioError
@@ -24,6 +27,8 @@ SAMPLES = 36
 BENCH_RESULTS = session.ROOT / "bench" / "RESULTS.md"
 IWAE_K = 50
 IWAE_IMAGES = 500
+EXPLORER_GRID = 41  # click targets per side of the explorer's plane
+EXPLORE_X, EXPLORE_Y, PLANE = "explore_x", "explore_y", "explorer_plane"
 
 st.title("Experiments: the note's claims, on your data")
 st.markdown("Each button trains the runs that show one claim of the note, on the data and for the epochs "
@@ -108,7 +113,7 @@ def draw_run(experiment: experiments.Experiment, run: experiments.RunResult, vie
     if "samples" in experiment.pictures:
         image_grid(generate.prior_samples(view.model, SAMPLES, seed=0), 6, caption="decoded z ~ N(0, I)")
     if "traversals" in experiment.pictures:
-        dims = experiments.top_dimensions(run)
+        dims = experiments.top_dimensions(run.epoch_metrics, run.config.latent_dim)
         image_grid(generate.traversal(view.model, dims, steps=7), 7,
                    caption="traversals of the dimensions with most KL: " + ", ".join(f"z{d}" for d in dims))
     if "kl_over_training" in experiment.pictures:
@@ -167,12 +172,83 @@ def reference_rows(view: RunView, elbo: float | None, iwae: float | None) -> lis
     return rows
 
 
+def take_click() -> None:
+    """A click on the plane moves the point to decode there (before the sliders are drawn)."""
+    points = st.session_state[PLANE].selection.points
+    if points:
+        st.session_state[EXPLORE_X] = round(float(points[0]["x"]), 2)
+        st.session_state[EXPLORE_Y] = round(float(points[0]["y"]), 2)
+
+
+def plane_figure(view: RunView, dims: tuple[int, int], span: float, point: tuple[float, float]) -> go.Figure:
+    """The test images' means on the plane of `dims`, an invisible grid of click targets covering it,
+    and a star where the decoded point is."""
+    dataset = run_dataset(view)
+    means = test_latents(view, SCATTER_POINTS)[:, list(dims)]
+    labels = dataset.test_y[:SCATTER_POINTS].numpy() if dataset.test_y is not None else None
+    frame = ([-span, span], [-span, span])
+    figure = charts.latent_scatter(means, labels, view.class_names, "test images' latent means (click anywhere)",
+                                   (f"z{dims[0]}", f"z{dims[1]}"), frame)
+    ticks = np.linspace(-span, span, EXPLORER_GRID)
+    grid_x, grid_y = np.meshgrid(ticks, ticks)
+    figure.add_trace(go.Scatter(x=grid_x.ravel(), y=grid_y.ravel(), mode="markers", showlegend=False, name="plane",
+                                marker={"size": 12, "opacity": 0.01, "color": "#888"},
+                                hovertemplate="decode z = (%{x:.2f}, %{y:.2f})<extra></extra>"))
+    figure.add_trace(go.Scatter(x=[point[0]], y=[point[1]], mode="markers", name="decoded here",
+                                marker={"size": 16, "symbol": "star", "color": "#d62728",
+                                        "line": {"width": 1, "color": "white"}}))
+    figure.update_layout(height=480, dragmode="pan")
+    return figure
+
+
+def explorer(view: RunView) -> None:
+    latent_dim = view.config.latent_dim
+    top = experiments.top_dimensions(view.epoch_metrics, latent_dim, 2)
+    c1, c2 = st.columns(2)
+    first = c1.selectbox("Horizontal: dimension", range(latent_dim), index=top[0], format_func=lambda d: f"z{d}",
+                         key="explore_dim_x")
+    second = c2.selectbox("Vertical: dimension", range(latent_dim), index=top[1], format_func=lambda d: f"z{d}",
+                          key="explore_dim_y")
+    if first == second:
+        st.warning("Pick two different dimensions for the plane.")
+        return
+    means = test_latents(view, SCATTER_POINTS)[:, [first, second]]
+    # The frame holds the prior's +-3 sigma and the test means, wherever an autoencoder put them.
+    span = float(max(3.0, math.ceil(np.percentile(np.abs(means), 99.5))))
+    for key in (EXPLORE_X, EXPLORE_Y):
+        st.session_state[key] = float(np.clip(st.session_state.get(key, 0.0), -span, span))
+    label = class_picker(view.model.num_classes, view.class_names) if view.model.conditional else None
+    left, right = st.columns([3, 1])
+    with right:
+        x = st.slider(f"z{first}", -span, span, step=0.05, key=EXPLORE_X)
+        y = st.slider(f"z{second}", -span, span, step=0.05, key=EXPLORE_Y)
+        z = torch.zeros(1, latent_dim)
+        z[0, first], z[0, second] = x, y
+        labels = torch.tensor([label]) if label is not None else None
+        image_grid(generate.decode(view.model, z, labels), 1, cell_px=180,
+                   caption=f"decoded z{first}={x:.2f}, z{second}={y:.2f}, other dimensions 0")
+    with left:
+        st.plotly_chart(plane_figure(view, (first, second), span, (x, y)), key=PLANE, on_select=take_click,
+                        selection_mode="points")
+
+
 st.divider()
+view = pick_run("Run to explore and judge")
+st.header("Latent explorer")
+st.markdown("A plane through two latent dimensions (by default the two with most KL), the others held at 0, "
+            "the prior's mean. Click anywhere on it, or move the sliders, and see what the decoder makes of "
+            "that point; the dots are the test images' means on the same plane. Where a VAE's dots cover the "
+            "prior, every point decodes to something plausible; between an autoencoder's clumps, it does not.")
+if view is not None:
+    try:
+        explorer(view)
+    except VAEStudioError as error:
+        show_error(error)
+
 st.header("Is my number good?")
 st.markdown("A test −ELBO means little alone. Here it stands beside the published one-layer VAE on binarised "
             "MNIST (Burda et al. 2016, Table 1) and this project's own reference runs (`make bench`), with what "
             "sets them apart.")
-view = pick_run("Run to judge")
 if view is not None:
     last = view.epoch_metrics[-1] if view.epoch_metrics else None
     iwae_key = f"iwae_{view.weights_key}"

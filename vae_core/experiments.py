@@ -159,11 +159,12 @@ def kl_per_dim_by_epoch(run: RunResult) -> dict[str, list[float]]:
     return {f"z{dim}": [row[dim] for row in rows] for dim in range(len(rows[0]))} if rows else {}
 
 
-def top_dimensions(run: RunResult, count: int = 4) -> list[int]:
-    """The latent dimensions with the largest KL at the last epoch: the ones worth traversing."""
-    last = run.epoch_metrics[-1].get("kl_per_dim") if run.epoch_metrics else None
-    if not last:
-        return list(range(min(count, run.config.latent_dim)))
+def top_dimensions(epoch_metrics: Sequence[dict], latent_dim: int, count: int = 4) -> list[int]:
+    """The latent dimensions with the largest test KL at the last epoch, the ones worth traversing
+    or exploring (the first ones when the run has no KL to go by, as an autoencoder)."""
+    last = epoch_metrics[-1].get("kl_per_dim") if epoch_metrics else None
+    if not last or not any(last):
+        return list(range(min(count, latent_dim)))
     return sorted(range(len(last)), key=lambda dim: -last[dim])[:count]
 
 
