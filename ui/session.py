@@ -128,7 +128,9 @@ def keep_run_in_url() -> None:
     """Called by the router on every run. Streamlit clears the query parameters when the sidebar
     switches page; putting ?run= back keeps a reload or a copied link on the same run."""
     run_id = current_run_id()
-    if run_id and st.query_params.get(RUN_PARAM) != run_id:
+    if run_id:
+        # Set even when the script already sees it: a link to the page the tab is on passes its
+        # query to the script but leaves the address bar as it was; setting it updates the bar.
         st.query_params[RUN_PARAM] = run_id
     elif not run_id and RUN_PARAM in st.query_params:
         del st.query_params[RUN_PARAM]  # not a run id: drop it from the URL too

@@ -73,6 +73,6 @@ def nats(value: float | None) -> str:
     return f"{value:.1e}"
 
 
-STATUS_ICONS = {"starting": ":material/hourglass_top:", "running": ":material/play_circle:",
+STATUS_ICONS = {"queued": ":material/schedule:", "cancelled": ":material/cancel:", "starting": ":material/hourglass_top:", "running": ":material/play_circle:",
                 "paused": ":material/pause_circle:", "finished": ":material/check_circle:",
                 "stopped": ":material/stop_circle:", "failed": ":material/error:"}

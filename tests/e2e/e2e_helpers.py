@@ -138,9 +138,9 @@ def slider_value(page: Page, label: str) -> str:
 
 # -- the Train page ----------------------------------------------------------------------------------------
 
-PROGRESS_RE = re.compile(r"(starting|running|paused|finished|stopped|failed) · epoch (\d+)/(\d+) · "
+PROGRESS_RE = re.compile(r"(queued|starting|running|paused|finished|stopped|failed|cancelled) · epoch (\d+)/(\d+) · "
                          r"step ([\d,]+)/([\d,]+)")
-ACTIVE = ("starting", "running", "paused")
+ACTIVE = ("queued", "starting", "running", "paused")
 
 
 def progress(page: Page) -> dict | None:
