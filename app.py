@@ -15,6 +15,7 @@ pages = [
     st.Page("app_pages/latent.py", title="Latent space", icon=":material/scatter_plot:"),
     st.Page("app_pages/generate.py", title="Generate", icon=":material/palette:"),
     st.Page("app_pages/checkpoints.py", title="Checkpoints", icon=":material/save:"),
+    st.Page("app_pages/runs.py", title="Runs", icon=":material/table_rows:"),
     st.Page("app_pages/theory.py", title="Theory", icon=":material/functions:"),
     st.Page("app_pages/experiments.py", title="Experiments", icon=":material/science:"),
 ]

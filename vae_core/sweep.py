@@ -91,3 +91,38 @@ def cmd_sweep(args: argparse.Namespace) -> list[dict]:
         print(json.dumps(_json_safe(result)), flush=True)
         results.append(result)
     return results
+
+
+# -- the app's sweep form ------------------------------------------------------------------------------
+
+# What the app's form offers to sweep, and how a typed value becomes the field's type.
+APP_SWEEPABLE = {"beta": float, "latent_dim": int, "lr": float, "batch_size": int, "free_bits": float,
+                 "epochs": int, "seed": int, "model": str, "recon": str, "kl_anneal": str}
+
+
+def parse_values(field_name: str, text: str) -> list:
+    """'0.5, 1 4' -> [0.5, 1.0, 4.0] for a field of APP_SWEEPABLE; ConfigError naming a bad value."""
+    kind = APP_SWEEPABLE.get(field_name)
+    if kind is None:
+        raise ConfigError(f"{field_name} cannot be swept here; choose one of {', '.join(APP_SWEEPABLE)}")
+    values = []
+    for part in text.replace(",", " ").split():
+        try:
+            values.append(kind(part))
+        except ValueError:
+            noun = {int: "a whole number", float: "a number"}.get(kind, "a value")
+            raise ConfigError(f"{field_name}: {part[:40]!r} is not {noun}") from None
+    if not values:
+        raise ConfigError(f"give at least one value for {field_name}")
+    return list(dict.fromkeys(values))
+
+
+def sweep_configs(base, axes: dict[str, str]):
+    """Every combination of the values typed per field (`axes`: field -> '0.5 1 4'), applied to the
+    TrainConfig `base`, each checked; the last field varies fastest."""
+    parsed = [[(field_name, value) for value in parse_values(field_name, text)] for field_name, text in axes.items()]
+    count = math.prod(len(values) for values in parsed)
+    if count > MAX_RUNS:
+        raise ConfigError(f"the sweep has {count} combinations, more than the limit of {MAX_RUNS}; give fewer values")
+    return [base.replace(hidden=None if "model" in axes else base.hidden, **dict(combination))
+            for combination in itertools.product(*parsed)]

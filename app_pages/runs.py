@@ -1,0 +1,425 @@
+"""Runs: every run of the checkpoints folder and of this server in one table; the queue; sweeps;
+runs another process (the CLI, torchrun) trains, followed live from their progress records."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from ui import charts, session
+from ui.curve_controls import (PLOTLY_CONFIG, RunClock, apply_curve_options, csv_download, curve_controls)
+from ui.runs import read_checkpoint
+from ui.widgets import STATUS_ICONS, nats, plain, show_error
+from vae_core import runs as store
+from vae_core.errors import VAEStudioError
+from vae_core.history import StepCurves
+
+TABLE_KEY = "runs_table"
+PAGES = (("app_pages/train.py", "Train", ":material/model_training:"),
+         ("app_pages/latent.py", "Latent space", ":material/scatter_plot:"),
+         ("app_pages/generate.py", "Generate", ":material/palette:"),
+         ("app_pages/checkpoints.py", "Checkpoints", ":material/save:"))
+SHOWN_CONFIG = ("model", "hidden", "latent_dim", "beta", "lr", "batch_size", "epochs", "recon", "kl_anneal",
+                "kl_warmup_epochs", "free_bits", "seed", "data", "image_size", "device")
+STATUS_WORDS = {store.KILLED: "killed (its process is gone)", store.STALE: "no heartbeat",
+                "unreadable": "unreadable"}
+
+st.title("Runs")
+st.caption("Every run in the checkpoints folder and in this server: the app's own, uploads, and runs the CLI "
+           "(`vae-studio train`, `sweep`, torchrun) trains into the same folder, followed live while they train. "
+           "Select rows to compare them; the selected run opens on every page.")
+
+
+# -- what the page lists ----------------------------------------------------------------------------------
+
+
+def _job_row(job) -> dict:
+    """A run of this server's registry as a table row (it may have no file yet: queued, first epoch)."""
+    snap = job.snapshot()
+    last = {k: v for k, v in snap.epoch_metrics[-1].items() if k != "kl_per_dim"} if snap.epoch_metrics else {}
+    return {"run_id": job.run_id, "name": snap.name, "status": snap.status, "where": "this app",
+            "live": snap.active, "epoch": snap.epoch, "epochs": snap.epochs, "metrics": last, "config": snap.config,
+            "dataset": snap.dataset, "notes": "", "job": job, "record": None}
+
+
+def _record_row(record: store.RunRecord) -> dict:
+    where = (f"CLI · pid {record.progress.pid}" if record.live else "file")
+    return {"run_id": record.run_id, "name": record.name, "status": record.status, "where": where,
+            "live": record.live, "epoch": record.epoch, "epochs": record.epochs, "metrics": record.metrics,
+            "config": record.config, "dataset": record.dataset, "notes": record.notes, "job": None,
+            "record": record}
+
+
+def gather_runs() -> list[dict]:
+    """Files and this server's jobs, one row per run id (a job still active wins over its file), in
+    creation order, with display names made distinct."""
+    rows = {record.run_id: _record_row(record) for record in store.list_runs(session.CHECKPOINT_DIR)}
+    registry = session.existing_registry()
+    for job in registry.jobs() if registry is not None else ():
+        row = _job_row(job)
+        if row["status"] == "cancelled":
+            continue
+        if row["live"] or job.run_id not in rows:
+            if job.run_id in rows:
+                row.update(notes=rows[job.run_id]["notes"], record=rows[job.run_id]["record"])
+            rows[job.run_id] = row
+        else:
+            rows[job.run_id]["job"] = job
+    ordered = [rows[run_id] for run_id in sorted(rows, key=store.creation_order)]
+    for row, name in zip(ordered, store.distinct_names([row["name"] for row in ordered])):
+        row["display_name"] = name
+    return ordered
+
+
+def _started(run_id: str, record) -> dt.datetime | None:
+    """When the run was made: its id's timestamp (run_ids.new_run_id), else its record's start."""
+    try:
+        return dt.datetime.strptime(run_id[:15], "%Y%m%d-%H%M%S")
+    except ValueError:
+        progress = record.progress if record is not None else None
+        return dt.datetime.fromtimestamp(progress.started) if progress is not None else None
+
+
+def status_label(row: dict) -> str:
+    word = STATUS_WORDS.get(row["status"], row["status"])
+    return f"{word} · CLI" if row["where"].startswith("CLI") else word
+
+
+def table_frame(rows: list[dict]) -> pd.DataFrame:
+    """Plain values only: names read from files are shown as text by st.dataframe, never as Markdown."""
+    records = []
+    for row in rows:
+        config, metrics = row["config"], row["metrics"]
+        variational = config.get("model") != "ae"
+        records.append({
+            "status": status_label(row), "name": row["display_name"],
+            "epoch": row["epoch"], "progress": row["epoch"] / row["epochs"] if row["epochs"] else 0.0,
+            "test −ELBO": metrics.get("test_neg_elbo") if variational else None,
+            "test recon": metrics.get("test_recon"), "active units": metrics.get("active_units"),
+            "model": config.get("model"), "z": config.get("latent_dim"),
+            "β": config.get("beta") if variational else None, "lr": config.get("lr"),
+            "batch": config.get("batch_size"), "dataset": row["dataset"],
+            "started": _started(row["run_id"], row["record"]), "where": row["where"],
+            "link": f"?{session.RUN_PARAM}={row['run_id']}", "run id": row["run_id"]})
+    return pd.DataFrame(records)
+
+
+COLUMNS = {
+    "status": st.column_config.TextColumn("status", width="small"),
+    "name": st.column_config.TextColumn("name", width="medium"),
+    "epoch": st.column_config.NumberColumn("epoch", format="%d"),
+    "progress": st.column_config.ProgressColumn("done", min_value=0.0, max_value=1.0, format="percent"),
+    "test −ELBO": st.column_config.NumberColumn("test −ELBO", format="%.2f", help="nats per image, last epoch"),
+    "test recon": st.column_config.NumberColumn("test recon", format="%.2f"),
+    "active units": st.column_config.NumberColumn("active units", format="%d"),
+    "β": st.column_config.NumberColumn("β", format="%g"),
+    "lr": st.column_config.NumberColumn("lr", format="%g"),
+    "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm:ss"),
+    "link": st.column_config.LinkColumn("link", display_text="open", help="This run, on every page"),
+}
+
+
+# -- live: runs training now ------------------------------------------------------------------------------
+
+
+def _progress_curves(progress: store.Progress) -> tuple[StepCurves, RunClock | None]:
+    points = progress.points
+
+    def column(key: str) -> np.ndarray:
+        return np.array([np.nan if v is None else v for v in points[key]], dtype=np.float32)
+
+    nothing = np.full(len(points["step"]), np.nan, dtype=np.float32)
+    curves = StepCurves(step=np.asarray(points["step"], dtype=np.int64), total=column("total"),
+                        recon=column("recon"), kl=column("kl"), beta=nothing, lr=nothing)
+    return curves, RunClock.from_points(points["step"], points["wall"])
+
+
+def live_panel() -> None:
+    """Re-run every second by its fragment while a run trains; the page re-runs once when the set of
+    live runs changes (a run ended, or one appeared), so the table catches up and polling stops."""
+    rows = [row for row in gather_runs() if row["live"] and row["status"] != "queued"]
+    live_ids = tuple(row["run_id"] for row in rows)
+    if st.session_state.get("_runs_live") != live_ids:
+        st.session_state["_runs_live"] = live_ids
+        st.rerun()
+    if not rows:
+        return
+    st.subheader("Training now")
+    for row in rows:
+        record, job = row["record"], row["job"]
+        if job is not None:
+            snap = job.snapshot()
+            step, total, speed = snap.step, snap.total_steps, snap.samples_per_s
+        else:
+            step, total, speed = record.step, record.progress.total_steps, record.progress.samples_per_s
+        icon = STATUS_ICONS.get(row["status"], "")
+        st.progress(min(1.0, step / total) if total else 0.0,
+                    text=f"{icon} {plain(row['display_name'])} · {row['where']} · epoch {row['epoch']}/{row['epochs']} · "
+                         f"step {step:,}/{total:,} · {speed:,.0f} samples/s")
+    external = [row for row in rows if row["job"] is None]
+    if external:
+        options = curve_controls("live", wall_time=True)
+        figure_runs, clocks = [], []
+        for row in external:
+            curves, clock = _progress_curves(row["record"].progress)
+            figure_runs.append((row["display_name"], curves, row["record"].progress.epoch_metrics))
+            clocks.append(clock)
+        figure = charts.compare_figure(figure_runs, "total")
+        per_epoch = external[0]["record"].progress.steps_per_epoch if len(external) == 1 else None
+        st.plotly_chart(apply_curve_options(figure, options, per_epoch, clocks[0] if len(external) == 1 else None),
+                        key="live_chart", config=PLOTLY_CONFIG)
+        st.caption("Runs trained by another process, read from their progress records (a point per write, "
+                   "the mean loss of the steps since the one before).")
+
+
+# -- the queue ---------------------------------------------------------------------------------------------
+
+
+def _queue_action(action, run_id: str, *args) -> None:
+    """A button's callback: a run may have started or ended since the page was drawn."""
+    try:
+        action(run_id, *args)
+    except VAEStudioError as error:
+        st.session_state["_runs_message"] = ("error", str(error))
+
+
+def queue_section() -> None:
+    registry = session.existing_registry()
+    waiting = registry.queued() if registry is not None else []
+    if not waiting:
+        return
+    st.subheader("Queue")
+    st.caption("One run trains per device: on one CPU or GPU, two runs side by side would each take about twice "
+               "as long, so the first result comes sooner one after the other. Queued runs start by themselves, "
+               "in this order.")
+    for job in waiting:
+        position = registry.position(job.run_id)
+        busy = registry.busy_job(str(job.device))
+        left, up, down, cancel = st.columns([8, 1, 1, 1], vertical_alignment="center")
+        ahead = f", after {plain(busy.snapshot().name)}" if busy is not None else ""
+        left.markdown(f"**{position}.** {plain(job.snapshot().name)} · {job.device}{ahead}")
+        up.button("", icon=":material/arrow_upward:", key=f"queue_up_{job.run_id}", help="Earlier",
+                  on_click=_queue_action, args=(registry.move, job.run_id, -1), disabled=position == 1)
+        down.button("", icon=":material/arrow_downward:", key=f"queue_down_{job.run_id}", help="Later",
+                    on_click=_queue_action, args=(registry.move, job.run_id, 1))
+        cancel.button("", icon=":material/close:", key=f"queue_cancel_{job.run_id}", help="Cancel this run",
+                      on_click=_queue_action, args=(registry.cancel, job.run_id))
+
+
+# -- the table and the selected runs ---------------------------------------------------------------------
+
+
+def filtered(rows: list[dict]) -> list[dict]:
+    left, right = st.columns([2, 3])
+    text = left.text_input("Filter by name", key="runs_filter", placeholder="e.g. z10").strip().lower()
+    statuses = sorted({status_label(row) for row in rows})
+    chosen = right.multiselect("Status", statuses, key="runs_status_filter", placeholder="every status")
+    return [row for row in rows if text in row["display_name"].lower() and (not chosen or status_label(row) in chosen)]
+
+
+def runs_table(rows: list[dict]) -> list[dict]:
+    """The table; returns the selected rows."""
+    event = st.dataframe(table_frame(rows), hide_index=True, width="stretch", column_config=COLUMNS,
+                         on_select="rerun", selection_mode="multi-row", key=TABLE_KEY)
+    chosen = [rows[index] for index in event.selection.rows if index < len(rows)]
+    if len(chosen) == 1 and session.current_run_id() != chosen[0]["run_id"]:
+        session.set_current_run(chosen[0]["run_id"])  # the one selected run opens on every page
+    if not chosen:  # the session's run (a link's ?run=, a run opened on another page) is shown
+        chosen = [row for row in rows if row["run_id"] == session.current_run_id()]
+    return chosen
+
+
+def differing_config(rows: list[dict]) -> None:
+    """The hyperparameters of the selected runs side by side, the ones that differ highlighted."""
+    keys = [key for key in SHOWN_CONFIG if any(key in row["config"] for row in rows)]
+    table = pd.DataFrame({row["display_name"]: [_shown(row["config"].get(key)) for key in keys] for row in rows},
+                         index=keys)
+    differs = table.nunique(axis=1) > 1
+
+    def highlight(column):
+        return ["background-color: rgba(255, 189, 69, 0.35); font-weight: 600" if differs[key] else ""
+                for key in column.index]
+
+    differing = ", ".join(key for key in keys if differs[key]) or "none"
+    st.markdown(f"**Hyperparameters** · differing (highlighted): {plain(differing)}")
+    st.dataframe(table.style.apply(highlight, axis=0), width="stretch")
+
+
+def _shown(value) -> str:
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def run_curves(row: dict) -> tuple[StepCurves, tuple, int | None, RunClock | None] | None:
+    """(curves, epoch metrics, steps per epoch, clock) of a row: from its job, checkpoint or progress record."""
+    record, job = row["record"], row["job"]
+    clock = None
+    if record is not None and record.progress is not None:
+        clock = RunClock.from_points(record.progress.points["step"], record.progress.points["wall"])
+    if job is not None and row["live"]:
+        snap = job.snapshot()
+        return snap.curves, snap.epoch_metrics, snap.steps_per_epoch, None
+    if record is not None and record.checkpoint and not record.live:
+        checkpoint = read_checkpoint(session.CHECKPOINT_DIR / f"{row['run_id']}{store.CHECKPOINT_SUFFIX}")
+        history = checkpoint.state.history
+        per_epoch = history.epochs[0]["step"] if history.epochs else None
+        return history.curves(), tuple(history.epochs), per_epoch, clock
+    if record is not None and record.progress is not None:
+        curves, clock = _progress_curves(record.progress)
+        return curves, record.progress.epoch_metrics, record.progress.steps_per_epoch, clock
+    return None
+
+
+def compare_section(rows: list[dict]) -> None:
+    metric = st.segmented_control("Curve", ["total", "recon", "kl"], default="total", key="runs_metric",
+                                  format_func={"total": "total loss", "recon": "reconstruction", "kl": "KL"}.get)
+    drawn, clocks, csv_runs = [], [], []
+    for row in rows:
+        try:
+            found = run_curves(row)
+        except VAEStudioError as error:
+            show_error(error)
+            continue
+        if found is None:
+            continue
+        curves, epochs, per_epoch, clock = found
+        drawn.append((row["display_name"], curves, epochs))
+        clocks.append((per_epoch, clock))
+        csv_runs.append((row["display_name"], curves, per_epoch, clock))
+    if not drawn:
+        st.caption("No curves yet for the selected runs.")
+        return
+    per_epochs = {per_epoch for per_epoch, _ in clocks}
+    same_clock = clocks[0][1] if len(drawn) == 1 else None
+    options = curve_controls("compare", wall_time=same_clock is not None)
+    figure = charts.compare_figure(drawn, metric or "total")
+    figure = apply_curve_options(figure, options, per_epochs.pop() if len(per_epochs) == 1 else None, same_clock)
+    if options.x_axis == "epoch" and len({p for p, _ in clocks}) > 1:
+        st.caption("The runs have different epoch lengths: x stays in steps.")
+    st.plotly_chart(figure, key="compare_chart", config=PLOTLY_CONFIG)
+    csv_download(csv_runs, key="runs_csv", file_name="runs-curves.csv")
+
+
+def labels_form(row: dict) -> None:
+    """Rename a run and edit its notes (kept in its checkpoint's metadata)."""
+    job, record = row["job"], row["record"]
+    training_here = job is not None and row["live"]
+    elsewhere = record is not None and record.live and job is None
+    with st.form(f"labels_{row['run_id']}", border=True):
+        st.markdown("**Name and notes**")
+        name = st.text_input("Name", row["name"], max_chars=80)
+        notes = st.text_area("Notes", row["notes"], max_chars=4000, disabled=training_here or elsewhere,
+                             help="Saved in the run's checkpoint. Editable once the run has ended." if training_here
+                             else None)
+        if elsewhere:
+            st.caption("This run is training in another process: rename it when it has ended (its next save "
+                       "would undo the change).")
+        if not st.form_submit_button("Save", disabled=elsewhere):
+            return
+    try:
+        if job is not None:
+            job.rename(store.checked_name(name))  # shown at once; a training run keeps it in its next save
+        if not training_here:
+            store.relabel_run(session.CHECKPOINT_DIR, row["run_id"], name=name, notes=notes)
+    except VAEStudioError as error:
+        show_error(error)
+        return
+    st.session_state["_runs_message"] = ("success", f"Saved the name and notes of {name}.")
+    st.rerun()
+
+
+def selected_section(chosen: list[dict]) -> None:
+    if len(chosen) == 1:
+        row = chosen[0]
+        st.subheader(plain(row["display_name"]))
+        links = st.columns(len(PAGES))
+        for column, (page, title, icon) in zip(links, PAGES):
+            column.page_link(page, label=f"Open in {title}", icon=icon, query_params={session.RUN_PARAM: row["run_id"]})
+        if row["record"] is not None and row["record"].error:
+            show_error(row["record"].error)
+    else:
+        st.subheader(f"{len(chosen)} runs selected")
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        compare_section(chosen)
+    with right:
+        differing_config(chosen)
+        if len(chosen) == 1 and chosen[0]["status"] not in ("unreadable", "queued"):
+            labels_form(chosen[0])
+
+
+# -- sweeps ------------------------------------------------------------------------------------------------
+
+
+def sweep_form(base_row: dict | None) -> None:
+    from vae_core.config import TrainConfig
+    from vae_core.sweep import APP_SWEEPABLE, sweep_configs
+
+    with st.expander("Sweep: queue runs over one or two hyperparameters", expanded=False,
+                     icon=":material/grid_view:"):
+        base_text = (f"the selected run, {plain(base_row['display_name'])}" if base_row else "the Train page's defaults")
+        st.caption(f"Each combination becomes a queued run; the rest of the config is {base_text}.")
+        with st.form("sweep", border=False):
+            c1, c2 = st.columns(2)
+            fields = list(APP_SWEEPABLE)
+            first = c1.selectbox("Hyperparameter", fields, index=fields.index("beta"), key="sweep_first")
+            first_values = c1.text_input("Values", "0.5 1 4", key="sweep_first_values",
+                                         help="Separated by spaces or commas")
+            second = c2.selectbox("Second hyperparameter (optional)", ["none", *fields], index=fields.index("latent_dim") + 1,
+                                  key="sweep_second")
+            second_values = c2.text_input("Values ", "2 10", key="sweep_second_values")
+            data = st.text_input("Dataset", base_row["config"].get("data", "digits") if base_row else "digits",
+                                 key="sweep_data", help="A dataset name (see the Train page)")
+            submitted = st.form_submit_button("Queue the sweep", type="primary")
+        if not submitted:
+            return
+        try:
+            base = TrainConfig.from_dict({**(base_row["config"] if base_row else {}), "data": data.strip()})
+            axes = {first: first_values}
+            if second != "none":
+                if second == first:
+                    raise VAEStudioError("choose two different hyperparameters, or 'none' for the second")
+                axes[second] = second_values
+            configs = sweep_configs(base, axes)
+            registry = session.registry()
+            jobs = [registry.submit(config, session.run_data(config)) for config in configs]
+        except VAEStudioError as error:
+            show_error(error)
+            return
+        st.session_state["_runs_message"] = ("success", f"Queued {len(jobs)} runs: "
+                                             + ", ".join(job.snapshot().name for job in jobs))
+        st.rerun()
+
+
+# -- the page ----------------------------------------------------------------------------------------------
+
+message = st.session_state.pop("_runs_message", None)
+if message:
+    (show_error if message[0] == "error" else lambda text: st.success(plain(text)))(message[1])
+
+all_rows = gather_runs()
+any_live = any(row["live"] for row in all_rows)
+st.session_state["_runs_live"] = tuple(row["run_id"] for row in all_rows if row["live"] and row["status"] != "queued")
+st.fragment(live_panel, run_every=1.0 if any_live else None)()
+queue_section()
+
+if not all_rows:
+    st.info("No runs yet. Train one on the **Train** page, queue a sweep below, or run `vae-studio train` "
+            "(it writes into this app's checkpoints folder).")
+    sweep_form(None)
+    st.stop()
+
+st.subheader("All runs")
+shown = filtered(all_rows)
+selected = runs_table(shown)
+refresh, note = st.columns([1, 5], vertical_alignment="center")
+refresh.button("Refresh", icon=":material/refresh:", help="Look at the checkpoints folder again")
+note.caption(f"{len(shown)} of {len(all_rows)} runs · sort by clicking a column · folder "
+             f"`{plain(session.CHECKPOINT_DIR.name)}`")
+if selected:
+    selected_section(selected)
+else:
+    st.caption("Select one or more rows to compare their curves and hyperparameters, rename a run or add notes.")
+sweep_form(selected[0] if len(selected) == 1 else None)
