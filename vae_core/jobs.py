@@ -101,7 +101,7 @@ class TrainingJob:
         self.device = resolve_device(config.device)
         self.checkpoint_path = Path(checkpoint_dir) / f"{self.run_id}.safetensors" if checkpoint_dir else None
         self.trainer: Trainer | None = None  # built on the training thread
-        self._state = state
+        self._state = state  # what it starts from; read by other threads, so never reassigned
         self._saver = saver
         self._on_end = on_end
         self._commands: queue.Queue = queue.Queue()
@@ -202,7 +202,6 @@ class TrainingJob:
         try:
             self._threads = use_threads(app_thread_count(), self.device)
             self.trainer = Trainer(self.config, self.dataset, state=self._state, device=self.device)
-            self._state = None  # the trainer holds it now
             self._set_status("running")
             hooks = loop.Hooks(before_step=self._before_step, after_flush=self._after_flush,
                                after_epoch=self._after_epoch, flush_steps=FLUSH_EVERY_STEPS,
@@ -259,9 +258,8 @@ class TrainingJob:
                 self._publish()
 
     def _after_flush(self, trainer: Trainer) -> None:
-        now = time.perf_counter()
-        if now - self._last_publish >= PUBLISH_INTERVAL_S:
-            self._measure_speed()
+        self._measure_speed()
+        if time.perf_counter() - self._last_publish >= PUBLISH_INTERVAL_S:
             self._publish()
 
     def _after_epoch(self, trainer: Trainer, metrics: dict) -> None:
