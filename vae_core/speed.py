@@ -41,8 +41,9 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device.type, dtype=compute_dtype(precision))
 
 
-def compiled(module: torch.nn.Module) -> torch.nn.Module:
+def compiled(module: torch.nn.Module, mode: str = "default") -> torch.nn.Module:
     """`module` compiled by torch.compile (TorchInductor): the first steps pay the compile time, the
     later ones run fused kernels. Call it on the outermost module (e.g. the DDP wrapper), as
-    PyTorch's DDP notes advise, so the compiler sees where gradients are reduced."""
-    return torch.compile(module)
+    PyTorch's DDP notes advise, so the compiler sees where gradients are reduced. `mode` is
+    torch.compile's ("reduce-overhead" adds CUDA graphs; bench/bench_gpu.py measures both)."""
+    return torch.compile(module, mode=mode)

@@ -213,3 +213,14 @@ def test_two_nccl_processes_train_as_one_process(tmp_path):
     assert got.world_size == 2
     np.testing.assert_allclose(got.state.history.step_matrix(), want.state.history.step_matrix(),
                                rtol=1e-4, atol=1e-4)  # GPU kernels choose their own summation orders
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here: the bench measures it")
+def test_the_gpu_bench_says_no_gpu_without_one(capsys):
+    from bench import bench_gpu
+
+    assert bench_gpu.main([]) == 0
+    printed = capsys.readouterr()
+    assert "no GPU" in printed.err
+    assert [json.loads(line)["measured"] for line in printed.out.splitlines()] == [
+        "no GPU: torch.cuda.is_available() is False here, nothing measured"]
