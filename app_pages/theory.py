@@ -159,7 +159,7 @@ st.markdown("- **Conditional VAE**: encoder and decoder both see a label $y$, so
             "- **β-VAE**: β > 1 trades reconstruction for a more factorised, often more interpretable latent "
             "(see *Generate → Traversals*). Here: the β slider.\n"
             "- **VQ-VAE** replaces the Gaussian latent with a learned codebook of discrete vectors and a "
-            "learned prior over codes; samples are sharper. *Not implemented in this studio yet.*\n"
+            "learned prior over codes. Here: model `vqvae`, and *Experiments → VQ-VAE against VAE*.\n"
             "- **Hierarchical VAEs** (Ladder VAE, NVAE) stack several layers of latents so coarse and fine "
             "structure get their own. *Not implemented in this studio yet.*")
 RECON_NAMES = {"bce": "summed BCE (Bernoulli)", "mse": "summed MSE (Gaussian, variance 1)"}

@@ -188,7 +188,9 @@ def live_panel() -> None:
                                        variational=variational), key="loss_chart")
     left, right = st.columns([1, 1])
     with left:
-        if variational:
+        if variational and snap.step == 0:
+            st.caption("KL per latent dimension: appears with the first steps.")
+        elif variational:
             st.plotly_chart(charts.kl_per_dim_figure(snap.kl_per_dim, snap.config["free_bits"]), key="kl_chart")
         else:
             st.info(AE_NOTE + " Nothing pulls its codes towards N(0, I), so there is no KL per dimension "

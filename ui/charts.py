@@ -154,6 +154,8 @@ def latent_scatter(points: np.ndarray, labels: np.ndarray | None, class_names: S
         figure.add_trace(go.Scattergl(
             x=points[rows, 0].astype(np.float32), y=points[rows, 1].astype(np.float32), mode="markers", name=name,
             customdata=rows, marker={"size": 6, "opacity": 0.9, "color": PALETTE[i % len(PALETTE)]},
+            # After a click Plotly fades every other point; keep them readable, the clicked one stands out.
+            unselected={"marker": {"opacity": 0.6}}, selected={"marker": {"size": 12, "opacity": 1.0}},
             hovertemplate="%{fullData.name}<br>image %{customdata}<extra></extra>"))
     figure.update_layout(height=560, margin={"l": 10, "r": 10, "t": 40, "b": 10}, title=title,
                          xaxis_title=axis_names[0], yaxis_title=axis_names[1], legend={"itemsizing": "constant"},

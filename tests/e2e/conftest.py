@@ -2,7 +2,7 @@
 Debian's Chromium driven by Playwright (sync API), one fresh browser context per page.
 
 - The server gets its own checkpoint folder (env VAE_STUDIO_CHECKPOINTS), seeded with one small
-  finished run on scikit-learn's `digits` (SEED_RUN), so the Latent, Generate and Checkpoints
+  finished run on mnist-sample's 28x28 digits (SEED_RUN), so the Latent, Generate and Checkpoints
   journeys do not depend on the training tests.
 - Chromium is /usr/bin/chromium; Playwright never downloads a browser here. Without it the suite
   is skipped, except under CI=true, where a missing browser is a failure.
@@ -126,15 +126,16 @@ def _free_port() -> int:
 
 
 def _seed_checkpoint(folder: Path) -> Path:
-    """One small finished run on digits (a few seconds on a CPU), saved the way the app saves runs."""
+    """A finished run on mnist-sample's 28x28 digits with a 2-D latent, trained long enough to look good
+    in the README's screenshots (seconds on a CPU), saved the way the app saves runs."""
     from vae_core.checkpoint import save_trainer_checkpoint
     from vae_core.config import TrainConfig
     from vae_core.data import load_dataset
     from vae_core.loop import run_to_end
     from vae_core.trainer import Trainer
 
-    config = TrainConfig(data="digits", hidden=(128,), latent_dim=2, batch_size=64, epochs=20, device="cpu")
-    trainer = Trainer(config, load_dataset("digits"))
+    config = TrainConfig(data="mnist-sample", latent_dim=2, batch_size=64, epochs=30, device="cpu")
+    trainer = Trainer(config, load_dataset("mnist-sample"))
     run_to_end(trainer)
     return save_trainer_checkpoint(trainer, SEED_RUN, "finished", folder / f"{SEED_RUN}.safetensors")
 

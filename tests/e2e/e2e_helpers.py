@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 TIMINGS_FILE = ARTIFACTS / "timings.json"
-SEED_RUN = "e2e-digits"  # run id and file stem of the finished digits run the server folder starts with
+SEED_RUN = "e2e-mnist"  # run id and file stem of the finished mnist-sample run the server folder starts with
 PAGE_TIMEOUT_MS = 30_000  # default for every wait: the machine has 2 cores and trains meanwhile
 
 if expect is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 
 from e2e_helpers import (SEED_RUN, assert_no_exception, button, choose, expect, go_to, progress, save_screenshot,
@@ -28,7 +29,7 @@ def test_download_upload_and_resume_a_checkpoint(open_app, app_server, runs, tmp
     page = open_app()
     go_to(page, "Checkpoints", "Checkpoints")
     expect(page.locator('[data-testid="stDataFrame"]')).to_be_visible()
-    choose(page, "Run", SEED_FILE)
+    choose(page, "Run", SEED_RUN)
     expect(page.get_by_role("heading", name=f"Run {SEED_RUN}", exact=True)).to_be_visible()
 
     with page.expect_download() as download_info:
@@ -36,7 +37,7 @@ def test_download_upload_and_resume_a_checkpoint(open_app, app_server, runs, tmp
     download = download_info.value
     assert download.failure() is None, download.failure()
     assert download.suggested_filename == SEED_FILE
-    saved = tmp_path / UPLOAD_NAME  # uploaded back under another name, so both rows are told apart
+    saved = tmp_path / UPLOAD_NAME
     download.save_as(saved)
     data = saved.read_bytes()
     assert data == (app_server.checkpoints / SEED_FILE).read_bytes()
@@ -45,29 +46,35 @@ def test_download_upload_and_resume_a_checkpoint(open_app, app_server, runs, tmp
     uploader(page).locator('input[type="file"]').set_input_files(str(saved))
     success = page.locator('[data-testid="stAlertContentSuccess"]').filter(has_text=UPLOAD_NAME)
     expect(success).to_be_visible()
-    assert f"run {SEED_RUN}" in success.inner_text()
+    imported = re.search(r"imported as run (\S+) \(", success.inner_text())
+    assert imported, success.inner_text()
+    new_id = imported.group(1)
+    assert new_id != SEED_RUN  # the upload carries the seed run's id: it becomes a run of its own
+    assert (app_server.checkpoints / SEED_FILE).read_bytes() == data  # the server's file is untouched
+    # The upload is selected at once, so Resume resumes it and nothing else.
+    expect(page.get_by_role("heading", name=f"Run {new_id}", exact=True)).to_be_visible()
+    expect(page.get_by_text(f"Imported from {UPLOAD_NAME} (run {SEED_RUN} there)")).to_be_visible()
     assert_no_exception(page)
     page.wait_for_timeout(500)  # the table's canvas paints
     save_screenshot(page, "checkpoints")
 
-    choose(page, "Run", UPLOAD_NAME)
-    expect(page.get_by_role("heading", name=f"Run {SEED_RUN}", exact=True)).to_be_visible()
     until = page.get_by_label("Train until epoch")
-    until.fill("400")  # digits epochs are short: a run that is still going when we look
+    until.fill("400")  # a run that is still going when we look
     page.wait_for_timeout(300)
     expect(until).to_have_value("400")
     button(page, "Resume training").click()
 
     expect(page.get_by_role("heading", name="Train a VAE", exact=True)).to_be_visible()
     wait_for_app(page)
-    runs.append(SEED_RUN)
-    assert url_run_id(page) == SEED_RUN, page.url
-    wait_until(page, lambda: shown_run_id(page) == SEED_RUN, message=f"'Run {SEED_RUN}' on the Train page")
+    runs.append(new_id)
+    assert url_run_id(page) == new_id, page.url
+    wait_until(page, lambda: shown_run_id(page) == new_id, message=f"'Run {new_id}' on the Train page")
     state = wait_for_status(page, "running")
-    assert state["epochs"] == 400 and state["epoch"] >= 20 and state["step"] > 0, state  # resumed, not restarted
+    assert state["epochs"] == 400 and state["epoch"] >= 30 and state["step"] > 0, state  # resumed, not restarted
     wait_for_step_beyond(page, state["step"])
     assert_no_exception(page)
     assert stop_run(page)["status"] == "stopped"
+    assert (app_server.checkpoints / SEED_FILE).read_bytes() == data
 
 
 def test_bad_upload_is_refused_with_a_clear_error(open_app, tmp_path):

@@ -1,0 +1,63 @@
+"""A run the CLI trains into the app's checkpoints folder, followed live on the Runs page in Chromium:
+it appears, its epoch advances without a reload, and when its process is killed the page says so."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from e2e_helpers import ROOT, assert_no_exception, wait_until
+from vae_core.runs import PROGRESS_SUFFIX, progress_path
+
+NAME = "e2e cli run"
+LIVE_LINE = re.compile(re.escape(NAME) + r" · CLI · pid (\d+) · epoch (\d+)/200")
+
+
+def _live_epoch(page) -> int | None:
+    for text in page.locator('[data-testid="stProgress"]').all_inner_texts():
+        match = LIVE_LINE.search(text)
+        if match:
+            return int(match.group(2))
+    return None
+
+
+def test_a_cli_run_appears_and_is_followed_live_without_a_reload(open_app, app_server):
+    folder = app_server.checkpoints
+    before = set(folder.iterdir())
+    process = subprocess.Popen([sys.executable, "-m", "vae_core", "train", "--data", "digits", "--hidden", "16",
+                                "--latent-dim", "2", "--batch-size", "16", "--epochs", "200", "--quiet",
+                                "--out-dir", str(folder), "--name", NAME], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_until_record = time.monotonic() + 60
+        while not list(folder.glob(f"*{PROGRESS_SUFFIX}")) and time.monotonic() < wait_until_record:
+            time.sleep(0.1)
+        print('T record', time.monotonic()); page = open_app("runs")
+        first = wait_until(page, lambda: _live_epoch(page) is not None and _live_epoch(page) + 1,
+                           timeout_s=60, message="the CLI run's live line on the Runs page") - 1
+        url = page.url
+        advanced = wait_until(page, lambda: (epoch := _live_epoch(page)) is not None and epoch > first and epoch,
+                              timeout_s=60, message=f"its epoch to pass {first} without a reload")
+        assert page.url == url and advanced > first
+        assert page.locator('.js-plotly-plot').count() >= 1  # its loss, live from the progress record
+        # Plotly's toolbar is always shown (not only on hover), with its PNG button
+        toolbar = page.locator('.st-key-live_chart .modebar')
+        assert toolbar.evaluate("(bar) => getComputedStyle(bar).opacity") == "1"
+        assert toolbar.locator('.modebar-btn[data-title="Download plot as a PNG"]').count() == 1
+        assert_no_exception(page)
+
+        print('T kill', time.monotonic()); process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        wait_until(page, lambda: _live_epoch(page) is None, timeout_s=30,
+                   message="the live line to go once the process is killed")
+        assert_no_exception(page); print('T gone', time.monotonic())
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+        for path in set(folder.iterdir()) - before:  # the other journeys find the folder as it was
+            path.unlink(missing_ok=True)
+            progress_path(path).unlink(missing_ok=True)
