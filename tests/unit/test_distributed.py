@@ -99,7 +99,7 @@ def test_two_gloo_processes_train_as_one_process_with_the_same_global_batch(runs
     assert ddp.world_size == 2 and single.world_size == 1 and ddp.summary()["world_size"] == 2
 
 
-def test_rank_0_alone_prints_the_result_and_writes_the_files(runs):
+def test_rank_0_alone_prints_the_result_and_writes_the_files(runs, capsys):
     lines = runs["ddp_1_lines"]
     assert len(lines) == 1, "one JSON line, from rank 0"
     result = lines[0]
@@ -109,6 +109,10 @@ def test_rank_0_alone_prints_the_result_and_writes_the_files(runs):
                                                     ["test_neg_elbo"], rel=1e-5)
     record = json.loads(progress_path(runs["ddp_1"]).read_text())  # what the app follows
     assert record["status"] == "finished" and record["step"] == 14 and record["run_id"] == result["run_id"]
+    capsys.readouterr()
+    assert main(["runs", str(runs["ddp_1"].parent)]) == 0  # the app's listing of the folder
+    listed = {run["name"]: run for run in json.loads(capsys.readouterr().out.strip().splitlines()[-1])}
+    assert listed["two processes"]["status"] == "finished" and listed["two processes"]["epoch"] == 1
 
 
 def test_a_torchrun_checkpoint_resumes_in_a_single_process(runs):
