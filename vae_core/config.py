@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-MODEL_NAMES = ("mlp", "conv", "ae", "cvae")
+MODEL_NAMES = ("mlp", "conv", "ae", "cvae", "vqvae")
 RECON_LOSSES = ("bce", "mse")
 RECON_REDUCTIONS = ("sum", "mean")
 KL_ANNEALING = ("none", "linear", "cyclical")
@@ -22,7 +22,8 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16")  # bf16: autocast of forward and loss, fp32 master weights (speed.py)
 
 # Layer widths by model: the note's 784-256-128 MLP; for `conv`, the channels of its two layers.
-DEFAULT_HIDDEN = {"mlp": (256, 128), "ae": (256, 128), "cvae": (256, 128), "conv": (32, 64)}
+DEFAULT_HIDDEN = {"mlp": (256, 128), "ae": (256, 128), "cvae": (256, 128), "vqvae": (256, 128),
+                  "conv": (32, 64)}
 WIDTH_RANGE = (4, 4096)
 
 

@@ -91,6 +91,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "prior_recognised": ("prior samples recognised", "{:.0%}"),
     "prior_sample_spread": ("spread of prior samples", "{:.3f}"),
     "recon_pixel_error": ("pixel error of reconstructions", "{:.4f}"),
+    "codes_used": ("codes used", "{:d}"),  # VQ-VAE only, like the next one
+    "codebook_perplexity": ("codebook perplexity", "{:.1f}"),
 }
 
 
@@ -134,7 +136,14 @@ def measure(model: VAE, dataset: ImageDataset, epoch_metrics: Sequence[dict]) ->
         "prior_recognised": prior_recognised(model, dataset) if dataset.has_labels else None,
         "prior_sample_spread": prior_sample_spread(model),
         "recon_pixel_error": reconstruction_pixel_error(model, x, labels),
+        **_codebook_metrics(model),
     }
+
+
+def _codebook_metrics(model: VAE) -> dict:
+    """A VQ-VAE's codebook usage; None for the models without a codebook."""
+    usage = model.codebook_usage() if hasattr(model, "codebook_usage") else {}
+    return {"codes_used": usage.get("codes_used"), "codebook_perplexity": usage.get("perplexity")}
 
 
 def result_from_checkpoint(label: str, path: str | Path, dataset: ImageDataset) -> RunResult:
@@ -316,6 +325,31 @@ def _find_mse_vs_bce(results: Sequence[RunResult]) -> str:
                    "reconstructions worse than the Bernoulli one.")
 
 
+def _plan_vqvae_vs_vae(base: TrainConfig) -> tuple[PlannedRun, ...]:
+    return (PlannedRun("VQ-VAE", base.replace(model="vqvae")), PlannedRun("VAE", base.replace(model="mlp")))
+
+
+def _find_vqvae_vs_vae(results: Sequence[RunResult]) -> str:
+    vq, vae = (_by_label(results)[label] for label in ("VQ-VAE", "VAE"))
+    text = (f"The VQ-VAE uses {vq['codes_used']} of its {_codebook_size()} codes (perplexity "
+            f"{vq['codebook_perplexity']:.1f} per slot). Its reconstructions are off by {vq['recon_pixel_error']:.4f} "
+            f"(mean squared pixel error) against {vae['recon_pixel_error']:.4f} for the VAE")
+    if vq["prior_recognised"] is None:
+        return text + "."
+    text += (f"; {_share(vq['prior_recognised'])} of its samples, drawn from the learned code frequencies, are "
+             f"recognised against {_share(vae['prior_recognised'])} of the VAE's")
+    if vq["prior_recognised"] < vae["prior_recognised"]:
+        return text + (": a prior that draws each slot's code on its own misses how the codes go together, "
+                       "which the paper's autoregressive prior learns.")
+    return text + "."
+
+
+def _codebook_size() -> int:
+    from .vqvae import CODEBOOK_SIZE
+
+    return CODEBOOK_SIZE
+
+
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     Experiment("ae-vs-vae", "Autoencoder against VAE",
                "An autoencoder cannot generate: its codes do not fill the prior, so a draw from N(0, I) decodes "
@@ -340,6 +374,11 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
                "The reconstruction term is a likelihood: Bernoulli (BCE) or Gaussian (MSE). With variance 1 a "
                "Gaussian barely penalises pixel errors of size 0.1, so the KL dominates and images blur.",
                _plan_mse_vs_bce, ("recon_pixel_error", "test_kl", "active_units"), _find_mse_vs_bce),
+    Experiment("vqvae-vs-vae", "VQ-VAE against VAE",
+               "A VQ-VAE replaces the Gaussian latent with a learned codebook of discrete vectors and learns a "
+               "prior over the codes apart; how good its samples are depends on that prior.",
+               _plan_vqvae_vs_vae, ("recon_pixel_error", "prior_recognised", "codes_used", "codebook_perplexity"),
+               _find_vqvae_vs_vae),
 )}
 
 

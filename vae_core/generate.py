@@ -48,8 +48,9 @@ def decode(model: VAE, z: torch.Tensor, labels: torch.Tensor | None = None) -> n
 @torch.no_grad()
 def prior_samples(model: VAE, count: int, *, temperature: float = 1.0, seed: int = 0,
                   label: int | None = None) -> np.ndarray:
-    """Decode z ~ N(0, temperature^2 I): what the model generates from nothing."""
-    z = torch.randn(count, model.latent_dim, generator=torch.Generator().manual_seed(seed)) * temperature
+    """Decode z from the model's prior (N(0, temperature^2 I) but for VQ-VAE's learned one): what
+    the model generates from nothing."""
+    z = model.sample_prior(count, torch.Generator().manual_seed(seed), temperature)
     return decode(model, z, _labels(model, label, count))
 
 

@@ -82,6 +82,9 @@ def train_step(trainer: Trainer) -> None:
     if shard:
         loss, terms = shard.objective(terms, x.shape[0], batch_images, beta, config.free_bits,
                                       trainer.model.variational)
+    extra = trainer.model.auxiliary_loss(output)  # a model's own term: VQ-VAE's codebook and commitment
+    if extra is not None:
+        loss = loss + extra
     trainer.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     trainer.optimizer.step()

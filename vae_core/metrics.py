@@ -149,12 +149,12 @@ def aggregate_kl(mu: torch.Tensor | np.ndarray) -> float:
 
 @torch.no_grad()
 def decoded_prior_samples(model: VAE, count: int = PRIOR_SAMPLES, seed: int = 0) -> torch.Tensor:
-    """Pixel means sigmoid(decode(z)) of `count` draws z ~ N(0, I), on the CPU (a conditional model
-    gets the classes in turn)."""
+    """Pixel means sigmoid(decode(z)) of `count` draws of z from the model's prior (N(0, I) but for
+    VQ-VAE's learned one), on the CPU; a conditional model gets the classes in turn."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    z = torch.randn(count, model.latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    z = model.sample_prior(count, torch.Generator().manual_seed(seed)).to(device)
     labels = torch.arange(count, device=device) % model.num_classes if model.conditional else None
     images = torch.sigmoid(model.decode(z, labels)).cpu()
     model.train(was_training)

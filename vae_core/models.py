@@ -60,6 +60,16 @@ class VAE(nn.Module):
         z = self.reparameterize(mu, logvar, generator, eps)
         return VAEOutput(logits=self.decode(z, y), mu=mu, logvar=logvar, z=z)
 
+    def auxiliary_loss(self, output: VAEOutput) -> torch.Tensor | None:
+        """A term this model adds to the loss beyond reconstruction and KL (VQ-VAE: codebook and
+        commitment); None for the others."""
+        return None
+
+    def sample_prior(self, count: int, generator: torch.Generator | None = None,
+                     temperature: float = 1.0) -> torch.Tensor:
+        """`count` draws of z from the model's prior, on the CPU: N(0, temperature^2 I) here."""
+        return torch.randn(count, self.latent_dim, generator=generator) * temperature
+
     def one_hot(self, y: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor | None:
         """The label code of a conditional model; None for the others."""
         if not self.conditional:
@@ -168,6 +178,10 @@ MODELS: dict[str, tuple[str, type[VAE]]] = {
     "ae": ("Plain autoencoder (no sampling, no KL): cannot generate", AutoEncoder),
     "cvae": ("Conditional VAE (encoder and decoder see the label)", ConditionalVAE),
 }
+# Here, not at the top: vqvae.py builds on MLPVAE above.
+from .vqvae import VQVAE  # noqa: E402
+
+MODELS["vqvae"] = ("VQ-VAE (a codebook of discrete codes and a learned prior over them)", VQVAE)
 
 
 def build_model(config: TrainConfig, image_shape: tuple[int, int, int], num_classes: int = 0) -> VAE:
