@@ -109,13 +109,13 @@ def run_choices() -> dict[str, str]:
             continue
         choices[f"job:{job.run_id}"] = f"{run_label(snap.name, job.run_id)} · {snap.status}"
         listed.add(job.run_id)
-    for path in checkpoint_files():
-        if path.stem not in listed:
-            try:
-                name = read_checkpoint(path).name
-            except VAEStudioError:
-                name = path.stem  # the page that opens it says what is wrong with it
-            choices[f"file:{path}"] = f"{run_label(name, path.stem)} · saved"
+    # The run store reads headers only (no weights), makes names distinct and sees runs the CLI trains.
+    from vae_core.runs import list_runs
+
+    for record in sorted(list_runs(session.CHECKPOINT_DIR), key=lambda r: r.mtime, reverse=True):
+        if record.checkpoint and record.run_id not in listed:  # the page that opens it says what is wrong
+            where = "training elsewhere" if record.live else "saved"
+            choices[f"file:{record.checkpoint}"] = f"{run_label(record.display_name, record.run_id)} · {where}"
     return choices
 
 
