@@ -16,6 +16,9 @@ single process would take with the same global batch (`--batch-size`):
   gradient of the batch's mean loss, also when the last batch splits unevenly. Free bits clamp the
   KL of each dimension averaged over the WHOLE batch, so with free bits the processes add up their
   KL per dimension first (one all-reduce of latent_dim numbers per step, on the device).
+- A model's own loss term (VQ-VAE's codebook and commitment) is scaled like the rest, and its
+  running statistics (buffers such as VQ-VAE's code usage) become the share-weighted sum of the
+  processes' updates, which is the update by the whole batch.
 - The logged losses: each process records its shard's values times its share; a flush adds them
   up over the processes (one all-reduce per flush, none per step), so every process holds the
   global curves and sees a divergence at the same step.
@@ -148,11 +151,15 @@ class ShardedStep:
                           device=trainer.device, dtype=dtype)
         return eps[self.rank::self.world_size]
 
-    def objective(self, terms: LossTerms, shard_images: int, batch_images: int, beta: float,
-                  free_bits: float, variational: bool) -> tuple[torch.Tensor, LossTerms]:
-        """(the loss whose gradient, averaged by DDP, is the batch's; the terms to record, which
-        a flush adds up over processes into the batch's values)."""
+    def combine(self, trainer: Trainer, terms: LossTerms, extra: torch.Tensor | None, shard_images: int,
+                batch_images: int, beta: float) -> tuple[torch.Tensor, LossTerms]:
+        """After the forward pass on this process's shard: (the loss whose gradient, averaged by
+        DDP, is the batch's; the terms to record, which a flush adds up over processes into the
+        batch's values). `extra` is the model's own loss term, a batch mean like the others. The
+        model's running statistics (VQ-VAE's code usage) become those of the whole batch."""
         share = shard_images / batch_images
+        free_bits, variational = trainer.config.free_bits, trainer.model.variational
+        self._merge_buffers(trainer.model, share)
         if free_bits > 0 and variational:
             batch_kl = self.summed(terms.kl_per_dim.detach() * share)  # the KL per dimension of the whole batch
             # clamp's gradient passes where the batch's KL is at or above the floor: the same mask here.
@@ -161,9 +168,22 @@ class ShardedStep:
             total = terms.recon + beta * torch.clamp(batch_kl, min=free_bits).sum()
         else:
             gradient_loss = total = terms.total
+        if extra is not None:
+            gradient_loss = gradient_loss + extra
         recorded = LossTerms(total=total * share, recon=terms.recon * share, kl=terms.kl * share,
                              kl_per_dim=terms.kl_per_dim * share)
         return gradient_loss * (self.world_size * share), recorded
+
+    def _merge_buffers(self, model: torch.nn.Module, share: float) -> None:
+        """Each floating-point buffer set to the share-weighted sum of the processes' values.
+
+        A model's buffers are running statistics its forward pass updates from the batch (VQ-VAE:
+        r <- d r + (1 - d) mean over the batch); with r the same in every process before the step,
+        the weighted sum of each process's update is exactly the update by the whole batch. (DDP's
+        own broadcast_buffers would keep rank 0's, learnt from its shard alone.)"""
+        for buffer in model.buffers():
+            if buffer.is_floating_point():
+                buffer.copy_(self.summed(buffer * share))
 
     def summed(self, tensor: torch.Tensor) -> torch.Tensor:
         """`tensor` added up over the processes (in place, and returned)."""
@@ -177,6 +197,7 @@ def distribute(trainer: Trainer, launch: Launch) -> None:
     starts by giving every process rank 0's weights."""
     check_shards(trainer.train_x.shape[0], trainer.config.batch_size, launch.world_size)
     device_ids = [trainer.device.index] if trainer.device.type == "cuda" else None
-    trainer.forward_model = DistributedDataParallel(trainer.model, device_ids=device_ids)
+    trainer.forward_model = DistributedDataParallel(trainer.model, device_ids=device_ids,
+                                                    broadcast_buffers=False)  # ShardedStep merges them
     trainer.rank, trainer.world_size = launch.rank, launch.world_size
     trainer.shard = ShardedStep(launch.rank, launch.world_size)

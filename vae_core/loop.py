@@ -78,13 +78,10 @@ def train_step(trainer: Trainer) -> None:
         terms = vae_loss(output, x, recon=config.recon, beta=beta, free_bits=config.free_bits,
                          variational=trainer.model.variational, log_variance=model_log_variance(trainer.model),
                          recon_reduction=config.recon_reduction)
-    loss = terms.total
+        extra = trainer.model.auxiliary_loss(output)  # a model's own term: VQ-VAE's codebook and commitment
+    loss = terms.total if extra is None else terms.total + extra
     if shard:
-        loss, terms = shard.objective(terms, x.shape[0], batch_images, beta, config.free_bits,
-                                      trainer.model.variational)
-    extra = trainer.model.auxiliary_loss(output)  # a model's own term: VQ-VAE's codebook and commitment
-    if extra is not None:
-        loss = loss + extra
+        loss, terms = shard.combine(trainer, terms, extra, x.shape[0], batch_images, beta)
     trainer.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     trainer.optimizer.step()

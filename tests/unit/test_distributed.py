@@ -127,6 +127,18 @@ def test_a_single_process_checkpoint_resumes_under_torchrun(runs):
     assert resumed.world_size == 2 and resumed.status == "finished"
 
 
+def test_a_vqvae_trains_under_torchrun_as_in_one_process(tmp_path):
+    """Its codebook terms are scaled like the loss, and its code usage (a buffer the forward pass
+    updates) is learnt from the whole batch, not from rank 0's shard."""
+    single, ddp = tmp_path / "single.safetensors", tmp_path / "ddp.safetensors"
+    vqvae = [*SMALL, "--model", "vqvae", "--epochs", "1"]
+    single_train(*vqvae, "--out", str(single))
+    ddp_train(*vqvae, "--out", str(ddp))
+    got, want = load_checkpoint(ddp), load_checkpoint(single)
+    assert "code_counts" in want.state.model_state
+    assert_same_run(got, want)
+
+
 # -- the launch, from torchrun's variables -----------------------------------------------------------
 TORCHRUN_ENV = {"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "4", "MASTER_ADDR": "node0", "MASTER_PORT": "29500"}
 
