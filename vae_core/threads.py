@@ -3,8 +3,10 @@
 - The CLI keeps PyTorch's default, a thread per core: a script that has the machine to itself.
 - The app's training thread leaves one core to the rest of the process (`app_thread_count`): the
   Streamlit server, the pages drawing charts and computing projections run beside it, and
-  PyTorch's OpenMP workers spin-wait for each other, so a step that shares its cores with a busy
-  thread gets several times slower (measured: see `bench/`), while one thread fewer costs little.
+  PyTorch's OpenMP workers spin-wait for each other, so a step whose threads share their cores
+  with other work gets many times slower, while one thread fewer costs little. Measured on a
+  2-core machine shared with other processes (`python -m bench.bench_training --quick`, one epoch
+  of Fashion-MNIST, batch 128): 1 thread 3.1 s, 2 threads 88 s.
 - `VAE_STUDIO_TORCH_THREADS=<n>` overrides both, e.g. 1 on a machine shared with other work.
 - GPUs are left alone: their work does not run on these threads.
 
@@ -13,9 +15,11 @@ OpenMP setting), so a count is applied on the thread that trains (`use_threads`)
 
 Idle thread teams: a thread that has once run a parallel operation keeps its OpenMP team of
 workers until it ends. When the process holds more workers than there are cores, libgomp cuts
-every team's spin-wait short, and a training thread's workers then sleep between the many small
-operations of a step. So a job builds its trainer on its own training thread, and the app's other
-tensor work runs on Streamlit's short-lived script threads.
+every team's spin-wait short, so a training thread's workers sleep between the many small
+operations of a step (on an idle 2-core machine an epoch took twice as long). It cannot happen
+with one training thread (2 cores, by the rule above: measured the same with and without an idle
+team beside it); for more, a job builds its trainer on its own training thread, and the app's
+other tensor work runs on Streamlit's short-lived script threads.
 """
 
 from __future__ import annotations
