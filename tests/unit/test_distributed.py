@@ -10,7 +10,6 @@ The batch of 105 images splits 53/52 between the two processes at every step (an
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,20 +37,18 @@ def _torchrun() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "torch.distributed.run"]
 
 
-def ddp_train(*args: str, processes: int = 2) -> tuple[list[dict], str]:
-    """`torchrun --standalone --nproc_per_node N -m vae_core train ...` on Gloo; the JSON lines it
-    printed and its stderr."""
+def ddp_train(*args: str, device: str = "cpu") -> list[dict]:
+    """`torchrun --standalone --nproc_per_node 2 -m vae_core train ...` (Gloo on the CPU, NCCL on
+    GPUs); the JSON lines it printed."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([*_torchrun(), "--standalone", "--nproc_per_node", str(processes), "-m", "vae_core",
-                           "train", "--device", "cpu", *args], capture_output=True, text=True, env=env,
-                          timeout=600)
+    done = subprocess.run([*_torchrun(), "--standalone", "--nproc_per_node", "2", "-m", "vae_core", "train",
+                           "--device", device, *args], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    return lines, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 
-def single_train(*args: str) -> None:
-    assert main(["train", "--device", "cpu", *args]) == 0
+def single_train(*args: str, device: str = "cpu") -> None:
+    assert main(["train", "--device", device, *args]) == 0
 
 
 def assert_same_run(got: RunCheckpoint, want: RunCheckpoint) -> None:
@@ -75,14 +72,15 @@ def assert_same_run(got: RunCheckpoint, want: RunCheckpoint) -> None:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    """Single-process runs and torchrun runs of the same trainings, and resumes across the two."""
+def runs(tmp_path_factory) -> dict:
+    """Single-process runs and torchrun runs of the same trainings, and resumes across the two: the
+    checkpoint of each by name, and "ddp_1_lines", the JSON lines the first torchrun run printed."""
     folder = tmp_path_factory.mktemp("ddp")
     paths = {name: folder / f"{name}.safetensors" for name in
              ("single_1", "single_2", "ddp_1", "ddp_then_single_2", "plain_1", "plain_2", "single_then_ddp_2")}
     single_train(*FREE_BITS, "--epochs", "1", "--out", str(paths["single_1"]))
     single_train("--resume", str(paths["single_1"]), "--epochs", "2", "--out", str(paths["single_2"]), "--quiet")
-    lines, stderr = ddp_train(*FREE_BITS, "--epochs", "1", "--out", str(paths["ddp_1"]), "--name", "two processes")
+    lines = ddp_train(*FREE_BITS, "--epochs", "1", "--out", str(paths["ddp_1"]), "--name", "two processes")
     paths["ddp_1_lines"] = lines
     single_train("--resume", str(paths["ddp_1"]), "--epochs", "2", "--out", str(paths["ddp_then_single_2"]),
                  "--quiet")
@@ -203,14 +201,10 @@ def test_compile_trains_a_tiny_epoch_on_the_cpu(tmp_path, capsys):
                                load_checkpoint(eager).state.history.step_matrix(), rtol=1e-4, atol=1e-4)
 
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
-
-@needs_cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_bf16_and_compile_train_on_a_gpu(tmp_path, capsys):
     out = tmp_path / "gpu.safetensors"
-    assert main(["train", *SMALL, "--device", "cuda", "--precision", "bf16", "--compile", "--epochs", "1",
-                 "--out", str(out)]) == 0
+    single_train(*SMALL, "--precision", "bf16", "--compile", "--epochs", "1", "--out", str(out), device="cuda")
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["device"].startswith("cuda") and result["precision"] == "bf16" and result["compiled"] is True
     assert np.isfinite(load_checkpoint(out).state.history.step_matrix()).all()
@@ -219,12 +213,8 @@ def test_bf16_and_compile_train_on_a_gpu(tmp_path, capsys):
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
 def test_two_nccl_processes_train_as_one_process(tmp_path):
     single, ddp = tmp_path / "single.safetensors", tmp_path / "ddp.safetensors"
-    assert main(["train", *SMALL, "--device", "cuda", "--epochs", "1", "--out", str(single)]) == 0
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([*_torchrun(), "--standalone", "--nproc_per_node", "2", "-m", "vae_core", "train",
-                           *SMALL, "--device", "cuda", "--epochs", "1", "--out", str(ddp)],
-                          capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    single_train(*SMALL, "--epochs", "1", "--out", str(single), device="cuda")
+    ddp_train(*SMALL, "--epochs", "1", "--out", str(ddp), device="cuda")
     got, want = load_checkpoint(ddp), load_checkpoint(single)
     assert got.world_size == 2
     np.testing.assert_allclose(got.state.history.step_matrix(), want.state.history.step_matrix(),
