@@ -1,26 +1,21 @@
-"""VAE Studio: the router. Each page is a thin view in app_pages/; the logic lives in vae_core.
+"""VAE Studio's server: Streamlit's ASGI app around the router (router.py), started as usual with
+`streamlit run app.py`.
 
-Nothing heavy is imported here: the navigation is drawn first, and torch and the engine load in
-the background (ui.session.start_background_warm_ups) or when a page needs them."""
+Why not the router itself: a plain Streamlit script first runs when a browser connects, so the
+first visitor would wait for torch, the engine and the default dataset to load. The app's lifespan
+starts that warm-up in the background as the server starts instead."""
+
+from contextlib import asynccontextmanager
 
 import streamlit as st
 
-from ui import session
-from ui.sidebar import training_badge
+from ui.session import start_background_warm_ups
 
-st.set_page_config(page_title="VAE Studio", page_icon=":material/blur_on:", layout="wide")
 
-pages = [
-    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", default=True),
-    st.Page("app_pages/latent.py", title="Latent space", icon=":material/scatter_plot:"),
-    st.Page("app_pages/generate.py", title="Generate", icon=":material/palette:"),
-    st.Page("app_pages/checkpoints.py", title="Checkpoints", icon=":material/save:"),
-    st.Page("app_pages/runs.py", title="Runs", icon=":material/table_rows:"),
-    st.Page("app_pages/theory.py", title="Theory", icon=":material/functions:"),
-    st.Page("app_pages/experiments.py", title="Experiments", icon=":material/science:"),
-]
-page = st.navigation(pages)
-session.start_background_warm_ups()
-session.keep_run_in_url()
-training_badge()
-page.run()
+@asynccontextmanager
+async def warm_up_on_start(_app):
+    start_background_warm_ups()
+    yield
+
+
+app = st.App("router.py", lifespan=warm_up_on_start)

@@ -10,7 +10,7 @@ CHECKPOINTS = Path(tempfile.mkdtemp(prefix="vae_studio_app_tests_"))
 os.environ["VAE_STUDIO_CHECKPOINTS"] = str(CHECKPOINTS)
 os.environ["VAE_STUDIO_WARM_UP"] = "0"  # no UMAP compilation in the background of every AppTest
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+APP = str(Path(__file__).resolve().parents[1] / "router.py")  # the script; app.py serves it
 TIMEOUT = 60
 
 
