@@ -75,6 +75,10 @@ def views_of(runs: list[tuple[str, str]]) -> list[tuple[str, RunView | None, obj
 def progress(experiment: experiments.Experiment, live: bool) -> None:
     """Where each run stands; re-run every second while one is still to finish (see below)."""
     rows = views_of(launched[experiment.name])
+    if live and not any(snap is not None and snap.active for _, _, snap in rows):
+        st.rerun()  # every run has ended: redraw the page with the comparison, and stop polling
+    if all(view is not None for _, view, _ in rows):
+        return  # all finished: the comparison below says it
     registry = session.registry()
     for label, view, snap in rows:
         if view is not None:
@@ -87,8 +91,6 @@ def progress(experiment: experiments.Experiment, live: bool) -> None:
             st.progress(snap.progress, text=f"{label}: {snap.status}, epoch {snap.epoch} of {snap.epochs}")
         else:
             show_error(f"{label} ended {snap.status}" + (f": {snap.message}" if snap.message else ""))
-    if live and not any(snap is not None and snap.active for _, _, snap in rows):
-        st.rerun()  # every run has ended: draw the comparison, and stop polling
 
 
 @st.cache_resource(max_entries=24, show_spinner="Measuring the run…")
@@ -99,15 +101,22 @@ def measured(weights_key: tuple, label: str, _view: RunView) -> experiments.RunR
     return experiments.RunResult(label, _view.config, metrics, _view.epoch_metrics, _view.checkpoint_path)
 
 
-def draw_run(experiment: experiments.Experiment, run: experiments.RunResult, view: RunView) -> None:
+def scatter_points(view: RunView) -> np.ndarray:
+    """The test images' latent means in 2-D: as they are for a 2-D latent, else their first two
+    principal components."""
+    means = test_latents(view, SCATTER_POINTS)
+    return means if means.shape[1] == 2 else pca_layout(means)
+
+
+def draw_run(experiment: experiments.Experiment, run: experiments.RunResult, view: RunView,
+             frame: tuple[list[float], list[float]] | None) -> None:
     st.subheader(run.label)
     if "scatter" in experiment.pictures:
         dataset = run_dataset(view)
-        means = test_latents(view, SCATTER_POINTS)
-        points = means if means.shape[1] == 2 else pca_layout(means)
         labels = dataset.test_y[:SCATTER_POINTS].numpy() if dataset.test_y is not None else None
-        axes = ("z0", "z1") if means.shape[1] == 2 else ("PC 1", "PC 2")
-        figure = charts.latent_scatter(points, labels, view.class_names, "test images' latent means", axes)
+        axes = ("z0", "z1") if view.config.latent_dim == 2 else ("PC 1", "PC 2")
+        figure = charts.latent_scatter(scatter_points(view), labels, view.class_names, "test images' latent means",
+                                       axes, frame)
         figure.update_layout(height=380, showlegend=False)
         st.plotly_chart(figure, key=f"scatter_{experiment.name}_{run.label}")
     if "samples" in experiment.pictures:
@@ -129,9 +138,12 @@ def comparison(experiment: experiments.Experiment) -> None:
     result = experiments.finding_for(experiment.name, results)
     st.success(plain(result.finding), icon=":material/lightbulb:")
     st.dataframe(experiments.comparison_rows(result), hide_index=True)
+    # One frame for every scatter, so the spread of the codes compares at a glance.
+    frame = (charts.covering_ranges(np.concatenate([scatter_points(view) for _, view, _ in rows]))
+             if "scatter" in experiment.pictures else None)
     for column, run, (_, view, _) in zip(st.columns(len(results)), results, rows):
         with column:
-            draw_run(experiment, run, view)
+            draw_run(experiment, run, view, frame)
 
 
 for experiment in experiments.EXPERIMENTS.values():
