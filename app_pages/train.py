@@ -8,6 +8,7 @@ import numpy as np
 import streamlit as st
 
 from ui import charts, session
+from ui.curve_controls import PLOTLY_CONFIG, apply_curve_options, csv_download, curve_controls
 from ui.widgets import STATUS_ICONS, duration, image_grid, nats, plain, show_error
 from vae_core.config import DEFAULT_HIDDEN, KL_ANNEALING, MODEL_NAMES, RECON_LOSSES, TrainConfig
 from vae_core.errors import VAEStudioError
@@ -183,9 +184,10 @@ def live_panel() -> None:
         queue_note(job)
     progress(snap, variational)
     controls(job, snap)
-    log_y = st.toggle("Log scale", key="loss_log_y", help="Loss spikes (a diverging run) stay readable on a log axis.")
-    st.plotly_chart(charts.loss_figure(snap.curves, snap.epoch_metrics, snap.events, log_y=log_y,
-                                       variational=variational), key="loss_chart")
+    options = curve_controls("loss")
+    figure = charts.loss_figure(snap.curves, snap.epoch_metrics, snap.events, log_y=options.log_y, variational=variational)
+    st.plotly_chart(apply_curve_options(figure, options, snap.steps_per_epoch), key="loss_chart", config=PLOTLY_CONFIG)
+    csv_download([(snap.name, snap.curves, snap.steps_per_epoch, None)], key="loss_csv", file_name=f"{job.run_id}.csv")
     left, right = st.columns([1, 1])
     with left:
         if variational and snap.step == 0:

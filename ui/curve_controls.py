@@ -101,8 +101,9 @@ def apply_curve_options(figure: go.Figure, options: CurveOptions, steps_per_epoc
         for trace in figure.data:
             if trace.y is not None and (trace.mode or "lines") == "lines":
                 trace.y = smooth(np.asarray(trace.y, dtype=np.float64), options.smoothing)
-    if options.log_y:
-        figure.update_yaxes(type="log", autorange=True, range=None)
+    if options.log_y:  # an axis the figure made logarithmic itself keeps its range
+        figure.for_each_yaxis(lambda axis: axis.update(type="log", autorange=True, range=None)
+                              if axis.type != "log" else None)
     to_x = x_transform(options, steps_per_epoch, clock)
     if to_x is not None:
         for trace in figure.data:

@@ -46,7 +46,11 @@ def image_grid(images: np.ndarray, columns: int, caption: str | None = None, cel
     from vae_core.generate import grid
 
     scale = max(1, round(cell_px / images.shape[2]))
-    st.image(grid(images, columns, scale=scale), caption=caption)
+    picture = grid(images, columns, scale=scale)
+    st.image(picture, caption=caption)
+    from .curve_controls import png_download  # late: it imports plotly, which not every page needs
+
+    png_download(picture, caption or "images")
 
 
 def duration(seconds: float | None) -> str:

@@ -13,6 +13,8 @@ from e2e_helpers import ROOT, assert_no_exception, wait_until
 from vae_core.runs import PROGRESS_SUFFIX, progress_path
 
 NAME = "e2e cli run"
+TOOLBAR_SHOWN_JS = """() => [...document.querySelectorAll('.st-key-live_chart .modebar')].some((bar) =>
+  getComputedStyle(bar).opacity === '1' && bar.querySelector('.modebar-btn[data-title="Download plot as a PNG"]'))"""
 LIVE_LINE = re.compile(re.escape(NAME) + r" · CLI · pid (\d+) · epoch (\d+)/200")
 
 
@@ -44,9 +46,8 @@ def test_a_cli_run_appears_and_is_followed_live_without_a_reload(open_app, app_s
         assert page.url == url and advanced > first
         assert page.locator('.js-plotly-plot').count() >= 1  # its loss, live from the progress record
         # Plotly's toolbar is always shown (not only on hover), with its PNG button
-        toolbar = page.locator('.st-key-live_chart .modebar')
-        assert toolbar.evaluate("(bar) => getComputedStyle(bar).opacity") == "1"
-        assert toolbar.locator('.modebar-btn[data-title="Download plot as a PNG"]').count() == 1
+        wait_until(page, lambda: page.evaluate(TOOLBAR_SHOWN_JS), timeout_s=30,
+                   message="the live chart's toolbar, shown, with its PNG button")
         assert_no_exception(page)
 
         process.send_signal(signal.SIGKILL)
