@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 import torch
@@ -127,7 +128,9 @@ def draw_run(experiment: experiments.Experiment, run: experiments.RunResult, vie
                    caption="traversals of the dimensions with most KL: " + ", ".join(f"z{d}" for d in dims))
     if "kl_over_training" in experiment.pictures:
         st.caption("test KL of each latent dimension (nats) after each epoch")
-        st.line_chart(experiments.kl_per_dim_by_epoch(run), height=220, x_label="epoch", y_label="nats")
+        by_epoch = pd.DataFrame(experiments.kl_per_dim_by_epoch(run))
+        by_epoch.index += 1  # epochs count from 1
+        st.line_chart(by_epoch, height=220, x_label="epoch", y_label="nats")
 
 
 def comparison(experiment: experiments.Experiment) -> None:

@@ -146,15 +146,6 @@ def _codebook_metrics(model: VAE) -> dict:
     return {"codes_used": usage.get("codes_used"), "codebook_perplexity": usage.get("perplexity")}
 
 
-def result_from_checkpoint(label: str, path: str | Path, dataset: ImageDataset) -> RunResult:
-    """Measure a run the app trained (through its job queue) from the checkpoint it saved."""
-    from .checkpoint import load_checkpoint
-
-    checkpoint = load_checkpoint(path)
-    epochs = tuple(checkpoint.state.history.epochs)
-    return RunResult(label, checkpoint.config, measure(checkpoint.build_model(), dataset, epochs), epochs, str(path))
-
-
 def comparison_rows(result: ExperimentResult) -> list[dict[str, str]]:
     """The experiment's compared metrics, one row per run, formatted for a table."""
     names = result.experiment.compared

@@ -179,3 +179,15 @@ def test_what_differs_from_the_published_vae_names_this_run():
     assert notes[0].startswith("data: mnist-sample, 4,000 training images")
     assert "not comparable" in notes[1]
     assert "mlp 64, z=4" in notes[2] and "3 epoch(s)" in notes[3]
+
+
+def test_the_page_helpers_read_the_epoch_metrics():
+    epochs = ({"kl_per_dim": [0.1, 2.0, 0.5]}, {"kl_per_dim": [0.0, 3.0, 1.0]})
+    run = RunResult("β=1", TrainConfig(latent_dim=3), dict.fromkeys(METRICS) | {"test_recon": 150.0, "test_kl": 4.0, "active_units": 2},
+                    epochs, None)
+    assert experiments.kl_per_dim_by_epoch(run) == {"z0": [0.1, 0.0], "z1": [2.0, 3.0], "z2": [0.5, 1.0]}
+    assert experiments.top_dimensions(epochs, 3, 2) == [1, 2]
+    assert experiments.top_dimensions(({"kl_per_dim": [0.0, 0.0, 0.0]},), 3, 2) == [0, 1]  # an AE: no KL
+    rows = experiments.comparison_rows(finding_for("beta", [run, run]))
+    assert rows[0] == {"run": "β=1", "reconstruction (nats)": "150.0", "KL (nats)": "4.00", "active units": "2"}
+    assert experiments.format_metric("prior_recognised", None) == "–"
