@@ -117,3 +117,19 @@ def test_the_explorer_decodes_the_point_the_sliders_set(app, saved_runs):
     assert len(trace_values(targets["x"])) == 41 * 41
     app.selectbox(key="explore_dim_y").set_value(1).run()
     assert "Pick two different dimensions" in " ".join(w.value for w in app.warning)
+
+
+def test_beta_shows_traversals_and_collapse_the_kl_of_each_dimension_by_epoch(app):
+    _open(app)
+    _click(app, "beta")
+    _click(app, "collapse")
+    _wait_for_every_job()
+    app.run()
+    assert_no_exception(app)
+    captions = [c for image in app.get("image") for c in image.captions]
+    assert sum(c.startswith("traversals of the dimensions with most KL: z") for c in captions) == 3
+    assert sum(c == "decoded z ~ N(0, I)" for c in captions) == 3 + 3  # beta's and collapse's samples
+    kl_captions = [c.value for c in app.caption if c.value.startswith("test KL of each latent dimension")]
+    assert len(kl_captions) == 3
+    findings = rendered(" ".join(s.value for s in app.success))
+    assert "From β=0.5 to β=4" in findings and "latent dimensions stay active" in findings
