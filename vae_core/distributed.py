@@ -89,6 +89,14 @@ def torchrun_launch(environ: Mapping[str, str] = os.environ) -> Launch | None:
     return launch
 
 
+def refuse_under_torchrun(command: str, environ: Mapping[str, str] = os.environ) -> None:
+    """ConfigError when a command that trains several runs in one process is started by torchrun:
+    its processes train one run together, so each run wants a torchrun of its own."""
+    if torchrun_launch(environ) is not None:
+        raise ConfigError(f"{command} trains its runs one after the other in one process; under torchrun, "
+                          "start one `train` per run instead")
+
+
 def join(launch: Launch, device_name: str) -> torch.device:
     """Join the process group (NCCL on GPUs, Gloo on CPUs) and return this process's device."""
     device = resolve_device(device_name)
@@ -198,6 +206,6 @@ def distribute(trainer: Trainer, launch: Launch) -> None:
     check_shards(trainer.train_x.shape[0], trainer.config.batch_size, launch.world_size)
     device_ids = [trainer.device.index] if trainer.device.type == "cuda" else None
     trainer.forward_model = DistributedDataParallel(trainer.model, device_ids=device_ids,
-                                                    broadcast_buffers=False)  # ShardedStep merges them
+                                                    forward_sync_buffers=False)  # ShardedStep merges them
     trainer.rank, trainer.world_size = launch.rank, launch.world_size
     trainer.shard = ShardedStep(launch.rank, launch.world_size)

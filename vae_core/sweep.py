@@ -75,7 +75,9 @@ def sweep_argvs(args: argparse.Namespace) -> list[tuple[list[str], dict[str, str
 
 def cmd_sweep(args: argparse.Namespace) -> list[dict]:
     from .cli import _config_from_args, _json_safe, cmd_train  # late: the CLI imports this module
+    from .distributed import refuse_under_torchrun
 
+    refuse_under_torchrun("sweep")
     train: argparse.ArgumentParser = args.train_parser
     runs = []
     for argv, swept in sweep_argvs(args):

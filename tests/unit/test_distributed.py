@@ -159,6 +159,14 @@ def test_a_broken_launch_is_refused_with_the_variable_named(change, message):
         torchrun_launch({**TORCHRUN_ENV, **change})
 
 
+def test_a_sweep_under_torchrun_is_refused(monkeypatch, capsys):
+    for name, value in TORCHRUN_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("RANK", "0")
+    assert main(["sweep", *SMALL, "--beta", "0.5", "1"]) == 2
+    assert "under torchrun, start one `train` per run instead" in capsys.readouterr().err
+
+
 def test_batches_that_leave_a_process_without_an_image_are_refused():
     check_shards(1438, 105, 2)
     check_shards(1400, 100, 4)  # no last partial batch
