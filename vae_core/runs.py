@@ -266,6 +266,13 @@ def read_progress(path: str | Path) -> Progress:
         raise CheckpointError(f"{path.name}: {error}") from None
 
 
+@functools.lru_cache(maxsize=256)
+def _cached_progress(path: str, version: tuple[int, int, int]) -> Progress:
+    """read_progress, once per version of the file (inode, mtime, size: each atomic write makes a new
+    inode): a page lists the folder every second."""
+    return read_progress(path)
+
+
 def _parse_progress(record: Any) -> Progress:
     if not isinstance(record, dict) or record.get("format") != PROGRESS_FORMAT:
         raise FieldError(f"it is not a {PROGRESS_FORMAT} record")
@@ -369,8 +376,9 @@ class RunRecord:
 
 
 @functools.lru_cache(maxsize=2048)
-def _checkpoint_summary(path: str, mtime_ns: int, size: int) -> dict:
-    """What a checkpoint's header says (no tensor is read), cached until the file changes."""
+def _checkpoint_summary(path: str, version: tuple[int, int, int]) -> dict:
+    """What a checkpoint's header says (no tensor is read), cached per version of the file (inode,
+    mtime, size)."""
     from .checkpoint_fields import parse_metadata
     from .safetensors_io import open_checkpoint
 
@@ -394,20 +402,22 @@ def read_run(folder: str | Path, run_id: str, *, now: float | None = None) -> Ru
     try:
         info = ckpt.stat()
         mtime = info.st_mtime
-        summary = _checkpoint_summary(str(ckpt), info.st_mtime_ns, info.st_size)
+        summary = _checkpoint_summary(str(ckpt), (info.st_ino, info.st_mtime_ns, info.st_size))
     except FileNotFoundError:
         ckpt = None
     except (OSError, VAEStudioError) as exc:
         error = str(exc) if isinstance(exc, VAEStudioError) else f"{ckpt.name}: cannot be read"
     progress = None
     try:
-        progress = read_progress(record)
-        mtime = max(mtime, record.stat().st_mtime)
-    except CheckpointError as exc:
-        if record.exists():
-            error = error or str(exc)
-    except OSError:
+        info = record.stat()
+        progress = _cached_progress(str(record), (info.st_ino, info.st_mtime_ns, info.st_size))
+        mtime = max(mtime, info.st_mtime)
+    except FileNotFoundError:
         pass
+    except CheckpointError as exc:
+        error = error or str(exc)
+    except OSError:
+        error = error or f"{record.name}: cannot be read"
     if summary is None and progress is None:
         if ckpt is None and error is None:
             return None
