@@ -4,6 +4,7 @@ runs another process (the CLI, torchrun) trains, followed live from their progre
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -355,7 +356,12 @@ def selected_section(chosen: list[dict]) -> None:
 
 def sweep_form(base_row: dict | None) -> None:
     from vae_core.config import TrainConfig
+    from vae_core.data import describe_datasets
     from vae_core.sweep import APP_SWEEPABLE, sweep_configs
+
+    current = base_row["config"].get("data", "digits") if base_row else "digits"
+    datasets = [row["name"] for row in describe_datasets() if row["available"]]
+    datasets = datasets if current in datasets else [current, *datasets]
 
     with st.expander("Sweep: queue runs over one or two hyperparameters", expanded=False,
                      icon=":material/grid_view:"):
@@ -370,13 +376,13 @@ def sweep_form(base_row: dict | None) -> None:
             second = c2.selectbox("Second hyperparameter (optional)", ["none", *fields], index=fields.index("latent_dim") + 1,
                                   key="sweep_second")
             second_values = c2.text_input("Values ", "2 10", key="sweep_second_values")
-            data = st.text_input("Dataset", base_row["config"].get("data", "digits") if base_row else "digits",
-                                 key="sweep_data", help="A dataset name (see the Train page)")
+            data = st.selectbox("Dataset", datasets, index=datasets.index(current), key="sweep_data",
+                                format_func=lambda source: Path(source).name)  # an upload's path names private folders
             submitted = st.form_submit_button("Queue the sweep", type="primary")
         if not submitted:
             return
         try:
-            base = TrainConfig.from_dict({**(base_row["config"] if base_row else {}), "data": data.strip()})
+            base = TrainConfig.from_dict({**(base_row["config"] if base_row else {}), "data": data})
             axes = {first: first_values}
             if second != "none":
                 if second == first:

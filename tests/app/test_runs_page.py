@@ -149,7 +149,7 @@ def test_a_sweep_form_queues_one_run_per_combination(app):
     app.text_input(key="sweep_first_values").input("0.5, 2")
     app.selectbox(key="sweep_second").select("latent_dim")
     app.text_input(key="sweep_second_values").input("2 3")
-    app.text_input(key="sweep_data").input("digits")
+    app.selectbox(key="sweep_data").select("digits")
     [button for button in app.button if button.label == "Queue the sweep"][0].click().run()
     try:
         assert_no_exception(app)
