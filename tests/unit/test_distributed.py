@@ -22,8 +22,9 @@ from vae_core.checkpoint import RunCheckpoint, load_checkpoint
 from vae_core.cli import main
 from vae_core.config import TrainConfig, default_run_name
 from vae_core.distributed import Launch, check_shards, torchrun_launch
-from vae_core.errors import ConfigError
+from vae_core.errors import CheckpointError, ConfigError
 from vae_core.runs import progress_path
+from vae_core.safetensors_io import read_checkpoint, write_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--data", "digits", "--hidden", "32", "--latent-dim", "4", "--batch-size", "105", "--quiet"]
@@ -135,6 +136,17 @@ def test_a_vqvae_trains_under_torchrun_as_in_one_process(tmp_path):
     got, want = load_checkpoint(ddp), load_checkpoint(single)
     assert "code_counts" in want.state.model_state
     assert_same_run(got, want)
+
+
+@pytest.mark.parametrize("value", ["2", -1, 2.5, True])
+def test_a_world_size_that_is_no_count_of_processes_is_refused(runs, tmp_path, value):
+    tensors, metadata = read_checkpoint(runs["ddp_1"])
+    forged = tmp_path / "forged.safetensors"
+    write_checkpoint(forged, tensors, {**metadata, "world_size": value})
+    with pytest.raises(CheckpointError, match="forged.safetensors: world_size must be a whole number"):
+        load_checkpoint(forged)
+    write_checkpoint(forged, tensors, {key: item for key, item in metadata.items() if key != "world_size"})
+    assert load_checkpoint(forged).world_size == 1  # a file from before torchrun
 
 
 # -- the launch, from torchrun's variables -----------------------------------------------------------
