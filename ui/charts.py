@@ -6,7 +6,12 @@ import html
 from collections.abc import Sequence
 
 import numpy as np
+import pandas  # noqa: F401 (see below)
 import plotly.graph_objects as go
+
+# Plotly checks whether pandas is loaded by looking in sys.modules; while the warm-up thread is
+# importing it there, Plotly would find it half initialised and fail. Importing it here waits for
+# that import to finish.
 
 from vae_core.history import StepCurves
 
