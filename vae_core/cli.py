@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from .config import (DEFAULT_HIDDEN, DEVICES, KL_ANNEALING, MODEL_NAMES, PRECISIONS, RECON_LOSSES, TrainConfig,
@@ -174,10 +175,16 @@ def _train(args: argparse.Namespace, launch) -> dict:
         if bar is not None:
             bar.set_postfix(epoch=trainer.epoch, test_neg_elbo=f"{metrics['test_neg_elbo']:.2f}")
 
+    def between_steps(trainer: Trainer) -> bool:
+        show_progress(trainer)  # the step count and heartbeat move on between flushes (no device sync)
+        return True
+
     show_progress(trainer)
-    # Processes flush together (a flush adds up their losses), so by step count, never by their clocks.
-    hooks = Hooks(after_flush=show_progress, after_epoch=end_epoch, flush_steps=100,
-                  flush_seconds=None if launch else 0.5)
+    hooks = Hooks(after_flush=show_progress, after_epoch=end_epoch, flush_steps=100, flush_seconds=0.5)
+    if launch:
+        # Processes flush together (a flush adds up their losses), so by step count, never by their
+        # clocks; the progress record keeps its pace by being updated between steps.
+        hooks = replace(hooks, before_step=between_steps, flush_seconds=None)
     started, first_step, status = time.perf_counter(), trainer.step, "stopped"  # until it ends well
     try:
         run_to_end(trainer, hooks)
