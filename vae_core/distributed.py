@@ -187,8 +187,8 @@ class ShardedStep:
 
         A model's buffers are running statistics its forward pass updates from the batch (VQ-VAE:
         r <- d r + (1 - d) mean over the batch); with r the same in every process before the step,
-        the weighted sum of each process's update is exactly the update by the whole batch. (DDP's
-        own broadcast_buffers would keep rank 0's, learnt from its shard alone.)"""
+        the weighted sum of each process's update is the update by the whole batch. (DDP's own
+        buffer sync, switched off here, would give every process rank 0's, learnt from its shard.)"""
         for buffer in model.buffers():
             if buffer.is_floating_point():
                 buffer.copy_(self.summed(buffer * share))
