@@ -23,8 +23,10 @@ from vae_core.cli import main
 from vae_core.config import TrainConfig, default_run_name
 from vae_core.distributed import Launch, check_shards, torchrun_launch
 from vae_core.errors import CheckpointError, ConfigError
+from vae_core.loop import train_step
 from vae_core.runs import progress_path
 from vae_core.safetensors_io import read_checkpoint, write_checkpoint
+from vae_core.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--data", "digits", "--hidden", "32", "--latent-dim", "4", "--batch-size", "105", "--quiet"]
@@ -228,6 +230,24 @@ def test_bf16_and_compile_train_on_a_gpu(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["device"].startswith("cuda") and result["precision"] == "bf16" and result["compiled"] is True
     assert np.isfinite(load_checkpoint(out).state.history.step_matrix()).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_gpu_step_never_waits_for_the_device(digits, precision):
+    """Data on the device, losses kept there until a flush: PyTorch's sync debug mode raises at the
+    first operation of a step that would make the host wait (an .item(), a copy to the host...)."""
+    config = TrainConfig(data="digits", hidden=(32,), latent_dim=4, batch_size=105, device="cuda",
+                         precision=precision)
+    trainer = Trainer(config, digits)
+    train_step(trainer)  # the first step makes the epoch's shuffle and the optimiser's state
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(5):
+            train_step(trainer)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert trainer.flush() == 6
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
