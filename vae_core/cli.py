@@ -31,7 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a model and save a .safetensors checkpoint")
-    train.add_argument("--data", default=DEFAULTS.data, help="dataset name (see `datasets`) or a .npz/.zip/.csv/folder")
+    train.add_argument("--data", default=None,
+                       help=f"dataset name (see `datasets`) or a .npz/.zip/.csv/folder (default {DEFAULTS.data}; "
+                            "with --resume: the checkpoint's data, which must be a built-in dataset unless you "
+                            "name its file here)")
     train.add_argument("--image-size", type=int, default=None, help="resize images to this square size")
     train.add_argument("--download", action="store_true", help="download mnist/fashion-mnist/kmnist if missing")
     train.add_argument("--model", choices=MODEL_NAMES, default=DEFAULTS.model)
@@ -90,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
-        data=args.data, image_size=args.image_size, model=args.model,
+        data=args.data or DEFAULTS.data, image_size=args.image_size, model=args.model,
         hidden=tuple(args.hidden) if args.hidden else None, latent_dim=args.latent_dim,
         beta=args.beta, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, recon=args.recon,
         learn_variance=args.learn_variance, kl_anneal=args.kl_anneal, kl_warmup_epochs=args.kl_warmup_epochs,
@@ -123,7 +126,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
 
 
 def _train(args: argparse.Namespace, launch) -> dict:
-    from .checkpoint import check_resumable, load_checkpoint, save_trainer_checkpoint
+    from .checkpoint import checkpoint_dataset, load_checkpoint, save_trainer_checkpoint
     from .distributed import distribute, first_on_each_node, join
     from .loop import Hooks, run_to_end
     from .run_ids import new_run_id
@@ -131,17 +134,19 @@ def _train(args: argparse.Namespace, launch) -> dict:
     from .threads import thread_override, use_threads
     from .trainer import Trainer
 
-    config, state, run_id, name = _config_from_args(args), None, new_run_id(), args.name
+    config, state, run_id, name, labels = _config_from_args(args), None, new_run_id(), args.name, {}
     if args.resume:
         previous = load_checkpoint(args.resume)
         config = previous.config.replace(epochs=args.epochs)
-        state, run_id, name = previous.state, previous.run_id, name or previous.name
+        state, run_id, labels = previous.state, previous.run_id, previous.labels()
+        name = name or labels.pop("name")
     name = name or default_run_name(config)
     device = join(launch, config.device) if launch else None
     with first_on_each_node(launch):
-        dataset = _load_data(config, args.download)
-    if args.resume:
-        check_resumable(previous, dataset)
+        # A resumed run's data reference comes from its file: only a built-in dataset or the --data
+        # the user names here is opened (checkpoint_dataset), never a path the file chooses.
+        dataset = (checkpoint_dataset(previous, data=args.data, download=args.download) if args.resume
+                   else _load_data(config, args.download))
     trainer = Trainer(config, dataset, state=state, device=device)
     if launch:
         distribute(trainer, launch)
@@ -159,7 +164,7 @@ def _train(args: argparse.Namespace, launch) -> dict:
         # Under torchrun the other processes would have to join a flush of unflushed steps (an
         # interrupted run): its last epoch's checkpoint stays, as for a killed run.
         if writes and not (launch and trainer.pending_steps):
-            save_trainer_checkpoint(trainer, run_id, status, out, name=name)
+            save_trainer_checkpoint(trainer, run_id, status, out, name=name, **labels)
 
     def show_progress(trainer: Trainer) -> None:
         if progress is not None:
@@ -221,14 +226,13 @@ def _mean(values) -> float | None:
 
 def cmd_eval(args: argparse.Namespace) -> dict:
     import torch
-    from .checkpoint import check_resumable, load_checkpoint
+    from .checkpoint import checkpoint_dataset, load_checkpoint
     from .metrics import evaluate, iwae_nll
 
     checkpoint = load_checkpoint(args.checkpoint)
     config = checkpoint.config if args.data is None else checkpoint.config.replace(data=args.data)
-    dataset = _load_data(config)
-    if args.data is None:
-        check_resumable(checkpoint, dataset)
+    # --data may be other data (of the same shape); without it, the checkpoint's own, if it may be opened.
+    dataset = _load_data(config) if args.data is not None else checkpoint_dataset(checkpoint)
     model = checkpoint.build_model()
     x, y = dataset.test_x, dataset.test_y
     if args.limit:

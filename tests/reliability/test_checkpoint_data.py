@@ -42,3 +42,34 @@ def test_a_file_this_user_supplied_is_opened_and_must_hold_the_same_data(craft, 
     # The policy lets the file through; it is not the digits the run was trained on, so resuming is refused.
     with pytest.raises(CheckpointError, match="trained on"):
         checkpoint_dataset(checkpoint, allowed=[uploads])
+
+
+@pytest.mark.parametrize("command", [["eval", "{file}", "--iwae-k", "0"], ["train", "--resume", "{file}", "--quiet"]])
+def test_the_cli_refuses_a_server_path_read_from_a_checkpoint(craft, tmp_path, monkeypatch, capsys, command):
+    from vae_core.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    hostile = craft("hostile", metadata_change=with_data("/etc"))
+    argv = [part.format(file=hostile) for part in command]
+
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and error.count("\n") == 1
+    assert "etc" not in error and "adduser" not in error
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+
+
+def test_the_cli_resumes_on_the_data_its_user_names(craft, tmp_path, monkeypatch, capsys):
+    """--data is the user's own choice: it replaces a reference the file makes (here a refused path),
+    and must still hold the data the run was trained on."""
+    from vae_core.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    hostile = craft("elsewhere", metadata_change=with_data("/etc"))
+    out = tmp_path / "resumed.safetensors"
+
+    assert main(["train", "--resume", str(hostile), "--data", "digits", "--epochs", "2", "--out", str(out),
+                 "--quiet"]) == 0
+    assert load_checkpoint(out).state.epoch == 2
+    assert main(["train", "--resume", str(hostile), "--data", "mnist-sample", "--quiet"]) == 2
+    assert "trained on" in capsys.readouterr().err
