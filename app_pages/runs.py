@@ -13,12 +13,14 @@ import streamlit as st
 from ui import charts, session
 from ui.curve_controls import (PLOTLY_CONFIG, RunClock, apply_curve_options, csv_download, curve_controls)
 from ui.runs import read_checkpoint
-from ui.widgets import STATUS_ICONS, nats, plain, show_error
+from ui.widgets import STATUS_ICONS, plain, show_error
 from vae_core import runs as store
 from vae_core.errors import VAEStudioError
 from vae_core.history import StepCurves
 
 TABLE_KEY = "runs_table"
+LIVE_REFRESH_S = 1.0  # while a run trains
+FOLDER_WATCH_S = 5.0  # while none does: a look for new runs costs a folder listing (headers are cached)
 PAGES = (("app_pages/train.py", "Train", ":material/model_training:"),
          ("app_pages/latent.py", "Latent space", ":material/scatter_plot:"),
          ("app_pages/generate.py", "Generate", ":material/palette:"),
@@ -138,14 +140,21 @@ def _progress_curves(progress: store.Progress) -> tuple[StepCurves, RunClock | N
     return curves, RunClock.from_points(points["step"], points["wall"])
 
 
+def _seen(rows: list[dict]) -> tuple:
+    """What makes the page redraw: the runs there are, and which of them train now."""
+    return (tuple(row["run_id"] for row in rows),
+            tuple(row["run_id"] for row in rows if row["live"] and row["status"] != "queued"))
+
+
 def live_panel() -> None:
-    """Re-run every second by its fragment while a run trains; the page re-runs once when the set of
-    live runs changes (a run ended, or one appeared), so the table catches up and polling stops."""
-    rows = [row for row in gather_runs() if row["live"] and row["status"] != "queued"]
-    live_ids = tuple(row["run_id"] for row in rows)
-    if st.session_state.get("_runs_live") != live_ids:
-        st.session_state["_runs_live"] = live_ids
+    """Re-run by its fragment: every second while a run trains, else every few seconds only to look
+    for new runs (as TensorBoard watches its log folder). The page re-runs once when the runs or the
+    live ones change (a CLI run appeared or ended), so the table catches up and the pace changes."""
+    every = gather_runs()
+    if st.session_state.get("_runs_seen") != _seen(every):
+        st.session_state["_runs_seen"] = _seen(every)
         st.rerun()
+    rows = [row for row in every if row["live"] and row["status"] != "queued"]
     if not rows:
         return
     st.subheader("Training now")
@@ -245,7 +254,7 @@ def differing_config(rows: list[dict]) -> None:
                 for key in column.index]
 
     differing = ", ".join(key for key in keys if differs[key]) or "none"
-    st.markdown(f"**Hyperparameters** · differing (highlighted): {plain(differing)}")
+    st.markdown("**Hyperparameters**" + (f" · differing (highlighted): {plain(differing)}" if len(rows) > 1 else ""))
     st.dataframe(table.style.apply(highlight, axis=0), width="stretch")
 
 
@@ -342,11 +351,11 @@ def selected_section(chosen: list[dict]) -> None:
             show_error(row["record"].error)
     else:
         st.subheader(f"{len(chosen)} runs selected")
+    compare_section(chosen)
     left, right = st.columns([3, 2], gap="large")
     with left:
-        compare_section(chosen)
-    with right:
         differing_config(chosen)
+    with right:
         if len(chosen) == 1 and chosen[0]["status"] not in ("unreadable", "queued"):
             labels_form(chosen[0])
 
@@ -406,9 +415,8 @@ if message:
     (show_error if message[0] == "error" else lambda text: st.success(plain(text)))(message[1])
 
 all_rows = gather_runs()
-any_live = any(row["live"] for row in all_rows)
-st.session_state["_runs_live"] = tuple(row["run_id"] for row in all_rows if row["live"] and row["status"] != "queued")
-st.fragment(live_panel, run_every=1.0 if any_live else None)()
+st.session_state["_runs_seen"] = _seen(all_rows)
+st.fragment(live_panel, run_every=LIVE_REFRESH_S if _seen(all_rows)[1] else FOLDER_WATCH_S)()
 queue_section()
 
 if not all_rows:

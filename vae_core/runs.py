@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic_files import write_atomically
-from .checkpoint_fields import (LIVE_STATUSES, MAX_NAME_CHARS, MAX_NOTES_CHARS, MAX_SHORT_TEXT, FieldError,
+from .checkpoint_fields import (MAX_NAME_CHARS, MAX_NOTES_CHARS, MAX_SHORT_TEXT, FieldError,
                                 parse_config, printable_text, text)
 from .errors import CheckpointError, ConfigError, TrainingError, VAEStudioError
 from .run_ids import check_run_id, is_valid_run_id
