@@ -29,7 +29,7 @@ from .checkpoint_fields import (LIVE_STATUSES, MAX_NAME_CHARS, MAX_NOTES_CHARS, 
                                 printable_text)
 from .config import TrainConfig
 from .errors import CheckpointError, ConfigError
-from .history import STEP_FIELDS, Frame, History
+from .history import STEP_FIELDS, Frame, History, tracked_count
 from .models import VAE, build_model
 from .optimizer_state import OPTIMIZER_TENSOR_PREFIX, flatten_optimizer_state, unflatten_optimizer_state
 from .run_ids import check_run_id, new_run_id
@@ -44,6 +44,7 @@ MAX_PARAMETERS = 100_000_000  # 400 MB of float32 weights, 1.2 GB with Adam's mo
 MAX_PICTURES_PER_FRAME = 256  # the trainer keeps 16 reconstructions and 64 samples per epoch
 MAX_RNG_STATE_BYTES = 1 << 16
 _FRAME_TENSOR = re.compile(r"frames\.(\d+)\.(reconstructions|samples)")
+_TRACKED_TENSOR = re.compile(r"frames\.(\d+)\.latent_means")  # optional: files from before lack it
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,8 @@ def _payload(run_id: str, config: TrainConfig, dataset: DatasetInfo, state: Trai
     for i, frame in enumerate(state.history.frames):
         tensors[f"frames.{i}.reconstructions"] = torch.from_numpy(np.ascontiguousarray(frame.reconstructions))
         tensors[f"frames.{i}.samples"] = torch.from_numpy(np.ascontiguousarray(frame.samples))
+        if frame.latent_means is not None:
+            tensors[f"frames.{i}.latent_means"] = torch.from_numpy(np.ascontiguousarray(frame.latent_means))
     metadata = {
         "run_id": run_id, "status": status, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **_label_fields(labels),
@@ -263,6 +266,8 @@ def _checked_layout(stored: dict[str, StoredTensor], meta: Metadata) -> VAE:
     for index, epoch in enumerate(meta.frame_epochs):
         _require(f"frames.{index}.reconstructions" in stored and f"frames.{index}.samples" in stored,
                  f"the pictures of epoch {epoch} are missing")
+    tracked = {tensor.shape[0] for name, tensor in stored.items() if _TRACKED_TENSOR.fullmatch(name)}
+    _require(len(tracked) <= 1, "the latent means of its epochs are of different test images (their counts differ)")
     return model
 
 
@@ -293,6 +298,13 @@ def _check_other_tensor(tensor_name: str, tensor: StoredTensor, meta: Metadata,
                  and tensor.shape[0] <= MAX_PICTURES_PER_FRAME,
                  f"{tensor_name} has shape {list(tensor.shape)[:6]}; pictures must be bytes of shape "
                  f"{list(meta.image_shape)}, at most {MAX_PICTURES_PER_FRAME} of them")
+    elif match := _TRACKED_TENSOR.fullmatch(tensor_name):
+        _require(int(match[1]) < len(meta.frame_epochs), f"tensor {tensor_name} belongs to no epoch in the history")
+        points = tracked_count(meta.config.latent_dim)
+        _require(tensor.dtype == torch.float16 and len(tensor.shape) == 2 and 1 <= tensor.shape[0] <= points
+                 and tensor.shape[1] == meta.config.latent_dim,
+                 f"{tensor_name} has shape {list(tensor.shape)[:6]}; latent means must be float16 of shape "
+                 f"[images, {meta.config.latent_dim}], at most {points} images")
     else:
         _require(False, f"it holds a tensor this version does not know: {tensor_name[:60]!r}")
 
@@ -310,8 +322,12 @@ def _trainer_state(tensors: dict[str, torch.Tensor], meta: Metadata, model: VAE)
     history = History(steps=[tensors["history.steps"].to(torch.float64).numpy()], epochs=meta.epochs,
                       events=meta.events)
     for index, epoch in enumerate(meta.frame_epochs):
+        means = tensors.get(f"frames.{index}.latent_means")
+        _require(means is None or bool(torch.isfinite(means).all()),
+                 f"the latent means of epoch {epoch} hold NaN or infinite values")
         history.frames.append(Frame(epoch, tensors[f"frames.{index}.reconstructions"].numpy(),
-                                    tensors[f"frames.{index}.samples"].numpy()))
+                                    tensors[f"frames.{index}.samples"].numpy(),
+                                    None if means is None else means.numpy()))
     return TrainerState(model_state=model_state, optimizer_state=optimizer_state, noise_state=tensors["rng.noise"],
                         epoch=meta.epoch, step=meta.step, step_in_epoch=meta.step_in_epoch, lr=meta.lr,
                         beta=meta.beta, history=history)

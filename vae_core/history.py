@@ -10,6 +10,16 @@ import numpy as np
 
 STEP_FIELDS = ("total", "recon", "kl", "beta", "lr")
 MAX_FRAMES = 120  # epochs of pictures kept; beyond it every other one is dropped (first and last stay)
+# The latent means of the first test images are kept with each frame, so the scatter can be played
+# over the epochs. Float16 and a bound on the values per frame keep 120 frames under 8 MB.
+TRACKED_IMAGES = 1000
+TRACKED_VALUES = 32_768  # per frame: all 1,000 images up to a 32-dimensional latent, fewer beyond
+TRACKED_DTYPE = np.float16
+
+
+def tracked_count(latent_dim: int) -> int:
+    """At most how many test images' means a frame keeps for a latent of `latent_dim` dimensions."""
+    return max(1, min(TRACKED_IMAGES, TRACKED_VALUES // max(1, latent_dim)))
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,9 @@ class Frame:
     epoch: int
     reconstructions: np.ndarray  # uint8, N x C x H x W
     samples: np.ndarray  # uint8, M x C x H x W
+    # float16, K x latent_dim: the means of the first K test images (the same K every epoch of a
+    # run); None in frames saved before they were kept
+    latent_means: np.ndarray | None = None
 
 
 @dataclass

@@ -23,7 +23,7 @@ import torch
 from .config import TrainConfig
 from .device import resolve_device
 from .errors import TrainingError
-from .history import Frame, History
+from .history import TRACKED_DTYPE, Frame, History, tracked_count
 from .losses import LossTerms, beta_schedule
 from .metrics import evaluate
 from .models import VAE, build_model
@@ -184,6 +184,9 @@ class Trainer:
         self.test_y = dataset.test_y[:MAX_EVAL_IMAGES].to(self.device) if dataset.test_y is not None else None
         self.fixed_x = self.test_x[:FIXED_INPUTS]
         self.fixed_y = self.test_y[:FIXED_INPUTS] if self.test_y is not None else None
+        tracked = tracked_count(config.latent_dim)  # whose latent means each frame keeps
+        self.tracked_x = self.test_x[:tracked]
+        self.tracked_y = self.test_y[:tracked] if self.test_y is not None else None
         prior = torch.Generator().manual_seed(config.seed + 2)
         self.fixed_z = torch.randn(FIXED_SAMPLES, config.latent_dim, generator=prior).to(self.device)
         self.fixed_z_labels = (torch.arange(FIXED_SAMPLES, device=self.device) % max(1, dataset.num_classes)
@@ -293,7 +296,7 @@ class Trainer:
                    **result.as_dict()}
         self.history.epochs.append(metrics)
         reconstructions, samples = self.pictures()
-        self.history.add_frame(Frame(self.epoch, reconstructions, samples))
+        self.history.add_frame(Frame(self.epoch, reconstructions, samples, self.tracked_means()))
         return metrics
 
     @torch.no_grad()
@@ -304,6 +307,15 @@ class Trainer:
         reconstructions = torch.sigmoid(self.model.decode(mu, self.fixed_y))
         samples = torch.sigmoid(self.model.decode(self.fixed_z, self.fixed_z_labels))
         return to_uint8(reconstructions), to_uint8(samples)
+
+    @torch.no_grad()
+    def tracked_means(self) -> np.ndarray:
+        """The latent means of the tracked test images, as a frame keeps them (float16; an
+        autoencoder's far-flung codes are clipped to float16's range rather than becoming inf)."""
+        self.model.eval()
+        mu, _ = self.model.encode(self.tracked_x, self.tracked_y)
+        limit = float(np.finfo(TRACKED_DTYPE).max)
+        return torch.nan_to_num(mu.float(), nan=0.0).clamp(-limit, limit).cpu().numpy().astype(TRACKED_DTYPE)
 
     # -- state ------------------------------------------------------------------------------------
     def state(self) -> TrainerState:
