@@ -8,7 +8,7 @@ import streamlit as st
 from ui import session
 from ui.data_access import run_dataset
 from ui.runs import pick_run
-from ui.widgets import class_name, class_picker, image_grid, plain, show_error
+from ui.widgets import class_name, class_picker, epoch_player, image_grid, plain, show_error
 from vae_core import generate
 from vae_core.errors import VAEStudioError
 from vae_core.trainer import to_uint8
@@ -126,41 +126,14 @@ with tabs["Timeline"]:
     if not frames:
         st.info("The pictures of each epoch appear once the first epoch has ended.")
     else:
-        epochs = [f.epoch for f in frames]
-        if "timeline_playing" not in st.session_state:
-            st.session_state.timeline_playing = False
-
-        if st.session_state.get("timeline_epoch") not in epochs:
-            st.session_state.timeline_epoch = epochs[-1]
-
-        def timeline() -> None:
-            if st.session_state.pop("timeline_hold", False):
-                pass  # the run that started playing shows the first epoch; the timer's next run moves on
-            elif st.session_state.timeline_playing:
-                later = [e for e in epochs if e > st.session_state.timeline_epoch]
-                if later:
-                    st.session_state.timeline_epoch = later[0]
-                else:
-                    st.session_state.timeline_playing = False
-                    st.rerun()  # the whole page, so the timer goes and the button says Play again
-            epoch = st.select_slider("Epoch", epochs, key="timeline_epoch")
-            frame = frames[epochs.index(epoch)]
+        def show_frame(epoch: int) -> None:
+            frame = next(f for f in frames if f.epoch == epoch)
             left, right = st.columns(2)
             with left:
                 image_grid(frame.reconstructions, 8, caption=f"reconstructions, epoch {frame.epoch}")
             with right:
                 image_grid(frame.samples, 8, caption=f"the same fixed z decoded, epoch {frame.epoch}")
 
-        def play_or_pause() -> None:
-            # A callback runs before the page, so the button below is drawn with its new label at once.
-            st.session_state.timeline_playing = not st.session_state.timeline_playing
-            if st.session_state.timeline_playing and st.session_state.get("timeline_epoch") == epochs[-1]:
-                st.session_state.timeline_epoch = epochs[0]
-            st.session_state.timeline_hold = st.session_state.timeline_playing
-
-        c1, c2 = st.columns([1, 6])
-        c1.button("⏸ Pause" if st.session_state.timeline_playing else "▶ Play", key="timeline_play",
-                  on_click=play_or_pause, width="stretch")
-        c2.caption(f"{len(frames)} saved epochs. The same test images and the same z every epoch, so you see "
-                   "the model learn.")
-        st.fragment(timeline, run_every=0.7 if st.session_state.timeline_playing else None)()
+        epoch_player([f.epoch for f in frames], "timeline", show_frame,
+                     f"{len(frames)} saved epochs. The same test images and the same z every epoch, so you see "
+                     "the model learn.")

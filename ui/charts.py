@@ -172,6 +172,17 @@ def latent_scatter(points: np.ndarray, labels: np.ndarray | None, class_names: S
     return figure
 
 
+def add_prior_circles(figure: go.Figure) -> go.Figure:
+    """N(0, I)'s 1σ and 2σ circles (39% and 86% of its mass in two dimensions), for a scatter whose
+    axes are two orthonormal directions of the latent space, so the codes can be judged against them."""
+    for radius, share in ((1, "39%"), (2, "86%")):
+        figure.add_shape(type="circle", x0=-radius, y0=-radius, x1=radius, y1=radius, layer="above",
+                         line={"color": "#555", "width": 1.5, "dash": "dash" if radius == 2 else "solid"})
+        figure.add_annotation(x=radius * 0.7071, y=radius * 0.7071, text=f"{radius}σ of N(0, I) ({share})",
+                              showarrow=False, xanchor="left", yanchor="bottom", font={"size": 11, "color": "#555"})
+    return figure
+
+
 def covering_ranges(points: np.ndarray, previous: tuple[list[float], list[float]] | None = None,
                     margin: float = 0.05) -> tuple[list[float], list[float]]:
     """Axis ranges holding every point (with a margin), and never smaller than `previous`: axes that

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import streamlit as st
@@ -51,6 +51,44 @@ def image_grid(images: np.ndarray, columns: int, caption: str | None = None, cel
     from .curve_controls import png_download  # late: it imports plotly, which not every page needs
 
     png_download(picture, caption or "images")
+
+
+def epoch_player(epochs: Sequence[int], key: str, draw: Callable[[int], None], caption: str = "") -> None:
+    """A slider over the saved `epochs` and a Play/Pause button that steps it, about one epoch every
+    0.7 s, calling `draw(epoch)` for the epoch shown. Only the player's fragment re-runs while it
+    plays; its state lives in session state under `key`: `{key}_epoch`, `{key}_playing` and the
+    button `{key}_play`, so two players on one page keep apart."""
+    epochs = list(epochs)
+    epoch_key, playing_key, hold_key = f"{key}_epoch", f"{key}_playing", f"{key}_hold"
+    st.session_state.setdefault(playing_key, False)
+    if st.session_state.get(epoch_key) not in epochs:
+        st.session_state[epoch_key] = epochs[-1]
+
+    def player() -> None:
+        if st.session_state.pop(hold_key, False):
+            pass  # the run that started playing shows the first epoch; the timer's next run moves on
+        elif st.session_state[playing_key]:
+            later = [e for e in epochs if e > st.session_state[epoch_key]]
+            if later:
+                st.session_state[epoch_key] = later[0]
+            else:
+                st.session_state[playing_key] = False
+                st.rerun()  # the whole page, so the timer goes and the button says Play again
+        draw(st.select_slider("Epoch", epochs, key=epoch_key))
+
+    def play_or_pause() -> None:
+        # A callback runs before the page, so the button below is drawn with its new label at once.
+        st.session_state[playing_key] = not st.session_state[playing_key]
+        if st.session_state[playing_key] and st.session_state.get(epoch_key) == epochs[-1]:
+            st.session_state[epoch_key] = epochs[0]
+        st.session_state[hold_key] = st.session_state[playing_key]
+
+    c1, c2 = st.columns([1, 6])
+    c1.button("⏸ Pause" if st.session_state[playing_key] else "▶ Play", key=f"{key}_play",
+              on_click=play_or_pause, width="stretch")
+    if caption:
+        c2.caption(caption)
+    st.fragment(player, run_every=0.7 if st.session_state[playing_key] else None)()
 
 
 def duration(seconds: float | None) -> str:
