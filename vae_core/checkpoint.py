@@ -25,8 +25,8 @@ import safetensors
 import torch
 
 from . import __version__
-from .checkpoint_fields import (LIVE_STATUSES, MAX_NAME_CHARS, MAX_NOTES_CHARS, FieldError, Metadata, parse_metadata,
-                                printable_text)
+from .checkpoint_fields import (LIVE_STATUSES, MAX_NAME_CHARS, MAX_NOTES_CHARS, FieldError, Metadata, owner_id,
+                                parse_metadata, printable_text)
 from .config import TrainConfig
 from .errors import CheckpointError, ConfigError
 from .history import STEP_FIELDS, Frame, History, tracked_count
@@ -62,7 +62,8 @@ class RunCheckpoint:
 
     `name` is the run's display name, the run id when it has none; `notes` is free text;
     `imported_from` says where an imported run came from ({"run_id", "file_name", "sha256",
-    "imported_at"}), None for a run trained here.
+    "imported_at"}), None for a run trained here; `owner` is the owner id of the person it belongs to
+    when the app is served to several people, None for a shared run.
     """
 
     run_id: str
@@ -77,6 +78,7 @@ class RunCheckpoint:
     notes: str = ""
     imported_from: dict | None = None
     world_size: int = 1  # processes that trained it last (torchrun)
+    owner: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -89,9 +91,9 @@ class RunCheckpoint:
         return model.eval()
 
     def labels(self) -> dict[str, Any]:
-        """What a later save of this run keeps: its name (unless it is only the id), notes and origin."""
+        """What a later save of this run keeps: its name (unless it is only the id), notes, origin and owner."""
         return {"name": None if self.name == self.run_id else self.name, "notes": self.notes,
-                "imported_from": self.imported_from}
+                "imported_from": self.imported_from, "owner": self.owner}
 
     def summary(self) -> dict:
         last = self.state.history.epochs[-1] if self.state.history.epochs else {}
@@ -155,11 +157,15 @@ def _payload(run_id: str, config: TrainConfig, dataset: DatasetInfo, state: Trai
 
 
 def _label_fields(labels: dict[str, Any]) -> dict[str, Any]:
-    """Name, notes and origin as the file stores them: only those given, in the sizes a reader accepts
+    """Name, notes, origin and owner as the file stores them: only those given, in the sizes a reader accepts
     (a long generated name is cut rather than making the run's file unreadable)."""
     name = printable_text(labels.get("name") or "", MAX_NAME_CHARS)
     notes = printable_text(labels.get("notes") or "", MAX_NOTES_CHARS, multiline=True)
-    fields = {"name": name, "notes": notes, "imported_from": labels.get("imported_from")}
+    try:
+        owner = owner_id(labels.get("owner"), "owner")  # never written unless a reader would accept it
+    except FieldError as error:
+        raise CheckpointError(str(error)) from None
+    fields = {"name": name, "notes": notes, "imported_from": labels.get("imported_from"), "owner": owner}
     return {key: value for key, value in fields.items() if value}
 
 
@@ -169,11 +175,11 @@ def dataset_info(dataset) -> DatasetInfo:
 
 
 def save_trainer_checkpoint(trainer, run_id: str, status: str, path: str | Path, *, name: str | None = None,
-                            notes: str = "", imported_from: dict | None = None) -> Path:
+                            notes: str = "", imported_from: dict | None = None, owner: str | None = None) -> Path:
     """Save a `Trainer` atomically (from the thread that drives it, or once it has stopped).
 
     Raises CheckpointError for a run id that does not match run_ids.RUN_ID_PATTERN."""
-    labels = {"name": name, "notes": notes, "imported_from": imported_from}
+    labels = {"name": name, "notes": notes, "imported_from": imported_from, "owner": owner}
     tensors, metadata = _payload(run_id, trainer.config, dataset_info(trainer.dataset), trainer.state(), status,
                                  labels, trainer.world_size)
     write_checkpoint(path, tensors, metadata)
@@ -183,7 +189,8 @@ def save_trainer_checkpoint(trainer, run_id: str, status: str, path: str | Path,
 def save_job_checkpoint(job, path: str | Path) -> Path:
     """Save a `TrainingJob` (called from its training thread, or once it has ended)."""
     return save_trainer_checkpoint(job.trainer, job.run_id, job.status, path, name=getattr(job, "name", None),
-                                   notes=getattr(job, "notes", ""), imported_from=getattr(job, "imported_from", None))
+                                   notes=getattr(job, "notes", ""), imported_from=getattr(job, "imported_from", None),
+                                   owner=getattr(job, "owner", None))
 
 
 def checkpoint_bytes(checkpoint: RunCheckpoint) -> bytes:
@@ -236,7 +243,7 @@ def _read(source: str | Path | bytes, name: str | None) -> tuple[RunCheckpoint, 
     checkpoint = RunCheckpoint(run_id=meta.run_id or "invalid-run-id", config=meta.config, dataset=dataset, state=state,
                                status=meta.status, created=meta.created, versions=meta.versions, path=path,
                                name=meta.name or "", notes=meta.notes, imported_from=meta.imported_from,
-                               world_size=meta.world_size)
+                               world_size=meta.world_size, owner=meta.owner)
     return checkpoint, meta.run_id
 
 
@@ -339,14 +346,16 @@ def _require(condition: bool, problem: str) -> None:
 
 
 # -- importing -------------------------------------------------------------------------------------
-def import_checkpoint(source_path: str | Path, dest_dir: str | Path, *, file_name: str | None = None) -> RunCheckpoint:
+def import_checkpoint(source_path: str | Path, dest_dir: str | Path, *, file_name: str | None = None,
+                      owner: str | None = None) -> RunCheckpoint:
     """Make a checkpoint from elsewhere (an upload, another machine) a run of its own in `dest_dir`.
 
     The file is checked like any checkpoint, then written as `dest_dir/<new run id>.safetensors`
     (atomically, never over an existing file), with its origin in `imported_from`: the original run
     id when it is a valid one, the file's name (`file_name`, default the source's, made safe to
-    show) and the SHA-256 of its bytes. Nothing in the file chooses where anything is written.
-    Returns the new run's checkpoint.
+    show) and the SHA-256 of its bytes. Nothing in the file chooses where anything is written, nor
+    whose run it is: an import belongs to its importer, `owner` (None: a shared run), whatever owner
+    the file names. Returns the new run's checkpoint.
     """
     from .data import safe_upload_name  # late: data sources import heavy libraries
 
@@ -356,7 +365,7 @@ def import_checkpoint(source_path: str | Path, dest_dir: str | Path, *, file_nam
               "imported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     # A run that was training where it came from is not training here.
     status = "stopped" if original.status in LIVE_STATUSES else original.status
-    labels = {**original.labels(), "imported_from": origin}
+    labels = {**original.labels(), "imported_from": origin, "owner": owner}
     folder = Path(dest_dir)
     folder.mkdir(parents=True, exist_ok=True)
     for _ in range(3):  # a new id is unique by construction; a clash only costs another try

@@ -10,6 +10,7 @@ puts the file's name in front.
 from __future__ import annotations
 
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -38,6 +39,11 @@ EPOCH_METRICS = {"epoch": "count", "step": "count", "train_loss": "number", "tes
                  "test_recon": "number", "test_kl": "number", "active_units": "count", "kl_per_dim": "numbers"}
 EVENT_KEYS = {"step", "name", "value"}
 IMPORT_KEYS = {"run_id", "file_name", "sha256", "imported_at"}
+# Who a run belongs to when the app is served to several people: a hash of their identity (never the
+# identity itself, never a path taken from it), so a checkpoint names no person and an owner id is
+# safe as a folder name. None: a shared run (the CLI's, or one trained by the app run locally).
+OWNER_ID_LENGTH = 32
+OWNER_ID_PATTERN = re.compile(f"[0-9a-f]{{{OWNER_ID_LENGTH}}}")
 
 
 class FieldError(Exception):
@@ -71,6 +77,7 @@ class Metadata:
     versions: dict[str, str]
     imported_from: dict | None
     world_size: int  # processes that trained the run last; 1 in files from before torchrun
+    owner: str | None = None  # the owner id (see OWNER_ID_PATTERN); None for a shared run
 
 
 def parse_metadata(meta: dict[str, Any]) -> Metadata:
@@ -106,6 +113,7 @@ def parse_metadata(meta: dict[str, Any]) -> Metadata:
         versions=_versions(meta.get("versions", {})),
         imported_from=_imported_from(meta.get("imported_from")),
         world_size=max(1, _count(meta.get("world_size", 1), "world_size", MAX_WORLD_SIZE)),
+        owner=owner_id(meta.get("owner"), "owner"),
     )
 
 
@@ -277,6 +285,17 @@ def _imported_from(value: Any) -> dict | None:
     for key in ("file_name", "sha256", "imported_at"):
         optional_text(origin.get(key), f"imported_from.{key}", MAX_SHORT_TEXT)
     return dict(origin)
+
+
+def is_valid_owner(value: Any) -> bool:
+    return isinstance(value, str) and OWNER_ID_PATTERN.fullmatch(value) is not None
+
+
+def owner_id(value: Any, where: str) -> str | None:
+    """`value` when it is None (a shared run) or an owner id; FieldError otherwise."""
+    if value is not None and not is_valid_owner(value):
+        raise FieldError(f"{where} {_short(value)} is not an owner id ({OWNER_ID_LENGTH} lowercase hex digits)")
+    return value
 
 
 def _has_type(value: Any, hint: Any) -> bool:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from . import loop
+from .checkpoint_fields import is_valid_owner
 from .config import TrainConfig, check_beta, check_lr, default_run_name
 from .device import resolve_device
 from .errors import TrainingError, VAEStudioError
@@ -92,10 +93,13 @@ class TrainingJob:
                  name: str | None = None, state: TrainerState | None = None,
                  checkpoint_dir: str | Path | None = None,
                  saver: Callable[["TrainingJob", Path], None] | None = None,
-                 on_end: Callable[["TrainingJob"], None] | None = None):
+                 on_end: Callable[["TrainingJob"], None] | None = None, owner: str | None = None):
         check_trainable(config, dataset)
+        if not (owner is None or is_valid_owner(owner)):
+            raise TrainingError("a run's owner must be an owner id (see checkpoint_fields.OWNER_ID_PATTERN)")
         self.run_id = run_id or new_run_id()
         self.name = name or default_run_name(config)
+        self.owner = owner  # who may see and drive it when the app is served to several people; None: anyone
         self.config = config
         self.dataset = dataset
         self.device = resolve_device(config.device)

@@ -31,14 +31,15 @@ class JobRegistry:
         self._lock = threading.RLock()
 
     def submit(self, config: TrainConfig, dataset: ImageDataset, *, run_id: str | None = None,
-               name: str | None = None, state: TrainerState | None = None) -> TrainingJob:
+               name: str | None = None, state: TrainerState | None = None, owner: str | None = None) -> TrainingJob:
         """A new job: it starts now if its device is free, else it waits its turn (status "queued").
-        Its name is `name` or one made from its config, kept distinct from the other jobs' names."""
+        Its name is `name` or one made from its config, kept distinct from the other jobs' names;
+        `owner` (an owner id, or None for a shared run) is kept in its checkpoints."""
         with self._lock:
             if run_id is not None and run_id in self._jobs:
                 raise TrainingError(f"run {run_id} already exists in this session")
             job = TrainingJob(config, dataset, run_id=run_id, name=name, state=state,
-                              checkpoint_dir=self.checkpoint_dir, on_end=self._job_ended)
+                              checkpoint_dir=self.checkpoint_dir, on_end=self._job_ended, owner=owner)
             job.name = distinct_name(job.name, {other.name for other in self._jobs.values()})
             self._jobs[job.run_id] = job
             device = str(job.device)

@@ -358,6 +358,7 @@ class RunRecord:
     progress: Progress | None = None
     imported_from: dict | None = None
     error: str | None = None  # why its checkpoint could not be read (then most fields are empty)
+    owner: str | None = None  # its checkpoint's owner id; None for a shared run (and a CLI run's record)
 
     @property
     def test_neg_elbo(self) -> float | None:
@@ -390,7 +391,7 @@ def _checkpoint_summary(path: str, version: tuple[int, int, int]) -> dict:
     last = meta.epochs[-1] if meta.epochs else {}
     return {"name": meta.name or "", "notes": meta.notes, "status": meta.status, "created": meta.created,
             "epoch": meta.epoch, "epochs": meta.config.epochs, "step": meta.step, "config": meta.config.to_dict(),
-            "dataset": meta.dataset_name, "imported_from": meta.imported_from,
+            "dataset": meta.dataset_name, "imported_from": meta.imported_from, "owner": meta.owner,
             "metrics": {k: v for k, v in last.items() if k != "kl_per_dim"}}
 
 
@@ -448,7 +449,7 @@ def _record(run_id: str, summary: dict | None, progress: Progress | None, ckpt: 
                      epoch=base["epoch"], epochs=base["epochs"], step=base["step"], metrics=base["metrics"],
                      config=base["config"], dataset=base["dataset"], notes=base["notes"], created=base["created"],
                      mtime=mtime, checkpoint=str(ckpt) if ckpt is not None else None, progress=progress,
-                     imported_from=base["imported_from"], error=error)
+                     imported_from=base["imported_from"], error=error, owner=base.get("owner"))
 
 
 def run_ids_in(folder: str | Path) -> list[str]:
