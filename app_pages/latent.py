@@ -7,10 +7,12 @@ import streamlit as st
 
 from ui import charts, session
 from ui.data_access import run_dataset, test_latents
+from ui.latent_player import PlayedRun, play
 from ui.runs import pick_run
 from ui.widgets import class_name, image_grid, plain, show_error
 from vae_core.errors import VAEStudioError
 from vae_core.generate import reconstruct
+from vae_core.latent_trajectory import trajectory
 from vae_core.trainer import to_uint8
 from vae_core.projection import METHODS, ProjectionCache
 
@@ -132,3 +134,15 @@ if selected:
     rest.code(np.array2string(latents[index], precision=2, max_line_width=60))
 else:
     st.info("Click a point in the scatter to see that image and its decoding.", icon=":material/touch_app:")
+
+with st.expander("Over the epochs: the codes of each saved epoch, played", icon=":material/play_circle:"):
+    track = trajectory(view.frames)
+    if track is None:
+        st.info("This run kept no latent means per epoch (it was saved before they were kept, or has not "
+                "finished an epoch yet).")
+    else:
+        tracked_labels = data.test_y[:track.points.shape[1]].numpy() if data.test_y is not None else None
+        play([PlayedRun("Latent means", track, tracked_labels, view.class_names)], "latent_epochs")
+        st.caption("A VAE's codes spread into the circles of N(0, I) and stay there; an autoencoder's drift "
+                   "wherever reconstruction takes them. The plane is fixed by the last epoch"
+                   + ("." if flat_latent else " (its two principal directions, through the origin)."))
