@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from .config import TrainConfig
 from .errors import ConfigError
-from .run_ids import new_run_id
+from .run_ids import is_valid_run_id, new_run_id
 
 if TYPE_CHECKING:
     from .data import ImageDataset
@@ -196,7 +196,9 @@ def run_experiment(name: str, base: TrainConfig, dataset: ImageDataset, out_dir:
             on_run(index, len(planned), run)
         model, epochs, path = train_run(run.config, dataset, folder, run_name(experiment, run))
         results.append(RunResult(run.label, run.config, measure(model, dataset, epochs), epochs, str(path)))
-    return ExperimentResult(experiment, tuple(results), experiment.finding(results))
+    result = ExperimentResult(experiment, tuple(results), experiment.finding(results))
+    save_finding(folder, result, [Path(run.checkpoint).stem for run in results])
+    return result
 
 
 def run_name(experiment: Experiment, run: PlannedRun) -> str:
@@ -429,3 +431,74 @@ def what_differs(config: TrainConfig, train_images: int, epochs_done: int) -> li
     notes.append("bound: the test −ELBO is a one-sample bound; the published figures estimate −log p(x) with "
                  "k=5,000 importance samples, which is lower")
     return notes
+
+
+# -- the latest finding of each experiment, kept beside its runs so it survives a restart ----------
+FINDINGS_FOLDER = "experiment-findings"  # inside a run folder; run listings only look at its files
+MAX_FINDING_BYTES = 64_000
+MAX_FINDING_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class SavedFinding:
+    """The last finding written for an experiment in a run folder, and the runs it was measured on."""
+
+    experiment: str
+    finding: str
+    saved: str  # when, as an ISO 8601 time
+    runs: tuple[tuple[str, str], ...]  # (label, run id) of each run, in the experiment's order
+
+
+def save_finding(folder: str | Path, result: ExperimentResult, run_ids: Sequence[str]) -> None:
+    """Keep `result`'s finding as the latest of its experiment in run folder `folder`, with the ids
+    of the runs it was measured on. The file is named after the experiment (a name of ours, never
+    one read from a file) and written atomically; an unchanged finding is not written again."""
+    import json
+    import time
+
+    from .atomic_files import write_atomically
+
+    runs = [[run.label, run_id] for run, run_id in zip(result.runs, run_ids, strict=True)]
+    saved = latest_findings(folder).get(result.experiment.name)
+    if saved is not None and saved.finding == result.finding and [list(r) for r in saved.runs] == runs:
+        return
+    record = {"experiment": result.experiment.name, "finding": result.finding,
+              "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "runs": runs}
+    target = Path(folder) / FINDINGS_FOLDER / f"{result.experiment.name}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(target, json.dumps(record, ensure_ascii=False).encode())
+
+
+def latest_findings(folder: str | Path) -> dict[str, SavedFinding]:
+    """The latest finding of each experiment saved in run folder `folder` whose runs are all still
+    there (a finding about deleted runs is not shown). A file that is not one `save_finding` could
+    have written (too big, not JSON, fields of other types or sizes) is passed over: it is only a
+    cache of what the runs would show again if measured."""
+    found = {}
+    for name in EXPERIMENTS:
+        saved = _read_finding(Path(folder), name)
+        if saved is not None:
+            found[name] = saved
+    return found
+
+
+def _read_finding(folder: Path, name: str) -> SavedFinding | None:
+    import json
+
+    from .checkpoint_fields import FieldError, text
+
+    path = folder / FINDINGS_FOLDER / f"{name}.json"
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_FINDING_BYTES:
+            return None
+        record = json.loads(path.read_bytes())
+        runs = tuple((text(label, "label", 200), run_id) for label, run_id in record["runs"])
+        saved = SavedFinding(name, text(record["finding"], "finding", MAX_FINDING_CHARS),
+                             text(record["saved"], "saved", 40), runs)
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, FieldError):
+        return None
+    if record.get("experiment") != name or not runs or len(runs) > 8:
+        return None
+    if not all(is_valid_run_id(run_id) and (folder / f"{run_id}.safetensors").is_file() for _, run_id in runs):
+        return None
+    return saved

@@ -1,0 +1,74 @@
+"""The latest finding of each experiment is kept beside its runs and read back after a restart;
+a finding whose runs are gone, or a file it could not have written, is passed over."""
+
+import json
+import os
+
+import pytest
+
+from vae_core import experiments
+from vae_core.config import TrainConfig
+from vae_core.experiments import FINDINGS_FOLDER, RunResult, finding_for, latest_findings, save_finding
+
+AE = {"aggregate_kl": 900.0, "prior_recognised": 0.1}
+VAE = {"aggregate_kl": 2.0, "prior_recognised": 0.6}
+
+
+def _result(ae=AE, vae=VAE):
+    config = TrainConfig()
+    runs = [RunResult("AE", config.replace(model="ae"), dict(ae), (), None),
+            RunResult("VAE", config, dict(vae), (), None)]
+    return finding_for("ae-vs-vae", runs)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    for run_id in ("run-ae", "run-vae"):
+        (tmp_path / f"{run_id}.safetensors").write_bytes(b"a run")
+    return tmp_path
+
+
+def test_a_saved_finding_is_the_latest_of_its_experiment(folder):
+    assert latest_findings(folder) == {}
+    save_finding(folder, _result(), ["run-ae", "run-vae"])
+    saved = latest_findings(folder)["ae-vs-vae"]
+    assert saved.finding == _result().finding and "aggregate KL is 900 nats" in saved.finding
+    assert saved.runs == (("AE", "run-ae"), ("VAE", "run-vae")) and saved.saved
+    save_finding(folder, _result(ae={**AE, "aggregate_kl": 500.0}), ["run-ae", "run-vae"])
+    assert "500 nats" in latest_findings(folder)["ae-vs-vae"].finding
+    assert list(latest_findings(folder)) == ["ae-vs-vae"]
+
+
+def test_an_unchanged_finding_is_not_written_again(folder):
+    save_finding(folder, _result(), ["run-ae", "run-vae"])
+    path = folder / FINDINGS_FOLDER / "ae-vs-vae.json"
+    os.utime(path, (1, 1))
+    save_finding(folder, _result(), ["run-ae", "run-vae"])
+    assert path.stat().st_mtime == 1
+
+
+def test_a_finding_about_deleted_runs_is_not_shown(folder):
+    save_finding(folder, _result(), ["run-ae", "run-vae"])
+    (folder / "run-vae.safetensors").unlink()
+    assert latest_findings(folder) == {}
+
+
+@pytest.mark.parametrize("content", [
+    b"not json", b"[" * 5000 + b"]" * 5000, b'"text"', b"{}",
+    json.dumps({"experiment": "beta", "finding": "x", "saved": "now", "runs": [["AE", "run-ae"]]}).encode(),
+    json.dumps({"experiment": "ae-vs-vae", "finding": "x", "saved": "now", "runs": [["AE", "../run-ae"]]}).encode(),
+    json.dumps({"experiment": "ae-vs-vae", "finding": "x\x1b[2J", "saved": "now", "runs": [["AE", "run-ae"]]}).encode(),
+    json.dumps({"experiment": "ae-vs-vae", "finding": 3, "saved": "now", "runs": [["AE", "run-ae"]]}).encode(),
+    json.dumps({"experiment": "ae-vs-vae", "finding": "x" * 70_000, "saved": "now", "runs": []}).encode(),
+])
+def test_a_file_it_could_not_have_written_is_passed_over(folder, content):
+    (folder / FINDINGS_FOLDER).mkdir()
+    (folder / FINDINGS_FOLDER / "ae-vs-vae.json").write_bytes(content)
+    assert latest_findings(folder) == {}
+
+
+def test_only_the_experiments_own_names_are_read(folder):
+    (folder / FINDINGS_FOLDER).mkdir()
+    record = {"experiment": "evil", "finding": "x", "saved": "now", "runs": [["AE", "run-ae"]]}
+    (folder / FINDINGS_FOLDER / "evil.json").write_text(json.dumps(record))
+    assert latest_findings(folder) == {} and "evil" not in experiments.EXPERIMENTS
