@@ -1,4 +1,5 @@
-"""What the bench scripts share: the row format, the data, the reference loop, timing, the machine.
+"""What the bench scripts share: the row format, the data, running the reference loop's process, timing,
+the machine.
 
 Timing on a shared machine: other processes come and go, so a bench never times A then B. It
 alternates them round by round (`interleaved`), and compares medians or per-round ratios.
@@ -11,27 +12,26 @@ import json
 import os
 import platform
 import resource
+import shlex
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Hashable, TypeVar
+from typing import Callable, Hashable, Iterator, TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python bench/bench_x.py` puts bench/, not the project, on the path
     sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
 
-from vae_core.config import TrainConfig  # noqa: E402
 from vae_core.data import DEBIAN_FASHION_MNIST_DIR, ImageDataset, load_dataset  # noqa: E402
-from vae_core.device import resolve_device  # noqa: E402
-from vae_core.models import build_model  # noqa: E402
 
 FULL_DATASET = "fashion-mnist"
 FALLBACK_DATASET = "mnist-sample"
@@ -78,65 +78,32 @@ def bench_dataset() -> ImageDataset:
 
 
 # -- the reference loop ---------------------------------------------------------------------------------
-class ReferenceLoop:
-    """The training loop of pytorch/examples' VAE (mnist/vae/main.py) with the data already in memory.
+REFERENCE_SCRIPT = ROOT / "bench" / "reference_loop.py"
 
-    Plain PyTorch throughout. Per epoch: shuffle,
-    then per batch slice, forward, loss, zero_grad, backward, step and `loss.item()`; then a pass over
-    the test set, as that script's test() does. The model and its initial weights are exactly the
-    Trainer's for the same config (same builder, same seed), and the optimiser is plain Adam with the
-    same lr. The loss is that script's loss_function (BCE summed over pixels + the closed-form KL)
-    divided by the batch size, so that it is the same objective as ours; Adam is invariant to that
-    constant factor anyway.
-    """
 
-    def __init__(self, config: TrainConfig, dataset: ImageDataset):
-        self.device = resolve_device(config.device)
-        self.batch_size = config.batch_size
-        torch.manual_seed(config.seed)
-        self.model = build_model(config, dataset.image_shape, dataset.num_classes).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
-        self.train_x = dataset.train_x.to(self.device)
-        self.test_x = dataset.test_x.to(self.device)
+@contextmanager
+def reference_data(dataset: ImageDataset) -> Iterator[Path]:
+    """The dataset's images in a temporary .pt file, for the reference loop's own process to load."""
+    with tempfile.TemporaryDirectory(prefix="vae-bench-") as folder:
+        path = Path(folder) / "data.pt"
+        torch.save({"train_x": dataset.train_x.contiguous(), "test_x": dataset.test_x.contiguous()}, path)
+        yield path
 
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
-        output = self.model(x)
-        bce = F.binary_cross_entropy_with_logits(output.logits, x, reduction="sum")
-        kld = -0.5 * torch.sum(1 + output.logvar - output.mu.pow(2) - output.logvar.exp())
-        return (bce + kld) / x.shape[0]
 
-    def train_step(self, x: torch.Tensor) -> float:
-        self.optimizer.zero_grad()
-        loss = self.loss(x)
-        loss.backward()
-        value = loss.item()  # a host sync every step, as in that script
-        self.optimizer.step()
-        return value
-
-    def train_epoch(self) -> float:
-        """One epoch; returns the mean training loss."""
-        self.model.train()
-        order = torch.randperm(self.train_x.shape[0], device=self.device)
-        total = 0.0
-        for start in range(0, len(order), self.batch_size):
-            x = self.train_x[order[start:start + self.batch_size]]
-            total += self.train_step(x) * x.shape[0]
-        return total / len(order)
-
-    @torch.no_grad()
-    def test_epoch(self) -> float:
-        """The mean test loss, in batches of the training batch size as in that script."""
-        self.model.eval()
-        total = 0.0
-        for start in range(0, self.test_x.shape[0], self.batch_size):
-            x = self.test_x[start:start + self.batch_size]
-            total += self.loss(x).item() * x.shape[0]
-        return total / self.test_x.shape[0]
+def reference_epoch(data_path: Path, batch_size: int, threads: int) -> Timing:
+    """One epoch + test pass of bench/reference_loop.py, in a process of its own that never imports
+    vae_core (so none of our settings reach it), on `threads` threads. Its start-up and data loading
+    are outside the timer."""
+    result = run_json([sys.executable, str(REFERENCE_SCRIPT), str(data_path), "--batch-size", str(batch_size),
+                       "--threads", str(threads)])
+    if result["vae_core_loaded"] or result["threads"] != threads:
+        raise RuntimeError(f"the reference process did not run as asked: {result}")
+    return Timing(result["wall"], result["cpu"])
 
 
 def use_pytorch_default_threads() -> int:
-    """A thread per core on the calling thread: what a plain script gets, so the reference loop runs
-    as people run it. The Trainer sets its own count before each step (vae_core/threads.py)."""
+    """A thread per core on the calling thread: what a plain script gets, and what the CLI keeps
+    (vae_core/threads.py); the app's job sets its own count on its training thread."""
     torch.set_num_threads(os.cpu_count() or 1)
     return torch.get_num_threads()
 
@@ -244,9 +211,44 @@ def load_average() -> str:
         return "n/a"
 
 
+VECTOR_FLAG_PREFIXES = ("avx", "fma", "amx")  # the x86 SIMD extensions PyTorch's CPU kernels dispatch on
+
+
+def vector_extensions() -> str:
+    """The CPU's AVX/AVX2/AVX-512/AMX flags from /proc/cpuinfo (e.g. "avx avx2 fma avx512f ..."), or
+    what the platform cannot tell."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = [flag for flag in line.split(":", 1)[1].split() if flag.startswith(VECTOR_FLAG_PREFIXES)]
+                has_avx512 = any(flag.startswith("avx512") for flag in flags)
+                return " ".join(flags) + ("" if has_avx512 else " (no AVX-512)") if flags else "none"
+    except OSError:
+        pass
+    return "unknown (no /proc/cpuinfo)"
+
+
+def git_commit() -> str:
+    """The commit measured, and whether the working tree differs from it (and where: our code or not)."""
+    def git(*arguments: str) -> str:
+        return subprocess.run(["git", *arguments], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+    try:
+        commit = git("rev-parse", "--short=12", "HEAD").strip()
+        changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    ours = [path for path in changed if path.startswith(("vae_core/", "bench/"))]
+    if not changed:
+        return f"{commit} (clean tree)"
+    return (f"{commit} (dirty tree: {len(changed)} changed file(s)"
+            + (f", of them in vae_core/ or bench/: {', '.join(ours)}" if ours else ", none in vae_core/ or bench/") + ")")
+
+
 def machine_description() -> dict:
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
-            "python": platform.python_version(), "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+    return {"commit": git_commit(), "cpu": cpu_model(), "vector extensions": vector_extensions(),
+            "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+            "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
             "load average (1, 5, 15 min)": load_average()}
 
 
@@ -265,10 +267,14 @@ def peak_rss_bytes() -> int:
 def run_module_json(module: str, *arguments: str, timeout: float = 3600) -> dict:
     """Run `python -m <module> <arguments>` from the project root in a fresh process and return the
     JSON object it prints last (how a bench gets a number that must be a process's own)."""
-    completed = subprocess.run([sys.executable, "-m", module, *arguments], cwd=ROOT, capture_output=True,
-                               text=True, timeout=timeout)
+    return run_json([sys.executable, "-m", module, *arguments], timeout)
+
+
+def run_json(command: list[str], timeout: float = 3600) -> dict:
+    """Run `command` from the project root and return the JSON object it prints last."""
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
     if completed.returncode != 0 or not lines:
         tail = (completed.stderr or completed.stdout).strip().splitlines()[-3:]
-        raise RuntimeError(f"{module} {' '.join(arguments)} failed ({completed.returncode}): {' | '.join(tail)}")
+        raise RuntimeError(f"{shlex.join(command[1:])} failed ({completed.returncode}): {' | '.join(tail)}")
     return json.loads(lines[-1])
