@@ -15,6 +15,14 @@ from typing import Any
 from .errors import ConfigError
 
 MODEL_NAMES = ("mlp", "conv", "ae", "cvae", "vqvae")
+# Here rather than in models.py (which needs torch), so a form can list the models before torch loads.
+MODEL_DESCRIPTIONS = {
+    "mlp": "MLP VAE (the note's 784-256-128-z model)",
+    "conv": "Convolutional VAE (28x28 and larger, grayscale or RGB)",
+    "ae": "Plain autoencoder (no sampling, no KL): cannot generate",
+    "cvae": "Conditional VAE (encoder and decoder see the label)",
+    "vqvae": "VQ-VAE (a codebook of discrete codes and a learned prior over them)",
+}
 RECON_LOSSES = ("bce", "mse")
 RECON_REDUCTIONS = ("sum", "mean")
 KL_ANNEALING = ("none", "linear", "cyclical")

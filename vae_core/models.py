@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .config import TrainConfig
+from .config import MODEL_DESCRIPTIONS, TrainConfig
 from .errors import ConfigError
 
 
@@ -173,15 +173,15 @@ class ConvVAE(VAE):
 
 
 MODELS: dict[str, tuple[str, type[VAE]]] = {
-    "mlp": ("MLP VAE (the note's 784-256-128-z model)", MLPVAE),
-    "conv": ("Convolutional VAE (28x28 and larger, grayscale or RGB)", ConvVAE),
-    "ae": ("Plain autoencoder (no sampling, no KL): cannot generate", AutoEncoder),
-    "cvae": ("Conditional VAE (encoder and decoder see the label)", ConditionalVAE),
+    "mlp": (MODEL_DESCRIPTIONS["mlp"], MLPVAE),
+    "conv": (MODEL_DESCRIPTIONS["conv"], ConvVAE),
+    "ae": (MODEL_DESCRIPTIONS["ae"], AutoEncoder),
+    "cvae": (MODEL_DESCRIPTIONS["cvae"], ConditionalVAE),
 }
 # Here, not at the top: vqvae.py builds on MLPVAE above.
 from .vqvae import VQVAE  # noqa: E402
 
-MODELS["vqvae"] = ("VQ-VAE (a codebook of discrete codes and a learned prior over them)", VQVAE)
+MODELS["vqvae"] = (MODEL_DESCRIPTIONS["vqvae"], VQVAE)
 
 
 def build_model(config: TrainConfig, image_shape: tuple[int, int, int], num_classes: int = 0) -> VAE:

@@ -10,13 +10,18 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ..errors import ConfigError, DataError
 from . import limits
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported by the functions that convert pixels, not here: the dataset catalogue (names,
+# descriptions, availability) is importable without it, so the app draws its Train form before torch loads.
 
 # Pixels are converted and resized this many values at a time (64 MB of float32), so loading costs the
 # raw array plus the result, never a second full-size float copy.
@@ -159,6 +164,8 @@ def _split_rows(count: int, options: Options, name: str) -> tuple[np.ndarray, np
     """Seeded random split into train and test row numbers; the same seed gives the same split."""
     if count < 2:
         raise DataError(f"{name}: holds {count} image(s); at least 2 are needed to hold some out for testing")
+    import torch
+
     test_count = min(count - 1, max(1, round(count * options.test_fraction)))
     order = torch.randperm(count, generator=torch.Generator().manual_seed(options.seed)).numpy()
     return order[test_count:], order[:test_count]
@@ -167,6 +174,9 @@ def _split_rows(count: int, options: Options, name: str) -> tuple[np.ndarray, np
 def _convert(pixels: np.ndarray, labels: np.ndarray | None, rows: np.ndarray, divide: bool,
              size: tuple[int, int], name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The chosen rows as float32 in [0, 1] at `size`, converted chunk by chunk, and their labels."""
+    import torch
+    import torch.nn.functional as F
+
     channels = pixels.shape[1]
     check_dataset_size(len(rows), channels, *size, name)
     images = torch.empty((len(rows), channels, *size), dtype=torch.float32)
