@@ -168,7 +168,10 @@ def interleaved(candidates: dict[Hashable, Callable[[], Measurement]], rounds: i
     names = list(candidates)
     for round_index in range(rounds):
         for name in names if round_index % 2 == 0 else reversed(names):
+            started = time.perf_counter()
             timings[name].append(in_fresh_thread(candidates[name]))
+            print(f"    round {round_index + 1}/{rounds}, {name}: {time.perf_counter() - started:.1f} s",
+                  file=sys.stderr, flush=True)  # a long bench shows that it is moving
     return timings
 
 
