@@ -20,6 +20,7 @@ import math
 import os
 import re
 import socket
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -138,6 +139,7 @@ class ProgressWriter:
         self._rate_window = (self._started, self._last_step)  # (time, step) samples/s is measured from
         self._samples_per_s = 0.0
         self._points = _earlier_points(trainer.history)
+        self._file = _LatestFileWriter(self.path)
 
     def update(self, trainer, *, force: bool = False) -> None:
         self._add_point(trainer)
@@ -148,8 +150,14 @@ class ProgressWriter:
         self.update(trainer, force=True)
 
     def close(self, trainer, status: str, message: str | None = None) -> None:
+        """The last record, on disk when this returns."""
         self._add_point(trainer)
         self._write(trainer, status, message)
+        self._file.close()
+
+    def flush(self) -> None:
+        """Wait until the last record handed over is on disk."""
+        self._file.flush()
 
     def _add_point(self, trainer) -> None:
         """One point per call: the mean losses of the steps flushed since the last one."""
@@ -177,11 +185,56 @@ class ProgressWriter:
             "epoch_metrics": [{k: v for k, v in m.items() if k != "kl_per_dim"} for m in trainer.history.epochs],
             "message": message,
         }
-        try:
-            write_atomically(self.path, json.dumps(_finite(record)).encode())
-        except OSError:
-            return  # next time; the checkpoint itself is what must not be lost
+        self._file.submit(json.dumps(_finite(record)).encode())
         self._last_write = now
+
+
+class _LatestFileWriter:
+    """Writes the newest bytes handed to it, atomically, on a thread of its own: the write's fsyncs
+    (~11 ms here, 2-4% of a training thread writing every 0.5 s) never hold up a step, and a record
+    superseded before it was written is skipped. A failed write is dropped: the next one replaces it,
+    and the checkpoint, not its progress record, is what must not be lost."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._changed = threading.Condition()
+        self._pending: bytes | None = None
+        self._busy = False
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name=f"progress-{path.name}", daemon=True)
+        self._thread.start()
+
+    def submit(self, data: bytes) -> None:
+        with self._changed:
+            self._pending = data
+            self._changed.notify_all()
+
+    def flush(self) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: self._pending is None and not self._busy)
+
+    def close(self) -> None:
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._pending is not None or self._closing)
+                data, self._pending = self._pending, None
+                if data is None:  # closing, and nothing left to write
+                    return
+                self._busy = True
+            try:
+                write_atomically(self.path, data)
+            except OSError:
+                pass
+            finally:
+                with self._changed:
+                    self._busy = False
+                    self._changed.notify_all()
 
 
 def _rows_after(history, step: int | None):

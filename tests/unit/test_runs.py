@@ -81,6 +81,7 @@ def test_progress_record_is_written_while_training_and_read_back(tmp_path, digit
     def flushed(trainer):
         clock.now += 0.25  # every other flush is due (interval 0.5 s)
         writer.update(trainer)
+        writer.flush()  # written on the writer's own thread
         if writer.path.exists():
             seen.append(read_progress(writer.path).step)
 
@@ -89,6 +90,7 @@ def test_progress_record_is_written_while_training_and_read_back(tmp_path, digit
         writer.epoch_end(trainer, metrics)
 
     run_to_end(trainer, Hooks(after_flush=flushed, after_epoch=epoch_end, flush_steps=5))
+    writer.flush()
     assert seen == sorted(seen) and len(set(seen)) > 3  # written as it went, not only at the end
     record = read_progress(writer.path)
     assert record.status == "running" and record.liveness() == "running" and record.pid == os.getpid()
@@ -107,6 +109,7 @@ def test_a_run_is_listed_from_its_progress_record_before_its_first_checkpoint(tm
     trainer = Trainer(TrainConfig(data="digits", hidden=(16,), latent_dim=2, epochs=3, device="cpu"), digits)
     writer = ProgressWriter(tmp_path / f"{EARLY}.safetensors", trainer, run_id=EARLY, name="first", dataset="digits")
     writer.update(trainer, force=True)
+    writer.flush()
     (record,) = list_runs(tmp_path)
     assert (record.run_id, record.name, record.status, record.live) == (EARLY, "first", "running", True)
     assert record.checkpoint is None and (record.epoch, record.epochs) == (0, 3)
