@@ -5,7 +5,7 @@ the background (ui.session.start_background_warm_ups) or when a page needs them.
 
 import streamlit as st
 
-from ui import session
+from ui import access, session
 from ui.sidebar import training_badge
 
 st.set_page_config(page_title="VAE Studio", page_icon=":material/blur_on:", layout="wide")
@@ -19,7 +19,8 @@ pages = [
     st.Page("app_pages/theory.py", title="Theory", icon=":material/functions:"),
     st.Page("app_pages/experiments.py", title="Experiments", icon=":material/science:"),
 ]
-page = st.navigation(pages)
+page = st.navigation(pages, position="sidebar" if access.signed_in_or_local() else "hidden")
+access.require_login()  # served to several people: no page, and no run, before signing in
 session.start_background_warm_ups()
 session.keep_run_in_url()
 training_badge()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from ui import charts, session
+from ui import access, charts, session
 from ui.runs import checkpoint_files, read_checkpoint, run_label
 from ui.widgets import class_name, image_grid, nats, plain, show_error
 from vae_core.errors import VAEStudioError
@@ -35,7 +35,8 @@ def upload_section() -> None:
     received = session.save_upload(upload, "incoming")
     try:
         # A new run id, whatever the file says: the upload can never overwrite a run saved here.
-        checkpoint = import_checkpoint(received, session.CHECKPOINT_DIR, file_name=upload.name)
+        checkpoint = import_checkpoint(received, session.CHECKPOINT_DIR, file_name=upload.name,
+                                       owner=access.current_owner())  # the uploader's, whatever the file says
     except VAEStudioError as error:
         st.session_state["_upload_message"] = ("error", str(error))
         return
@@ -44,7 +45,8 @@ def upload_section() -> None:
     select(checkpoint.path, checkpoint.run_id)
     st.session_state["_upload_message"] = (
         "success", f"{upload.name}: imported as run {checkpoint.run_id} ({checkpoint.config.model}, epoch "
-                   f"{checkpoint.state.epoch}), selected below. Every tab of this app sees it.")
+                   f"{checkpoint.state.epoch}), selected below. "
+                   + ("It is yours alone." if access.served() else "Every tab of this app sees it."))
 
 
 def select(path: str, run_id: str) -> None:
@@ -60,14 +62,17 @@ def _last_metric(checkpoint, key: str):
 
 
 def runs_table(files: list[Path]) -> dict[str, object]:
-    """Reads every checkpoint (cached); unreadable ones are listed with their error. Cells are plain
-    text, so a name read from a file shows as it is."""
+    """Reads every checkpoint (cached); those this session may see are listed (ui/access.py), unreadable
+    ones with their error. Cells are plain text, so a name read from a file shows as it is."""
     rows, readable = [], {}
     for path in files:
         try:
             checkpoint = read_checkpoint(path)
         except VAEStudioError as error:
-            rows.append({"run": path.stem, "status": "unreadable", "error": str(error)})
+            if access.shows_unreadable_runs():
+                rows.append({"run": path.stem, "status": "unreadable", "error": str(error)})
+            continue
+        if not access.can_see(checkpoint.owner):
             continue
         readable[str(path)] = checkpoint
         summary = checkpoint.summary()
@@ -110,8 +115,12 @@ def details(path: Path, checkpoint) -> None:
         st.download_button("Download .safetensors", data=path.read_bytes, file_name=path.name,
                            mime="application/octet-stream", on_click="ignore", width="stretch",
                            key=f"download_{path}")
-        resume_form(checkpoint)
-        delete_form(path, checkpoint)
+        if access.can_control(checkpoint.owner):
+            resume_form(checkpoint)
+            delete_form(path, checkpoint)
+        else:
+            st.caption("A shared run of this server: you can open, decode and download it, not resume or "
+                       "delete it.")
 
 
 def resume_form(checkpoint) -> None:
@@ -129,7 +138,8 @@ def resume_form(checkpoint) -> None:
                 registry = session.registry()
                 if registry.get(checkpoint.run_id) is not None:
                     registry.forget(checkpoint.run_id)
-                job = registry.start(config, data, run_id=checkpoint.run_id, state=checkpoint.state)
+                job = registry.start(config, data, run_id=checkpoint.run_id, state=checkpoint.state,
+                                     owner=checkpoint.owner)
             except VAEStudioError as error:
                 show_error(error)
                 return

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from ui import charts, session
+from ui import access, charts, session
 from ui.data_access import run_dataset, test_latents
 from ui.runs import RunView, load_view, pick_run
 from ui.widgets import class_picker, image_grid, nats, plain, show_error
@@ -53,7 +53,8 @@ def launch(experiment: experiments.Experiment) -> None:
     registry = session.registry()
     runs = []
     for run in experiment.runs(base):
-        job = registry.submit(run.config, dataset, name=experiments.run_name(experiment, run))
+        job = registry.submit(run.config, dataset, name=experiments.run_name(experiment, run),
+                              owner=access.current_owner())
         runs.append((run.label, job.run_id))
     launched[experiment.name] = runs
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ui import charts, session
+from ui import access, charts, session
 from ui.curve_controls import (PLOTLY_CONFIG, RunClock, apply_curve_options, csv_download, curve_controls)
 from ui.runs import read_checkpoint
 from ui.widgets import STATUS_ICONS, plain, show_error
@@ -45,7 +45,7 @@ def _job_row(job) -> dict:
     last = {k: v for k, v in snap.epoch_metrics[-1].items() if k != "kl_per_dim"} if snap.epoch_metrics else {}
     return {"run_id": job.run_id, "name": snap.name, "status": snap.status, "where": "this app",
             "live": snap.active, "epoch": snap.epoch, "epochs": snap.epochs, "metrics": last, "config": snap.config,
-            "dataset": snap.dataset, "notes": "", "job": job, "record": None}
+            "dataset": snap.dataset, "notes": "", "job": job, "record": None, "owner": job.owner}
 
 
 def _record_row(record: store.RunRecord) -> dict:
@@ -53,15 +53,18 @@ def _record_row(record: store.RunRecord) -> dict:
     return {"run_id": record.run_id, "name": record.name, "status": record.status, "where": where,
             "live": record.live, "epoch": record.epoch, "epochs": record.epochs, "metrics": record.metrics,
             "config": record.config, "dataset": record.dataset, "notes": record.notes, "job": None,
-            "record": record}
+            "record": record, "owner": record.owner}
 
 
 def gather_runs() -> list[dict]:
-    """Files and this server's jobs, one row per run id (a job still active wins over its file), in
-    creation order, with display names made distinct."""
-    rows = {record.run_id: _record_row(record) for record in store.list_runs(session.CHECKPOINT_DIR)}
+    """Files and this server's jobs that this session may see (ui/access.py), one row per run id (a job
+    still active wins over its file), in creation order, with display names made distinct."""
+    rows = {record.run_id: _record_row(record) for record in store.list_runs(session.CHECKPOINT_DIR)
+            if access.can_see(record.owner) and (record.error is None or access.shows_unreadable_runs())}
     registry = session.existing_registry()
     for job in registry.jobs() if registry is not None else ():
+        if not access.can_see(job.owner):
+            continue
         row = _job_row(job)
         if row["status"] == "cancelled":
             continue
@@ -198,7 +201,7 @@ def _queue_action(action, run_id: str, *args) -> None:
 
 def queue_section() -> None:
     registry = session.existing_registry()
-    waiting = registry.queued() if registry is not None else []
+    waiting = [job for job in registry.queued() if access.can_see(job.owner)] if registry is not None else []
     if not waiting:
         return
     st.subheader("Queue")
@@ -209,14 +212,16 @@ def queue_section() -> None:
         position = registry.position(job.run_id)
         busy = registry.busy_job(str(job.device))
         left, up, down, cancel = st.columns([8, 1, 1, 1], vertical_alignment="center")
-        ahead = f", after {plain(busy.snapshot().name)}" if busy is not None else ""
+        ahead = "" if busy is None else (f", after {plain(busy.snapshot().name)}" if access.can_see(busy.owner)
+                                         else ", after another person's run")
+        fixed = not access.can_control(job.owner)
         left.markdown(f"**{position}.** {plain(job.snapshot().name)} · {job.device}{ahead}")
         up.button("", icon=":material/arrow_upward:", key=f"queue_up_{job.run_id}", help="Earlier",
-                  on_click=_queue_action, args=(registry.move, job.run_id, -1), disabled=position == 1)
+                  on_click=_queue_action, args=(registry.move, job.run_id, -1), disabled=fixed or position == 1)
         down.button("", icon=":material/arrow_downward:", key=f"queue_down_{job.run_id}", help="Later",
-                    on_click=_queue_action, args=(registry.move, job.run_id, 1))
+                    on_click=_queue_action, args=(registry.move, job.run_id, 1), disabled=fixed)
         cancel.button("", icon=":material/close:", key=f"queue_cancel_{job.run_id}", help="Cancel this run",
-                      on_click=_queue_action, args=(registry.cancel, job.run_id))
+                      on_click=_queue_action, args=(registry.cancel, job.run_id), disabled=fixed)
 
 
 # -- the table and the selected runs ---------------------------------------------------------------------
@@ -357,7 +362,10 @@ def selected_section(chosen: list[dict]) -> None:
         differing_config(chosen)
     with right:
         if len(chosen) == 1 and chosen[0]["status"] not in ("unreadable", "queued"):
-            labels_form(chosen[0])
+            if access.can_control(chosen[0]["owner"]):
+                labels_form(chosen[0])
+            else:
+                st.caption("A shared run of this server: read-only here.")
 
 
 # -- sweeps ------------------------------------------------------------------------------------------------
@@ -399,7 +407,8 @@ def sweep_form(base_row: dict | None) -> None:
                 axes[second] = second_values
             configs = sweep_configs(base, axes)
             registry = session.registry()
-            jobs = [registry.submit(config, session.run_data(config)) for config in configs]
+            jobs = [registry.submit(config, session.run_data(config), owner=access.current_owner())
+                    for config in configs]
         except VAEStudioError as error:
             show_error(error)
             return

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import streamlit as st
 
-from ui import charts, session
+from ui import access, charts, session
 from ui.curve_controls import PLOTLY_CONFIG, apply_curve_options, csv_download, curve_controls
 from ui.widgets import STATUS_ICONS, duration, image_grid, nats, plain, show_error
 from vae_core.config import DEFAULT_HIDDEN, KL_ANNEALING, MODEL_NAMES, RECON_LOSSES, TrainConfig
@@ -99,7 +99,7 @@ def start_run(source: str, upload, image_size, values: dict, hidden_text: str, m
             hidden = None  # the form's default: each model's own widths (config.DEFAULT_HIDDEN)
         config = TrainConfig(data=source, image_size=image_size, hidden=hidden, **values)
         data = session.run_data(config)
-        job = session.registry().start(config, data)
+        job = session.registry().start(config, data, owner=access.current_owner())
     except VAEStudioError as error:
         show_error(error, messages)
         return
@@ -114,7 +114,10 @@ def start_run(source: str, upload, image_size, values: dict, hidden_text: str, m
 
 
 def controls(job, snap) -> None:
-    """Pause / resume / stop, and lr and beta while it runs."""
+    """Pause / resume / stop, and lr and beta while it runs; to its owner alone when served (ui/access.py)."""
+    if not access.can_control(job.owner):
+        st.caption("A shared run: you can watch it, not change it.")
+        return
     cols = st.columns(3)
     if cols[0].button("Pause", disabled=snap.status != "running", width="stretch"):
         job.pause()
@@ -162,7 +165,10 @@ def queue_note(job) -> None:
     """Where a queued run stands: it starts by itself when the runs before it end."""
     registry = session.registry()
     busy = registry.busy_job(str(job.device))
-    ahead = f"run `{busy.run_id}` is training on {job.device}" if busy is not None else f"{job.device} is busy"
+    if busy is not None and access.can_see(busy.owner):
+        ahead = f"run `{busy.run_id}` is training on {job.device}"
+    else:
+        ahead = f"{job.device} is busy" + (" with another person's run" if busy is not None else "")
     st.info(f"Queued, number {registry.position(job.run_id)} in line: {ahead}. This run starts by itself when the "
             "runs before it end; **Stop** takes it out of the queue.", icon=":material/schedule:")
 
@@ -171,7 +177,7 @@ def live_panel() -> None:
     """Re-run every second by its fragment while the job is active; the page re-runs once when it ends."""
     from vae_core.models import MODELS
 
-    job = session.registry().get(session.current_run_id())
+    job = access.visible_job(session.current_run_id())
     if job is None:
         return
     snap = job.snapshot()
@@ -224,7 +230,7 @@ left, right = st.columns([1, 2], gap="large")
 with right:
     # Drawn first: on a fresh server it needs nothing heavy, while the form needs the engine's lists.
     run_id = session.current_run_id()
-    job = session.registry().get(run_id) if run_id else None
+    job = access.visible_job(run_id)
     if job is None:
         empty_panel(run_id)
     else:

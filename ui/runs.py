@@ -14,7 +14,7 @@ from vae_core.errors import VAEStudioError
 from vae_core.history import StepCurves
 from vae_core.models import VAE, build_model
 
-from . import session
+from . import access, session
 from .widgets import show_error
 
 
@@ -100,10 +100,12 @@ def run_label(name: str, run_id: str) -> str:
 def run_choices() -> dict[str, str]:
     """key -> label of every run a page can show: jobs in memory first, then files. Keys are
     'job:<id>' or 'file:<path>'. A job whose checkpoint was deleted is gone (it can no longer be
-    resumed or reloaded), unless it is still training."""
+    resumed or reloaded), unless it is still training. Only runs this session may see (ui/access.py)."""
     choices: dict[str, str] = {}
     listed = set()
     for job in session.registry().jobs():
+        if not access.can_see(job.owner):
+            continue
         snap = job.snapshot()
         if not snap.active and snap.checkpoint_path and not Path(snap.checkpoint_path).exists():
             continue
@@ -113,7 +115,8 @@ def run_choices() -> dict[str, str]:
     from vae_core.runs import list_runs
 
     for record in sorted(list_runs(session.CHECKPOINT_DIR), key=lambda r: r.mtime, reverse=True):
-        if record.checkpoint and record.run_id not in listed:  # the page that opens it says what is wrong
+        if record.checkpoint and record.run_id not in listed and access.can_see(record.owner) and (
+                record.error is None or access.shows_unreadable_runs()):  # the page that opens it says what is wrong
             where = "training elsewhere" if record.live else "saved"
             choices[f"file:{record.checkpoint}"] = f"{run_label(record.display_name, record.run_id)} · {where}"
     return choices

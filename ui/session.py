@@ -91,10 +91,14 @@ def run_data(config):
     `config.data` may come from a file anyone made (an uploaded checkpoint): it may name a built-in
     dataset or a file uploaded to this server process, nothing else (DataError otherwise), so a
     crafted checkpoint cannot make the server read, list or quote its own files. Local model: one
-    person uses this server, so every upload of this process is theirs."""
+    person uses this server, so every upload of this process is theirs; served (ui/access.py): only
+    this person's own uploads."""
     from vae_core.data import resolve_data_reference
 
-    source = resolve_data_reference(config.data, [upload_root()])
+    from . import access
+
+    allowed = private_dir() if access.served() else upload_root()
+    source = resolve_data_reference(config.data, [allowed])
     return _dataset(source, config.image_size, config.test_fraction, config.seed)
 
 
@@ -150,9 +154,13 @@ def upload_root() -> Path:
 
 
 def private_dir() -> Path:
-    """This browser session's own folder for uploads. Its name is a random token kept only in the
-    session, so one session cannot name, read or delete another's files."""
-    token = st.session_state.get("_upload_token")
+    """The folder for this person's uploads. Served (ui/access.py): one per signed-in person, named
+    by their owner id (a hash of their identity, never the identity itself), so their uploads follow
+    them to every tab and no one else's run may read them. Locally: one per browser session, named by
+    a random token kept only in the session."""
+    from . import access
+
+    token = access.current_owner() or st.session_state.get("_upload_token")  # no owner: local
     if token is None:
         token = st.session_state["_upload_token"] = secrets.token_hex(16)
     folder = upload_root() / token

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from . import session
+from . import access, session
 
 TRAIN_PAGE = "app_pages/train.py"
 
 
 def training_badge() -> None:
-    """One link per active run: 'Training: <run id> · epoch 3/10', opening the Train page on it."""
+    """One link per active run: 'Training: <run id> · epoch 3/10', opening the Train page on it. Served,
+    another person's run is only said to hold the device, without its id or a link."""
     registry = session.existing_registry()
     if registry is None:
         return  # no registry in this process yet, so nothing can be training
@@ -20,6 +21,10 @@ def training_badge() -> None:
         if not snap.active:
             continue
         doing = {"running": "Training", "queued": "Queued"}.get(snap.status, f"Training ({snap.status})")
+        if not access.can_see(job.owner):
+            if snap.status != "queued":
+                st.sidebar.caption(f"{doing}: another person's run on {snap.device}")
+            continue
         st.sidebar.page_link(TRAIN_PAGE, label=f"{doing}: {job.run_id} · epoch {snap.epoch}/{snap.epochs}",
                              icon=":material/model_training:", query_params={session.RUN_PARAM: job.run_id},
                              width="stretch")

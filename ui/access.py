@@ -1,0 +1,125 @@
+"""Who may see and drive which run: the one place pages ask.
+
+Two models (README, Security):
+- Local, the default: the app listens on 127.0.0.1 and is one person's, so every tab sees and drives
+  every run, and nobody signs in.
+- Served: on when Streamlit's login is configured (an `[auth]` section in .streamlit/secrets.toml)
+  or VAE_STUDIO_MULTI_USER=1 (a host that provides `st.user` itself). Every page asks for a login
+  (`st.login`, OIDC). A run belongs to the person who started, resumed, queued or uploaded it (its
+  owner id, kept in its checkpoint), who alone sees and drives it; a run with no owner (trained by
+  the CLI into the folder, by whoever runs the server) is shown to everyone and driven by no one here.
+
+An owner id is a hash of the identity the provider vouches for (issuer and subject), never the
+identity itself: checkpoints name no person, and the id is safe as a folder name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import streamlit as st
+
+from . import session
+from .widgets import plain
+
+MULTI_USER_ENV = "VAE_STUDIO_MULTI_USER"
+
+
+def served() -> bool:
+    """Whether the app is served to several people (see the module's docstring)."""
+    return os.environ.get(MULTI_USER_ENV) == "1" or _login_configured()
+
+
+def _login_configured() -> bool:
+    try:
+        return "auth" in st.secrets
+    except FileNotFoundError:  # no secrets.toml at all
+        return False
+
+
+def owner_of_identity(issuer: str, subject: str) -> str:
+    """The owner id of one identity: the same person at the same provider always gets the same id,
+    and the same subject at two providers two different ids."""
+    from vae_core.checkpoint_fields import OWNER_ID_LENGTH
+
+    digest = hashlib.sha256(f"{issuer}\n{subject}".encode()).hexdigest()
+    return digest[:OWNER_ID_LENGTH]
+
+
+def _identity() -> tuple[str, str] | None:
+    """(issuer, subject) of the signed-in person, None when nobody is. OIDC's `sub` is the stable id;
+    a provider that sends none is keyed by the email it vouches for."""
+    user = st.user
+    if not user.get("is_logged_in"):
+        return None
+    subject = user.get("sub") or user.get("email")
+    if not subject:
+        return None
+    return str(user.get("iss") or ""), str(subject)
+
+
+def current_owner() -> str | None:
+    """The owner id of whoever uses this session when served; None locally (runs are everyone's)
+    or when nobody has signed in."""
+    if not served():
+        return None
+    identity = _identity()
+    return owner_of_identity(*identity) if identity else None
+
+
+def can_see(owner: str | None) -> bool:
+    """Whether this session may see (list, open, decode) a run owned by `owner`: locally every run;
+    served, its owner's own runs and the shared ones (no owner)."""
+    return not served() or owner is None or owner == current_owner()
+
+
+def can_control(owner: str | None) -> bool:
+    """Whether this session may stop, pause, resume, retune, rename, move or delete a run owned by
+    `owner`: locally every run; served, only its owner, so shared runs are read-only in the app."""
+    return not served() or (owner is not None and owner == current_owner())
+
+
+def visible_job(run_id: str | None):
+    """The job of this server training (or having trained) `run_id`, if this session may see it."""
+    if not run_id:
+        return None  # without asking for the registry, which imports the engine on a fresh server
+    job = session.registry().get(run_id)
+    return job if job is not None and can_see(job.owner) else None
+
+
+def shows_unreadable_runs() -> bool:
+    """A checkpoint that cannot be read names no owner we could check: shown locally (to say what is
+    wrong with it), hidden when served (whoever runs the server sees it with `vae-studio runs`)."""
+    return not served()
+
+
+def signed_in_or_local() -> bool:
+    """Whether this session may see pages: always locally; served, once signed in."""
+    return not served() or current_owner() is not None
+
+
+def require_login() -> None:
+    """Served: a sign-in screen, and nothing else, until the person has signed in; then their name
+    and a sign-out button in the sidebar. Locally: nothing."""
+    if not served():
+        return
+    if signed_in_or_local():
+        user = st.user
+        st.sidebar.caption("Signed in as " + plain(user.get("name") or user.get("email") or "you")
+                           + ". Your runs and uploads are yours alone; shared runs are read-only.")
+        st.sidebar.button("Sign out", icon=":material/logout:", on_click=st.logout, key="sign_out")
+        return
+    st.title("VAE Studio")
+    if st.user.get("is_logged_in"):
+        st.error("Your identity provider did not say who you are (no subject or email): ask whoever runs "
+                 "this server to check its login settings.")
+    else:
+        st.write("This server is shared: sign in, and the runs and uploads you make are yours alone.")
+        if _login_configured():
+            st.button("Sign in", icon=":material/login:", type="primary", on_click=st.login, key="sign_in")
+        else:
+            st.error(f"{MULTI_USER_ENV}=1 is set, but no login is configured: add an [auth] section to "
+                     ".streamlit/secrets.toml (see the README's Security section).")
+    st.stop()
+
