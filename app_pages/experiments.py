@@ -14,11 +14,13 @@ import torch
 
 from ui import access, charts, session
 from ui.data_access import run_dataset, test_latents
+from ui.latent_player import PlayedRun, play
 from ui.runs import RunView, load_view, pick_run
 from ui.widgets import class_picker, image_grid, nats, plain, show_error
 from vae_core import experiments, generate
 from vae_core.data import describe_datasets
 from vae_core.errors import VAEStudioError
+from vae_core.latent_trajectory import trajectory
 from vae_core.metrics import iwae_nll
 from vae_core.projection import pca_layout
 
@@ -30,6 +32,7 @@ IWAE_K = 50
 IWAE_IMAGES = 500
 EXPLORER_GRID = 41  # click targets per side of the explorer's plane
 EXPLORE_X, EXPLORE_Y, PLANE = "explore_x", "explore_y", "explorer_plane"
+FOCUS_PARAM = "experiment"  # ?experiment=NAME: the experiment a link (the Theory page's) asks to see first
 
 st.title("Experiments: the note's claims, on your data")
 st.markdown("Each button trains the runs that show one claim of the note, on the data and for the epochs "
@@ -140,6 +143,10 @@ def comparison(experiment: experiments.Experiment) -> None:
         return
     results = [measured(view.weights_key, label, view) for label, view, _ in rows]
     result = experiments.finding_for(experiment.name, results)
+    try:  # kept beside the runs, so the Theory page shows it and a restart finds it
+        experiments.save_finding(session.CHECKPOINT_DIR, result, [run_id for _, run_id in launched[experiment.name]])
+    except OSError as error:
+        st.caption(plain(f"The finding could not be saved for later: {error.strerror or error}"))
     st.success(plain(result.finding), icon=":material/lightbulb:")
     st.dataframe(experiments.comparison_rows(result), hide_index=True)
     # One frame for every scatter, so the spread of the codes compares at a glance.
@@ -148,9 +155,41 @@ def comparison(experiment: experiments.Experiment) -> None:
     for column, run, (_, view, _) in zip(st.columns(len(results)), results, rows):
         with column:
             draw_run(experiment, run, view, frame)
+    if "scatter" in experiment.pictures:
+        played_over_epochs(experiment, rows)
 
 
-for experiment in experiments.EXPERIMENTS.values():
+def played_over_epochs(experiment: experiments.Experiment, rows: list[tuple[str, RunView, object]]) -> None:
+    """The runs' scatters over their saved epochs, side by side under one player."""
+    played = []
+    for label, view, _ in rows:
+        track = trajectory(view.frames)
+        if track is None:
+            return  # a run saved before the means of each epoch were kept
+        data = run_dataset(view)
+        labels = data.test_y[:track.points.shape[1]].numpy() if data.test_y is not None else None
+        played.append(PlayedRun(label, track, labels, view.class_names))
+    st.markdown("**Over the epochs**: the same test images' means at each saved epoch, in one frame for every "
+                "run, with N(0, I)'s 1σ and 2σ circles: see where each run's codes settle, and how.")
+    play(played, f"epochs_{experiment.name}", height=380)
+
+
+def restore_saved(experiment: experiments.Experiment, saved: experiments.SavedFinding | None, focus: str | None) -> bool:
+    """The runs of the experiment's last saved finding, shown again (at once for the experiment a link
+    asked for, else on a click): True when they are now this session's runs of the experiment."""
+    if saved is None:
+        return False
+    if experiment.name != focus:
+        st.caption(f"Last finding, saved {saved.saved[:10]}: " + plain(saved.finding))
+        if not st.button("Show its runs", key=f"show_{experiment.name}", icon=":material/history:"):
+            return False
+    launched[experiment.name] = [tuple(run) for run in saved.runs]
+    return True
+
+
+focus = st.query_params.get(FOCUS_PARAM)
+saved_findings = experiments.latest_findings(session.CHECKPOINT_DIR)
+for experiment in sorted(experiments.EXPERIMENTS.values(), key=lambda e: e.name != focus):  # the linked one first
     with st.container(border=True):
         st.header(experiment.title)
         st.markdown(experiment.claim)
@@ -161,7 +200,7 @@ for experiment in experiments.EXPERIMENTS.values():
                 launch(experiment)
             except VAEStudioError as error:
                 show_error(error)
-        if experiment.name not in launched:
+        if experiment.name not in launched and not restore_saved(experiment, saved_findings.get(experiment.name), focus):
             continue
         try:
             live = any(snap is not None and snap.active for _, _, snap in views_of(launched[experiment.name]))

@@ -1,4 +1,5 @@
-"""Theory: the maths of the VAE next to the live numbers of the run you are looking at."""
+"""Theory: the maths of the VAE next to the live numbers of the run you are looking at, each claim
+linked to the experiment that shows it, with that experiment's latest finding."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import torch
 from ui import charts, session
 from ui.data_access import run_dataset
 from ui.runs import pick_run
-from ui.widgets import nats, show_error
+from ui.widgets import nats, plain, show_error
+from vae_core import experiments
 from vae_core.errors import VAEStudioError
 from vae_core.losses import gaussian_kl
 from vae_core.metrics import iwae_nll
@@ -22,11 +24,33 @@ view = pick_run("Run whose numbers to show")
 last = view.epoch_metrics[-1] if view is not None and view.epoch_metrics else None
 variational = view is None or view.model.variational  # an autoencoder has no prior, no KL, no ELBO
 recent = slice(-50, None)
+# Read once per page run: a few small files beside the runs, so a finding survives a restart.
+findings = experiments.latest_findings(session.CHECKPOINT_DIR)
+EXPERIMENTS_PAGE = "app_pages/experiments.py"
 
 
 def live(text: str) -> None:
     """A line of live numbers, visibly set apart from the maths."""
     st.info(text, icon=":material/monitoring:")
+
+
+def shown_by(name: str) -> None:
+    """The experiment that shows this section's claim on the user's data: its latest finding when it
+    has run, and a button that opens it on the Experiments page."""
+    experiment = experiments.get(name)
+    saved = findings.get(name)
+    with st.container(border=True):
+        text, action = st.columns([4, 1], vertical_alignment="center")
+        if saved is None:
+            text.markdown(f"**See it happen:** the experiment *{experiment.title}* trains the runs that show this "
+                          "on your data and writes what they measured. It has not run here yet.")
+        else:
+            # The finding is read from a file: shown as plain text, never as Markdown.
+            text.success(f"Latest finding of *{experiment.title}* (saved {plain(saved.saved[:10])}): "
+                         + plain(saved.finding), icon=":material/lightbulb:")
+        if action.button("Open the experiment" if saved is None else "See its runs", key=f"open_{name}",
+                         icon=":material/science:", width="stretch"):
+            st.switch_page(EXPERIMENTS_PAGE, query_params={"experiment": name})
 
 
 st.header("1 · Why an autoencoder cannot generate")
@@ -35,8 +59,7 @@ st.markdown("An autoencoder learns $z = f(x)$ and $\\hat x = g(z)$ to reconstruc
             "$z$ drawn at random lands where the decoder has never been and decodes to noise. A VAE adds a "
             "term that pulls every posterior $q(z\\mid x)$ towards one fixed prior $p(z)=\\mathcal N(0, I)$, "
             "so the region the prior covers is filled and every draw from it decodes to something plausible.")
-st.markdown("**Try it:** train model `ae` and a default `mlp` VAE, then compare *Generate → Samples from the "
-            "prior* and the *Latent space* scatter of both.")
+shown_by("ae-vs-vae")
 
 st.header("2 · Encoder outputs and the reparameterisation trick")
 st.markdown("The encoder outputs two vectors per image: the mean $\\mu(x)$ (layer `fc_mu`) and the log-variance "
@@ -71,6 +94,7 @@ st.markdown("Reconstruction, summed over the $D$ pixels: **BCE** is the Bernoull
             "variance 1, $\\tfrac12\\sum_i (x_i-\\hat x_i)^2 + \\tfrac D2\\log 2\\pi$. The KL of two Gaussians "
             "has a closed form, one term per latent dimension $j$:")
 st.latex(r"\mathrm{KL} = \tfrac12 \sum_{j=1}^{d} \big(\mu_j^2 + \sigma_j^2 - \log\sigma_j^2 - 1\big)")
+shown_by("mse-vs-bce")
 if view is not None and len(view.curves) and not variational:
     live(f"Run `{view.run_id}` is an autoencoder: no prior, so no KL term and no ELBO. Its loss is the "
          f"reconstruction alone ({view.config.recon}), mean of the last 50 steps "
@@ -124,6 +148,7 @@ st.markdown("A common bug: `F.mse_loss(x_hat, x)` averages over the $D$ pixels, 
             "as training with $\\beta = D$; the KL wins, the posterior collapses to the prior and every sample "
             "looks alike. The fixes are equivalent: **sum over pixels** (as here), **average over the batch** "
             "only, or keep the mean and compensate with **a small β** (β = 1/D).")
+shown_by("scale-trap")
 if view is not None and len(view.curves) and variational:
     pixels = int(np.prod(view.model.image_shape))
     recon = float(view.curves.recon[recent].mean())
@@ -137,6 +162,7 @@ st.markdown("With a Gaussian or Bernoulli decoder the best reconstruction of an 
             "of the images it could have come from, and an average of sharp digits is a blurry one. A larger "
             "β makes posteriors wider and overlap more: blurrier still. Sharper decoders (autoregressive, "
             "adversarial, or discrete latents as in VQ-VAE) are the usual remedies.")
+shown_by("beta")
 
 st.header("7 · Posterior collapse, and its fixes")
 st.markdown("When the decoder can do well without $z$, the cheapest way to lower the loss is to set "
@@ -144,6 +170,7 @@ st.markdown("When the decoder can do well without $z$, the cheapest way to lower
             "information. **KL annealing** starts β at 0 and raises it, so the decoder learns to use $z$ first; "
             "**free bits** count each dimension's KL as at least λ nats, so there is nothing to gain below λ; "
             "**β < 1** weakens the pull of the prior.")
+shown_by("collapse")
 if view is not None and last is not None and not variational:
     live(f"Run `{view.run_id}` is an autoencoder: with no KL term there is nothing to collapse to, so it has no "
          "KL per dimension to show.")
@@ -162,6 +189,7 @@ st.markdown("- **Conditional VAE**: encoder and decoder both see a label $y$, so
             "learned prior over codes. Here: model `vqvae`, and *Experiments → VQ-VAE against VAE*.\n"
             "- **Hierarchical VAEs** (Ladder VAE, NVAE) stack several layers of latents so coarse and fine "
             "structure get their own. *Not implemented in this studio yet.*")
+shown_by("vqvae-vs-vae")
 RECON_NAMES = {"bce": "summed BCE (Bernoulli)", "mse": "summed MSE (Gaussian, variance 1)"}
 footer = ("Reference model of the note: MLP 784-256-128 → z=10 (fc_mu, fc_log_var) → 128-256-784, Adam lr 1e-3, "
           "a reconstruction summed over pixels + KL.")

@@ -1,6 +1,12 @@
 """Theory page: the maths, with the live numbers of the chosen run and the interactive demos."""
 
-from apphelpers import assert_no_exception, plotly_specs
+import json
+
+import pytest
+
+from apphelpers import CHECKPOINTS, assert_no_exception, markdown_texts, plotly_specs
+from ui.widgets import plain
+from vae_core.config import TrainConfig
 
 
 def _open(app, run="vae-beta1"):
@@ -55,3 +61,80 @@ def test_an_autoencoder_run_gets_no_kl_no_bound_and_says_why(app, saved_runs):
     assert not any(b.label.startswith("Compute the IWAE bound") for b in app.button)
     assert not [s for s in plotly_specs(app) if any(t.get("name") == "KL per dimension" for t in s["data"])]
     assert "loss = summed BCE (Bernoulli) alone" in app.caption[-1].value
+
+
+# -- each claim linked to its experiment, with its latest finding ------------------------------------
+CLAIMS = ["ae-vs-vae", "mse-vs-bce", "scale-trap", "beta", "collapse", "vqvae-vs-vae"]  # in the page's order
+
+
+@pytest.fixture
+def saved_finding(saved_runs):
+    """An ae-vs-vae finding saved beside two of the test runs (a crafted sentence, with Markdown that
+    must stay text); whatever finding the folder held before is put back afterwards."""
+    from vae_core.experiments import FINDINGS_FOLDER, ExperimentResult, RunResult, get, save_finding
+
+    path = CHECKPOINTS / FINDINGS_FOLDER / "ae-vs-vae.json"
+    before = path.read_bytes() if path.exists() else None
+    config = TrainConfig(data="digits")
+    runs = (RunResult("AE", config.replace(model="ae"), {}, (), None), RunResult("VAE", config, {}, (), None))
+    save_finding(CHECKPOINTS, ExperimentResult(get("ae-vs-vae"), runs, "The AE drifted [away](https://example.com)."),
+                 ["ae-run", "vae-beta1"])
+    yield path
+    if before is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.write_bytes(before)
+
+
+def test_each_claim_links_to_its_experiment_and_says_whether_it_ran(app, saved_runs):
+    from vae_core.experiments import latest_findings
+
+    _open(app)
+    assert_no_exception(app)
+    assert [b.key for b in app.button if (b.key or "").startswith("open_")] == [f"open_{name}" for name in CLAIMS]
+    findings = latest_findings(CHECKPOINTS)  # other tests may have run some experiments in this folder
+    shown = " ".join(s.value for s in app.success)
+    not_run = sum("It has not run here yet" in text for text in markdown_texts(app))
+    assert not_run == len([name for name in CLAIMS if name not in findings])
+    assert all(plain(saved.finding) in shown for saved in findings.values())
+
+
+def test_the_latest_finding_is_shown_as_text_beside_its_claim(app, saved_finding):
+    _open(app)
+    assert_no_exception(app)
+    finding = next(s.value for s in app.success if "Autoencoder against VAE" in s.value)
+    assert plain("The AE drifted [away](https://example.com).") in finding  # a link from a file stays text
+    assert app.button(key="open_ae-vs-vae").label == "See its runs"
+
+
+def test_a_finding_whose_runs_are_gone_is_not_shown(app, saved_finding):
+    from vae_core.experiments import latest_findings
+
+    record = json.loads(saved_finding.read_text())
+    record["runs"][0][1] = "deleted-run"
+    saved_finding.write_text(json.dumps(record))
+    assert "ae-vs-vae" not in latest_findings(CHECKPOINTS)
+    _open(app)
+    assert not any("Autoencoder against VAE" in s.value for s in app.success)
+    assert app.button(key="open_ae-vs-vae").label == "Open the experiment"
+
+
+def test_the_link_opens_the_experiment_first_with_its_saved_runs_played_over_the_epochs(app, saved_finding):
+    _open(app)
+    app.button(key="open_ae-vs-vae").click().run()
+    assert_no_exception(app)
+    assert app.title[0].value.startswith("Experiments")
+    assert app.query_params["experiment"] == "ae-vs-vae"
+    assert app.header[0].value == "Autoencoder against VAE"  # the linked experiment comes first
+    assert "aggregate KL is" in " ".join(s.value for s in app.success)  # measured again from the saved runs
+    assert app.select_slider(key="epochs_ae-vs-vae_epoch").value == 2
+    titles = [s["layout"].get("title", {}).get("text") for s in plotly_specs(app)]
+    assert "AE · epoch 2" in titles and "VAE · epoch 2" in titles  # the two runs' scatters side by side
+    # AppTest's next run() goes back to the page it was given; stay on the page the link opened, as a browser does.
+    app.switch_page("app_pages/experiments.py")
+    app.select_slider(key="epochs_ae-vs-vae_epoch").set_value(1).run()
+    assert_no_exception(app)
+    titles = [s["layout"].get("title", {}).get("text") for s in plotly_specs(app)]
+    assert "AE · epoch 1" in titles and "VAE · epoch 1" in titles
+    app.button(key="epochs_ae-vs-vae_play").click().run()
+    assert app.button(key="epochs_ae-vs-vae_play").label == "⏸ Pause"
