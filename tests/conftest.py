@@ -2,12 +2,15 @@
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# Nothing a test trains lands in the checkout's own checkpoints folder (the CLI's and the app's default).
+os.environ.setdefault("VAE_STUDIO_CHECKPOINTS", tempfile.mkdtemp(prefix="vae_studio_tests_"))
 import torch  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))

@@ -11,6 +11,7 @@ import atexit
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -18,8 +19,9 @@ from pathlib import Path
 
 import streamlit as st
 
-ROOT = Path(__file__).resolve().parents[1]
-CHECKPOINT_DIR = Path(os.environ.get("VAE_STUDIO_CHECKPOINTS", ROOT / "checkpoints"))
+from vae_core.runs import default_checkpoint_dir
+
+CHECKPOINT_DIR = default_checkpoint_dir()  # the folder the CLI writes to and lists by default too
 RUN_PARAM = "run"
 
 _registry_made = threading.Event()
@@ -44,24 +46,75 @@ def existing_registry():
 
 _warm_up_lock = threading.Lock()
 _warm_up_thread: threading.Thread | None = None
+_engine_warm = threading.Event()  # set once the warm-up has readied what Start needs (or failed trying)
+_devices_found: tuple[str, ...] = ()  # what the warm-up found; listing devices needs torch
+ENGINE_WARM_UP_TIMEOUT_S = 120.0
+WARM_UP_LOG_PREFIX = "VAE Studio: ready to train after a warm-up of"
 
 
 def _warm_up() -> None:
-    import torch
-
-    from vae_core.data import DEFAULT_DATASET, load_dataset
+    try:
+        _warm_up_engine()
+    finally:
+        _engine_warm.set()  # even after an error: Start then loads what it needs itself, and says what failed
     from vae_core.projection import warm_up_umap
-    from vae_core.trainer import make_adam
 
-    registry()  # imports the engine before Start needs it
-    load_dataset(DEFAULT_DATASET)  # parsed once (the engine's own cache), so the first Start does not wait
-    # The first optimiser a process builds imports torch._dynamo (~2.5 s): pay it before Start does.
-    make_adam(torch.nn.Linear(1, 1), 1e-3)
     # Compiling UMAP's kernels takes a core for seconds: never while a run trains (a person who pressed
     # Start at once is watching it), so wait for the device to be free.
     while any(job.snapshot().active for job in registry().jobs()):
         time.sleep(1.0)
     warm_up_umap()
+
+
+def _warm_up_engine() -> None:
+    """Everything the first Start needs: torch and the engine, the devices, the default dataset and
+    the first optimiser (building one imports torch._dynamo, ~2.5 s, once per process). Prints how
+    long each took (one line in the server's log; bench/bench_startup.py reads it)."""
+    global _devices_found
+    took = {}  # phase -> (wall seconds, this thread's CPU seconds): on a busy machine they differ
+    began = phase = time.perf_counter()
+    cpu = time.thread_time()
+
+    def done(name: str) -> None:
+        nonlocal phase, cpu
+        took[name] = (time.perf_counter() - phase, time.thread_time() - cpu)
+        phase, cpu = time.perf_counter(), time.thread_time()
+
+    import torch
+
+    done("torch")
+    from vae_core.data import DEFAULT_DATASET, load_dataset
+    from vae_core.device import available_devices
+    from vae_core.trainer import make_adam
+
+    registry()
+    _devices_found = tuple(available_devices())
+    done("engine")
+    load_dataset(DEFAULT_DATASET)  # parsed once (the engine's own cache), so the first Start does not wait
+    done("dataset")
+    make_adam(torch.nn.Linear(1, 1), 1e-3)
+    done("optimiser")
+    print(f"{WARM_UP_LOG_PREFIX} {time.perf_counter() - began:.2f} s: " + ", ".join(
+        f"{name} {wall:.2f} s (CPU {busy:.2f} s)" for name, (wall, busy) in took.items()),
+        file=sys.stderr, flush=True)
+
+
+def engine_warming_up() -> bool:
+    """True while the background warm-up is still readying what Start needs."""
+    return _warm_up_thread is not None and not _engine_warm.is_set()
+
+
+def wait_for_engine_warm_up() -> None:
+    """Start pressed before the warm-up ended: wait for it, rather than importing torch and parsing the
+    dataset a second time beside it (two threads doing the same work at once on a busy CPU)."""
+    if _warm_up_thread is not None:
+        _engine_warm.wait(ENGINE_WARM_UP_TIMEOUT_S)
+
+
+def device_choices() -> list[str]:
+    """The Train form's devices without importing torch: "auto" (resolved when the run starts), then
+    those the warm-up found, or just the CPU, always present, until it has looked."""
+    return ["auto", *(_devices_found or ("cpu",))]
 
 
 def start_background_warm_ups() -> None:

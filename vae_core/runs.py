@@ -48,9 +48,15 @@ _TIMESTAMPED_ID = re.compile(r"\d{8}-\d{6}-")
 
 
 def default_checkpoint_dir() -> Path:
-    """The app's checkpoints folder: $VAE_STUDIO_CHECKPOINTS, else `checkpoints` in the current
-    folder (where `train` writes by default and `make run` starts the app)."""
-    return Path(os.environ.get(CHECKPOINTS_ENV) or "checkpoints")
+    """The app's checkpoints folder, where `train` writes and `runs` looks by default, so a run the CLI
+    trains shows up in the app: $VAE_STUDIO_CHECKPOINTS; else, when vae_core sits in the source
+    checkout that `make run` serves (app.py beside it), that checkout's `checkpoints`; else
+    `checkpoints` in the current folder."""
+    configured = os.environ.get(CHECKPOINTS_ENV)
+    if configured:
+        return Path(configured)
+    checkout = Path(__file__).resolve().parents[1]
+    return checkout / "checkpoints" if (checkout / "app.py").is_file() else Path("checkpoints")
 
 
 def checkpoint_path(folder: str | Path, run_id: str) -> Path:

@@ -2,6 +2,7 @@
 read back, killed and stale writers, renaming and notes."""
 
 import json
+from pathlib import Path
 import os
 import socket
 import subprocess
@@ -203,3 +204,14 @@ def test_rename_refuses_bad_names_ids_and_runs_training_elsewhere(tmp_path, trai
     with pytest.raises(TrainingError, match="training in another process"):
         relabel_run(tmp_path, EARLY, name="x")
     assert load_checkpoint(tmp_path / f"{EARLY}.safetensors").name == "mlp z2"
+
+
+def test_the_default_checkpoints_folder_is_the_apps_in_a_checkout(monkeypatch, tmp_path):
+    """The CLI writes where the app looks: the variable, else the checkout's folder, whatever the cwd."""
+    from vae_core import runs
+
+    monkeypatch.delenv(runs.CHECKPOINTS_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert runs.default_checkpoint_dir() == Path(runs.__file__).resolve().parents[1] / "checkpoints"
+    monkeypatch.setenv(runs.CHECKPOINTS_ENV, str(tmp_path / "elsewhere"))
+    assert runs.default_checkpoint_dir() == tmp_path / "elsewhere"
