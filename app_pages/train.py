@@ -7,11 +7,14 @@ import time
 import numpy as np
 import streamlit as st
 
-from ui import access, charts, session
-from ui.curve_controls import PLOTLY_CONFIG, apply_curve_options, csv_download, curve_controls
+from ui import access, session
 from ui.widgets import STATUS_ICONS, duration, image_grid, nats, plain, show_error
-from vae_core.config import DEFAULT_HIDDEN, KL_ANNEALING, MODEL_NAMES, RECON_LOSSES, TrainConfig
+from vae_core.config import DEFAULT_HIDDEN, KL_ANNEALING, MODEL_DESCRIPTIONS, MODEL_NAMES, RECON_LOSSES, TrainConfig
 from vae_core.errors import VAEStudioError
+
+# On a fresh server this page draws before torch has loaded (the warm-up loads it in the background):
+# the form needs only torch-free modules (the dataset catalogue, config.py, the devices the warm-up
+# found); what shows a run (charts, the engine) is imported by the functions that draw one.
 
 LR_CHOICES = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 1.0, 10.0]
 BATCH_CHOICES = [16, 32, 64, 128, 256, 512, 1024]
@@ -37,8 +40,6 @@ def _parse_hidden(text: str) -> tuple[int, ...]:
 def hyperparameter_form() -> None:
     """Sliders in a form: moving one changes nothing until Start is pressed."""
     from vae_core.data import DEFAULT_DATASET, describe_datasets
-    from vae_core.device import available_devices
-    from vae_core.models import MODELS
 
     datasets = describe_datasets()
     names = [d["name"] for d in datasets]
@@ -54,7 +55,7 @@ def hyperparameter_form() -> None:
         image_size = st.select_slider("Resize your images to", options=[None, 16, 28, 32, 48, 64], value=None,
                                       format_func=lambda v: "native size" if v is None else f"{v}×{v}")
         st.subheader("Model")
-        model = st.selectbox("Model", MODEL_NAMES, format_func=lambda m: f"{m} — {MODELS[m][0]}",
+        model = st.selectbox("Model", MODEL_NAMES, format_func=lambda m: f"{m} — {MODEL_DESCRIPTIONS[m]}",
                              help="ae has no sampling and no KL: see why it cannot generate. cvae is "
                                   "conditioned on the label, to draw a chosen class.")
         hidden = st.text_input("Hidden sizes", "256 128", help="Encoder widths; the decoder mirrors them "
@@ -79,7 +80,7 @@ def hyperparameter_form() -> None:
         batch_size = st.select_slider("Batch size", BATCH_CHOICES, value=DEFAULTS.batch_size)
         epochs = st.slider("Epochs", 1, 200, DEFAULTS.epochs)
         seed = st.number_input("Seed", 0, 2**31 - 1, DEFAULTS.seed, help="Same seed on CPU, same numbers.")
-        device = st.selectbox("Device", ["auto", *available_devices()],
+        device = st.selectbox("Device", session.device_choices(),
                               help="auto: the GPU when there is one, else the CPU.")
         submitted = st.form_submit_button("Start training", type="primary", width="stretch")
         beside_start = st.container()  # errors show here, under the button the user just pressed
@@ -98,6 +99,9 @@ def start_run(source: str, upload, image_size, values: dict, hidden_text: str, m
         if hidden == DEFAULT_HIDDEN["mlp"]:
             hidden = None  # the form's default: each model's own widths (config.DEFAULT_HIDDEN)
         config = TrainConfig(data=source, image_size=image_size, hidden=hidden, **values)
+        if session.engine_warming_up():  # a fresh server: Start pressed before torch and the data are ready
+            with messages, st.spinner("Loading PyTorch and the default dataset (once per server start)…"):
+                session.wait_for_engine_warm_up()
         data = session.run_data(config)
         job = session.registry().start(config, data, owner=access.current_owner())
     except VAEStudioError as error:
@@ -175,6 +179,8 @@ def queue_note(job) -> None:
 
 def live_panel() -> None:
     """Re-run every second by its fragment while the job is active; the page re-runs once when it ends."""
+    from ui import charts
+    from ui.curve_controls import PLOTLY_CONFIG, apply_curve_options, csv_download, curve_controls
     from vae_core.models import MODELS
 
     job = access.visible_job(session.current_run_id())
@@ -223,12 +229,16 @@ def empty_panel(run_id: str | None) -> None:
                    "autosave is on the **Checkpoints** page, where you can resume it.")
     st.info("Set the hyperparameters and press **Start training**. The curves appear here within a second.")
     # Empty axes now, so the browser has the chart library loaded before the first point arrives.
+    from ui import charts
+
     st.plotly_chart(charts.empty_loss_figure(), key="loss_chart")
 
 
 left, right = st.columns([1, 2], gap="large")
+with left:
+    # Drawn first: it needs nothing heavy, so on a fresh server it is usable while torch still loads.
+    hyperparameter_form()
 with right:
-    # Drawn first: on a fresh server it needs nothing heavy, while the form needs the engine's lists.
     run_id = session.current_run_id()
     job = access.visible_job(run_id)
     if job is None:
@@ -236,5 +246,3 @@ with right:
     else:
         st.session_state["_live_was_active"] = job.snapshot().active
         st.fragment(live_panel, run_every=1.0 if job.snapshot().active else None)()
-with left:
-    hyperparameter_form()

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 PUBLISH_INTERVAL_S = 0.25
 FLUSH_EVERY_STEPS = 50
+FIRST_PUBLISH_STEPS = 3  # a run's first points are published after this many steps, not after a full interval
 
 STATUSES = ("queued", "starting", "running", "paused", "finished", "stopped", "failed", "cancelled")
 ACTIVE = ("queued", "starting", "running", "paused")  # not ended yet
@@ -121,6 +122,7 @@ class TrainingJob:
         self._elapsed = 0.0
         self._window = (time.perf_counter(), 0)  # (start, step) of the current speed window
         self._last_publish = 0.0
+        self._first_points_published = False
         self._version = 0
         self._weights: tuple[int, dict] | None = None
         self._fixed_inputs = to_uint8(dataset.test_x[:FIXED_INPUTS])
@@ -232,6 +234,12 @@ class TrainingJob:
 
     def _before_step(self, trainer: Trainer) -> bool:
         """Apply queued commands; block while paused. False when asked to stop."""
+        if not self._first_points_published and trainer.pending_steps >= FIRST_PUBLISH_STEPS:
+            # The person who pressed Start is waiting for the curve: show its first points at once.
+            self._first_points_published = True
+            trainer.flush()
+            self._measure_speed()
+            self._publish()
         paused_at: float | None = None
         while True:
             try:

@@ -1,15 +1,19 @@
 """A person's first visit to a freshly started server: the app's own navigation from the first paint
-(never Streamlit's file-name list), the Train form soon usable, and the first loss point soon after
-Start. The durations are measured and recorded (artifacts/timings.json), not asserted: speed targets
-live in bench/."""
+(never Streamlit's file-name list), the Train form usable while torch still loads in the background,
+and the first loss point soon after Start. The durations are measured and recorded
+(artifacts/timings.json), not asserted: on a shared machine they vary by seconds, so their targets
+(form usable within 3 s of /_stcore/health, first loss point within 2 s of Start) are checked by
+bench/bench_startup.py over several fresh servers."""
 
 from __future__ import annotations
 
+import re
 import time
 
 from conftest import VIEWPORT, serve
 from e2e_helpers import (FIRST_LOSS_POINT_JS, PAGE_TIMEOUT_MS, button, expect, record_timing, stop_run,
                          wait_for_app, wait_for_run)
+from ui.session import WARM_UP_LOG_PREFIX
 
 APP_PAGES = ["Train", "Latent space", "Generate", "Checkpoints", "Theory"]
 LEGACY_NAMES = {"app", "train", "latent", "generate", "checkpoints", "theory"}
@@ -53,5 +57,10 @@ def test_cold_server_draws_its_own_navigation_and_trains_at_once(browser, tmp_pa
             seen = page.evaluate("() => window.__navSeen")
             assert seen[0] == "Train" and set(APP_PAGES) <= set(seen), seen  # the app's own navigation
             assert not set(seen) & LEGACY_NAMES, seen  # never the file names of a pages/ folder
+            # The background warm-up ran to its end and said how long it took (Start waited for it,
+            # instead of importing torch a second time beside it).
+            warm_up = re.search(re.escape(WARM_UP_LOG_PREFIX) + r" ([0-9.]+) s", server.log_tail(100_000))
+            assert warm_up, server.log_tail()
+            record_timing("cold_server_start_to_warm_up_done_s", float(warm_up.group(1)))
         finally:
             context.close()

@@ -1,0 +1,186 @@
+"""First load, timed as a person meets it: a freshly started `streamlit run app.py`, opened in
+headless Chromium the moment `/_stcore/health` answers.
+
+Figures (median over rounds, each round a new server):
+- health -> the Train form usable (its Start button enabled); target 3 s;
+- Start, pressed as soon as the form is usable, -> the first loss point drawn; target 2 s;
+- Start pressed once the warm-up has ended -> the first loss point (what the warm-up leaves to Start);
+- the background warm-up's phases, as the server logs them (ui/session.py);
+- health -> form usable with the warm-up turned off (VAE_STUDIO_WARM_UP=0), so the cost of the
+  warm-up thread to the first page (both compete for the GIL) is the difference.
+
+`python bench/bench_startup.py [--quick]` prints the rows as JSON; `python -m bench --only startup`
+writes them to bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python bench/bench_startup.py` puts bench/, not the project, on the path
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import print_rows, row, skipped_row  # noqa: E402
+from ui.session import WARM_UP_LOG_PREFIX  # noqa: E402
+
+FORM_TARGET_S = 3.0
+FIRST_POINT_TARGET_S = 2.0
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+START_TIMEOUT_S = 60
+# The loss chart's reconstruction trace has a point. Plotly may hold x as an array, a typed array or
+# base64 ("bdata") as it came from the server; any non-empty one will do.
+FIRST_POINT_JS = """() => [...document.querySelectorAll('.st-key-loss_chart .js-plotly-plot')].some((plot) =>
+  (plot.data || []).some((trace) => {
+    const x = trace.name === 'reconstruction' && trace.x;
+    if (!x) return false;
+    if (Array.isArray(x) || ArrayBuffer.isView(x)) return x.length > 0;
+    return Boolean((x._inputArray && x._inputArray.length) || x.bdata);
+  }))"""
+WARM_UP_LINE = re.compile(re.escape(WARM_UP_LOG_PREFIX) + r" ([0-9.]+) s: (.*)")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _answers_ok(url: str) -> bool:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=2) as response:
+            return response.read().strip() == b"ok"
+    except OSError:
+        return False
+
+
+@contextmanager
+def fresh_server(log_path: Path, warm_up: bool = True):
+    """A new `streamlit run app.py` process on a free port, with an empty checkpoint folder; yields
+    (url, the perf_counter time its health check first answered)."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VAE_STUDIO_")}
+    env.update(VAE_STUDIO_CHECKPOINTS=tempfile.mkdtemp(prefix="bench_startup_"), PYTHONUNBUFFERED="1",
+               VAE_STUDIO_WARM_UP="1" if warm_up else "0")
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+               "--server.port", str(port), "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not _answers_ok(f"{url}/_stcore/health"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not become healthy: {log_path.read_text()[-2000:]}")
+            time.sleep(0.02)
+        yield url, time.perf_counter()
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def warm_up_report(log_path: Path, timeout_s: float = 0.0) -> tuple[float, str] | None:
+    """(total seconds, the phases) from the server's warm-up line, waiting up to timeout_s for it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = WARM_UP_LINE.search(log_path.read_text(errors="replace"))
+        if found or time.monotonic() >= deadline:
+            return (float(found.group(1)), found.group(2)) if found else None
+        time.sleep(0.1)
+
+
+def one_round(browser, log_path: Path, warm_up: bool = True, start_when: str = "usable") -> dict:
+    """One fresh server: seconds from health to a usable form and, unless start_when is "never", from
+    Start (pressed when the form is usable, or once the warm-up has ended) to the first loss point."""
+    measured = {}
+    with fresh_server(log_path, warm_up) as (url, healthy_at):
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        try:
+            page.goto(url)
+            start = page.get_by_role("button", name="Start training", exact=True)
+            start.wait_for(state="visible", timeout=START_TIMEOUT_S * 1000)
+            while not start.is_enabled():
+                time.sleep(0.01)
+            measured["form"] = time.perf_counter() - healthy_at
+            if start_when == "never":
+                return measured
+            if start_when == "warm" and warm_up_report(log_path, START_TIMEOUT_S) is None:
+                raise RuntimeError("the warm-up did not finish")
+            clicked = time.perf_counter()
+            start.click()
+            page.wait_for_function(FIRST_POINT_JS, timeout=START_TIMEOUT_S * 1000, polling=20)
+            measured["first_point"] = time.perf_counter() - clicked
+            measured["warm_up"] = warm_up_report(log_path, START_TIMEOUT_S)
+        finally:
+            page.close()
+    return measured
+
+
+def _seconds(values: list[float]) -> str:
+    spread = f" (rounds: {', '.join(f'{v:.2f}' for v in values)})" if len(values) > 1 else ""
+    return f"{statistics.median(values):.2f} s{spread}"
+
+
+def run(quick: bool = False) -> list[dict]:
+    if not os.access(CHROMIUM, os.X_OK):
+        return [skipped_row("first load", f"{CHROMIUM} is missing")]
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return [skipped_row("first load", "the playwright package is not installed")]
+    rounds = 1 if quick else 3
+    cold, warm, unwarmed = [], [], []
+    with tempfile.TemporaryDirectory() as folder, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            for number in range(rounds):  # interleaved, so a busy spell of the machine hits all three alike
+                log = Path(folder, f"server-{number}.log")
+                cold.append(one_round(browser, log))
+                warm.append(one_round(browser, log, start_when="warm"))
+                unwarmed.append(one_round(browser, log, warm_up=False, start_when="never"))
+        finally:
+            browser.close()
+    forms = [r["form"] for r in cold + warm]
+    cold_points = [r["first_point"] for r in cold]
+    warm_points = [r["first_point"] for r in warm]
+    warm_ups = [r["warm_up"] for r in cold + warm if r.get("warm_up")]
+    rows = [
+        row("first load: /_stcore/health -> Train form usable (fresh server, Chromium)", f"<= {FORM_TARGET_S:g} s",
+            _seconds(forms), statistics.median(forms) <= FORM_TARGET_S),
+        row("first run: Start (pressed once the form is usable) -> first loss point drawn",
+            f"<= {FIRST_POINT_TARGET_S:g} s", _seconds(cold_points),
+            statistics.median(cold_points) <= FIRST_POINT_TARGET_S),
+        row("first run: Start (pressed after the warm-up) -> first loss point drawn", "-", _seconds(warm_points), None),
+        row("first load with the warm-up off (its GIL cost to the page is the difference)", "-",
+            _seconds([r["form"] for r in unwarmed]), None),
+    ]
+    if warm_ups:
+        total, phases = min(warm_ups)
+        rows.append(row("background warm-up from server start (fastest round)", "-", f"{total:.2f} s ({phases})", None))
+    return rows
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one round instead of three")
+    print_rows(run(quick=parser.parse_args().quick))

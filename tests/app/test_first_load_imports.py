@@ -1,0 +1,41 @@
+"""A fresh server draws the Train form without torch: the form lists datasets, models and devices
+from torch-free modules, and the engine loads in the background (ui/session.py's warm-up) or when a
+run is shown. Run in a fresh interpreter, since the test process has long imported torch."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from apphelpers import APP, TIMEOUT
+
+ROOT = Path(APP).parent
+
+FIRST_RENDER = f"""
+import json, sys
+from streamlit.testing.v1 import AppTest
+app = AppTest.from_file({APP!r}, default_timeout={TIMEOUT}).run()
+print(json.dumps({{
+    "exceptions": [str(e.value) for e in app.exception],
+    "buttons": [b.label for b in app.button],
+    "selects": {{s.label: list(s.options) for s in app.selectbox}},
+    "heavy_modules": sorted(m for m in ("torch", "vae_core.models", "vae_core.trainer", "vae_core.jobs")
+                           if m in sys.modules),
+}}))
+"""
+
+
+def test_the_train_form_draws_without_importing_torch(tmp_path):
+    env = {**os.environ, "VAE_STUDIO_WARM_UP": "0", "VAE_STUDIO_CHECKPOINTS": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", FIRST_RENDER], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["exceptions"] == []
+    assert "Start training" in seen["buttons"]
+    assert seen["heavy_modules"] == []  # torch and the engine wait for the warm-up or for a run
+    selects = seen["selects"]
+    assert selects["Dataset"][0] == "mnist-sample"
+    assert [option.split(" — ")[0] for option in selects["Model"]] == ["mlp", "conv", "ae", "cvae", "vqvae"]
+    assert selects["Device"][:2] == ["auto", "cpu"]  # the rest once the warm-up has looked
