@@ -192,7 +192,12 @@ def live_panel() -> None:
 
 
 def _queue_action(action, run_id: str, *args) -> None:
-    """A button's callback: a run may have started or ended since the page was drawn."""
+    """A button's callback: a run may have started or ended since the page was drawn. The owner is
+    checked again here: a disabled button is disabled by the browser, not by the server."""
+    job = access.visible_job(run_id)
+    if job is None or not access.can_control(job.owner):
+        st.session_state["_runs_message"] = ("error", "Only the person who queued a run can move or cancel it.")
+        return
     try:
         action(run_id, *args)
     except VAEStudioError as error:

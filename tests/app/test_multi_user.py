@@ -194,3 +194,21 @@ def test_locally_every_tab_sees_and_drives_every_run(app, saved_runs):
 def _no_served_mode_leaks(monkeypatch):
     """The secrets each served session sets are its own; nothing else in this process is served."""
     monkeypatch.delenv("VAE_STUDIO_MULTI_USER", raising=False)
+
+
+def test_a_shared_queued_run_is_moved_or_cancelled_by_no_one(saved_runs):
+    """Shared runs in the queue (queued before the app was served) are listed with their buttons
+    disabled; the callbacks check the owner again, since a browser decides what is disabled."""
+    from ui.session import registry, run_data
+    from vae_core.config import TrainConfig
+
+    config = TrainConfig(data="digits", hidden=(16,), latent_dim=2, epochs=200, device="cpu")
+    running = registry().submit(config, run_data(config))
+    waiting = registry().submit(config, run_data(config))
+    try:
+        bob = served_session(BOB, "app_pages/runs.py")
+        assert all(bob.button(key=f"queue_{action}_{waiting.run_id}").disabled for action in ("up", "down", "cancel"))
+        assert [job.run_id for job in registry().queued()] == [waiting.run_id]
+    finally:
+        registry().stop_all()
+    assert running.status == "stopped"
