@@ -19,7 +19,7 @@ PRIOR_REACH = 2.2  # the frame always holds the 2σ circle, however tight a VAE'
 
 @dataclass(frozen=True)
 class PlayedRun:
-    title: str  # plain text: a run's name may come from a file
+    title: str  # our own words (a label such as "AE"): Plotly would render tags in a name from a file
     trajectory: Trajectory
     labels: np.ndarray | None  # the tracked test images' labels, for the colours
     class_names: Sequence[str] | None
@@ -40,13 +40,13 @@ def play(runs: Sequence[PlayedRun], key: str, height: int = 480) -> None:
     frame = shared_frame(runs)
 
     def draw(epoch: int) -> None:
-        for column, run in zip(st.columns(len(runs)), runs):
+        for index, (column, run) in enumerate(zip(st.columns(len(runs)), runs)):
             points = run.trajectory.at(epoch)
             labels = run.labels[:len(points)] if run.labels is not None else None
             figure = charts.latent_scatter(points, labels, run.class_names,
                                            f"{run.title} · epoch {epoch}", run.trajectory.axis_names, frame)
             figure.update_layout(height=height, showlegend=len(runs) == 1)
-            column.plotly_chart(charts.add_prior_circles(figure), key=f"{key}_scatter_{runs.index(run)}")
+            column.plotly_chart(charts.add_prior_circles(figure), key=f"{key}_scatter_{index}")
 
     count = len(runs[0].trajectory.points[0])
     epoch_player(epochs, key, draw, f"{len(epochs)} saved epochs · the means of the same {count:,} test images "

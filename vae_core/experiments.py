@@ -497,7 +497,9 @@ def _read_finding(folder: Path, name: str) -> SavedFinding | None:
                              text(record["saved"], "saved", 40), runs)
     except (OSError, ValueError, KeyError, TypeError, RecursionError, FieldError):
         return None
-    if record.get("experiment") != name or not runs or len(runs) > 8:
+    # The labels become headings and chart titles: only the experiment's own ones are taken.
+    planned = [run.label for run in EXPERIMENTS[name].runs(TrainConfig())]
+    if record.get("experiment") != name or [label for label, _ in runs] != planned:
         return None
     if not all(is_valid_run_id(run_id) and (folder / f"{run_id}.safetensors").is_file() for _, run_id in runs):
         return None

@@ -60,6 +60,8 @@ def test_a_finding_about_deleted_runs_is_not_shown(folder):
     json.dumps({"experiment": "ae-vs-vae", "finding": "x\x1b[2J", "saved": "now", "runs": [["AE", "run-ae"]]}).encode(),
     json.dumps({"experiment": "ae-vs-vae", "finding": 3, "saved": "now", "runs": [["AE", "run-ae"]]}).encode(),
     json.dumps({"experiment": "ae-vs-vae", "finding": "x" * 70_000, "saved": "now", "runs": []}).encode(),
+    json.dumps({"experiment": "ae-vs-vae", "finding": "x", "saved": "now",
+                "runs": [["<b>AE</b>", "run-ae"], ["VAE", "run-vae"]]}).encode(),  # not the experiment's labels
 ])
 def test_a_file_it_could_not_have_written_is_passed_over(folder, content):
     (folder / FINDINGS_FOLDER).mkdir()
