@@ -5,6 +5,7 @@ shows them side by side with the finding written from their numbers. The experim
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ from vae_core.projection import pca_layout
 LAUNCHED = "experiment_runs"  # session state: experiment name -> [(label, run id), ...] of its last launch
 SCATTER_POINTS = 1000
 SAMPLES = 36
-BENCH_RESULTS = session.ROOT / "bench" / "RESULTS.md"
+BENCH_RESULTS = Path(__file__).resolve().parents[1] / "bench" / "RESULTS.md"  # in the checkout, beside the app
 IWAE_K = 50
 IWAE_IMAGES = 500
 EXPLORER_GRID = 41  # click targets per side of the explorer's plane
