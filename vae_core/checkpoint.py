@@ -1,5 +1,5 @@
 """A run in one `.safetensors` file: weights, optimiser state, RNG state, step history and the
-pictures of each epoch as tensors; config, data fingerprint, counters, per-epoch metrics, names and
+pictures and tracked latent means of each epoch as tensors; config, data fingerprint, counters, per-epoch metrics, names and
 library versions as JSON metadata.
 
 Reading never unpickles anything (see `safetensors_io`) and judges a file before it costs anything:

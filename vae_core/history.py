@@ -39,7 +39,8 @@ class StepCurves:
 
 @dataclass(frozen=True)
 class Frame:
-    """The pictures of one epoch: reconstructions of the fixed test images, decodings of fixed z."""
+    """What one epoch leaves to look at: reconstructions of the fixed test images, decodings of fixed
+    z, and the latent means of the first test images (for the scatter played over the epochs)."""
 
     epoch: int
     reconstructions: np.ndarray  # uint8, N x C x H x W
