@@ -15,6 +15,7 @@ import torch
 
 from ui import access, charts, session
 from ui.data_access import run_dataset, test_latents
+from ui.findings import visible_findings
 from ui.latent_player import PlayedRun, play
 from ui.runs import RunView, load_view, pick_run
 from ui.widgets import class_picker, image_grid, nats, plain, show_error
@@ -189,7 +190,7 @@ def restore_saved(experiment: experiments.Experiment, saved: experiments.SavedFi
 
 
 focus = st.query_params.get(FOCUS_PARAM)
-saved_findings = experiments.latest_findings(session.CHECKPOINT_DIR)
+saved_findings = visible_findings()
 for experiment in sorted(experiments.EXPERIMENTS.values(), key=lambda e: e.name != focus):  # the linked one first
     with st.container(border=True):
         st.header(experiment.title)

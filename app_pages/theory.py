@@ -10,7 +10,8 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from ui import charts, session
+from ui import charts
+from ui.findings import visible_findings
 from ui.data_access import run_dataset
 from ui.runs import pick_run
 from ui.widgets import nats, plain, show_error
@@ -25,7 +26,7 @@ last = view.epoch_metrics[-1] if view is not None and view.epoch_metrics else No
 variational = view is None or view.model.variational  # an autoencoder has no prior, no KL, no ELBO
 recent = slice(-50, None)
 # Read once per page run: a few small files beside the runs, so a finding survives a restart.
-findings = experiments.latest_findings(session.CHECKPOINT_DIR)
+findings = visible_findings()
 EXPERIMENTS_PAGE = "app_pages/experiments.py"
 
 

@@ -1,0 +1,23 @@
+"""The experiments' latest saved findings that this session may see."""
+
+from __future__ import annotations
+
+from vae_core import experiments
+from vae_core.runs import read_run
+
+from . import access, session
+
+
+def visible_findings() -> dict[str, experiments.SavedFinding]:
+    """Each experiment's latest finding saved beside the runs, kept only when this session may see
+    every run it was measured on: served to several people, a finding about another person's runs
+    says something about their data, so it is theirs alone (ui/access.py)."""
+    found = experiments.latest_findings(session.CHECKPOINT_DIR)
+    if not access.served():
+        return found
+
+    def visible(run_id: str) -> bool:
+        record = read_run(session.CHECKPOINT_DIR, run_id)
+        return record is not None and access.can_see(record.owner)
+
+    return {name: saved for name, saved in found.items() if all(visible(run_id) for _, run_id in saved.runs)}
