@@ -50,6 +50,7 @@ _engine_warm = threading.Event()  # set once the warm-up has readied what Start 
 _devices_found: tuple[str, ...] = ()  # what the warm-up found; listing devices needs torch
 ENGINE_WARM_UP_TIMEOUT_S = 120.0
 WARM_UP_LOG_PREFIX = "VAE Studio: ready to train after a warm-up of"
+UMAP_WARM_UP_AFTER_IDLE_S = 15.0
 
 
 def _warm_up() -> None:
@@ -59,9 +60,14 @@ def _warm_up() -> None:
         _engine_warm.set()  # even after an error: Start then loads what it needs itself, and says what failed
     from vae_core.projection import warm_up_umap
 
-    # Compiling UMAP's kernels takes a core for seconds: never while a run trains (a person who pressed
-    # Start at once is watching it), so wait for the device to be free.
-    while any(job.snapshot().active for job in registry().jobs()):
+    # Compiling UMAP's kernels takes a core and the GIL for seconds (2 s of CPU with numba's disk cache
+    # warm): never while a run trains, nor in the seconds a person who just opened the app takes to
+    # press Start (its first steps would share the CPU with the compiler). So: once nothing has
+    # trained for UMAP_WARM_UP_AFTER_IDLE_S in a row.
+    idle_since = time.monotonic()
+    while time.monotonic() - idle_since < UMAP_WARM_UP_AFTER_IDLE_S:
+        if any(job.snapshot().active for job in registry().jobs()):
+            idle_since = time.monotonic()
         time.sleep(1.0)
     warm_up_umap()
 
