@@ -80,7 +80,8 @@ def hyperparameter_form() -> None:
         batch_size = st.select_slider("Batch size", BATCH_CHOICES, value=DEFAULTS.batch_size)
         epochs = st.slider("Epochs", 1, 200, DEFAULTS.epochs)
         seed = st.number_input("Seed", 0, 2**31 - 1, DEFAULTS.seed, help="Same seed on CPU, same numbers.")
-        device = st.selectbox("Device", session.device_choices(),
+        # Keyed, so a choice survives the list growing when the warm-up finds a GPU.
+        device = st.selectbox("Device", session.device_choices(), key="train_device",
                               help="auto: the GPU when there is one, else the CPU.")
         submitted = st.form_submit_button("Start training", type="primary", width="stretch")
         beside_start = st.container()  # errors show here, under the button the user just pressed

@@ -39,3 +39,20 @@ def test_the_train_form_draws_without_importing_torch(tmp_path):
     assert selects["Dataset"][0] == "mnist-sample"
     assert [option.split(" — ")[0] for option in selects["Model"]] == ["mlp", "conv", "ae", "cvae", "vqvae"]
     assert selects["Device"][:2] == ["auto", "cpu"]  # the rest once the warm-up has looked
+
+
+
+def test_a_device_choice_survives_the_warm_up_finding_more_devices(app, monkeypatch):
+    from test_train_page import _set_small_run, _start
+    from ui import session
+
+    _set_small_run(app.run(), epochs=1)
+    device = next(s for s in app.selectbox if s.label == "Device")
+    assert device.options == ["auto", "cpu"]
+    device.set_value("cpu")
+    _start(app)  # a form's choices reach the server when it is submitted
+    assert next(s for s in app.selectbox if s.label == "Device").value == "cpu"
+    monkeypatch.setattr(session, "_devices_found", ("cuda", "cpu"))  # what the warm-up finds on a GPU machine
+    app.run()
+    device = next(s for s in app.selectbox if s.label == "Device")
+    assert device.options == ["auto", "cuda", "cpu"] and device.value == "cpu"
