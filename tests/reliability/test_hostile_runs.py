@@ -216,7 +216,8 @@ def test_a_name_and_notes_are_kept_and_a_long_generated_name_is_cut(trainer, tmp
 
     assert checkpoint.name == ("β sweep " + "x" * 100)[:80]
     assert checkpoint.notes == "first try\nsecond line"
-    assert checkpoint.labels() == {"name": checkpoint.name, "notes": checkpoint.notes, "imported_from": None}
+    assert checkpoint.labels() == {"name": checkpoint.name, "notes": checkpoint.notes, "imported_from": None,
+                                   "owner": None}
 
 
 # ----------------------------------------------------------------------------------------------
