@@ -86,20 +86,21 @@ with tabs["Traversals"]:
     if model.variational:
         kl = np.asarray(view.epoch_metrics[-1]["kl_per_dim"]) if view.epoch_metrics else np.zeros(config.latent_dim)
         order = [int(i) for i in np.argsort(-kl)]
-        shown = c1.slider("Dimensions (most informative first)", 1, config.latent_dim, min(8, config.latent_dim))
-        span = c2.slider("Range (± standard deviations)", 1.0, 5.0, 3.0, 0.5)
-        rows = ", ".join(f"z{d} ({kl[d]:.2f} nats)" for d in order[:shown])
+        dimensions_label, span_label = "Dimensions (most informative first)", "Range (± standard deviations)"
+        describe = lambda d: f"z{d} ({kl[d]:.2f} nats)"  # noqa: E731
         explanation = ("Each row moves one latent dimension from −range to +range, the others at 0. Dimensions "
                        "with ~0 nats of KL have collapsed to the prior: the decoder ignores them, so their rows "
                        "do not change.")
     else:
         order = list(range(config.latent_dim))
-        shown = c1.slider("Dimensions", 1, config.latent_dim, min(8, config.latent_dim))
-        span = c2.slider("Range (± latent units)", 1.0, 5.0, 3.0, 0.5)
-        rows = ", ".join(f"z{d}" for d in order[:shown])
+        dimensions_label, span_label = "Dimensions", "Range (± latent units)"
+        describe = lambda d: f"z{d}"  # noqa: E731
         explanation = ("Each row moves one latent dimension from −range to +range, the others at 0. An "
                        "autoencoder has no prior and no KL, so nothing ranks its dimensions and nothing says "
                        "where its codes lie: the range is in raw latent units, and 0 may be far from any code.")
+    shown = c1.slider(dimensions_label, 1, config.latent_dim, min(8, config.latent_dim))
+    span = c2.slider(span_label, 1.0, 5.0, 3.0, 0.5)
+    rows = ", ".join(describe(d) for d in order[:shown])
     image_grid(generate.traversal(model, order[:shown], steps=11, span=span, label=label), 11,
                caption=f"rows: {rows}{class_text}")
     st.caption(explanation)

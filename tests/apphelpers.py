@@ -67,3 +67,21 @@ def rendered(markdown: str) -> str:
     """Markdown source with its backslash escapes removed: roughly the text a person reads."""
     import re
     return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def rerun_until(app, page: str, run: str, drawn, what: str, timeout: float = 60.0):
+    """Open `page` on `run` and rerun it until `drawn(app)` holds: AppTest does not run fragment
+    timers, so work a page does in the background (a projection) shows only on a later run."""
+    import time
+
+    app.switch_page(page)
+    app.query_params["run"] = run
+    deadline = time.monotonic() + timeout
+    while True:
+        app.run()
+        assert_no_exception(app)
+        if drawn(app):
+            return app
+        assert time.monotonic() < deadline, f"the page never drew {what}"
+        time.sleep(0.2)
+

@@ -14,6 +14,14 @@ def _open(app):
     return app.run()
 
 
+def _open_run(app, run_id: str):
+    """The Checkpoints page with the saved run `run_id` selected."""
+    _open(app)
+    app.selectbox(key="checkpoint_selected").set_value(str(CHECKPOINTS / f"{run_id}.safetensors")).run()
+    assert_no_exception(app)
+    return app
+
+
 def _uploader(app):
     return next(u for u in app.file_uploader if "checkpoint" in u.label.lower())
 
@@ -107,9 +115,7 @@ def test_hostile_uploads_get_a_clear_message_and_the_page_keeps_working(app, sav
 def test_names_from_a_file_are_shown_as_text_never_as_markdown(app, saved_runs):
     crafted = "![p](https://evil.example/p.png)[Log in](https://evil.example)"
     train_checkpoint("named-run", display_name=crafted)
-    _open(app)
-    app.selectbox(key="checkpoint_selected").set_value(str(CHECKPOINTS / "named-run.safetensors")).run()
-    assert_no_exception(app)
+    _open_run(app, "named-run")
     texts = markdown_texts(app)
     assert any(crafted in rendered(text) for text in texts)  # the name is shown, as the text it is
     assert not any("](" in text for text in texts), [t for t in texts if "](" in t]  # never as a link or image
@@ -119,9 +125,7 @@ def test_names_from_a_file_are_shown_as_text_never_as_markdown(app, saved_runs):
 def test_the_config_shows_a_data_file_by_its_base_name_only(app, saved_runs):
     private = "/tmp/vae_studio_uploads_abcd/0123456789abcdef/data/my digits.npz"
     train_checkpoint("from-an-upload", data=private)
-    _open(app)
-    app.selectbox(key="checkpoint_selected").set_value(str(CHECKPOINTS / "from-an-upload.safetensors")).run()
-    assert_no_exception(app)
+    _open_run(app, "from-an-upload")
     shown = " ".join(j.proto.body for j in app.get("json"))
     assert '"data": "my digits.npz"' in shown
     assert "vae_studio_uploads" not in shown and "0123456789abcdef" not in " ".join(markdown_texts(app))
@@ -174,8 +178,7 @@ def test_a_deleted_run_trained_here_leaves_every_run_picker(app, saved_runs):
     app.switch_page("app_pages/latent.py")
     app.run()
     assert any(job.run_id in key for key in app.selectbox(key="run_picker").options)
-    _open(app)
-    app.selectbox(key="checkpoint_selected").set_value(str(CHECKPOINTS / f"{job.run_id}.safetensors")).run()
+    _open_run(app, job.run_id)
     next(b for b in app.button if b.label == "Yes, delete it").click()
     app.run()
     assert_no_exception(app)

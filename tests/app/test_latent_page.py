@@ -4,23 +4,17 @@ import time
 
 import numpy as np
 
-from apphelpers import assert_no_exception, plotly_specs, trace_values
+from apphelpers import assert_no_exception, plotly_specs, rerun_until, trace_values
 
 
-def _open_until_projected(app, run="vae-beta1", timeout=60.0):
-    """AppTest does not run fragment timers: rerun the page until the background projection is done."""
-    app.switch_page("app_pages/latent.py")
-    app.query_params["run"] = run
-    deadline = time.monotonic() + timeout
-    while True:
-        app.run()
-        assert_no_exception(app)
-        specs = plotly_specs(app)
-        if specs and not specs[0]["layout"]["title"]["text"].endswith("(preview)") \
-                and not any("running" in p.proto.text for p in app.get("progress")):
-            return app
-        assert time.monotonic() < deadline, "projection did not finish"
-        time.sleep(0.2)
+def _projected(app) -> bool:
+    specs = plotly_specs(app)
+    return bool(specs) and not specs[0]["layout"]["title"]["text"].endswith("(preview)") \
+        and not any("running" in p.proto.text for p in app.get("progress"))
+
+
+def _open_until_projected(app, run="vae-beta1"):
+    return rerun_until(app, "app_pages/latent.py", run, _projected, "the finished projection")
 
 
 def _points(spec) -> int:

@@ -1,8 +1,6 @@
 """Latent page: the scatter played over the saved epochs, in one frame, with N(0, I)'s circles."""
 
-import time
-
-from apphelpers import assert_no_exception, plotly_specs, trace_values
+from apphelpers import assert_no_exception, plotly_specs, rerun_until, trace_values
 
 TITLE = "Latent means · epoch "
 
@@ -11,18 +9,11 @@ def _played(app):
     return [s for s in plotly_specs(app) if s["layout"].get("title", {}).get("text", "").startswith(TITLE)]
 
 
-def _open(app, run="vae-beta1", timeout=60.0):
+def _open(app, run="vae-beta1"):
     """Rerun until the page has drawn to its end (the projection runs in the background first)."""
-    app.switch_page("app_pages/latent.py")
-    app.query_params["run"] = run
-    deadline = time.monotonic() + timeout
-    while True:
-        app.run()
-        assert_no_exception(app)
-        if _played(app) or any("kept no latent means" in i.value for i in app.info):
-            return app
-        assert time.monotonic() < deadline, "the page never drew the played scatter"
-        time.sleep(0.2)
+    return rerun_until(app, "app_pages/latent.py", run,
+                       lambda app: _played(app) or any("kept no latent means" in i.value for i in app.info),
+                       "the played scatter")
 
 
 def _points(spec):
