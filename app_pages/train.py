@@ -171,7 +171,7 @@ def queue_note(job) -> None:
     registry = session.registry()
     busy = registry.busy_job(str(job.device))
     if busy is not None and access.can_see(busy.owner):
-        ahead = f"run `{busy.run_id}` is training on {job.device}"
+        ahead = f"run **{plain(busy.snapshot().name)}** is training on {job.device}"
     else:
         ahead = f"{job.device} is busy" + (" with another person's run" if busy is not None else "")
     st.info(f"Queued, number {registry.position(job.run_id)} in line: {ahead}. This run starts by itself when the "
@@ -189,7 +189,7 @@ def live_panel() -> None:
         return
     snap = job.snapshot()
     variational = MODELS[snap.config["model"]][1].variational
-    st.markdown(f"**Run** `{job.run_id}` · {plain(snap.dataset)} · {snap.config['model']} · "
+    st.markdown(f"**Run** {plain(snap.name)} · `{job.run_id}` · {plain(snap.dataset)} · {snap.config['model']} · "
                 f"z={snap.config['latent_dim']} · {snap.device}")
     if snap.message:
         show_error(snap.message)

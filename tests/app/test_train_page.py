@@ -96,7 +96,7 @@ def test_a_second_start_queues_behind_the_first_and_says_so(app):
     second = app.session_state["run"]
     assert second != first and _job(second).snapshot().status == "queued"
     note = rendered(" ".join(i.value for i in app.info))
-    assert "Queued, number 1 in line" in note and first in note
+    assert "Queued, number 1 in line" in note and f"**{_job(first).snapshot().name}**" in note  # by name
     badges = [link.label for link in app.get("page_link")]
     assert any(label.startswith(f"Training: {first}") for label in badges), badges
     assert any(label.startswith(f"Queued: {second}") for label in badges), badges
