@@ -137,13 +137,6 @@ def start_background_warm_ups() -> None:
             _warm_up_thread.start()
 
 
-@st.cache_resource(max_entries=8, show_spinner="Loading the dataset…")
-def _dataset(source: str, image_size: int | None, test_fraction: float, seed: int):
-    from vae_core.data import load_dataset
-
-    return load_dataset(source, image_size=image_size, test_fraction=test_fraction, seed=seed)
-
-
 def run_data(config):
     """The data a run config names, loaded once per server and shared (immutable tensors).
 
@@ -152,13 +145,17 @@ def run_data(config):
     crafted checkpoint cannot make the server read, list or quote its own files. Local model: one
     person uses this server, so every upload of this process is theirs; served (ui/access.py): only
     this person's own uploads."""
-    from vae_core.data import resolve_data_reference
+    from vae_core.data import load_dataset, resolve_data_reference
 
     from . import access
 
     allowed = private_dir() if access.served() else upload_root()
     source = resolve_data_reference(config.data, [allowed])
-    return _dataset(source, config.image_size, config.test_fraction, config.seed)
+    # vae_core's own cache shares one copy per dataset between sessions within a memory budget; a
+    # Streamlit cache around it would pin evicted datasets beyond that budget.
+    with st.spinner("Loading the dataset…"):
+        return load_dataset(source, image_size=config.image_size, test_fraction=config.test_fraction,
+                            seed=config.seed)
 
 
 # -- the run this session looks at ------------------------------------------------------------------
