@@ -53,6 +53,7 @@ from typing import Callable, Hashable
 import numpy as np
 
 from .errors import DataError
+from .user_cache import user_cache_dir
 
 METHODS = ("pca", "tsne", "umap")
 
@@ -277,8 +278,7 @@ def numba_cache_dir() -> Path:
     """Where compiled numba kernels persist across processes (NUMBA_CACHE_DIR wins if set)."""
     if os.environ.get("NUMBA_CACHE_DIR"):
         return Path(os.environ["NUMBA_CACHE_DIR"])
-    cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache_home) / "vae_studio" / "numba"
+    return user_cache_dir() / "numba"
 
 
 def _use_persistent_numba_cache() -> None:

@@ -1,6 +1,6 @@
 """MNIST and its look-alikes (Fashion-MNIST, Kuzushiji-MNIST) from the four standard idx files.
 
-The files are looked for in `root`, $VAE_STUDIO_DATA, ~/.cache/vae_studio and Debian's package folder;
+The files are looked for in `root`, $VAE_STUDIO_DATA, the user cache (~/.cache/vae_studio) and Debian's package folder;
 torchvision downloads them only when the caller asks (download=True)."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..user_cache import user_cache_dir
 from . import limits
 from .bundled import DIGIT_NAMES
 from .dataset import ImageDataset, Options, finish
@@ -49,7 +50,7 @@ class Idx:
         if os.environ.get("VAE_STUDIO_DATA"):
             data_dir = Path(os.path.expanduser(os.environ["VAE_STUDIO_DATA"]))
             dirs += [data_dir / self.name, data_dir / self.torchvision_name / "raw"]
-        cache = cache_dir()
+        cache = user_cache_dir()
         dirs += [cache / self.name, cache / self.torchvision_name / "raw"]
         return dirs + [Path(extra) for extra in self.extra_dirs]
 
@@ -95,7 +96,7 @@ class Idx:
                       source=source, options=options, test=(test_x[:, None], test_y))
 
     def _download(self, root: str | None) -> None:
-        target = root or os.environ.get("VAE_STUDIO_DATA") or str(cache_dir())
+        target = root or os.environ.get("VAE_STUDIO_DATA") or str(user_cache_dir())
         try:
             import torchvision.datasets
 
@@ -112,10 +113,6 @@ class Idx:
         if offer_download:
             message += "\nor pass download=True (--download on the command line) to fetch them with torchvision."
         return message
-
-
-def cache_dir() -> Path:
-    return Path(os.path.expanduser("~/.cache/vae_studio"))
 
 
 def read_idx(path: Path, dims: int) -> np.ndarray:
