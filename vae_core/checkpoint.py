@@ -1,6 +1,6 @@
 """A run in one `.safetensors` file: weights, optimiser state, RNG state, step history and the
-pictures and tracked latent means of each epoch as tensors; config, data fingerprint, counters, per-epoch metrics, names and
-library versions as JSON metadata.
+pictures and tracked latent means of each epoch as tensors; config, data fingerprint, counters, per-epoch metrics,
+the run's clock (history.clock: [step, seconds] pairs), names and library versions as JSON metadata.
 
 Reading never unpickles anything (see `safetensors_io`) and judges a file before it costs anything:
 the metadata is checked field by field (`checkpoint_fields`), the model's size is bounded from the
@@ -149,7 +149,8 @@ def _payload(run_id: str, config: TrainConfig, dataset: DatasetInfo, state: Trai
         "epoch": state.epoch, "step": state.step, "step_in_epoch": state.step_in_epoch,
         "lr": state.lr, "beta": state.beta, "optimizer": optim_layout, "world_size": world_size,
         "history": {"epochs": state.history.epochs, "events": state.history.events,
-                    "frame_epochs": [f.epoch for f in state.history.frames]},
+                    "frame_epochs": [f.epoch for f in state.history.frames],
+                    "clock": [list(point) for point in state.history.clock]},
         "versions": {"vae_studio": __version__, "torch": torch.__version__,
                      "safetensors": safetensors.__version__, "python": platform.python_version()},
     }
@@ -327,7 +328,7 @@ def _trainer_state(tensors: dict[str, torch.Tensor], meta: Metadata, model: VAE)
     optimizer_tensors = {key: value for key, value in tensors.items() if key.startswith(OPTIMIZER_TENSOR_PREFIX)}
     optimizer_state = unflatten_optimizer_state(optimizer_tensors, meta.optimizer)
     history = History(steps=[tensors["history.steps"].to(torch.float64).numpy()], epochs=meta.epochs,
-                      events=meta.events)
+                      events=meta.events, clock=list(meta.clock))
     for index, epoch in enumerate(meta.frame_epochs):
         means = tensors.get(f"frames.{index}.latent_means")
         _require(means is None or bool(torch.isfinite(means).all()),

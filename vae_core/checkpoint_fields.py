@@ -18,7 +18,7 @@ from typing import Any
 
 from .config import TrainConfig, check_beta, check_lr
 from .errors import ConfigError
-from .history import MAX_FRAMES
+from .history import MAX_CLOCK_POINTS, MAX_FRAMES
 from .run_ids import is_valid_run_id
 
 # What each file-wide limit protects: pages lay out names, lists and tables from these fields.
@@ -78,6 +78,7 @@ class Metadata:
     imported_from: dict | None
     world_size: int  # processes that trained the run last; 1 in files from before torchrun
     owner: str | None = None  # the owner id (see OWNER_ID_PATTERN); None for a shared run
+    clock: tuple[tuple[int, float], ...] = ()  # (step, seconds) of history.RunClock; none in older files
 
 
 def parse_metadata(meta: dict[str, Any]) -> Metadata:
@@ -114,6 +115,7 @@ def parse_metadata(meta: dict[str, Any]) -> Metadata:
         imported_from=_imported_from(meta.get("imported_from")),
         world_size=max(1, _count(meta.get("world_size", 1), "world_size", MAX_WORLD_SIZE)),
         owner=owner_id(meta.get("owner"), "owner"),
+        clock=_clock(history.get("clock", []), step),
     )
 
 
@@ -262,6 +264,25 @@ def _events(value: Any) -> list[dict]:
         if not math.isfinite(_number(event["value"], f"{where}.value")):
             raise FieldError(f"{where}.value is not a finite number")
     return events
+
+
+def _clock(value: Any, last_step: int) -> tuple[tuple[int, float], ...]:
+    """(step, seconds) points with steps rising up to the file's step and seconds that never go back:
+    a chart maps steps to seconds through them."""
+    points = _list(value, "history.clock", MAX_CLOCK_POINTS)
+    checked = []
+    for index, point in enumerate(points):
+        where = f"history.clock[{index}]"
+        if not (isinstance(point, list) and len(point) == 2):
+            raise FieldError(f"{where} must be a [step, seconds] pair, not {_short(point)}")
+        step, seconds = _count(point[0], f"{where} step", last_step), _number(point[1], f"{where} seconds")
+        if not (math.isfinite(seconds) and seconds >= 0):
+            raise FieldError(f"{where} seconds must be a finite number of at least 0, not {_short(point[1])}")
+        if checked and (step <= checked[-1][0] or seconds < checked[-1][1]):
+            raise FieldError(f"{where} goes back in time: its step must rise and its seconds never fall "
+                             f"(after {list(checked[-1])}, not {_short(point)})")
+        checked.append((step, seconds))
+    return tuple(checked)
 
 
 def _versions(value: Any) -> dict[str, str]:

@@ -1,9 +1,10 @@
-"""What a run remembers: per-step losses, per-epoch test metrics, hyperparameter changes and the
-pictures of each epoch. Grows by appends from the training thread; `freeze()` gives readers
-immutable NumPy copies."""
+"""What a run remembers: per-step losses, per-epoch test metrics, hyperparameter changes, the
+pictures of each epoch and its clock (the wall time at which its steps ended). Grows by appends
+from the training thread; `curves()` gives readers immutable NumPy copies."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,6 +16,9 @@ MAX_FRAMES = 120  # epochs of pictures kept; beyond it every other one is droppe
 TRACKED_IMAGES = 1000
 TRACKED_VALUES = 32_768  # per frame: all 1,000 images up to a 32-dimensional latent, fewer beyond
 TRACKED_DTYPE = np.float16
+# (step, seconds) points of a run's clock: one per flush (a few a second), thinned like the frames,
+# so a checkpoint's metadata keeps at most ~20 kB of them however long the run.
+MAX_CLOCK_POINTS = 1000
 
 
 def tracked_count(latent_dim: int) -> int:
@@ -23,8 +27,32 @@ def tracked_count(latent_dim: int) -> int:
 
 
 @dataclass(frozen=True)
+class RunClock:
+    """A run's wall time at some of its steps: the seconds it had trained when each step ended,
+    counted from its start, pauses included, and across a resume (the time a saved run waits on
+    disk is not counted). Between the steps it saw, time is interpolated."""
+
+    steps: np.ndarray
+    seconds: np.ndarray
+
+    @classmethod
+    def from_points(cls, steps: Sequence, seconds: Sequence) -> "RunClock | None":
+        """The clock of (step, seconds) points; points with a None are skipped; None below two points."""
+        pairs = [(s, t) for s, t in zip(steps, seconds) if s is not None and t is not None]
+        if len(pairs) < 2:
+            return None
+        steps_known, seconds_known = np.asarray(pairs, dtype=np.float64).T
+        return cls(steps_known, seconds_known)
+
+    def at(self, steps: np.ndarray) -> np.ndarray:
+        """Seconds at `steps`, interpolated; NaN outside what the clock saw (steps trained before it
+        was kept, e.g. by a version that kept none)."""
+        return np.interp(steps, self.steps, self.seconds, left=np.nan, right=np.nan)
+
+
+@dataclass(frozen=True)
 class StepCurves:
-    """Per-step training curves, all the same length."""
+    """Per-step training curves, all the same length, and the run's clock (None when unknown)."""
 
     step: np.ndarray  # int64, global step (1-based: the step that produced the value)
     total: np.ndarray
@@ -32,6 +60,7 @@ class StepCurves:
     kl: np.ndarray
     beta: np.ndarray  # the KL weight in force (after annealing)
     lr: np.ndarray
+    clock: RunClock | None = None
 
     def __len__(self) -> int:
         return int(self.step.shape[0])
@@ -58,17 +87,33 @@ class History:
     epochs: list[dict] = field(default_factory=list)  # per-epoch test metrics
     events: list[dict] = field(default_factory=list)  # {"step", "name", "value"}: lr/beta changes, resumes
     frames: list[Frame] = field(default_factory=list)
+    clock: list[tuple[int, float]] = field(default_factory=list)  # (step, seconds): see RunClock
 
     def add_steps(self, rows: np.ndarray) -> None:
         if rows.size:
             self.steps.append(np.asarray(rows, dtype=np.float64))
 
     def add_frame(self, frame: Frame) -> None:
-        self.frames.append(frame)
-        if len(self.frames) > MAX_FRAMES:
-            # Thin the middle so memory stays bounded and the timeline still spans the whole run.
-            middle = self.frames[1:-1:2]
-            self.frames = [self.frames[0], *middle, self.frames[-1]]
+        self.frames = _bounded([*self.frames, frame], MAX_FRAMES)
+
+    def add_time(self, step: int, seconds: float) -> None:
+        """Note that the run had trained `seconds` when step `step` ended (a later time for the last
+        step noted replaces its earlier one)."""
+        point = (int(step), round(float(seconds), 3))  # milliseconds: enough, and short in JSON
+        if self.clock and self.clock[-1][0] >= point[0]:
+            self.clock[-1] = (self.clock[-1][0], max(self.clock[-1][1], point[1]))
+        else:
+            self.clock = _bounded([*self.clock, point], MAX_CLOCK_POINTS)
+
+    @property
+    def steps_per_epoch(self) -> int | None:
+        """Steps in one of the run's epochs, as the end of its first says; None before one ended."""
+        return self.epochs[0]["step"] if self.epochs else None
+
+    @property
+    def seconds_trained(self) -> float:
+        """The clock's time at the last step it noted; where a resumed run's clock goes on from."""
+        return self.clock[-1][1] if self.clock else 0.0
 
     def step_matrix(self) -> np.ndarray:
         if not self.steps:
@@ -80,7 +125,11 @@ class History:
     def curves(self) -> StepCurves:
         matrix = self.step_matrix()
         columns = {name: matrix[:, i + 1].astype(np.float32) for i, name in enumerate(STEP_FIELDS)}
-        return StepCurves(step=matrix[:, 0].astype(np.int64), **columns)
+        return StepCurves(step=matrix[:, 0].astype(np.int64), **columns, clock=self.run_clock())
+
+    def run_clock(self) -> RunClock | None:
+        """The clock as a RunClock (a copy), None before it has two points."""
+        return RunClock.from_points(*zip(*self.clock)) if len(self.clock) >= 2 else None
 
     def truncate(self, step: int) -> None:
         """Forget what came after `step` (a resume from an earlier checkpoint)."""
@@ -88,3 +137,12 @@ class History:
         self.steps = [matrix[matrix[:, 0] <= step]]
         self.epochs = [e for e in self.epochs if e["step"] <= step]
         self.events = [e for e in self.events if e["step"] <= step]
+        self.clock = [point for point in self.clock if point[0] <= step]
+
+
+def _bounded(items: list, limit: int) -> list:
+    """`items`, with every other one of its middle dropped once there are more than `limit`: memory
+    stays bounded and what is kept still spans the whole run (the first and last always stay)."""
+    if len(items) <= limit:
+        return items
+    return [items[0], *items[1:-1:2], items[-1]]

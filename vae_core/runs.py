@@ -40,6 +40,7 @@ PROGRESS_INTERVAL_S = 0.5  # the writer's pace: live enough for a chart, cheap f
 STALE_AFTER_S = 120.0  # no heartbeat for this long (an epoch's evaluation included): no sign of life
 MAX_PROGRESS_BYTES = 1 << 20
 MAX_POINTS = 600  # loss points a record keeps; older ones are merged in pairs as the run grows
+# A point's wall time is the run's clock (history.RunClock) at its step: a resumed run's goes on.
 POINT_FIELDS = ("step", "wall", "total", "recon", "kl")
 ENDED_STATUSES = ("finished", "stopped", "failed")
 # What the store may say of a run: a file's statuses, plus what it infers about a record's writer.
@@ -172,7 +173,7 @@ class ProgressWriter:
             return
         now = self._clock()
         self._last_step = int(rows[-1][0])
-        _append_point(self._points, float(rows[-1][0]), round(now - self._started, 3), rows)
+        _append_point(self._points, float(rows[-1][0]), trainer.history.seconds_trained, rows)
         began, first_step = self._rate_window
         if now > began and self._last_step > first_step:
             rate = (self._last_step - first_step) * trainer.config.batch_size / (now - began)
@@ -261,14 +262,16 @@ def _rows_after(history, step: int | None):
 
 
 def _earlier_points(history) -> dict[str, list[float | None]]:
-    """The curve a resumed run already has, in at most MAX_POINTS / 2 points; their wall time is
-    unknown (None): it was spent in another process."""
+    """The curve a resumed run already has, in at most MAX_POINTS / 2 points, at the times its clock
+    says (None where it has none: a file saved before runs kept one)."""
     import numpy as np
 
     points: dict[str, list] = {key: [] for key in POINT_FIELDS}
-    rows = _rows_after(history, None)
+    rows, clock = _rows_after(history, None), history.run_clock()
     for bucket in np.array_split(rows, min(len(rows), MAX_POINTS // 2)) if len(rows) else ():
-        _append_point(points, float(bucket[-1][0]), None, bucket)
+        step = float(bucket[-1][0])
+        seconds = float(clock.at(step)) if clock is not None else math.nan
+        _append_point(points, step, seconds if math.isfinite(seconds) else None, bucket)
     return points
 
 

@@ -7,7 +7,10 @@ kernel (one pass over each weight instead of a dozen small operations).
 
 Exact resume: the shuffle of an epoch is a function of (seed, epoch), the noise generator's state
 is saved, and `state()` / `load_state()` carry everything else, so a run stopped anywhere and
-resumed computes the same bits as one that never stopped."""
+resumed computes the same bits as one that never stopped.
+
+Wall time: each flush notes in the history the seconds the run had trained by its last step (see
+history.RunClock); a resumed run's clock goes on from the time it was saved at."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import copy
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -207,6 +211,8 @@ class Trainer:
         self._last_good.keep(self.model, self.optimizer)
         if state is not None:
             self.load_state(state)
+        else:
+            self._start_clock()
 
     # -- counters -------------------------------------------------------------------------------
     @property
@@ -265,17 +271,29 @@ class Trainer:
             first = int(np.argmax(bad))
             step, value = int(meta[first, 0]), values[first, 0]
             self.history.add_steps(np.column_stack([meta[:first, :1], values[:first], meta[:first, 1:]]))
+            if first:
+                self._note_time(int(meta[first - 1, 0]))
             self._last_good.restore(self.model, self.optimizer)
             raise Divergence(
                 f"training diverged at step {step}: the loss became {value} (lr {meta[first, 2]:g}, "
                 f"beta {meta[first, 1]:g}); the last good weights are kept. Try a smaller learning rate.")
         self.history.add_steps(np.column_stack([meta[:, :1], values, meta[:, 1:]]))
+        self._note_time(int(meta[-1, 0]))
         kl_dims = self._over_processes(self._kl_dims)
         self.latest_kl_per_dim = (kl_dims / max(1, self._kl_dim_steps)).cpu().numpy().astype(np.float32)
         self._kl_dims.zero_()
         self._kl_dim_steps = 0
         self._last_good.keep(self.model, self.optimizer)
         return len(values)
+
+    def _start_clock(self) -> None:
+        """Start the run's clock where its history's ends: at 0 s for a new run, at the time it was
+        saved at for a resumed one (whatever time it spent on disk), and note that time at this step."""
+        self._clock_zero = time.perf_counter() - self.history.seconds_trained
+        self.history.add_time(self.step, self.history.seconds_trained)
+
+    def _note_time(self, step: int) -> None:
+        self.history.add_time(step, time.perf_counter() - self._clock_zero)
 
     def _over_processes(self, values: torch.Tensor) -> torch.Tensor:
         """Per-process shares added up into the batch's values (they are the values in one process)."""
@@ -336,6 +354,7 @@ class Trainer:
         self.set_lr(state.lr)
         self.history = copy.deepcopy(state.history)
         self.history.truncate(self.step)
+        self._start_clock()
         self._order = None
         self._last_good.keep(self.model, self.optimizer)
 
