@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from ui import access, charts, session
+from ui import access, session
+from ui.curve_controls import compare_chart
 from ui.runs import checkpoint_files, read_checkpoint, run_label
 from ui.widgets import class_name, image_grid, nats, plain, show_error
 from vae_core.errors import VAEStudioError
@@ -177,9 +178,9 @@ def compare(readable: dict) -> None:
         return
     metric = st.segmented_control("Curve", ["total", "recon", "kl"], default="total", key="compare_metric",
                                   format_func={"total": "total loss", "recon": "reconstruction", "kl": "KL"}.get)
-    runs = [(run_label(readable[p].name, readable[p].run_id), readable[p].state.history.curves(),
-             readable[p].state.history.epochs) for p in chosen]
-    st.plotly_chart(charts.compare_figure(runs, metric or "total"), key="compare_chart")
+    histories = {p: readable[p].state.history for p in chosen}
+    compare_chart([(run_label(readable[p].name, readable[p].run_id), histories[p].curves(), histories[p].epochs,
+                    histories[p].steps_per_epoch) for p in chosen], metric or "total", key="checkpoints_compare")
     st.markdown("**Samples from the same z** (seed 0; runs with the same latent size share every z; a "
                 "conditional run decodes its first class)")
     columns = st.columns(len(chosen))

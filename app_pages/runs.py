@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ui import access, charts, session
-from ui.curve_controls import (PLOTLY_CONFIG, RunClock, apply_curve_options, csv_download, curve_controls)
+from ui import access, session
+from ui.curve_controls import compare_chart
 from ui.runs import read_checkpoint
 from ui.widgets import STATUS_ICONS, plain, show_error
 from vae_core import runs as store
 from vae_core.errors import VAEStudioError
-from vae_core.history import StepCurves
+from vae_core.history import RunClock, StepCurves
 
 TABLE_KEY = "runs_table"
 LIVE_REFRESH_S = 1.0  # while a run trains
@@ -27,8 +27,10 @@ PAGES = (("app_pages/train.py", "Train", ":material/model_training:"),
          ("app_pages/checkpoints.py", "Checkpoints", ":material/save:"))
 SHOWN_CONFIG = ("model", "hidden", "latent_dim", "beta", "lr", "batch_size", "epochs", "recon", "kl_anneal",
                 "kl_warmup_epochs", "free_bits", "seed", "data", "image_size", "device")
-STATUS_WORDS = {store.KILLED: "killed (its process is gone)", store.STALE: "no heartbeat",
-                "unreadable": "unreadable"}
+# The status column holds a word; why a run is killed, quiet, failed or unreadable has a column of its own.
+STATUS_WORDS = {store.KILLED: "killed", store.STALE: "no heartbeat", "unreadable": "unreadable"}
+STATUS_HELP = ("killed: the process training it ended without saying so (e.g. SIGKILL); no heartbeat: it has "
+               f"not written for {store.STALE_AFTER_S / 60:.0f} minutes; · CLI: trained by another process")
 
 st.title("Runs")
 st.caption("Every run in the checkpoints folder and in this server: the app's own, uploads, and runs the CLI "
@@ -45,7 +47,8 @@ def _job_row(job) -> dict:
     last = {k: v for k, v in snap.epoch_metrics[-1].items() if k != "kl_per_dim"} if snap.epoch_metrics else {}
     return {"run_id": job.run_id, "name": snap.name, "status": snap.status, "where": "this app",
             "live": snap.active, "epoch": snap.epoch, "epochs": snap.epochs, "metrics": last, "config": snap.config,
-            "dataset": snap.dataset, "notes": "", "job": job, "record": None, "owner": job.owner}
+            "dataset": snap.dataset, "notes": "", "job": job, "record": None, "owner": job.owner,
+            "why": snap.message or ""}
 
 
 def _record_row(record: store.RunRecord) -> dict:
@@ -53,7 +56,20 @@ def _record_row(record: store.RunRecord) -> dict:
     return {"run_id": record.run_id, "name": record.name, "status": record.status, "where": where,
             "live": record.live, "epoch": record.epoch, "epochs": record.epochs, "metrics": record.metrics,
             "config": record.config, "dataset": record.dataset, "notes": record.notes, "job": None,
-            "record": record, "owner": record.owner}
+            "record": record, "owner": record.owner, "why": status_reason(record)}
+
+
+def status_reason(record: store.RunRecord) -> str:
+    """Why a run of the folder is killed, quiet, failed or unreadable ("" for the others)."""
+    progress = record.progress
+    if record.status == store.KILLED:
+        left = "resume it from its last saved epoch" if record.checkpoint else "it saved nothing"
+        return f"its process (pid {progress.pid}) ended mid-run; {left}"
+    if record.status == store.STALE:
+        return f"no word from pid {progress.pid} on {progress.host} for over {store.STALE_AFTER_S / 60:.0f} minutes"
+    if record.error:
+        return record.error
+    return (progress.message or "") if progress is not None and record.status == "failed" else ""
 
 
 def gather_runs() -> list[dict]:
@@ -101,7 +117,7 @@ def table_frame(rows: list[dict]) -> pd.DataFrame:
         config, metrics = row["config"], row["metrics"]
         variational = config.get("model") != "ae"
         records.append({
-            "status": status_label(row), "name": row["display_name"],
+            "status": status_label(row), "why": row["why"], "name": row["display_name"],
             "epoch": row["epoch"], "progress": row["epoch"] / row["epochs"] if row["epochs"] else 0.0,
             "test −ELBO": metrics.get("test_neg_elbo") if variational else None,
             "test recon": metrics.get("test_recon"), "active units": metrics.get("active_units"),
@@ -114,7 +130,9 @@ def table_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 COLUMNS = {
-    "status": st.column_config.TextColumn("status", width="small"),
+    "status": st.column_config.TextColumn("status", help=STATUS_HELP),
+    "why": st.column_config.TextColumn("why", width="medium",
+                                       help="Why a run was killed, went quiet, failed or cannot be read"),
     "name": st.column_config.TextColumn("name", width="medium"),
     "epoch": st.column_config.NumberColumn("epoch", format="%d"),
     "progress": st.column_config.ProgressColumn("done", min_value=0.0, max_value=1.0, format="percent"),
@@ -131,16 +149,17 @@ COLUMNS = {
 # -- live: runs training now ------------------------------------------------------------------------------
 
 
-def _progress_curves(progress: store.Progress) -> tuple[StepCurves, RunClock | None]:
+def _progress_curves(progress: store.Progress) -> StepCurves:
+    """A progress record's loss points as curves, its wall times as their clock."""
     points = progress.points
 
     def column(key: str) -> np.ndarray:
         return np.array([np.nan if v is None else v for v in points[key]], dtype=np.float32)
 
     nothing = np.full(len(points["step"]), np.nan, dtype=np.float32)
-    curves = StepCurves(step=np.asarray(points["step"], dtype=np.int64), total=column("total"),
-                        recon=column("recon"), kl=column("kl"), beta=nothing, lr=nothing)
-    return curves, RunClock.from_points(points["step"], points["wall"])
+    return StepCurves(step=np.asarray(points["step"], dtype=np.int64), total=column("total"),
+                      recon=column("recon"), kl=column("kl"), beta=nothing, lr=nothing,
+                      clock=RunClock.from_points(points["step"], points["wall"]))
 
 
 def _seen(rows: list[dict]) -> tuple:
@@ -174,16 +193,9 @@ def live_panel() -> None:
                          f"step {step:,}/{total:,} · {speed:,.0f} samples/s")
     external = [row for row in rows if row["job"] is None]
     if external:
-        options = curve_controls("live", wall_time=True)
-        figure_runs, clocks = [], []
-        for row in external:
-            curves, clock = _progress_curves(row["record"].progress)
-            figure_runs.append((row["display_name"], curves, row["record"].progress.epoch_metrics))
-            clocks.append(clock)
-        figure = charts.compare_figure(figure_runs, "total")
-        per_epoch = external[0]["record"].progress.steps_per_epoch if len(external) == 1 else None
-        st.plotly_chart(apply_curve_options(figure, options, per_epoch, clocks[0] if len(external) == 1 else None),
-                        key="live_chart", config=PLOTLY_CONFIG)
+        compare_chart([(row["display_name"], _progress_curves(row["record"].progress),
+                        row["record"].progress.epoch_metrics, row["record"].progress.steps_per_epoch)
+                       for row in external], "total", key="live")
         st.caption("Runs trained by another process, read from their progress records (a point per write, "
                    "the mean loss of the steps since the one before).")
 
@@ -272,54 +284,37 @@ def _shown(value) -> str:
     return " ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
-def run_curves(row: dict) -> tuple[StepCurves, tuple, int | None, RunClock | None] | None:
-    """(curves, epoch metrics, steps per epoch, clock) of a row: from its job, checkpoint or progress record."""
+def run_curves(row: dict) -> tuple[StepCurves, tuple, int | None] | None:
+    """(curves, epoch metrics, steps per epoch) of a row: from its job, checkpoint or progress record."""
     record, job = row["record"], row["job"]
-    clock = None
-    if record is not None and record.progress is not None:
-        clock = RunClock.from_points(record.progress.points["step"], record.progress.points["wall"])
     if job is not None and row["live"]:
         snap = job.snapshot()
-        return snap.curves, snap.epoch_metrics, snap.steps_per_epoch, None
+        return snap.curves, snap.epoch_metrics, snap.steps_per_epoch
     if record is not None and record.checkpoint and not record.live:
         checkpoint = read_checkpoint(session.CHECKPOINT_DIR / f"{row['run_id']}{store.CHECKPOINT_SUFFIX}")
         history = checkpoint.state.history
-        per_epoch = history.epochs[0]["step"] if history.epochs else None
-        return history.curves(), tuple(history.epochs), per_epoch, clock
+        return history.curves(), tuple(history.epochs), history.steps_per_epoch
     if record is not None and record.progress is not None:
-        curves, clock = _progress_curves(record.progress)
-        return curves, record.progress.epoch_metrics, record.progress.steps_per_epoch, clock
+        return _progress_curves(record.progress), record.progress.epoch_metrics, record.progress.steps_per_epoch
     return None
 
 
 def compare_section(rows: list[dict]) -> None:
     metric = st.segmented_control("Curve", ["total", "recon", "kl"], default="total", key="runs_metric",
                                   format_func={"total": "total loss", "recon": "reconstruction", "kl": "KL"}.get)
-    drawn, clocks, csv_runs = [], [], []
+    drawn = []
     for row in rows:
         try:
             found = run_curves(row)
         except VAEStudioError as error:
             show_error(error)
             continue
-        if found is None:
-            continue
-        curves, epochs, per_epoch, clock = found
-        drawn.append((row["display_name"], curves, epochs))
-        clocks.append((per_epoch, clock))
-        csv_runs.append((row["display_name"], curves, per_epoch, clock))
+        if found is not None:
+            drawn.append((row["display_name"], *found))
     if not drawn:
         st.caption("No curves yet for the selected runs.")
         return
-    per_epochs = {per_epoch for per_epoch, _ in clocks}
-    same_clock = clocks[0][1] if len(drawn) == 1 else None
-    options = curve_controls("compare", wall_time=same_clock is not None)
-    figure = charts.compare_figure(drawn, metric or "total")
-    figure = apply_curve_options(figure, options, per_epochs.pop() if len(per_epochs) == 1 else None, same_clock)
-    if options.x_axis == "epoch" and len({p for p, _ in clocks}) > 1:
-        st.caption("The runs have different epoch lengths: x stays in steps.")
-    st.plotly_chart(figure, key="compare_chart", config=PLOTLY_CONFIG)
-    csv_download(csv_runs, key="runs_csv", file_name="runs-curves.csv")
+    compare_chart(drawn, metric or "total", key="compare")
 
 
 def labels_form(row: dict) -> None:
@@ -359,6 +354,8 @@ def selected_section(chosen: list[dict]) -> None:
             column.page_link(page, label=f"Open in {title}", icon=icon, query_params={session.RUN_PARAM: row["run_id"]})
         if row["record"] is not None and row["record"].error:
             show_error(row["record"].error)
+        elif row["why"]:
+            st.info(plain(f"{status_label(row)}: {row['why']}"), icon=":material/info:")
     else:
         st.subheader(f"{len(chosen)} runs selected")
     compare_section(chosen)

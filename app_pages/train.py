@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -18,6 +19,7 @@ from vae_core.errors import VAEStudioError
 
 LR_CHOICES = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 1.0, 10.0]
 BATCH_CHOICES = [16, 32, 64, 128, 256, 512, 1024]
+THREAD_CHOICES = [None, *range(1, (os.cpu_count() or 1) + 1)]  # None: timed when the run starts
 DEFAULTS = TrainConfig()
 AE_NOTE = ("An autoencoder has no prior and no KL term, so it has no ELBO either: its loss is the reconstruction "
            "error alone, and that is what is shown.")
@@ -79,17 +81,24 @@ def hyperparameter_form() -> None:
         lr = st.select_slider("Learning rate", LR_CHOICES, value=DEFAULTS.lr, format_func=lambda v: f"{v:g}")
         batch_size = st.select_slider("Batch size", BATCH_CHOICES, value=DEFAULTS.batch_size)
         epochs = st.slider("Epochs", 1, 200, DEFAULTS.epochs)
-        seed = st.number_input("Seed", 0, 2**31 - 1, DEFAULTS.seed, help="Same seed on CPU, same numbers.")
+        seed = st.number_input("Seed", 0, 2**31 - 1, DEFAULTS.seed,
+                               help="Same seed and same CPU threads, same numbers.")
+        device_column, threads_column = st.columns(2)
         # Keyed, so a choice survives the list growing when the warm-up finds a GPU.
-        device = st.selectbox("Device", session.device_choices(), key="train_device",
-                              help="auto: the GPU when there is one, else the CPU.")
+        device = device_column.selectbox("Device", session.device_choices(), key="train_device",
+                                         help="auto: the GPU when there is one, else the CPU.")
+        threads = threads_column.selectbox(
+            "CPU threads", THREAD_CHOICES, format_func=lambda n: "auto (timed)" if n is None else str(n),
+            help="auto: the run's first steps are timed on all cores and on one core fewer (the other "
+                 "left to this app), and the faster is used. The count is kept with the run: the sums a "
+                 "step computes depend on it, so a run repeats bit for bit with the same seed and count.")
         submitted = st.form_submit_button("Start training", type="primary", width="stretch")
         beside_start = st.container()  # errors show here, under the button the user just pressed
     if submitted:
         start_run(source, upload, image_size, dict(
             model=model, latent_dim=latent_dim, recon=recon, beta=beta, kl_anneal=kl_anneal,
             kl_warmup_epochs=warmup, free_bits=free_bits, lr=lr, batch_size=batch_size, epochs=epochs,
-            seed=int(seed), device=device), hidden, beside_start)
+            seed=int(seed), device=device, threads=threads), hidden, beside_start)
 
 
 def start_run(source: str, upload, image_size, values: dict, hidden_text: str, messages) -> None:
@@ -197,10 +206,11 @@ def live_panel() -> None:
         queue_note(job)
     progress(snap, variational)
     controls(job, snap)
-    options = curve_controls("loss")
+    options = curve_controls("loss", wall_time=snap.curves.clock is not None)
     figure = charts.loss_figure(snap.curves, snap.epoch_metrics, snap.events, log_y=options.log_y, variational=variational)
-    st.plotly_chart(apply_curve_options(figure, options, snap.steps_per_epoch), key="loss_chart", config=PLOTLY_CONFIG)
-    csv_download([(snap.name, snap.curves, snap.steps_per_epoch, None)], key="loss_csv", file_name=f"{job.run_id}.csv")
+    st.plotly_chart(apply_curve_options(figure, options, snap.steps_per_epoch, snap.curves.clock), key="loss_chart",
+                    config=PLOTLY_CONFIG)
+    csv_download([(snap.name, snap.curves, snap.steps_per_epoch)], key="loss_csv", file_name=f"{job.run_id}.csv")
     left, right = st.columns([1, 1])
     with left:
         if variational and snap.step == 0:

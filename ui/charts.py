@@ -208,10 +208,11 @@ def compare_figure(runs: Sequence[tuple[str, StepCurves, Sequence[dict]]], metri
         colour = PALETTE[i % len(PALETTE)]
         name = html.escape(name)
         x, y = downsample(curves.step, getattr(curves, metric))
-        figure.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines", line={"color": colour}))
+        run = {"run": i}  # which run a trace shows, for curve_controls.apply_curve_options' clocks
+        figure.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines", line={"color": colour}, meta=run))
         if metric == "total" and epochs:
             figure.add_trace(go.Scatter(x=[m["step"] for m in epochs], y=[m["test_neg_elbo"] for m in epochs],
-                                        name=f"{name} test −ELBO", mode="markers",
+                                        name=f"{name} test −ELBO", mode="markers", meta=run,
                                         marker={"color": colour, "symbol": "diamond", "size": 8}))
     figure.update_layout(height=380, margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_title="step",
                          yaxis_title="nats", legend={"orientation": "h", "y": -0.25})

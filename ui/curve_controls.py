@@ -4,8 +4,11 @@ the numbers as CSV, and every chart or picture grid as PNG.
 The controls transform a finished Plotly figure (any chart whose x is the global step), so
 ui/charts.py keeps building figures one way and a page adds the controls with two calls:
 
-    options = curve_controls("loss")
-    st.plotly_chart(apply_curve_options(figure, options, steps_per_epoch), config=PLOTLY_CONFIG)
+    options = curve_controls("loss", wall_time=curves.clock is not None)
+    st.plotly_chart(apply_curve_options(figure, options, steps_per_epoch, curves.clock), config=PLOTLY_CONFIG)
+
+Wall time is each run's own clock (vae_core.history.RunClock, carried by its StepCurves): seconds
+since the run started, pauses included, going on after a resume from the time it was saved at.
 """
 
 from __future__ import annotations
@@ -21,13 +24,17 @@ import plotly.graph_objects as go
 import streamlit as st
 from streamlit.errors import StreamlitDuplicateElementKey
 
-from vae_core.history import StepCurves
+from vae_core.history import RunClock, StepCurves
 
 X_AXES = {"step": "step", "epoch": "epoch", "wall": "wall time (s)"}
 # Plotly's toolbar always shown (not only on hover), its camera button saving a PNG at twice the size.
 PLOTLY_CONFIG = {"displayModeBar": True, "displaylogo": False,
                  "toImageButtonOptions": {"format": "png", "scale": 2, "filename": "vae-studio-chart"}}
 _SPREADSHEET_FORMULA = ("=", "+", "-", "@", "\t", "\r")  # a cell starting so is run by spreadsheets
+WALL_TIME_HELP = ("Seconds since the run started, pauses included; a resumed run goes on from the time it was "
+                  "saved at (the time it waited on disk is not counted).")
+# One clock for a figure of one run, or one per run of a charts.compare_figure (its traces say their run).
+Clocks = RunClock | Sequence[RunClock | None] | None
 
 
 @dataclass(frozen=True)
@@ -35,27 +42,6 @@ class CurveOptions:
     smoothing: float = 0.0  # weight of the exponential moving average, as TensorBoard's slider
     log_y: bool = False
     x_axis: str = "step"  # one of X_AXES
-
-
-@dataclass(frozen=True)
-class RunClock:
-    """Wall time (seconds since the run started in its process) at some of its steps."""
-
-    steps: np.ndarray
-    seconds: np.ndarray
-
-    @classmethod
-    def from_points(cls, steps: Sequence, seconds: Sequence) -> "RunClock | None":
-        pairs = [(s, t) for s, t in zip(steps, seconds) if s is not None and t is not None]
-        if len(pairs) < 2:
-            return None
-        steps_known, seconds_known = np.asarray(pairs, dtype=np.float64).T
-        return cls(steps_known, seconds_known)
-
-    def at(self, steps: np.ndarray) -> np.ndarray:
-        """Seconds at `steps`, interpolated; NaN outside what the clock saw (a resumed run's earlier
-        steps were timed by another process)."""
-        return np.interp(steps, self.steps, self.seconds, left=np.nan, right=np.nan)
 
 
 def curve_controls(key: str, *, wall_time: bool = False) -> CurveOptions:
@@ -68,9 +54,11 @@ def curve_controls(key: str, *, wall_time: bool = False) -> CurveOptions:
     choices = list(X_AXES) if wall_time else ["step", "epoch"]
     x_axis = right.segmented_control(
         "x axis", choices, default="step", key=f"{key}_x_axis", format_func=X_AXES.get,
-        help="Wall time is known for runs followed from their progress record (trained by the CLI)."
-        if not wall_time else "Seconds since the run started in its process.")
-    return CurveOptions(smoothing=float(smoothing), log_y=bool(log_y), x_axis=x_axis or "step")
+        help=WALL_TIME_HELP if wall_time else "Wall time: none known for these curves yet (no step trained, or "
+                                              "a run saved by a version that kept no clock).")
+    # A choice kept from a chart that had a clock, on one that has none, falls back to steps.
+    return CurveOptions(smoothing=float(smoothing), log_y=bool(log_y),
+                        x_axis=x_axis if x_axis in choices else "step")
 
 
 def smooth(values: np.ndarray, weight: float) -> np.ndarray:
@@ -85,18 +73,30 @@ def smooth(values: np.ndarray, weight: float) -> np.ndarray:
 
 
 def x_transform(options: CurveOptions, steps_per_epoch: int | None = None, clock: RunClock | None = None):
-    """The map from a step to the x the options ask for (None: keep steps)."""
+    """The map from a step to the x the options ask for (None: keep steps). By wall time, steps no
+    clock covers map to NaN: Plotly leaves them out rather than placing them at a made-up time."""
     if options.x_axis == "epoch" and steps_per_epoch:
         return lambda steps: np.asarray(steps, dtype=np.float64) / steps_per_epoch
-    if options.x_axis == "wall" and clock is not None:
+    if options.x_axis == "wall":
+        if clock is None:
+            return lambda steps: np.full(np.shape(steps), np.nan)
         return lambda steps: clock.at(np.asarray(steps, dtype=np.float64))
     return None
 
 
+def trace_clock(trace, clocks: Clocks) -> RunClock | None:
+    """The clock of a trace's run: the one clock, or the one of the run the trace's `meta` names."""
+    if clocks is None or isinstance(clocks, RunClock):
+        return clocks
+    run = trace.meta.get("run") if isinstance(trace.meta, dict) else None
+    return clocks[run] if isinstance(run, int) and 0 <= run < len(clocks) else None
+
+
 def apply_curve_options(figure: go.Figure, options: CurveOptions, steps_per_epoch: int | None = None,
-                        clock: RunClock | None = None) -> go.Figure:
+                        clock: Clocks = None) -> go.Figure:
     """The figure with its line traces smoothed, its y axes logarithmic and its x axes mapped from
-    steps to epochs or seconds. Markers (per-epoch test metrics) keep their values."""
+    steps to epochs or seconds. Markers (per-epoch test metrics) keep their values. `clock` is the
+    run's clock, or a list with each run's, in the order charts.compare_figure drew them."""
     if options.smoothing > 0:
         for trace in figure.data:
             if trace.y is not None and (trace.mode or "lines") == "lines":
@@ -104,19 +104,47 @@ def apply_curve_options(figure: go.Figure, options: CurveOptions, steps_per_epoc
     if options.log_y:  # an axis the figure made logarithmic itself keeps its range
         figure.for_each_yaxis(lambda axis: axis.update(type="log", autorange=True, range=None)
                               if axis.type != "log" else None)
-    to_x = x_transform(options, steps_per_epoch, clock)
-    if to_x is not None:
-        for trace in figure.data:
-            if trace.x is not None:
-                trace.x = to_x(np.asarray(trace.x, dtype=np.float64))
-        for shape in figure.layout.shapes or ():
-            if str(shape.xref or "x").startswith("x"):
-                shape.x0, shape.x1 = (float(v) for v in to_x(np.array([shape.x0, shape.x1], dtype=np.float64)))
-        for note in figure.layout.annotations or ():
-            if str(note.xref or "").startswith("x") and note.x is not None:
-                note.x = float(to_x(np.array([note.x], dtype=np.float64))[0])
-        figure.update_xaxes(title_text=X_AXES[options.x_axis])
+    # Lines where lr or beta changed, and their labels, belong to the one run of a loss figure.
+    to_x = x_transform(options, steps_per_epoch, clock if isinstance(clock, RunClock) else None)
+    if to_x is None:
+        return figure
+    for trace in figure.data:
+        if trace.x is not None:
+            to_trace_x = x_transform(options, steps_per_epoch, trace_clock(trace, clock))
+            trace.x = to_trace_x(np.asarray(trace.x, dtype=np.float64))
+    for shape in figure.layout.shapes or ():
+        if str(shape.xref or "x").startswith("x"):
+            shape.x0, shape.x1 = (float(v) for v in to_x(np.array([shape.x0, shape.x1], dtype=np.float64)))
+    for note in figure.layout.annotations or ():
+        if str(note.xref or "").startswith("x") and note.x is not None:
+            note.x = float(to_x(np.array([note.x], dtype=np.float64))[0])
+    figure.update_xaxes(title_text=X_AXES[options.x_axis])
     return figure
+
+
+def compare_chart(runs: Sequence[tuple[str, StepCurves, Sequence[dict], int | None]], metric: str, *,
+                  key: str) -> None:
+    """Several runs' curves of `metric` (`runs` holds name, curves, epoch metrics and steps per epoch)
+    with the controls above them and a CSV button below. x may be epochs when the runs share an epoch
+    length, and wall time when one of them has a clock (those without one are named, not drawn)."""
+    from ui import charts
+    from ui.widgets import plain
+
+    clocks = [curves.clock for _, curves, _, _ in runs]
+    epoch_lengths = {per_epoch for *_, per_epoch in runs}
+    per_epoch = next(iter(epoch_lengths)) if len(epoch_lengths) == 1 else None
+    options = curve_controls(key, wall_time=any(clock is not None for clock in clocks))
+    figure = charts.compare_figure([(name, curves, epochs) for name, curves, epochs, _ in runs], metric)
+    if options.x_axis == "epoch" and per_epoch is None:
+        st.caption("The runs have different epoch lengths: x stays in steps.")
+    untimed = [name for (name, *_), clock in zip(runs, clocks) if clock is None]
+    if options.x_axis == "wall" and untimed:
+        st.caption(f"No wall time is known for {plain(', '.join(untimed))} (saved by a version that kept none): "
+                   "left out of this chart.")
+    st.plotly_chart(apply_curve_options(figure, options, per_epoch, clocks), key=f"{key}_chart",
+                    config=PLOTLY_CONFIG)
+    csv_download([(name, curves, per_epoch) for name, curves, _, per_epoch in runs], key=f"{key}_csv",
+                 file_name=f"{key}-curves.csv")
 
 
 # -- CSV ---------------------------------------------------------------------------------------------
@@ -127,25 +155,25 @@ def _cell(text: str) -> str:
     return "'" + text if text.startswith(_SPREADSHEET_FORMULA) else text
 
 
-def curves_csv(runs: Sequence[tuple[str, StepCurves, int | None, RunClock | None]]) -> bytes:
-    """One row per run and step: run, step, epoch, wall_s (blank when unknown), total, recon, kl,
-    beta, lr. `runs` holds (name, curves, steps per epoch, clock or None)."""
+def curves_csv(runs: Sequence[tuple[str, StepCurves, int | None]]) -> bytes:
+    """One row per run and step: run, step, epoch, wall_s (the run's clock; blank when unknown),
+    total, recon, kl, beta, lr. `runs` holds (name, curves, steps per epoch)."""
     import pandas as pd
 
     frames = []
-    for name, curves, per_epoch, clock in runs:
+    for name, curves, per_epoch in runs:
         steps = curves.step.astype(np.float64)
         frames.append(pd.DataFrame({
             "run": _cell(name), "step": curves.step,
             "epoch": steps / per_epoch if per_epoch else np.nan,
-            "wall_s": clock.at(steps) if clock is not None else np.nan,
+            "wall_s": curves.clock.at(steps) if curves.clock is not None else np.nan,
             "total": curves.total, "recon": curves.recon, "kl": curves.kl, "beta": curves.beta, "lr": curves.lr}))
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["run", "step", "epoch", "wall_s", "total", "recon", "kl", "beta", "lr"])
     return table.to_csv(index=False, float_format="%.6g").encode()
 
 
-def csv_download(runs: Sequence[tuple[str, StepCurves, int | None, RunClock | None]], *, key: str,
+def csv_download(runs: Sequence[tuple[str, StepCurves, int | None]], *, key: str,
                  file_name: str = "curves.csv") -> None:
     """A button that builds the CSV only when clicked, without re-running the page."""
     st.download_button("Curves as CSV", data=lambda: curves_csv(runs), file_name=file_name, mime="text/csv",

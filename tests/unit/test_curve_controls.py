@@ -8,16 +8,16 @@ import plotly.graph_objects as go
 import pytest
 from PIL import Image
 
-from ui.charts import loss_figure
-from ui.curve_controls import CurveOptions, RunClock, apply_curve_options, curves_csv, png_bytes, smooth
-from vae_core.history import StepCurves
+from ui.charts import compare_figure, loss_figure
+from ui.curve_controls import CurveOptions, apply_curve_options, curves_csv, png_bytes, smooth
+from vae_core.history import RunClock, StepCurves
 
 
-def curves(n=10):
+def curves(n=10, clock=None):
     steps = np.arange(1, n + 1)
     values = np.linspace(100, 10, n).astype(np.float32)
     return StepCurves(step=steps, total=values, recon=values - 1, kl=np.ones(n, np.float32),
-                      beta=np.ones(n, np.float32), lr=np.full(n, 1e-3, np.float32))
+                      beta=np.ones(n, np.float32), lr=np.full(n, 1e-3, np.float32), clock=clock)
 
 
 def test_smoothing_is_debiased_and_off_at_zero():
@@ -56,12 +56,26 @@ def test_wall_time_comes_from_the_clock_and_is_unknown_outside_it():
     assert list(figure.data[0].x) == [1.0, 5.0] and figure.layout.xaxis.title.text == "wall time (s)"
 
 
+def test_compared_runs_are_each_mapped_by_their_own_clock():
+    fast, slow = RunClock.from_points([0, 10], [0.0, 1.0]), RunClock.from_points([0, 10], [0.0, 4.0])
+    metrics = [{"step": 10, "test_neg_elbo": 40.0}]
+    figure = compare_figure([("fast", curves(clock=fast), metrics), ("slow", curves(clock=slow), metrics),
+                             ("untimed", curves(), metrics)], "total")
+    figure = apply_curve_options(figure, CurveOptions(x_axis="wall"), clock=[fast, slow, None])
+    x = {trace.name: list(trace.x) for trace in figure.data}
+    assert x["fast"][-1] == pytest.approx(1.0) and x["slow"][-1] == pytest.approx(4.0)
+    assert x["fast test −ELBO"] == [1.0] and x["slow test −ELBO"] == [4.0]  # each run's markers on its clock
+    assert np.isnan(x["untimed"]).all()  # no clock: not drawn, rather than drawn at made-up times
+
+
 def test_csv_has_one_row_per_step_and_quotes_formula_names():
-    text = curves_csv([("=HYPERLINK(\"x\")", curves(3), 3, None), ("plain", curves(2), None, None)]).decode()
+    timed = curves(3, clock=RunClock.from_points([0, 3], [0.0, 1.5]))
+    text = curves_csv([("=HYPERLINK(\"x\")", timed, 3), ("plain", curves(2), None)]).decode()
     lines = text.strip().splitlines()
     assert lines[0] == "run,step,epoch,wall_s,total,recon,kl,beta,lr" and len(lines) == 6
-    assert lines[1].startswith("\"'=HYPERLINK(\"\"x\"\")\",1,0.333333,,100,99,1,1,0.001")
-    assert lines[-1].startswith("plain,2,,,")
+    assert lines[1].startswith("\"'=HYPERLINK(\"\"x\"\")\",1,0.333333,0.5,100,99,1,1,0.001")
+    assert lines[3].startswith("\"'=HYPERLINK(\"\"x\"\")\",3,1,1.5,")  # wall_s from the run's clock
+    assert lines[-1].startswith("plain,2,,,")  # no clock: blank
 
 
 def test_png_bytes_decode_to_the_same_picture():
