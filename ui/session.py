@@ -72,10 +72,23 @@ def _warm_up() -> None:
     warm_up_umap()
 
 
+def _on_a_thread_of_its_own(work):
+    """`work()` on a thread that ends when it does: the OpenMP workers its tensor work starts end
+    with it, instead of idling beside the training thread's (threads.py says why that slows it)."""
+    result = []
+    thread = threading.Thread(target=lambda: result.append(work()), name="warm-up-tensors")
+    thread.start()
+    thread.join()
+    if not result:
+        raise RuntimeError("the warm-up's tensor work failed (its error is in the log above)")
+    return result[0]
+
+
 def _warm_up_engine() -> None:
-    """Everything the first Start needs: torch and the engine, the devices, the default dataset and
-    the first optimiser (building one imports torch._dynamo, ~2.5 s, once per process). Prints how
-    long each took (one line in the server's log; bench/bench_startup.py reads it)."""
+    """Everything the first Start needs: torch and the engine, the devices, the default dataset, the
+    first optimiser (building one imports torch._dynamo, ~1 s, once per process) and the thread count
+    of the default run (timed on its step: thread_choice.py). Prints how long each took (one line in
+    the server's log; bench/bench_startup.py reads it)."""
     global _devices_found
     took = {}  # phase -> (wall seconds, this thread's CPU seconds): on a busy machine they differ
     began = phase = time.perf_counter()
@@ -89,17 +102,23 @@ def _warm_up_engine() -> None:
     import torch
 
     done("torch")
+    from vae_core.config import TrainConfig
     from vae_core.data import DEFAULT_DATASET, load_dataset
-    from vae_core.device import available_devices
+    from vae_core.device import available_devices, resolve_device
+    from vae_core.thread_choice import app_run_threads
     from vae_core.trainer import make_adam
 
     registry()
     _devices_found = tuple(available_devices())
     done("engine")
-    load_dataset(DEFAULT_DATASET)  # parsed once (the engine's own cache), so the first Start does not wait
+    dataset = _on_a_thread_of_its_own(lambda: load_dataset(DEFAULT_DATASET))  # kept in the engine's cache
     done("dataset")
     make_adam(torch.nn.Linear(1, 1), 1e-3)
     done("optimiser")
+    default_run = TrainConfig()
+    device = resolve_device(default_run.device)
+    _on_a_thread_of_its_own(lambda: app_run_threads(default_run, dataset, device))  # remembered per process
+    done("threads")
     print(f"{WARM_UP_LOG_PREFIX} {time.perf_counter() - began:.2f} s: " + ", ".join(
         f"{name} {wall:.2f} s (CPU {busy:.2f} s)" for name, (wall, busy) in took.items()),
         file=sys.stderr, flush=True)

@@ -57,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--device", choices=DEVICES, default=DEFAULTS.device)
     train.add_argument("--precision", choices=PRECISIONS, default=DEFAULTS.precision,
                        help="bf16: autocast the forward pass and loss to bfloat16, weights stay float32")
+    train.add_argument("--threads", type=int, default=None,
+                       help="CPU threads of a training step (default: $VAE_STUDIO_TORCH_THREADS, else "
+                            "PyTorch's one per core). Kept with the run: the float sums, so the numbers, "
+                            "depend on it; a resumed run keeps its own")
     train.add_argument("--compile", action="store_true", help="torch.compile the model (the first steps "
                                                               "pay the compile time)")
     train.add_argument("--test-fraction", type=float, default=DEFAULTS.test_fraction)
@@ -98,7 +102,7 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         beta=args.beta, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, recon=args.recon,
         learn_variance=args.learn_variance, kl_anneal=args.kl_anneal, kl_warmup_epochs=args.kl_warmup_epochs,
         free_bits=args.free_bits, seed=args.seed, device=args.device, precision=args.precision,
-        test_fraction=args.test_fraction)
+        test_fraction=args.test_fraction, threads=args.threads)
 
 
 def _progress(total: int, quiet: bool, unit: str):
@@ -131,6 +135,9 @@ def _train(args: argparse.Namespace, launch) -> dict:
     from .loop import Hooks, run_to_end
     from .run_ids import new_run_id
     from .speed import compiled
+    import torch
+
+    from .device import resolve_device
     from .threads import thread_override, use_threads
     from .trainer import Trainer
 
@@ -147,12 +154,18 @@ def _train(args: argparse.Namespace, launch) -> dict:
         # the user names here is opened (checkpoint_dataset), never a path the file chooses.
         dataset = (checkpoint_dataset(previous, data=args.data, download=args.download) if args.resume
                    else _load_data(config, args.download))
+    if launch:
+        use_threads(thread_override(), device)  # each process's own (torchrun sets one thread by default)
+    elif resolve_device(config.device).type == "cpu":
+        # The run's own count (resumed, or --threads), else the variable's, else PyTorch's default;
+        # then kept with the run, since its numbers depend on it.
+        use_threads(config.threads or thread_override(), torch.device("cpu"))
+        config = config.replace(threads=torch.get_num_threads())
     trainer = Trainer(config, dataset, state=state, device=device)
     if launch:
         distribute(trainer, launch)
     if args.compile:
         trainer.forward_model = compiled(trainer.forward_model)
-    use_threads(thread_override(), trainer.device)  # PyTorch's default unless the variable says otherwise
     writes = launch is None or launch.writes  # of torchrun's processes, rank 0 alone writes
     out = Path(args.out) if args.out else Path(args.out_dir or default_checkpoint_dir()) / f"{run_id}.safetensors"
     if writes:

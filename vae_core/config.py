@@ -70,6 +70,7 @@ BOUNDS = {
     "free_bits": Bound(0.0, 10.0),
     "test_fraction": Bound(0.0, 1.0, open_low=True, open_high=True),
     "image_size": Bound(8, 256),
+    "threads": Bound(1, 1024),
 }
 
 
@@ -108,6 +109,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "fp32"  # it changes the numbers a run computes, so it is kept with the run
+    # CPU threads of a training step. The float sums a step computes depend on how many threads share
+    # them, so the count a run used is kept with it: same seed and same count, same numbers (and an
+    # exact resume). None: chosen when the run starts (threads.py), then recorded here.
+    threads: int | None = None
     test_fraction: float = 0.2  # share held out for datasets without an official test split
 
     def __post_init__(self) -> None:

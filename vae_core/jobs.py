@@ -29,7 +29,8 @@ from .device import resolve_device
 from .errors import TrainingError, VAEStudioError
 from .history import Frame, History, StepCurves
 from .run_ids import new_run_id
-from .threads import app_thread_count, use_threads
+from .thread_choice import app_run_threads
+from .threads import use_threads
 from .trainer import (FIXED_INPUTS, Divergence, Trainer, TrainerState, check_trainable, initial_model,
                       steps_per_epoch, to_uint8)
 
@@ -206,7 +207,10 @@ class TrainingJob:
     # -- the thread --------------------------------------------------------------------------------
     def _run(self) -> None:
         try:
-            self._threads = use_threads(app_thread_count(), self.device)
+            count, chosen_by = app_run_threads(self.config, self.dataset, self.device)
+            if count is not None:
+                self.config = self.config.replace(threads=count)  # kept with the run: its numbers depend on it
+            self._threads = use_threads(count, self.device) + (f" ({chosen_by})" if chosen_by else "")
             self.trainer = Trainer(self.config, self.dataset, state=self._state, device=self.device)
             self._set_status("running")
             hooks = loop.Hooks(before_step=self._before_step, after_flush=self._after_flush,

@@ -56,6 +56,24 @@ def test_train_resume_eval_inspect(tmp_path, capsys):
     assert info["name"] == "first run"
 
 
+def test_a_run_keeps_its_thread_count_and_a_resume_uses_it(tmp_path, capsys, monkeypatch):
+    from vae_core.threads import THREADS_ENV
+
+    before = torch.get_num_threads()
+    one, two, three = (tmp_path / f"{name}.safetensors" for name in ("one", "two", "three"))
+    try:
+        monkeypatch.delenv(THREADS_ENV, raising=False)
+        assert main(["train", *SMALL, "--epochs", "1", "--threads", "1", "--out", str(one)]) == 0
+        assert load_checkpoint(one).config.threads == 1
+        monkeypatch.setenv(THREADS_ENV, "2")
+        assert main(["train", "--resume", str(one), "--epochs", "2", "--out", str(two), "--quiet"]) == 0
+        assert load_checkpoint(two).config.threads == 1 and torch.get_num_threads() == 1  # its own count
+        assert main(["train", *SMALL, "--epochs", "1", "--out", str(three)]) == 0
+        assert load_checkpoint(three).config.threads == 2  # a new run: the variable's count, then kept
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_without_a_name_a_run_is_named_by_what_sets_it_apart(tmp_path, capsys):
     out = tmp_path / "run.safetensors"
     assert main(["train", *SMALL, "--beta", "4", "--epochs", "1", "--out", str(out)]) == 0

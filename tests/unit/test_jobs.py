@@ -11,7 +11,7 @@ from vae_core.checkpoint import load_checkpoint
 from vae_core.config import TrainConfig
 from vae_core.errors import ConfigError, TrainingError
 from vae_core.jobs import TrainingJob
-from vae_core.threads import app_thread_count
+from vae_core.threads import app_thread_candidates
 
 SMALL = dict(data="digits", hidden=(32,), latent_dim=2, batch_size=32, device="cpu")
 
@@ -36,9 +36,11 @@ def test_job_trains_to_the_end_and_autosaves(digits, tmp_path):
     assert snap.status == "finished" and snap.epoch == 2 and snap.step == snap.total_steps
     assert len(snap.curves) == snap.step and len(snap.epoch_metrics) == 2 and len(snap.frames) == 2
     assert snap.frames[-1].reconstructions.shape == (16, 1, 8, 8)
-    assert snap.threads.endswith("CPU thread") or snap.threads.endswith("CPU threads")
+    assert snap.threads.startswith(f"{snap.config['threads']} CPU thread")
+    assert snap.config["threads"] in app_thread_candidates()
     saved = load_checkpoint(tmp_path / f"{job.run_id}.safetensors")
     assert saved.state.step == snap.step and saved.status == "finished"
+    assert saved.config.threads == snap.config["threads"]  # kept with the run, for a repeat or an exact resume
     assert saved.name == job.name == snap.name == "mlp z2 β1 digits h32 bs 32"
     epoch, weights = job.latest_weights()
     assert epoch == 2 and all(torch.equal(weights[k], v) for k, v in saved.state.model_state.items())
@@ -49,7 +51,7 @@ def test_a_job_trains_the_same_bits_as_the_loop_it_wraps(digits):
     job = TrainingJob(config, digits).start()
     assert job.wait(60)
     before = torch.get_num_threads()
-    torch.set_num_threads(app_thread_count())  # the job's count: a core is left to the UI
+    torch.set_num_threads(job.config.threads)  # the count the job chose and kept with the run
     try:
         direct = loop.train(config, digits)
     finally:

@@ -1,14 +1,31 @@
-"""The thread rule: the CLI keeps PyTorch's default, the app's training thread leaves a core to the
-UI, an environment variable overrides both, and a count is applied on the thread that trains."""
+"""Thread counts: a run's own count wins, then the environment's override; the CLI keeps PyTorch's
+default and the app times the run's own step on its candidate counts; the count is applied on the
+thread that trains and kept with the run."""
 
 import threading
+import time
 
 import pytest
 import torch
 
+from vae_core import thread_choice
 from vae_core.config import TrainConfig
 from vae_core.jobs import TrainingJob
-from vae_core.threads import THREADS_ENV, app_thread_count, thread_override, use_threads
+from vae_core.thread_choice import app_run_threads
+from vae_core.threads import (HOPELESS, MIN_ROUNDS, THREADS_ENV, UNTIMED_CALLS, app_thread_candidates, fastest_thread_count, thread_override,
+                              use_threads)
+
+CPU = torch.device("cpu")
+SMALL = dict(data="digits", hidden=(16,), latent_dim=2, epochs=1, device="cpu")
+
+
+def on_own_thread(work):
+    """Run `work` on a fresh thread (a thread count set there leaves the test's thread alone)."""
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("value", work()))
+    thread.start()
+    thread.join()
+    return result["value"]
 
 
 @pytest.mark.parametrize("value, expected", [("", None), ("3", 3), (" 2 ", 2), ("0", 1), ("-4", 1), ("many", None)])
@@ -17,34 +34,104 @@ def test_the_override_is_a_whole_number_or_ignored(monkeypatch, value, expected)
     assert thread_override() == expected
 
 
-def test_the_app_leaves_one_core_to_the_ui_unless_overridden(monkeypatch):
-    monkeypatch.delenv(THREADS_ENV, raising=False)
-    assert [app_thread_count(cores) for cores in (1, 2, 4, 16)] == [1, 1, 3, 15]
-    monkeypatch.setenv(THREADS_ENV, "2")
-    assert app_thread_count(cores=8) == 2
+def test_the_app_chooses_between_all_cores_and_one_left_to_the_ui():
+    assert [app_thread_candidates(cores) for cores in (1, 2, 4, 16)] == [(1,), (1, 2), (3, 4), (15, 16)]
+
+
+class FakeStep:
+    """A step that takes `seconds[count]` at the calling thread's count, and counts its calls."""
+
+    def __init__(self, seconds):
+        self.seconds, self.calls = seconds, []
+
+    def __call__(self):
+        count = torch.get_num_threads()
+        self.calls.append(count)
+        time.sleep(self.seconds[count])
+
+
+def test_the_faster_count_wins_and_each_is_timed_alike():
+    step = FakeStep({1: 0.006, 2: 0.002})
+    best, medians = on_own_thread(lambda: fastest_thread_count(step, (1, 2), budget_s=0.05))
+    assert best == 2 and set(medians) == {1, 2}
+    assert medians[1] == pytest.approx(0.006, abs=0.004) and medians[2] == pytest.approx(0.002, abs=0.004)
+    assert step.calls.count(1) == step.calls.count(2) >= MIN_ROUNDS + UNTIMED_CALLS
+    untimed = 2 * UNTIMED_CALLS
+    assert step.calls[untimed:untimed + 4] == [2, 1, 1, 2]  # the order alternates round by round
+
+
+def test_on_a_near_tie_the_smaller_count_wins():
+    step = FakeStep({1: 0.0100, 2: 0.0095})
+    assert on_own_thread(lambda: fastest_thread_count(step, (1, 2), budget_s=0.05))[0] == 1
+
+
+def test_rounds_stop_at_the_limit_even_within_the_budget():
+    step = FakeStep({1: 0.0, 2: 0.0})
+    on_own_thread(lambda: fastest_thread_count(step, (1, 2), budget_s=10.0, max_rounds=5))
+    assert len(step.calls) == 2 * (UNTIMED_CALLS + 5)
+
+
+def test_a_hopeless_count_is_not_timed_on():
+    step = FakeStep({1: 0.001, 2: 0.001 * HOPELESS * 3})  # e.g. two threads on cores busy elsewhere
+    assert on_own_thread(lambda: fastest_thread_count(step, (1, 2), budget_s=10.0))[0] == 1
+    assert len(step.calls) == 2 * (UNTIMED_CALLS + 1)
 
 
 def test_a_count_applies_to_the_calling_thread_and_gpus_are_left_alone():
-    seen = {}
-
-    def worker():
-        seen["description"] = use_threads(1, torch.device("cpu"))
-        seen["count"] = torch.get_num_threads()
-        seen["gpu"] = use_threads(3, torch.device("cuda"))
+    def work():
+        seen = {"description": use_threads(1, CPU), "count": torch.get_num_threads(),
+                "gpu": use_threads(3, torch.device("cuda"))}
         seen["after_gpu"] = torch.get_num_threads()
-        seen["kept"] = use_threads(None, torch.device("cpu"))
+        seen["kept"] = use_threads(None, CPU)
+        return seen
 
-    thread = threading.Thread(target=worker)
-    thread.start()
-    thread.join()
-    assert seen == {"description": "1 CPU thread", "count": 1, "gpu": "", "after_gpu": 1, "kept": "1 CPU thread"}
+    assert on_own_thread(work) == {"description": "1 CPU thread", "count": 1, "gpu": "", "after_gpu": 1,
+                                   "kept": "1 CPU thread"}
 
 
-def test_the_job_trains_with_the_apps_count_on_its_own_thread(digits, monkeypatch):
+def test_a_runs_own_count_wins_then_the_override(digits, monkeypatch):
+    monkeypatch.setenv(THREADS_ENV, "3")
+    assert app_run_threads(TrainConfig(threads=2, **SMALL), digits, CPU) == (2, "the run's own count")
+    assert app_run_threads(TrainConfig(**SMALL), digits, CPU) == (3, f"set by {THREADS_ENV}")
+    assert app_run_threads(TrainConfig(**SMALL), digits, torch.device("cuda")) == (None, "")
+
+
+def test_the_app_measures_once_per_kind_of_step(digits, monkeypatch):
     monkeypatch.delenv(THREADS_ENV, raising=False)
+    monkeypatch.setattr(thread_choice, "_measured", {})
+    measured = []
+
+    def fake_measure(config, dataset, device):
+        measured.append(config.batch_size)
+        return 2, {1: 0.0031, 2: 0.0020}
+
+    monkeypatch.setattr(thread_choice, "_measure", fake_measure)
+    first = app_run_threads(TrainConfig(**SMALL), digits, CPU)
+    assert first == (2, "measured: 1 thread 3.1 ms, 2 threads 2.0 ms a step")
+    # Another seed, lr or β computes a step of the same cost: the same count, so the same numbers.
+    assert app_run_threads(TrainConfig(seed=7, lr=0.01, beta=4.0, **SMALL), digits, CPU) == first
+    app_run_threads(TrainConfig(batch_size=64, **SMALL), digits, CPU)
+    assert measured == [128, 64]
+
+
+def test_a_real_measurement_times_the_runs_step_without_touching_the_run(digits, monkeypatch):
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    monkeypatch.setattr(thread_choice, "_measured", {})
+    count, how = on_own_thread(lambda: app_run_threads(TrainConfig(batch_size=32, **SMALL), digits, CPU))
+    assert count in app_thread_candidates() and how.startswith("measured: ")
+    if len(app_thread_candidates()) > 1:
+        assert how.count(" ms") == 2
+    # An epoch of two steps cannot be timed: the smaller count, and the reason.
+    assert app_run_threads(TrainConfig(batch_size=1024, **SMALL), digits, CPU) == (
+        min(app_thread_candidates()), "an epoch too short to time")
+
+
+def test_the_job_trains_with_its_count_on_its_own_thread_and_keeps_it(digits, monkeypatch):
+    monkeypatch.setenv(THREADS_ENV, "1")
     before = torch.get_num_threads()
-    job = TrainingJob(TrainConfig(data="digits", hidden=(16,), latent_dim=2, epochs=1, device="cpu"), digits).start()
+    job = TrainingJob(TrainConfig(**SMALL), digits).start()
     assert job.wait(60) and job.status == "finished"
-    count = app_thread_count()
-    assert job.snapshot().threads == f"{count} CPU thread{'s' * (count != 1)}"
+    snap = job.snapshot()
+    assert snap.threads == f"1 CPU thread (set by {THREADS_ENV})"
+    assert snap.config["threads"] == job.config.threads == 1
     assert torch.get_num_threads() == before  # the caller's own count is untouched
