@@ -4,9 +4,10 @@ reference loop (bench/reference_loop.py), one epoch of Fashion-MNIST each.
 The reference runs in a process of its own that never imports vae_core, so none of our settings
 reach it, on 1 and on 2 threads (one per core, PyTorch's default); the faster of the two is the
 reference each ratio divides by (a count over 3x slower than the other in the first round is not
-run again: under load, two spin-waiting threads can take minutes an epoch). Ours run through vae_core/loop.py, the one loop: the job as the
-app runs it (its training thread leaves a core to the UI: vae_core/threads.py), the Trainer as the
-CLI runs it (PyTorch's default threads).
+run again: under load, two spin-waiting threads can take minutes an epoch). Ours run through
+vae_core/loop.py, the one loop: the job as the app runs it (its thread count timed on its step when
+the first run of its kind starts: vae_core/thread_choice.py; that first run pays the timing), the
+Trainer as the CLI runs it (PyTorch's default threads).
 
 Each round trains one epoch (train + evaluation of the test set) with freshly built runs of every
 candidate, in alternating order (ABBA...), ours each on a fresh thread (bench/common.py says why);
@@ -80,6 +81,9 @@ class SnapshotReader:
                  snap.kl_per_dim.sum(), len(snap.epoch_metrics), len(snap.frames), snap.progress)
 
 
+JOB_THREADS: dict[int, str] = {}  # batch size -> the job's count and how it was chosen, for the figure
+
+
 def job_epoch(config: TrainConfig, dataset: ImageDataset, *, with_reader: bool = False) -> Timing:
     """A TrainingJob from start() to the end of its one epoch, optionally with a UI-like reader."""
     job = TrainingJob(config.replace(epochs=1), dataset)
@@ -89,6 +93,7 @@ def job_epoch(config: TrainConfig, dataset: ImageDataset, *, with_reader: bool =
     status = job.snapshot().status
     if status != "finished":
         raise RuntimeError(f"the training job ended {status}: {job.snapshot().message}")
+    JOB_THREADS[config.batch_size] = job.snapshot().threads
     return watch.timing
 
 
@@ -158,8 +163,8 @@ def ratio_row(figure: str, target: float | None, dataset: ImageDataset, timings:
 
 
 def speed_row(dataset: ImageDataset, batch_size: int, timings: dict[str, list[Timing]]) -> dict:
-    return ratio_row(f"Training speed: job as the app runs it / reference loop at its best thread count, "
-                     f"samples/s ({setting(dataset, batch_size, timings)})",
+    return ratio_row(f"Training speed: job as the app runs it (on {JOB_THREADS.get(batch_size, '?')}) / reference "
+                     f"loop at its best thread count, samples/s ({setting(dataset, batch_size, timings)})",
                      SPEED_RATIO_TARGET, dataset, timings, "job", "reference")
 
 
