@@ -1,8 +1,7 @@
 """How many CPU threads a training step uses.
 
 - A run that names its count (`TrainConfig.threads`: a resumed run, `--threads`, the Train form)
-  uses it: the count changes the float sums a step computes, so it is part of what makes a run
-  repeatable.
+  uses it: the count changes the float sums a step computes, so it makes a run repeatable.
 - `VAE_STUDIO_TORCH_THREADS=<n>` overrides the choices below, e.g. 1 on a machine shared with other work.
 - The CLI keeps PyTorch's default, a thread per core: a script that has the machine to itself.
 - The app measures (`app_thread_candidates`, `fastest_thread_count`): one thread per core, or one
@@ -15,8 +14,8 @@
   on a near tie the smaller count wins, as it suffers less when the UI wants a core.
 - GPUs are left alone: their work does not run on these threads.
 
-`torch.set_num_threads` is partly per thread (a process-wide default plus the calling thread's own
-OpenMP setting), so a count is applied on the thread that trains (`use_threads`).
+`torch.set_num_threads` is partly per thread (the calling thread's OpenMP setting): a count is
+applied on the thread that trains (`use_threads`).
 
 Idle thread teams: a thread that has run a parallel operation keeps its OpenMP workers until it
 ends; with more workers than cores libgomp cuts every team's spin-wait short, and a training step's
@@ -35,8 +34,7 @@ import torch
 
 THREADS_ENV = "VAE_STUDIO_TORCH_THREADS"
 TIE = 0.10  # a larger count must be this much faster to win
-UNTIMED_CALLS = 2  # per count, before timing
-MIN_ROUNDS, MAX_ROUNDS = 3, 40
+UNTIMED_CALLS, MIN_ROUNDS, MAX_ROUNDS = 2, 3, 40  # calls per count before timing; timed rounds
 HOPELESS = 3.0  # a count whose every step took this many times the other's slowest loses at once
 
 
