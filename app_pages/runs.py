@@ -126,7 +126,9 @@ def table_frame(rows: list[dict]) -> pd.DataFrame:
             "batch": config.get("batch_size"), "dataset": row["dataset"],
             "started": _started(row["run_id"], row["record"]), "where": row["where"],
             "link": f"?{session.RUN_PARAM}={row['run_id']}", "run id": row["run_id"]})
-    return pd.DataFrame(records)
+    frame = pd.DataFrame(records)
+    # The "why" column takes room beside the status only when a listed run needs explaining.
+    return frame if frame.empty or frame["why"].astype(bool).any() else frame.drop(columns="why")
 
 
 COLUMNS = {

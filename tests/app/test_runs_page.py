@@ -78,6 +78,7 @@ def test_table_lists_runs_with_distinct_names_statuses_and_links(app, two_runs):
     assert_no_exception(app)
     early, late = row_of(app, EARLY), row_of(app, LATE)
     assert (early["name"], late["name"]) == ("mlp twin", "mlp twin (2)")  # by creation time
+    assert "why" not in table(app).columns  # no run to explain: no column for it
     assert early["status"] == late["status"] == "finished" and early["epoch"] == 2 and late["β"] == 4.0
     assert early["test −ELBO"] > 0 and early["link"] == f"?run={EARLY}"
     app.text_input(key="runs_filter").input("TWIN (2)").run()  # any case
