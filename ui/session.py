@@ -58,7 +58,7 @@ def _warm_up() -> None:
         _warm_up_engine()
     finally:
         _engine_warm.set()  # even after an error: Start then loads what it needs itself, and says what failed
-    from vae_core.projection import warm_up_umap
+    from vae_core.projection import warm_up_projections
 
     # Compiling UMAP's kernels takes a core and the GIL for seconds (2 s of CPU with numba's disk cache
     # warm): never while a run trains, nor in the seconds a person who just opened the app takes to
@@ -69,7 +69,7 @@ def _warm_up() -> None:
         if any(job.snapshot().active for job in registry().jobs()):
             idle_since = time.monotonic()
         time.sleep(1.0)
-    warm_up_umap()
+    warm_up_projections()
 
 
 def _on_a_thread_of_its_own(work):

@@ -33,7 +33,7 @@ t-SNE takes ~21 s against scikit-learn's ~112 s at neighbour preservation 0.525 
   compilation at import when its own cache is cold. We point numba's cache at a persistent
   directory and switch on on-disk caching for every umap/pynndescent kernel: the first UMAP of
   10,000 points in a fresh process takes ~10 s, umap's import included (37-56 s with the
-  cache cold, once per machine). `warm_up_umap` lets the app pay that in the background.
+  cache cold, once per machine). `warm_up_projections` lets the app pay that in the background.
 """
 
 from __future__ import annotations
@@ -333,12 +333,14 @@ def _import_umap():
         return _umap_module
 
 
-def warm_up_umap() -> None:
-    """Import umap and compile (or load from the disk cache) every kernel a projection uses,
-    on a tiny array. The app calls this in a background thread at start-up so the user's first
-    UMAP does not wait for numba. The kernels depend on types, not sizes, and `_umap` feeds the
-    same float32/int32 arrays and settings whatever the size, so 64 points cover 10,000."""
+def warm_up_projections() -> None:
+    """Import scikit-learn's PCA (about 0.5 s of a fresh process, most of a first PCA's time) and
+    umap, and compile (or load from the disk cache) every kernel a UMAP projection uses, on tiny
+    arrays. The app calls this in a background thread so the user's first projection waits for
+    neither. UMAP's kernels depend on types, not sizes, and `_umap` feeds the same float32/int32
+    arrays and settings whatever the size, so 64 points cover 10,000."""
     points = np.random.default_rng(0).normal(size=(UMAP_WARM_UP_POINTS, 4))
+    project(points, "pca")
     project(points, "umap")
 
 

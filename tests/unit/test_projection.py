@@ -20,7 +20,7 @@ from vae_core.projection import (
     align,
     neighbour_preservation,
     project,
-    warm_up_umap,
+    warm_up_projections,
 )
 
 
@@ -65,7 +65,7 @@ def thread_failures(monkeypatch):
 
 @pytest.fixture(scope="module")
 def warm_umap():
-    warm_up_umap()
+    warm_up_projections()
 
 
 # --- PCA and pass-through -------------------------------------------------------------------
