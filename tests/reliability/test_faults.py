@@ -39,7 +39,8 @@ def test_cli_divergence_exits_non_zero_naming_the_step_and_saves_good_weights(tm
 
 
 def test_out_of_memory_fails_the_job_with_advice_and_keeps_the_weights(digits, tmp_path, monkeypatch):
-    job = TrainingJob(TrainConfig(epochs=3, **SMALL), digits, checkpoint_dir=tmp_path)
+    # A count of its own: no timing of thread counts, whose steps would meet the patched step first.
+    job = TrainingJob(TrainConfig(epochs=3, threads=1, **SMALL), digits, checkpoint_dir=tmp_path)
     real_step = loop.train_step
     calls = {"n": 0}
 
