@@ -15,9 +15,11 @@ from typing import Callable
 
 try:
     from playwright.sync_api import Page, expect
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 except ImportError:  # the conftest skips (or, under CI, fails) the suite with a clear reason
     Page = object
     expect = None
+    PlaywrightTimeoutError = TimeoutError
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -218,10 +220,15 @@ def stop_run(page: Page) -> dict:
 
 
 def stop_run_if_active(page: Page) -> None:
-    """Used in teardown from a fresh session on ?run=<id>."""
+    """Stop the run shown unless it has ended; a short run may end between the look and the click,
+    leaving Stop disabled, which is no failure (used in teardown from a fresh session on ?run=<id>)."""
     state = wait_until(page, lambda: progress(page), timeout_s=20, message="the progress line")
     if state["status"] in ACTIVE:
-        stop_run(page)
+        try:
+            button(page, "Stop").click(timeout=10_000)
+        except PlaywrightTimeoutError:
+            pass
+        wait_for_status(page, "stopped", "finished", "failed")
 
 
 # -- Plotly --------------------------------------------------------------------------------------------
