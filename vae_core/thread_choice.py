@@ -3,16 +3,22 @@ own training step (threads.py says why a rule alone cannot know)."""
 
 from __future__ import annotations
 
+import statistics
 import threading
-from typing import TYPE_CHECKING, Hashable
+import time
+from typing import TYPE_CHECKING, Callable, Hashable, Sequence
 
 import torch
 
-from .threads import MIN_ROUNDS, THREADS_ENV, UNTIMED_CALLS, app_thread_candidates, fastest_thread_count, thread_override
+from .threads import THREADS_ENV, app_thread_candidates, thread_override
 
 if TYPE_CHECKING:
     from .config import TrainConfig
     from .data import ImageDataset
+
+TIE = 0.10  # a larger count must be this much faster to win
+BLOCK_STEPS, MIN_ROUNDS, MAX_ROUNDS = 3, 3, 20  # timed steps in a row at one count; rounds of a block each
+HOPELESS = 3.0  # a count whose every step took this many times the other's slowest loses at once
 
 _measured: dict[Hashable, tuple[int, dict[int, float]]] = {}
 _measuring = threading.Lock()  # one measurement at a time: two at once would time each other
@@ -36,7 +42,7 @@ def app_run_threads(config: TrainConfig, dataset: ImageDataset, device: torch.de
             _measured[key] = _measure(config, dataset, device)
     count, medians = _measured[key]
     if not medians:
-        return count, "an epoch too short to time"
+        return count, "one core"
     timings = ", ".join(f"{n} thread{'s' * (n != 1)} {seconds * 1e3:.1f} ms" for n, seconds in medians.items())
     return count, f"measured: {timings} a step"
 
@@ -49,13 +55,59 @@ def step_kind(config: TrainConfig, dataset: ImageDataset, device: torch.device) 
 
 def _measure(config: TrainConfig, dataset: ImageDataset, device: torch.device) -> tuple[int, dict[int, float]]:
     """Time the run's step on a throwaway trainer of the same config: its own weights, optimiser and
-    generators, so the run's are untouched. Its steps stay within its first epoch."""
+    generators, so the run's are untouched."""
     from .loop import train_step
     from .trainer import Trainer
 
     candidates = app_thread_candidates()
+    if len(candidates) == 1:
+        return candidates[0], {}
     probe = Trainer(config, dataset, device=device)
-    rounds = probe.steps_per_epoch // len(candidates) - UNTIMED_CALLS  # all within its first epoch
-    if len(candidates) == 1 or rounds < MIN_ROUNDS:
-        return min(candidates), {}
-    return fastest_thread_count(lambda: train_step(probe), candidates, max_rounds=rounds)
+
+    def step() -> None:
+        if probe.step_in_epoch == probe.steps_per_epoch:
+            probe.end_epoch()  # a short epoch (a small dataset): on into the next; the median drops its cost
+        train_step(probe)
+
+    return fastest_thread_count(step, candidates)
+
+
+def fastest_thread_count(step: Callable[[], None], candidates: Sequence[int], budget_s: float = 0.3,
+                         max_rounds: int = MAX_ROUNDS) -> tuple[int, dict[int, float]]:
+    """Time `step` on the calling thread at each count: rounds of one block of BLOCK_STEPS steps per
+    count, in alternating order (so a change of load hits all alike), for about `budget_s` and at
+    most `max_rounds` (>= MIN_ROUNDS) rounds, or until one count is hopeless. A block's first step,
+    where the OpenMP team changes size, is not timed, nor is a first block at each count (one-time
+    costs: kernel choice, allocation). Returns the fastest count and each count's median seconds a
+    step. The calling thread keeps the last count set: apply the winner after."""
+    seconds: dict[int, list[float]] = {count: [] for count in candidates}
+
+    def block(count: int, timed: bool) -> None:
+        torch.set_num_threads(count)
+        step()
+        for _ in range(BLOCK_STEPS):
+            began = time.perf_counter()
+            step()
+            if timed:
+                seconds[count].append(time.perf_counter() - began)
+
+    for count in candidates:
+        block(count, timed=False)
+    deadline = time.perf_counter() + budget_s
+    for round_ in range(max(MIN_ROUNDS, max_rounds)):
+        if round_ >= MIN_ROUNDS and time.perf_counter() > deadline or round_ and _settled(seconds):
+            break
+        for count in candidates[::1 if round_ % 2 else -1]:
+            block(count, timed=True)
+    medians = {count: statistics.median(times) for count, times in seconds.items()}
+    best = min(candidates)
+    for count in sorted(candidates):
+        if medians[count] * (1 + TIE) < medians[best]:
+            best = count
+    return best, medians
+
+
+def _settled(seconds: dict[int, list[float]]) -> bool:
+    """True when one count's fastest step is HOPELESS times slower than another's slowest (e.g. two
+    threads whose cores are busy elsewhere: hundreds of milliseconds a step): no need to time on."""
+    return max(min(times) for times in seconds.values()) > HOPELESS * min(max(times) for times in seconds.values())

@@ -11,9 +11,8 @@ import torch
 from vae_core import thread_choice
 from vae_core.config import TrainConfig
 from vae_core.jobs import TrainingJob
-from vae_core.thread_choice import app_run_threads
-from vae_core.threads import (HOPELESS, MIN_ROUNDS, THREADS_ENV, UNTIMED_CALLS, app_thread_candidates, fastest_thread_count, thread_override,
-                              use_threads)
+from vae_core.thread_choice import BLOCK_STEPS, HOPELESS, MIN_ROUNDS, app_run_threads, fastest_thread_count
+from vae_core.threads import THREADS_ENV, app_thread_candidates, thread_override, use_threads
 
 CPU = torch.device("cpu")
 SMALL = dict(data="digits", hidden=(16,), latent_dim=2, epochs=1, device="cpu")
@@ -55,9 +54,11 @@ def test_the_faster_count_wins_and_each_is_timed_alike():
     best, medians = on_own_thread(lambda: fastest_thread_count(step, (1, 2), budget_s=0.05))
     assert best == 2 and set(medians) == {1, 2}
     assert medians[1] == pytest.approx(0.004, abs=0.0015) and medians[2] == pytest.approx(0.002, abs=0.0015)
-    assert step.calls.count(1) == step.calls.count(2) >= MIN_ROUNDS + UNTIMED_CALLS
-    untimed = 2 * UNTIMED_CALLS
-    assert step.calls[untimed:untimed + 4] == [2, 1, 1, 2]  # the order alternates round by round
+    block = BLOCK_STEPS + 1  # a block's first step, where the team changes size, is not timed
+    assert step.calls.count(1) == step.calls.count(2) >= block * (1 + MIN_ROUNDS)
+    # Blocks of one count in a row: an untimed block of each, then rounds in alternating order.
+    assert step.calls[:4 * block] == [1] * block + [2] * block + [2] * block + [1] * block
+    assert step.calls[4 * block:6 * block] == [1] * block + [2] * block
 
 
 def test_on_a_near_tie_the_smaller_count_wins():
@@ -68,13 +69,13 @@ def test_on_a_near_tie_the_smaller_count_wins():
 def test_rounds_stop_at_the_limit_even_within_the_budget():
     step = FakeStep({1: 0.0, 2: 0.0})
     on_own_thread(lambda: fastest_thread_count(step, (1, 2), budget_s=10.0, max_rounds=5))
-    assert len(step.calls) == 2 * (UNTIMED_CALLS + 5)
+    assert len(step.calls) == 2 * (BLOCK_STEPS + 1) * (1 + 5)
 
 
 def test_a_hopeless_count_is_not_timed_on():
     step = FakeStep({1: 0.001, 2: 0.001 * HOPELESS * 3})  # e.g. two threads on cores busy elsewhere
     assert on_own_thread(lambda: fastest_thread_count(step, (1, 2), budget_s=10.0))[0] == 1
-    assert len(step.calls) == 2 * (UNTIMED_CALLS + 1)
+    assert len(step.calls) == 2 * (BLOCK_STEPS + 1) * (1 + 1)
 
 
 def test_a_count_applies_to_the_calling_thread_and_gpus_are_left_alone():
@@ -121,9 +122,9 @@ def test_a_real_measurement_times_the_runs_step_without_touching_the_run(digits,
     assert count in app_thread_candidates() and how.startswith("measured: ")
     if len(app_thread_candidates()) > 1:
         assert how.count(" ms") == 2
-    # An epoch of two steps cannot be timed: the smaller count, and the reason.
-    assert app_run_threads(TrainConfig(batch_size=1024, **SMALL), digits, CPU) == (
-        min(app_thread_candidates()), "an epoch too short to time")
+    # A run of two steps an epoch is timed across epochs.
+    count, how = on_own_thread(lambda: app_run_threads(TrainConfig(batch_size=1024, **SMALL), digits, CPU))
+    assert count in app_thread_candidates() and how.startswith("measured: ")
 
 
 def test_the_job_trains_with_its_count_on_its_own_thread_and_keeps_it(digits, monkeypatch):

@@ -120,3 +120,14 @@ def test_train_runs_a_config_from_scratch_and_reports_each_epoch(digits):
     trainer = train(TrainConfig(data="digits", epochs=2, **SMALL), digits,
                     on_epoch=lambda t, metrics: seen.append(metrics["test_neg_elbo"]))
     assert trainer.finished and seen == [e["test_neg_elbo"] for e in trainer.history.epochs]
+
+
+def test_to_uint8_rounds_and_clips_like_torch():
+    """Computed by numpy (a job's caller thread must run no parallel torch operation), to the same bytes."""
+    from vae_core.trainer import to_uint8
+
+    images = torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 1.4 - 0.2
+    images[0, 0, 0, :4] = torch.tensor([0.5, 1.5, 2.5, 254.5]) / 255  # ties: to the even byte, as torch rounds
+    expected = (images.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    got = to_uint8(images)
+    assert got.dtype == np.uint8 and np.array_equal(got, expected)
