@@ -65,8 +65,11 @@ def _measure(config: TrainConfig, dataset: ImageDataset, device: torch.device) -
     probe = Trainer(config, dataset, device=device)
 
     def step() -> None:
+        # A short epoch (a small dataset) ended: a fresh copy, not an evaluation, whose flush would
+        # raise if the losses diverged. The median drops the rebuild's cost.
+        nonlocal probe
         if probe.step_in_epoch == probe.steps_per_epoch:
-            probe.end_epoch()  # a short epoch (a small dataset): on into the next; the median drops its cost
+            probe = Trainer(config, dataset, device=device)
         train_step(probe)
 
     return fastest_thread_count(step, candidates)
