@@ -88,10 +88,11 @@ def hyperparameter_form() -> None:
         device = device_column.selectbox("Device", session.device_choices(), key="train_device",
                                          help="auto: the GPU when there is one, else the CPU.")
         threads = threads_column.selectbox(
-            "CPU threads", THREAD_CHOICES, format_func=lambda n: "auto (timed)" if n is None else str(n),
-            help="auto: the run's first steps are timed on all cores and on one core fewer (the other "
-                 "left to this app), and the faster is used. The count is kept with the run: the sums a "
-                 "step computes depend on it, so a run repeats bit for bit with the same seed and count.")
+            "CPU threads", THREAD_CHOICES, format_func=lambda n: "auto" if n is None else str(n),
+            help="auto: a copy of the run's training step is timed on all cores and on one core fewer "
+                 "(the other left to this app), once per kind of model and batch size, and the faster "
+                 "count is used. The count is kept with the run: the sums a step computes depend on it, "
+                 "so a run repeats bit for bit with the same seed and count.")
         submitted = st.form_submit_button("Start training", type="primary", width="stretch")
         beside_start = st.container()  # errors show here, under the button the user just pressed
     if submitted:

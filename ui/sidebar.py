@@ -6,13 +6,15 @@ from __future__ import annotations
 import streamlit as st
 
 from . import access, session
+from .widgets import plain
 
 TRAIN_PAGE = "app_pages/train.py"
 
 
 def training_badge() -> None:
-    """One link per active run: 'Training: <run id> · epoch 3/10', opening the Train page on it. Served,
-    another person's run is only said to hold the device, without its id or a link."""
+    """One link per active run: 'Training: <run name> · epoch 3/10' (the id in its tooltip), opening the
+    Train page on it. Served, another person's run is only said to hold the device, without its name
+    or a link."""
     registry = session.existing_registry()
     if registry is None:
         return  # no registry in this process yet, so nothing can be training
@@ -25,6 +27,6 @@ def training_badge() -> None:
             if snap.status != "queued":
                 st.sidebar.caption(f"{doing}: another person's run on {snap.device}")
             continue
-        st.sidebar.page_link(TRAIN_PAGE, label=f"{doing}: {job.run_id} · epoch {snap.epoch}/{snap.epochs}",
+        st.sidebar.page_link(TRAIN_PAGE, label=f"{doing}: {plain(snap.name)} · epoch {snap.epoch}/{snap.epochs}",
                              icon=":material/model_training:", query_params={session.RUN_PARAM: job.run_id},
-                             width="stretch")
+                             help=f"run `{job.run_id}`", width="stretch")

@@ -26,7 +26,7 @@ _measuring = threading.Lock()  # one measurement at a time: two at once would ti
 
 def app_run_threads(config: TrainConfig, dataset: ImageDataset, device: torch.device) -> tuple[int | None, str]:
     """The count an app run trains with on `device` (None on a GPU) and why, e.g. "measured: 1 thread
-    3.1 ms a step, 2 threads 2.0 ms". A run's recorded count wins (its numbers depend on it), then
+    4.7 ms, 2 threads 3.5 ms a step". A run's recorded count wins (its numbers depend on it), then
     the environment's override, then a measurement, made once per kind of step in this process, so
     a run repeated with the same seed gets the same count and the same numbers."""
     if device.type != "cpu":

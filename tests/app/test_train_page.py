@@ -98,8 +98,8 @@ def test_a_second_start_queues_behind_the_first_and_says_so(app):
     note = rendered(" ".join(i.value for i in app.info))
     assert "Queued, number 1 in line" in note and f"**{_job(first).snapshot().name}**" in note  # by name
     badges = [link.label for link in app.get("page_link")]
-    assert any(label.startswith(f"Training: {first}") for label in badges), badges
-    assert any(label.startswith(f"Queued: {second}") for label in badges), badges
+    assert any(label.startswith(f"Training: {_job(first).snapshot().name} · ") for label in badges), badges
+    assert any(label.startswith(f"Queued: {_job(second).snapshot().name} · ") for label in badges), badges
     {b.label: b for b in app.button}["Stop"].click()  # takes the queued run out of the queue
     app.run()
     assert _job(second).wait(5) and _job(second).snapshot().status == "cancelled"
@@ -115,8 +115,9 @@ def test_every_new_tab_shows_the_training_run_with_a_link_to_it(app):
     other_tab = AppTest.from_file(APP, default_timeout=60)
     other_tab.switch_page("app_pages/theory.py")
     other_tab.run()
-    link = next(link for link in other_tab.get("page_link") if run_id in link.label)
-    assert link.label.startswith(f"Training: {run_id} · epoch ")
+    name = _job(run_id).snapshot().name
+    link = next(link for link in other_tab.get("page_link") if link.proto.query_string == f"run={run_id}")
+    assert link.label.startswith(f"Training: {name} · epoch ") and run_id in link.proto.help  # by name, id beside
     assert link.proto.query_string == f"run={run_id}" and link.proto.page_script_hash  # the Train page, on the run
 
 
