@@ -18,8 +18,10 @@ def test_a_second_session_queues_behind_the_first_and_sees_it_in_the_sidebar(ope
     running = wait_for_status(first, "running")
 
     second.reload()  # a tab opened while A trains
-    # The link names the run (its id is in the link's address and tooltip).
-    badge = second.locator(f'[data-testid="stPageLink-NavLink"][href*="run={run_id}"]').filter(has_text="Training: ")
+    # A's run, linked by its name (its id is in the link's address); the click below opens it. While the
+    # page re-runs, Streamlit may show the previous run's element beside the new one: take the first.
+    badge = second.locator(f'[data-testid="stPageLink-NavLink"][href*="run={run_id}"]').filter(
+        has_text="Training: ").first
     expect(badge).to_be_visible()
     start_training(second, "digits", long_run=False)
     queued_id = wait_until(second, lambda: (rid := url_run_id(second)) and rid != run_id and rid,
