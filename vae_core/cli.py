@@ -130,14 +130,14 @@ def cmd_train(args: argparse.Namespace) -> dict:
 
 
 def _train(args: argparse.Namespace, launch) -> dict:
+    import torch
+
     from .checkpoint import checkpoint_dataset, load_checkpoint, save_trainer_checkpoint
+    from .device import resolve_device
     from .distributed import distribute, first_on_each_node, join
     from .loop import Hooks, run_to_end
     from .run_ids import new_run_id
     from .speed import compiled
-    import torch
-
-    from .device import resolve_device
     from .threads import thread_override, use_threads
     from .trainer import Trainer
 
