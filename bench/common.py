@@ -18,7 +18,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ if str(ROOT) not in sys.path:  # `python bench/bench_x.py` puts bench/, not the 
 import torch  # noqa: E402
 
 from vae_core.data import DEBIAN_FASHION_MNIST_DIR, ImageDataset, load_dataset  # noqa: E402
+from vae_core.threads import on_a_thread_of_its_own  # noqa: E402
 
 FULL_DATASET = "fashion-mnist"
 FALLBACK_DATASET = "mnist-sample"
@@ -143,20 +143,7 @@ def in_fresh_thread(candidate: Callable[[], Measurement]) -> Measurement:
     2 cores one idle team beside a training thread's makes libgomp throttle its spin-waiting and
     halves that thread's speed (vae_core/threads.py). Run on one long-lived thread, whichever
     candidate went first would slow down the others."""
-    outcome: dict[str, object] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = candidate()
-        except BaseException as error:  # re-raised on the calling thread
-            outcome["error"] = error
-
-    worker = threading.Thread(target=run, name="bench-candidate")
-    worker.start()
-    worker.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+    return on_a_thread_of_its_own(candidate, name="bench-candidate")
 
 
 def interleaved(candidates: dict[Hashable, Callable[[], Measurement]], rounds: int) -> dict[Hashable, list[Measurement]]:

@@ -72,18 +72,6 @@ def _warm_up() -> None:
     warm_up_projections()
 
 
-def _on_a_thread_of_its_own(work):
-    """`work()` on a thread that ends when it does: the OpenMP workers its tensor work starts end
-    with it, instead of idling beside the training thread's (threads.py says why that slows it)."""
-    result = []
-    thread = threading.Thread(target=lambda: result.append(work()), name="warm-up-tensors")
-    thread.start()
-    thread.join()
-    if not result:
-        raise RuntimeError("the warm-up's tensor work failed (its error is in the log above)")
-    return result[0]
-
-
 def _warm_up_engine() -> None:
     """Everything the first Start needs: torch and the engine, the devices, the default dataset, the
     first optimiser (building one imports torch._dynamo, ~1 s, once per process) and the thread count
@@ -106,18 +94,19 @@ def _warm_up_engine() -> None:
     from vae_core.data import DEFAULT_DATASET, load_dataset
     from vae_core.device import available_devices, resolve_device
     from vae_core.thread_choice import app_run_threads
+    from vae_core.threads import on_a_thread_of_its_own
     from vae_core.trainer import make_adam
 
     registry()
     _devices_found = tuple(available_devices())
     done("engine")
-    dataset = _on_a_thread_of_its_own(lambda: load_dataset(DEFAULT_DATASET))  # kept in the engine's cache
+    dataset = on_a_thread_of_its_own(lambda: load_dataset(DEFAULT_DATASET))  # kept in the engine's cache
     done("dataset")
     make_adam(torch.nn.Linear(1, 1), 1e-3)
     done("optimiser")
     default_run = TrainConfig()
     device = resolve_device(default_run.device)
-    _on_a_thread_of_its_own(lambda: app_run_threads(default_run, dataset, device))  # remembered per process
+    on_a_thread_of_its_own(lambda: app_run_threads(default_run, dataset, device))  # remembered per process
     done("threads")
     print(f"{WARM_UP_LOG_PREFIX} {time.perf_counter() - began:.2f} s: " + ", ".join(
         f"{name} {wall:.2f} s (CPU {busy:.2f} s)" for name, (wall, busy) in took.items()),

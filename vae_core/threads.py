@@ -26,10 +26,13 @@ So a job trains on a thread of its own, and the app's other tensor work runs on 
 from __future__ import annotations
 
 import os
+import threading
+from typing import Callable, TypeVar
 
 import torch
 
 THREADS_ENV = "VAE_STUDIO_TORCH_THREADS"
+Result = TypeVar("Result")
 
 
 def thread_override() -> int | None:
@@ -56,3 +59,23 @@ def use_threads(count: int | None, device: torch.device) -> str:
         torch.set_num_threads(count)
     count = torch.get_num_threads()
     return f"{count} CPU thread{'s' * (count != 1)}"
+
+
+def on_a_thread_of_its_own(work: Callable[[], Result], name: str = "tensor-work") -> Result:
+    """`work()` on a new thread that ends when it does, so the OpenMP workers its tensor work starts
+    end with it instead of idling beside a training thread's (see "Idle thread teams" above). Its
+    result is returned and its exception re-raised on the calling thread."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as error:  # re-raised on the calling thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, name=name)
+    worker.start()
+    worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

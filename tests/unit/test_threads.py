@@ -2,7 +2,6 @@
 default and the app times the run's own step on its candidate counts; the count is applied on the
 thread that trains and kept with the run."""
 
-import threading
 import time
 
 import pytest
@@ -12,19 +11,10 @@ from vae_core import thread_choice
 from vae_core.config import TrainConfig
 from vae_core.jobs import TrainingJob
 from vae_core.thread_choice import BLOCK_STEPS, HOPELESS, MIN_ROUNDS, app_run_threads, fastest_thread_count
-from vae_core.threads import THREADS_ENV, app_thread_candidates, thread_override, use_threads
+from vae_core.threads import THREADS_ENV, app_thread_candidates, on_a_thread_of_its_own, thread_override, use_threads
 
 CPU = torch.device("cpu")
 SMALL = dict(data="digits", hidden=(16,), latent_dim=2, epochs=1, device="cpu")
-
-
-def on_own_thread(work):
-    """Run `work` on a fresh thread (a thread count set there leaves the test's thread alone)."""
-    result = {}
-    thread = threading.Thread(target=lambda: result.setdefault("value", work()))
-    thread.start()
-    thread.join()
-    return result["value"]
 
 
 @pytest.mark.parametrize("value, expected", [("", None), ("3", 3), (" 2 ", 2), ("0", 1), ("-4", 1), ("many", None)])
@@ -51,7 +41,7 @@ class FakeStep:
 
 def test_the_faster_count_wins_and_each_is_timed_alike():
     step = FakeStep({1: 0.004, 2: 0.002})  # within HOPELESS of each other: timed to the budget
-    best, medians = on_own_thread(lambda: fastest_thread_count(step, (1, 2), budget_s=0.05))
+    best, medians = on_a_thread_of_its_own(lambda: fastest_thread_count(step, (1, 2), budget_s=0.05))
     assert best == 2 and set(medians) == {1, 2}
     assert medians[1] == pytest.approx(0.004, abs=0.0015) and medians[2] == pytest.approx(0.002, abs=0.0015)
     block = BLOCK_STEPS + 1  # a block's first step, where the team changes size, is not timed
@@ -63,18 +53,18 @@ def test_the_faster_count_wins_and_each_is_timed_alike():
 
 def test_on_a_near_tie_the_smaller_count_wins():
     step = FakeStep({1: 0.0100, 2: 0.0095})
-    assert on_own_thread(lambda: fastest_thread_count(step, (1, 2), budget_s=0.05))[0] == 1
+    assert on_a_thread_of_its_own(lambda: fastest_thread_count(step, (1, 2), budget_s=0.05))[0] == 1
 
 
 def test_rounds_stop_at_the_limit_even_within_the_budget():
     step = FakeStep({1: 0.0, 2: 0.0})
-    on_own_thread(lambda: fastest_thread_count(step, (1, 2), budget_s=10.0, max_rounds=5))
+    on_a_thread_of_its_own(lambda: fastest_thread_count(step, (1, 2), budget_s=10.0, max_rounds=5))
     assert len(step.calls) == 2 * (BLOCK_STEPS + 1) * (1 + 5)
 
 
 def test_a_hopeless_count_is_not_timed_on():
     step = FakeStep({1: 0.001, 2: 0.001 * HOPELESS * 3})  # e.g. two threads on cores busy elsewhere
-    assert on_own_thread(lambda: fastest_thread_count(step, (1, 2), budget_s=10.0))[0] == 1
+    assert on_a_thread_of_its_own(lambda: fastest_thread_count(step, (1, 2), budget_s=10.0))[0] == 1
     assert len(step.calls) == 2 * (BLOCK_STEPS + 1) * (1 + 1)
 
 
@@ -86,7 +76,7 @@ def test_a_count_applies_to_the_calling_thread_and_gpus_are_left_alone():
         seen["kept"] = use_threads(None, CPU)
         return seen
 
-    assert on_own_thread(work) == {"description": "1 CPU thread", "count": 1, "gpu": "", "after_gpu": 1,
+    assert on_a_thread_of_its_own(work) == {"description": "1 CPU thread", "count": 1, "gpu": "", "after_gpu": 1,
                                    "kept": "1 CPU thread"}
 
 
@@ -118,12 +108,12 @@ def test_the_app_measures_once_per_kind_of_step(digits, monkeypatch):
 def test_a_real_measurement_times_the_runs_step_without_touching_the_run(digits, monkeypatch):
     monkeypatch.delenv(THREADS_ENV, raising=False)
     monkeypatch.setattr(thread_choice, "_measured", {})
-    count, how = on_own_thread(lambda: app_run_threads(TrainConfig(batch_size=32, **SMALL), digits, CPU))
+    count, how = on_a_thread_of_its_own(lambda: app_run_threads(TrainConfig(batch_size=32, **SMALL), digits, CPU))
     assert count in app_thread_candidates() and how.startswith("measured: ")
     if len(app_thread_candidates()) > 1:
         assert how.count(" ms") == 2
     # A run of two steps an epoch is timed across epochs.
-    count, how = on_own_thread(lambda: app_run_threads(TrainConfig(batch_size=1024, **SMALL), digits, CPU))
+    count, how = on_a_thread_of_its_own(lambda: app_run_threads(TrainConfig(batch_size=1024, **SMALL), digits, CPU))
     assert count in app_thread_candidates() and how.startswith("measured: ")
 
 
@@ -136,3 +126,12 @@ def test_the_job_trains_with_its_count_on_its_own_thread_and_keeps_it(digits, mo
     assert snap.threads == f"1 CPU thread (set by {THREADS_ENV})"
     assert snap.config["threads"] == job.config.threads == 1
     assert torch.get_num_threads() == before  # the caller's own count is untouched
+
+
+def test_work_on_a_thread_of_its_own_returns_its_result_or_raises_its_error():
+    import threading
+
+    caller = threading.get_ident()
+    assert on_a_thread_of_its_own(threading.get_ident) != caller
+    with pytest.raises(ValueError, match="bad input"):
+        on_a_thread_of_its_own(lambda: (_ for _ in ()).throw(ValueError("bad input")))
