@@ -1,5 +1,6 @@
 """The CPU thread count a run trains with, and in the app how it was chosen: timed on the run's
-own training step (threads.py says why a rule alone cannot know)."""
+own training step (threads.py says why a rule alone cannot know), or remembered from a timing an
+earlier process made on this machine (thread_memory.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Callable, Hashable, Sequence
 
 import torch
 
+from . import thread_memory
 from .threads import THREADS_ENV, app_thread_candidates, thread_override
 
 if TYPE_CHECKING:
@@ -20,15 +22,17 @@ TIE = 0.10  # a larger count must be this much faster to win
 BLOCK_STEPS, MIN_ROUNDS, MAX_ROUNDS = 3, 3, 20  # timed steps in a row at one count; rounds of a block each
 HOPELESS = 3.0  # a count whose every step took this many times the other's slowest loses at once
 
-_measured: dict[Hashable, tuple[int, dict[int, float]]] = {}
+# kind of step -> (count, each count's median seconds, when an earlier process timed it or None)
+_measured: dict[Hashable, tuple[int, dict[int, float], float | None]] = {}
 _measuring = threading.Lock()  # one measurement at a time: two at once would time each other
 
 
 def app_run_threads(config: TrainConfig, dataset: ImageDataset, device: torch.device) -> tuple[int | None, str]:
     """The count an app run trains with on `device` (None on a GPU) and why, e.g. "measured: 1 thread
     4.7 ms, 2 threads 3.5 ms a step". A run's recorded count wins (its numbers depend on it), then
-    the environment's override, then a measurement, made once per kind of step in this process, so
-    a run repeated with the same seed gets the same count and the same numbers."""
+    the environment's override, then a measurement: one an earlier process made on this machine, or
+    one made now. Either is kept for the rest of the process, once per kind of step, so a run
+    repeated with the same seed gets the same count and the same numbers."""
     if device.type != "cpu":
         return None, ""
     if config.threads is not None:
@@ -39,18 +43,42 @@ def app_run_threads(config: TrainConfig, dataset: ImageDataset, device: torch.de
     key = step_kind(config, dataset, device)
     with _measuring:
         if key not in _measured:
-            _measured[key] = _measure(config, dataset, device)
-    count, medians = _measured[key]
+            _measured[key] = _remembered_or_measured(key, config, dataset, device)
+    count, medians, timed_at = _measured[key]
     if not medians:
         return count, "one core"
     timings = ", ".join(f"{n} thread{'s' * (n != 1)} {seconds * 1e3:.1f} ms" for n, seconds in medians.items())
-    return count, f"measured: {timings} a step"
+    earlier = "" if timed_at is None else time.strftime(" (timed on this machine on %d %b at %H:%M)",
+                                                        time.localtime(timed_at))
+    return count, f"measured: {timings} a step{earlier}"
+
+
+def refresh_timing(config: TrainConfig, dataset: ImageDataset, device: torch.device) -> None:
+    """Time the step of `config` now and remember it for the next process. This one keeps the count it
+    chose, so that its runs stay repeatable. The app calls it when its CPU has been idle a while,
+    so that a timing taken at a busy moment (a browser loading the page) does not stick."""
+    if device.type != "cpu" or thread_override() is not None or len(app_thread_candidates()) == 1:
+        return
+    with _measuring:
+        count, medians = _measure(config, dataset, device)
+    thread_memory.remember(repr(step_kind(config, dataset, device)), thread_memory.timed_now(count, medians))
 
 
 def step_kind(config: TrainConfig, dataset: ImageDataset, device: torch.device) -> Hashable:
     """What sets the cost of a training step (not the seed, lr or β, which change no shapes)."""
     return (config.model, config.hidden, config.latent_dim, config.batch_size, config.precision, config.recon,
             config.learn_variance, dataset.image_shape, dataset.num_classes, str(device))
+
+
+def _remembered_or_measured(key: Hashable, config: TrainConfig, dataset: ImageDataset,
+                            device: torch.device) -> tuple[int, dict[int, float], float | None]:
+    remembered = thread_memory.recall(repr(key), app_thread_candidates())
+    if remembered is not None:
+        return remembered.count, remembered.seconds, remembered.at
+    count, medians = _measure(config, dataset, device)
+    if medians:
+        thread_memory.remember(repr(key), thread_memory.timed_now(count, medians))
+    return count, medians, None
 
 
 def _measure(config: TrainConfig, dataset: ImageDataset, device: torch.device) -> tuple[int, dict[int, float]]:

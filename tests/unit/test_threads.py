@@ -17,6 +17,12 @@ CPU = torch.device("cpu")
 SMALL = dict(data="digits", hidden=(16,), latent_dim=2, epochs=1, device="cpu")
 
 
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """No timing remembered by an earlier process (vae_core/thread_memory.py): each test times anew."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+
+
 @pytest.mark.parametrize("value, expected", [("", None), ("3", 3), (" 2 ", 2), ("0", 1), ("-4", 1), ("many", None)])
 def test_the_override_is_a_whole_number_or_ignored(monkeypatch, value, expected):
     monkeypatch.setenv(THREADS_ENV, value)

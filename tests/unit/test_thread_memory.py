@@ -1,0 +1,127 @@
+"""Thread timings remembered between processes on one machine (vae_core/thread_memory.py), and how
+the app's choice uses them (vae_core/thread_choice.py)."""
+
+import json
+
+import pytest
+import torch
+
+from vae_core import thread_choice, thread_memory
+from vae_core.config import TrainConfig
+from vae_core.thread_choice import app_run_threads, refresh_timing, step_kind
+from vae_core.thread_memory import MAX_KINDS, Timing, machine_key, recall, remember, timings_file
+from vae_core.threads import THREADS_ENV
+
+CPU = torch.device("cpu")
+SMALL = dict(data="digits", hidden=(16,), latent_dim=2, epochs=1, device="cpu")
+CANDIDATES = (1, 2)
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    monkeypatch.setattr(thread_choice, "_measured", {})
+
+
+def test_a_timing_is_remembered_for_its_kind_of_step_on_this_machine():
+    assert recall("kind", CANDIDATES) is None
+    remember("kind", Timing(2, {1: 0.0047, 2: 0.0035}, 1000.0))
+    assert recall("kind", CANDIDATES) == Timing(2, {1: 0.0047, 2: 0.0035}, 1000.0)
+    assert recall("another kind", CANDIDATES) is None
+    stored = json.loads(timings_file().read_text())
+    assert stored["machine"] == machine_key() and list(stored["kinds"]) == ["kind"]
+
+
+def test_a_timing_from_another_machine_or_torch_version_is_never_used(monkeypatch):
+    remember("kind", Timing(2, {1: 0.004, 2: 0.003}, 1000.0))
+    monkeypatch.setattr(thread_memory, "machine_key", lambda: "AMD EPYC | x86_64 | AVX2 | 2 cores | torch 2.14.1")
+    assert recall("kind", CANDIDATES) is None
+    remember("other", Timing(1, {1: 0.004, 2: 0.009}, 2000.0))  # the other machine's file replaces it
+    assert list(json.loads(timings_file().read_text())["kinds"]) == ["other"]
+
+
+def test_a_timing_for_other_core_counts_is_not_used():
+    remember("kind", Timing(4, {3: 0.004, 4: 0.003}, 1000.0))
+    assert recall("kind", CANDIDATES) is None
+
+
+@pytest.mark.parametrize("content", [
+    "not json", "[]", '{"machine": "MACHINE", "kinds": []}',
+    '{"machine": "MACHINE", "kinds": {"kind": {"count": 2}}}',
+    '{"machine": "MACHINE", "kinds": {"kind": {"count": "two", "seconds": {"1": 0.1, "2": 0.1}, "at": 1}}}',
+    '{"machine": "MACHINE", "kinds": {"kind": {"count": 3, "seconds": {"1": 0.1, "2": 0.1}, "at": 1}}}',
+    '{"machine": "MACHINE", "kinds": {"kind": {"count": 2, "seconds": {"1": 0.1}, "at": 1}}}',
+    '{"machine": "MACHINE", "kinds": {"kind": {"count": 2, "seconds": {"1": -1, "2": 0.1}, "at": 1}}}',
+    '{"machine": "MACHINE", "kinds": {"kind": {"count": 2, "seconds": {"1": NaN, "2": 0.1}, "at": 1}}}',
+    '{"machine": "MACHINE", "kinds": {"kind": {"count": 2, "seconds": [0.1, 0.1], "at": 1}}}',
+])
+def test_a_malformed_file_is_ignored_and_replaced(content):
+    timings_file().parent.mkdir(parents=True)
+    timings_file().write_text(content.replace("MACHINE", machine_key()))
+    assert recall("kind", CANDIDATES) is None
+    remember("kind", Timing(1, {1: 0.002, 2: 0.003}, 1.0))
+    assert recall("kind", CANDIDATES) == Timing(1, {1: 0.002, 2: 0.003}, 1.0)
+
+
+def test_a_cache_that_cannot_be_written_is_skipped(tmp_path, monkeypatch):
+    blocker = tmp_path / "a file"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # its vae_studio folder cannot be made
+    remember("kind", Timing(2, {1: 0.004, 2: 0.003}, 1.0))  # no error
+    assert recall("kind", CANDIDATES) is None
+
+
+def test_the_newest_kinds_are_kept():
+    for number in range(MAX_KINDS + 5):
+        remember(f"kind {number}", Timing(1, {1: 0.001, 2: 0.002}, float(number)))
+    kinds = json.loads(timings_file().read_text())["kinds"]
+    assert len(kinds) == MAX_KINDS and "kind 4" not in kinds and f"kind {MAX_KINDS + 4}" in kinds
+
+
+def _fake_measure(monkeypatch, result):
+    calls = []
+
+    def measure(config, dataset, device):
+        calls.append(config.batch_size)
+        return result
+
+    monkeypatch.setattr(thread_choice, "_measure", measure)
+    monkeypatch.setattr(thread_choice, "app_thread_candidates", lambda: CANDIDATES)
+    return calls
+
+
+def test_the_app_uses_a_timing_an_earlier_process_made_without_timing_again(digits, monkeypatch):
+    config = TrainConfig(**SMALL)
+    remember(repr(step_kind(config, digits, CPU)), Timing(1, {1: 0.0031, 2: 0.0042}, 1796058000.0))
+    calls = _fake_measure(monkeypatch, (2, {1: 0.009, 2: 0.001}))
+    count, how = app_run_threads(config, digits, CPU)
+    assert calls == [] and count == 1
+    assert how.startswith("measured: 1 thread 3.1 ms, 2 threads 4.2 ms a step (timed on this machine on ")
+
+
+def test_a_timing_made_now_is_remembered_for_the_next_process(digits, monkeypatch):
+    config = TrainConfig(**SMALL)
+    calls = _fake_measure(monkeypatch, (2, {1: 0.0031, 2: 0.0020}))
+    assert app_run_threads(config, digits, CPU) == (2, "measured: 1 thread 3.1 ms, 2 threads 2.0 ms a step")
+    assert calls == [128]
+    remembered = recall(repr(step_kind(config, digits, CPU)), CANDIDATES)
+    assert (remembered.count, remembered.seconds) == (2, {1: 0.0031, 2: 0.0020})
+
+
+def test_a_refresh_times_again_for_the_next_process_and_this_one_keeps_its_count(digits, monkeypatch):
+    config = TrainConfig(**SMALL)
+    calls = _fake_measure(monkeypatch, (2, {1: 0.0031, 2: 0.0020}))
+    assert app_run_threads(config, digits, CPU)[0] == 2
+    calls = _fake_measure(monkeypatch, (1, {1: 0.0030, 2: 0.0090}))  # the machine is busier now
+    refresh_timing(config, digits, CPU)
+    assert calls == [128]
+    assert recall(repr(step_kind(config, digits, CPU)), CANDIDATES).count == 1  # for the next process
+    assert app_run_threads(config, digits, CPU)[0] == 2  # this one's runs repeat with the count they had
+
+
+def test_a_refresh_does_nothing_under_an_override(digits, monkeypatch):
+    calls = _fake_measure(monkeypatch, (2, {1: 0.0031, 2: 0.0020}))
+    monkeypatch.setenv(THREADS_ENV, "1")
+    refresh_timing(TrainConfig(**SMALL), digits, CPU)
+    assert calls == [] and not timings_file().exists()
