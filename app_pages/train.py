@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 import numpy as np
 import streamlit as st
@@ -39,8 +40,9 @@ def _parse_hidden(text: str) -> tuple[int, ...]:
     return widths
 
 
-def hyperparameter_form() -> None:
-    """Sliders in a form: moving one changes nothing until Start is pressed."""
+def hyperparameter_form() -> Callable[[], None] | None:
+    """Sliders in a form: moving one changes nothing until Start is pressed. Returns what Start asks
+    for (a call that starts the run), or None; the page makes the call once the rest is drawn."""
     from vae_core.data import DEFAULT_DATASET, describe_datasets
 
     datasets = describe_datasets()
@@ -95,11 +97,12 @@ def hyperparameter_form() -> None:
                  "so a run repeats bit for bit with the same seed and count.")
         submitted = st.form_submit_button("Start training", type="primary", width="stretch")
         beside_start = st.container()  # errors show here, under the button the user just pressed
-    if submitted:
-        start_run(source, upload, image_size, dict(
-            model=model, latent_dim=latent_dim, recon=recon, beta=beta, kl_anneal=kl_anneal,
-            kl_warmup_epochs=warmup, free_bits=free_bits, lr=lr, batch_size=batch_size, epochs=epochs,
-            seed=int(seed), device=device, threads=threads), hidden, beside_start)
+    if not submitted:
+        return None
+    values = dict(model=model, latent_dim=latent_dim, recon=recon, beta=beta, kl_anneal=kl_anneal,
+                  kl_warmup_epochs=warmup, free_bits=free_bits, lr=lr, batch_size=batch_size, epochs=epochs,
+                  seed=int(seed), device=device, threads=threads)
+    return lambda: start_run(source, upload, image_size, values, hidden, beside_start)
 
 
 def start_run(source: str, upload, image_size, values: dict, hidden_text: str, messages) -> None:
@@ -188,9 +191,21 @@ def queue_note(job) -> None:
             "runs before it end; **Stop** takes it out of the queue.", icon=":material/schedule:")
 
 
+def loss_sketch(curves, variational: bool, log_y: bool) -> None:
+    """The curves as plain SVG above the interactive chart, hidden by CSS once that has drawn: the
+    first points show while the browser still loads Plotly (ui/light_charts.py). Sent during the
+    first SKETCH_FOR_S seconds this browser tab shows a run, after which Plotly has long drawn."""
+    from ui.light_charts import SKETCH_FOR_S, hide_once_drawn, loss_sketch_svg
+
+    shown_since = st.session_state.setdefault("_loss_sketch_since", time.monotonic())
+    if len(curves) and time.monotonic() - shown_since < SKETCH_FOR_S:
+        with st.container(key="loss_sketch"):
+            st.markdown(hide_once_drawn("loss_area", "loss_sketch", "loss_chart"), unsafe_allow_html=True)
+            st.image(loss_sketch_svg(curves, variational=variational, log_y=log_y), width="stretch")
+
+
 def live_panel() -> None:
     """Re-run every second by its fragment while the job is active; the page re-runs once when it ends."""
-    from ui import charts
     from ui.curve_controls import PLOTLY_CONFIG, apply_curve_options, csv_download, curve_controls
     from vae_core.models import MODELS
 
@@ -208,9 +223,14 @@ def live_panel() -> None:
     progress(snap, variational)
     controls(job, snap)
     options = curve_controls("loss", wall_time=snap.curves.clock is not None)
-    figure = charts.loss_figure(snap.curves, snap.epoch_metrics, snap.events, log_y=options.log_y, variational=variational)
-    st.plotly_chart(apply_curve_options(figure, options, snap.steps_per_epoch, snap.curves.clock), key="loss_chart",
-                    config=PLOTLY_CONFIG)
+    with st.container(key="loss_area"):
+        loss_sketch(snap.curves, variational, options.log_y)
+        from ui import charts  # once the sketch is on its way: on a fresh server this import takes 0.3 s
+
+        figure = charts.loss_figure(snap.curves, snap.epoch_metrics, snap.events, log_y=options.log_y,
+                                    variational=variational)
+        st.plotly_chart(apply_curve_options(figure, options, snap.steps_per_epoch, snap.curves.clock),
+                        key="loss_chart", config=PLOTLY_CONFIG)
     csv_download([(snap.name, snap.curves, snap.steps_per_epoch)], key="loss_csv", file_name=f"{job.run_id}.csv")
     left, right = st.columns([1, 1])
     with left:
@@ -235,11 +255,16 @@ def live_panel() -> None:
         st.rerun()  # once, so the fragment is rebuilt without its timer and the page stops polling
 
 
-def empty_panel(run_id: str | None) -> None:
+def empty_panel(run_id: str | None, starting: bool) -> None:
     if run_id:
         st.warning(f"Run `{run_id}` is not training in this server (it may have been restarted). Its last "
                    "autosave is on the **Checkpoints** page, where you can resume it.")
     st.info("Set the hyperparameters and press **Start training**. The curves appear here within a second.")
+    if starting or session.engine_warming_up():
+        # Start was just pressed, or the server is fresh: the browser's CPU is better spent on the
+        # form and on the run's first points (drawn as a sketch while Plotly loads) than on parsing
+        # Plotly's bundle, which takes it a second or more; and a fresh server's on loading PyTorch.
+        return
     # Empty axes now, so the browser has the chart library loaded before the first point arrives.
     from ui import charts
 
@@ -249,12 +274,16 @@ def empty_panel(run_id: str | None) -> None:
 left, right = st.columns([1, 2], gap="large")
 with left:
     # Drawn first: it needs nothing heavy, so on a fresh server it is usable while torch still loads.
-    hyperparameter_form()
+    start_pressed = hyperparameter_form()
 with right:
     run_id = session.current_run_id()
     job = access.visible_job(run_id)
     if job is None:
-        empty_panel(run_id)
+        empty_panel(run_id, starting=start_pressed is not None)
     else:
         st.session_state["_live_was_active"] = job.snapshot().active
         st.fragment(live_panel, run_every=1.0 if job.snapshot().active else None)()
+if start_pressed:
+    # Last, once the rest of the page is on its way (the empty chart too, so the browser loads Plotly
+    # while the run starts): on a fresh server Start waits here for the warm-up to end.
+    start_pressed()

@@ -15,21 +15,11 @@ import plotly.graph_objects as go
 
 from vae_core.history import StepCurves
 
-MAX_CURVE_POINTS = 2000  # per trace; longer curves are averaged into buckets so the chart stays light
-COLOURS = {"total": "#636efa", "recon": "#00a37a", "kl": "#ef553b", "test": "#222222", "test_kl": "#ab63fa"}
+from .light_charts import COLOURS, downsample
+
 EVENT_LABEL_WIDTH = 0.1  # share of the step axis an 8-character label ("beta=4.5") covers in its panel
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf"]
-
-
-def downsample(steps: np.ndarray, values: np.ndarray, limit: int = MAX_CURVE_POINTS) -> tuple[np.ndarray, np.ndarray]:
-    """Bucket means, so a 100k-step curve costs the browser 2k points and keeps its shape."""
-    if len(steps) <= limit:
-        return steps, values
-    edges = np.linspace(0, len(steps), limit + 1).astype(int)
-    counts = np.diff(edges)
-    return (np.add.reduceat(steps.astype(np.float64), edges[:-1]) / counts,
-            np.add.reduceat(values.astype(np.float64), edges[:-1]) / counts)
 
 
 def empty_loss_figure() -> go.Figure:

@@ -50,7 +50,8 @@ _engine_warm = threading.Event()  # set once the warm-up has readied what Start 
 _devices_found: tuple[str, ...] = ()  # what the warm-up found; listing devices needs torch
 ENGINE_WARM_UP_TIMEOUT_S = 120.0
 WARM_UP_LOG_PREFIX = "VAE Studio: ready to train after a warm-up of"
-UMAP_WARM_UP_AFTER_IDLE_S = 15.0
+IDLE_WARM_UP_AFTER_S = 15.0
+_default_run = None  # (config, dataset, device) of the Train form's defaults, once the warm-up has them
 
 
 def _warm_up() -> None:
@@ -58,17 +59,24 @@ def _warm_up() -> None:
         _warm_up_engine()
     finally:
         _engine_warm.set()  # even after an error: Start then loads what it needs itself, and says what failed
-    from vae_core.projection import warm_up_projections
-
-    # Compiling UMAP's kernels takes a core and the GIL for seconds (2 s of CPU with numba's disk cache
-    # warm): never while a run trains, nor in the seconds a person who just opened the app takes to
-    # press Start (its first steps would share the CPU with the compiler). So: once nothing has
-    # trained for UMAP_WARM_UP_AFTER_IDLE_S in a row.
+    # What the first Start does not need waits until the CPU has been idle a while (nothing trained
+    # for IDLE_WARM_UP_AFTER_S in a row): compiling UMAP's kernels takes a core and the GIL for
+    # seconds (2 s of CPU with numba's disk cache warm), and pandas (for the Runs page's table) and a
+    # fresh timing of the default run's step (for the next server) take a few tenths. A run's steps,
+    # or the first steps of a person who just opened the app, would share the CPU with them.
     idle_since = time.monotonic()
-    while time.monotonic() - idle_since < UMAP_WARM_UP_AFTER_IDLE_S:
+    while time.monotonic() - idle_since < IDLE_WARM_UP_AFTER_S:
         if any(job.snapshot().active for job in registry().jobs()):
             idle_since = time.monotonic()
         time.sleep(1.0)
+    import pandas  # noqa: F401
+
+    from vae_core.projection import warm_up_projections
+    from vae_core.thread_choice import refresh_timing
+    from vae_core.threads import on_a_thread_of_its_own
+
+    if _default_run is not None:
+        on_a_thread_of_its_own(lambda: refresh_timing(*_default_run))
     warm_up_projections()
 
 
@@ -77,7 +85,7 @@ def _warm_up_engine() -> None:
     first optimiser (building one imports torch._dynamo, ~1 s, once per process) and the thread count
     of the default run (timed on its step: thread_choice.py). Prints how long each took (one line in
     the server's log; bench/bench_startup.py reads it)."""
-    global _devices_found
+    global _devices_found, _default_run
     took = {}  # phase -> (wall seconds, this thread's CPU seconds): on a busy machine they differ
     began = phase = time.perf_counter()
     cpu = time.thread_time()
@@ -107,6 +115,7 @@ def _warm_up_engine() -> None:
     default_run = TrainConfig()
     device = resolve_device(default_run.device)
     on_a_thread_of_its_own(lambda: app_run_threads(default_run, dataset, device))  # remembered per process
+    _default_run = (default_run, dataset, device)
     done("threads")
     print(f"{WARM_UP_LOG_PREFIX} {time.perf_counter() - began:.2f} s: " + ", ".join(
         f"{name} {wall:.2f} s (CPU {busy:.2f} s)" for name, (wall, busy) in took.items()),

@@ -193,3 +193,50 @@ def test_a_run_id_this_server_does_not_know_points_to_its_checkpoint(app):
     app.run()
     assert_no_exception(app)
     assert any("20200101-000000-gone" in w.value and "Checkpoints" in w.value for w in app.warning)
+
+
+def _sketches(app) -> list[str]:
+    """The loss curves' SVG sketches on the page (ui/light_charts.py), decoded from their data URIs."""
+    import base64
+
+    prefix = "data:image/svg+xml;base64,"
+    return [base64.b64decode(img.url[len(prefix):]).decode()
+            for image in app.get("image") for img in image.proto.imgs if img.url.startswith(prefix)]
+
+
+def test_a_runs_first_points_show_as_a_sketch_until_the_chart_has_drawn(app):
+    from ui.light_charts import SKETCH_FOR_S
+
+    app.run()
+    _start(_set_small_run(app, epochs=1))
+    run_id = app.session_state["run"]
+    assert _job(run_id).wait(60)
+    app.run()
+    assert_no_exception(app)
+    steps = len(_job(run_id).snapshot().curves)
+    [sketch] = _sketches(app)
+    assert sketch.count("<polyline") == 3
+    total = sketch.split('data-curve="total" points="')[1].split('"')[0]
+    assert len(total.split()) == min(steps, 300)
+    # The page's CSS hides the sketch once Plotly has drawn the chart beside it, which is sent too.
+    css = [m.value for m in app.markdown if ".st-key-loss_sketch { display: none; }" in m.value]
+    assert css == ["<style>.st-key-loss_area:has(.st-key-loss_chart .js-plotly-plot .main-svg) "
+                   ".st-key-loss_sketch { display: none; }</style>"]
+    assert any(any(t.get("name") == "KL" for t in spec["data"]) for spec in plotly_specs(app))
+    # Seconds later the browser has long drawn the chart: the sketch is no longer sent.
+    app.session_state["_loss_sketch_since"] = time.monotonic() - SKETCH_FOR_S - 1
+    app.run()
+    assert _sketches(app) == [] and any(any(t.get("name") == "KL" for t in spec["data"]) for spec in plotly_specs(app))
+
+
+def test_a_fresh_server_keeps_plotly_off_the_first_page(app, monkeypatch):
+    from ui import session
+
+    monkeypatch.setattr(session, "engine_warming_up", lambda: True)  # torch still loading
+    app.run()
+    assert_no_exception(app)
+    assert plotly_specs(app) == [] and "Start training" in [b.label for b in app.button]
+    monkeypatch.setattr(session, "engine_warming_up", lambda: False)
+    app.run()
+    [empty] = plotly_specs(app)  # the empty loss chart: the browser loads Plotly before any run
+    assert {t.get("name") for t in empty["data"]} == {"total", "reconstruction", "KL"}
