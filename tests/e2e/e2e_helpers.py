@@ -280,6 +280,12 @@ def loss_points(page: Page) -> dict[str, int]:
 FIRST_LOSS_POINT_JS = "() => { const found = (" + _PLOTS_JS + """)('""" + LOSS_CHART + """');
   return found.length > 0 && found[0].traces.some((t) => t.name === 'reconstruction' && t.points > 0);
 }"""
+# The curves' SVG sketch (shown while the browser loads Plotly: ui/light_charts.py), as the page shows
+# it: {"shown": decoded and taking space, "src": its data URI} per sketch image.
+LOSS_SKETCHES_JS = """() => [...document.querySelectorAll('.st-key-loss_sketch img')].map((img) => ({
+  shown: img.complete && img.naturalWidth > 0 && img.getBoundingClientRect().height > 0, src: img.src}))"""
+FIRST_SKETCH_OR_CHART_POINT_JS = (f"() => ({LOSS_SKETCHES_JS})().some((sketch) => sketch.shown) || "
+                                  f"({FIRST_LOSS_POINT_JS})()")
 
 
 # -- images ------------------------------------------------------------------------------------------------
