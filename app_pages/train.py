@@ -68,13 +68,15 @@ def hyperparameter_form() -> Callable[[], None] | None:
         latent_dim = st.slider("Latent size", 2, 128, DEFAULTS.latent_dim,
                                help="2 shows the latent space directly and enables the manifold grid.")
         st.subheader("Objective")
-        recon = st.selectbox("Reconstruction loss", RECON_LOSSES,
-                             format_func={"bce": "bce — Bernoulli (binary cross-entropy)",
-                                          "mse": "mse — Gaussian, variance 1"}.get)
+        recon = st.segmented_control("Reconstruction loss", RECON_LOSSES, default=DEFAULTS.recon, required=True,
+                                     format_func={"bce": "bce (Bernoulli)", "mse": "mse (Gaussian)"}.get,
+                                     help="bce: the binary cross-entropy of pixels in [0, 1], a Bernoulli likelihood. "
+                                          "mse: the note's Gaussian likelihood with variance 1 (half the summed "
+                                          "squared error, plus a constant).")
         beta = st.slider("β (KL weight)", 0.0, 10.0, DEFAULTS.beta, 0.1,
                          help="β>1 presses the posterior to the prior (smoother, blurrier); β<1 the opposite.")
-        kl_anneal = st.selectbox("KL annealing", KL_ANNEALING,
-                                 help="Warm β up from 0 so the decoder learns to use z before the KL bites.")
+        kl_anneal = st.segmented_control("KL annealing", KL_ANNEALING, default=DEFAULTS.kl_anneal, required=True,
+                                         help="Warm β up from 0 so the decoder learns to use z before the KL bites.")
         warmup = st.slider("Annealing period (epochs)", 1.0, 20.0, DEFAULTS.kl_warmup_epochs, 0.5)
         free_bits = st.slider("Free bits (nats per dimension)", 0.0, 2.0, 0.0, 0.05,
                               help="Each dimension's KL is counted as at least this much, so collapsing it "
@@ -164,18 +166,24 @@ def progress(snap, variational: bool) -> None:
     st.progress(snap.progress, text=f"{icon} {snap.status} · epoch {snap.epoch}/{snap.epochs} · "
                                     f"step {snap.step:,}/{snap.total_steps:,}{eta}")
     last = snap.epoch_metrics[-1] if snap.epoch_metrics else {}
-    recent = slice(-50, None)
-    cols = st.columns(4)
     on = f" on {snap.threads}" if snap.threads else ""
-    cols[0].metric("samples/s", f"{snap.samples_per_s:,.0f}", help=f"{snap.device}{on} · ETA {duration(snap.eta_s)}")
-    cols[1].metric("loss (last 50 steps)",
-                   nats(float(np.mean(snap.curves.total[recent])) if len(snap.curves) else None))
+    metrics_row(variational, samples_per_s=f"{snap.samples_per_s:,.0f}",
+                speed_help=f"{snap.device}{on} · ETA {duration(snap.eta_s)}",
+                loss=nats(float(np.mean(snap.curves.total[-50:])) if len(snap.curves) else None),
+                test=nats(last.get("test_neg_elbo" if variational else "test_recon")),
+                active_units=f"{last['active_units']}/{len(snap.kl_per_dim)}" if last else "–")
+
+
+def metrics_row(variational: bool, samples_per_s: str = "–", speed_help: str | None = None, loss: str = "–",
+                test: str = "–", active_units: str = "–") -> None:
+    cols = st.columns(4)
+    cols[0].metric("samples/s", samples_per_s, help=speed_help)
+    cols[1].metric("loss (last 50 steps)", loss)
     if variational:
-        cols[2].metric("test −ELBO", nats(last.get("test_neg_elbo")), help="nats per image, after the last epoch")
+        cols[2].metric("test −ELBO", test, help="nats per image, after the last epoch")
     else:
-        cols[2].metric("test reconstruction error", nats(last.get("test_recon")),
-                       help="per image, after the last epoch. " + AE_NOTE)
-    cols[3].metric("active units", f"{last['active_units']}/{len(snap.kl_per_dim)}" if last else "–",
+        cols[2].metric("test reconstruction error", test, help="per image, after the last epoch. " + AE_NOTE)
+    cols[3].metric("active units", active_units,
                    help="latent dimensions the encoder uses (variance of their mean over the test set > 0.01)")
 
 
@@ -260,6 +268,10 @@ def empty_panel(run_id: str | None, starting: bool) -> None:
         st.warning(f"Run `{run_id}` is not training in this server (it may have been restarted). Its last "
                    "autosave is on the **Checkpoints** page, where you can resume it.")
     st.info("Set the hyperparameters and press **Start training**. The curves appear here within a second.")
+    # The run's gauges, empty: where its numbers will show (and, on a fresh server, the browser has
+    # their code loaded before the first run's panel arrives).
+    st.progress(0.0, text="No run yet")
+    metrics_row(variational=True)
     if starting or session.engine_warming_up():
         # Start was just pressed, or the server is fresh: the browser's CPU is better spent on the
         # form and on the run's first points (drawn as a sketch while Plotly loads) than on parsing

@@ -105,7 +105,7 @@ def test_a_private_run_is_seen_and_driven_by_its_owner_alone(saved_runs):
         assert "another person's run" in page_text(bob), page  # the device is busy, and that is all he learns
     bob = served_session(BOB, "app_pages/train.py", run_id=job.run_id)
     assert not {"Pause", "Stop"} & {b.label for b in bob.button}
-    assert not bob.get("progress")  # no live panel of her run
+    assert [p.proto.text for p in bob.get("progress")] == ["No run yet"]  # the empty panel, not her run's
 
     # Alice stops it: her controls work.
     alice.run()

@@ -240,3 +240,16 @@ def test_a_fresh_server_keeps_plotly_off_the_first_page(app, monkeypatch):
     app.run()
     [empty] = plotly_specs(app)  # the empty loss chart: the browser loads Plotly before any run
     assert {t.get("name") for t in empty["data"]} == {"total", "reconstruction", "KL"}
+
+
+def test_the_objective_choices_reach_the_run(app):
+    app.run()
+    _set_small_run(app, epochs=1)
+    choices = {group.label: group for group in app.button_group}
+    assert choices["Reconstruction loss"].value == "bce" and choices["KL annealing"].value == "none"
+    choices["Reconstruction loss"].set_value("mse")
+    choices["KL annealing"].set_value("linear")
+    _start(app)
+    assert_no_exception(app)
+    config = _job(app.session_state["run"]).config
+    assert (config.recon, config.kl_anneal) == ("mse", "linear")
