@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import streamlit as st
@@ -108,10 +109,14 @@ def _warm_up_engine() -> None:
     registry()
     _devices_found = tuple(available_devices())
     done("engine")
-    dataset = on_a_thread_of_its_own(lambda: load_dataset(DEFAULT_DATASET))  # kept in the engine's cache
+    # The dataset loads (kept in the engine's cache) on a thread that ends with it, beside the
+    # optimiser's import, which holds the GIL while the file is read.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="warm-up-data") as loader:
+        loading = loader.submit(load_dataset, DEFAULT_DATASET)
+        make_adam(torch.nn.Linear(1, 1), 1e-3)
+        done("optimiser")
+        dataset = loading.result()
     done("dataset")
-    make_adam(torch.nn.Linear(1, 1), 1e-3)
-    done("optimiser")
     default_run = TrainConfig()
     device = resolve_device(default_run.device)
     on_a_thread_of_its_own(lambda: app_run_threads(default_run, dataset, device))  # remembered per process
