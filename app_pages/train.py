@@ -201,12 +201,18 @@ def queue_note(job) -> None:
 
 def loss_sketch(curves, variational: bool, log_y: bool) -> None:
     """The curves as plain SVG above the interactive chart, hidden by CSS once that has drawn: the
-    first points show while the browser still loads Plotly (ui/light_charts.py). Sent during the
-    first SKETCH_FOR_S seconds this browser tab shows a run, after which Plotly has long drawn."""
-    from ui.light_charts import SKETCH_FOR_S, hide_once_drawn, loss_sketch_svg
+    first points show while the browser still loads Plotly (ui/light_charts.py). A tab is sent it
+    for SKETCH_FOR_S from the moment it first shows a run, unless it was sent a Plotly chart long
+    enough before (the empty chart of a page that waited for its Start): its Plotly is loaded, and a
+    sketch would only flash for a few frames before the chart."""
+    from ui.light_charts import PLOTLY_LOADED_AFTER_S, SKETCH_FOR_S, hide_once_drawn, loss_sketch_svg
 
-    shown_since = st.session_state.setdefault("_loss_sketch_since", time.monotonic())
-    if len(curves) and time.monotonic() - shown_since < SKETCH_FOR_S:
+    now, state = time.monotonic(), st.session_state
+    if "_loss_sketch_until" not in state:
+        charted = state.get("_loss_chart_sent_at")
+        plotly_loaded = charted is not None and now - charted > PLOTLY_LOADED_AFTER_S
+        state["_loss_sketch_until"] = now if plotly_loaded else now + SKETCH_FOR_S
+    if len(curves) and now < state["_loss_sketch_until"]:
         with st.container(key="loss_sketch"):
             st.markdown(hide_once_drawn("loss_area", "loss_sketch", "loss_chart"), unsafe_allow_html=True)
             st.image(loss_sketch_svg(curves, variational=variational, log_y=log_y), width="stretch")
@@ -281,6 +287,7 @@ def empty_panel(run_id: str | None, starting: bool) -> None:
     from ui import charts
 
     st.plotly_chart(charts.empty_loss_figure(), key="loss_chart")
+    st.session_state.setdefault("_loss_chart_sent_at", time.monotonic())  # see loss_sketch
 
 
 left, right = st.columns([1, 2], gap="large")

@@ -20,6 +20,7 @@ from vae_core.history import StepCurves
 
 MAX_CURVE_POINTS = 2000  # per trace; longer curves are averaged into buckets so the chart stays light
 SKETCH_FOR_S = 20.0  # a tab is sent the sketch this long after it first shows a run; Plotly has drawn by then
+PLOTLY_LOADED_AFTER_S = 3.0  # a tab sent a Plotly chart this long ago has loaded it (measured: 1.1-2.2 s after)
 SKETCH_POINTS = 300  # per trace of a sketch: a 400-pixel-wide panel shows no more
 COLOURS = {"total": "#636efa", "recon": "#00a37a", "kl": "#ef553b", "test": "#222222", "test_kl": "#ab63fa"}
 # The sketch's geometry, in its viewBox's units (one unit is a pixel at the loss chart's 380-pixel height).

@@ -205,8 +205,6 @@ def _sketches(app) -> list[str]:
 
 
 def test_a_runs_first_points_show_as_a_sketch_until_the_chart_has_drawn(app):
-    from ui.light_charts import SKETCH_FOR_S
-
     app.run()
     _start(_set_small_run(app, epochs=1))
     run_id = app.session_state["run"]
@@ -224,7 +222,18 @@ def test_a_runs_first_points_show_as_a_sketch_until_the_chart_has_drawn(app):
                    ".st-key-loss_sketch { display: none; }</style>"]
     assert any(any(t.get("name") == "KL" for t in spec["data"]) for spec in plotly_specs(app))
     # Seconds later the browser has long drawn the chart: the sketch is no longer sent.
-    app.session_state["_loss_sketch_since"] = time.monotonic() - SKETCH_FOR_S - 1
+    app.session_state["_loss_sketch_until"] = time.monotonic() - 1
+    app.run()
+    assert _sketches(app) == [] and any(any(t.get("name") == "KL" for t in spec["data"]) for spec in plotly_specs(app))
+
+
+def test_a_tab_that_has_had_plotly_for_a_while_gets_no_sketch(app):
+    from ui.light_charts import PLOTLY_LOADED_AFTER_S
+
+    app.run()  # the empty chart: the browser loads Plotly while the person fills in the form
+    app.session_state["_loss_chart_sent_at"] = time.monotonic() - PLOTLY_LOADED_AFTER_S - 1
+    _start(_set_small_run(app, epochs=1))
+    assert _job(app.session_state["run"]).wait(60)
     app.run()
     assert _sketches(app) == [] and any(any(t.get("name") == "KL" for t in spec["data"]) for spec in plotly_specs(app))
 
