@@ -41,27 +41,34 @@ def app_run_threads(config: TrainConfig, dataset: ImageDataset, device: torch.de
     if override is not None:
         return override, f"set by {THREADS_ENV}"
     key = step_kind(config, dataset, device)
-    with _measuring:
-        if key not in _measured:
-            _measured[key] = _remembered_or_measured(key, config, dataset, device)
+    if key not in _measured:  # a known count never waits for a measurement of another (a refresh)
+        with _measuring:
+            if key not in _measured:
+                _measured[key] = _remembered_or_measured(key, config, dataset, device)
     count, medians, timed_at = _measured[key]
     if not medians:
         return count, "one core"
     timings = ", ".join(f"{n} thread{'s' * (n != 1)} {seconds * 1e3:.1f} ms" for n, seconds in medians.items())
     earlier = "" if timed_at is None else time.strftime(" (timed on this machine on %d %b at %H:%M)",
-                                                        time.localtime(timed_at))
+                                                        time.localtime(timed_at))  # a sane time: thread_memory
     return count, f"measured: {timings} a step{earlier}"
 
 
-def refresh_timing(config: TrainConfig, dataset: ImageDataset, device: torch.device) -> None:
-    """Time the step of `config` now and remember it for the next process. This one keeps the count it
-    chose, so that its runs stay repeatable. The app calls it when its CPU has been idle a while,
-    so that a timing taken at a busy moment (a browser loading the page) does not stick."""
+def refresh_timing(config: TrainConfig, dataset: ImageDataset, device: torch.device,
+                   still_quiet: Callable[[], bool]) -> bool:
+    """Time the step of `config` now and remember it for the next process, if `still_quiet()` holds
+    once it is timed (the app's: no run trained meanwhile); returns whether it was kept. This process
+    keeps the count it chose, so that its runs stay repeatable. The app calls it once nothing has
+    trained for a while, so that a timing taken at a busy moment (a browser loading the page beside
+    a fresh server) does not stick."""
     if device.type != "cpu" or thread_override() is not None or len(app_thread_candidates()) == 1:
-        return
+        return False
     with _measuring:
         count, medians = _measure(config, dataset, device)
-    thread_memory.remember(repr(step_kind(config, dataset, device)), thread_memory.timed_now(count, medians))
+        if not still_quiet():
+            return False
+        thread_memory.remember(repr(step_kind(config, dataset, device)), thread_memory.timed_now(count, medians))
+    return True
 
 
 def step_kind(config: TrainConfig, dataset: ImageDataset, device: torch.device) -> Hashable:

@@ -31,6 +31,8 @@ from .user_cache import user_cache_dir
 log = logging.getLogger(__name__)
 FILE_NAME = "thread_counts.json"
 MAX_KINDS = 64  # kinds of step kept; the oldest timings go first
+MAX_FILE_BYTES = 1 << 20  # a file this large is not ours (64 kinds take about 16 kB)
+LATEST_ALLOWED_S = 86_400.0  # a timing "taken" more than a day ahead of the clock is not believed
 
 
 @dataclass(frozen=True)
@@ -62,55 +64,58 @@ def machine_key() -> str:
                        f"{cores} cores", f"torch {torch.__version__}"])
 
 
-def _read() -> dict:
-    """The file's timings if they were taken on this machine, else {}."""
+def _read() -> dict[str, Timing]:
+    """The file's well-formed timings if they were taken on this machine, else {}."""
     try:
-        stored = json.loads(timings_file().read_text(encoding="utf-8"))
+        with open(timings_file(), "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+        stored = json.loads(data) if len(data) <= MAX_FILE_BYTES else None
     except (OSError, ValueError):
         return {}
     if not isinstance(stored, dict) or stored.get("machine") != machine_key():
         return {}
     kinds = stored.get("kinds")
-    return kinds if isinstance(kinds, dict) else {}
+    if not isinstance(kinds, dict):
+        return {}
+    parsed = {kind: _parse(entry) for kind, entry in kinds.items() if isinstance(kind, str)}
+    return {kind: timing for kind, timing in parsed.items() if timing is not None}
 
 
-def _parse(entry, candidates: Sequence[int]) -> Timing | None:
-    """A stored timing, if it is well formed and chose among `candidates` (the cores may differ)."""
+def _parse(entry) -> Timing | None:
+    """A stored timing if it is well formed: a count among its timed counts, times of a step in
+    (0, 60) s, and a moment that is a real time not far in the future."""
     try:
-        count, seconds, at = int(entry["count"]), entry["seconds"], float(entry["at"])
-        seconds = {int(n): float(s) for n, s in seconds.items()}
-    except (KeyError, TypeError, ValueError, AttributeError):
+        count, at = int(entry["count"]), float(entry["at"])
+        seconds = {int(n): float(s) for n, s in entry["seconds"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
         return None
-    if count not in candidates or sorted(seconds) != sorted(candidates):
+    if count not in seconds or not all(0 < s < 60 for s in seconds.values()):
         return None
-    if not all(0 < s < 60 for s in seconds.values()):
+    if not 0 < at < time.time() + LATEST_ALLOWED_S:  # also rejects NaN
         return None
     return Timing(count, seconds, at)
 
 
 def recall(kind: str, candidates: Sequence[int]) -> Timing | None:
-    """The timing remembered for this kind of step on this machine, or None."""
-    return _parse(_read().get(kind), candidates)
+    """The timing remembered for this kind of step on this machine, if it chose among `candidates`
+    (the counts this process would time: the cores it may use can differ from the timing's)."""
+    timing = _read().get(kind)
+    return timing if timing is not None and sorted(timing.seconds) == sorted(candidates) else None
 
 
 def remember(kind: str, timing: Timing) -> None:
-    """Keep `timing` for this kind of step (at most MAX_KINDS kinds, the newest)."""
-    kinds = _read()
-    kinds[kind] = {"count": timing.count, "seconds": {str(n): s for n, s in timing.seconds.items()}, "at": timing.at}
-    newest = sorted(kinds.items(), key=lambda item: _timed_at(item[1]), reverse=True)[:MAX_KINDS]
-    document = {"machine": machine_key(), "kinds": dict(newest)}
+    """Keep `timing` for this kind of step (at most MAX_KINDS kinds, the newest; malformed entries
+    are dropped). Two processes writing at once may lose one's entry, never tear the file."""
+    kinds = {**_read(), kind: timing}
+    newest = sorted(kinds.items(), key=lambda item: item[1].at, reverse=True)[:MAX_KINDS]
+    document = {"machine": machine_key(), "kinds": {
+        name: {"count": t.count, "seconds": {str(n): s for n, s in t.seconds.items()}, "at": t.at}
+        for name, t in newest}}
     try:
         timings_file().parent.mkdir(parents=True, exist_ok=True)
         write_atomically(timings_file(), json.dumps(document, indent=1).encode())
     except OSError as error:  # a read-only home: the next process times again
         log.info("thread timings not kept: %s", error)
-
-
-def _timed_at(entry) -> float:
-    try:
-        return float(entry["at"])
-    except (KeyError, TypeError, ValueError):
-        return 0.0
 
 
 def timed_now(count: int, seconds: dict[int, float]) -> Timing:

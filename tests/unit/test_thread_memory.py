@@ -55,6 +55,11 @@ def test_a_timing_for_other_core_counts_is_not_used():
     '{"machine": "MACHINE", "kinds": {"kind": {"count": 2, "seconds": {"1": -1, "2": 0.1}, "at": 1}}}',
     '{"machine": "MACHINE", "kinds": {"kind": {"count": 2, "seconds": {"1": NaN, "2": 0.1}, "at": 1}}}',
     '{"machine": "MACHINE", "kinds": {"kind": {"count": 2, "seconds": [0.1, 0.1], "at": 1}}}',
+    # A moment that is no time (a crafted or broken file) would fail formatting the UI's text.
+    '{"machine": "MACHINE", "kinds": {"kind": {"count": 2, "seconds": {"1": 0.1, "2": 0.1}, "at": NaN}}}',
+    '{"machine": "MACHINE", "kinds": {"kind": {"count": 2, "seconds": {"1": 0.1, "2": 0.1}, "at": 1e300}}}',
+    '{"machine": "MACHINE", "kinds": {"kind": {"count": 2, "seconds": {"1": 0.1, "2": 0.1}, "at": -1e20}}}',
+    '{"machine": "MACHINE", "kinds": {"kind": {"count": 2, "seconds": {"1": 0.1, "2": 0.1}, "at": 1e999}}}',
 ])
 def test_a_malformed_file_is_ignored_and_replaced(content):
     timings_file().parent.mkdir(parents=True)
@@ -62,6 +67,22 @@ def test_a_malformed_file_is_ignored_and_replaced(content):
     assert recall("kind", CANDIDATES) is None
     remember("kind", Timing(1, {1: 0.002, 2: 0.003}, 1.0))
     assert recall("kind", CANDIDATES) == Timing(1, {1: 0.002, 2: 0.003}, 1.0)
+
+
+def test_a_file_too_large_to_be_ours_is_ignored():
+    timings_file().parent.mkdir(parents=True)
+    entry = '{"count": 2, "seconds": {"1": 0.1, "2": 0.1}, "at": 1}'
+    timings_file().write_text(f'{{"machine": "{machine_key()}", "kinds": {{"kind": {entry}}}, "padding": "'
+                              + "x" * (1 << 20) + '"}')
+    assert recall("kind", CANDIDATES) is None
+
+
+def test_malformed_entries_are_dropped_when_the_file_is_written_again():
+    timings_file().parent.mkdir(parents=True)
+    timings_file().write_text(json.dumps({"machine": machine_key(), "kinds": {
+        "junk": {"count": "?"}, "good": {"count": 1, "seconds": {"1": 0.001, "2": 0.002}, "at": 5.0}}}))
+    remember("kind", Timing(2, {1: 0.004, 2: 0.003}, 10.0))
+    assert sorted(json.loads(timings_file().read_text())["kinds"]) == ["good", "kind"]
 
 
 def test_a_cache_that_cannot_be_written_is_skipped(tmp_path, monkeypatch):
@@ -113,15 +134,31 @@ def test_a_refresh_times_again_for_the_next_process_and_this_one_keeps_its_count
     config = TrainConfig(**SMALL)
     calls = _fake_measure(monkeypatch, (2, {1: 0.0031, 2: 0.0020}))
     assert app_run_threads(config, digits, CPU)[0] == 2
-    calls = _fake_measure(monkeypatch, (1, {1: 0.0030, 2: 0.0090}))  # the machine is busier now
-    refresh_timing(config, digits, CPU)
+    calls = _fake_measure(monkeypatch, (1, {1: 0.0030, 2: 0.0090}))  # a new timing disagrees
+    assert refresh_timing(config, digits, CPU, still_quiet=lambda: True)
     assert calls == [128]
     assert recall(repr(step_kind(config, digits, CPU)), CANDIDATES).count == 1  # for the next process
     assert app_run_threads(config, digits, CPU)[0] == 2  # this one's runs repeat with the count they had
 
 
+def test_a_refresh_during_which_a_run_started_is_not_kept(digits, monkeypatch):
+    config = TrainConfig(**SMALL)
+    remember(repr(step_kind(config, digits, CPU)), Timing(2, {1: 0.0031, 2: 0.0020}, 1000.0))
+    _fake_measure(monkeypatch, (1, {1: 0.0030, 2: 0.0900}))  # two threads timed beside a run
+    assert not refresh_timing(config, digits, CPU, still_quiet=lambda: False)
+    assert recall(repr(step_kind(config, digits, CPU)), CANDIDATES).count == 2
+
+
+def test_a_known_count_does_not_wait_for_a_measurement_under_way(digits, monkeypatch):
+    config = TrainConfig(**SMALL)
+    _fake_measure(monkeypatch, (2, {1: 0.0031, 2: 0.0020}))
+    app_run_threads(config, digits, CPU)
+    with thread_choice._measuring:  # e.g. the idle refresh timing a step
+        assert app_run_threads(config, digits, CPU)[0] == 2
+
+
 def test_a_refresh_does_nothing_under_an_override(digits, monkeypatch):
     calls = _fake_measure(monkeypatch, (2, {1: 0.0031, 2: 0.0020}))
     monkeypatch.setenv(THREADS_ENV, "1")
-    refresh_timing(TrainConfig(**SMALL), digits, CPU)
+    assert not refresh_timing(TrainConfig(**SMALL), digits, CPU, still_quiet=lambda: True)
     assert calls == [] and not timings_file().exists()
