@@ -15,7 +15,6 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import streamlit as st
@@ -52,12 +51,12 @@ _devices_found: tuple[str, ...] = ()  # what the warm-up found; listing devices 
 ENGINE_WARM_UP_TIMEOUT_S = 120.0
 WARM_UP_LOG_PREFIX = "VAE Studio: ready to train after a warm-up of"
 IDLE_WARM_UP_AFTER_S = 15.0
-_default_run = None  # (config, dataset, device) of the Train form's defaults, once the warm-up has them
 
 
 def _warm_up() -> None:
+    default_run = None
     try:
-        _warm_up_engine()
+        default_run = _warm_up_engine()
     finally:
         _engine_warm.set()  # even after an error: Start then loads what it needs itself, and says what failed
     # What the first Start does not need waits until the CPU has been idle a while (nothing trained
@@ -67,7 +66,7 @@ def _warm_up() -> None:
     # or the first steps of a person who just opened the app, would share the CPU with them.
     idle_since = time.monotonic()
     while time.monotonic() - idle_since < IDLE_WARM_UP_AFTER_S:
-        if any(job.snapshot().active for job in registry().jobs()):
+        if _training():
             idle_since = time.monotonic()
         time.sleep(1.0)
     import pandas  # noqa: F401
@@ -76,17 +75,22 @@ def _warm_up() -> None:
     from vae_core.thread_choice import refresh_timing
     from vae_core.threads import on_a_thread_of_its_own
 
-    if _default_run is not None:
-        on_a_thread_of_its_own(lambda: refresh_timing(*_default_run))
+    if default_run is not None:  # kept for the next server only if no run started while it was timed
+        on_a_thread_of_its_own(lambda: refresh_timing(*default_run, still_quiet=lambda: not _training()))
     warm_up_projections()
 
 
-def _warm_up_engine() -> None:
+def _training() -> bool:
+    return any(job.snapshot().active for job in registry().jobs())
+
+
+def _warm_up_engine() -> tuple:
     """Everything the first Start needs: torch and the engine, the devices, the default dataset, the
     first optimiser (building one imports torch._dynamo, ~1 s, once per process) and the thread count
-    of the default run (timed on its step: thread_choice.py). Prints how long each took (one line in
-    the server's log; bench/bench_startup.py reads it)."""
-    global _devices_found, _default_run
+    of the default run (remembered or timed: thread_choice.py). Prints how long each took (one line
+    in the server's log; bench/bench_startup.py reads it) and returns the default run's (config,
+    dataset, device)."""
+    global _devices_found
     took = {}  # phase -> (wall seconds, this thread's CPU seconds): on a busy machine they differ
     began = phase = time.perf_counter()
     cpu = time.thread_time()
@@ -103,28 +107,27 @@ def _warm_up_engine() -> None:
     from vae_core.data import DEFAULT_DATASET, load_dataset
     from vae_core.device import available_devices, resolve_device
     from vae_core.thread_choice import app_run_threads
-    from vae_core.threads import on_a_thread_of_its_own
+    from vae_core.threads import begin_on_a_thread_of_its_own, on_a_thread_of_its_own
     from vae_core.trainer import make_adam
 
     registry()
     _devices_found = tuple(available_devices())
     done("engine")
-    # The dataset loads (kept in the engine's cache) on a thread that ends with it, beside the
-    # optimiser's import, which holds the GIL while the file is read.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="warm-up-data") as loader:
-        loading = loader.submit(load_dataset, DEFAULT_DATASET)
-        make_adam(torch.nn.Linear(1, 1), 1e-3)
-        done("optimiser")
-        dataset = loading.result()
+    # The dataset (kept in the engine's cache) loads beside the optimiser's import, on a thread of
+    # its own; "dataset" is what is left to wait for once the optimiser is built.
+    loaded = begin_on_a_thread_of_its_own(lambda: load_dataset(DEFAULT_DATASET), name="warm-up-data")
+    make_adam(torch.nn.Linear(1, 1), 1e-3)
+    done("optimiser")
+    dataset = loaded()
     done("dataset")
     default_run = TrainConfig()
     device = resolve_device(default_run.device)
-    on_a_thread_of_its_own(lambda: app_run_threads(default_run, dataset, device))  # remembered per process
-    _default_run = (default_run, dataset, device)
+    on_a_thread_of_its_own(lambda: app_run_threads(default_run, dataset, device))  # kept for the process
     done("threads")
     print(f"{WARM_UP_LOG_PREFIX} {time.perf_counter() - began:.2f} s: " + ", ".join(
         f"{name} {wall:.2f} s (CPU {busy:.2f} s)" for name, (wall, busy) in took.items()),
         file=sys.stderr, flush=True)
+    return default_run, dataset, device
 
 
 def engine_warming_up() -> bool:

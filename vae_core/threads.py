@@ -65,6 +65,13 @@ def on_a_thread_of_its_own(work: Callable[[], Result], name: str = "tensor-work"
     """`work()` on a new thread that ends when it does, so the OpenMP workers its tensor work starts
     end with it instead of idling beside a training thread's (see "Idle thread teams" above). Its
     result is returned and its exception re-raised on the calling thread."""
+    return begin_on_a_thread_of_its_own(work, name)()
+
+
+def begin_on_a_thread_of_its_own(work: Callable[[], Result], name: str = "tensor-work") -> Callable[[], Result]:
+    """Start `work()` on a thread of its own (as `on_a_thread_of_its_own`) and return at once a call
+    that waits for it and returns its result (or re-raises its exception), so the caller can do
+    something else meanwhile."""
     outcome: dict[str, object] = {}
 
     def run() -> None:
@@ -75,7 +82,11 @@ def on_a_thread_of_its_own(work: Callable[[], Result], name: str = "tensor-work"
 
     worker = threading.Thread(target=run, name=name)
     worker.start()
-    worker.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+
+    def result() -> Result:
+        worker.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
+    return result
