@@ -302,7 +302,7 @@ with right:
     else:
         st.session_state["_live_was_active"] = job.snapshot().active
         st.fragment(live_panel, run_every=1.0 if job.snapshot().active else None)()
-if start_pressed:
-    # Last, once the rest of the page is on its way (the empty chart too, so the browser loads Plotly
-    # while the run starts): on a fresh server Start waits here for the warm-up to end.
+if start_pressed is not None:
+    # Last, once the rest of the page is on its way: on a fresh server Start waits here for the
+    # warm-up to end, with the page around the form drawn.
     start_pressed()

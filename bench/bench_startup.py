@@ -14,8 +14,8 @@ Figures (median over rounds, each round a new server):
   warm-up thread to the first page (both compete for the GIL) is the difference.
 
 The page times itself: the moments the form became usable, Start was pressed (the mouse button
-going down) and a point was drawn are read from the page's own clock, checked once per frame, so
-the bench's polling adds no load and no round trips.
+going down) and a point was drawn are read from the page's own clock, checked once per frame (a
+few selector queries), so the bench's polling costs the page little and makes no round trips.
 
 `python bench/bench_startup.py [--quick]` prints the rows as JSON; `python -m bench --only startup`
 writes them to bench/RESULTS.md.

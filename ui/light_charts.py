@@ -6,13 +6,14 @@ and start it when idle, 2 s or more beside a training run. A run's first points 
 a second after Start; drawn as an inline SVG they show at once, and the interactive chart replaces
 the sketch as soon as it has drawn (`hide_once_drawn`: plain CSS, no script).
 
-Also the curve arithmetic both kinds of chart share (`downsample`, the colours); numpy only, so
-drawing a sketch imports neither Plotly's figure classes' helpers nor pandas."""
+Also what both kinds of chart share (`downsample`, the colours). numpy only: drawing a sketch
+needs neither Plotly's figures nor pandas (ui/charts.py), whose import costs a fresh server 0.3 s."""
 
 from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -23,9 +24,17 @@ SKETCH_FOR_S = 20.0  # a tab is sent the sketch this long after it first shows a
 PLOTLY_LOADED_AFTER_S = 3.0  # a tab sent a Plotly chart this long ago has loaded it (measured: 1.1-2.2 s after)
 SKETCH_POINTS = 300  # per trace of a sketch: a 400-pixel-wide panel shows no more
 COLOURS = {"total": "#636efa", "recon": "#00a37a", "kl": "#ef553b", "test": "#222222", "test_kl": "#ab63fa"}
-# The sketch's geometry, in its viewBox's units (one unit is a pixel at the loss chart's 380-pixel height).
+# The sketch's geometry, in its viewBox's units (one unit is a pixel at the loss chart's 380-pixel height):
+# its size, the margins above and below the panels, the margin left of a panel, the gap between panels.
 WIDTH, HEIGHT = 800, 380
-TOP, BOTTOM, LEFT, GAP = 48, 72, 64, 70
+MARGIN_TOP, MARGIN_BOTTOM, MARGIN_LEFT, GAP = 48, 72, 64, 70
+
+
+class Panel(NamedTuple):
+    title: str
+    curves: tuple[tuple[str, str], ...]  # (legend name, StepCurves field) per curve
+    left: float
+    width: float
 
 
 def downsample(steps: np.ndarray, values: np.ndarray, limit: int = MAX_CURVE_POINTS) -> tuple[np.ndarray, np.ndarray]:
@@ -39,15 +48,16 @@ def downsample(steps: np.ndarray, values: np.ndarray, limit: int = MAX_CURVE_POI
 
 
 def _number(value: float) -> str:
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    """A y label of at most 9 characters: 0.0345, 530, 12,345, 1.23e+07."""
+    return f"{value:,.0f}" if 100 <= abs(value) < 1e6 else f"{value:.3g}"
 
 
-def _panel(title: str, curves: StepCurves, keys: Sequence[tuple[str, str]], left: float, width: float,
-           log_y: bool) -> list[str]:
-    """One panel's frame, title, y range and x range, and a polyline per (name, field) of `keys`,
-    with a dot on its last point so that a single step already shows."""
+def _panel(panel: Panel, curves: StepCurves, log_y: bool) -> list[str]:
+    """One panel's frame, title, y range and x range, and a polyline per curve of the panel, with a
+    dot on its last point so that a single step already shows."""
+    title, left, width = panel.title, panel.left, panel.width
     series = []
-    for name, key in keys:
+    for name, key in panel.curves:
         steps, values = downsample(curves.step, getattr(curves, key), SKETCH_POINTS)
         values = np.asarray(values, dtype=np.float64)
         keep = np.isfinite(values) & ((values > 0) if log_y else True)
@@ -61,20 +71,20 @@ def _panel(title: str, curves: StepCurves, keys: Sequence[tuple[str, str]], left
     y_low, y_high = (float(scale(low)), float(scale(high))) if shown else (0.0, 1.0)
     if y_high - y_low < 1e-12:
         y_low, y_high = y_low - 0.5, y_high + 0.5
-    bottom = HEIGHT - BOTTOM
+    bottom = HEIGHT - MARGIN_BOTTOM
 
     def x_of(steps: np.ndarray) -> np.ndarray:
         return left + (steps - first) / max(last - first, 1.0) * width
 
     def y_of(values: np.ndarray) -> np.ndarray:
-        return bottom - (scale(values) - y_low) / (y_high - y_low) * (bottom - TOP)
+        return bottom - (scale(values) - y_low) / (y_high - y_low) * (bottom - MARGIN_TOP)
 
-    parts = [f'<text x="{left + width / 2:.0f}" y="{TOP - 24}" text-anchor="middle" font-size="15">'
+    parts = [f'<text x="{left + width / 2:.0f}" y="{MARGIN_TOP - 24}" text-anchor="middle" font-size="15">'
              f'{html.escape(title)}</text>',
-             f'<rect x="{left:.0f}" y="{TOP}" width="{width:.0f}" height="{bottom - TOP}" fill="none" '
+             f'<rect x="{left:.0f}" y="{MARGIN_TOP}" width="{width:.0f}" height="{bottom - MARGIN_TOP}" fill="none" '
              'stroke="#ccc"/>']
     if shown:
-        parts += [f'<text x="{left - 6:.0f}" y="{TOP + 4}" text-anchor="end">{_number(high)}</text>',
+        parts += [f'<text x="{left - 6:.0f}" y="{MARGIN_TOP + 4}" text-anchor="end">{_number(high)}</text>',
                   f'<text x="{left - 6:.0f}" y="{bottom}" text-anchor="end">{_number(low)}</text>',
                   f'<text x="{left:.0f}" y="{bottom + 18}">{first:,.0f}</text>',
                   f'<text x="{left + width:.0f}" y="{bottom + 18}" text-anchor="end">{last:,.0f}</text>']
@@ -94,16 +104,17 @@ def loss_sketch_svg(curves: StepCurves, *, variational: bool = True, log_y: bool
     """The loss chart's curves (total and reconstruction on the left, KL on the right; an
     autoencoder's reconstruction alone) as one SVG, scaled to the width it is given."""
     if variational:
-        width = (WIDTH - 2 * LEFT - GAP) / 2
-        panels = [("Total and reconstruction (nats)", (("total", "total"), ("reconstruction", "recon")), LEFT, width),
-                  ("KL (nats)", (("KL", "kl"),), 2 * LEFT + GAP / 2 + width, width)]
+        width = (WIDTH - 2 * MARGIN_LEFT - GAP) / 2
+        panels = [Panel("Total and reconstruction (nats)", (("total", "total"), ("reconstruction", "recon")),
+                        MARGIN_LEFT, width),
+                  Panel("KL (nats)", (("KL", "kl"),), 2 * MARGIN_LEFT + GAP / 2 + width, width)]
     else:
-        panels = [("Reconstruction error (no KL: an autoencoder)", (("reconstruction", "recon"),), LEFT,
-                   WIDTH - LEFT - 20)]
+        panels = [Panel("Reconstruction error (no KL: an autoencoder)", (("reconstruction", "recon"),),
+                        MARGIN_LEFT, WIDTH - MARGIN_LEFT - 20)]
     parts = []
-    for title, keys, left, width in panels:
-        parts += _panel(title, curves, keys, left, width, log_y)
-    parts += _legend([key for *_, keys, _, _ in panels for key in keys])
+    for panel in panels:
+        parts += _panel(panel, curves, log_y)
+    parts += _legend([curve for panel in panels for curve in panel.curves])
     return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" '
             f'height="{HEIGHT}" font-family="sans-serif" font-size="13" fill="#555">{"".join(parts)}</svg>')
 

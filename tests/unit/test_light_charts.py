@@ -5,8 +5,8 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from ui.light_charts import (COLOURS, HEIGHT, LEFT, SKETCH_POINTS, TOP, BOTTOM, downsample, hide_once_drawn,
-                             loss_sketch_svg)
+from ui.light_charts import (COLOURS, HEIGHT, MARGIN_BOTTOM, MARGIN_LEFT, MARGIN_TOP, SKETCH_POINTS, downsample,
+                             hide_once_drawn, loss_sketch_svg)
 from vae_core.history import StepCurves
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -38,9 +38,9 @@ def test_a_vae_sketch_has_total_and_reconstruction_left_and_kl_right_with_one_po
     # The KL panel lies right of the other; steps grow to the right, a falling loss goes down the panel.
     assert min(x for x, _ in lines["kl"]) > max(x for x, _ in lines["total"])
     xs, ys = zip(*lines["total"])
-    assert xs[0] == LEFT and xs == tuple(sorted(xs)) and ys == tuple(sorted(ys))
+    assert xs[0] == MARGIN_LEFT and xs == tuple(sorted(xs)) and ys == tuple(sorted(ys))
     # Its range runs from the panel's top (the highest value) to its bottom (the lowest).
-    assert ys[0] == TOP and math.isclose(max(y for _, y in lines["recon"]), HEIGHT - BOTTOM)
+    assert ys[0] == MARGIN_TOP and math.isclose(max(y for _, y in lines["recon"]), HEIGHT - MARGIN_BOTTOM)
     colours = {line.get("data-curve"): line.get("stroke") for line in root.iter(f"{SVG}polyline")}
     assert colours == {key: COLOURS[key] for key in ("total", "recon", "kl")}
 
@@ -73,6 +73,11 @@ def test_a_diverging_run_leaves_out_what_cannot_be_drawn():
     assert "500" in texts and "300" in texts  # the y range is the data's own
 
 
+def test_y_labels_stay_short_however_large_the_loss():
+    _, _, texts = _parse(loss_sketch_svg(_curves([1e38, 5.0])))
+    assert "1e+38" in texts and max(len(t) for t in texts if t[0].isdigit()) <= 9
+
+
 def test_no_steps_yet_draws_empty_panels():
     empty = np.zeros(0)
     root, lines, texts = _parse(loss_sketch_svg(StepCurves(step=empty, total=empty, recon=empty, kl=empty,
@@ -87,6 +92,7 @@ def test_the_css_hides_the_sketch_once_the_chart_beside_it_has_drawn():
 
 def test_downsample_keeps_short_curves_and_averages_long_ones_in_buckets():
     steps, values = np.arange(10.0), np.arange(10.0) * 2
-    assert downsample(steps, values, 10) == (steps, values)
+    kept_steps, kept_values = downsample(steps, values, 10)
+    assert np.array_equal(kept_steps, steps) and np.array_equal(kept_values, values)
     bucket_steps, bucket_values = downsample(steps, values, 5)
     assert bucket_steps.tolist() == [0.5, 2.5, 4.5, 6.5, 8.5] and bucket_values.tolist() == [1, 5, 9, 13, 17]
