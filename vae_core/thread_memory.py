@@ -33,6 +33,10 @@ FILE_NAME = "thread_counts.json"
 MAX_KINDS = 64  # kinds of step kept; the oldest timings go first
 MAX_FILE_BYTES = 1 << 20  # a file this large is not ours (64 kinds take about 16 kB)
 LATEST_ALLOWED_S = 86_400.0  # a timing "taken" more than a day ahead of the clock is not believed
+# Counts whose steps took this many times as long as each other timed a busy machine, not its cores
+# (one more thread is worth at most 2x on idle cores): fine for the process that timed them (the
+# slow count loses either way), not a choice for the processes after it.
+BUSY_SPREAD = 3.0
 
 
 @dataclass(frozen=True)
@@ -89,11 +93,15 @@ def _parse(entry) -> Timing | None:
         seconds = {int(n): float(s) for n, s in entry["seconds"].items()}
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
         return None
-    if count not in seconds or not all(0 < s < 60 for s in seconds.values()):
+    if count not in seconds or not all(0 < s < 60 for s in seconds.values()) or not _plausible(seconds):
         return None
     if not 0 < at < time.time() + LATEST_ALLOWED_S:  # also rejects NaN
         return None
     return Timing(count, seconds, at)
+
+
+def _plausible(seconds: dict[int, float]) -> bool:
+    return max(seconds.values()) <= BUSY_SPREAD * min(seconds.values())
 
 
 def recall(kind: str, candidates: Sequence[int]) -> Timing | None:
@@ -105,7 +113,10 @@ def recall(kind: str, candidates: Sequence[int]) -> Timing | None:
 
 def remember(kind: str, timing: Timing) -> None:
     """Keep `timing` for this kind of step (at most MAX_KINDS kinds, the newest; malformed entries
-    are dropped). Two processes writing at once may lose one's entry, never tear the file."""
+    are dropped), unless it was taken on a busy machine (BUSY_SPREAD). Two processes writing at once
+    may lose one's entry, never tear the file."""
+    if not _plausible(timing.seconds):
+        return
     kinds = {**_read(), kind: timing}
     newest = sorted(kinds.items(), key=lambda item: item[1].at, reverse=True)[:MAX_KINDS]
     document = {"machine": machine_key(), "kinds": {

@@ -69,6 +69,18 @@ def test_a_malformed_file_is_ignored_and_replaced(content):
     assert recall("kind", CANDIDATES) == Timing(1, {1: 0.002, 2: 0.003}, 1.0)
 
 
+def test_a_timing_taken_on_a_busy_machine_is_not_kept_for_the_next_process():
+    # Two threads 40x slower than one: other work had the cores, which says nothing of the machine.
+    remember("kind", Timing(1, {1: 0.0053, 2: 0.2204}, 1000.0))
+    assert recall("kind", CANDIDATES) is None and not timings_file().exists()
+    timings_file().parent.mkdir(parents=True)
+    timings_file().write_text(json.dumps({"machine": machine_key(), "kinds": {
+        "kind": {"count": 1, "seconds": {"1": 0.0053, "2": 0.2204}, "at": 1000.0}}}))  # kept by an older version
+    assert recall("kind", CANDIDATES) is None
+    remember("kind", Timing(2, {1: 0.0047, 2: 0.0035}, 1000.0))  # an idle machine's timing is
+    assert recall("kind", CANDIDATES).count == 2
+
+
 def test_a_file_too_large_to_be_ours_is_ignored():
     timings_file().parent.mkdir(parents=True)
     entry = '{"count": 2, "seconds": {"1": 0.1, "2": 0.1}, "at": 1}'
