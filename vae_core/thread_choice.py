@@ -30,9 +30,9 @@ _measuring = threading.Lock()  # one measurement at a time: two at once would ti
 def app_run_threads(config: TrainConfig, dataset: ImageDataset, device: torch.device) -> tuple[int | None, str]:
     """The count an app run trains with on `device` (None on a GPU) and why, e.g. "measured: 1 thread
     4.7 ms, 2 threads 3.5 ms a step". A run's recorded count wins (its numbers depend on it), then
-    the environment's override, then a measurement: one an earlier process made on this machine, or
-    one made now. Either is kept for the rest of the process, once per kind of step, so a run
-    repeated with the same seed gets the same count and the same numbers."""
+    the environment's override, then a measurement: one an earlier process made on this machine while
+    idle (`refresh_timing`), or one made now. Either is kept for the rest of the process, once per
+    kind of step, so a run repeated with the same seed gets the same count and the same numbers."""
     if device.type != "cpu":
         return None, ""
     if config.threads is not None:
@@ -82,9 +82,9 @@ def _remembered_or_measured(key: Hashable, config: TrainConfig, dataset: ImageDa
     remembered = thread_memory.recall(repr(key), app_thread_candidates())
     if remembered is not None:
         return remembered.count, remembered.seconds, remembered.at
+    # Not remembered: a timing taken as a run starts (a fresh process, a browser loading the page, the
+    # first touch of the data) is often disturbed; the next process gets the idle refresh's instead.
     count, medians = _measure(config, dataset, device)
-    if medians:
-        thread_memory.remember(repr(key), thread_memory.timed_now(count, medians))
     return count, medians, None
 
 

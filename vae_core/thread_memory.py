@@ -2,9 +2,10 @@
 
 Why: timing a step at each count takes 0.3-0.7 s of CPU, and a fresh app server would pay it before
 its first run could start, beside the browser that is loading the page. A count timed by an earlier
-server on the same machine is as good, so it is used instead; and a server whose CPU has been idle
-for a while times the default run's step again (`thread_choice.refresh_timing`), so a timing taken
-while the machine was busy does not stick.
+server on the same machine is as good, so it is used instead. Only timings taken once a server has
+been idle a while are kept (`thread_choice.refresh_timing`): one taken as a process starts is often
+disturbed (measured: a bench's first job timed 2 threads at 7.6 ms a step against 5.0 ms on one,
+where two threads train 1.4x faster), and kept it would slow every server after it.
 
 A timing is only valid where it was taken: it is kept under a key naming the machine (the CPU model,
 the vector extensions PyTorch uses on it, the cores this process may run on) and the torch version,
