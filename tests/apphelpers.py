@@ -9,6 +9,10 @@ from pathlib import Path
 CHECKPOINTS = Path(tempfile.mkdtemp(prefix="vae_studio_app_tests_"))
 os.environ["VAE_STUDIO_CHECKPOINTS"] = str(CHECKPOINTS)
 os.environ["VAE_STUDIO_WARM_UP"] = "0"  # no UMAP compilation in the background of every AppTest
+# AppTest neither waits for a run process nor needs one: the pages' tests step tiny runs on this
+# process's threads. The run process itself is tested in tests/unit/test_run_processes.py, through
+# the real app in tests/e2e and tests/reliability/test_server_restart.py.
+os.environ["VAE_STUDIO_EXECUTOR"] = "thread"
 
 APP = str(Path(__file__).resolve().parents[1] / "router.py")  # the script; app.py serves it
 TIMEOUT = 60
@@ -84,4 +88,5 @@ def rerun_until(app, page: str, run: str, drawn, what: str, timeout: float = 60.
             return app
         assert time.monotonic() < deadline, f"the page never drew {what}"
         time.sleep(0.2)
+
 

@@ -27,13 +27,19 @@ RUN_PARAM = "run"
 _registry_made = threading.Event()
 
 
+EXECUTOR_ENV = "VAE_STUDIO_EXECUTOR"  # "process" (default): each run in a process of its own
+
+
 @st.cache_resource
 def registry():
-    """One registry per server process, shared by every browser session, so jobs outlive reloads."""
+    """One registry per server process, shared by every browser session, so jobs outlive reloads.
+    Runs train in processes of their own and queue in the checkpoints folder (vae_core/registry.py);
+    VAE_STUDIO_EXECUTOR=thread trains them on this server's threads instead (the AppTests)."""
     from vae_core.registry import JobRegistry
 
     CHECKPOINT_DIR.mkdir(parents=True, exist_ok=True)
-    made = JobRegistry(CHECKPOINT_DIR)
+    made = JobRegistry(CHECKPOINT_DIR, executor=os.environ.get(EXECUTOR_ENV, "process"),
+                       upload_root=upload_root())
     _registry_made.set()
     return made
 
@@ -85,11 +91,11 @@ def _training() -> bool:
 
 
 def _warm_up_engine() -> tuple:
-    """Everything the first Start needs: torch and the engine, the devices, the default dataset, the
-    first optimiser (building one imports torch._dynamo, ~1 s, once per process) and the thread count
-    of the default run (remembered or timed: thread_choice.py). Prints how long each took (one line
-    in the server's log; bench/bench_startup.py reads it) and returns the default run's (config,
-    dataset, device)."""
+    """Everything the first Start needs in this server: torch and the engine, the devices and the
+    default dataset (its shape is checked here; the run process loads its own copy). The run process
+    readies itself meanwhile (vae_core/worker.py: torch, data, the first optimiser, the thread count).
+    Prints how long each took (one line in the server's log; bench/bench_startup.py reads it) and
+    returns the default run's (config, dataset, device)."""
     global _devices_found
     took = {}  # phase -> (wall seconds, this thread's CPU seconds): on a busy machine they differ
     began = phase = time.perf_counter()
@@ -100,34 +106,24 @@ def _warm_up_engine() -> tuple:
         took[name] = (time.perf_counter() - phase, time.thread_time() - cpu)
         phase, cpu = time.perf_counter(), time.thread_time()
 
-    import torch
+    if os.environ.get(EXECUTOR_ENV, "process") == "process":
+        registry().warm_up()  # before torch here: the run process imports its own beside this one
+    import torch  # noqa: F401
 
     done("torch")
     from vae_core.config import TrainConfig
     from vae_core.data import DEFAULT_DATASET, load_dataset
     from vae_core.device import available_devices, resolve_device
-    from vae_core.thread_choice import app_run_threads
-    from vae_core.threads import begin_on_a_thread_of_its_own, on_a_thread_of_its_own
-    from vae_core.trainer import make_adam
 
-    registry()
     _devices_found = tuple(available_devices())
     done("engine")
-    # The dataset (kept in the engine's cache) loads beside the optimiser's import, on a thread of
-    # its own; "dataset" is what is left to wait for once the optimiser is built.
-    loaded = begin_on_a_thread_of_its_own(lambda: load_dataset(DEFAULT_DATASET), name="warm-up-data")
-    make_adam(torch.nn.Linear(1, 1), 1e-3)
-    done("optimiser")
-    dataset = loaded()
+    dataset = load_dataset(DEFAULT_DATASET)
     done("dataset")
     default_run = TrainConfig()
-    device = resolve_device(default_run.device)
-    on_a_thread_of_its_own(lambda: app_run_threads(default_run, dataset, device))  # kept for the process
-    done("threads")
     print(f"{WARM_UP_LOG_PREFIX} {time.perf_counter() - began:.2f} s: " + ", ".join(
         f"{name} {wall:.2f} s (CPU {busy:.2f} s)" for name, (wall, busy) in took.items()),
         file=sys.stderr, flush=True)
-    return default_run, dataset, device
+    return default_run, dataset, resolve_device(default_run.device)
 
 
 def engine_warming_up() -> bool:

@@ -95,7 +95,8 @@ class TrainingJob:
                  name: str | None = None, state: TrainerState | None = None,
                  checkpoint_dir: str | Path | None = None,
                  saver: Callable[["TrainingJob", Path], None] | None = None,
-                 on_end: Callable[["TrainingJob"], None] | None = None, owner: str | None = None):
+                 on_end: Callable[["TrainingJob"], None] | None = None, owner: str | None = None,
+                 on_publish: Callable[[Snapshot], None] | None = None, write_progress: bool = False):
         check_trainable(config, dataset)
         if not (owner is None or is_valid_owner(owner)):
             raise TrainingError("a run's owner must be an owner id (see checkpoint_fields.OWNER_ID_PATTERN)")
@@ -110,6 +111,11 @@ class TrainingJob:
         self._state = state  # what it starts from; read by other threads, so never reassigned
         self._saver = saver
         self._on_end = on_end
+        self._on_publish = on_publish  # called with each new snapshot, on the thread that made it
+        # A run process keeps the store's progress record (runs.py) beside its checkpoint, so other
+        # servers, the CLI and a restarted server follow it as any run of the folder.
+        self._write_progress = write_progress and self.checkpoint_path is not None
+        self._progress = None
         self._commands: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name=f"train-{self.run_id}", daemon=True)
         # Held to change the status from another thread (start, cancel) and to publish, so a
@@ -170,6 +176,10 @@ class TrainingJob:
             self.name = name
             self._version += 1
             self._snapshot = replace(self._snapshot, name=name, version=self._version)
+            if self._progress is not None:
+                self._progress.name = name
+            if self._on_publish is not None:
+                self._on_publish(self._snapshot)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the job has ended (finished, stopped, failed or cancelled); True when it has."""
@@ -198,6 +208,12 @@ class TrainingJob:
                 self._weights = (self._state.epoch if self._state is not None else 0, weights)
             return self._weights
 
+    def kept_weights(self) -> tuple[int, dict] | None:
+        """The weights `latest_weights` would return once the run has kept some (an epoch end, a pause,
+        its end), else None: unlike it, never builds the initial model, whose seeding of the global
+        RNG would race the training thread's own."""
+        return self._weights
+
     def save(self, path: str | Path) -> Path:
         """Save now if the thread is not running; a running job saves itself every epoch and on stop."""
         if self._thread.is_alive() or self.trainer is None:
@@ -212,6 +228,11 @@ class TrainingJob:
                 self.config = self.config.replace(threads=count)  # kept with the run: its numbers depend on it
             self._threads = use_threads(count, self.device) + (f" ({chosen_by})" if chosen_by else "")
             self.trainer = Trainer(self.config, self.dataset, state=self._state, device=self.device)
+            if self._write_progress:
+                from .runs import ProgressWriter
+
+                self._progress = ProgressWriter(self.checkpoint_path, self.trainer, run_id=self.run_id,
+                                                name=self.name, dataset=self.dataset.name)
             self._set_status("running")
             hooks = loop.Hooks(before_step=self._before_step, after_flush=self._after_flush,
                                after_epoch=self._after_epoch, flush_steps=FLUSH_EVERY_STEPS,
@@ -274,6 +295,8 @@ class TrainingJob:
                 self._publish()
 
     def _after_flush(self, trainer: Trainer) -> None:
+        if self._progress is not None:
+            self._progress.update(trainer)
         self._measure_speed()
         if time.perf_counter() - self._last_publish >= PUBLISH_INTERVAL_S:
             self._publish()
@@ -281,6 +304,8 @@ class TrainingJob:
     def _after_epoch(self, trainer: Trainer, metrics: dict) -> None:
         self._keep_weights()
         self._autosave()
+        if self._progress is not None:
+            self._progress.epoch_end(trainer, metrics)
         self._publish()
         self._window = (time.perf_counter(), trainer.step)  # evaluation and saving are not training
 
@@ -301,6 +326,7 @@ class TrainingJob:
         self._keep_weights()
         self._status = status  # before the save, so the file records how the run ended
         self._autosave()
+        self._close_progress()
         self._publish()
 
     def _fail(self, message: str) -> None:
@@ -317,7 +343,13 @@ class TrainingJob:
                 self._autosave()  # the last good weights, so nothing learned so far is lost
         except Exception as error:
             self._message += f" (and the autosave failed: {error})"
+        self._close_progress()
         self._publish()
+
+    def _close_progress(self) -> None:
+        if self._progress is not None:
+            progress, self._progress = self._progress, None
+            progress.close(self.trainer, self._status, self._message)
 
     def _step(self) -> int:
         return self.trainer.step if self.trainer is not None else 0
@@ -349,6 +381,8 @@ class TrainingJob:
             self._version += 1
             self._last_publish = time.perf_counter()
             self._snapshot = self._build_snapshot()
+            if self._on_publish is not None:
+                self._on_publish(self._snapshot)
 
     def _build_snapshot(self) -> Snapshot:
         trainer, state = self.trainer, self._state

@@ -6,29 +6,56 @@ as long, so running them one after the other gives the first result sooner and t
 
 The app keeps one `JobRegistry` for the whole server (every browser session shares it), so a
 reload or a second tab finds a run by its id, and its queue.
+
+Two executors: "process" (the app's), where each run trains in a process of its own
+(executors.py, worker.py) and the queue lives in the checkpoints folder (run_queue.py), so it
+survives this server and is shared with every other server on the folder; and "thread", where runs
+train on threads of this process and the queue is in memory (tests that step a job, scripts).
+A supervising thread of the process executor keeps this server's view in step with the folder's
+queue once a second: runs queued by another server appear, runs another server started leave, and
+a run whose process died with its server is put back at the head of the queue to resume.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import run_queue
 from .config import TrainConfig
 from .errors import TrainingError
+from .executors import ProcessJob
 from .jobs import ACTIVE, TrainingJob
-from .trainer import TrainerState
+from .trainer import TrainerState, check_trainable
 
 if TYPE_CHECKING:
     from .data import ImageDataset
 
 
+EXECUTORS = ("process", "thread")
+SUPERVISE_EVERY_S = 1.0
+
+
 class JobRegistry:
-    def __init__(self, checkpoint_dir: str | Path | None = None):
+    def __init__(self, checkpoint_dir: str | Path | None = None, *, executor: str = "thread",
+                 upload_root: str | Path | None = None):
+        if executor not in EXECUTORS:
+            raise TrainingError(f"executor must be one of {', '.join(EXECUTORS)}, not {executor!r}")
+        if executor == "process" and not checkpoint_dir:
+            raise TrainingError("runs in processes of their own need a checkpoints folder, their run store")
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.executor = executor
+        self.upload_root = Path(upload_root) if upload_root else None
         self._jobs: dict[str, TrainingJob] = {}
         self._queues: dict[str, list[TrainingJob]] = {}  # device -> jobs waiting for it, next first
         self._lock = threading.RLock()
+        self._processes: dict[str, object] = {}  # device -> its warm RunProcess (process executor)
+        self._closed = threading.Event()
+        if executor == "process":
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            threading.Thread(target=self._supervise, name="run-supervisor", daemon=True).start()
 
     def submit(self, config: TrainConfig, dataset: ImageDataset, *, run_id: str | None = None,
                name: str | None = None, state: TrainerState | None = None, owner: str | None = None) -> TrainingJob:
@@ -38,16 +65,25 @@ class JobRegistry:
         with self._lock:
             if run_id is not None and run_id in self._jobs:
                 raise TrainingError(f"run {run_id} already exists in this session")
-            job = TrainingJob(config, dataset, run_id=run_id, name=name, state=state,
-                              checkpoint_dir=self.checkpoint_dir, on_end=self._job_ended, owner=owner)
+            if self.executor == "thread":
+                job = TrainingJob(config, dataset, run_id=run_id, name=name, state=state,
+                                  checkpoint_dir=self.checkpoint_dir, on_end=self._job_ended, owner=owner)
+            else:  # its state is its checkpoint in the folder, which its process resumes from
+                check_trainable(config, dataset)
+                job = self._process_job(config, dataset, run_id=run_id, name=name, owner=owner)
             job.name = distinct_name(job.name, {other.name for other in self._jobs.values()})
+            if self.executor == "process":
+                run_queue.enqueue(self.checkpoint_dir, run_queue.QueuedRun(
+                    job.run_id, config, job.name, owner, str(job.device), run_queue.next_order()))
             self._jobs[job.run_id] = job
             device = str(job.device)
-            if self.busy_job(device) is None and not self._queues.get(device):
-                job.start()
-            else:
-                self._queues.setdefault(device, []).append(job)
+            self._queues.setdefault(device, []).append(job)
+            self._start_next(device)
         return job
+
+    def _process_job(self, config: TrainConfig, dataset, **labels) -> ProcessJob:
+        return ProcessJob(config, dataset, checkpoint_dir=self.checkpoint_dir, on_end=self._job_ended,
+                          data_roots=[self.upload_root] if self.upload_root else [], **labels)
 
     start = submit  # the app's Start button: train now, or as soon as the device is free
 
@@ -78,6 +114,8 @@ class JobRegistry:
             index = next(i for i, job in enumerate(jobs) if job.run_id == run_id)
             target = min(max(index + offset, 0), len(jobs) - 1)
             jobs.insert(target, jobs.pop(index))
+            if self.executor == "process":
+                run_queue.reorder(self.checkpoint_dir, [job.run_id for job in jobs])
             return target + 1
 
     def cancel(self, run_id: str) -> None:
@@ -86,6 +124,8 @@ class JobRegistry:
             jobs = self._queue_of(run_id)
             job = next(job for job in jobs if job.run_id == run_id)
             jobs.remove(job)
+            if self.executor == "process":
+                run_queue.cancel(self.checkpoint_dir, run_id)
             job.stop()
 
     def get(self, run_id: str | None) -> TrainingJob | None:
@@ -109,6 +149,8 @@ class JobRegistry:
             waiting = [job for jobs in self._queues.values() for job in jobs]
             self._queues.clear()
         for job in waiting:
+            if self.executor == "process":
+                run_queue.cancel(self.checkpoint_dir, job.run_id)
             job.stop()
         for job in self.jobs():
             job.stop()
@@ -126,13 +168,115 @@ class JobRegistry:
     def _job_ended(self, ended: TrainingJob) -> None:
         """On the ended job's thread: start the next job waiting for its device."""
         with self._lock:
-            device = str(ended.device)
+            jobs = self._queues.get(str(ended.device), [])
+            if ended in jobs:
+                jobs.remove(ended)  # cancelled, or taken by another server, while waiting
+            self._start_next(str(ended.device))
+
+    def _start_next(self, device: str) -> None:
+        """Start the first job waiting for `device` if nothing of this server trains on it."""
+        with self._lock:
             jobs = self._queues.get(device, [])
             while jobs and self.busy_job(device) is None:
-                job = jobs.pop(0)
-                if job.status == "queued":
-                    job.start()
+                job = jobs[0]
+                if job.status != "queued":
+                    jobs.pop(0)
+                    continue
+                if self.executor == "thread":
+                    jobs.pop(0).start()
                     return
+                process = self._process_for(device)
+                if process is None or not process.ready.is_set() or process.run_id is not None:
+                    return  # warming up: the supervisor starts the job once the process is ready
+                jobs.pop(0)
+                job.start(process)
+                return
+
+    # -- the process executor -----------------------------------------------------------------------
+    def _process_for(self, device: str):
+        """This server's warm run process for `device`, started if there is none (or it died)."""
+        from .executors import RunProcess
+
+        process = self._processes.get(device)
+        if (process is None or not process.alive) and not self._closed.is_set():
+            process = self._processes[device] = RunProcess(self.checkpoint_dir, self._on_process_message,
+                                                           self.upload_root)
+        return process
+
+    def warm_up(self, device: str = "cpu") -> None:
+        """Start the run process of `device` now, so the first Start finds it warm."""
+        if self.executor == "process":
+            with self._lock:
+                self._process_for(device)
+
+    def _on_process_message(self, process, message: tuple) -> None:
+        kind = message[0]
+        if kind == "ready":
+            device = next((d for d, p in self._processes.items() if p is process), None)
+            if device is not None:
+                self._start_next(device)
+            return
+        if kind == "exited":
+            run_id = process.run_id
+            if run_id is not None:
+                run_queue.release(self.checkpoint_dir, run_id)  # it died: no claim is left behind
+        else:
+            run_id = message[1].run_id if kind == "snapshot" else message[1]
+            message = (kind, *message[2:]) if kind != "snapshot" else message
+        job = self._jobs.get(run_id) if run_id else None
+        if isinstance(job, ProcessJob):
+            if kind == "not started" and message[1] == "busy":
+                with self._lock:  # back at the head of its queue; the supervisor tries again
+                    job.received(*message)
+                    self._queues.setdefault(str(job.device), []).insert(0, job)
+                    if process.run_id == run_id:
+                        process.run_id = None
+                return
+            if kind in ("ended", "not started") and process.run_id == run_id:
+                process.run_id = None
+            job.received(*message)
+
+    def _supervise(self) -> None:
+        while not self._closed.wait(SUPERVISE_EVERY_S):
+            try:
+                self.sync_with_store()
+            except Exception as error:  # never the end of supervision; the next tick tries again
+                import sys
+
+                print(f"VAE Studio: supervising runs failed: {type(error).__name__}: {error}", file=sys.stderr)
+
+    def sync_with_store(self) -> None:
+        """This server's queue made the folder's: runs queued by another server join it in their
+        order, runs no longer waiting there leave it, a run whose process died is requeued to resume,
+        and each device's next run starts when nothing trains on it."""
+        run_queue.recover_interrupted(self.checkpoint_dir)
+        with self._lock:  # a submit meanwhile would find its queue file missing from a listing made before
+            waiting = run_queue.waiting(self.checkpoint_dir)
+            order = {run.run_id: index for index, run in enumerate(waiting)}
+            for run in waiting:
+                known = self._jobs.get(run.run_id)
+                if known is None or known.status not in ACTIVE:  # queued by another server, or requeued
+                    self._jobs[run.run_id] = self._process_job(run.config, None, run_id=run.run_id,
+                                                               name=run.name, owner=run.owner)
+            for jobs in self._queues.values():
+                for job in [job for job in jobs if job.run_id not in order]:
+                    jobs.remove(job)  # started or cancelled by another server: the store's record shows it
+                    if job.status == "queued":
+                        self._jobs.pop(job.run_id, None)
+            for run in waiting:
+                job = self._jobs[run.run_id]
+                jobs = self._queues.setdefault(str(job.device), [])
+                if job.status == "queued" and job not in jobs:
+                    jobs.append(job)
+            for device, jobs in self._queues.items():
+                jobs.sort(key=lambda job: order[job.run_id])
+                self._start_next(device)
+
+    def close(self) -> None:
+        """Stop supervising and let the idle run processes go (one training a run finishes it)."""
+        self._closed.set()
+        for process in list(self._processes.values()):
+            process.close()
 
 
 def distinct_name(name: str, taken: set[str]) -> str:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from run_processes import end_run_processes
 from e2e_helpers import (ARTIFACTS, PAGE_TIMEOUT_MS, ROOT, SEED_RUN, TIMINGS, TIMINGS_FILE, full_page_screenshot,
                          stop_run_if_active, wait_for_app)
 
@@ -181,6 +182,7 @@ def serve(checkpoints: Path, log_name: str = "server.log"):
         yield server, time.monotonic()
     finally:
         _kill_group(process)
+        end_run_processes(checkpoints)
 
 
 @pytest.fixture(scope="session")

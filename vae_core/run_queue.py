@@ -1,0 +1,244 @@
+"""The durable queue of a checkpoints folder: runs waiting for their device, one small file each, so
+the queue outlives the server that filled it and every server on the folder sees the same one.
+
+- A waiting run is `<run id>.queued.json`: its config, name, owner, device and place (`order`).
+- The process that trains it first takes the device's lock (`.device-<device>.lock`, an flock the
+  kernel drops when that process dies, however it dies), then renames the file to
+  `<run id>.claimed.json`. A rename is atomic, so of two servers asking for the same run one wins,
+  and none trains it twice. The claimed file is deleted when the run has ended.
+- A claimed file whose device lock nobody holds belongs to a run whose process died (a kill, a power
+  cut): `recover_interrupted` puts it back at the head of the queue, and it resumes from the last
+  checkpoint it saved (an exact resume: no finished epoch is lost).
+
+Nothing read from these files chooses where a file is written: names come from the checked run id.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .atomic_files import write_atomically
+from .checkpoint_fields import FieldError, is_valid_owner, parse_config
+from .config import TrainConfig
+from .errors import TrainingError
+from .run_ids import check_run_id, is_valid_run_id
+from .safe_files import UnreadableFile, read_json_file
+
+QUEUED_SUFFIX = ".queued.json"
+CLAIMED_SUFFIX = ".claimed.json"
+QUEUE_FORMAT = "vae-studio-queued-run"
+MAX_QUEUE_RECORD_BYTES = 64 * 1024
+MAX_ATTEMPTS = 3  # a run interrupted this often (its process killed each time) is left for a person to resume
+_DEVICE_NAME = re.compile(r"[a-z]+(:\d{1,3})?")
+
+
+@dataclass(frozen=True)
+class QueuedRun:
+    run_id: str
+    config: TrainConfig
+    name: str
+    owner: str | None
+    device: str  # resolved when it was queued: "cpu", "cuda:0", ...
+    order: float  # smaller starts first
+    attempts: int = 0  # times a process began it and died
+
+    def to_json(self) -> dict:
+        return {"format": QUEUE_FORMAT, "run_id": self.run_id, "config": self.config.to_dict(), "name": self.name,
+                "owner": self.owner, "device": self.device, "order": self.order, "attempts": self.attempts}
+
+
+def queued_path(folder: str | Path, run_id: str) -> Path:
+    return Path(folder) / f"{check_run_id(run_id)}{QUEUED_SUFFIX}"
+
+
+def claimed_path(folder: str | Path, run_id: str) -> Path:
+    return Path(folder) / f"{check_run_id(run_id)}{CLAIMED_SUFFIX}"
+
+
+def enqueue(folder: str | Path, run: QueuedRun) -> None:
+    """Write `run` into the queue; TrainingError when that run id is already queued or training."""
+    if claimed_path(folder, run.run_id).exists():
+        raise TrainingError(f"run {run.run_id} is already training")
+    try:
+        write_atomically(queued_path(folder, run.run_id), _encode(run), overwrite=False)
+    except FileExistsError:
+        raise TrainingError(f"run {run.run_id} is already queued") from None
+
+
+def _encode(run: QueuedRun) -> bytes:
+    import json
+
+    return json.dumps(run.to_json()).encode()
+
+
+def read_queued(path: str | Path) -> QueuedRun:
+    """A queue file, checked field by field; UnreadableFile names the file and the problem."""
+    record = read_json_file(path, MAX_QUEUE_RECORD_BYTES)
+    name = Path(path).name
+    try:
+        if not isinstance(record, dict) or record.get("format") != QUEUE_FORMAT:
+            raise FieldError(f"it is not a {QUEUE_FORMAT} record")
+        run_id, owner, device = record.get("run_id"), record.get("owner"), record.get("device")
+        if not is_valid_run_id(run_id) or not name.startswith(run_id + "."):
+            raise FieldError("its run_id is not the file's own")
+        if owner is not None and not is_valid_owner(owner):
+            raise FieldError("its owner is not an owner id")
+        if not isinstance(device, str) or not _DEVICE_NAME.fullmatch(device):
+            raise FieldError("its device is not a device name")
+        order, attempts, run_name = record.get("order"), record.get("attempts", 0), record.get("name")
+        if not isinstance(order, (int, float)) or isinstance(order, bool) or not -1e12 < order < 1e12:
+            raise FieldError("its order is not a number")
+        if not isinstance(attempts, int) or isinstance(attempts, bool) or not 0 <= attempts <= MAX_ATTEMPTS:
+            raise FieldError(f"its attempts are not a count from 0 to {MAX_ATTEMPTS}")
+        if not isinstance(run_name, str) or not 0 < len(run_name) <= 200:
+            raise FieldError("its name is not text")
+        config = parse_config(record.get("config"))
+    except (FieldError, ValueError) as error:  # ValueError: a config its own checks refuse (ConfigError)
+        raise UnreadableFile(f"{name}: {error}") from None
+    return QueuedRun(run_id, config, run_name, owner, device, float(order), attempts)
+
+
+def waiting(folder: str | Path, device: str | None = None) -> list[QueuedRun]:
+    """The runs waiting in `folder` (for `device`, or for any), next first. An unreadable queue file
+    is skipped: it is nobody's run until a person looks at it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    runs = []
+    for entry in os.scandir(folder):
+        if entry.name.endswith(QUEUED_SUFFIX) and is_valid_run_id(entry.name.removesuffix(QUEUED_SUFFIX)):
+            try:
+                run = read_queued(entry.path)
+            except UnreadableFile:
+                continue
+            if device is None or run.device == device:
+                runs.append(run)
+    return sorted(runs, key=lambda run: (run.order, run.run_id))
+
+
+def claim(folder: str | Path, run_id: str) -> QueuedRun | None:
+    """Take a waiting run out of the queue to train it (the caller holds its device's lock); None when
+    it is no longer waiting (another process took it, or it was cancelled) or its file is unreadable."""
+    source, target = queued_path(folder, run_id), claimed_path(folder, run_id)
+    try:
+        os.rename(source, target)
+    except FileNotFoundError:
+        return None
+    try:
+        return read_queued(target)
+    except UnreadableFile:
+        target.unlink(missing_ok=True)
+        return None
+
+
+def release(folder: str | Path, run_id: str) -> None:
+    """The run has ended: it leaves the queue for good."""
+    claimed_path(folder, run_id).unlink(missing_ok=True)
+
+
+def cancel(folder: str | Path, run_id: str) -> bool:
+    """Take a waiting run out of the queue; False when it was not waiting (already started or gone)."""
+    try:
+        queued_path(folder, run_id).unlink()
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def reorder(folder: str | Path, run_ids: list[str]) -> None:
+    """Give the waiting runs `run_ids` the places of their order in that list (the others keep theirs)."""
+    current = {run.run_id: run for run in waiting(folder)}
+    orders = sorted(current[run_id].order for run_id in run_ids if run_id in current)
+    for run_id, order in zip([r for r in run_ids if r in current], orders):
+        run = current[run_id]
+        if run.order != order:
+            try:
+                write_atomically(queued_path(folder, run_id), _encode(_with(run, order=order)))
+            except OSError:
+                pass
+
+
+def _with(run: QueuedRun, **changes) -> QueuedRun:
+    from dataclasses import replace
+
+    return replace(run, **changes)
+
+
+def next_order() -> float:
+    """The place of a run queued now: after every run queued before it, on any server of the folder."""
+    return time.time()
+
+
+class DeviceLock:
+    """One training process per device of a machine, across every server and worker on the folder.
+    An flock: the kernel releases it when its process dies, so a kill never leaves a stale lock."""
+
+    def __init__(self, folder: str | Path, device: str):
+        if not _DEVICE_NAME.fullmatch(device):
+            raise TrainingError(f"{device!r} is not a device name")
+        self.path = Path(folder) / f".device-{device.replace(':', '-')}.lock"
+        self._descriptor: int | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock if no process holds it; True when this one now does."""
+        if self._descriptor is not None:
+            return True
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(descriptor)
+            return False
+        self._descriptor = descriptor
+        return True
+
+    def release(self) -> None:
+        if self._descriptor is not None:
+            os.close(self._descriptor)  # closing the descriptor drops the flock
+            self._descriptor = None
+
+    def held_by_a_process(self) -> bool:
+        """Whether some process (this one included) holds the lock now."""
+        if self._descriptor is not None:
+            return True
+        if self.acquire():
+            self.release()
+            return False
+        return True
+
+
+def recover_interrupted(folder: str | Path) -> list[str]:
+    """Put each run whose training process died back at the head of the queue, to resume from its
+    last checkpoint; after MAX_ATTEMPTS deaths it is left out (its files stay, and a person may resume
+    it). Returns the run ids requeued."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    requeued = []
+    for entry in os.scandir(folder):
+        run_id = entry.name.removesuffix(CLAIMED_SUFFIX)
+        if run_id == entry.name or not is_valid_run_id(run_id):
+            continue
+        try:
+            run = read_queued(entry.path)
+        except UnreadableFile:
+            continue
+        if DeviceLock(folder, run.device).held_by_a_process():
+            continue  # its process (or another on that device) is alive
+        path = claimed_path(folder, run_id)
+        if run.attempts + 1 >= MAX_ATTEMPTS:
+            path.unlink(missing_ok=True)
+            continue
+        head = min((r.order for r in waiting(folder, run.device)), default=run.order)
+        try:
+            write_atomically(path, _encode(_with(run, order=min(head, run.order) - 1, attempts=run.attempts + 1)))
+            os.rename(path, queued_path(folder, run_id))
+        except OSError:
+            continue
+        requeued.append(run_id)
+    return requeued

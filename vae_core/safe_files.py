@@ -1,0 +1,88 @@
+"""The one way to read a file this process did not just write: regular files only, bounded in size,
+JSON bounded in nesting, every failure one `UnreadableFile` naming the file and what was wrong.
+
+Why each guard: a FIFO (or a symbolic link to one) blocks a plain `open` forever, so the file is
+opened non-blocking and `fstat`-ed before a byte is read; a device or a folder named like a record
+is refused the same way; a file of gigabytes is refused by its size; `[[[[...]]]]` nested 200,000
+deep makes `json.loads` raise RecursionError, so nesting is counted first, in one pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Any
+
+MAX_JSON_DEPTH = 32
+
+
+class UnreadableFile(Exception):
+    """A file that cannot be read as what it should be; str() is one line naming it."""
+
+
+def read_regular_file(path: str | Path, max_bytes: int) -> bytes:
+    """The bytes of `path` when it is a regular file (a symbolic link to one is followed) of at most
+    `max_bytes`; UnreadableFile otherwise. Never blocks on a FIFO or a device."""
+    path = Path(path)
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as error:
+        raise UnreadableFile(f"{path.name}: cannot be opened ({error.strerror or error})") from None
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnreadableFile(f"{path.name}: not a regular file")
+        if info.st_size > max_bytes:
+            raise UnreadableFile(f"{path.name}: {info.st_size:,} bytes, more than the limit of {max_bytes:,}")
+        chunks, left = [], max_bytes + 1
+        while left > 0:
+            chunk = os.read(descriptor, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+    except OSError as error:
+        raise UnreadableFile(f"{path.name}: cannot be read ({error.strerror or error})") from None
+    finally:
+        os.close(descriptor)
+    if len(data) > max_bytes:  # it grew while being read
+        raise UnreadableFile(f"{path.name}: more than the limit of {max_bytes:,} bytes")
+    return data
+
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def json_depth(data: bytes) -> int:
+    """How deep `data`'s arrays and objects nest (brackets inside strings do not count), without
+    recursion: strings are cut out, then the brackets left are counted in one pass."""
+    depth = deepest = 0
+    for bracket in _BRACKET.findall(_STRING.sub(b"", data)):
+        if bracket in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def read_json_file(path: str | Path, max_bytes: int, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """The JSON value of `path`, read by `read_regular_file`, nested at most `max_depth` deep; numbers
+    that are no finite float (NaN, Infinity) are refused. UnreadableFile on anything else."""
+    data = read_regular_file(path, max_bytes)
+    name = Path(path).name
+    if json_depth(data) > max_depth:
+        raise UnreadableFile(f"{name}: JSON nested more than {max_depth} deep")
+    try:
+        return json.loads(data, parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise UnreadableFile(f"{name}: not valid JSON") from None
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")

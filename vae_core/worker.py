@@ -1,0 +1,246 @@
+"""A run process: `python -m vae_core.worker FOLDER [--uploads DIR]`, started by a server
+(executors.py), which trains the runs of FOLDER's durable queue (run_queue.py) that the server names.
+
+It pays the start-up costs once (torch, the engine, the default dataset, the first optimiser) and
+then waits, warm, for the server's "train <run id>"; after a run it waits for the next one, so a
+server keeps one warm process per device. For each run it takes the device's lock, claims the run
+from the queue, trains it with the one job (jobs.py, running loop.py), which writes the run's
+checkpoint every epoch and its progress record a few times a second, and sends the server each new
+snapshot and the weights of each epoch end over its stdout. Commands (pause, resume, stop, lr, beta,
+rename) arrive on its stdin.
+
+When the server is gone (its end of the pipe closes: a crash, a kill, a restart), the process goes
+on: it finishes the run in progress, then trains the rest of the folder's queue in order, then exits.
+A restarted server finds those runs in the store, live, as it finds a run of the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+from pathlib import Path
+
+from .channel import Channel, ChannelClosed
+from .errors import VAEStudioError
+from .run_queue import DeviceLock, QueuedRun, claim, queued_path, read_queued, recover_interrupted, release, waiting
+from .safe_files import UnreadableFile
+
+
+class SnapshotSender:
+    """Sends the newest snapshot (and the weights, when they changed) on a thread of its own: the
+    training thread only drops a snapshot into a slot, so a slow reader never holds up a step, and a
+    snapshot superseded before it was sent is skipped."""
+
+    def __init__(self, channel: Channel, server_gone: threading.Event):
+        self.channel, self.server_gone = channel, server_gone
+        self.job = None
+        self._changed = threading.Condition()
+        self._snapshot = None
+        self._closing = False
+        self._sent_weights = None
+        self._thread = threading.Thread(target=self._run, name="snapshot-sender", daemon=True)
+        self._thread.start()
+
+    def publish(self, snapshot) -> None:
+        with self._changed:
+            self._snapshot = snapshot
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        """Send what is left, then stop."""
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._snapshot is not None or self._closing)
+                snapshot, self._snapshot = self._snapshot, None
+            if snapshot is None:
+                return
+            if not self.server_gone.is_set():
+                try:
+                    self.channel.send("snapshot", snapshot)
+                    self._send_weights_if_new(snapshot.run_id)
+                except ChannelClosed:
+                    self.server_gone.set()
+
+    def _send_weights_if_new(self, run_id: str) -> None:
+        weights = self.job.kept_weights() if self.job is not None else None
+        if weights is not None and weights is not self._sent_weights:
+            epoch, state = weights
+            self.channel.send("weights", run_id, epoch, {key: value.numpy() for key, value in state.items()})
+            self._sent_weights = weights
+
+
+class Worker:
+    def __init__(self, folder: Path, channel: Channel, upload_root: Path | None = None):
+        self.folder, self.channel, self.upload_root = folder, channel, upload_root
+        self.requests: queue.Queue = queue.Queue()
+        self.server_gone = threading.Event()
+        self.job = None
+
+    # -- the server's messages -----------------------------------------------------------------
+    def listen(self) -> None:
+        while True:
+            try:
+                kind, *args = self.channel.receive()
+            except ChannelClosed:
+                self.server_gone.set()
+                self.requests.put(None)
+                return
+            if kind == "train":
+                self.requests.put(args[0])
+            elif kind == "exit":
+                self.requests.put(None)
+            else:
+                self._command(kind, *args)
+
+    def _command(self, kind: str, run_id: str, *value) -> None:
+        job = self.job
+        if job is None or job.run_id != run_id:
+            return
+        try:
+            if kind in ("pause", "resume", "stop"):
+                getattr(job, kind)()
+            elif kind == "lr":
+                job.set_lr(value[0])
+            elif kind == "beta":
+                job.set_beta(value[0])
+            elif kind == "rename":
+                job.rename(value[0])
+        except VAEStudioError:
+            pass  # the server checked it first; a stale command is dropped
+
+    def tell(self, *message) -> None:
+        if not self.server_gone.is_set():
+            try:
+                self.channel.send(*message)
+            except ChannelClosed:
+                self.server_gone.set()
+
+    # -- training --------------------------------------------------------------------------------
+    def serve(self) -> int:
+        threading.Thread(target=self.listen, name="commands", daemon=True).start()
+        while True:
+            run_id = self.requests.get()
+            if run_id is None:
+                break
+            self.train(run_id)
+        if self.server_gone.is_set():
+            self.train_the_rest_of_the_queue()
+        return 0
+
+    def train_the_rest_of_the_queue(self) -> None:
+        """The server is gone: the folder's queue still trains, in order, one run after another."""
+        while True:
+            recover_interrupted(self.folder)
+            runs = waiting(self.folder)
+            if not runs or not self.train(runs[0].run_id):
+                return  # nothing left, or another process trains on the device (and will go on)
+
+    def train(self, run_id: str) -> bool:
+        """Train queued run `run_id` to its end; False when its device is busy with another process."""
+        try:
+            device = read_queued(queued_path(self.folder, run_id)).device
+        except (UnreadableFile, VAEStudioError):
+            self.tell("not started", run_id, "gone")
+            return True
+        lock = DeviceLock(self.folder, device)
+        if not lock.acquire():
+            self.tell("not started", run_id, "busy")
+            return False
+        try:
+            run = claim(self.folder, run_id)
+            if run is None:
+                self.tell("not started", run_id, "gone")
+                return True
+            sender = SnapshotSender(self.channel, self.server_gone)
+            try:
+                job = self._job(run, sender)
+            except VAEStudioError as error:
+                release(self.folder, run_id)
+                sender.close()
+                self.tell("not started", run_id, f"failed: {error}")
+                return True
+            sender.job = self.job = job
+            self.tell("started", run_id, os.getpid())
+            job.start()
+            job.wait()
+            sender.close()
+            self.job = None
+            release(self.folder, run_id)
+            self.tell("ended", run_id, job.status)
+            return True
+        finally:
+            lock.release()
+
+    def _job(self, run: QueuedRun, sender: SnapshotSender):
+        """The job of a claimed run: on its data, from its own checkpoint in the folder when it has one
+        (a resume, or a run whose process died), else from scratch."""
+        from .checkpoint import check_resumable, load_checkpoint
+        from .data import load_dataset, resolve_data_reference
+        from .jobs import TrainingJob
+        from .runs import checkpoint_path
+
+        config = run.config
+        source = resolve_data_reference(config.data, [self.upload_root] if self.upload_root else [])
+        dataset = load_dataset(source, image_size=config.image_size, test_fraction=config.test_fraction,
+                               seed=config.seed)
+        state, saved = None, checkpoint_path(self.folder, run.run_id)
+        if saved.exists():
+            previous = load_checkpoint(saved)
+            check_resumable(previous, dataset)
+            state = previous.state
+            # Its numbers depend on its thread count: the resumed part keeps the one it trained with.
+            config = config.replace(threads=previous.config.threads or config.threads)
+        return TrainingJob(config, dataset, run_id=run.run_id, name=run.name, state=state,
+                           checkpoint_dir=self.folder, owner=run.owner, on_publish=sender.publish,
+                           write_progress=True)
+
+
+def warm_up() -> None:
+    """What every run needs, once per process: torch, the engine, the default dataset (in the
+    engine's cache, loaded beside the first optimiser, whose building imports torch._dynamo, ~1 s),
+    and the default run's CPU thread count (remembered, or timed: thread_choice.py)."""
+    import torch
+
+    from .config import TrainConfig
+    from .data import DEFAULT_DATASET, load_dataset
+    from .device import resolve_device
+    from .thread_choice import app_run_threads
+    from .threads import begin_on_a_thread_of_its_own, on_a_thread_of_its_own
+    from .trainer import make_adam
+
+    loaded = begin_on_a_thread_of_its_own(lambda: load_dataset(DEFAULT_DATASET), name="warm-up-data")
+    make_adam(torch.nn.Linear(1, 1), 1e-3)
+    try:
+        dataset = loaded()
+    except VAEStudioError:
+        return  # a run that needs it reports why
+    config = TrainConfig()
+    on_a_thread_of_its_own(lambda: app_run_threads(config, dataset, resolve_device(config.device)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m vae_core.worker", description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--uploads", type=Path, default=None, help="the server's folder of uploaded data")
+    args = parser.parse_args(argv)
+    # Messages go out on the original stdout; anything printed lands in stderr (the server's log file).
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    worker = Worker(args.folder, Channel(sys.stdin.buffer, out), args.uploads)
+    warm_up()
+    worker.tell("ready", os.getpid())
+    return worker.serve()  # with no server left by then, it trains what the folder's queue holds
+
+
+if __name__ == "__main__":
+    sys.exit(main())
