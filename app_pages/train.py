@@ -133,8 +133,36 @@ def start_run(source: str, upload, image_size, values: dict, hidden_text: str, m
     st.rerun()
 
 
+def shown_job(run_id: str | None):
+    """The run `run_id` as this page shows it: the job this server drives, else the run's record in
+    the checkpoints folder (a run of the CLI, of torchrun, of a run process whose server restarted,
+    or an ended one); None when neither exists (yet)."""
+    if not run_id:
+        return None  # without importing the engine, which a fresh server's first page must not wait for
+    from ui.runs import stored_job
+
+    return access.visible_job(run_id) or stored_job(run_id)
+
+
+def stored_run_note(job, snap) -> None:
+    """What can be done with a run this server does not drive."""
+    if job.live:
+        where = f"process {job.pid}" + (f" on {job.host}" if job.host else "")
+        st.caption(f"Trained by another {where} (the CLI, torchrun, or a run process that outlived a server "
+                   "restart): it is followed here live, from its progress record and its checkpoint of each "
+                   "epoch. Its lr and β are changed where it runs.")
+    elif snap.epoch < snap.epochs and snap.status in ("stopped", "failed", "killed", "stale"):
+        st.page_link("app_pages/checkpoints.py", label="Resume it from its last checkpoint",
+                     icon=":material/play_arrow:")  # the router keeps ?run= on every page
+
+
 def controls(job, snap) -> None:
     """Pause / resume / stop, and lr and beta while it runs; to its owner alone when served (ui/access.py)."""
+    from vae_core.stored_runs import StoredRun
+
+    if isinstance(job, StoredRun):
+        stored_run_note(job, snap)
+        return
     if not access.can_control(job.owner):
         st.caption("A shared run: you can watch it, not change it.")
         return
@@ -171,7 +199,8 @@ def progress(snap, variational: bool) -> None:
                 speed_help=f"{snap.device}{on} · ETA {duration(snap.eta_s)}",
                 loss=nats(float(np.mean(snap.curves.total[-50:])) if len(snap.curves) else None),
                 test=nats(last.get("test_neg_elbo" if variational else "test_recon")),
-                active_units=f"{last['active_units']}/{len(snap.kl_per_dim)}" if last else "–")
+                active_units=f"{last['active_units']}/{len(snap.kl_per_dim)}" if last.get("active_units") is not None
+                else "–")  # a progress record written by another process may not say
 
 
 def metrics_row(variational: bool, samples_per_s: str = "–", speed_help: str | None = None, loss: str = "–",
@@ -223,7 +252,7 @@ def live_panel() -> None:
     from ui.curve_controls import PLOTLY_CONFIG, apply_curve_options, csv_download, curve_controls
     from vae_core.models import MODELS
 
-    job = access.visible_job(session.current_run_id())
+    job = shown_job(session.current_run_id())
     if job is None:
         return
     snap = job.snapshot()
@@ -259,8 +288,9 @@ def live_panel() -> None:
         st.markdown("**Reconstructions** of fixed test images (top: input, bottom: decoded)")
         if snap.frames:
             frame = snap.frames[-1]
-            image_grid(np.concatenate([snap.fixed_inputs[:8], frame.reconstructions[:8]]), 8,
-                       caption=f"epoch {frame.epoch}")
+            inputs = snap.fixed_inputs[:8] if len(snap.fixed_inputs) else np.zeros((0, *frame.reconstructions.shape[1:]),
+                                                                                    dtype=np.uint8)
+            image_grid(np.concatenate([inputs, frame.reconstructions[:8]]), 8, caption=f"epoch {frame.epoch}")
         else:
             st.caption("Appears after the first epoch.")
     was_active = st.session_state.get("_live_was_active", False)
@@ -271,8 +301,9 @@ def live_panel() -> None:
 
 def empty_panel(run_id: str | None, starting: bool) -> None:
     if run_id:
-        st.warning(f"Run `{run_id}` is not training in this server (it may have been restarted). Its last "
-                   "autosave is on the **Checkpoints** page, where you can resume it.")
+        st.warning(f"Run `{run_id}` is not in the checkpoints folder yet: a run shows here once it is queued, "
+                   "or once its process has written its first progress record. If it was deleted, pick another "
+                   "run on the **Runs** page.")
     st.info("Set the hyperparameters and press **Start training**. The curves appear here within a second.")
     # The run's gauges, empty: where its numbers will show (and, on a fresh server, the browser has
     # their code loaded before the first run's panel arrives).
@@ -296,7 +327,7 @@ with left:
     start_pressed = hyperparameter_form()
 with right:
     run_id = session.current_run_id()
-    job = access.visible_job(run_id)
+    job = shown_job(run_id)
     if job is None:
         empty_panel(run_id, starting=start_pressed is not None)
     else:

@@ -90,3 +90,9 @@ def rerun_until(app, page: str, run: str, drawn, what: str, timeout: float = 60.
         time.sleep(0.2)
 
 
+
+
+def page_text(session) -> str:
+    """What a person reads: Markdown, the sidebar's, and every select box's options."""
+    options = [str(option) for box in session.selectbox for option in box.options]
+    return rendered(" ".join(markdown_texts(session) + options))

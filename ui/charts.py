@@ -85,11 +85,11 @@ def loss_figure(curves: StepCurves, epoch_metrics: Sequence[dict], events: Seque
     if epoch_metrics:
         steps = [m["step"] for m in epoch_metrics]
         test_key, test_name = ("test_neg_elbo", "test −ELBO") if variational else ("test_recon", "test reconstruction")
-        traces.append(go.Scatter(x=steps, y=[m[test_key] for m in epoch_metrics], name=test_name,
+        traces.append(go.Scatter(x=steps, y=[m.get(test_key) for m in epoch_metrics], name=test_name,
                                  mode="markers+lines", line={"color": COLOURS["test"], "dash": "dot"},
                                  marker={"size": 7}))
         if variational:
-            traces.append(go.Scatter(x=steps, y=[m["test_kl"] for m in epoch_metrics], name="test KL",
+            traces.append(go.Scatter(x=steps, y=[m.get("test_kl") for m in epoch_metrics], name="test KL",
                                      mode="markers", xaxis="x2", yaxis="y2",
                                      marker={"color": COLOURS["test_kl"], "size": 7, "symbol": "diamond"}))
     left_title = "Total and reconstruction (nats)" if variational else "Reconstruction error (no KL: an autoencoder)"

@@ -84,6 +84,34 @@ def _file_view(path: Path) -> RunView:
                    weights_key=weights_key)
 
 
+def stored_job(run_id: str | None):
+    """The run `run_id` of the checkpoints folder as its page shows it (vae_core/stored_runs.py), for a
+    run this server does not drive: trained by the CLI, by torchrun, by a run process that outlived
+    its server, or ended. None when the folder has no such run or this session may not see it."""
+    from vae_core.run_ids import is_valid_run_id
+    from vae_core.runs import read_run
+    from vae_core.stored_runs import stored_run
+
+    if not is_valid_run_id(run_id):
+        return None
+    record = read_run(session.CHECKPOINT_DIR, run_id)
+    if record is None or not access.can_see(record.owner) or not record.config:
+        return None
+    checkpoint, fixed_inputs = None, None
+    if record.checkpoint is not None and record.error is None:
+        try:
+            checkpoint = read_checkpoint(Path(record.checkpoint))
+        except (OSError, VAEStudioError):
+            pass  # the record alone still shows its curve
+    try:
+        from vae_core.trainer import FIXED_INPUTS, to_uint8
+
+        fixed_inputs = to_uint8(session.run_data(TrainConfig.from_dict(record.config)).test_x[:FIXED_INPUTS])
+    except VAEStudioError:
+        pass  # data this server may not open: the reconstructions show without their inputs
+    return stored_run(record, checkpoint, fixed_inputs)
+
+
 def checkpoint_files() -> list[Path]:
     """Saved runs, newest first. One folder for every tab: the app is one person's, on their machine
     (an upload is imported into it as a run of its own)."""
@@ -138,6 +166,21 @@ def _run_id_of(key: str) -> str:
     return value if kind == "job" else Path(value).stem
 
 
+def newest(keys: list[str]) -> str:
+    """The choice of the run created last: by the creation time its id begins with, else (ids made
+    elsewhere) the most recently written file, which run_choices lists first among files."""
+    from vae_core.runs import creation_order
+
+    stamped = [key for key in keys if creation_order(_run_id_of(key))[0] != "~"]
+    return max(stamped, key=lambda key: creation_order(_run_id_of(key))) if stamped else keys[0]
+
+
+def _follow_waiting_picker() -> None:
+    picked = st.session_state.get(f"{PICKER_KEY}_waiting")
+    if picked is not None:
+        session.set_current_run(_run_id_of(picked))
+
+
 def _follow_picker() -> None:
     session.set_current_run(_run_id_of(st.session_state[PICKER_KEY]))
 
@@ -152,10 +195,21 @@ def pick_run(label: str = "Run") -> RunView | None:
         return None
     keys = list(choices)
     current = session.current_run_id()
+    if current and not any(_run_id_of(key) == current for key in keys):
+        # Never another run in its place: the URL names this one, and it may be a moment from readable.
+        # The id is not repeated: when served, a link to another person's run must tell nothing of it.
+        st.info("The run this page's link names has no checkpoint you can open yet: it appears here once its "
+                "first epoch has ended (its curves are on the **Train** page meanwhile). Pick another run in "
+                "the sidebar to open it.",
+                icon=":material/hourglass_top:")
+        st.sidebar.selectbox(label, [None, *keys], format_func=lambda key: "–" if key is None else choices[key],
+                             key=f"{PICKER_KEY}_waiting", on_change=_follow_waiting_picker)
+        return None
     picked = st.session_state.get(PICKER_KEY)
     if picked not in keys or (current and _run_id_of(picked) != current):
-        # The current run changed elsewhere (a link, a start, an upload): the picker follows it.
-        picked = next((k for k in keys if _run_id_of(k) == current), keys[0])
+        # The current run changed elsewhere (a link, a start, an upload): the picker follows it; with
+        # none named, the newest run.
+        picked = next((k for k in keys if _run_id_of(k) == current), None) or newest(keys)
     # Set on every run: each page has its own picker widget, which would otherwise start on keys[0].
     st.session_state[PICKER_KEY] = picked
     key = st.sidebar.selectbox(label, keys, format_func=choices.get, key=PICKER_KEY, on_change=_follow_picker)

@@ -352,6 +352,8 @@ def _parse_progress(record: Any) -> Progress:
     if not isinstance(metrics, list) or len(metrics) > counts["epochs"] or not all(
             isinstance(m, dict) and len(m) <= 32 for m in metrics):
         raise FieldError("epoch_metrics must be a list of at most one object per epoch")
+    for m in metrics:  # the charts place each epoch's markers by them
+        _count(m.get("epoch"), "epoch_metrics.epoch"), _count(m.get("step"), "epoch_metrics.step")
     return Progress(
         run_id=record["run_id"], name=text(record.get("name"), "name", MAX_NAME_CHARS),
         status=_one_of(record.get("status"), "status", ("running", *ENDED_STATUSES)),

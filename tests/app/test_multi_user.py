@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from apphelpers import APP, CHECKPOINTS, TIMEOUT, assert_no_exception, markdown_texts, rendered, train_checkpoint
+from apphelpers import (APP, CHECKPOINTS, TIMEOUT, assert_no_exception, markdown_texts, page_text, rendered,
+                        train_checkpoint)
 
 ISSUER = "https://id.example"
 ALICE = {"is_logged_in": True, "iss": ISSUER, "sub": "alice-1", "email": "alice@example.com", "name": "Alice"}
@@ -38,12 +39,6 @@ def served_session(user: dict, page: str | None = None, run_id: str | None = Non
 def owner(user: dict) -> str:
     from ui.access import owner_of_identity
     return owner_of_identity(user["iss"], user["sub"])
-
-
-def page_text(session: AppTest) -> str:
-    """What a person reads: Markdown, the sidebar's, and every select box's options."""
-    options = [str(option) for box in session.selectbox for option in box.options]
-    return rendered(" ".join(markdown_texts(session) + options))
 
 
 def start_training(session: AppTest, epochs: int, upload: tuple[str, bytes] | None = None):

@@ -188,11 +188,12 @@ def test_unavailable_dataset_says_where_to_put_the_files(app):
     assert any("kmnist" in e.value.lower() for e in app.error)
 
 
-def test_a_run_id_this_server_does_not_know_points_to_its_checkpoint(app):
+def test_a_run_id_the_folder_does_not_have_is_named_as_missing_not_replaced(app):
     app.query_params["run"] = "20200101-000000-gone"
     app.run()
     assert_no_exception(app)
-    assert any("20200101-000000-gone" in w.value and "Checkpoints" in w.value for w in app.warning)
+    assert any("20200101-000000-gone" in w.value and "not in the checkpoints folder" in w.value for w in app.warning)
+    assert [p.proto.text for p in app.get("progress")] == ["No run yet"]  # no other run in its place
 
 
 def _sketches(app) -> list[str]:

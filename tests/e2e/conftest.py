@@ -151,9 +151,10 @@ def _healthy(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def serve(checkpoints: Path, log_name: str = "server.log"):
-    """`streamlit run app.py` on a free port, in its own process group, killed at the end; yields
-    (AppServer, the monotonic time /_stcore/health first answered 'ok')."""
+def serve(checkpoints: Path, log_name: str = "server.log", end_runs: bool = True):
+    """`streamlit run app.py` on a free port, in its own process group, killed at the end with (unless
+    end_runs is False) the run processes of its folder, which would outlive it; yields (AppServer, the
+    monotonic time /_stcore/health first answered 'ok')."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -182,7 +183,8 @@ def serve(checkpoints: Path, log_name: str = "server.log"):
         yield server, time.monotonic()
     finally:
         _kill_group(process)
-        end_run_processes(checkpoints)
+        if end_runs:
+            end_run_processes(checkpoints)
 
 
 @pytest.fixture(scope="session")

@@ -140,7 +140,7 @@ def slider_value(page: Page, label: str) -> str:
 
 # -- the Train page ----------------------------------------------------------------------------------------
 
-PROGRESS_RE = re.compile(r"(queued|starting|running|paused|finished|stopped|failed|cancelled) · epoch (\d+)/(\d+) · "
+PROGRESS_RE = re.compile(r"(queued|starting|running|paused|finished|stopped|failed|cancelled|killed|stale) · epoch (\d+)/(\d+) · "
                          r"step ([\d,]+)/([\d,]+)")
 ACTIVE = ("queued", "starting", "running", "paused")
 
