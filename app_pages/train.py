@@ -148,9 +148,8 @@ def stored_run_note(job, snap) -> None:
     """What can be done with a run this server does not drive."""
     if job.live:
         where = f"process {job.pid}" + (f" on {job.host}" if job.host else "")
-        st.caption(f"Trained by another {where} (the CLI, torchrun, or a run process that outlived a server "
-                   "restart): it is followed here live, from its progress record and its checkpoint of each "
-                   "epoch. Its lr and β are changed where it runs.")
+        st.caption(f"Trained by another {where} (the CLI or torchrun): it is followed here live, from its "
+                   "progress record and its checkpoint of each epoch, and controlled where it runs.")
     elif snap.epoch < snap.epochs and snap.status in ("stopped", "failed", "killed", "stale"):
         st.page_link("app_pages/checkpoints.py", label="Resume it from its last checkpoint",
                      icon=":material/play_arrow:")  # the router keeps ?run= on every page
@@ -160,12 +159,15 @@ def controls(job, snap) -> None:
     """Pause / resume / stop, and lr and beta while it runs; to its owner alone when served (ui/access.py)."""
     from vae_core.stored_runs import StoredRun
 
-    if isinstance(job, StoredRun):
+    if isinstance(job, StoredRun) and not job.commands:
         stored_run_note(job, snap)
         return
     if not access.can_control(job.owner):
         st.caption("A shared run: you can watch it, not change it.")
         return
+    if isinstance(job, StoredRun):
+        st.caption(f"Trained by run process {job.pid}, which outlived the server that started it: commands "
+                   "reach it through the checkpoints folder within a second.")
     cols = st.columns(3)
     if cols[0].button("Pause", disabled=snap.status != "running", width="stretch"):
         job.pause()

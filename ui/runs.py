@@ -109,15 +109,20 @@ def stored_job(run_id: str | None):
         fixed_inputs = to_uint8(session.run_data(TrainConfig.from_dict(record.config)).test_x[:FIXED_INPUTS])
     except VAEStudioError:
         pass  # data this server may not open: the reconstructions show without their inputs
-    return stored_run(record, checkpoint, fixed_inputs)
+    return stored_run(session.CHECKPOINT_DIR, record, checkpoint, fixed_inputs)
 
 
 def checkpoint_files() -> list[Path]:
     """Saved runs, newest first. One folder for every tab: the app is one person's, on their machine
     (an upload is imported into it as a run of its own)."""
     folder = session.CHECKPOINT_DIR
-    files = folder.glob("*.safetensors") if folder.is_dir() else []
-    return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)
+    dated = []
+    for path in folder.glob("*.safetensors") if folder.is_dir() else []:
+        try:
+            dated.append((path.stat().st_mtime, path))  # a dangling link or a loop has no date: not a run
+        except OSError:
+            continue
+    return [path for _, path in sorted(dated, reverse=True)]
 
 
 def run_label(name: str, run_id: str) -> str:

@@ -231,8 +231,10 @@ class TrainingJob:
             if self._write_progress:
                 from .runs import ProgressWriter
 
+                # A job that keeps the store's record is a run process's, which obeys the run's command
+                # file (run_commands.py) too: the record says so, for a server that did not start it.
                 self._progress = ProgressWriter(self.checkpoint_path, self.trainer, run_id=self.run_id,
-                                                name=self.name, dataset=self.dataset.name)
+                                                name=self.name, dataset=self.dataset.name, commands=True)
             self._set_status("running")
             hooks = loop.Hooks(before_step=self._before_step, after_flush=self._after_flush,
                                after_epoch=self._after_epoch, flush_steps=FLUSH_EVERY_STEPS,
@@ -273,6 +275,8 @@ class TrainingJob:
             except queue.Empty:
                 if paused_at is None:
                     return True
+                if self._progress is not None:
+                    self._progress.update(trainer, status="paused")  # its heartbeat, at the writer's pace
                 continue
             if command == "stop":
                 return False
@@ -282,6 +286,8 @@ class TrainingJob:
                 paused_at = time.perf_counter()
                 self._keep_weights()
                 self._set_status("paused")
+                if self._progress is not None:
+                    self._progress.update(trainer, force=True, status="paused")
             elif command == "resume" and paused_at is not None:
                 self._window = (time.perf_counter(), trainer.step)  # a pause is not training time
                 self._set_status("running")

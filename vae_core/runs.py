@@ -31,6 +31,7 @@ from .checkpoint_fields import (MAX_NAME_CHARS, MAX_NOTES_CHARS, MAX_SHORT_TEXT,
                                 parse_config, printable_text, text)
 from .errors import CheckpointError, ConfigError, TrainingError, VAEStudioError
 from .run_ids import check_run_id, is_valid_run_id
+from .safe_files import UnreadableFile, read_json_file
 
 CHECKPOINTS_ENV = "VAE_STUDIO_CHECKPOINTS"  # the app's folder, and the CLI's default one
 CHECKPOINT_SUFFIX = ".safetensors"
@@ -39,6 +40,8 @@ PROGRESS_FORMAT = "vae-studio-progress"
 PROGRESS_INTERVAL_S = 0.5  # the writer's pace: live enough for a chart, cheap for the trainer
 STALE_AFTER_S = 120.0  # no heartbeat for this long (an epoch's evaluation included): no sign of life
 MAX_PROGRESS_BYTES = 1 << 20
+MAX_PID = 1 << 22  # Linux's largest pid_max
+CLOCK_SKEW_S = 300.0  # how far ahead of ours another machine's clock may be
 MAX_POINTS = 600  # loss points a record keeps; older ones are merged in pairs as the run grows
 # A point's wall time is the run's clock (history.RunClock) at its step: a resumed run's goes on.
 POINT_FIELDS = ("step", "wall", "total", "recon", "kl")
@@ -95,6 +98,8 @@ class Progress:
     points: dict[str, list[float]]
     epoch_metrics: tuple[dict, ...]
     message: str | None = None
+    commands: bool = False  # its process obeys the run's command file (run_commands.py): a run process
+
 
     def liveness(self, now: float | None = None) -> str:
         """The record's status, or KILLED (its process is gone without saying it ended) or STALE (no
@@ -112,7 +117,7 @@ def process_alive(pid: int) -> bool:
     """Whether process `pid` of this machine still runs (a zombie, killed but not yet reaped, does not)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError, ValueError):
         return False
     except PermissionError:
         return True  # it exists; another user's
@@ -134,9 +139,10 @@ class ProgressWriter:
     half of one; a failed write is skipped (the training matters more than its progress record)."""
 
     def __init__(self, checkpoint: str | Path, trainer, *, run_id: str, name: str, dataset: str,
+                 commands: bool = False,
                  interval_s: float = PROGRESS_INTERVAL_S, clock=time.time):
         self.path = progress_path(checkpoint)
-        self.run_id, self.dataset = run_id, dataset
+        self.run_id, self.dataset, self.commands = run_id, dataset, commands
         self.name = printable_text(name, MAX_NAME_CHARS)  # as the checkpoint stores it
         self.interval_s = interval_s
         self._clock = clock
@@ -148,10 +154,12 @@ class ProgressWriter:
         self._points = _earlier_points(trainer.history)
         self._file = _LatestFileWriter(self.path)
 
-    def update(self, trainer, *, force: bool = False) -> None:
+    def update(self, trainer, *, force: bool = False, status: str = "running") -> None:
+        """A new point, and the record written if `interval_s` has passed (a paused run calls it too,
+        with status "paused": its heartbeat goes on, so it is not taken for stale)."""
         self._add_point(trainer)
         if force or self._clock() - self._last_write >= self.interval_s:
-            self._write(trainer, "running")
+            self._write(trainer, status)
 
     def epoch_end(self, trainer, metrics: dict | None = None) -> None:
         self.update(trainer, force=True)
@@ -190,7 +198,7 @@ class ProgressWriter:
             "samples_per_s": self._samples_per_s, "config": trainer.config.to_dict(), "dataset": self.dataset,
             "points": self._points,
             "epoch_metrics": [{k: v for k, v in m.items() if k != "kl_per_dim"} for m in trainer.history.epochs],
-            "message": message,
+            "message": message, "commands": self.commands,
         }
         self._file.submit(json.dumps(_finite(record)).encode())
         self._last_write = now
@@ -311,19 +319,13 @@ def _finite(value):
 
 
 def read_progress(path: str | Path) -> Progress:
-    """A progress record, checked field by field; CheckpointError names the file and the problem."""
+    """A progress record, read by the one safe reader (regular files only, bounded size and nesting)
+    and checked field by field; CheckpointError names the file and the problem."""
     path = Path(path)
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_PROGRESS_BYTES + 1)
-    except OSError as error:
-        raise CheckpointError(f"{path.name}: cannot be read ({error.strerror or error})") from None
-    if len(data) > MAX_PROGRESS_BYTES:
-        raise CheckpointError(f"{path.name}: a progress record is at most {MAX_PROGRESS_BYTES:,} bytes")
-    try:
-        return _parse_progress(json.loads(data))
-    except (ValueError, UnicodeDecodeError):
-        raise CheckpointError(f"{path.name}: not a JSON progress record") from None
+        return _parse_progress(read_json_file(path, MAX_PROGRESS_BYTES))
+    except UnreadableFile as error:
+        raise CheckpointError(str(error)) from None
     except FieldError as error:
         raise CheckpointError(f"{path.name}: {error}") from None
 
@@ -342,6 +344,12 @@ def _parse_progress(record: Any) -> Progress:
         raise FieldError("its run_id is not a valid run id")
     counts = {key: _count(record.get(key), key) for key in
               ("pid", "step", "total_steps", "epoch", "epochs", "steps_per_epoch")}
+    if not 0 < counts["pid"] <= MAX_PID:
+        raise FieldError(f"pid must be a process id, from 1 to {MAX_PID:,}")
+    latest = time.time() + CLOCK_SKEW_S  # a heartbeat from the future would keep a run "running" forever
+    for key in ("started", "heartbeat"):
+        if not 0 <= _number(record.get(key), key) <= latest:
+            raise FieldError(f"{key} must be a time no later than now")
     points = record.get("points")
     if not isinstance(points, dict) or set(points) != set(POINT_FIELDS):
         raise FieldError(f"points must hold exactly {', '.join(POINT_FIELDS)}")
@@ -356,7 +364,7 @@ def _parse_progress(record: Any) -> Progress:
         _count(m.get("epoch"), "epoch_metrics.epoch"), _count(m.get("step"), "epoch_metrics.step")
     return Progress(
         run_id=record["run_id"], name=text(record.get("name"), "name", MAX_NAME_CHARS),
-        status=_one_of(record.get("status"), "status", ("running", *ENDED_STATUSES)),
+        status=_one_of(record.get("status"), "status", ("running", "paused", *ENDED_STATUSES)),
         host=text(record.get("host"), "host", MAX_SHORT_TEXT),
         started=_number(record.get("started"), "started"), heartbeat=_number(record.get("heartbeat"), "heartbeat"),
         samples_per_s=_number(record.get("samples_per_s"), "samples_per_s"),
@@ -366,6 +374,7 @@ def _parse_progress(record: Any) -> Progress:
         epoch_metrics=tuple({text(str(k), "an epoch metric's name", 40): _metric(v, k) for k, v in m.items()}
                             for m in metrics),
         message=None if record.get("message") is None else text(record["message"], "message", MAX_NOTES_CHARS),
+        commands=record.get("commands") is True,
         **counts)
 
 
@@ -494,7 +503,7 @@ def read_run(folder: str | Path, run_id: str, *, now: float | None = None) -> Ru
 def _record(run_id: str, summary: dict | None, progress: Progress | None, ckpt: Path | None, mtime: float,
             error: str | None, now: float | None) -> RunRecord:
     live_status = progress.liveness(now) if progress is not None else None
-    live = live_status == "running"
+    live = live_status in ("running", "paused")
     # A checkpoint is at most as new as the record of the process writing it: while it trains, or when
     # it died, the record says more; once it ended well, the checkpoint saved at its end says as much.
     use_progress = progress is not None and (summary is None or live or live_status in (KILLED, STALE)

@@ -18,18 +18,22 @@ import numpy as np
 from .checkpoint import RunCheckpoint
 from .history import History, StepCurves
 from .jobs import Snapshot
+from .run_commands import send_command
 from .runs import RunRecord
 
 
 @dataclass(frozen=True)
 class StoredRun:
-    """What a page may know of a run it does not drive. No commands: it trains (or trained) elsewhere."""
+    """What a page may know of a run this server does not drive. A live run process (one whose server
+    is gone) takes commands through the store (run_commands.py); the CLI's and torchrun's do not."""
 
     run_id: str
     owner: str | None
     device: str
     pid: int | None  # of the process training it now, if one is
     host: str | None
+    commands: bool  # live, and its process obeys the run's command file
+    folder: str
     _snapshot: Snapshot
 
     def snapshot(self) -> Snapshot:
@@ -39,8 +43,24 @@ class StoredRun:
     def live(self) -> bool:
         return self._snapshot.active
 
+    def pause(self) -> None:
+        send_command(self.folder, self.run_id, "pause")
 
-def stored_run(record: RunRecord, checkpoint: RunCheckpoint | None, fixed_inputs: np.ndarray | None = None) -> StoredRun:
+    def resume(self) -> None:
+        send_command(self.folder, self.run_id, "resume")
+
+    def stop(self) -> None:
+        send_command(self.folder, self.run_id, "stop")
+
+    def set_lr(self, lr: float) -> None:
+        send_command(self.folder, self.run_id, "lr", lr)
+
+    def set_beta(self, beta: float) -> None:
+        send_command(self.folder, self.run_id, "beta", beta)
+
+
+def stored_run(folder, record: RunRecord, checkpoint: RunCheckpoint | None,
+               fixed_inputs: np.ndarray | None = None) -> StoredRun:
     progress = record.progress if record.live else None
     history = checkpoint.state.history if checkpoint is not None else History()
     config = record.config or (checkpoint.config.to_dict() if checkpoint is not None else {})
@@ -72,8 +92,8 @@ def stored_run(record: RunRecord, checkpoint: RunCheckpoint | None, fixed_inputs
         fixed_inputs=fixed_inputs if fixed_inputs is not None else np.zeros((0, 1, 1, 1), dtype=np.uint8),
         checkpoint_path=record.checkpoint, weights_epoch=checkpoint.state.epoch if checkpoint is not None else 0,
         threads=f"{threads} CPU thread{'s' * (threads != 1)}" if threads else "")
-    return StoredRun(record.run_id, record.owner, snapshot.device, record.progress.pid if progress else None,
-                     record.progress.host if progress else None, snapshot)
+    return StoredRun(record.run_id, record.owner, snapshot.device, progress.pid if progress else None,
+                     progress.host if progress else None, bool(progress and progress.commands), str(folder), snapshot)
 
 
 def progress_message(record: RunRecord) -> str | None:

@@ -24,8 +24,12 @@ from pathlib import Path
 
 from .channel import Channel, ChannelClosed
 from .errors import VAEStudioError
+from .run_commands import CommandFile
 from .run_queue import DeviceLock, QueuedRun, claim, queued_path, read_queued, recover_interrupted, release, waiting
 from .safe_files import UnreadableFile
+
+
+COMMAND_POLL_S = 0.5  # a stat of the command file this often: nothing a training step would notice
 
 
 class SnapshotSender:
@@ -169,8 +173,12 @@ class Worker:
                 return True
             sender.job = self.job = job
             self.tell("started", run_id, os.getpid())
+            commands = CommandFile(self.folder, run_id)  # from a server that did not start this process
             job.start()
-            job.wait()
+            while not job.wait(COMMAND_POLL_S):
+                for name, value in commands.new_commands():
+                    self._command(name, run_id, *([] if value is None else [value]))
+            commands.remove()
             sender.close()
             self.job = None
             release(self.folder, run_id)

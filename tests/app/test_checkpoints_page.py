@@ -207,3 +207,17 @@ def test_compare_draws_a_conditional_run_and_an_autoencoder_too(app, saved_runs)
     assert_no_exception(app)
     captions = rendered(" ".join(c.value for c in app.caption))
     assert "class 0" in captions and "an autoencoder has no ELBO" in captions
+
+
+def test_a_dangling_link_or_a_link_loop_named_like_a_checkpoint_is_not_a_run(app, saved_runs):
+    import os
+
+    dangling, loop = CHECKPOINTS / "dangling.safetensors", CHECKPOINTS / "loop.safetensors"
+    os.symlink(CHECKPOINTS / "nowhere", dangling)
+    os.symlink(loop, loop)
+    try:
+        _open(app)
+        assert_no_exception(app)
+    finally:
+        dangling.unlink()
+        loop.unlink()

@@ -83,3 +83,29 @@ def test_pages_without_a_run_in_their_link_open_on_the_newest(app, saved_runs):
         assert app.query_params["run"] == "20991231-235959-newest"
     finally:
         newest.unlink()
+
+
+def test_a_run_process_whose_server_is_gone_is_controlled_through_the_store(app, saved_runs):
+    from vae_core.run_commands import read_commands
+
+    saved = load_checkpoint(CHECKPOINTS / "vae-beta1.safetensors")
+    record = {"format": PROGRESS_FORMAT, "run_id": "orphaned-live", "name": "orphaned", "status": "running",
+              "pid": os.getpid(), "host": socket.gethostname(), "started": time.time() - 5, "heartbeat": time.time(),
+              "step": 10, "total_steps": 120, "epoch": 0, "epochs": 4, "steps_per_epoch": 30, "samples_per_s": 100.0,
+              "config": {**saved.config.to_dict(), "epochs": 4}, "dataset": "digits", "commands": True,
+              "points": {key: [] for key in POINT_FIELDS}, "epoch_metrics": []}
+    path = CHECKPOINTS / "orphaned-live.progress.json"
+    path.write_text(json.dumps(record))
+    commands = CHECKPOINTS / "orphaned-live.commands.json"
+    try:
+        app.query_params["run"] = "orphaned-live"
+        app.run()
+        assert_no_exception(app)
+        assert "outlived the server that started it" in page_text(app)
+        next(b for b in app.button if b.label == "Stop").click().run()
+        assert_no_exception(app)
+        assert [name for _, name, _ in read_commands(commands)] == ["stop"]
+    finally:
+        path.unlink()
+        commands.unlink(missing_ok=True)
+        (CHECKPOINTS / ".orphaned-live.commands.json.lock").unlink(missing_ok=True)

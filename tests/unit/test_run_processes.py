@@ -181,3 +181,26 @@ def test_a_fifo_named_like_a_queue_file_never_blocks(tmp_path):
     started = time.monotonic()
     assert run_queue.waiting(tmp_path) == [] and run_queue.recover_interrupted(tmp_path) == []
     assert time.monotonic() - started < 2.0
+
+
+def test_a_run_process_obeys_commands_through_the_store_from_any_server(registry, digits, tmp_path):
+    from vae_core.run_commands import read_commands, send_command
+    from vae_core.runs import read_run
+
+    job = registry.submit(TrainConfig(epochs=200, **SMALL), digits)
+    _wait_for(lambda: (record := read_run(tmp_path, job.run_id)) is not None and record.live)
+    assert read_run(tmp_path, job.run_id).progress.commands  # its record says it takes commands
+    send_command(tmp_path, job.run_id, "pause")  # as a restarted server does: no pipe to the process
+    _wait_for(lambda: read_run(tmp_path, job.run_id).status == "paused")
+    send_command(tmp_path, job.run_id, "lr", 0.004)
+    send_command(tmp_path, job.run_id, "resume")
+    _wait_for(lambda: read_run(tmp_path, job.run_id).status == "running" and len(job.snapshot().events) == 1)
+    assert [(e["name"], e["value"]) for e in job.snapshot().events] == [("lr", 0.004)]
+    assert [name for _, name, _ in read_commands(tmp_path / f"{job.run_id}.commands.json")] == ["pause", "lr",
+                                                                                                 "resume"]
+    with pytest.raises(Exception, match="lr"):
+        send_command(tmp_path, job.run_id, "lr", -1.0)
+    send_command(tmp_path, job.run_id, "stop")
+    assert job.wait(60) and job.status == "stopped"
+    assert read_run(tmp_path, job.run_id).status == "stopped"
+    assert not (tmp_path / f"{job.run_id}.commands.json").exists()  # gone with the run
