@@ -30,6 +30,7 @@ from .atomic_files import write_atomically
 from .checkpoint_fields import (MAX_NAME_CHARS, MAX_NOTES_CHARS, MAX_SHORT_TEXT, FieldError,
                                 parse_config, printable_text, text)
 from .errors import CheckpointError, ConfigError, TrainingError, VAEStudioError
+from .latest_worker import LatestWorker
 from .run_ids import check_run_id, is_valid_run_id
 from .safe_files import UnreadableFile, read_json_file
 
@@ -152,7 +153,8 @@ class ProgressWriter:
         self._rate_window = (self._started, self._last_step)  # (time, step) samples/s is measured from
         self._samples_per_s = 0.0
         self._points = _earlier_points(trainer.history)
-        self._file = _LatestFileWriter(self.path)
+        self._file = LatestWorker(functools.partial(_write_dropping_failures, self.path),
+                                  name=f"progress-{self.path.name}")
 
     def update(self, trainer, *, force: bool = False, status: str = "running") -> None:
         """A new point, and the record written if `interval_s` has passed (a paused run calls it too,
@@ -204,52 +206,14 @@ class ProgressWriter:
         self._last_write = now
 
 
-class _LatestFileWriter:
-    """Writes the newest bytes handed to it, atomically, on a thread of its own: the write's fsyncs
-    (~11 ms here, 2-4% of a training thread writing every 0.5 s) never hold up a step, and a record
-    superseded before it was written is skipped. A failed write is dropped: the next one replaces it,
-    and the checkpoint, not its progress record, is what must not be lost."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._changed = threading.Condition()
-        self._pending: bytes | None = None
-        self._busy = False
-        self._closing = False
-        self._thread = threading.Thread(target=self._run, name=f"progress-{path.name}", daemon=True)
-        self._thread.start()
-
-    def submit(self, data: bytes) -> None:
-        with self._changed:
-            self._pending = data
-            self._changed.notify_all()
-
-    def flush(self) -> None:
-        with self._changed:
-            self._changed.wait_for(lambda: self._pending is None and not self._busy)
-
-    def close(self) -> None:
-        with self._changed:
-            self._closing = True
-            self._changed.notify_all()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while True:
-            with self._changed:
-                self._changed.wait_for(lambda: self._pending is not None or self._closing)
-                data, self._pending = self._pending, None
-                if data is None:  # closing, and nothing left to write
-                    return
-                self._busy = True
-            try:
-                write_atomically(self.path, data)
-            except OSError:
-                pass
-            finally:
-                with self._changed:
-                    self._busy = False
-                    self._changed.notify_all()
+def _write_dropping_failures(path: Path, data: bytes) -> None:
+    """A progress record's write: atomic, on the writer's own thread (its fsyncs, ~11 ms here, would be
+    2-4% of a training thread writing every 0.5 s); a failed write is dropped, since the next replaces
+    it and the checkpoint, not its progress record, is what must not be lost."""
+    try:
+        write_atomically(path, data)
+    except OSError:
+        pass
 
 
 def _rows_after(history, step: int | None):

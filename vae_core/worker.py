@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .channel import Channel, ChannelClosed
 from .errors import VAEStudioError
+from .latest_worker import LatestWorker
 from .run_commands import CommandFile
 from .run_queue import DeviceLock, QueuedRun, claim, queued_path, read_queued, recover_interrupted, release, waiting
 from .safe_files import UnreadableFile
@@ -34,44 +35,30 @@ COMMAND_POLL_S = 0.5  # a stat of the command file this often: nothing a trainin
 
 class SnapshotSender:
     """Sends the newest snapshot (and the weights, when they changed) on a thread of its own: the
-    training thread only drops a snapshot into a slot, so a slow reader never holds up a step, and a
-    snapshot superseded before it was sent is skipped."""
+    training thread only hands a snapshot over, so a slow reader never holds up a step, and a snapshot
+    superseded before it was sent is skipped."""
 
     def __init__(self, channel: Channel, server_gone: threading.Event):
         self.channel, self.server_gone = channel, server_gone
         self.job = None
-        self._changed = threading.Condition()
-        self._snapshot = None
-        self._closing = False
         self._sent_weights = None
-        self._thread = threading.Thread(target=self._run, name="snapshot-sender", daemon=True)
-        self._thread.start()
+        self._worker = LatestWorker(self._send, name="snapshot-sender")
 
     def publish(self, snapshot) -> None:
-        with self._changed:
-            self._snapshot = snapshot
-            self._changed.notify_all()
+        self._worker.submit(snapshot)
 
     def close(self) -> None:
         """Send what is left, then stop."""
-        with self._changed:
-            self._closing = True
-            self._changed.notify_all()
-        self._thread.join()
+        self._worker.close()
 
-    def _run(self) -> None:
-        while True:
-            with self._changed:
-                self._changed.wait_for(lambda: self._snapshot is not None or self._closing)
-                snapshot, self._snapshot = self._snapshot, None
-            if snapshot is None:
-                return
-            if not self.server_gone.is_set():
-                try:
-                    self.channel.send("snapshot", snapshot)
-                    self._send_weights_if_new(snapshot.run_id)
-                except ChannelClosed:
-                    self.server_gone.set()
+    def _send(self, snapshot) -> None:
+        if self.server_gone.is_set():
+            return
+        try:
+            self.channel.send("snapshot", snapshot)
+            self._send_weights_if_new(snapshot.run_id)
+        except ChannelClosed:
+            self.server_gone.set()
 
     def _send_weights_if_new(self, run_id: str) -> None:
         weights = self.job.kept_weights() if self.job is not None else None
