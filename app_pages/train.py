@@ -22,6 +22,8 @@ LR_CHOICES = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 1.0, 10
 BATCH_CHOICES = [16, 32, 64, 128, 256, 512, 1024]
 THREAD_CHOICES = [None, *range(1, (os.cpu_count() or 1) + 1)]  # None: timed when the run starts
 DEFAULTS = TrainConfig()
+FIRST_POINTS_WAIT_S = 3.0  # at most, after Start: a run process still warming up on a fresh server
+ACTIVE_BEFORE_POINTS = ("queued", "starting", "running")
 AE_NOTE = ("An autoencoder has no prior and no KL term, so it has no ELBO either: its loss is the reconstruction "
            "error alone, and that is what is shown.")
 
@@ -126,9 +128,14 @@ def start_run(source: str, upload, image_size, values: dict, hidden_text: str, m
     for warning in data.warnings:
         messages.warning(plain(warning))
     session.set_current_run(job.run_id)
-    # Give the job a moment to finish its first steps, so the page opens with a curve on it.
-    deadline = time.monotonic() + 1.0
-    while job.status in ("starting", "running") and job.snapshot().step == 0 and time.monotonic() < deadline:
+    # Give the job a moment to take its first steps, so the page opens with a curve on it rather than
+    # waiting for the panel's next tick: a run next in line is one whose process is warming up or
+    # starting it; one queued behind another run would wait for minutes.
+    registry = session.registry()
+    next_in_line = job.status != "queued" or (registry.position(job.run_id) == 1 and
+                                               registry.busy_job(str(job.device)) is None)
+    deadline = time.monotonic() + (FIRST_POINTS_WAIT_S if next_in_line else 0.0)
+    while job.status in ACTIVE_BEFORE_POINTS and job.snapshot().step == 0 and time.monotonic() < deadline:
         time.sleep(0.02)
     st.rerun()
 

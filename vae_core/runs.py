@@ -14,6 +14,7 @@ path) chooses where a file is written: the folder is the caller's, the file name
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import math
@@ -31,6 +32,7 @@ from .checkpoint_fields import (MAX_NAME_CHARS, MAX_NOTES_CHARS, MAX_SHORT_TEXT,
                                 parse_config, printable_text, text)
 from .errors import CheckpointError, ConfigError, TrainingError, VAEStudioError
 from .latest_worker import LatestWorker
+from .run_index import FileIndex
 from .run_ids import check_run_id, is_valid_run_id
 from .safe_files import UnreadableFile, read_json_file
 
@@ -301,6 +303,22 @@ def _cached_progress(path: str, version: tuple[int, int, int]) -> Progress:
     return read_progress(path)
 
 
+def _progress_of(index, path: str, version: tuple[int, int, int]) -> Progress:
+    """A progress record as a listing needs it. An ended run's never changes again: the index keeps it
+    without its curve's points (its checkpoint has the curve), so a folder of thousands of ended runs
+    is listed without reading their records; a live one is read whenever it changes."""
+    known = index.known(path, version)
+    if known is not None:
+        return Progress(**{**known, "points": {key: [] for key in POINT_FIELDS},
+                           "epoch_metrics": tuple(known["epoch_metrics"])})
+    progress = _cached_progress(path, version)
+    if progress.status in ENDED_STATUSES:
+        light = dataclasses.asdict(progress)
+        del light["points"]
+        index.remember(path, version, light)
+    return progress
+
+
 def _parse_progress(record: Any) -> Progress:
     if not isinstance(record, dict) or record.get("format") != PROGRESS_FORMAT:
         raise FieldError(f"it is not a {PROGRESS_FORMAT} record")
@@ -413,18 +431,19 @@ class RunRecord:
                 "checkpoint": self.checkpoint, "error": self.error}
 
 
-@functools.lru_cache(maxsize=2048)
-def _checkpoint_summary(path: str, version: tuple[int, int, int]) -> dict:
-    """What a checkpoint's header says (no tensor is read), cached per version of the file (inode,
-    mtime, size)."""
+def _checkpoint_summary(path: str) -> dict:
+    """What a checkpoint's header says (no tensor is read), or {"error": why it cannot be read}; kept
+    per version of the file by run_index.FileIndex."""
     from .checkpoint_fields import parse_metadata
     from .safetensors_io import open_checkpoint
 
-    with open_checkpoint(path) as stored:
-        try:
+    try:
+        with open_checkpoint(path) as stored:
             meta = parse_metadata(stored.metadata)
-        except FieldError as error:
-            raise CheckpointError(f"{Path(path).name}: {error}") from None
+    except FieldError as error:
+        return {"error": f"{Path(path).name}: {error}"}
+    except VAEStudioError as error:
+        return {"error": str(error)}
     last = meta.epochs[-1] if meta.epochs else {}
     return {"name": meta.name or "", "notes": meta.notes, "status": meta.status, "created": meta.created,
             "epoch": meta.epoch, "epochs": meta.config.epochs, "step": meta.step, "config": meta.config.to_dict(),
@@ -432,23 +451,30 @@ def _checkpoint_summary(path: str, version: tuple[int, int, int]) -> dict:
             "metrics": {k: v for k, v in last.items() if k != "kl_per_dim"}}
 
 
-def read_run(folder: str | Path, run_id: str, *, now: float | None = None) -> RunRecord | None:
-    """One run of `folder` (its checkpoint header and its progress record), None if it has neither."""
+def read_run(folder: str | Path, run_id: str, *, now: float | None = None,
+             index: FileIndex | None = None) -> RunRecord | None:
+    """One run of `folder` (its checkpoint header and its progress record), None if it has neither.
+    A listing passes its `index`, so the headers it has to parse are indexed in one transaction."""
     folder, run_id = Path(folder), check_run_id(run_id)
+    if index is None:
+        with FileIndex(folder) as index:
+            return read_run(folder, run_id, now=now, index=index)
     ckpt, record = checkpoint_path(folder, run_id), progress_path(checkpoint_path(folder, run_id))
     summary, error, mtime = None, None, 0.0
     try:
         info = ckpt.stat()
         mtime = info.st_mtime
-        summary = _checkpoint_summary(str(ckpt), (info.st_ino, info.st_mtime_ns, info.st_size))
+        summary = index.summary(str(ckpt), (info.st_ino, info.st_mtime_ns, info.st_size), _checkpoint_summary)
+        if "error" in summary:
+            summary, error = None, summary["error"]
     except FileNotFoundError:
         ckpt = None
-    except (OSError, VAEStudioError) as exc:
-        error = str(exc) if isinstance(exc, VAEStudioError) else f"{ckpt.name}: cannot be read"
+    except OSError:
+        error = f"{ckpt.name}: cannot be read"
     progress = None
     try:
         info = record.stat()
-        progress = _cached_progress(str(record), (info.st_ino, info.st_mtime_ns, info.st_size))
+        progress = _progress_of(index, str(record), (info.st_ino, info.st_mtime_ns, info.st_size))
         mtime = max(mtime, info.st_mtime)
     except FileNotFoundError:
         pass
@@ -514,7 +540,9 @@ def list_runs(folder: str | Path | None = None, *, now: float | None = None) -> 
     """Every run of `folder` (default: default_checkpoint_dir()) in creation order, with display
     names made distinct."""
     folder = Path(folder) if folder is not None else default_checkpoint_dir()
-    records = [record for run_id in run_ids_in(folder) if (record := read_run(folder, run_id, now=now))]
+    with FileIndex(folder) as index:
+        records = [record for run_id in run_ids_in(folder)
+                   if (record := read_run(folder, run_id, now=now, index=index))]
     return with_distinct_names(records)
 
 

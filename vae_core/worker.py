@@ -20,6 +20,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from pathlib import Path
 
 from .channel import Channel, ChannelClosed
@@ -30,6 +31,7 @@ from .run_queue import DeviceLock, QueuedRun, claim, queued_path, read_queued, r
 from .safe_files import UnreadableFile
 
 
+READY_LOG_PREFIX = "VAE Studio run process: warm after"
 COMMAND_POLL_S = 0.5  # a stat of the command file this often: nothing a training step would notice
 
 
@@ -232,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     worker = Worker(args.folder, Channel(sys.stdin.buffer, out), args.uploads)
+    began = time.perf_counter()
     warm_up()
+    print(f"{READY_LOG_PREFIX} {time.perf_counter() - began:.2f} s", file=sys.stderr, flush=True)
     worker.tell("ready", os.getpid())
     return worker.serve()  # with no server left by then, it trains what the folder's queue holds
 
