@@ -9,12 +9,13 @@ import streamlit as st
 
 from ui import access, session
 from ui.curve_controls import compare_chart
-from ui.runs import checkpoint_files, read_checkpoint, run_label
+from ui.runs import read_checkpoint, run_label
 from ui.widgets import class_name, image_grid, nats, plain, show_error
 from vae_core.errors import VAEStudioError
 
 MAX_CHECKPOINT_UPLOAD_MB = 200
 SELECTED_KEY = "checkpoint_selected"
+TABLE_PAGE_ROWS = 100
 
 st.title("Checkpoints")
 st.caption("Every run saves itself here each epoch and when it stops, as one `.safetensors` file: weights, "
@@ -56,42 +57,54 @@ def select(path: str, run_id: str) -> None:
     session.set_current_run(run_id)
 
 
-def _last_metric(checkpoint, key: str):
-    last = checkpoint.state.history.epochs[-1] if checkpoint.state.history.epochs else {}
-    value = last.get(key)
+def _rounded(value):
     return None if value is None else round(value, 2)
 
 
-def runs_table(files: list[Path]) -> dict[str, object]:
-    """Reads every checkpoint (cached); those this session may see are listed (ui/access.py), unreadable
-    ones with their error. Cells are plain text, so a name read from a file shows as it is."""
-    rows, readable = [], {}
-    for path in files:
+def saved_runs() -> list:
+    """The runs of the folder that have a checkpoint and that this session may see (ui/access.py),
+    newest first, from their headers alone (vae_core/runs.py: indexed, so a folder of thousands of
+    runs lists in a fraction of a second); unreadable ones too where they are shown."""
+    from vae_core.runs import list_runs
+
+    records = [record for record in list_runs(session.CHECKPOINT_DIR) if record.checkpoint is not None
+               and access.can_see(record.owner) and (record.error is None or access.shows_unreadable_runs())]
+    return sorted(records, key=lambda record: record.mtime, reverse=True)
+
+
+def runs_table(records: list) -> None:
+    """One page of the table, newest first. Cells are plain text, so a name read from a file shows as it is."""
+    page_count = max(1, -(-len(records) // TABLE_PAGE_ROWS))
+    page = 1
+    if page_count > 1:
+        page = int(st.number_input(f"Page (of {page_count}, {TABLE_PAGE_ROWS} runs each, newest first)", 1,
+                                   page_count, 1, key="checkpoints_page"))
+    rows = []
+    for record in records[(page - 1) * TABLE_PAGE_ROWS:page * TABLE_PAGE_ROWS]:
+        if record.error is not None:
+            rows.append({"run": record.run_id, "status": "unreadable", "error": record.error})
+            continue
+        config, origin = record.config, record.imported_from
+        variational = config.get("model") != "ae"
         try:
-            checkpoint = read_checkpoint(path)
-        except VAEStudioError as error:
-            if access.shows_unreadable_runs():
-                rows.append({"run": path.stem, "status": "unreadable", "error": str(error)})
-            continue
-        if not access.can_see(checkpoint.owner):
-            continue
-        readable[str(path)] = checkpoint
-        summary = checkpoint.summary()
-        variational = checkpoint.config.model != "ae"
-        origin = checkpoint.imported_from
-        rows.append({"run": checkpoint.run_id, "name": checkpoint.name, "status": summary["status"],
-                     "model": summary["model"], "dataset": summary["dataset"], "z": summary["latent_dim"],
-                     "β": summary["beta"] if variational else None, "recon": summary["recon"],
-                     "epoch": summary["epoch"],
-                     "test −ELBO": _last_metric(checkpoint, "test_neg_elbo") if variational else None,
-                     "test recon": _last_metric(checkpoint, "test_recon"),
-                     "active units": summary["active_units"], "MB": round(path.stat().st_size / 1e6, 2),
-                     "origin": f"upload of {origin.get('file_name')}" if origin else "trained here"})
-    if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-        st.caption("An autoencoder (model `ae`) has no prior and no KL, so no ELBO: its β and test −ELBO are "
-                   "blank, and its test reconstruction error is what it has.")
-    return readable
+            size = round(Path(record.checkpoint).stat().st_size / 1e6, 2)
+        except OSError:
+            size = None
+        rows.append({"run": record.run_id, "name": record.name, "status": record.status, "model": config.get("model"),
+                     "dataset": record.dataset, "z": config.get("latent_dim"),
+                     "β": record.in_force("beta") if variational else None,
+                     "recon": config.get("recon"), "epoch": record.epoch,
+                     "test −ELBO": _rounded(record.metrics.get("test_neg_elbo")) if variational else None,
+                     "test recon": _rounded(record.metrics.get("test_recon")),
+                     "active units": record.metrics.get("active_units"), "MB": size,
+                     "origin": f"upload of {origin.get('file_name')}" if origin else "trained here",
+                     "changed while training": record.live_changes()})
+    if not any(row.get("changed while training") for row in rows):
+        for row in rows:
+            row.pop("changed while training", None)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.caption("An autoencoder (model `ae`) has no prior and no KL, so no ELBO: its β and test −ELBO are "
+               "blank, and its test reconstruction error is what it has. β is the one in force at the last save.")
 
 
 def shown_config(checkpoint) -> dict:
@@ -166,16 +179,24 @@ def delete_form(path: Path, checkpoint) -> None:
             st.rerun()
 
 
-def compare(readable: dict) -> None:
+def compare(records: dict) -> None:
     from vae_core.generate import prior_samples
 
     st.header("Compare runs")
-    labels = {p: f"{run_label(c.name, c.run_id)} ({c.config.model}, β={c.state.beta:g}, z={c.config.latent_dim})"
-              for p, c in readable.items()}
+    labels = {path: f"{run_label(r.display_name, r.run_id)} ({r.config.get('model')}, "
+                    f"β={r.changed('beta') or format(r.config.get('beta', 0), 'g')}, z={r.config.get('latent_dim')})"
+              for path, r in records.items()}
     chosen = st.multiselect("Runs", list(labels), format_func=labels.get, default=list(labels)[:2],
                             key="compare_runs")
     if not chosen:
         return
+    readable = {}
+    for path in chosen:  # only the runs compared are read whole
+        try:
+            readable[path] = read_checkpoint(Path(path))
+        except (OSError, VAEStudioError) as error:
+            show_error(error)
+            return
     metric = st.segmented_control("Curve", ["total", "recon", "kl"], default="total", key="compare_metric",
                                   format_func={"total": "total loss", "recon": "reconstruction", "kl": "KL"}.get)
     histories = {p: readable[p].state.history for p in chosen}
@@ -203,11 +224,12 @@ message = st.session_state.pop("_upload_message", None)
 if message:
     (show_error if message[0] == "error" else lambda text: st.success(plain(text)))(message[1])
 
-files = checkpoint_files()
-if not files:
+records = saved_runs()
+if not records:
     st.info("No checkpoints yet: train a run on the Train page, or upload a `.safetensors` file above.")
     st.stop()
-readable = runs_table(files)
+runs_table(records)
+readable = {record.checkpoint: record for record in records if record.error is None}
 if readable:
     paths = list(readable)
     current = session.current_run_id()
@@ -215,7 +237,12 @@ if readable:
     if st.session_state.get(SELECTED_KEY) not in paths or (of_current and st.session_state[SELECTED_KEY] != of_current):
         st.session_state[SELECTED_KEY] = of_current or paths[0]  # follows the run of the URL, a start or an upload
     selected = st.selectbox("Run", paths, key=SELECTED_KEY,
-                            format_func=lambda p: run_label(readable[p].name, readable[p].run_id),
+                            format_func=lambda p: run_label(readable[p].display_name, readable[p].run_id),
                             on_change=lambda: session.set_current_run(Path(st.session_state[SELECTED_KEY]).stem))
-    details(Path(selected), readable[selected])
+    try:
+        checkpoint = read_checkpoint(Path(selected))  # the one run shown in full
+    except (OSError, VAEStudioError) as error:
+        show_error(error)
+    else:
+        details(Path(selected), checkpoint)
     compare(readable)

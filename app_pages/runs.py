@@ -4,6 +4,7 @@ runs another process (the CLI, torchrun) trains, followed live from their progre
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from vae_core.errors import VAEStudioError
 from vae_core.history import RunClock, StepCurves
 
 TABLE_KEY = "runs_table"
+TABLE_PAGE_ROWS = 100
 LIVE_REFRESH_S = 1.0  # while a run trains
 FOLDER_WATCH_S = 5.0  # while none does: a look for new runs costs a folder listing (headers are cached)
 PAGES = (("app_pages/train.py", "Train", ":material/model_training:"),
@@ -122,13 +124,24 @@ def table_frame(rows: list[dict]) -> pd.DataFrame:
             "test −ELBO": metrics.get("test_neg_elbo") if variational else None,
             "test recon": metrics.get("test_recon"), "active units": metrics.get("active_units"),
             "model": config.get("model"), "z": config.get("latent_dim"),
-            "β": config.get("beta") if variational else None, "lr": config.get("lr"),
+            "β": _in_force(row, "beta") if variational else None, "lr": _in_force(row, "lr"),
+            "changed while training": row["record"].live_changes() if row["record"] is not None else "",
             "batch": config.get("batch_size"), "dataset": row["dataset"],
             "started": _started(row["run_id"], row["record"]), "where": row["where"],
             "link": f"?{session.RUN_PARAM}={row['run_id']}", "run id": row["run_id"]})
     frame = pd.DataFrame(records)
-    # The "why" column takes room beside the status only when a listed run needs explaining.
-    return frame if frame.empty or frame["why"].astype(bool).any() else frame.drop(columns="why")
+    # The "why" and "changed while training" columns take room only when a listed run needs them.
+    for column in ("why", "changed while training"):
+        if not frame.empty and not frame[column].astype(bool).any():
+            frame = frame.drop(columns=column)
+    return frame
+
+
+def _in_force(row: dict, name: str):
+    """The lr or β a run trains with now: a job's snapshot says, else its file's last live change."""
+    if row["job"] is not None:
+        return getattr(row["job"].snapshot(), name)
+    return row["record"].in_force(name) if row["record"] is not None else row["config"].get(name)
 
 
 COLUMNS = {
@@ -170,11 +183,26 @@ def _seen(rows: list[dict]) -> tuple:
             tuple(row["run_id"] for row in rows if row["live"] and row["status"] != "queued"))
 
 
+def _folder_and_jobs() -> tuple:
+    """What changes when a run is added, removed, queued, started or ends: the folder's modification
+    time (every file is written by a rename into it) and the statuses of this server's jobs."""
+    try:
+        folder = os.stat(session.CHECKPOINT_DIR).st_mtime_ns
+    except OSError:
+        folder = None
+    registry = session.existing_registry()
+    return folder, tuple((job.run_id, job.status) for job in registry.jobs()) if registry is not None else ()
+
+
 def live_panel() -> None:
     """Re-run by its fragment: every second while a run trains, else every few seconds only to look
     for new runs (as TensorBoard watches its log folder). The page re-runs once when the runs or the
     live ones change (a CLI run appeared or ended), so the table catches up and the pace changes."""
+    watched = _folder_and_jobs()
+    if not st.session_state.get("_runs_seen", ((), ()))[1] and st.session_state.get("_runs_watched") == watched:
+        return  # nothing trains and nothing changed: no listing (an idle tab costs a stat every few seconds)
     every = gather_runs()
+    st.session_state["_runs_watched"] = watched
     if st.session_state.get("_runs_seen") != _seen(every):
         st.session_state["_runs_seen"] = _seen(every)
         st.rerun()
@@ -254,8 +282,26 @@ def filtered(rows: list[dict]) -> list[dict]:
     return [row for row in rows if text in row["display_name"].lower() and (not chosen or status_label(row) in chosen)]
 
 
+def _forget_selection() -> None:
+    """A new page of the table: its row numbers are other runs'."""
+    st.session_state.pop(TABLE_KEY, None)
+
+
+def table_page(rows: list[dict]) -> list[dict]:
+    """The rows of the page of the table shown: newest first, TABLE_PAGE_ROWS a page, so a folder of
+    thousands of runs draws as fast as one of a hundred."""
+    newest_first = rows[::-1]
+    page_count = max(1, -(-len(rows) // TABLE_PAGE_ROWS))
+    if page_count == 1:
+        return newest_first
+    page = int(st.number_input(f"Page (of {page_count}, {TABLE_PAGE_ROWS} runs each, newest first)", 1, page_count,
+                               1, key="runs_page", on_change=_forget_selection))
+    return newest_first[(page - 1) * TABLE_PAGE_ROWS:page * TABLE_PAGE_ROWS]
+
+
 def runs_table(rows: list[dict]) -> list[dict]:
-    """The table; returns the selected rows."""
+    """The table (one page of it); returns the selected rows."""
+    rows = table_page(rows)
     event = st.dataframe(table_frame(rows), hide_index=True, width="stretch", column_config=COLUMNS,
                          on_select="rerun", selection_mode="multi-row", key=TABLE_KEY)
     chosen = [rows[index] for index in event.selection.rows if index < len(rows)]

@@ -323,5 +323,14 @@ def main(argv: list[str] | None = None) -> int:
         return result  # streamlit's own exit code
     # Under torchrun every process runs the command; rank 0 alone answers (see distributed.py).
     if args.command != "datasets" and os.environ.get("RANK", "0") == "0":
-        print(json.dumps(_json_safe(result)))
+        print(_json_line(result))
     return 0
+
+
+def _json_line(result) -> str:
+    """The result as one line of strict JSON: NaN and infinity (a diverged loss) become null. The
+    walk that replaces them runs only when there is one (it costs a fifth of listing 5,000 runs)."""
+    try:
+        return json.dumps(result, allow_nan=False)
+    except ValueError:
+        return json.dumps(_json_safe(result))

@@ -23,7 +23,7 @@ from typing import Callable
 from .user_cache import user_cache_dir
 
 Version = tuple[int, int, int]  # inode, mtime in ns, size
-_memory: dict[str, tuple[Version, dict]] = {}  # path -> (version, summary), this process's
+_memory: dict[tuple[int, str], tuple[Version, dict]] = {}  # (format, path) -> (version, summary), this process's
 _memory_lock = threading.Lock()
 MAX_MEMORY_ENTRIES = 200_000  # the headers of the largest folders listed, ~2 KB each
 
@@ -32,11 +32,15 @@ class FileIndex:
     """Summaries of a folder's files by version. Use as a context manager around one listing: new
     summaries are written in one transaction when it ends."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, summary_format: int):
+        """`summary_format` names the shape of the summaries kept: a new shape starts a new index."""
         real = os.path.realpath(os.fspath(folder))
-        self.path = user_cache_dir() / "run-index" / f"{hashlib.sha256(real.encode()).hexdigest()[:24]}.sqlite"
+        name = f"{hashlib.sha256(real.encode()).hexdigest()[:24]}-{summary_format}.sqlite"
+        self.path = user_cache_dir() / "run-index" / name
+        self.format = summary_format
         self._db: sqlite3.Connection | None = None
         self._pending: list[tuple] = []
+        self._all: dict[str, tuple[Version, str]] | None = None
 
     def __enter__(self) -> "FileIndex":
         return self
@@ -58,7 +62,7 @@ class FileIndex:
     def known(self, path: str, version: Version) -> dict | None:
         """What this process or the index remembers of `path` in this version, without reading it."""
         with _memory_lock:
-            known = _memory.get(path)
+            known = _memory.get((self.format, path))
         if known is not None and known[0] == version:
             return known[1]
         summary = self._indexed(path, version)
@@ -71,12 +75,11 @@ class FileIndex:
         self._pending.append((os.path.basename(path), *version, json.dumps(summary)))
         self._keep_in_memory(path, version, summary)
 
-    @staticmethod
-    def _keep_in_memory(path: str, version: Version, summary: dict) -> None:
+    def _keep_in_memory(self, path: str, version: Version, summary: dict) -> None:
         with _memory_lock:
             if len(_memory) >= MAX_MEMORY_ENTRIES:
                 _memory.clear()
-            _memory[path] = (version, summary)
+            _memory[(self.format, path)] = (version, summary)
 
     def _connection(self) -> sqlite3.Connection | None:
         if self._db is None:
@@ -93,19 +96,29 @@ class FileIndex:
         return self._db
 
     def _indexed(self, path: str, version: Version) -> dict | None:
-        db = self._connection()
-        if db is None:
+        rows = self._rows()
+        row = rows.get(os.path.basename(path))
+        if row is None or row[0] != version:
             return None
         try:
-            row = db.execute("SELECT inode, mtime_ns, size, summary FROM headers WHERE name = ?",
-                             (os.path.basename(path),)).fetchone()
-            if row is None or tuple(row[:3]) != version:
-                return None
-            summary = json.loads(row[3])
-            return summary if isinstance(summary, dict) else None
-        except (sqlite3.Error, ValueError):
-            self._discard()
+            summary = json.loads(row[1])
+        except ValueError:
             return None
+        return summary if isinstance(summary, dict) else None
+
+    def _rows(self) -> dict[str, tuple[Version, str]]:
+        """The whole index, read in one query the first time a listing needs it (one query for 5,000
+        files costs what a few dozen single look-ups do)."""
+        if self._all is None:
+            self._all = {}
+            db = self._connection()
+            if db is not None:
+                try:
+                    self._all = {name: ((inode, mtime_ns, size), summary) for name, inode, mtime_ns, size, summary
+                                 in db.execute("SELECT name, inode, mtime_ns, size, summary FROM headers")}
+                except sqlite3.Error:
+                    self._discard()
+        return self._all
 
     def _write_pending(self) -> None:
         if not self._pending:

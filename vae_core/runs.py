@@ -43,6 +43,7 @@ PROGRESS_FORMAT = "vae-studio-progress"
 PROGRESS_INTERVAL_S = 0.5  # the writer's pace: live enough for a chart, cheap for the trainer
 STALE_AFTER_S = 120.0  # no heartbeat for this long (an epoch's evaluation included): no sign of life
 MAX_PROGRESS_BYTES = 1 << 20
+SUMMARY_FORMAT = 2  # the shape of what run_index keeps of a file: raise it when a summary gains a field
 MAX_PID = 1 << 22  # Linux's largest pid_max
 CLOCK_SKEW_S = 300.0  # how far ahead of ours another machine's clock may be
 MAX_POINTS = 600  # loss points a record keeps; older ones are merged in pairs as the run grows
@@ -411,6 +412,7 @@ class RunRecord:
     mtime: float  # of the newest of its files
     checkpoint: str | None  # its .safetensors, None until its first epoch ends
     progress: Progress | None = None
+    changes: tuple = ()  # (name, value) of each live change of lr or β, in order (from its checkpoint)
     imported_from: dict | None = None
     error: str | None = None  # why its checkpoint could not be read (then most fields are empty)
     owner: str | None = None  # its checkpoint's owner id; None for a shared run (and a CLI run's record)
@@ -418,6 +420,24 @@ class RunRecord:
     @property
     def test_neg_elbo(self) -> float | None:
         return self.metrics.get("test_neg_elbo")
+
+    def in_force(self, name: str) -> float | None:
+        """The lr or β the run trains with now: its last live change, else its config's."""
+        values = [value for key, value in self.changes if key == name]
+        return values[-1] if values else self.config.get(name)
+
+    def live_changes(self) -> str:
+        """Its live changes of lr and β in a few words ("β 1→4, lr 0.001→0.005"), "" when none."""
+        return ", ".join(f"{label} {moved}" for label, name in (("β", "beta"), ("lr", "lr"))
+                         if (moved := self.changed(name)))
+
+    def changed(self, name: str) -> str | None:
+        """How a live change moved lr or β ("1→4", "1→4→2"), None when it never changed."""
+        values = [value for key, value in self.changes if key == name]
+        if not values:
+            return None
+        first = self.config.get(name)
+        return "→".join(f"{value:g}" for value in ([first] if first is not None else []) + values)
 
     def as_json(self) -> dict:
         """What `vae-studio runs` prints for it."""
@@ -448,7 +468,8 @@ def _checkpoint_summary(path: str) -> dict:
     return {"name": meta.name or "", "notes": meta.notes, "status": meta.status, "created": meta.created,
             "epoch": meta.epoch, "epochs": meta.config.epochs, "step": meta.step, "config": meta.config.to_dict(),
             "dataset": meta.dataset_name, "imported_from": meta.imported_from, "owner": meta.owner,
-            "metrics": {k: v for k, v in last.items() if k != "kl_per_dim"}}
+            "metrics": {k: v for k, v in last.items() if k != "kl_per_dim"}, "lr": meta.lr, "beta": meta.beta,
+            "changes": [[e["name"], e["value"]] for e in meta.events if e.get("name") in ("lr", "beta")][-64:]}
 
 
 def read_run(folder: str | Path, run_id: str, *, now: float | None = None,
@@ -457,7 +478,7 @@ def read_run(folder: str | Path, run_id: str, *, now: float | None = None,
     A listing passes its `index`, so the headers it has to parse are indexed in one transaction."""
     folder, run_id = Path(folder), check_run_id(run_id)
     if index is None:
-        with FileIndex(folder) as index:
+        with FileIndex(folder, SUMMARY_FORMAT) as index:
             return read_run(folder, run_id, now=now, index=index)
     ckpt, record = checkpoint_path(folder, run_id), progress_path(checkpoint_path(folder, run_id))
     summary, error, mtime = None, None, 0.0
@@ -512,7 +533,8 @@ def _record(run_id: str, summary: dict | None, progress: Progress | None, ckpt: 
                      epoch=base["epoch"], epochs=base["epochs"], step=base["step"], metrics=base["metrics"],
                      config=base["config"], dataset=base["dataset"], notes=base["notes"], created=base["created"],
                      mtime=mtime, checkpoint=str(ckpt) if ckpt is not None else None, progress=progress,
-                     imported_from=base["imported_from"], error=error, owner=base.get("owner"))
+                     imported_from=base["imported_from"], error=error, owner=base.get("owner"),
+                     changes=tuple(tuple(change) for change in base.get("changes", ())))
 
 
 def run_ids_in(folder: str | Path) -> list[str]:
@@ -540,7 +562,7 @@ def list_runs(folder: str | Path | None = None, *, now: float | None = None) -> 
     """Every run of `folder` (default: default_checkpoint_dir()) in creation order, with display
     names made distinct."""
     folder = Path(folder) if folder is not None else default_checkpoint_dir()
-    with FileIndex(folder) as index:
+    with FileIndex(folder, SUMMARY_FORMAT) as index:
         records = [record for run_id in run_ids_in(folder)
                    if (record := read_run(folder, run_id, now=now, index=index))]
     return with_distinct_names(records)
@@ -550,17 +572,24 @@ def with_distinct_names(records: list[RunRecord]) -> list[RunRecord]:
     """The records with display names made distinct, in the order given (creation order): the first
     "mlp z10" stays so, the next becomes "mlp z10 (2)"."""
     names = distinct_names([record.name for record in records])
-    return [replace(record, display_name=name) for record, name in zip(records, names)]
+    return [record if record.display_name == name else replace(record, display_name=name)
+            for record, name in zip(records, names)]
 
 
 def distinct_names(names: list[str]) -> list[str]:
     """Each name, or `name (2)`, `name (3)`... whichever no earlier one took."""
     taken: set[str] = set()
+    next_number: dict[str, int] = {}  # per name, where to look next: 5,000 runs of one name stay linear
     result = []
     for name in names:
-        candidate, number = name, 2
-        while candidate in taken:
-            candidate, number = f"{name} ({number})", number + 1
+        candidate, number = name, next_number.get(name, 2)
+        if candidate in taken:
+            candidate = f"{name} ({number})"
+            while candidate in taken:
+                number += 1
+                candidate = f"{name} ({number})"
+            number += 1
+        next_number[name] = number
         taken.add(candidate)
         result.append(candidate)
     return result
