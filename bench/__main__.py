@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.common import ROOT, machine_description, row
 
-BENCHES = ("training", "quality", "memory", "projection", "gpu", "startup")  # bench_<name>.py, in running order
+BENCHES = ("training", "quality", "memory", "projection", "gpu", "startup", "store", "watching")  # bench_<name>.py, in running order
 OPTIONAL_BENCHES = {"projection"}  # written separately; may not exist yet
 RESULTS_PATH = ROOT / "bench" / "RESULTS.md"
 

@@ -45,6 +45,7 @@ if str(ROOT) not in sys.path:  # `python bench/bench_startup.py` puts bench/, no
 
 from bench.common import print_rows, row, skipped_row  # noqa: E402
 from ui.session import WARM_UP_LOG_PREFIX  # noqa: E402
+from vae_core.executors import end_run_processes  # noqa: E402
 
 FORM_TARGET_S = 3.0
 FIRST_POINT_TARGET_S = 2.0
@@ -100,13 +101,14 @@ def _answers_ok(url: str) -> bool:
 
 
 @contextmanager
-def fresh_server(log_path: Path, warm_up: bool = True, cache_dir: str | None = None):
-    """A new `streamlit run app.py` process on a free port, with an empty checkpoint folder (and the
-    user cache `cache_dir` if given); yields (url, the time.time() its health check first answered)."""
+def fresh_server(log_path: Path, warm_up: bool = True, cache_dir: str | None = None, checkpoints: str | None = None):
+    """A new `streamlit run app.py` process on a free port, with an empty checkpoint folder (or
+    `checkpoints`) and the user cache `cache_dir` if given; yields (url, the time.time() its health
+    check first answered)."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VAE_STUDIO_")}
-    env.update(VAE_STUDIO_CHECKPOINTS=tempfile.mkdtemp(prefix="bench_startup_"), PYTHONUNBUFFERED="1",
-               VAE_STUDIO_WARM_UP="1" if warm_up else "0")
+    checkpoints = checkpoints or tempfile.mkdtemp(prefix="bench_startup_")
+    env.update(VAE_STUDIO_CHECKPOINTS=checkpoints, PYTHONUNBUFFERED="1", VAE_STUDIO_WARM_UP="1" if warm_up else "0")
     if cache_dir is not None:
         env["XDG_CACHE_HOME"] = cache_dir
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
@@ -129,6 +131,7 @@ def fresh_server(log_path: Path, warm_up: bool = True, cache_dir: str | None = N
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
+        end_run_processes(checkpoints)  # a run process outlives its server (vae_core/worker.py)
 
 
 def warm_up_report(log_path: Path, timeout_s: float = 0.0) -> tuple[float, str] | None:

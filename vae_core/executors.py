@@ -32,6 +32,34 @@ if TYPE_CHECKING:
     from .data import ImageDataset
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+WORKER_MODULE = "vae_core.worker"
+
+
+def run_process_ids(folder: str | Path) -> list[int]:
+    """The pids of this machine's run processes (`python -m vae_core.worker FOLDER`) of `folder`: they
+    outlive their server by design, so whatever starts servers for a while (a test, a bench) ends them."""
+    wanted = os.fsencode(str(folder))
+    pids = []
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if WORKER_MODULE.encode() in argv and wanted in argv:
+                pids.append(int(entry.name))
+    return pids
+
+
+def end_run_processes(folder: str | Path) -> None:
+    """Kill the run processes of `folder` (what they trained stays as their last checkpoint left it)."""
+    import signal
+
+    for pid in run_process_ids(folder):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 class RunProcess:
@@ -39,7 +67,7 @@ class RunProcess:
     and ("exited", return code) when the child is gone."""
 
     def __init__(self, folder: Path, on_message: Callable, upload_root: Path | None = None):
-        command = [sys.executable, "-m", "vae_core.worker", str(folder)]
+        command = [sys.executable, "-m", WORKER_MODULE, str(folder)]
         if upload_root is not None:
             command += ["--uploads", str(upload_root)]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PACKAGE_ROOT),

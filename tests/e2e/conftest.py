@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pytest
 
-from run_processes import end_run_processes
 from e2e_helpers import (ARTIFACTS, PAGE_TIMEOUT_MS, ROOT, SEED_RUN, TIMINGS, TIMINGS_FILE, full_page_screenshot,
                          stop_run_if_active, wait_for_app)
+from vae_core.executors import end_run_processes
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
