@@ -45,7 +45,7 @@ if str(ROOT) not in sys.path:  # `python bench/bench_startup.py` puts bench/, no
 
 from bench.common import print_rows, row, skipped_row  # noqa: E402
 from ui.session import WARM_UP_LOG_PREFIX  # noqa: E402
-from vae_core.executors import end_run_processes  # noqa: E402
+from vae_core.run_process import end_run_processes  # noqa: E402
 
 FORM_TARGET_S = 3.0
 FIRST_POINT_TARGET_S = 2.0

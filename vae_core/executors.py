@@ -1,18 +1,10 @@
-"""Where a run trains: in a process of its own (the app's default), seen from the server as a
+"""A run that trains in a process of its own (the app's default), seen from the server as a
 `ProcessJob` with the interface of jobs.TrainingJob, so the registry and the pages drive both alike.
-
-A `RunProcess` is one `python -m vae_core.worker` child, started warm before it is needed and kept
-for run after run. Its thread here reads what the child sends (snapshots, weights, the run's start
-and end) and hands it to the job it concerns; commands go the other way over the child's stdin.
-The child is started in a session of its own, so it outlives this server: see worker.py.
+Its process (run_process.RunProcess) hands it what the child sends; the registry routes it here.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -20,98 +12,17 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import torch
 
-from .channel import Channel, ChannelClosed
 from .config import TrainConfig, check_beta, check_lr, default_run_name
 from .device import resolve_device
 from .errors import TrainingError
 from .history import History
-from .jobs import ACTIVE, TRAINING, Snapshot
+from .jobs import Snapshot
 from .run_ids import new_run_id
+from .run_process import RunProcess
+from .run_status import ACTIVE, TRAINING
 
 if TYPE_CHECKING:
     from .data import ImageDataset
-
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-WORKER_MODULE = "vae_core.worker"
-
-
-def run_process_ids(folder: str | Path) -> list[int]:
-    """The pids of this machine's run processes (`python -m vae_core.worker FOLDER`) of `folder`: they
-    outlive their server by design, so whatever starts servers for a while (a test, a bench) ends them."""
-    wanted = os.fsencode(str(folder))
-    pids = []
-    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
-        if entry.name.isdigit():
-            try:
-                argv = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if WORKER_MODULE.encode() in argv and wanted in argv:
-                pids.append(int(entry.name))
-    return pids
-
-
-def end_run_processes(folder: str | Path) -> None:
-    """Kill the run processes of `folder` (what they trained stays as their last checkpoint left it)."""
-    import signal
-
-    for pid in run_process_ids(folder):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-
-
-class RunProcess:
-    """A worker child and the thread that reads it. `on_message(process, message)` gets each message,
-    and ("exited", return code) when the child is gone."""
-
-    def __init__(self, folder: Path, on_message: Callable, upload_root: Path | None = None):
-        command = [sys.executable, "-m", WORKER_MODULE, str(folder)]
-        if upload_root is not None:
-            command += ["--uploads", str(upload_root)]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PACKAGE_ROOT),
-                                                                        os.environ.get("PYTHONPATH")])))
-        # Its log: a file of its own, since a server's stderr may be a pipe that dies with the server.
-        log = tempfile.NamedTemporaryFile(prefix="vae_studio_run_process_", suffix=".log", delete=False)
-        self.log_path = Path(log.name)
-        with log:
-            self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                                            env=env, start_new_session=True)
-        self.channel = Channel(self.process.stdout, self.process.stdin)
-        self.ready = threading.Event()
-        self.run_id: str | None = None  # the run it was asked to train, until it ends
-        self._on_message = on_message
-        threading.Thread(target=self._read, name=f"run-process-{self.process.pid}", daemon=True).start()
-
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def send(self, *message) -> bool:
-        try:
-            self.channel.send(*message)
-            return True
-        except ChannelClosed:
-            return False
-
-    def _read(self) -> None:
-        while True:
-            try:
-                message = self.channel.receive()
-            except ChannelClosed:
-                break
-            if message[0] == "ready":
-                self.ready.set()
-            self._on_message(self, message)
-        self.ready.set()  # nobody waits for a child that is gone
-        self._on_message(self, ("exited", self.process.wait()))
-        self.channel.close()
-
-    def close(self) -> None:
-        """Ask an idle child to exit (a child training a run finishes it first: worker.py)."""
-        self.send("exit")
-
 
 class ProcessJob:
     """A run that trains in a RunProcess, as the server sees it: what jobs.TrainingJob offers, from

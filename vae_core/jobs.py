@@ -29,6 +29,7 @@ from .device import resolve_device
 from .errors import TrainingError, VAEStudioError
 from .history import Frame, History, StepCurves
 from .run_ids import new_run_id
+from .run_status import ACTIVE, TRAINING
 from .thread_choice import app_run_threads
 from .threads import use_threads
 from .trainer import (FIXED_INPUTS, Divergence, Trainer, TrainerState, check_trainable, initial_model,
@@ -41,9 +42,6 @@ PUBLISH_INTERVAL_S = 0.25
 FLUSH_EVERY_STEPS = 50
 FIRST_PUBLISH_STEPS = 3  # a run's first points are published after this many steps, not after a full interval
 
-STATUSES = ("queued", "starting", "running", "paused", "finished", "stopped", "failed", "cancelled")
-ACTIVE = ("queued", "starting", "running", "paused")  # not ended yet
-TRAINING = ("starting", "running", "paused")  # holding its device
 
 
 @dataclass(frozen=True)

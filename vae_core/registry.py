@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING
 from . import run_queue
 from .config import TrainConfig
 from .errors import TrainingError
-from .executors import ProcessJob
-from .jobs import ACTIVE, TrainingJob
-from .trainer import TrainerState, check_trainable
+from .run_status import ACTIVE
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the rest is imported where it is used: a fresh server starts its run process before torch
     from .data import ImageDataset
+    from .executors import ProcessJob
+    from .jobs import TrainingJob
+    from .trainer import TrainerState
 
 
 EXECUTORS = ("process", "thread")
@@ -66,9 +67,13 @@ class JobRegistry:
             if run_id is not None and run_id in self._jobs:
                 raise TrainingError(f"run {run_id} already exists in this session")
             if self.executor == "thread":
+                from .jobs import TrainingJob
+
                 job = TrainingJob(config, dataset, run_id=run_id, name=name, state=state,
                                   checkpoint_dir=self.checkpoint_dir, on_end=self._job_ended, owner=owner)
             else:  # its state is its checkpoint in the folder, which its process resumes from
+                from .trainer import check_trainable
+
                 check_trainable(config, dataset)
                 job = self._process_job(config, dataset, run_id=run_id, name=name, owner=owner)
             job.name = distinct_name(job.name, {other.name for other in self._jobs.values()})
@@ -82,6 +87,8 @@ class JobRegistry:
         return job
 
     def _process_job(self, config: TrainConfig, dataset, **labels) -> ProcessJob:
+        from .executors import ProcessJob
+
         return ProcessJob(config, dataset, checkpoint_dir=self.checkpoint_dir, on_end=self._job_ended,
                           data_roots=[self.upload_root] if self.upload_root else [], **labels)
 
@@ -195,7 +202,7 @@ class JobRegistry:
     # -- the process executor -----------------------------------------------------------------------
     def _process_for(self, device: str):
         """This server's warm run process for `device`, started if there is none (or it died)."""
-        from .executors import RunProcess
+        from .run_process import RunProcess
 
         process = self._processes.get(device)
         if (process is None or not process.alive) and not self._closed.is_set():
@@ -224,7 +231,7 @@ class JobRegistry:
             run_id = message[1].run_id if kind == "snapshot" else message[1]
             message = (kind, *message[2:]) if kind != "snapshot" else message
         job = self._jobs.get(run_id) if run_id else None
-        if isinstance(job, ProcessJob):
+        if job is not None:  # a ProcessJob: only the process executor has run processes
             if kind == "not started" and message[1] == "busy":
                 with self._lock:  # back at the head of its queue; the supervisor tries again
                     job.received(*message)

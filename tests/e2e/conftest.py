@@ -29,7 +29,7 @@ import pytest
 
 from e2e_helpers import (ARTIFACTS, PAGE_TIMEOUT_MS, ROOT, SEED_RUN, TIMINGS, TIMINGS_FILE, full_page_screenshot,
                          stop_run_if_active, wait_for_app)
-from vae_core.executors import end_run_processes
+from vae_core.run_process import end_run_processes
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -13,7 +13,7 @@ import sys
 from conftest import VIEWPORT, serve
 from e2e_helpers import (PAGE_TIMEOUT_MS, ROOT, assert_no_exception, loss_points, progress, start_training,
                          wait_for_app, wait_for_run, wait_until)
-from vae_core.executors import end_run_processes, run_process_ids
+from vae_core.run_process import end_run_processes, run_process_ids
 
 
 def _open(browser, server, query: str):

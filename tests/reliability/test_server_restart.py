@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vae_core.executors import end_run_processes, run_process_ids
+from vae_core.run_process import end_run_processes, run_process_ids
 from vae_core.checkpoint import load_checkpoint
 from vae_core.config import TrainConfig
 from vae_core.data import load_dataset

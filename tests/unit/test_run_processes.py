@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from vae_core.executors import end_run_processes
+from vae_core.run_process import end_run_processes
 from vae_core import run_queue
 from vae_core.checkpoint import load_checkpoint
 from vae_core.config import TrainConfig
