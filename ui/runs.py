@@ -225,4 +225,46 @@ def pick_run(label: str = "Run") -> RunView | None:
         return None
     if view.run_id != current:
         session.set_current_run(view.run_id)
+    if view.is_live or (kind_of(key) == "file" and _trained_elsewhere(view.run_id)):
+        st.fragment(lambda: newer_weights_notice(view), run_every=WEIGHTS_WATCH_S)()
     return view
+
+
+WEIGHTS_WATCH_S = 2.0
+
+
+def kind_of(key: str) -> str:
+    return key.partition(":")[0]
+
+
+def _trained_elsewhere(run_id: str) -> bool:
+    from vae_core.runs import read_run
+
+    record = read_run(session.CHECKPOINT_DIR, run_id)
+    return record is not None and record.live
+
+
+def latest_epoch(run_id: str) -> int | None:
+    """The last epoch whose weights the run has kept: its job's, else its checkpoint's (None: unknown)."""
+    job = session.registry().get(run_id)
+    if job is not None:
+        return job.snapshot().weights_epoch
+    from vae_core.runs import read_run
+
+    record = read_run(session.CHECKPOINT_DIR, run_id)
+    return None if record is None else record.epoch if record.checkpoint else None
+
+
+def newer_weights_notice(view: RunView) -> None:
+    """While the run trains, a page that decoded its weights of one epoch says so, and says when newer
+    ones exist (at each epoch end), rather than showing old pictures as if they were the run's now."""
+    latest = latest_epoch(view.run_id)
+    if latest is not None and latest > view.epoch:
+        left, right = st.columns([4, 1], vertical_alignment="center")
+        left.info(f"These use the weights of epoch {view.epoch}; the run has kept those of epoch {latest} since.",
+                  icon=":material/update:")
+        if right.button("Show the newest", key="newer_weights"):
+            st.rerun(scope="app")
+    else:
+        st.caption(f"Weights of epoch {view.epoch}, the newest the run has kept: it is still training, and each "
+                   "epoch end brings newer ones.")

@@ -109,3 +109,27 @@ def test_a_run_process_whose_server_is_gone_is_controlled_through_the_store(app,
         path.unlink()
         commands.unlink(missing_ok=True)
         (CHECKPOINTS / ".orphaned-live.commands.json.lock").unlink(missing_ok=True)
+
+
+def _notice_script():
+    from types import SimpleNamespace
+
+    import streamlit as st
+
+    from ui import runs
+
+    runs.latest_epoch = lambda run_id: st.session_state["latest"]
+    runs.newer_weights_notice(SimpleNamespace(run_id="20261206-000000-aaaaaa", epoch=3))
+
+
+def test_a_page_on_older_weights_of_a_training_run_says_newer_ones_exist():
+    from streamlit.testing.v1 import AppTest
+
+    app = AppTest.from_function(_notice_script)
+    app.session_state["latest"] = 3
+    app.run()
+    assert "Weights of epoch 3, the newest the run has kept" in app.caption[0].value
+    app.session_state["latest"] = 5
+    app.run()
+    assert app.info[0].value.startswith("These use the weights of epoch 3; the run has kept those of epoch 5")
+    assert [b.label for b in app.button] == ["Show the newest"]
