@@ -358,7 +358,8 @@ def compare_section(rows: list[dict]) -> None:
             show_error(error)
             continue
         if found is not None:
-            drawn.append((row["display_name"], *found))
+            changes = row["record"].live_changes() if row["record"] is not None else ""
+            drawn.append((row["display_name"] + (f" ({changes})" if changes else ""), *found))
     if not drawn:
         st.caption("No curves yet for the selected runs.")
         return

@@ -188,3 +188,31 @@ def test_runs_trained_elsewhere_are_live_or_killed(app, records):
     assert not any("died" in text for text in bars)
     live_chart = [spec for spec in plotly_specs(app) if any(t.get("name") == "cli run" for t in spec["data"])]
     assert live_chart  # its loss points, named by the run
+
+
+def test_a_live_beta_change_is_part_of_the_runs_record(app):
+    """β changed while the run trained: the table says the β in force and how it moved, and so does
+    the comparison's legend; the name stays the one it was given."""
+    from vae_core.checkpoint import save_trainer_checkpoint
+    from vae_core.data import load_dataset
+    from vae_core.loop import run_to_end
+    from vae_core.trainer import Trainer
+
+    trainer = Trainer(TrainConfig(data="digits", hidden=(16,), latent_dim=2, epochs=1, device="cpu"),
+                      load_dataset("digits"))
+    run_to_end(trainer)
+    trainer.beta = 4.0
+    trainer.history.events.append({"step": trainer.step, "name": "beta", "value": 4.0})
+    run_id = "20261129-110000-cccccc"
+    path = save_trainer_checkpoint(trainer, run_id, "finished", CHECKPOINTS / f"{run_id}.safetensors",
+                                   name="retuned run")
+    try:
+        open_page(app, PAGE)
+        assert_no_exception(app)
+        row = row_of(app, run_id)
+        assert row["β"] == 4.0 and row["changed while training"] == "β 1→4" and row["name"] == "retuned run"
+        select_rows(app, run_id)
+        names = [trace["name"] for figure in plotly_specs(app) for trace in figure["data"]]
+        assert "retuned run (β 1→4)" in names
+    finally:
+        path.unlink(missing_ok=True)
