@@ -234,6 +234,10 @@ if readable:
     paths = list(readable)
     current = session.current_run_id()
     of_current = next((p for p in paths if Path(p).stem == current), None)
+    if current and of_current is None:
+        # Never another run in its place (the id is not repeated: served, a link must tell nothing).
+        st.info("The run this page's link names has no checkpoint here yet: it appears once its first epoch has "
+                "ended. Pick a run below to open it.", icon=":material/hourglass_top:")
     if st.session_state.get(SELECTED_KEY) not in paths or (of_current and st.session_state[SELECTED_KEY] != of_current):
         st.session_state[SELECTED_KEY] = of_current or paths[0]  # follows the run of the URL, a start or an upload
     selected = st.selectbox("Run", paths, key=SELECTED_KEY,
