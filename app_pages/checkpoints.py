@@ -130,15 +130,18 @@ def details(path: Path, checkpoint) -> None:
                            mime="application/octet-stream", on_click="ignore", width="stretch",
                            key=f"download_{path}")
         if access.can_control(checkpoint.owner):
-            resume_form(checkpoint)
+            resume_form(path, checkpoint)
             delete_form(path, checkpoint)
         else:
             st.caption("A shared run of this server: you can open, decode and download it, not resume or "
                        "delete it.")
 
 
-def resume_form(checkpoint) -> None:
-    with st.form(f"resume_{checkpoint.run_id}", border=False):
+def resume_form(path: Path, checkpoint) -> None:
+    """Resume the run of this file: its id is the file's own name in the folder, never the id written
+    inside it (a file dropped in could name another run's id, and overwrite that run's file)."""
+    run_id = path.stem
+    with st.form(f"resume_{run_id}", border=False):
         epochs = st.number_input("Train until epoch", checkpoint.state.epoch + 1, 100_000,
                                  max(checkpoint.config.epochs, checkpoint.state.epoch + 1) if
                                  checkpoint.state.epoch < checkpoint.config.epochs else checkpoint.state.epoch + 5)
@@ -150,10 +153,9 @@ def resume_form(checkpoint) -> None:
                 data = session.run_data(config)
                 check_resumable(checkpoint, data)
                 registry = session.registry()
-                if registry.get(checkpoint.run_id) is not None:
-                    registry.forget(checkpoint.run_id)
-                job = registry.start(config, data, run_id=checkpoint.run_id, state=checkpoint.state,
-                                     owner=checkpoint.owner)
+                if registry.get(run_id) is not None:
+                    registry.forget(run_id)
+                job = registry.start(config, data, run_id=run_id, state=checkpoint.state, owner=checkpoint.owner)
             except VAEStudioError as error:
                 show_error(error)
                 return
@@ -162,9 +164,12 @@ def resume_form(checkpoint) -> None:
 
 
 def delete_form(path: Path, checkpoint) -> None:
+    from vae_core.runs import read_run
+
     registry = session.registry()
-    job = registry.get(checkpoint.run_id)
-    if job is not None and job.alive:
+    job = registry.get(path.stem)
+    record = read_run(session.CHECKPOINT_DIR, path.stem)
+    if (job is not None and job.alive) or (record is not None and record.live):
         st.caption("This run is training; stop it before deleting its file.")
         return
     with st.popover("Delete…", width="stretch"):
@@ -172,8 +177,8 @@ def delete_form(path: Path, checkpoint) -> None:
         if st.button("Yes, delete it", type="primary", key=f"delete_{path}"):
             path.unlink(missing_ok=True)
             if job is not None:
-                registry.forget(checkpoint.run_id)  # out of every run picker too
-            if session.current_run_id() == checkpoint.run_id:
+                registry.forget(path.stem)  # out of every run picker too
+            if session.current_run_id() == path.stem:
                 session.set_current_run(None)
             st.session_state["_upload_message"] = ("success", f"Deleted {path.name}.")
             st.rerun()

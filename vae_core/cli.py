@@ -145,7 +145,8 @@ def _train(args: argparse.Namespace, launch) -> dict:
     if args.resume:
         previous = load_checkpoint(args.resume)
         config = previous.config.replace(epochs=args.epochs)
-        state, run_id, labels = previous.state, previous.run_id, previous.labels()
+        state, labels = previous.state, previous.labels()
+        run_id = resumed_run_id(Path(args.resume), args)
         name = name or labels.pop("name")
     name = name or default_run_name(config)
     device = join(launch, config.device) if launch else None
@@ -231,6 +232,23 @@ def _train(args: argparse.Namespace, launch) -> dict:
         "seconds": elapsed, "device": str(trainer.device), "world_size": trainer.world_size,
         "precision": config.precision, "compiled": args.compile,
     }
+
+
+def resumed_run_id(resumed: Path, args: argparse.Namespace) -> str:
+    """The id a resumed run goes on under: its file's name, never the id written inside it (which a
+    crafted file could set to another run's). A file of the checkpoints folder goes on in place; one
+    from elsewhere becomes a run of the folder, under a new id when its name is no run id or is
+    another run's there."""
+    from .run_ids import is_valid_run_id, new_run_id
+
+    run_id = resumed.name.removesuffix(".safetensors")
+    if not is_valid_run_id(run_id):
+        return new_run_id()
+    if not args.out:
+        target = Path(args.out_dir or default_checkpoint_dir()) / f"{run_id}.safetensors"
+        if target.exists() and not target.samefile(resumed):
+            return new_run_id()
+    return run_id
 
 
 def _mean(values) -> float | None:

@@ -242,6 +242,10 @@ class JobRegistry:
             if kind in ("ended", "not started") and process.run_id == run_id:
                 process.run_id = None
             job.received(*message)
+            if kind == "not started" and message[1] == "gone":
+                with self._lock:  # another server's process trains it: the pages follow its record in the folder
+                    if self._jobs.get(run_id) is job:
+                        del self._jobs[run_id]
 
     def _supervise(self) -> None:
         while not self._closed.wait(SUPERVISE_EVERY_S):

@@ -76,6 +76,7 @@ class Worker:
         self.requests: queue.Queue = queue.Queue()
         self.server_gone = threading.Event()
         self.job = None
+        self.early_stops: set[str] = set()  # runs asked to stop before their job was built
 
     # -- the server's messages -----------------------------------------------------------------
     def listen(self) -> None:
@@ -96,6 +97,8 @@ class Worker:
     def _command(self, kind: str, run_id: str, *value) -> None:
         job = self.job
         if job is None or job.run_id != run_id:
+            if kind == "stop":  # pressed while its data loads: obeyed as soon as the job exists
+                self.early_stops.add(run_id)
             return
         try:
             if kind in ("pause", "resume", "stop"):
@@ -164,6 +167,9 @@ class Worker:
             self.tell("started", run_id, os.getpid())
             commands = CommandFile(self.folder, run_id)  # from a server that did not start this process
             job.start()
+            if run_id in self.early_stops:
+                self.early_stops.discard(run_id)
+                job.stop()
             while not job.wait(COMMAND_POLL_S):
                 for name, value in commands.new_commands():
                     self._command(name, run_id, *([] if value is None else [value]))

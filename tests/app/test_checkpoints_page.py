@@ -155,6 +155,32 @@ def test_resume_starts_a_job_from_the_checkpoint(app, saved_runs):
     assert snap.curves.step[0] == 1 and len(snap.curves) == snap.step  # history carried over, no gap
 
 
+def test_resume_continues_the_run_of_the_file_given_not_the_id_written_inside_it(app, saved_runs):
+    """A file dropped into the folder whose metadata names another run's id: Resume trains the file's
+    own run (its name in the folder) and leaves the other run's file as it was."""
+    import shutil
+
+    from ui.session import registry
+
+    victim = CHECKPOINTS / "vae-beta1.safetensors"
+    before = hashlib.sha256(victim.read_bytes()).hexdigest()
+    gift = CHECKPOINTS / "20261201-000000-gift.safetensors"
+    shutil.copy(victim, gift)  # inside, its run id is still vae-beta1
+    try:
+        _open(app)
+        app.selectbox(key="checkpoint_selected").set_value(str(gift)).run()
+        next(n for n in app.number_input if n.label == "Train until epoch").set_value(3)
+        next(b for b in app.button if b.label == "Resume training").click()
+        app.run()
+        assert_no_exception(app)
+        job = registry().get("20261201-000000-gift")
+        assert job is not None and job.wait(60) and job.snapshot().epoch == 3
+        assert registry().get("vae-beta1") is None
+        assert hashlib.sha256(victim.read_bytes()).hexdigest() == before
+    finally:
+        gift.unlink(missing_ok=True)
+
+
 def test_delete_asks_first_then_removes_the_file(app, saved_runs):
     doomed = train_checkpoint("doomed")
     _open(app)

@@ -192,3 +192,25 @@ def test_only_app_passes_unknown_options_on():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "unrecognized arguments: --server.port 1" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_resume_goes_on_under_the_files_own_name_never_the_id_written_inside_it(tmp_path, capsys):
+    """`train --resume gift.safetensors` whose metadata names an existing run's id: that run's file is
+    left as it was, and the resumed run gets an id of its own."""
+    import hashlib
+    import shutil
+
+    folder = tmp_path / "runs"
+    assert main(["train", "--data", "digits", "--hidden", "16", "--latent-dim", "2", "--epochs", "1",
+                 "--out-dir", str(folder), "--quiet"]) == 0
+    victim_id = _last_json(capsys)["run_id"]
+    victim = folder / f"{victim_id}.safetensors"
+    before = hashlib.sha256(victim.read_bytes()).hexdigest()
+    gift = tmp_path / f"{victim_id}.safetensors"  # the same name elsewhere: a clash in the folder
+    shutil.copy(victim, gift)
+    assert main(["train", "--resume", str(gift), "--epochs", "2", "--out-dir", str(folder), "--quiet"]) == 0
+    resumed = _last_json(capsys)
+    assert resumed["run_id"] != victim_id and Path(resumed["checkpoint"]).parent == folder
+    assert hashlib.sha256(victim.read_bytes()).hexdigest() == before
+    assert main(["train", "--resume", str(victim), "--epochs", "2", "--out-dir", str(folder), "--quiet"]) == 0
+    assert _last_json(capsys)["run_id"] == victim_id  # a run of the folder goes on in place
