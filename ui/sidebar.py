@@ -16,25 +16,40 @@ BADGE_REFRESH_S = 2.0  # the epoch it says moves on while the page stays
 
 def training_badge() -> None:
     """One link per active run: 'Training: <run name> · epoch 3/10' (the id in its tooltip), opening the
-    Train page on it, kept up to date by a fragment of its own while runs are active. Served, another
-    person's run is only said to hold the device, without its name or a link."""
+    Train page on it, kept up to date by a fragment of its own while runs are active: this server's
+    jobs, and the runs other processes train in the folder (the CLI, torchrun, a run process whose
+    server restarted). Served, another person's run is only said to hold the device, without its name
+    or a link."""
+    if _active_runs():
+        with st.sidebar:
+            st.fragment(_badges, run_every=BADGE_REFRESH_S)()
+
+
+def _active_runs() -> list[tuple]:
+    """(run id, name, status, epoch, epochs, device, owner) of each run active now."""
+    from vae_core.runs import live_runs
+
     registry = session.existing_registry()
-    if registry is None or not any(job.snapshot().active for job in registry.jobs()):
-        return  # no registry in this process yet, or nothing active: nothing to show or to refresh
-    with st.sidebar:
-        st.fragment(_badges, run_every=BADGE_REFRESH_S)()
+    runs = []
+    for job in registry.jobs() if registry is not None else ():
+        snap = job.snapshot()
+        if snap.active:
+            runs.append((job.run_id, snap.name, snap.status, snap.epoch, snap.epochs, snap.device, job.owner))
+    known = {run[0] for run in runs}
+    for record in live_runs(session.CHECKPOINT_DIR):
+        if record.run_id not in known:
+            runs.append((record.run_id, record.display_name, record.status, record.epoch, record.epochs,
+                         str(record.config.get("device", "cpu")), record.owner))
+    return runs
 
 
 def _badges() -> None:
-    for job in session.registry().jobs():
-        snap = job.snapshot()
-        if not snap.active:
+    for run_id, name, status, epoch, epochs, device, owner in _active_runs():
+        doing = {"running": "Training", "queued": "Queued"}.get(status, f"Training ({status})")
+        if not access.can_see(owner):
+            if status != "queued":
+                st.caption(f"{doing}: another person's run on {device}")
             continue
-        doing = {"running": "Training", "queued": "Queued"}.get(snap.status, f"Training ({snap.status})")
-        if not access.can_see(job.owner):
-            if snap.status != "queued":
-                st.caption(f"{doing}: another person's run on {snap.device}")
-            continue
-        st.page_link(TRAIN_PAGE, label=f"{doing}: {plain(snap.name)} · epoch {snap.epoch}/{snap.epochs}",
-                     icon=":material/model_training:", query_params={session.RUN_PARAM: job.run_id},
-                     help=f"run `{job.run_id}`", width="stretch")
+        st.page_link(TRAIN_PAGE, label=f"{doing}: {plain(name)} · epoch {epoch}/{epochs}",
+                     icon=":material/model_training:", query_params={session.RUN_PARAM: run_id},
+                     help=f"run `{run_id}`", width="stretch")

@@ -568,6 +568,31 @@ def list_runs(folder: str | Path | None = None, *, now: float | None = None) -> 
     return with_distinct_names(records)
 
 
+def live_runs(folder: str | Path, *, now: float | None = None) -> list[RunRecord]:
+    """The runs of `folder` that a process trains now, without listing the rest: only progress records
+    are looked at, and an ended run's is known from the index without being read (a page's sidebar
+    asks this on every page of every tab)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = []
+    with FileIndex(folder, SUMMARY_FORMAT) as index:
+        for entry in os.scandir(folder):
+            run_id = entry.name.removesuffix(PROGRESS_SUFFIX)
+            if run_id == entry.name or not is_valid_run_id(run_id):
+                continue
+            try:
+                info = entry.stat()
+                if index.known(entry.path, (info.st_ino, info.st_mtime_ns, info.st_size)) is not None:
+                    continue  # an ended run's record, as the index keeps it
+            except OSError:
+                continue
+            record = read_run(folder, run_id, now=now, index=index)
+            if record is not None and record.live:
+                found.append(record)
+    return sorted(found, key=lambda record: creation_order(record.run_id))
+
+
 def with_distinct_names(records: list[RunRecord]) -> list[RunRecord]:
     """The records with display names made distinct, in the order given (creation order): the first
     "mlp z10" stays so, the next becomes "mlp z10 (2)"."""

@@ -62,6 +62,9 @@ def test_a_run_another_process_trains_is_followed_from_its_progress_record(app, 
         assert _metric(app, "test −ELBO") == "41.50" and _metric(app, "samples/s") == "640"
         assert _trace(app, "total") == [50.0, 45.0, 42.0]
         assert "Trained by another process" in page_text(app)
+        # The sidebar of every page links to it, as to a run of this server
+        links = [link.proto.label for link in app.get("page_link")]
+        assert "Training: trained elsewhere · epoch 1/4" in links, links
     finally:
         path.unlink()
 
