@@ -9,11 +9,13 @@ from contextlib import asynccontextmanager
 
 import streamlit as st
 
+from ui.access import stop_on_a_broken_served_mode
 from ui.session import start_background_warm_ups
 
 
 @asynccontextmanager
 async def warm_up_on_start(_app):
+    stop_on_a_broken_served_mode()  # a served mode whose settings cannot be read fails closed
     start_background_warm_ups()
     yield
 

@@ -9,6 +9,7 @@ from ui import access, session
 from ui.sidebar import training_badge
 
 st.set_page_config(page_title="VAE Studio", page_icon=":material/blur_on:", layout="wide")
+access.check_served_mode()  # a broken served-mode setting serves nothing (fails closed)
 
 pages = [
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", default=True),

@@ -26,16 +26,63 @@ from .widgets import plain
 MULTI_USER_ENV = "VAE_STUDIO_MULTI_USER"
 
 
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+class ServedModeError(Exception):
+    """The served mode's settings cannot be read: the app serves no page until they are fixed."""
+
+
+def multi_user_switch() -> bool:
+    """VAE_STUDIO_MULTI_USER as a yes or a no; any other value is refused, never taken for "no"."""
+    value = os.environ.get(MULTI_USER_ENV, "").strip().lower()
+    if value in TRUE_WORDS:
+        return True
+    if value in FALSE_WORDS:
+        return False
+    raise ServedModeError(f"{MULTI_USER_ENV} is {os.environ[MULTI_USER_ENV]!r}: set it to 1 (served to several "
+                          "people) or 0 (one person's), or leave it unset")
+
+
 def served() -> bool:
-    """Whether the app is served to several people (see the module's docstring)."""
-    return os.environ.get(MULTI_USER_ENV) == "1" or _login_configured()
+    """Whether the app is served to several people (see the module's docstring). ServedModeError
+    when its settings cannot be read: a typo must not start the app as one person's (fail closed)."""
+    return multi_user_switch() or _login_configured()
+
+
+def _secrets_files() -> list[str]:
+    return [path for path in st.get_option("secrets.files") if os.path.exists(path)]
 
 
 def _login_configured() -> bool:
     try:
         return "auth" in st.secrets
-    except FileNotFoundError:  # no secrets.toml at all
+    except FileNotFoundError as error:  # no secrets file at all, or one that cannot be parsed
+        broken = _secrets_files()
+        if broken:
+            raise ServedModeError(f"{', '.join(broken)} cannot be read ({error}): fix it, or remove it to run "
+                                  "the app as one person's") from None
         return False
+
+
+def stop_on_a_broken_served_mode() -> None:
+    """At server start: settings that cannot be read stop the server, with what to fix on stderr."""
+    try:
+        served()
+    except ServedModeError as error:
+        import sys
+
+        print(f"VAE Studio: not started: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+def check_served_mode() -> None:
+    """On every page, first: settings that cannot be read stop the page with what to fix."""
+    try:
+        served()
+    except ServedModeError as error:
+        st.error(f"VAE Studio will not serve any page: {error}.", icon=":material/lock:")
+        st.stop()
 
 
 def owner_of_identity(issuer: str, subject: str) -> str:
@@ -119,7 +166,7 @@ def require_login() -> None:
         if _login_configured():
             st.button("Sign in", icon=":material/login:", type="primary", on_click=st.login, key="sign_in")
         else:
-            st.error(f"{MULTI_USER_ENV}=1 is set, but no login is configured: add an [auth] section to "
+            st.error(f"{MULTI_USER_ENV} is set, but no login is configured: add an [auth] section to "
                      ".streamlit/secrets.toml (see the README's Security section).")
     st.stop()
 

@@ -6,6 +6,11 @@ The served mode is switched on as a real server does, by an [auth] section in th
 (`AppTest.secrets`), and the identities are what `st.user` returns (`AppTest.user`)."""
 
 import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,3 +212,49 @@ def test_a_shared_queued_run_is_moved_or_cancelled_by_no_one(saved_runs):
     finally:
         registry().stop_all()
     assert running.status == "stopped"
+
+
+BROKEN_SECRETS = '[auth]\nredirect_uri = "http://localhost:8501/oauth2callback\n'  # a quote missing
+ROUTER_IN = """
+from streamlit.testing.v1 import AppTest
+app = AppTest.from_file({router!r}, default_timeout=60)
+app.run()
+import json
+print(json.dumps({{"errors": [e.value for e in app.error], "buttons": [b.label for b in app.button],
+                   "exceptions": len(app.exception), "nav": len(app.get("navigation") or [])}}))
+"""
+
+
+def test_a_secrets_file_that_fails_to_parse_serves_no_page_and_stops_the_server(tmp_path):
+    """One missing quote in [auth] once started the app as one person's: every visitor saw, stopped and
+    deleted every run. Now no page is served, and `streamlit run` exits saying what to fix."""
+    (tmp_path / ".streamlit").mkdir()
+    (tmp_path / ".streamlit" / "secrets.toml").write_text(BROKEN_SECRETS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VAE_STUDIO_")}
+    env.update(VAE_STUDIO_WARM_UP="0", VAE_STUDIO_EXECUTOR="thread", VAE_STUDIO_CHECKPOINTS=str(tmp_path / "runs"))
+    page = subprocess.run([sys.executable, "-c", ROUTER_IN.format(router=APP)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    seen = json.loads(page.stdout.strip().splitlines()[-1])
+    assert seen["buttons"] == [] and seen["exceptions"] == 0
+    assert any("will not serve any page" in error and "secrets.toml cannot be read" in error for error in seen["errors"])
+    server = subprocess.run([sys.executable, "-m", "streamlit", "run", str(Path(APP).with_name("app.py")),
+                             "--server.headless", "true", "--server.port", "0"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert server.returncode != 0 and "VAE Studio: not started" in server.stderr + server.stdout
+
+
+@pytest.mark.parametrize("value, served", [("true", True), ("yes", True), ("1", True), ("0", False), ("no", False)])
+def test_the_multi_user_switch_takes_yes_and_no_words(monkeypatch, value, served):
+    from ui import access
+
+    monkeypatch.setenv("VAE_STUDIO_MULTI_USER", value)
+    assert access.multi_user_switch() is served
+
+
+def test_a_multi_user_switch_that_is_neither_yes_nor_no_serves_no_page(monkeypatch, saved_runs):
+    monkeypatch.setenv("VAE_STUDIO_MULTI_USER", "maybe")
+    session = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    session.run()
+    assert_no_exception(session)
+    assert any("VAE_STUDIO_MULTI_USER is 'maybe'" in rendered(e.value) for e in session.error)
+    assert not session.button and "vae-beta1" not in page_text(session)
