@@ -43,6 +43,7 @@ PROGRESS_FORMAT = "vae-studio-progress"
 PROGRESS_INTERVAL_S = 0.5  # the writer's pace: live enough for a chart, cheap for the trainer
 STALE_AFTER_S = 120.0  # no heartbeat for this long (an epoch's evaluation included): no sign of life
 MAX_PROGRESS_BYTES = 1 << 20
+MAX_REMEMBERED_RECORDS = 200_000
 SUMMARY_FORMAT = 2  # the shape of what run_index keeps of a file: raise it when a summary gains a field
 MAX_PID = 1 << 22  # Linux's largest pid_max
 CLOCK_SKEW_S = 300.0  # how far ahead of ours another machine's clock may be
@@ -558,13 +559,53 @@ def creation_order(run_id: str) -> tuple[str, str]:
     return (run_id[:15] if _TIMESTAMPED_ID.match(run_id) else "~", run_id)
 
 
+# (folder, run id) -> (the versions of its two files, its record): an ended run's record depends on its
+# files alone, so a listing of 50,000 runs rebuilds only those whose files changed.
+_ended_records: dict[tuple[str, str], tuple[tuple, RunRecord]] = {}
+_ended_records_lock = threading.Lock()
+
+
+def _file_versions(folder: Path) -> dict[str, list]:
+    """run id -> [checkpoint version, progress version] (None: no such file; "?" when it cannot be
+    stat-ed), from one pass over the folder."""
+    versions: dict[str, list] = {}
+    for entry in os.scandir(folder):
+        for slot, suffix in enumerate((CHECKPOINT_SUFFIX, PROGRESS_SUFFIX)):
+            run_id = entry.name.removesuffix(suffix)
+            if run_id != entry.name and is_valid_run_id(run_id):
+                try:
+                    info = entry.stat()
+                    version = (info.st_ino, info.st_mtime_ns, info.st_size)
+                except OSError:
+                    version = "?"
+                versions.setdefault(run_id, [None, None])[slot] = version
+    return versions
+
+
 def list_runs(folder: str | Path | None = None, *, now: float | None = None) -> list[RunRecord]:
     """Every run of `folder` (default: default_checkpoint_dir()) in creation order, with display
     names made distinct."""
     folder = Path(folder) if folder is not None else default_checkpoint_dir()
+    if not folder.is_dir():
+        return []
+    versions, records = _file_versions(folder), []
     with FileIndex(folder, SUMMARY_FORMAT) as index:
-        records = [record for run_id in run_ids_in(folder)
-                   if (record := read_run(folder, run_id, now=now, index=index))]
+        for run_id in sorted(versions, key=creation_order):
+            key, seen = (str(folder), run_id), tuple(versions[run_id])
+            with _ended_records_lock:
+                cached = _ended_records.get(key)
+            if cached is not None and cached[0] == seen and "?" not in seen:
+                records.append(cached[1])
+                continue
+            record = read_run(folder, run_id, now=now, index=index)
+            if record is None:
+                continue
+            records.append(record)
+            if record.progress is None or record.progress.status in ENDED_STATUSES:  # nothing time-dependent
+                with _ended_records_lock:
+                    if len(_ended_records) >= MAX_REMEMBERED_RECORDS:
+                        _ended_records.clear()
+                    _ended_records[key] = (seen, record)
     return with_distinct_names(records)
 
 
