@@ -6,6 +6,7 @@ Its process (run_process.RunProcess) hands it what the child sends; the registry
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -44,7 +45,8 @@ class ProcessJob:
         self._lock = threading.Lock()
         self._ended = threading.Event()
         self._weights: tuple[int, dict] | None = None
-        self._snapshot = self._waiting_snapshot("queued", None)
+        self._versions = 0  # of the snapshots made here; the process's count on (max of both)
+        self._snapshot = self._waiting_snapshot("queued")
 
     # -- what the server asks ----------------------------------------------------------------------
     @property
@@ -96,7 +98,7 @@ class ProcessJob:
                 raise TrainingError(f"run {self.name} cannot start: it is {self.status}")
             self.process = process
             process.run_id = self.run_id
-            self._snapshot = self._waiting_snapshot("starting", None)
+            self._snapshot = self._waiting_snapshot("starting")
         if not process.send("train", self.run_id):
             self._fail("its process ended before the run could start")
 
@@ -110,7 +112,7 @@ class ProcessJob:
         """Stop at the next batch boundary (saving); a job still queued is cancelled at once."""
         with self._lock:
             if self.status == "queued":
-                self._snapshot = self._waiting_snapshot("cancelled", None)
+                self._snapshot = self._waiting_snapshot("cancelled")
                 cancelled = True
             else:
                 cancelled = False
@@ -131,7 +133,7 @@ class ProcessJob:
             raise TrainingError("a run's name cannot be empty")
         with self._lock:
             self.name = name
-            self._snapshot = _replace(self._snapshot, name=name, version=self._snapshot.version + 1)
+            self._snapshot = replace(self._snapshot, name=name, version=self._snapshot.version + 1)
         self._send("rename", name)
 
     def save(self, path) -> None:
@@ -147,7 +149,7 @@ class ProcessJob:
             snapshot = args[0]
             with self._lock:
                 # The name is the server's: a rename here is not undone by a snapshot sent before it.
-                self._snapshot = _replace(snapshot, name=self.name, version=max(snapshot.version,
+                self._snapshot = replace(snapshot, name=self.name, version=max(snapshot.version,
                                                                                self._snapshot.version + 1))
         elif kind == "weights":
             epoch, arrays = args
@@ -160,7 +162,7 @@ class ProcessJob:
             if reason == "busy":  # another process trains on the device: wait in the queue again
                 with self._lock:
                     self.process = None
-                    self._snapshot = self._waiting_snapshot("queued", None)
+                    self._snapshot = self._waiting_snapshot("queued")
             elif reason == "gone":  # another server's process took it, or it was cancelled there
                 self._fail("it was taken out of the queue elsewhere (another server trains or cancelled it)",
                            status="cancelled")
@@ -173,7 +175,7 @@ class ProcessJob:
 
     def _fail(self, message: str, status: str = "failed") -> None:
         with self._lock:
-            self._snapshot = _replace(self._snapshot, status=status, message=message,
+            self._snapshot = replace(self._snapshot, status=status, message=message,
                                       version=self._snapshot.version + 1)
         self._end()
 
@@ -189,20 +191,16 @@ class ProcessJob:
         finally:
             self._ended.set()
 
-    def _waiting_snapshot(self, status: str, message: str | None) -> Snapshot:
+    def _waiting_snapshot(self, status: str) -> Snapshot:
         """What is known of a run before its process sends anything: its config and counters."""
         history = History()
+        self._versions += 1
         return Snapshot(
-            run_id=self.run_id, name=self.name, version=getattr(self, "_snapshot", None).version + 1
-            if hasattr(self, "_snapshot") else 0, status=status, message=message, config=self.config.to_dict(),
+            run_id=self.run_id, name=self.name, version=self._versions, status=status, message=None,
+            config=self.config.to_dict(),
             dataset=self.config.data if self._dataset is None else self._dataset.name, device=str(self.device),
             epoch=0, epochs=self.config.epochs, step=0, steps_per_epoch=0, total_steps=0, samples_per_s=0.0,
             eta_s=None, elapsed_s=0.0, lr=self.config.lr, beta=self.config.beta, curves=history.curves(),
             kl_per_dim=np.zeros(self.config.latent_dim, dtype=np.float32), epoch_metrics=(), events=(), frames=(),
             fixed_inputs=np.zeros((0, 1, 1, 1), dtype=np.uint8), checkpoint_path=str(self.checkpoint_path))
 
-
-def _replace(snapshot: Snapshot, **changes) -> Snapshot:
-    from dataclasses import replace
-
-    return replace(snapshot, **changes)
