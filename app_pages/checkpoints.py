@@ -11,6 +11,7 @@ from ui import access, session
 from ui.curve_controls import compare_chart
 from ui.runs import read_checkpoint, run_label
 from ui.widgets import class_name, image_grid, nats, plain, show_error
+from vae_core.config import limits
 from vae_core.errors import VAEStudioError
 
 MAX_CHECKPOINT_UPLOAD_MB = 200
@@ -142,7 +143,8 @@ def resume_form(path: Path, checkpoint) -> None:
     inside it (a file dropped in could name another run's id, and overwrite that run's file)."""
     run_id = path.stem
     with st.form(f"resume_{run_id}", border=False):
-        epochs = st.number_input("Train until epoch", checkpoint.state.epoch + 1, 100_000,
+        epochs = st.number_input("Train until epoch", checkpoint.state.epoch + 1,
+                                 max(limits().max_epochs, checkpoint.state.epoch + 1),
                                  max(checkpoint.config.epochs, checkpoint.state.epoch + 1) if
                                  checkpoint.state.epoch < checkpoint.config.epochs else checkpoint.state.epoch + 5)
         if st.form_submit_button("Resume training", width="stretch"):

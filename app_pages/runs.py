@@ -457,9 +457,14 @@ def sweep_form(base_row: dict | None) -> None:
                     raise VAEStudioError("choose two different hyperparameters, or 'none' for the second")
                 axes[second] = second_values
             configs = sweep_configs(base, axes)
+            from vae_core.trainer import check_trainable
+
+            datasets = [session.run_data(config) for config in configs]
+            for config, dataset in zip(configs, datasets):  # all or nothing: none queued if one may not be
+                check_trainable(config, dataset)
             registry = session.registry()
-            jobs = [registry.submit(config, session.run_data(config), owner=access.current_owner())
-                    for config in configs]
+            jobs = [registry.submit(config, dataset, owner=access.current_owner())
+                    for config, dataset in zip(configs, datasets)]
         except VAEStudioError as error:
             show_error(error)
             return

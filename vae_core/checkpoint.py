@@ -27,7 +27,7 @@ import torch
 from . import __version__
 from .checkpoint_fields import (LIVE_STATUSES, MAX_NAME_CHARS, MAX_NOTES_CHARS, FieldError, Metadata, owner_id,
                                 parse_metadata, printable_text)
-from .config import TrainConfig
+from .config import Limits, TrainConfig
 from .errors import CheckpointError, ConfigError
 from .history import STEP_FIELDS, Frame, History, tracked_count
 from .models import VAE, build_model
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from .trainer import TrainerState
 
 MODEL_PREFIX = "model."
-MAX_PARAMETERS = 100_000_000  # 400 MB of float32 weights, 1.2 GB with Adam's moments: under the file limit
+MAX_PARAMETERS = Limits().max_parameters  # a file read back is held to the default limit (config.Limits)
 MAX_PICTURES_PER_FRAME = 256  # the trainer keeps 16 reconstructions and 64 samples per epoch
 MAX_RNG_STATE_BYTES = 1 << 16
 _FRAME_TENSOR = re.compile(r"frames\.(\d+)\.(reconstructions|samples)")

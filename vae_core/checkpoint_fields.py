@@ -16,7 +16,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from .config import TrainConfig, check_beta, check_lr
+from .config import Limits, TrainConfig, check_beta, check_lr
 from .errors import ConfigError
 from .history import MAX_CLOCK_POINTS, MAX_FRAMES
 from .run_ids import is_valid_run_id
@@ -26,7 +26,9 @@ MAX_NAME_CHARS = 80
 MAX_NOTES_CHARS = 4000
 MAX_SHORT_TEXT = 200  # dataset names, fingerprints, dates, versions, event names, class names
 MAX_CLASSES = 1000
-MAX_HIDDEN_LAYERS = 16  # deeper configs are refused before any model is sized
+# A file read back is held to the default limits (config.Limits), whatever the environment allows new
+# runs: deeper configs are refused before any model is sized.
+MAX_HIDDEN_LAYERS = Limits().max_hidden_layers
 MAX_LIST_ITEMS = 100_000  # epochs and events of one run; TrainConfig allows at most 100,000 epochs
 MAX_IMAGE_SIDE = 1024
 MAX_WORLD_SIZE = 1 << 20  # processes of one torchrun run

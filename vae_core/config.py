@@ -60,6 +60,51 @@ class Bound:
         return f"between {self.low:g} and {self.high:g}"
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What one run, and one request, may cost: checked where a run is created, whichever door it comes
+    in by (the Train form, `train`, `sweep`, `experiment`, the sweep form, the experiments, a resume),
+    before anything is allocated. Whoever runs the server may raise (or lower) each one with an
+    environment variable, VAE_STUDIO_<NAME IN CAPITALS>; a request never can."""
+
+    max_parameters: int = 100_000_000  # 400 MB of float32 weights, 1.2 GB with Adam's moments
+    max_activation_floats: int = 1 << 28  # what one batch's forward pass keeps for backward: 1 GiB
+    max_hidden_layers: int = 16
+    max_epochs: int = 1_000
+    max_runs_per_request: int = 64  # a sweep, an experiment
+    max_queued_per_person: int = 128  # runs waiting in the queue, per owner (served) or in all (local)
+
+
+def limits() -> Limits:
+    """The limits in force: the defaults, with the environment's overrides (ConfigError names a bad one)."""
+    import os
+
+    values = {}
+    for field in dataclasses.fields(Limits):
+        variable = f"VAE_STUDIO_{field.name.upper()}"
+        text = os.environ.get(variable)
+        if text is None:
+            continue
+        try:
+            values[field.name] = int(text)
+        except ValueError:
+            raise ConfigError(f"{variable} must be a whole number, not {text!r}") from None
+        if values[field.name] < 1:
+            raise ConfigError(f"{variable} must be at least 1, not {text}")
+    return Limits(**values)
+
+
+def check_creatable(config: "TrainConfig") -> None:
+    """The limits a new run's config must keep (a checkpoint read back need not: it was made already).
+    The model's size is checked on its shapes by trainer.check_trainable, which calls this first."""
+    limit = limits()
+    if len(config.hidden) > limit.max_hidden_layers:
+        raise ConfigError(f"a model has at most {limit.max_hidden_layers} hidden layers (VAE_STUDIO_MAX_HIDDEN_LAYERS), "
+                          f"not {len(config.hidden):,}")
+    if config.epochs > limit.max_epochs:
+        raise ConfigError(f"a run has at most {limit.max_epochs:,} epochs (VAE_STUDIO_MAX_EPOCHS), not {config.epochs:,}")
+
+
 BOUNDS = {
     "latent_dim": Bound(2, 128),
     "beta": Bound(0.0, 1000.0),
@@ -129,7 +174,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
         low, high = WIDTH_RANGE
         if not self.hidden or not all(low <= h <= high for h in self.hidden):
-            raise ConfigError(f"hidden sizes must be 1 or more widths between {low} and {high}, not {list(self.hidden)}")
+            raise ConfigError(f"hidden sizes must be 1 or more widths between {low} and {high}, not "
+                              f"{list(self.hidden[:8])}{' …' if len(self.hidden) > 8 else ''}")
         for name, bound in BOUNDS.items():
             value = getattr(self, name)
             if value is not None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import run_queue
-from .config import TrainConfig
+from .config import TrainConfig, limits
 from .errors import TrainingError
 from .run_status import ACTIVE
 
@@ -66,6 +66,10 @@ class JobRegistry:
         with self._lock:
             if run_id is not None and run_id in self._jobs:
                 raise TrainingError(f"run {run_id} already exists in this session")
+            most = limits().max_queued_per_person
+            if sum(job.owner == owner for job in self.queued()) >= most:
+                raise TrainingError(f"{most} runs already wait in the queue" + (" for you" if owner else "") +
+                                    " (VAE_STUDIO_MAX_QUEUED_PER_PERSON): let some finish, or cancel some first")
             if self.executor == "thread":
                 from .jobs import TrainingJob
 

@@ -15,9 +15,9 @@ import itertools
 import json
 import math
 
+from .config import check_creatable, limits
 from .errors import ConfigError, VAEStudioError
 
-MAX_RUNS = 256  # a typo (an extra value on three flags) should not start a week of training
 # Flags a sweep passes to every run as they are: one folder, one list of widths (--hidden 256 128 is
 # one model), switches. --out, --resume and --name name a single run, so a sweep has none of them.
 SHARED_FLAGS = {"out_dir", "hidden"}
@@ -65,10 +65,7 @@ def sweep_argvs(args: argparse.Namespace) -> list[tuple[list[str], dict[str, str
                 shared += [flag, values[0]]  # the same for every run: not what sets one apart
             else:
                 axes.append([(flag, item) for item in values])
-    count = math.prod(len(axis) for axis in axes)
-    if count > MAX_RUNS:
-        raise ConfigError(f"the sweep has {count} combinations, more than the limit of {MAX_RUNS}; "
-                          "give fewer values")
+    check_run_count(math.prod(len(axis) for axis in axes))
     return [(shared + [part for pair in combination for part in pair],
              {flag.lstrip("-"): item for flag, item in combination}) for combination in itertools.product(*axes)]
 
@@ -119,12 +116,21 @@ def parse_values(field_name: str, text: str) -> list:
     return list(dict.fromkeys(values))
 
 
+def check_run_count(count: int) -> None:
+    """A typo (an extra value on three flags) must not queue a week of training: config.Limits."""
+    most = limits().max_runs_per_request
+    if count > most:
+        raise ConfigError(f"the sweep has {count:,} combinations, more than the limit of {most} a request "
+                          "(VAE_STUDIO_MAX_RUNS_PER_REQUEST); give fewer values")
+
+
 def sweep_configs(base, axes: dict[str, str]):
     """Every combination of the values typed per field (`axes`: field -> '0.5 1 4'), applied to the
     TrainConfig `base`, each checked; the last field varies fastest."""
     parsed = [[(field_name, value) for value in parse_values(field_name, text)] for field_name, text in axes.items()]
-    count = math.prod(len(values) for values in parsed)
-    if count > MAX_RUNS:
-        raise ConfigError(f"the sweep has {count} combinations, more than the limit of {MAX_RUNS}; give fewer values")
-    return [base.replace(hidden=None if "model" in axes else base.hidden, **dict(combination))
-            for combination in itertools.product(*parsed)]
+    check_run_count(math.prod(len(values) for values in parsed))
+    configs = [base.replace(hidden=None if "model" in axes else base.hidden, **dict(combination))
+               for combination in itertools.product(*parsed)]
+    for config in configs:  # all or nothing: no run is queued when one of them may not be
+        check_creatable(config)
+    return configs

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .config import TrainConfig
+from .config import TrainConfig, check_creatable, limits
 from .device import resolve_device
-from .errors import TrainingError
+from .errors import ConfigError, TrainingError
 from .history import TRACKED_DTYPE, Frame, History, tracked_count
 from .losses import LossTerms, beta_schedule
 from .metrics import evaluate
@@ -153,10 +153,37 @@ class TrainerState:
 def check_trainable(config: TrainConfig, dataset: ImageDataset) -> None:
     """Raise a clear error now, before any thread or device work, when `config` cannot train on
     `dataset` (a cvae without labels, a conv model on images that are too small...)."""
+    check_creatable(config)
     if config.model == "cvae" and not dataset.has_labels:
         raise TrainingError("the cvae model needs a labelled dataset; this one has no labels")
-    with torch.device("meta"):  # shapes only: no memory, no arithmetic
-        build_model(config, dataset.image_shape, dataset.num_classes)
+    parameters, activations = model_cost(config, dataset.image_shape, dataset.num_classes)
+    limit = limits()
+    if parameters > limit.max_parameters:
+        raise ConfigError(f"this {config.model} model has {parameters:,} parameters, more than the limit of "
+                          f"{limit.max_parameters:,} (VAE_STUDIO_MAX_PARAMETERS); use fewer or narrower layers")
+    if activations > limit.max_activation_floats:
+        raise ConfigError(f"a batch of {config.batch_size:,} through this model keeps {activations:,} numbers for "
+                          f"its backward pass, more than the limit of {limit.max_activation_floats:,} "
+                          "(VAE_STUDIO_MAX_ACTIVATION_FLOATS); use a smaller batch or model")
+
+
+def model_cost(config: TrainConfig, image_shape, num_classes: int) -> tuple[int, int]:
+    """(parameters, numbers one batch's forward pass keeps: every layer's output), from the model's
+    shapes alone: built and run on the meta device, no memory is spent and nothing is computed."""
+    kept = [0]
+
+    def count(module, inputs, output) -> None:
+        kept[0] += output.numel() if isinstance(output, torch.Tensor) else 0
+
+    with torch.device("meta"), torch.no_grad():
+        model = build_model(config, image_shape, num_classes)
+        hooks = [module.register_forward_hook(count) for module in model.modules() if not list(module.children())]
+        x = torch.empty(config.batch_size, *image_shape)
+        y = torch.zeros(config.batch_size, dtype=torch.long) if model.conditional else None
+        model(x, y)
+    for hook in hooks:
+        hook.remove()
+    return sum(p.numel() for p in model.parameters()), kept[0]
 
 
 def initial_model(config: TrainConfig, dataset: ImageDataset) -> VAE:

@@ -61,7 +61,7 @@ def test_sweep_checks_every_combination_before_training_any(tmp_path):
     assert wrong.returncode == 2 and "invalid choice: 'gpt'" in wrong.stderr and not list(tmp_path.iterdir())
     huge = cli("sweep", *TINY, "--seed", *map(str, range(17)), "--lr", "1e-3", "2e-3",
                "--beta", *map(str, range(8)), "--out-dir", str(tmp_path))
-    assert huge.returncode == 2 and "272 combinations, more than the limit of 256" in huge.stderr
+    assert huge.returncode == 2 and "272 combinations, more than the limit of 64 a request" in huge.stderr
 
 
 def test_runs_refuses_a_missing_folder(tmp_path):

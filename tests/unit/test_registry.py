@@ -113,3 +113,30 @@ def test_concurrent_starts_never_train_two_jobs_on_one_device(registry, digits):
         jobs[0].wait(0.01)
     assert max(overlaps) <= 1
     assert all(job.status == "finished" for job in jobs)
+
+
+def test_the_queue_holds_a_limited_number_of_runs_per_person(digits, monkeypatch):
+    """Four sweep submits once queued 1,024 runs, and the next person's run went to position 1024."""
+    monkeypatch.setenv("VAE_STUDIO_MAX_QUEUED_PER_PERSON", "2")
+    registry = JobRegistry()
+    alice, bob = "a" * 32, "b" * 32
+    try:
+        registry.submit(TrainConfig(epochs=200, **SMALL), digits, owner=alice)  # trains: not waiting
+        for _ in range(2):
+            registry.submit(TrainConfig(epochs=1, **SMALL), digits, owner=alice)
+        with pytest.raises(TrainingError, match="2 runs already wait in the queue for you"):
+            registry.submit(TrainConfig(epochs=1, **SMALL), digits, owner=alice)
+        assert registry.submit(TrainConfig(epochs=1, **SMALL), digits, owner=bob).status == "queued"
+    finally:
+        registry.stop_all()
+
+
+def test_a_sweep_over_the_limits_queues_nothing():
+    from vae_core.errors import ConfigError
+    from vae_core.sweep import sweep_configs
+
+    base = TrainConfig(**SMALL)
+    with pytest.raises(ConfigError, match="65 combinations, more than the limit of 64"):
+        sweep_configs(base, {"beta": " ".join(str(1 + i) for i in range(65))})
+    with pytest.raises(ConfigError, match="at most 1,000 epochs"):
+        sweep_configs(base, {"epochs": "2 100000"})  # all or nothing: not the first alone

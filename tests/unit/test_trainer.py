@@ -131,3 +131,34 @@ def test_to_uint8_rounds_and_clips_like_torch():
     expected = (images.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     got = to_uint8(images)
     assert got.dtype == np.uint8 and np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("changes, problem", [
+    (dict(hidden=(4,) * 20_000), "at most 16 hidden layers"),
+    (dict(hidden=(4096,) * 16), "parameters, more than the limit of 100,000,000"),
+    (dict(batch_size=65536, hidden=(4096, 4096)), "numbers for its backward pass, more than the limit"),
+    (dict(epochs=100_000), "at most 1,000 epochs"),
+])
+def test_a_run_over_the_limits_is_refused_where_it_is_created_at_once(digits, changes, problem):
+    """200 layers of 4096 (6.7 billion parameters) once started; 20,000 layers of 4 took 7.3 s to check."""
+    import time
+
+    from vae_core.errors import ConfigError
+    from vae_core.trainer import check_trainable
+
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=problem):
+        check_trainable(TrainConfig(data="digits", **changes), digits)
+    assert time.monotonic() - started < 2.0
+
+
+def test_the_operator_raises_a_limit_through_the_environment_and_a_bad_value_is_named(digits, monkeypatch):
+    from vae_core.config import limits
+    from vae_core.errors import ConfigError
+    from vae_core.trainer import check_trainable
+
+    monkeypatch.setenv("VAE_STUDIO_MAX_HIDDEN_LAYERS", "32")
+    check_trainable(TrainConfig(data="digits", hidden=(8,) * 20), digits)
+    monkeypatch.setenv("VAE_STUDIO_MAX_EPOCHS", "lots")
+    with pytest.raises(ConfigError, match="VAE_STUDIO_MAX_EPOCHS must be a whole number"):
+        limits()
