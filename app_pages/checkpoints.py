@@ -68,20 +68,21 @@ def saved_runs() -> list:
     runs lists in a fraction of a second); unreadable ones too where they are shown."""
     from vae_core.runs import list_runs
 
-    records = [record for record in list_runs(session.CHECKPOINT_DIR) if record.checkpoint is not None
-               and access.can_see(record.owner) and (record.error is None or access.shows_unreadable_runs())]
+    records = [record for record in access.visible_records(list_runs(session.CHECKPOINT_DIR))
+               if record.checkpoint is not None]
     return sorted(records, key=lambda record: record.mtime, reverse=True)
 
 
-def runs_table(records: list) -> None:
-    """One page of the table, newest first. Cells are plain text, so a name read from a file shows as it is."""
+def runs_table(records: list) -> list:
+    """One page of the table, newest first; returns its records. Cells are plain text, so a name read
+    from a file shows as it is."""
     page_count = max(1, -(-len(records) // TABLE_PAGE_ROWS))
     page = 1
     if page_count > 1:
         page = int(st.number_input(f"Page (of {page_count}, {TABLE_PAGE_ROWS} runs each, newest first)", 1,
                                    page_count, 1, key="checkpoints_page"))
-    rows = []
-    for record in records[(page - 1) * TABLE_PAGE_ROWS:page * TABLE_PAGE_ROWS]:
+    rows, shown = [], records[(page - 1) * TABLE_PAGE_ROWS:page * TABLE_PAGE_ROWS]
+    for record in shown:
         if record.error is not None:
             rows.append({"run": record.run_id, "status": "unreadable", "error": record.error})
             continue
@@ -106,6 +107,7 @@ def runs_table(records: list) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     st.caption("An autoencoder (model `ae`) has no prior and no KL, so no ELBO: its β and test −ELBO are "
                "blank, and its test reconstruction error is what it has. β is the one in force at the last save.")
+    return shown
 
 
 def shown_config(checkpoint) -> dict:
@@ -235,8 +237,13 @@ records = saved_runs()
 if not records:
     st.info("No checkpoints yet: train a run on the Train page, or upload a `.safetensors` file above.")
     st.stop()
-runs_table(records)
-readable = {record.checkpoint: record for record in records if record.error is None}
+shown = runs_table(records)
+# What the pickers offer: the runs of the table's page, and the session's run wherever it is (a
+# select box of 50,000 names would cost more than the page).
+current_id = session.current_run_id()
+current_record = next((r for r in records if r.run_id == current_id), None)
+offered = shown + ([current_record] if current_record is not None and current_record not in shown else [])
+readable = {record.checkpoint: record for record in offered if record.error is None}
 if readable:
     paths = list(readable)
     current = session.current_run_id()

@@ -77,8 +77,7 @@ def status_reason(record: store.RunRecord) -> str:
 def gather_runs() -> list[dict]:
     """Files and this server's jobs that this session may see (ui/access.py), one row per run id (a job
     still active wins over its file), in creation order, with display names made distinct."""
-    rows = {record.run_id: _record_row(record) for record in store.list_runs(session.CHECKPOINT_DIR)
-            if access.can_see(record.owner) and (record.error is None or access.shows_unreadable_runs())}
+    rows = {record.run_id: _record_row(record) for record in access.visible_records(store.list_runs(session.CHECKPOINT_DIR))}
     registry = session.existing_registry()
     for job in registry.jobs() if registry is not None else ():
         if not access.can_see(job.owner):

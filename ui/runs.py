@@ -147,9 +147,9 @@ def run_choices() -> dict[str, str]:
     # The run store reads headers only (no weights), makes names distinct and sees runs the CLI trains.
     from vae_core.runs import list_runs
 
-    for record in sorted(list_runs(session.CHECKPOINT_DIR), key=lambda r: r.mtime, reverse=True):
-        if record.checkpoint and record.run_id not in listed and access.can_see(record.owner) and (
-                record.error is None or access.shows_unreadable_runs()):  # the page that opens it says what is wrong
+    # Unreadable ones too where they are shown: the page that opens one says what is wrong.
+    for record in sorted(access.visible_records(list_runs(session.CHECKPOINT_DIR)), key=lambda r: r.mtime, reverse=True):
+        if record.checkpoint and record.run_id not in listed:
             where = "training elsewhere" if record.live else "saved"
             choices[f"file:{record.checkpoint}"] = f"{run_label(record.display_name, record.run_id)} · {where}"
     return choices

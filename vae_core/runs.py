@@ -633,8 +633,14 @@ def live_runs(folder: str | Path, *, now: float | None = None) -> list[RunRecord
     are looked at, and an ended run's is known from the index without being read (a page's sidebar
     asks this on every page of every tab)."""
     folder = Path(folder)
-    if not folder.is_dir():
+    try:
+        folder_version = os.stat(folder).st_mtime_ns
+    except OSError:
         return []
+    with _ended_records_lock:
+        listed = _unchanged_listings.get(str(folder))
+    if listed is not None and listed[0] == folder_version:
+        return []  # the folder is as it was when every run in it had ended
     found = []
     with FileIndex(folder, SUMMARY_FORMAT) as index:
         for entry in os.scandir(folder):
