@@ -19,7 +19,7 @@ from pathlib import Path
 from .config import (DEFAULT_HIDDEN, DEVICES, KL_ANNEALING, MODEL_NAMES, PRECISIONS, RECON_LOSSES, TrainConfig,
                      default_run_name)
 from .errors import VAEStudioError
-from .runs import CHECKPOINTS_ENV, ProgressWriter, add_runs_command, cmd_runs, default_checkpoint_dir
+from .runs import CHECKPOINTS_ENV, EncodedJSON, ProgressWriter, add_runs_command, cmd_runs, default_checkpoint_dir
 from .sweep import add_sweep_command, cmd_sweep
 from .experiment_cli import add_experiment_parser, cmd_experiment
 
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         return result  # streamlit's own exit code
     # Under torchrun every process runs the command; rank 0 alone answers (see distributed.py).
     if args.command != "datasets" and os.environ.get("RANK", "0") == "0":
-        print(_json_line(result))
+        print(result if isinstance(result, EncodedJSON) else _json_line(result))
     return 0
 
 

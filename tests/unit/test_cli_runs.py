@@ -98,3 +98,23 @@ def test_a_cli_run_is_followed_live_and_seen_killed(tmp_path):
     (killed,) = last_json(cli("runs", str(tmp_path)))
     assert killed["status"] == "killed" and not killed["live"] and killed["epoch"] >= 1
     assert killed["checkpoint"] and load_checkpoint(killed["checkpoint"]).state.epoch >= 1
+
+
+def test_a_settled_folder_is_listed_again_from_the_remembered_output_and_a_change_is_seen(tmp_path):
+    """`runs` remembers what it printed for a folder where every run had ended and nothing changed for
+    a while; the next call prints the same, and a run added since is listed."""
+    import os
+    import shutil
+
+    folder = tmp_path / "runs"
+    assert cli("train", *TINY, "--out-dir", str(folder)).returncode == 0
+    quiet = os.stat(folder).st_mtime - 5
+    os.utime(folder, (quiet, quiet))  # as if the folder had been quiet a while
+    first = cli("runs", str(folder))
+    again = cli("runs", str(folder))
+    assert first.returncode == again.returncode == 0 and first.stdout == again.stdout
+    (only,) = json.loads(first.stdout.strip().splitlines()[-1])
+    copy = folder / "20991231-000000-copied.safetensors"
+    shutil.copy(only["checkpoint"], copy)  # a new file: the folder changed
+    listed = json.loads(cli("runs", str(folder)).stdout.strip().splitlines()[-1])
+    assert {run["run_id"] for run in listed} == {only["run_id"], "20991231-000000-copied"}
