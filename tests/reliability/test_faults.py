@@ -81,7 +81,7 @@ KILL_SCRIPT = textwrap.dedent("""
     from vae_core.config import TrainConfig
     from vae_core.data import load_dataset
     from vae_core.jobs import TrainingJob
-    config = TrainConfig(data="digits", hidden=(512, 512), latent_dim=8, batch_size=512, epochs=100000,
+    config = TrainConfig(data="digits", hidden=(512, 512), latent_dim=8, batch_size=512, epochs=1000,
                          device="cpu")
     job = TrainingJob(config, load_dataset("digits"), run_id="victim", checkpoint_dir={folder!r}).start()
     print("started", flush=True)
