@@ -168,22 +168,40 @@ def check_trainable(config: TrainConfig, dataset: ImageDataset) -> None:
 
 
 def model_cost(config: TrainConfig, image_shape, num_classes: int) -> tuple[int, int]:
-    """(parameters, numbers one batch's forward pass keeps: every layer's output), from the model's
-    shapes alone: built and run on the meta device, no memory is spent and nothing is computed."""
+    """(parameters, numbers one batch's forward pass keeps: every layer's output).
+
+    The parameters are counted on the meta device (no memory, nothing computed). The outputs are
+    counted by running batches of 1 and 2 through the model on the CPU, its weights zeros, and
+    extending the count linearly to the batch size: a forward pass on the meta device would import
+    torch._dynamo (1.2 s) in the server the first time, at the first Start. Only a model within the
+    parameter limit is made, so the check itself stays small."""
+    with torch.device("meta"):
+        model = build_model(config, image_shape, num_classes)
+    parameters = sum(p.numel() for p in model.parameters())
+    if parameters > limits().max_parameters:
+        return parameters, 0  # refused for its parameters; its outputs are not worth making it for
+    # Zeros in place of the meta tensors (to_empty would import sympy, 0.4 s, for the same).
+    zeros = {key: torch.zeros(value.shape, dtype=value.dtype) for key, value in model.state_dict().items()}
+    model.load_state_dict(zeros, assign=True)
+    with torch.no_grad():
+        one, two = (_outputs_kept(model, batch, image_shape) for batch in (1, 2))
+    return parameters, one + (two - one) * (config.batch_size - 1)
+
+
+def _outputs_kept(model: VAE, batch: int, image_shape) -> int:
+    """How many numbers the outputs of `model`'s layers hold for a forward pass of `batch` images."""
     kept = [0]
 
     def count(module, inputs, output) -> None:
         kept[0] += output.numel() if isinstance(output, torch.Tensor) else 0
 
-    with torch.device("meta"), torch.no_grad():
-        model = build_model(config, image_shape, num_classes)
-        hooks = [module.register_forward_hook(count) for module in model.modules() if not list(module.children())]
-        x = torch.empty(config.batch_size, *image_shape)
-        y = torch.zeros(config.batch_size, dtype=torch.long) if model.conditional else None
-        model(x, y)
-    for hook in hooks:
-        hook.remove()
-    return sum(p.numel() for p in model.parameters()), kept[0]
+    hooks = [module.register_forward_hook(count) for module in model.modules() if not list(module.children())]
+    try:
+        model(torch.zeros(batch, *image_shape), torch.zeros(batch, dtype=torch.long) if model.conditional else None)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return kept[0]
 
 
 def initial_model(config: TrainConfig, dataset: ImageDataset) -> VAE:

@@ -152,6 +152,23 @@ def test_a_run_over_the_limits_is_refused_where_it_is_created_at_once(digits, ch
     assert time.monotonic() - started < 2.0
 
 
+@pytest.mark.parametrize("model", ["mlp", "conv", "ae", "cvae", "vqvae"])
+def test_a_models_cost_is_its_parameters_and_every_layers_output_at_the_batch_size(model):
+    """Counted independently here: the whole batch run through the model on the meta device."""
+    from vae_core.models import build_model
+    from vae_core.trainer import model_cost
+
+    config = TrainConfig(model=model, batch_size=48, latent_dim=6)
+    kept = []
+    with torch.device("meta"), torch.no_grad():
+        net = build_model(config, (1, 28, 28), 10)
+        for module in net.modules():
+            if not list(module.children()):
+                module.register_forward_hook(lambda m, i, out: kept.append(out.numel()))
+        net(torch.empty(48, 1, 28, 28), torch.zeros(48, dtype=torch.long) if net.conditional else None)
+    assert model_cost(config, (1, 28, 28), 10) == (sum(p.numel() for p in net.parameters()), sum(kept))
+
+
 def test_the_operator_raises_a_limit_through_the_environment_and_a_bad_value_is_named(digits, monkeypatch):
     from vae_core.config import limits
     from vae_core.errors import ConfigError
