@@ -151,6 +151,28 @@ def shown_job(run_id: str | None):
     return access.visible_job(run_id) or stored_job(run_id)
 
 
+def newest_run() -> str | None:
+    """With no run in the link, the run this page opens on: the newest this server trains or queued
+    that this session may see, else the newest run in the checkpoints folder (trained here, by the CLI
+    or elsewhere), as the other pages open on the newest run. None when there is none, and while a
+    fresh server still loads the engine (the folder is listed without importing it)."""
+    registry = session.existing_registry()
+    active = [job for job in registry.jobs() if job.snapshot().active and access.can_see(job.owner)] if registry else []
+    if active:
+        return active[-1].run_id
+    if session.engine_warming_up():
+        return None  # a fresh server: its first page is the form, drawn before torch and Plotly load
+    from vae_core.runs import creation_order, list_runs  # no torch: a fresh server's page does not wait
+
+    stored = [record for record in access.visible_records(list_runs(session.CHECKPOINT_DIR))
+              if record.checkpoint and record.error is None]
+    # By the creation time an id begins with, else (ids made elsewhere) by the newest file.
+    stamped = [record for record in stored if creation_order(record.run_id)[0] != "~"]
+    if stamped:
+        return max(stamped, key=lambda record: creation_order(record.run_id)).run_id
+    return max(stored, key=lambda record: record.mtime).run_id if stored else None
+
+
 def stored_run_note(job, snap) -> None:
     """What can be done with a run this server does not drive."""
     if job.live:
@@ -335,7 +357,9 @@ with left:
     # Drawn first: it needs nothing heavy, so on a fresh server it is usable while torch still loads.
     start_pressed = hyperparameter_form()
 with right:
-    run_id = session.current_run_id()
+    run_id = session.current_run_id() or newest_run()
+    if run_id and run_id != session.current_run_id():
+        session.set_current_run(run_id)
     job = shown_job(run_id)
     if job is None:
         empty_panel(run_id, starting=start_pressed is not None)

@@ -1,10 +1,11 @@
 """Train page: the form starts a real (tiny) job; the live panel shows its curves and controls."""
 
+import os
 import stat
 import time
 from pathlib import Path
 
-from apphelpers import assert_no_exception, plotly_specs, rendered, trace_values
+from apphelpers import assert_no_exception, markdown_texts, plotly_specs, rendered, trace_values
 
 
 def _set_small_run(app, epochs=2, dataset="digits"):
@@ -121,6 +122,32 @@ def test_every_new_tab_shows_the_training_run_with_a_link_to_it(app):
     assert link.proto.query_string == f"run={run_id}" and link.proto.page_script_hash  # the Train page, on the run
 
 
+def test_a_tab_with_no_run_in_its_link_opens_on_the_training_run_else_the_newest_stored_one(app, monkeypatch,
+                                                                                           tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    from apphelpers import APP, train_checkpoint
+    from ui import session
+
+    monkeypatch.setattr(session, "CHECKPOINT_DIR", tmp_path)
+    # Ids made elsewhere (no creation time in them): the newest file is the newest run.
+    older, newer = (train_checkpoint(name).rename(tmp_path / f"{name}.safetensors") for name in ("zz-older", "aa-newer"))
+    os.utime(older, (time.time() - 60, time.time() - 60))
+    app.run()
+    assert app.query_params.get("run") == newer.stem and app.session_state["run"] == newer.stem
+    assert any(f"`{newer.stem}`" in text for text in markdown_texts(app))  # the run's panel, on its record
+    monkeypatch.setattr(session, "engine_warming_up", lambda: True)  # a fresh server: the form comes first
+    fresh = AppTest.from_file(APP, default_timeout=60)
+    fresh.run()
+    assert "run" not in fresh.session_state and not fresh.query_params.get("run")
+    monkeypatch.setattr(session, "engine_warming_up", lambda: False)
+    _start(_set_small_run(app, epochs=200))
+    training = app.session_state["run"]
+    other_tab = AppTest.from_file(APP, default_timeout=60)
+    other_tab.run()
+    assert other_tab.session_state["run"] == training != newer.stem
+
+
 def test_form_errors_show_beside_the_start_button(app):
     app.run()
     _set_small_run(app)
@@ -231,17 +258,19 @@ def test_a_runs_first_points_show_as_a_sketch_until_the_chart_has_drawn(app):
 def test_a_tab_that_has_had_plotly_for_a_while_gets_no_sketch(app):
     from ui.light_charts import PLOTLY_LOADED_AFTER_S
 
-    app.run()  # the empty chart: the browser loads Plotly while the person fills in the form
+    # A chart (the empty one, or an earlier run's) sent long enough ago for the browser to have Plotly.
     app.session_state["_loss_chart_sent_at"] = time.monotonic() - PLOTLY_LOADED_AFTER_S - 1
+    app.run()
     _start(_set_small_run(app, epochs=1))
     assert _job(app.session_state["run"]).wait(60)
     app.run()
     assert _sketches(app) == [] and any(any(t.get("name") == "KL" for t in spec["data"]) for spec in plotly_specs(app))
 
 
-def test_a_fresh_server_keeps_plotly_off_the_first_page(app, monkeypatch):
+def test_a_fresh_server_keeps_plotly_off_the_first_page(app, monkeypatch, tmp_path):
     from ui import session
 
+    monkeypatch.setattr(session, "CHECKPOINT_DIR", tmp_path)  # no run yet: the empty panel
     monkeypatch.setattr(session, "engine_warming_up", lambda: True)  # torch still loading
     app.run()
     assert_no_exception(app)
