@@ -18,7 +18,7 @@ from ui.widgets import nats, plain, show_error
 from vae_core import experiments
 from vae_core.errors import VAEStudioError
 from vae_core.losses import gaussian_kl
-from vae_core.metrics import iwae_nll
+from vae_core.metrics import ACTIVE_KL_NATS, active_units, iwae_nll
 
 st.title("Theory, with your run's numbers")
 view = pick_run("Run whose numbers to show")
@@ -177,8 +177,11 @@ if view is not None and last is not None and not variational:
          "KL per dimension to show.")
 elif view is not None and last is not None:
     kl_dims = np.asarray(last["kl_per_dim"])
-    live(f"Epoch {last['epoch']}: **{last['active_units']} of {len(kl_dims)}** latent dimensions are active "
-         "(variance of their mean over the test set above 0.01). Grey bars have collapsed.")
+    # Counted from the KL the bars show, by the one definition: a run saved before it stored a count
+    # by another rule, which contradicted its own chart.
+    active = active_units(kl_dims)
+    live(f"Epoch {last['epoch']}: **{active} of {len(kl_dims)}** latent dimensions are active (a test KL of at "
+         f"least {ACTIVE_KL_NATS:g} nats each); the grey bars, {len(kl_dims) - active}, have collapsed to the prior.")
     st.plotly_chart(charts.kl_per_dim_figure(kl_dims, view.config.free_bits), key="theory_kl")
 
 st.header("8 · Variants")

@@ -284,12 +284,19 @@ def cmd_eval(args: argparse.Namespace) -> dict:
 
 def cmd_inspect(args: argparse.Namespace) -> dict:
     from .checkpoint import load_checkpoint
+    from .metrics import active_units
 
     checkpoint = load_checkpoint(args.checkpoint)
-    return {**checkpoint.summary(), "config": checkpoint.config.to_dict(),
+    # Active units counted again from each epoch's KL per dimension (the one definition, as eval
+    # counts them): a file written before it stored a count by another rule.
+    epochs = [{**{k: v for k, v in m.items() if k != "kl_per_dim"}, "active_units": active_units(m["kl_per_dim"])}
+              for m in checkpoint.state.history.epochs]
+    summary = checkpoint.summary()
+    if epochs:
+        summary["active_units"] = epochs[-1]["active_units"]
+    return {**summary, "config": checkpoint.config.to_dict(),
             "data_fingerprint": checkpoint.dataset.fingerprint, "image_shape": list(checkpoint.dataset.image_shape),
-            "epoch_metrics": [{k: v for k, v in m.items() if k != "kl_per_dim"} for m in checkpoint.state.history.epochs],
-            "versions": checkpoint.versions}
+            "epoch_metrics": epochs, "versions": checkpoint.versions}
 
 
 def cmd_datasets(_args: argparse.Namespace) -> list:

@@ -120,7 +120,7 @@ def measure(model: VAE, dataset: ImageDataset, epoch_metrics: Sequence[dict]) ->
     """Every metric of METRICS for one trained model: the last epoch's test metrics, and what the
     experiments add (latent fill, prior samples, pixel error), all on the CPU."""
     # Imported here, not above: listing the experiments (the CLI's --help and --list) needs no torch.
-    from .metrics import (aggregate_kl, latent_means, prior_recognised, prior_sample_spread,
+    from .metrics import (active_units, aggregate_kl, latent_means, prior_recognised, prior_sample_spread,
                           reconstruction_pixel_error)
 
     model = model.cpu().eval()
@@ -131,7 +131,10 @@ def measure(model: VAE, dataset: ImageDataset, epoch_metrics: Sequence[dict]) ->
     means = latent_means(model, x, labels)
     return {
         "test_neg_elbo": last.get("test_neg_elbo"), "test_recon": last.get("test_recon"),
-        "test_kl": last.get("test_kl"), "active_units": last.get("active_units"),
+        # Counted again from the KL per dimension, not read: a run written before the one definition
+        # (metrics.ACTIVE_KL_NATS) stored a count by another rule.
+        "test_kl": last.get("test_kl"),
+        "active_units": active_units(last["kl_per_dim"]) if last.get("kl_per_dim") is not None else None,
         "aggregate_kl": aggregate_kl(means),
         "prior_recognised": prior_recognised(model, dataset) if dataset.has_labels else None,
         "prior_sample_spread": prior_sample_spread(model),
@@ -437,6 +440,9 @@ def what_differs(config: TrainConfig, train_images: int, epochs_done: int) -> li
 FINDINGS_FOLDER = "experiment-findings"  # inside a run folder; run listings only look at its files
 MAX_FINDING_BYTES = 64_000
 MAX_FINDING_CHARS = 4000
+# Raised when a finding's words change meaning: a finding saved under an older version is passed over.
+# 2: "active" is metrics.ACTIVE_KL_NATS (KL per dimension), no longer the variance of the means.
+FINDING_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -462,7 +468,7 @@ def save_finding(folder: str | Path, result: ExperimentResult, run_ids: Sequence
     saved = latest_findings(folder).get(result.experiment.name)
     if saved is not None and saved.finding == result.finding and [list(r) for r in saved.runs] == runs:
         return
-    record = {"experiment": result.experiment.name, "finding": result.finding,
+    record = {"experiment": result.experiment.name, "version": FINDING_VERSION, "finding": result.finding,
               "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "runs": runs}
     target = Path(folder) / FINDINGS_FOLDER / f"{result.experiment.name}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -499,7 +505,8 @@ def _read_finding(folder: Path, name: str) -> SavedFinding | None:
         return None
     # The labels become headings and chart titles: only the experiment's own ones are taken.
     planned = [run.label for run in EXPERIMENTS[name].runs(TrainConfig())]
-    if record.get("experiment") != name or [label for label, _ in runs] != planned:
+    if record.get("experiment") != name or record.get("version") != FINDING_VERSION or \
+            [label for label, _ in runs] != planned:
         return None
     if not all(is_valid_run_id(run_id) and (folder / f"{run_id}.safetensors").is_file() for _, run_id in runs):
         return None

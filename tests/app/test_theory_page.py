@@ -138,3 +138,63 @@ def test_the_link_opens_the_experiment_first_with_its_saved_runs_played_over_the
     assert "AE · epoch 1" in titles and "VAE · epoch 1" in titles
     app.button(key="epochs_ae-vs-vae_play").click().run()
     assert app.button(key="epochs_ae-vs-vae_play").label == "⏸ Pause"
+
+
+# -- one definition of an active dimension: the count in words and the grey bars agree ------------------
+GREY = "#bbbbbb"
+# The KL per dimension of the collapse experiment's β=8 run that said "8 of 10 are active" above a chart
+# with 8 grey bars: what a file written before metrics.ACTIVE_KL_NATS holds.
+LEGACY_KL = [0.01, 0.02, 0.955, 0.03, 0.04, 0.02, 0.13, 0.01, 0.02, 0.03]
+
+
+def _collapsed_run(name: str, **overrides):
+    """A run on digits in which some latent dimensions collapse and some do not (0.2 s of training:
+    at seed 0 two of its six dimensions end below the threshold, four above it)."""
+    from apphelpers import train_checkpoint
+
+    return train_checkpoint(name, **{"latent_dim": 6, "epochs": 5, "batch_size": 32, "lr": 5e-3, **overrides})
+
+
+def _kl_bars(app) -> tuple[list[str], str]:
+    spec = next(s for s in plotly_specs(app) if any(t.get("name") == "KL per dimension" for t in s["data"]))
+    return spec["data"][0]["marker"]["color"], spec["layout"]["title"]["text"]
+
+
+def _active_sentence(app) -> str:
+    return next(i.value for i in app.info if "latent dimensions are active" in i.value)
+
+
+def test_the_active_count_in_words_is_the_count_of_coloured_bars(app):
+    from vae_core.checkpoint import load_checkpoint
+
+    path = _collapsed_run("vae-partly-collapsed")
+    last = load_checkpoint(path).state.history.epochs[-1]
+    _open(app, run="vae-partly-collapsed")
+    assert_no_exception(app)
+    colours, title = _kl_bars(app)
+    grey = colours.count(GREY)
+    assert 0 < grey < 6  # some dimensions collapsed, not all
+    assert f"**{6 - grey} of 6** latent dimensions are active" in _active_sentence(app)
+    assert f"the grey bars, {grey}, have collapsed" in _active_sentence(app)
+    assert title == f"KL per dimension ({grey} collapsed, grey)"
+    assert last["active_units"] == 6 - grey  # the stored count, as eval and inspect give it
+
+
+def test_a_file_saved_under_the_old_rule_is_counted_by_its_kl(app, monkeypatch):
+    from vae_core import checkpoint
+
+    save = checkpoint.save_trainer_checkpoint
+
+    def save_as_before(trainer, *args, **kwargs):
+        # The last epoch as the variance-of-means rule wrote it: 8 "active" over 8 grey bars.
+        trainer.history.epochs[-1].update(kl_per_dim=LEGACY_KL, active_units=8)
+        return save(trainer, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "save_trainer_checkpoint", save_as_before)
+    _collapsed_run("vae-legacy-count", latent_dim=10, epochs=1)
+    _open(app, run="vae-legacy-count")
+    assert_no_exception(app)
+    colours, title = _kl_bars(app)
+    assert colours.count(GREY) == 8 and title == "KL per dimension (8 collapsed, grey)"
+    assert "**2 of 10** latent dimensions are active" in _active_sentence(app)
+    assert "the grey bars, 8, have collapsed" in _active_sentence(app)

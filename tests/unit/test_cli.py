@@ -214,3 +214,21 @@ def test_a_resume_goes_on_under_the_files_own_name_never_the_id_written_inside_i
     assert hashlib.sha256(victim.read_bytes()).hexdigest() == before
     assert main(["train", "--resume", str(victim), "--epochs", "2", "--out-dir", str(folder), "--quiet"]) == 0
     assert _last_json(capsys)["run_id"] == victim_id  # a run of the folder goes on in place
+
+
+def test_inspect_counts_active_units_from_the_kl_per_dimension_as_eval_does(tmp_path, capsys, monkeypatch):
+    """A file written before metrics.ACTIVE_KL_NATS stored a count by the variance of the means; inspect
+    gives the count of dimensions whose KL is at least the threshold, the same as eval's."""
+    save = checkpoint.save_trainer_checkpoint
+
+    def save_as_before(trainer, *args, **kwargs):
+        trainer.history.epochs[-1].update(kl_per_dim=[0.955, 0.04], active_units=2)
+        return save(trainer, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "save_trainer_checkpoint", save_as_before)
+    path = tmp_path / "old.safetensors"
+    assert main(["train", *SMALL, "--epochs", "1", "--out", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(path)]) == 0
+    info = _last_json(capsys)
+    assert info["active_units"] == 1 and info["epoch_metrics"][-1]["active_units"] == 1

@@ -74,3 +74,17 @@ def test_only_the_experiments_own_names_are_read(folder):
     record = {"experiment": "evil", "finding": "x", "saved": "now", "runs": [["AE", "run-ae"]]}
     (folder / FINDINGS_FOLDER / "evil.json").write_text(json.dumps(record))
     assert latest_findings(folder) == {} and "evil" not in experiments.EXPERIMENTS
+
+
+def test_a_finding_saved_before_the_one_definition_of_active_is_passed_over(folder):
+    """Its words counted "active" dimensions by the variance of their means, which contradicted the KL
+    bars next to it; the runs are still there, so the experiment can write it again."""
+    save_finding(folder, _result(), ["run-ae", "run-vae"])
+    path = folder / FINDINGS_FOLDER / "ae-vs-vae.json"
+    record = json.loads(path.read_text())
+    assert record["version"] == experiments.FINDING_VERSION
+    del record["version"]
+    path.write_text(json.dumps(record))
+    assert latest_findings(folder) == {}
+    save_finding(folder, _result(), ["run-ae", "run-vae"])  # written again, not skipped as unchanged
+    assert latest_findings(folder)["ae-vs-vae"].finding == _result().finding

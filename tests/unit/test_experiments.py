@@ -194,3 +194,19 @@ def test_the_page_helpers_read_the_epoch_metrics():
     rows = experiments.comparison_rows(finding_for("beta", [run, run]))
     assert rows[0] == {"run": "β=1", "reconstruction (nats)": "150.0", "KL (nats)": "4.00", "active units": "2"}
     assert experiments.format_metric("prior_recognised", None) == "–"
+
+
+def test_measure_counts_active_units_from_the_kl_per_dimension_not_from_a_stored_count():
+    """A run written before metrics.ACTIVE_KL_NATS stored 8 "active" of 10 over 8 bars below 0.05 nats:
+    the finding quotes the count the bars show."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from vae_core.models import MLPVAE
+
+    images = torch.rand(20, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    data = SimpleNamespace(test_x=images, test_y=None, has_labels=False)
+    kl = [0.01, 0.02, 0.955, 0.03, 0.04, 0.02, 0.13, 0.01, 0.02, 0.03]
+    measured = experiments.measure(MLPVAE((1, 4, 4), 10, (8,)), data, [{"kl_per_dim": kl, "active_units": 8}])
+    assert measured["active_units"] == 2
