@@ -23,9 +23,15 @@ model = view.model
 config = view.config
 beta_text = f" · β={config.beta:g}" if model.variational else ""  # an autoencoder has no KL to weigh
 st.caption(f"Run `{view.run_id}` · {config.model} · z={config.latent_dim}{beta_text} · weights of epoch {view.epoch}")
-if not model.variational:
+prior = generate.prior_kind(model)  # each family described by what it is: no prior, N(0, I), or codes
+if prior == "none":
     st.warning("This is a plain autoencoder: nothing made its latent space look like N(0, I), so decoding "
                "draws from the prior gives shapes no image looks like. Compare with a VAE run.", icon=":material/warning:")
+elif prior == "codes":
+    st.info(f"This is a VQ-VAE: its decoder only sees codes, one of {model.codebook.shape[0]} learned vectors in "
+            f"each of {model.slots} slots, and its prior is a learned categorical distribution over each slot's "
+            "code (how often training used it). Samples draw each slot's code from that prior, on its own.",
+            icon=":material/grid_view:")
 label = None
 if model.conditional:
     # One class for every picture below: a grid mixing classes would show the labels, not the latent.
@@ -39,15 +45,22 @@ tab_names = ["Samples from the prior", "Reconstructions", "Interpolation", "Trav
 tabs = dict(zip(tab_names, st.tabs(tab_names)))
 
 with tabs["Samples from the prior"]:
-    c1, c2, c3 = st.columns(3)
-    temperature = c1.slider("Temperature", 0.0, 2.0, 1.0, 0.05,
-                            help="z ~ N(0, T²I). Below 1: cleaner, more typical; above 1: stranger.")
+    if prior == "codes":
+        # The codes come from learned frequencies, not from N(0, T²I): no temperature to set.
+        c2, c3 = st.columns(2)
+        temperature, drawn = 1.0, "each slot's code drawn from the learned code prior, decoded"
+    else:
+        c1, c2, c3 = st.columns(3)
+        temperature = c1.slider("Temperature", 0.0, 2.0, 1.0, 0.05,
+                                help="z ~ N(0, T²I). Below 1: cleaner, more typical; above 1: stranger.")
+        drawn = "decoded z ~ N(0, T²I)"
     count = c2.select_slider("How many", [16, 32, 64, 100], value=64)
     seed = c3.number_input("Seed", 0, 10_000, 0)
     image_grid(generate.prior_samples(model, count, temperature=temperature, seed=int(seed), label=label),
-               columns=int(np.ceil(np.sqrt(count))), caption="decoded z ~ N(0, T²I)" + class_text)
-    st.caption("Averaging over the posterior makes VAE samples blurrier than their inputs: the decoder's "
-               "mean is the average of all images that could have produced z.")
+               columns=int(np.ceil(np.sqrt(count))), caption=drawn + class_text)
+    if prior == "gaussian":
+        st.caption("Averaging over the posterior makes VAE samples blurrier than their inputs: the decoder's "
+                   "mean is the average of all images that could have produced z.")
 
 try:
     data = run_dataset(view)
@@ -97,7 +110,11 @@ with tabs["Traversals"]:
         describe = lambda d: f"z{d}"  # noqa: E731
         explanation = ("Each row moves one latent dimension from −range to +range, the others at 0. An "
                        "autoencoder has no prior and no KL, so nothing ranks its dimensions and nothing says "
-                       "where its codes lie: the range is in raw latent units, and 0 may be far from any code.")
+                       "where its codes lie: the range is in raw latent units, and 0 may be far from any code."
+                       if prior == "none" else
+                       "Each row moves one latent dimension from −range to +range, the others at 0, in raw latent "
+                       "units. A VQ-VAE has no KL per dimension to rank them by, and its decoder snaps every z to "
+                       "the nearest codes: a row changes in jumps, where z crosses from one code to the next.")
     shown = c1.slider(dimensions_label, 1, config.latent_dim, min(8, config.latent_dim))
     span = c2.slider(span_label, 1.0, 5.0, 3.0, 0.5)
     rows = ", ".join(describe(d) for d in order[:shown])
@@ -108,8 +125,10 @@ with tabs["Traversals"]:
 with tabs["2D manifold"]:
     if config.latent_dim == 2:
         steps = st.slider("Grid size", 5, 25, 15)
-        grid_of = "the prior's quantiles" if model.variational else \
-            "N(0, 1)'s quantiles (an autoencoder has no prior: its codes may lie elsewhere)"
+        grid_of = {"gaussian": "the prior's quantiles",
+                   "none": "N(0, 1)'s quantiles (an autoencoder has no prior: its codes may lie elsewhere)",
+                   "codes": "N(0, 1)'s quantiles, each snapped to its nearest codes (a VQ-VAE's prior is over "
+                            "codes, not over this plane)"}[prior]
         image_grid(generate.manifold(model, steps, label=label), steps, cell_px=40,
                    caption=f"decoded z on an even grid of {grid_of} (z₀ → right, z₁ → up){class_text}")
     else:

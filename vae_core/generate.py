@@ -10,6 +10,16 @@ from scipy.stats import norm
 
 from .models import VAE
 from .trainer import to_uint8
+from .vqvae import VQVAE
+
+
+def prior_kind(model: VAE) -> str:
+    """What the model generates from, so every page describes a model family by what it is:
+    "none" (the autoencoder: no prior, N(0, I) draws land where its codes may not be), "gaussian"
+    (VAE, CVAE, conv: N(0, I)), "codes" (VQ-VAE: a learned categorical prior over each slot's code)."""
+    if isinstance(model, VQVAE):
+        return "codes"
+    return "gaussian" if model.variational else "none"
 
 
 def grid(images: np.ndarray, columns: int, padding: int = 2, scale: int = 1) -> np.ndarray:
@@ -48,8 +58,8 @@ def decode(model: VAE, z: torch.Tensor, labels: torch.Tensor | None = None) -> n
 @torch.no_grad()
 def prior_samples(model: VAE, count: int, *, temperature: float = 1.0, seed: int = 0,
                   label: int | None = None) -> np.ndarray:
-    """Decode z from the model's prior (N(0, temperature^2 I) but for VQ-VAE's learned one): what
-    the model generates from nothing."""
+    """Decode z from the model's prior: N(0, temperature^2 I), or for a VQ-VAE each slot's code drawn
+    from its learned frequencies (sharpened below temperature 1): what the model generates from nothing."""
     z = model.sample_prior(count, torch.Generator().manual_seed(seed), temperature)
     return decode(model, z, _labels(model, label, count))
 

@@ -17,13 +17,14 @@ import torch
 from torch.nn import functional as F
 
 from .models import VAEOutput
+from .vqvae import VQVAEOutput
 
 LOG_2PI = math.log(2 * math.pi)
 
 
 @dataclass(frozen=True)
 class LossTerms:
-    total: torch.Tensor  # what the optimiser minimises: recon + beta * (KL with free bits)
+    total: torch.Tensor  # what the optimiser minimises: recon + beta * (KL with free bits), or VQ-VAE's recon + codebook terms
     recon: torch.Tensor  # -log p(x|z), nats per sample
     kl: torch.Tensor  # KL(q(z|x) || p(z)), nats per sample, before beta and free bits
     kl_per_dim: torch.Tensor  # (latent,), batch mean of each dimension's KL
@@ -68,7 +69,9 @@ def vae_loss(output: VAEOutput, x: torch.Tensor, *, recon: str = "bce", beta: fl
     recon_mean = recon_per_sample.mean()
     if not variational:
         zero = recon_mean.new_zeros(())
-        return LossTerms(recon_mean, recon_mean, zero, recon_mean.new_zeros(output.mu.shape[1]))
+        # A VQ-VAE also optimises its codebook and commitment terms: the total says so, its curve too.
+        extra = output.codebook_loss if isinstance(output, VQVAEOutput) else zero
+        return LossTerms(recon_mean + extra, recon_mean, zero, recon_mean.new_zeros(output.mu.shape[1]))
     kl_per_dim = gaussian_kl(output.mu, output.logvar).mean(dim=0)
     kl = kl_per_dim.sum()
     # Free bits: each dimension's KL counts at least `free_bits` nats, so the optimiser gains

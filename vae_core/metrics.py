@@ -17,6 +17,7 @@ import torch
 
 from .losses import gaussian_kl, reconstruction_nll, vae_loss
 from .models import VAE, model_log_variance
+from .vqvae import VQVAE
 
 # THE definition of an active latent dimension, for every count and chart of the studio (Train's and
 # Theory's KL bars, `active_units` in eval/inspect, the experiments' findings, the bench): dimension d
@@ -44,8 +45,8 @@ if TYPE_CHECKING:
 class Evaluation:
     neg_elbo: float  # recon + KL (beta 1, no free bits): the bound itself
     recon: float
-    kl: float
-    kl_per_dim: list[float]
+    kl: float  # VQ-VAE: -log p(codes) under its learned prior (see vqvae.py); an autoencoder: 0
+    kl_per_dim: list[float]  # zeros but for a Gaussian latent (a VQ-VAE's KL is per slot of codes)
     active_units: int
 
     def as_dict(self) -> dict:
@@ -79,7 +80,8 @@ def active_units(kl_per_dim) -> int:
 @torch.no_grad()
 def evaluate(model: VAE, x: torch.Tensor, y: torch.Tensor | None, *, recon: str,
              generator: torch.Generator | None = None, batch_size: int = 1024) -> Evaluation:
-    """The test negative ELBO with one sample of z per image (the training objective with beta 1)."""
+    """The test negative ELBO with one sample of z per image (the training objective with beta 1);
+    for a VQ-VAE, the reconstruction + -log p(codes) under its learned prior."""
     model.eval()
     total_recon, total_kl, kl_dims = 0.0, 0.0, None
     for xb, yb in _batches(x, y, batch_size):
@@ -88,7 +90,9 @@ def evaluate(model: VAE, x: torch.Tensor, y: torch.Tensor | None, *, recon: str,
                          log_variance=model_log_variance(model))
         n = xb.shape[0]
         total_recon += float(terms.recon) * n
-        total_kl += float(terms.kl) * n
+        # A VQ-VAE's training loss has no KL, its bound does: that of its one-code posterior to its prior.
+        kl = float(model.code_nll(out.mu).mean()) if isinstance(model, VQVAE) else float(terms.kl)
+        total_kl += kl * n
         kl_dims = terms.kl_per_dim * n if kl_dims is None else kl_dims + terms.kl_per_dim * n
     count = x.shape[0]
     model.train()

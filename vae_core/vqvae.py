@@ -3,18 +3,25 @@
 The MLP encoder's output z_e (latent_dim numbers) is cut into slots of CODE_DIM numbers (of one
 number when latent_dim is odd), and each slot is snapped to the nearest of CODEBOOK_SIZE learned code vectors. The decoder only ever sees
 codes. Snapping has no gradient, so the decoder's gradient is copied straight through to z_e, and
-two terms train the rest (`auxiliary_loss`): the codebook term pulls each used code towards the
-encoder outputs it stood for, the commitment term keeps the encoder near its codes.
+two terms train the rest (`codebook_loss`, carried by the forward pass's output into the loss's
+total): the codebook term pulls each used code towards the encoder outputs it stood for, the
+commitment term keeps the encoder near its codes.
 
-There is no KL: the prior is learned apart, as in the paper. Here it is small: one categorical
+Training has no KL: the prior is learned apart, as in the paper. Here it is small: one categorical
 distribution per slot, the running frequency with which training used each code (`code_counts`),
 so sampling draws each slot's code as often as the data used it. It also shows codebook usage:
 codes never used are dead weight, a known failure of VQ training.
+
+The bound on -log p(x) (`code_nll`): the encoder puts all its mass on one code per slot, so
+KL(q(codes|x) || p(codes)) = -log p(codes), and -ELBO = reconstruction - log p(codes) under the
+learned prior, the one samples come from. (Under the paper's uniform prior it would be the
+reconstruction + slots * log CODEBOOK_SIZE.)
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -27,8 +34,13 @@ COMMITMENT = 0.25  # beta of the paper's commitment term
 USAGE_DECAY = 0.99  # the prior's running frequencies forget old batches at this rate per step
 
 
+@dataclass(frozen=True)
+class VQVAEOutput(VAEOutput):
+    codebook_loss: torch.Tensor  # codebook + COMMITMENT * commitment, a batch mean: optimised with the rest
+
+
 class VQVAE(MLPVAE):
-    variational = False  # no sampling and no KL; the loss adds `auxiliary_loss` instead
+    variational = False  # no Gaussian sampling and no KL in training; the loss adds `codebook_loss`
 
     def __init__(self, image_shape, latent_dim, hidden, num_classes=0):
         super().__init__(image_shape, latent_dim, hidden, num_classes)
@@ -55,20 +67,30 @@ class VQVAE(MLPVAE):
         codes = self.nearest_codes(z_e)
         if self.training:
             self._count(codes)
+        snapped = self.codes_to_z(codes)
         # Straight-through: the decoder sees the codes, its gradient goes on to z_e unchanged.
-        z = z_e + (self.codes_to_z(codes) - z_e).detach()
-        return VAEOutput(logits=super().decode(z, y), mu=z_e, logvar=logvar, z=z)
+        z = z_e + (snapped - z_e).detach()
+        return VQVAEOutput(logits=super().decode(z, y), mu=z_e, logvar=logvar, z=z,
+                           codebook_loss=self.codebook_loss(z_e, snapped))
 
     def decode(self, z, y=None):
         """Any z (a prior draw, a traversal) is snapped to codes first: the decoder knows nothing else."""
         return super().decode(self.quantize(z), y)
 
-    def auxiliary_loss(self, output: VAEOutput) -> torch.Tensor:
-        """Codebook + COMMITMENT * commitment, summed over latent numbers, averaged over the batch."""
-        codes = self.codes_to_z(self.nearest_codes(output.mu))
-        codebook = (codes - output.mu.detach()).pow(2).sum(1).mean()
-        commitment = (output.mu - codes.detach()).pow(2).sum(1).mean()
+    def codebook_loss(self, z_e: torch.Tensor, snapped: torch.Tensor | None = None) -> torch.Tensor:
+        """Codebook + COMMITMENT * commitment, summed over latent numbers, averaged over the batch
+        (`snapped`: z_e's nearest codes, when the caller has them)."""
+        codes = self.quantize(z_e) if snapped is None else snapped
+        codebook = (codes - z_e.detach()).pow(2).sum(1).mean()
+        commitment = (z_e - codes.detach()).pow(2).sum(1).mean()
         return codebook + COMMITMENT * commitment
+
+    @torch.no_grad()
+    def code_nll(self, z_e: torch.Tensor) -> torch.Tensor:
+        """-log p(codes) of each image's codes under the learned prior, in nats (N,): the KL from the
+        encoder's one-code posterior to the prior, the second term of the bound (see the module)."""
+        log_prior = self.code_prior().clamp_min(torch.finfo(self.code_counts.dtype).tiny).log()  # slots x codes
+        return -log_prior.gather(1, self.nearest_codes(z_e).t()).sum(0)
 
     @torch.no_grad()
     def _count(self, codes: torch.Tensor) -> None:

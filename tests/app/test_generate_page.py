@@ -84,3 +84,17 @@ def test_the_play_button_says_pause_while_the_timeline_plays(app, saved_runs):
     assert app.session_state["timeline_epoch"] == 1  # started again from the first epoch
     app.button(key="timeline_play").click().run()
     assert app.button(key="timeline_play").label == "▶ Play"
+
+
+def test_a_vqvae_run_is_described_as_sampling_from_its_learned_code_prior(app):
+    from apphelpers import train_checkpoint
+
+    train_checkpoint("vq-run", model="vqvae")
+    _open(app, "vq-run")
+    assert not [w.value for w in app.warning if "plain autoencoder" in w.value]
+    assert "learned categorical distribution over each slot's code" in " ".join(i.value for i in app.info)
+    assert not [s for s in app.slider if s.label == "Temperature"]
+    captions = _captions(app)
+    assert "each slot's code drawn from the learned code prior" in captions
+    assert "N(0, T²I)" not in captions and "snapped to its nearest codes" in captions
+    assert "A VQ-VAE has no KL per dimension" in " ".join(c.value for c in app.caption)
