@@ -17,13 +17,18 @@ from ui.runs import pick_run
 from ui.widgets import nats, plain, show_error
 from vae_core import experiments
 from vae_core.errors import VAEStudioError
+from vae_core.generate import prior_kind
 from vae_core.losses import gaussian_kl
 from vae_core.metrics import ACTIVE_KL_NATS, active_units, iwae_nll
+from vae_core.vqvae import COMMITMENT
 
 st.title("Theory, with your run's numbers")
 view = pick_run("Run whose numbers to show")
 last = view.epoch_metrics[-1] if view is not None and view.epoch_metrics else None
-variational = view is None or view.model.variational  # an autoencoder has no prior, no KL, no ELBO
+variational = view is None or view.model.variational  # a Gaussian latent: a KL in the loss
+# What the run generates from: "none" (autoencoder: no prior, no ELBO), "gaussian", or "codes" (VQ-VAE:
+# a learned categorical prior over codes, and a bound whose KL is -log p(codes)).
+prior = "gaussian" if view is None else prior_kind(view.model)
 recent = slice(-50, None)
 # Read once per page run: a few small files beside the runs, so a finding survives a restart.
 findings = visible_findings()
@@ -96,7 +101,15 @@ st.markdown("Reconstruction, summed over the $D$ pixels: **BCE** is the Bernoull
             "has a closed form, one term per latent dimension $j$:")
 st.latex(r"\mathrm{KL} = \tfrac12 \sum_{j=1}^{d} \big(\mu_j^2 + \sigma_j^2 - \log\sigma_j^2 - 1\big)")
 shown_by("mse-vs-bce")
-if view is not None and len(view.curves) and not variational:
+if view is not None and len(view.curves) and prior == "codes":
+    recon, total = float(view.curves.recon[recent].mean()), float(view.curves.total[recent].mean())
+    live(f"Run `{view.run_id}` is a VQ-VAE: its latent is a code per slot, not a Gaussian, so training has no KL "
+         f"term; its prior over codes is learned apart. It minimises the reconstruction ({view.config.recon}) + "
+         f"the codebook term + {COMMITMENT:g} × the commitment term; mean of the last 50 steps: reconstruction "
+         f"**{nats(recon)}** + codebook terms **{nats(total - recon)}** = total **{nats(total)}** nats per image."
+         + (" (This run's file was written before its total counted the codebook terms: its curve shows the "
+            "reconstruction alone.)" if total == recon else ""))
+elif view is not None and len(view.curves) and not variational:
     live(f"Run `{view.run_id}` is an autoencoder: no prior, so no KL term and no ELBO. Its loss is the "
          f"reconstruction alone ({view.config.recon}), mean of the last 50 steps "
          f"**{nats(float(view.curves.recon[recent].mean()))}** per image.")
@@ -116,7 +129,15 @@ st.markdown("$\\log$ is concave, so the log of an average is at least the averag
             "$\\mathrm{KL}(q(z\\mid x)\\,\\|\\,p(z\\mid x))$. Averaging $k$ importance weights inside the log "
             "(IWAE, Burda et al. 2016) gives a tighter bound that approaches $\\log p(x)$ as $k$ grows.")
 IWAE_IMAGES = 200
-if view is not None and last is not None and not variational:
+if view is not None and last is not None and prior == "codes":
+    live(f"Test −ELBO at epoch {last['epoch']}: **{nats(last['test_neg_elbo'])}** nats, over all the test images: "
+         f"reconstruction **{nats(last['test_recon'])}** + KL **{nats(last['test_kl'])}**. Run `{view.run_id}` is a "
+         "VQ-VAE: its encoder puts all of q(codes|x) on one code per slot, so the KL to its learned prior is "
+         "−log p(codes). A uniform prior would cost log K per slot instead, "
+         f"{view.model.slots} × log {view.model.codebook.shape[0]} = "
+         f"**{nats(view.model.slots * math.log(view.model.codebook.shape[0]))}** nats. With a single code "
+         "per slot, the importance-weighted bound is this bound: there is no IWAE bound to compute.")
+elif view is not None and last is not None and not variational:
     live(f"Run `{view.run_id}` is an autoencoder: it has no q(z|x) and no prior, so no ELBO and no IWAE bound. "
          f"Its test reconstruction error at epoch {last['epoch']}: **{nats(last.get('test_recon'))}**.")
 elif view is not None and last is not None:
@@ -172,7 +193,12 @@ st.markdown("When the decoder can do well without $z$, the cheapest way to lower
             "**free bits** count each dimension's KL as at least λ nats, so there is nothing to gain below λ; "
             "**β < 1** weakens the pull of the prior.")
 shown_by("collapse")
-if view is not None and last is not None and not variational:
+if view is not None and last is not None and prior == "codes":
+    usage = view.model.codebook_usage()
+    live(f"Run `{view.run_id}` is a VQ-VAE: it has no Gaussian dimensions to collapse. Its failure of the same "
+         f"kind is dead codes: {usage['codes_used']} of its {usage['codebook_size']} codes are in use (by at least "
+         f"1% of some slot's images), an effective {usage['perplexity']:.1f} codes per slot.")
+elif view is not None and last is not None and not variational:
     live(f"Run `{view.run_id}` is an autoencoder: with no KL term there is nothing to collapse to, so it has no "
          "KL per dimension to show.")
 elif view is not None and last is not None:
@@ -198,6 +224,7 @@ RECON_NAMES = {"bce": "summed BCE (Bernoulli)", "mse": "summed MSE (Gaussian, va
 footer = ("Reference model of the note: MLP 784-256-128 → z=10 (fc_mu, fc_log_var) → 128-256-784, Adam lr 1e-3, "
           "a reconstruction summed over pixels + KL.")
 if view is not None:
-    loss = RECON_NAMES.get(view.config.recon, view.config.recon) + (" + β × KL" if variational else " alone")
+    loss = RECON_NAMES.get(view.config.recon, view.config.recon) + {
+        "gaussian": " + β × KL", "none": " alone", "codes": f" + codebook + {COMMITMENT:g} × commitment"}[prior]
     footer += f" The run shown, `{view.run_id}`: {view.config.model}, loss = {loss}."
 st.caption(footer)

@@ -198,3 +198,26 @@ def test_a_file_saved_under_the_old_rule_is_counted_by_its_kl(app, monkeypatch):
     assert colours.count(GREY) == 8 and title == "KL per dimension (8 collapsed, grey)"
     assert "**2 of 10** latent dimensions are active" in _active_sentence(app)
     assert "the grey bars, 8, have collapsed" in _active_sentence(app)
+
+
+# -- a VQ-VAE run: a learned prior over codes, and a bound that eval computes too ------------------------
+def test_a_vqvae_run_has_a_code_prior_and_the_bound_eval_reports(app, capsys):
+    from apphelpers import train_checkpoint
+
+    from ui.widgets import nats
+    from vae_core.cli import main
+
+    path = train_checkpoint("vq-theory", model="vqvae")
+    assert main(["eval", str(path), "--quiet"]) == 0
+    evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert evaluated["test_kl"] > 0  # -log p(codes): part of the bound, not left out
+    assert evaluated["test_neg_elbo"] == pytest.approx(evaluated["test_recon"] + evaluated["test_kl"])
+    _open(app, run="vq-theory")
+    assert_no_exception(app)
+    live = " ".join(i.value for i in app.info)
+    assert "is a VQ-VAE" in live and "is an autoencoder" not in live and "no ELBO" not in live
+    assert f"Test −ELBO at epoch 2: **{nats(evaluated['test_neg_elbo'])}** nats" in live
+    assert f"reconstruction **{nats(evaluated['test_recon'])}** + KL **{nats(evaluated['test_kl'])}**" in live
+    assert "−log p(codes)" in live and "codebook terms" in live and "dead codes" in live
+    assert not any(b.label.startswith("Compute the IWAE bound") for b in app.button)
+    assert "loss = summed BCE (Bernoulli) + codebook + 0.25 × commitment" in app.caption[-1].value
