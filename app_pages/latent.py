@@ -12,11 +12,19 @@ from ui.runs import pick_run
 from ui.widgets import class_name, image_grid, plain, show_error
 from vae_core.errors import VAEStudioError
 from vae_core.generate import reconstruct
+from vae_core.latent_track import LatentTracks
 from vae_core.latent_trajectory import trajectory
 from vae_core.trainer import to_uint8
-from vae_core.projection import METHODS, ProjectionCache
+from vae_core.projection import METHODS
 
 METHOD_LABELS = {"pca": "PCA (instant)", "tsne": "t-SNE", "umap": "UMAP"}
+AXIS_NAMES = {"pca": ("PCA 1 (latent units)", "PCA 2 (latent units)"),
+              "tsne": ("t-SNE 1 (no units)", "t-SNE 2 (no units)"), "umap": ("UMAP 1 (no units)", "UMAP 2 (no units)")}
+_NO_UNITS = (" Axes without units: {} keeps neighbourhoods, not distances, so each layout is centred and scaled "
+             "to a spread of 1 (root mean square distance from the centre).")
+AXES_MEANING = {"pca": " Axes: the codes' two principal directions, centred on their mean, in the latent's own "
+                       "units: the spread shown is the codes' own.",
+                "tsne": _NO_UNITS.format("t-SNE"), "umap": _NO_UNITS.format("UMAP")}
 
 st.title("Latent space")
 st.caption("Each point is one test image's posterior mean E[z|x]. A VAE's KL term pulls these towards "
@@ -25,9 +33,9 @@ st.caption("Each point is one test image's posterior mean E[z|x]. A VAE's KL ter
 
 
 @st.cache_resource
-def projections() -> ProjectionCache:
+def tracks() -> LatentTracks:
     """Server-wide: a projection computed once serves every session that asks for the same thing."""
-    return ProjectionCache()
+    return LatentTracks()
 
 
 view = pick_run()
@@ -54,15 +62,11 @@ count = c2.select_slider("Points", point_choices, key="projection_points",
                          value=2_000 if 2_000 in point_choices else point_choices[-1])
 c3.metric("Latent size", view.config.latent_dim)
 
-latents = test_latents(view, count)
 labels = data.test_y[:count].numpy() if data.test_y is not None else None
-key = (view.weights_key, method, count)
-shown_key = (view.run_id, method, count)  # what this session last showed of the run, epoch after epoch
-previous = st.session_state.get(("projection_of", *shown_key))
-axes = st.session_state.get(("axes_of", *shown_key))
-job = projections().get_or_start(key, latents, method, seed=view.config.seed,
-                                 reference=previous[1] if previous is not None and len(previous[1]) == count else None)
-axis_names = ("z₀", "z₁") if flat_latent else (f"{method} 1", f"{method} 2")
+track = tracks().track((view.run_id, method, count), method, seed=view.config.seed)
+state = track.follow(view.epoch, view.weights_key, lambda: test_latents(view, count))
+axes_key = ("axes_of", view.run_id, method, count)  # this session's frame of the run, grown epoch after epoch
+axis_names = ("z₀", "z₁") if flat_latent else AXIS_NAMES[method]
 
 
 def title_of(epoch: int) -> str:
@@ -79,42 +83,44 @@ def run_moved_on() -> bool:
 
 
 def follow() -> None:
-    """Polled while a projection runs or the run trains: the page re-runs once the projection is
-    done, or once the run has finished another epoch (then this epoch's weights are projected,
-    aligned onto what is shown now)."""
-    if (job.done and not drawn_done) or run_moved_on():
+    """Polled while a projection runs or the run trains: the page re-runs once the projection has
+    ended (to show it), or, with none under way, once the run has finished another epoch (to
+    project that one). A newer epoch never interrupts a projection: it waits for it."""
+    now = track.state
+    if now.version != state.version or (now.pending is None and run_moved_on()):
         st.rerun()
-    if not job.done:
-        st.progress(job.progress, text=f"{METHOD_LABELS[method]} of epoch {view.epoch} running… "
-                                       f"{job.progress:.0%} ({job.elapsed_s:.1f} s)")
-    if previous is None and job.preview is not None:
-        st.plotly_chart(charts.latent_scatter(job.preview, labels, view.class_names, title_of(view.epoch) + " (preview)",
-                                              axis_names), key="latent_preview")
+    if now.pending is None:
+        return
+    snapshot = now.pending.job.snapshot  # one reading, so the bar and its text agree
+    elapsed = now.pending.job.elapsed_s
+    on_show = f"; the scatter shows epoch {now.shown.epoch} meanwhile" if now.shown is not None else ""
+    st.progress(snapshot.progress, text=f"{METHOD_LABELS[method]} of epoch {now.pending.epoch} running… "
+                                        f"{snapshot.progress:.0%} ({elapsed:.1f} s){on_show}")
+    if now.shown is None and snapshot.preview is not None:
+        st.plotly_chart(charts.latent_scatter(snapshot.preview, labels, view.class_names,
+                                              title_of(now.pending.epoch) + " (preview)", axis_names),
+                        key="latent_preview")
 
 
-drawn_done = job.done
-if not drawn_done or view.is_live:
-    st.fragment(follow, run_every=0.5 if not job.done else 1.0)()
-if job.error:
-    show_error(f"The projection failed: {job.error}")
+if state.pending is not None or view.is_live:
+    st.fragment(follow, run_every=0.5 if state.pending is not None else 1.0)()
+failed = None if state.error is None else f"The projection of epoch {state.error[0]} failed: {state.error[1]}"
+if state.shown is None:
+    if failed:
+        show_error(failed)
     st.stop()
-if job.done and job.result is None:
-    st.rerun()  # evicted and cancelled by other sessions' projections: the cache starts it again
-if job.done:
-    points, epoch = job.result, view.epoch
-    axes = charts.covering_ranges(points, axes if previous is not None else None)
-    st.session_state[("projection_of", *shown_key)] = (epoch, points)
-    st.session_state[("axes_of", *shown_key)] = axes
-elif previous is not None:
-    epoch, points = previous  # the last epoch's scatter stays up, in the same frame, until this one is ready
-else:
-    st.stop()
-figure = charts.latent_scatter(points, labels, view.class_names, title_of(epoch), axis_names, axes)
+shown = state.shown
+axes = charts.covering_ranges(shown.points, st.session_state.get(axes_key))
+st.session_state[axes_key] = axes
+figure = charts.latent_scatter(shown.points, labels, view.class_names, title_of(shown.epoch), axis_names, axes)
 event = st.plotly_chart(figure, key="latent_scatter", on_select="rerun", selection_mode="points")
-following = " It follows the run: each finished epoch is projected again and aligned onto this one." \
-    if view.is_live else ""
-st.caption(f"Computed in {job.elapsed_s:.2f} s. Click a point to see the image and its decoding; drag to pan, "
-           f"scroll to zoom, click a legend entry to hide a class.{following}")
+if failed:
+    show_error(failed)  # under the last scatter that could be drawn
+units = "" if flat_latent else AXES_MEANING[method]
+following = " It follows the run: once a projection ends, the newest epoch is projected, turned (never " \
+    "scaled) to line up with the last." if view.is_live else ""
+st.caption(f"Epoch {shown.epoch}, computed in {shown.elapsed_s:.2f} s. Click a point to see the image and its "
+           f"decoding; drag to pan, scroll to zoom, click a legend entry to hide a class.{units}{following}")
 
 selected = [p for p in (event.selection.points if event and event.selection else []) if "customdata" in p]
 if selected:
@@ -128,10 +134,10 @@ if selected:
         st.markdown("**Input**")
         image_grid(to_uint8(x), 1, cell_px=160)
     with right:
-        st.markdown("**Decoded mean**")
+        st.markdown(f"**Decoded (epoch {view.epoch})**")
         image_grid(reconstruct(view.model, x, y), 1, cell_px=160)
-    rest.markdown("**Latent mean**")
-    rest.code(np.array2string(latents[index], precision=2, max_line_width=60))
+    rest.markdown(f"**Latent mean at epoch {shown.epoch}**")
+    rest.code(np.array2string(shown.latents[index], precision=2, max_line_width=60))
 else:
     st.info("Click a point in the scatter to see that image and its decoding.", icon=":material/touch_app:")
 

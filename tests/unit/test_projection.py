@@ -14,12 +14,13 @@ from sklearn.neighbors import NearestNeighbors
 
 from vae_core.projection import (
     METHODS,
-    ProjectionCache,
     ProjectionCancelled,
     ProjectionJob,
     align,
+    displayed,
     neighbour_preservation,
     project,
+    spread,
     warm_up_projections,
 )
 
@@ -125,15 +126,37 @@ def test_bad_input_raises_a_clear_value_error(latents, method, message):
 # --- align and neighbour_preservation ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("reflect", [False, True])
-def test_align_undoes_a_rotation_scale_and_shift(reflect):
-    reference = np.random.default_rng(1).normal(size=(100, 2))
-    angle = 0.7
+def turned(points, angle, reflect=False):
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    if reflect:
-        rotation = rotation @ np.diag([1.0, -1.0])
-    moved = 3.5 * reference @ rotation + [10.0, -4.0]
+    return points @ (rotation @ np.diag([1.0, -1.0]) if reflect else rotation)
+
+
+@pytest.mark.parametrize("reflect", [False, True])
+def test_align_undoes_a_rotation_and_shift(reflect):
+    reference = np.random.default_rng(1).normal(size=(100, 2))
+    moved = turned(reference, 0.7, reflect) + [10.0, -4.0]
     np.testing.assert_allclose(align(reference, moved), reference, atol=1e-5)
+
+
+def test_align_never_scales_so_aligning_epoch_after_epoch_keeps_each_spread():
+    rng = np.random.default_rng(4)
+    shown = rng.normal(size=(200, 2))
+    for epoch in range(30):  # each new layout is bigger than the one it is turned onto
+        new = turned(rng.normal(size=(200, 2)) * 2.0, epoch) + epoch
+        shown = align(shown, new)
+        np.testing.assert_allclose(pairwise_distances(shown), pairwise_distances(new), atol=1e-4)
+        assert spread(shown) == pytest.approx(spread(new), rel=1e-5)
+
+
+def test_displayed_keeps_pca_units_and_gives_tsne_and_umap_unit_spread():
+    layout = np.random.default_rng(5).normal(size=(100, 2)) * [30.0, 10.0] + 7.0
+    np.testing.assert_array_equal(displayed("pca", layout), layout.astype(np.float32))
+    for method in ("tsne", "umap"):
+        unit = displayed(method, layout)
+        assert spread(unit) == pytest.approx(1.0, rel=1e-5)
+        np.testing.assert_allclose(unit.mean(axis=0), 0.0, atol=1e-5)
+        reference = turned(unit, 2.0)
+        np.testing.assert_allclose(displayed(method, layout * 0.01, reference), reference, atol=1e-5)
 
 
 def test_align_rejects_different_point_sets():
@@ -197,7 +220,7 @@ def test_should_stop_aborts_umap_inside_its_epoch_loop(warm_umap):
     assert len(progress.fractions) == 3 and max(progress.fractions) < 1.0
 
 
-# --- ProjectionJob and ProjectionCache --------------------------------------------------------
+# --- ProjectionJob ----------------------------------------------------------------------------
 
 
 def test_job_runs_to_a_result(thread_failures):
@@ -213,12 +236,12 @@ def test_job_runs_to_a_result(thread_failures):
     assert thread_failures == []
 
 
-def test_job_aligns_its_result_to_the_reference():
+def test_job_turns_its_result_onto_the_reference_without_scaling_it():
     _, latents = points_on_a_plane()
-    previous = 2.0 * project(latents, "pca") @ random_rotation(2, seed=5) + 7.0
+    previous = 2.0 * project(latents, "pca") @ random_rotation(2, seed=5)
     job = ProjectionJob(latents, "pca", reference=previous).start()
     job.wait(timeout=30)
-    np.testing.assert_allclose(job.result, previous, atol=1e-3)
+    np.testing.assert_allclose(job.result, previous / 2.0, atol=1e-3)  # the PCA scores' own size
 
 
 def test_job_never_rotates_two_dimensional_latents():
@@ -248,44 +271,3 @@ def test_job_error_lands_in_error_not_in_the_thread(thread_failures):
     assert job.wait(timeout=30)
     assert "NaN" in job.error and job.result is None and not job.cancelled
     assert thread_failures == []
-
-
-def test_cache_returns_the_same_job_for_the_same_key():
-    _, latents = points_on_a_plane()
-    cache = ProjectionCache()
-    job = cache.get_or_start(("run", 1, "pca", 200), latents, "pca")
-    assert cache.get_or_start(("run", 1, "pca", 200), latents, "pca") is job
-    assert cache.get_or_start(("run", 2, "pca", 200), latents, "pca") is not job
-    assert len(cache) == 2
-
-
-def test_cache_evicts_the_least_recently_used_job():
-    _, latents = points_on_a_plane()
-    cache = ProjectionCache(max_entries=2)
-    first = cache.get_or_start("a", latents, "pca")
-    cache.get_or_start("b", latents, "pca")
-    assert cache.get_or_start("a", latents, "pca") is first  # "a" is now the most recent
-    cache.get_or_start("c", latents, "pca")
-    assert "b" not in cache and "a" in cache and "c" in cache
-    assert cache.get_or_start("b", latents, "pca") is not first
-
-
-def test_cache_restarts_a_cancelled_job_but_keeps_a_finished_one():
-    latents, _ = gaussian_clusters()
-    cache = ProjectionCache()
-    job = cache.get_or_start("k", latents, "tsne")
-    job.cancel()
-    restarted = cache.get_or_start("k", latents, "tsne")
-    assert restarted is not job
-    assert job.wait(timeout=30) and job.cancelled
-    assert restarted.wait(timeout=30) and restarted.result is not None
-    restarted.cancel()  # too late to matter: the result stays
-    assert cache.get_or_start("k", latents, "tsne") is restarted
-
-
-def test_cache_cancels_a_running_job_it_evicts():
-    latents, _ = gaussian_clusters()
-    cache = ProjectionCache(max_entries=1)
-    evicted = cache.get_or_start("slow", latents, "tsne")
-    cache.get_or_start("fast", latents, "pca")
-    assert evicted.wait(timeout=30) and evicted.cancelled
