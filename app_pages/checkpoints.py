@@ -189,6 +189,7 @@ def delete_form(path: Path, checkpoint) -> None:
 
 
 def compare(records: dict) -> None:
+    from ui.charts import ComparedRun
     from vae_core.generate import prior_samples
 
     st.header("Compare runs")
@@ -209,8 +210,9 @@ def compare(records: dict) -> None:
     metric = st.segmented_control("Curve", ["total", "recon", "kl"], default="total", key="compare_metric",
                                   format_func={"total": "total loss", "recon": "reconstruction", "kl": "KL"}.get)
     histories = {p: readable[p].state.history for p in chosen}
-    compare_chart([(run_label(readable[p].name, readable[p].run_id), histories[p].curves(), histories[p].epochs,
-                    histories[p].steps_per_epoch) for p in chosen], metric or "total", key="checkpoints_compare")
+    compare_chart([ComparedRun(run_label(readable[p].name, readable[p].run_id), histories[p].curves(),
+                               histories[p].epochs, histories[p].steps_per_epoch, histories[p].events)
+                   for p in chosen], metric or "total", key="checkpoints_compare")
     st.markdown("**Samples from the same z** (seed 0; runs with the same latent size share every z; a "
                 "conditional run decodes its first class)")
     columns = st.columns(len(chosen))

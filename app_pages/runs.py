@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from ui import access, session
+from ui.charts import ComparedRun
 from ui.curve_controls import compare_chart
 from ui.runs import read_checkpoint
 from ui.widgets import STATUS_ICONS, plain, show_error
@@ -222,8 +223,8 @@ def live_panel() -> None:
                          f"step {step:,}/{total:,} · {speed:,.0f} samples/s")
     external = [row for row in rows if row["job"] is None]
     if external:
-        compare_chart([(row["display_name"], _progress_curves(row["record"].progress),
-                        row["record"].progress.epoch_metrics, row["record"].progress.steps_per_epoch)
+        compare_chart([ComparedRun(row["display_name"], _progress_curves(row["record"].progress),
+                                   row["record"].progress.epoch_metrics, row["record"].progress.steps_per_epoch)
                        for row in external], "total", key="live")
         st.caption("Runs trained by another process, read from their progress records (a point per write, "
                    "the mean loss of the steps since the one before).")
@@ -331,18 +332,21 @@ def _shown(value) -> str:
     return " ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
-def run_curves(row: dict) -> tuple[StepCurves, tuple, int | None] | None:
-    """(curves, epoch metrics, steps per epoch) of a row: from its job, checkpoint or progress record."""
+def run_curves(row: dict) -> ComparedRun | None:
+    """A row's curves, test metrics, steps per epoch and live changes: from its job, checkpoint or
+    progress record (which keeps no events: a run another process trains shows no change marks)."""
     record, job = row["record"], row["job"]
     if job is not None and row["live"]:
         snap = job.snapshot()
-        return snap.curves, snap.epoch_metrics, snap.steps_per_epoch
+        return ComparedRun(row["display_name"], snap.curves, snap.epoch_metrics, snap.steps_per_epoch, snap.events)
     if record is not None and record.checkpoint and not record.live:
         checkpoint = read_checkpoint(session.CHECKPOINT_DIR / f"{row['run_id']}{store.CHECKPOINT_SUFFIX}")
         history = checkpoint.state.history
-        return history.curves(), tuple(history.epochs), history.steps_per_epoch
+        return ComparedRun(row["display_name"], history.curves(), tuple(history.epochs), history.steps_per_epoch,
+                           tuple(history.events))
     if record is not None and record.progress is not None:
-        return _progress_curves(record.progress), record.progress.epoch_metrics, record.progress.steps_per_epoch
+        return ComparedRun(row["display_name"], _progress_curves(record.progress), record.progress.epoch_metrics,
+                           record.progress.steps_per_epoch)
     return None
 
 
@@ -358,7 +362,7 @@ def compare_section(rows: list[dict]) -> None:
             continue
         if found is not None:
             changes = row["record"].live_changes() if row["record"] is not None else ""
-            drawn.append((row["display_name"] + (f" ({changes})" if changes else ""), *found))
+            drawn.append(found._replace(name=found.name + (f" ({changes})" if changes else "")))
     if not drawn:
         st.caption("No curves yet for the selected runs.")
         return

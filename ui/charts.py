@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas  # noqa: F401 (see below)
@@ -191,19 +192,58 @@ def covering_ranges(points: np.ndarray, previous: tuple[list[float], list[float]
     return ranges[0], ranges[1]
 
 
-def compare_figure(runs: Sequence[tuple[str, StepCurves, Sequence[dict]]], metric: str) -> go.Figure:
-    """Several runs' curves of one metric on one chart (per step), with their test -ELBO markers."""
+class ComparedRun(NamedTuple):
+    """One run of a comparison: its name, per-step curves, test metrics per epoch, steps per epoch
+    (None when unknown) and events (its live lr/β changes, where its history keeps them)."""
+
+    name: str
+    curves: StepCurves
+    epoch_metrics: Sequence[dict]
+    steps_per_epoch: int | None = None
+    events: Sequence[dict] = ()
+
+
+CHANGE_LABELS = {"beta": "β", "lr": "lr"}
+
+
+def live_change_marks(curves: StepCurves, values: np.ndarray, events: Sequence[dict]) -> tuple[list, list, list]:
+    """(steps, y on the run's curve, labels) of each step where its lr or β was changed while it
+    trained, both names in one label when they changed together: "β→4, lr→0.005"."""
+    by_step: dict[int, list[str]] = {}
+    for event in events:
+        if event["name"] in CHANGE_LABELS:
+            by_step.setdefault(int(event["step"]), []).append(f"{CHANGE_LABELS[event['name']]}→{event['value']:g}")
+    steps = sorted(by_step)
+    if not len(curves):
+        return [], [], []
+    # Where the curve is at that step: its last point at or before it (the first point before any).
+    at = np.clip(np.searchsorted(curves.step, steps, side="right") - 1, 0, len(curves) - 1)
+    return steps, [float(values[i]) for i in at], [", ".join(by_step[step]) for step in steps]
+
+
+def compare_figure(runs: Sequence[ComparedRun], metric: str) -> go.Figure:
+    """Several runs' curves of one metric on one chart (per step), with their test -ELBO markers and
+    a triangle where a run's lr or β was changed while it trained."""
     figure = go.Figure()
-    for i, (name, curves, epochs) in enumerate(runs):
+    for i, run in enumerate(runs):
         colour = PALETTE[i % len(PALETTE)]
-        name = html.escape(name)
-        x, y = downsample(curves.step, getattr(curves, metric))
-        run = {"run": i}  # which run a trace shows, for curve_controls.apply_curve_options' clocks
-        figure.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines", line={"color": colour}, meta=run))
-        if metric == "total" and epochs:
-            figure.add_trace(go.Scatter(x=[m["step"] for m in epochs], y=[m["test_neg_elbo"] for m in epochs],
-                                        name=f"{name} test −ELBO", mode="markers", meta=run,
+        name = html.escape(run.name)
+        x, y = downsample(run.curves.step, getattr(run.curves, metric))
+        which = {"run": i}  # which run a trace shows, for curve_controls.apply_curve_options' clocks
+        figure.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines", line={"color": colour}, meta=which))
+        if metric == "total" and run.epoch_metrics:
+            figure.add_trace(go.Scatter(x=[m["step"] for m in run.epoch_metrics],
+                                        y=[m["test_neg_elbo"] for m in run.epoch_metrics],
+                                        name=f"{name} test −ELBO", mode="markers", meta=which,
                                         marker={"color": colour, "symbol": "diamond", "size": 8}))
+        steps, at, labels = live_change_marks(run.curves, getattr(run.curves, metric), run.events)
+        if steps:
+            figure.add_trace(go.Scatter(x=steps, y=at, text=labels, name=f"{name}: changed while training",
+                                        mode="markers+text", textposition="top center", meta=which,
+                                        textfont={"size": 10, "color": colour},
+                                        hovertemplate="step %{x}: %{text}<extra></extra>",
+                                        marker={"color": colour, "symbol": "triangle-down", "size": 11,
+                                                "line": {"color": "white", "width": 1}}))
     figure.update_layout(height=380, margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_title="step",
                          yaxis_title="nats", legend={"orientation": "h", "y": -0.25})
     return figure

@@ -18,6 +18,7 @@ import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
@@ -25,6 +26,9 @@ import streamlit as st
 from streamlit.errors import StreamlitDuplicateElementKey
 
 from vae_core.history import RunClock, StepCurves
+
+if TYPE_CHECKING:  # ui.charts imports pandas: the pages load it where they draw a chart
+    from ui.charts import ComparedRun
 
 X_AXES = {"step": "step", "epoch": "epoch", "wall": "wall time (s)"}
 # Plotly's toolbar always shown (not only on hover), its camera button saving a PNG at twice the size.
@@ -122,28 +126,27 @@ def apply_curve_options(figure: go.Figure, options: CurveOptions, steps_per_epoc
     return figure
 
 
-def compare_chart(runs: Sequence[tuple[str, StepCurves, Sequence[dict], int | None]], metric: str, *,
-                  key: str) -> None:
-    """Several runs' curves of `metric` (`runs` holds name, curves, epoch metrics and steps per epoch)
-    with the controls above them and a CSV button below. x may be epochs when the runs share an epoch
-    length, and wall time when one of them has a clock (those without one are named, not drawn)."""
+def compare_chart(runs: Sequence[ComparedRun], metric: str, *, key: str) -> None:
+    """Several runs' curves of `metric` with the controls above them and a CSV button below. x may be
+    epochs when the runs share an epoch length, and wall time when one of them has a clock (those
+    without one are named, not drawn)."""
     from ui import charts
     from ui.widgets import plain
 
-    clocks = [curves.clock for _, curves, _, _ in runs]
-    epoch_lengths = {per_epoch for *_, per_epoch in runs}
+    clocks = [run.curves.clock for run in runs]
+    epoch_lengths = {run.steps_per_epoch for run in runs}
     per_epoch = next(iter(epoch_lengths)) if len(epoch_lengths) == 1 else None
     options = curve_controls(key, wall_time=any(clock is not None for clock in clocks))
-    figure = charts.compare_figure([(name, curves, epochs) for name, curves, epochs, _ in runs], metric)
+    figure = charts.compare_figure(runs, metric)
     if options.x_axis == "epoch" and per_epoch is None:
         st.caption("The runs have different epoch lengths: x stays in steps.")
-    untimed = [name for (name, *_), clock in zip(runs, clocks) if clock is None]
+    untimed = [run.name for run, clock in zip(runs, clocks) if clock is None]
     if options.x_axis == "wall" and untimed:
         st.caption(f"No wall time is known for {plain(', '.join(untimed))} (saved by a version that kept none): "
                    "left out of this chart.")
     st.plotly_chart(apply_curve_options(figure, options, per_epoch, clocks), key=f"{key}_chart",
                     config=PLOTLY_CONFIG)
-    csv_download([(name, curves, per_epoch) for name, curves, _, per_epoch in runs], key=f"{key}_csv",
+    csv_download([(run.name, run.curves, per_epoch) for run in runs], key=f"{key}_csv",
                  file_name=f"{key}-curves.csv")
 
 

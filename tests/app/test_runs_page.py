@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from apphelpers import CHECKPOINTS, assert_no_exception, markdown_texts, open_page, plotly_specs, rendered, train_checkpoint
+from apphelpers import (CHECKPOINTS, assert_no_exception, markdown_texts, open_page, plotly_specs, rendered,
+                        trace_values, train_checkpoint)
 from vae_core import runs as store
 from vae_core.checkpoint import load_checkpoint
 from vae_core.config import TrainConfig
@@ -212,7 +213,10 @@ def test_a_live_beta_change_is_part_of_the_runs_record(app):
         row = row_of(app, run_id)
         assert row["β"] == 4.0 and row["changed while training"] == "β 1→4" and row["name"] == "retuned run"
         select_rows(app, run_id)
-        names = [trace["name"] for figure in plotly_specs(app) for trace in figure["data"]]
-        assert "retuned run (β 1→4)" in names
+        traces = {trace["name"]: trace for figure in plotly_specs(app) for trace in figure["data"]}
+        assert "retuned run (β 1→4)" in traces
+        marks = traces["retuned run (β 1→4): changed while training"]  # where on its curve it changed
+        assert trace_values(marks["x"]) == [trainer.step] and marks["text"] == ["β→4"]
+        assert trace_values(marks["y"]) == [pytest.approx(float(trainer.history.curves().total[-1]))]
     finally:
         path.unlink(missing_ok=True)

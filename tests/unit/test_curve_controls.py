@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import pytest
 from PIL import Image
 
-from ui.charts import compare_figure, loss_figure
+from ui.charts import ComparedRun, compare_figure, loss_figure
 from ui.curve_controls import CurveOptions, apply_curve_options, curves_csv, png_bytes, smooth
 from vae_core.history import RunClock, StepCurves
 
@@ -59,13 +59,28 @@ def test_wall_time_comes_from_the_clock_and_is_unknown_outside_it():
 def test_compared_runs_are_each_mapped_by_their_own_clock():
     fast, slow = RunClock.from_points([0, 10], [0.0, 1.0]), RunClock.from_points([0, 10], [0.0, 4.0])
     metrics = [{"step": 10, "test_neg_elbo": 40.0}]
-    figure = compare_figure([("fast", curves(clock=fast), metrics), ("slow", curves(clock=slow), metrics),
-                             ("untimed", curves(), metrics)], "total")
+    figure = compare_figure([ComparedRun("fast", curves(clock=fast), metrics),
+                             ComparedRun("slow", curves(clock=slow), metrics),
+                             ComparedRun("untimed", curves(), metrics)], "total")
     figure = apply_curve_options(figure, CurveOptions(x_axis="wall"), clock=[fast, slow, None])
     x = {trace.name: list(trace.x) for trace in figure.data}
     assert x["fast"][-1] == pytest.approx(1.0) and x["slow"][-1] == pytest.approx(4.0)
     assert x["fast test −ELBO"] == [1.0] and x["slow test −ELBO"] == [4.0]  # each run's markers on its clock
     assert np.isnan(x["untimed"]).all()  # no clock: not drawn, rather than drawn at made-up times
+
+
+def test_a_compared_runs_live_changes_are_marked_on_its_own_curve_with_what_changed():
+    events = [{"step": 3, "name": "beta", "value": 4.0}, {"step": 3, "name": "lr", "value": 0.005},
+              {"step": 7, "name": "beta", "value": 2.0}, {"step": 5, "name": "resume", "value": 5}]
+    run = curves()  # total 100 at step 1 down to 10 at step 10, by 10 a step
+    figure = compare_figure([ComparedRun("plain", curves(), ()), ComparedRun("retuned", run, (), 10, events)],
+                            "total")
+    [marks] = [trace for trace in figure.data if trace.name == "retuned: changed while training"]
+    assert list(marks.x) == [3, 7] and list(marks.y) == [80.0, 40.0]  # on the curve, at the step of the change
+    assert list(marks.text) == ["β→4, lr→0.005", "β→2"] and marks.meta == {"run": 1}
+    assert not any("plain:" in (trace.name or "") for trace in figure.data)  # no change, no marks
+    recon = compare_figure([ComparedRun("retuned", run, (), 10, events)], "recon")
+    assert [list(t.y) for t in recon.data if t.name.endswith("changed while training")] == [[79.0, 39.0]]
 
 
 def test_csv_has_one_row_per_step_and_quotes_formula_names():
