@@ -134,7 +134,7 @@ if selected:
         st.markdown("**Input**")
         image_grid(to_uint8(x), 1, cell_px=160)
     with right:
-        st.markdown(f"**Decoded (epoch {view.epoch})**")
+        st.markdown(f"**Decoded mean** (model of epoch {view.epoch})")
         image_grid(reconstruct(view.model, x, y), 1, cell_px=160)
     rest.markdown(f"**Latent mean at epoch {shown.epoch}**")
     rest.code(np.array2string(shown.latents[index], precision=2, max_line_width=60))

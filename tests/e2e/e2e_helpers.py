@@ -201,9 +201,22 @@ def start_training(page: Page, dataset: str | None = "digits", long_run: bool = 
     if long_run:
         assert slider_to_end(page, "Epochs", "End") == "200"
         slider_to_end(page, "Batch size", "Home")
+    before = url_run_id(page)  # the page may already show a run: the newest one, opened with no ?run=
+    clicked_at = time.time()
     started = time.monotonic()
     button(page, "Start training").click()
+    wait_until(page, lambda: _is_new_run(url_run_id(page), before, clicked_at), timeout_s=180,
+               message=f"a new run's id in the URL (it showed {before!r} before Start)")
     return started
+
+
+def _is_new_run(run_id: str | None, before: str | None, clicked_at: float) -> bool:
+    """An id this Start made: not the one shown before it, and stamped (YYYYMMDD-HHMMSS-…, the server's
+    local time) no earlier than the second of the click, so a rerun opening another run is not taken."""
+    match = re.match(r"^(\d{8}-\d{6})-", run_id or "")
+    if not match or run_id == before:
+        return False
+    return time.mktime(time.strptime(match.group(1), "%Y%m%d-%H%M%S")) >= int(clicked_at)
 
 
 def wait_for_run(page: Page, timeout_s: float = 90) -> str:

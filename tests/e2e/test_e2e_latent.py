@@ -60,7 +60,7 @@ def test_scatter_has_every_point_and_a_click_decodes_the_image(open_app):
     heading = page.get_by_role("heading", name=re.compile(rf"^Image {target['index']} · {target['trace']}$"))
     expect(heading).to_be_visible()
     expect(page.get_by_text("Input", exact=True)).to_be_visible()
-    expect(page.get_by_text("Decoded mean", exact=True)).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^Decoded mean \(model of epoch \d+\)$"))).to_be_visible()
     shown = wait_until(page, lambda: len(found := loaded(images(page))) >= 2 and found,
                        message="the input and decoded images")
     assert all(i["naturalWidth"] > 0 for i in shown), shown
