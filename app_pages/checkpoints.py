@@ -159,7 +159,8 @@ def resume_form(path: Path, checkpoint) -> None:
                 registry = session.registry()
                 if registry.get(run_id) is not None:
                     registry.forget(run_id)
-                job = registry.start(config, data, run_id=run_id, state=checkpoint.state, owner=checkpoint.owner)
+                job = registry.start(config, data, run_id=run_id, state=checkpoint.state,
+                                       name=checkpoint.name or None, owner=checkpoint.owner)
             except VAEStudioError as error:
                 show_error(error)
                 return

@@ -11,8 +11,10 @@ import streamlit as st
 
 from ui import access, session
 from ui.widgets import STATUS_ICONS, duration, image_grid, nats, plain, show_error
-from vae_core.config import DEFAULT_HIDDEN, KL_ANNEALING, MODEL_DESCRIPTIONS, MODEL_NAMES, RECON_LOSSES, TrainConfig
+from vae_core.config import (ACTIVE_KL_NATS, DEFAULT_HIDDEN, KL_ANNEALING, MODEL_DESCRIPTIONS, MODEL_NAMES,
+                             RECON_LOSSES, TrainConfig)
 from vae_core.errors import VAEStudioError
+
 
 # On a fresh server this page draws before torch has loaded (the warm-up loads it in the background):
 # the form needs only torch-free modules (the dataset catalogue, config.py, the devices the warm-up
@@ -226,12 +228,20 @@ def progress(snap, variational: bool) -> None:
                                     f"step {snap.step:,}/{snap.total_steps:,}{eta}")
     last = snap.epoch_metrics[-1] if snap.epoch_metrics else {}
     on = f" on {snap.threads}" if snap.threads else ""
-    metrics_row(variational, samples_per_s=f"{snap.samples_per_s:,.0f}",
-                speed_help=f"{snap.device}{on} · ETA {duration(snap.eta_s)}",
+    metrics_row(variational, samples_per_s=speed(snap), speed_help=f"{snap.device}{on} · ETA {duration(snap.eta_s)}",
                 loss=nats(float(np.mean(snap.curves.total[-50:])) if len(snap.curves) else None),
                 test=nats(last.get("test_neg_elbo" if variational else "test_recon")),
-                active_units=f"{last['active_units']}/{len(snap.kl_per_dim)}" if last.get("active_units") is not None
+                active_units=f"{last['active_units']}/{len(snap.kl_per_dim)}"
+                if variational and last.get("active_units") is not None
                 else "–")  # a progress record written by another process may not say
+
+
+def speed(snap) -> str:
+    """Samples per second while it trains, and the last speed once it has ended; none while it waits
+    (paused, queued, starting), when it trains nothing."""
+    if snap.status == "running" or (not snap.active and snap.step > 0):
+        return f"{snap.samples_per_s:,.0f}"
+    return "–"
 
 
 def metrics_row(variational: bool, samples_per_s: str = "–", speed_help: str | None = None, loss: str = "–",
@@ -244,19 +254,38 @@ def metrics_row(variational: bool, samples_per_s: str = "–", speed_help: str |
     else:
         cols[2].metric("test reconstruction error", test, help="per image, after the last epoch. " + AE_NOTE)
     cols[3].metric("active units", active_units,
-                   help="latent dimensions the encoder uses (variance of their mean over the test set > 0.01)")
+                   help=f"latent dimensions the encoder uses: those whose KL on the test set, after the last "
+                        f"epoch, is at least {ACTIVE_KL_NATS} nats (the grey bars below are the others)"
+                   if variational else "an autoencoder's codes have no KL to count them by")
 
 
-def queue_note(job) -> None:
-    """Where a queued run stands: it starts by itself when the runs before it end."""
+def queue_note(job, snap) -> None:
+    """Where a queued run stands and what it waits for (the run before it in its device's line, or the
+    one training there), in place of the empty axes of a run with no steps yet."""
     registry = session.registry()
-    busy = registry.busy_job(str(job.device))
-    if busy is not None and access.can_see(busy.owner):
-        ahead = f"run **{plain(busy.snapshot().name)}** is training on {job.device}"
+    device = str(snap.device)
+    line = [(queued.run_id, queued.snapshot().name, queued.owner) for queued in registry.queued(device)]
+    if job.run_id not in [run_id for run_id, _, _ in line]:  # queued by another server or the CLI
+        from vae_core import run_queue
+
+        line = [(run.run_id, run.name, run.owner) for run in run_queue.waiting(session.CHECKPOINT_DIR, device)]
+    ids = [run_id for run_id, _, _ in line]
+    if job.run_id not in ids:  # taken off the line this moment: the next tick shows it starting
+        st.info(f"Queued: it starts by itself when {device} is free.", icon=":material/schedule:")
+        return
+    position = ids.index(job.run_id) + 1
+    if position > 1:
+        _, name, owner = line[position - 2]
+        after = f"**{plain(name)}**" if access.can_see(owner) else "another person's run"
+        waits_for = f"it starts after {after}, queued before it"
     else:
-        ahead = f"{job.device} is busy" + (" with another person's run" if busy is not None else "")
-    st.info(f"Queued, number {registry.position(job.run_id)} in line: {ahead}. This run starts by itself when the "
-            "runs before it end; **Stop** takes it out of the queue.", icon=":material/schedule:")
+        busy = registry.busy_job(device)
+        if busy is not None and access.can_see(busy.owner):
+            waits_for = f"it starts when **{plain(busy.snapshot().name)}** ends, which trains on {device} now"
+        else:
+            waits_for = f"it starts when {device} is free"
+    st.info(f"Queued, number {position} in line on {device}: {waits_for}. It starts by itself; **Stop** takes "
+            "it out of the queue.", icon=":material/schedule:")
 
 
 def loss_sketch(curves, variational: bool, log_y: bool) -> None:
@@ -292,10 +321,11 @@ def live_panel() -> None:
                 f"z={snap.config['latent_dim']} · {snap.device}")
     if snap.message:
         show_error(snap.message)
-    if snap.status == "queued":
-        queue_note(job)
     progress(snap, variational)
     controls(job, snap)
+    if snap.status == "queued":
+        queue_note(job, snap)
+        return  # no steps yet: nothing to chart
     options = curve_controls("loss", wall_time=snap.curves.clock is not None)
     with st.container(key="loss_area"):
         loss_sketch(snap.curves, variational, options.log_y)

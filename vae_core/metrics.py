@@ -15,21 +15,11 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import torch
 
+from .config import ACTIVE_KL_NATS  # the one definition of an active dimension: see there
 from .losses import gaussian_kl, reconstruction_nll, vae_loss
 from .models import VAE, model_log_variance
 from .vqvae import VQVAE
 
-# THE definition of an active latent dimension, for every count and chart of the studio (Train's and
-# Theory's KL bars, `active_units` in eval/inspect, the experiments' findings, the bench): dimension d
-# is active when its KL(q(z_d|x) || N(0, 1)), averaged over the test images, is at least
-# ACTIVE_KL_NATS; else it has collapsed to the prior. Why the KL, not Burda et al.'s variance of the
-# means (> 0.01): the average KL bounds the information I(x; z_d) a dimension can carry about the
-# image, and it is the number the bars show, so a count and its chart cannot disagree (with the
-# variance, a beta=8 run counted 8 of 10 dimensions "active" while 8 bars carried <= 0.04 nats).
-# Why 0.05 nats (0.07 bits): below it a dimension tells the decoder less than a tenth of a coin
-# flip about an image, which is noise; a dimension in use carries a tenth of a nat or more (that
-# beta=8 run: z2 0.955 and z6 0.13 nats, every other one <= 0.04).
-ACTIVE_KL_NATS = 0.05
 PRIOR_SAMPLES = 1000  # decoded prior draws that prior_recognised and prior_sample_spread look at
 RECOGNISED_PROBABILITY = 0.9  # a sample counts as recognised when the classifier is this sure of a class
 CLASSIFIER_C = 0.1  # inverse regularisation strength of the judge (see image_classifier)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import run_queue
-from .config import TrainConfig, limits
+from .config import TrainConfig, default_run_name, limits
 from .errors import TrainingError
 from .run_status import ACTIVE
 
@@ -70,6 +70,9 @@ class JobRegistry:
             if sum(job.owner == owner for job in self.queued()) >= most:
                 raise TrainingError(f"{most} runs already wait in the queue" + (" for you" if owner else "") +
                                     " (VAE_STUDIO_MAX_QUEUED_PER_PERSON): let some finish, or cancel some first")
+            # Named before the job exists, so its first snapshot and record carry the name.
+            name = distinct_name(" ".join((name or "").split()) or default_run_name(config),
+                                 self._names_taken(but=run_id))
             if self.executor == "thread":
                 from .jobs import TrainingJob
 
@@ -80,7 +83,6 @@ class JobRegistry:
 
                 check_trainable(config, dataset)
                 job = self._process_job(config, dataset, run_id=run_id, name=name, owner=owner)
-            job.name = distinct_name(job.name, {other.name for other in self._jobs.values()})
             if self.executor == "process":
                 run_queue.enqueue(self.checkpoint_dir, run_queue.QueuedRun(
                     job.run_id, config, job.name, owner, str(job.device), run_queue.next_order()))
@@ -89,6 +91,17 @@ class JobRegistry:
             self._queues.setdefault(device, []).append(job)
             self._start_next(device)
         return job
+
+    def _names_taken(self, but: str | None) -> set[str]:
+        """The names every other run shows: this server's jobs and the folder's runs (as its listing
+        names them), so a new run's name is the one every page and the CLI show, and a resumed run
+        keeps its own."""
+        from .runs import list_runs
+
+        taken = {job.name for job in self._jobs.values() if job.run_id != but}
+        if self.checkpoint_dir is None:
+            return taken
+        return taken | {record.display_name for record in list_runs(self.checkpoint_dir) if record.run_id != but}
 
     def _process_job(self, config: TrainConfig, dataset, **labels) -> ProcessJob:
         from .executors import ProcessJob

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from apphelpers import assert_no_exception, markdown_texts, plotly_specs, rendered, trace_values
+from ui.widgets import plain  # labels are markdown: "(2)" arrives as "\\(2\\)"
 
 
 def _set_small_run(app, epochs=2, dataset="digits"):
@@ -57,6 +58,11 @@ def test_start_trains_and_the_live_panel_shows_curves_and_pictures(app):
     assert trace_values(kl_trace["x"]) == list(range(1, job.snapshot().step + 1))  # one point per step
     assert len(app.get("image")) >= 1  # the reconstruction grid
     assert {b.label: b.disabled for b in app.button}["Pause"] is True  # nothing left to pause
+    snap = job.snapshot()
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["samples/s"] == f"{snap.samples_per_s:,.0f}" and snap.samples_per_s > 0  # its last speed
+    kl = snap.kl_per_dim
+    assert metrics["active units"] == f"{int((kl >= 0.05).sum())}/{len(kl)}", (metrics, kl)
 
 
 def test_controls_pause_resume_stop_and_live_changes(app):
@@ -73,6 +79,8 @@ def test_controls_pause_resume_stop_and_live_changes(app):
         time.sleep(0.05)
     assert job.snapshot().status == "paused"
     app.run()
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["samples/s"] == "–", metrics  # a paused run trains nothing
     numbers = {n.label: n for n in app.number_input}
     numbers["β now"].set_value(3.0)
     next(b for b in app.button if b.label == "Apply").click()
@@ -97,10 +105,22 @@ def test_a_second_start_queues_behind_the_first_and_says_so(app):
     second = app.session_state["run"]
     assert second != first and _job(second).snapshot().status == "queued"
     note = rendered(" ".join(i.value for i in app.info))
-    assert "Queued, number 1 in line" in note and f"**{_job(first).snapshot().name}**" in note  # by name
+    assert f"Queued, number 1 in line on cpu: it starts when **{_job(first).snapshot().name}** ends" in note
+    assert not [chart for chart in app.get("plotly_chart")], "a queued run has no steps to chart"
+    _start(app)
+    third = app.session_state["run"]
+    note = rendered(" ".join(i.value for i in app.info))
+    assert f"Queued, number 2 in line on cpu: it starts after **{_job(second).snapshot().name}**" in note, note
+    {b.label: b for b in app.button}["Stop"].click()
+    app.run()
+    assert _job(third).wait(5) and _job(third).snapshot().status == "cancelled"
+    app.query_params["run"] = second
+    app.run()
     badges = [link.label for link in app.get("page_link")]
-    assert any(label.startswith(f"Training: {_job(first).snapshot().name} · ") for label in badges), badges
-    assert any(label.startswith(f"Queued: {_job(second).snapshot().name} · ") for label in badges), badges
+    assert any(label.startswith(f"Training: {plain(_job(first).snapshot().name)} · ") or
+               label.startswith(f"Training (starting): {plain(_job(first).snapshot().name)} · ")
+               for label in badges), badges
+    assert any(label.startswith(f"Queued: {plain(_job(second).snapshot().name)} · ") for label in badges), badges
     {b.label: b for b in app.button}["Stop"].click()  # takes the queued run out of the queue
     app.run()
     assert _job(second).wait(5) and _job(second).snapshot().status == "cancelled"
@@ -118,7 +138,7 @@ def test_every_new_tab_shows_the_training_run_with_a_link_to_it(app):
     other_tab.run()
     name = _job(run_id).snapshot().name
     link = next(link for link in other_tab.get("page_link") if link.proto.query_string == f"run={run_id}")
-    assert link.label.startswith(f"Training: {name} · epoch ") and run_id in link.proto.help  # by name, id beside
+    assert link.label.startswith(f"Training: {plain(name)} · epoch ") and run_id in link.proto.help  # by name, id beside
     assert link.proto.query_string == f"run={run_id}" and link.proto.page_script_hash  # the Train page, on the run
 
 

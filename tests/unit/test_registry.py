@@ -80,6 +80,34 @@ def test_names_are_readable_and_distinct(registry, digits):
     assert distinct_name("a", {"a", "a (2)"}) == "a (3)" and distinct_name("b", {"a"}) == "b"
 
 
+def test_a_new_runs_name_is_the_one_the_folder_listing_shows_and_a_resumed_run_keeps_its_own(tmp_path, digits):
+    """Names are made distinct against the folder too (runs of a previous server, of the CLI), so the
+    Train page and every listing name a run alike; a resumed run keeps the name it had."""
+    from vae_core.runs import list_runs
+
+    quick = TrainConfig(epochs=1, **SMALL)
+    earlier = JobRegistry(tmp_path)  # a server that has since restarted
+    first = earlier.start(quick, digits)
+    assert first.wait(60) and first.status == "finished"
+    earlier.close()
+
+    registry = JobRegistry(tmp_path)
+    try:
+        second = registry.start(quick, digits)
+        assert second.wait(60) and second.status == "finished"
+        assert second.name == first.name + " (2)"
+        shown = {record.run_id: record.display_name for record in list_runs(tmp_path)}
+        assert shown == {first.run_id: first.name, second.run_id: second.name}
+
+        resumed = registry.start(quick.replace(epochs=2), digits, run_id=first.run_id, name=first.name)
+        assert resumed.name == first.name  # not "(3)": its own record does not count against it
+        assert resumed.wait(60)
+        shown = {record.run_id: record.display_name for record in list_runs(tmp_path)}
+        assert shown == {first.run_id: first.name, second.run_id: second.name}
+    finally:
+        registry.stop_all()
+
+
 def test_run_ids_are_unique_and_ended_jobs_can_be_forgotten(registry, digits):
     job = registry.start(LONG, digits, run_id="one")
     with pytest.raises(TrainingError, match="run one already exists"):
