@@ -11,11 +11,15 @@ line per finished run, and as the last line the JSON list of them all.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
-from .config import check_creatable, limits
+from .config import TrainConfig, check_creatable, limits
 from .errors import ConfigError, VAEStudioError
 
 # Flags a sweep passes to every run as they are: one folder, one list of widths (--hidden 256 128 is
@@ -124,6 +128,15 @@ def check_run_count(count: int) -> None:
                           "(VAE_STUDIO_MAX_RUNS_PER_REQUEST); give fewer values")
 
 
+def sweep_axes(chosen: list[tuple[str, str]]) -> dict[str, str]:
+    """The form's (field, typed values) pairs as sweep_configs' axes; ConfigError when a field is
+    chosen twice (its second set of values would silently replace the first)."""
+    names = [field_name for field_name, _ in chosen]
+    if len(set(names)) != len(names):
+        raise ConfigError("choose two different hyperparameters, or 'none' for the second")
+    return dict(chosen)
+
+
 def sweep_configs(base, axes: dict[str, str]):
     """Every combination of the values typed per field (`axes`: field -> '0.5 1 4'), applied to the
     TrainConfig `base`, each checked; the last field varies fastest."""
@@ -134,3 +147,189 @@ def sweep_configs(base, axes: dict[str, str]):
     for config in configs:  # all or nothing: no run is queued when one of them may not be
         check_creatable(config)
     return configs
+
+
+def run_count_text(value_counts: list[int]) -> str:
+    """How many runs a sweep queues, as it is computed: "3 runs", "3 × 2 = 6 runs", "1 run"."""
+    total = math.prod(value_counts)
+    product = " × ".join(map(str, value_counts)) + " = " if len(value_counts) > 1 else ""
+    return f"{product}{runs_word(total)}"
+
+
+def runs_word(count: int) -> str:
+    """"1 run", "6 runs": a count and its noun, agreeing."""
+    return f"{count:,} run{'' if count == 1 else 's'}"
+
+
+# -- a sweep's record: which runs it queued, in its order, and the values that set each apart ----------
+
+SWEEPS_FOLDER = "sweeps"  # inside a run folder; run listings only look at the folder's own files
+SWEEP_FORMAT = "vae-studio-sweep"
+MAX_SWEEP_RECORD_BYTES = 256 * 1024
+SweepValue = float | int | str
+TRAIN_FIELDS = {field.name for field in dataclasses.fields(TrainConfig)}
+
+
+@dataclass(frozen=True)
+class SweptRun:
+    run_id: str
+    values: dict[str, SweepValue]  # field -> the value this run has, for each swept field
+
+
+@dataclass(frozen=True)
+class SweepRecord:
+    """One sweep of a run folder: the fields it swept and its runs, in the order it queued them (the
+    last field varies fastest). Its id is made as a run id is, so it sorts by time and names a file."""
+
+    sweep_id: str
+    fields: tuple[str, ...]
+    runs: tuple[SweptRun, ...]
+    created: float  # seconds since the epoch
+    owner: str | None = None  # who queued it, when served: their sweeps are theirs alone
+
+    def values_of(self, field_name: str) -> list[SweepValue]:
+        """The values swept for `field_name`, in sweep order, each once."""
+        return list(dict.fromkeys(run.values[field_name] for run in self.runs))
+
+    def label(self) -> str:
+        """"β 0.5, 1, 4 × latent_dim 2, 10 · 6 runs"."""
+        axes = " × ".join(f"{field_name} {', '.join(map(_shown_value, self.values_of(field_name)))}"
+                          for field_name in self.fields)
+        return f"{axes} · {runs_word(len(self.runs))}"
+
+
+def _shown_value(value: SweepValue) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def new_sweep_record(configs, fields: list[str], run_ids: list[str], owner: str | None = None) -> SweepRecord:
+    """The record of a sweep whose runs `run_ids` were made from `configs` (sweep_configs' order)."""
+    from .run_ids import new_run_id
+
+    runs = tuple(SweptRun(run_id, {field_name: getattr(config, field_name) for field_name in fields})
+                 for config, run_id in zip(configs, run_ids, strict=True))
+    return SweepRecord(new_run_id(), tuple(fields), runs, time.time(), owner)
+
+
+def sweep_path(folder: str | Path, sweep_id: str) -> Path:
+    from .run_ids import check_run_id
+
+    return Path(folder) / SWEEPS_FOLDER / f"{check_run_id(sweep_id)}.json"
+
+
+def save_sweep(folder: str | Path, sweep: SweepRecord) -> Path:
+    """Keep `sweep` in run folder `folder` (written atomically, never over another sweep's record)."""
+    from .atomic_files import write_atomically
+
+    record = {"format": SWEEP_FORMAT, "sweep_id": sweep.sweep_id, "fields": list(sweep.fields),
+              "created": sweep.created, "owner": sweep.owner,
+              "runs": [{"run_id": run.run_id, "values": run.values} for run in sweep.runs]}
+    target = sweep_path(folder, sweep.sweep_id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(target, json.dumps(record).encode(), overwrite=False)
+    return target
+
+
+def read_sweep(path: str | Path) -> SweepRecord:
+    """A sweep's record, checked field by field (it may be any file someone put there): UnreadableFile
+    names the file and what is wrong with it."""
+    from .checkpoint_fields import FieldError, is_valid_owner
+    from .run_ids import is_valid_run_id
+    from .safe_files import UnreadableFile, read_json_file
+
+    record = read_json_file(path, MAX_SWEEP_RECORD_BYTES)
+    name = Path(path).name
+    try:
+        if not isinstance(record, dict) or record.get("format") != SWEEP_FORMAT:
+            raise FieldError(f"it is not a {SWEEP_FORMAT} record")
+        sweep_id, fields, runs = record.get("sweep_id"), record.get("fields"), record.get("runs")
+        if not is_valid_run_id(sweep_id) or name != f"{sweep_id}.json":
+            raise FieldError("its sweep_id is not the file's own")
+        if not isinstance(fields, list) or not 1 <= len(fields) <= 8 or len(set(map(str, fields))) != len(fields) \
+                or not all(isinstance(field_name, str) and field_name in TRAIN_FIELDS for field_name in fields):
+            raise FieldError("its fields are not a list of distinct config fields")
+        if not isinstance(runs, list) or not runs or len(runs) > limits().max_runs_per_request * 16:
+            raise FieldError("its runs are not a list of runs")
+        swept = []
+        for run in runs:
+            if not isinstance(run, dict) or not is_valid_run_id(run.get("run_id")):
+                raise FieldError("a run of it has no valid run id")
+            values = run.get("values")
+            if not isinstance(values, dict) or sorted(values) != sorted(fields) or not all(
+                    _is_sweep_value(value) for value in values.values()):
+                raise FieldError(f"run {run['run_id']} has no value (a number or a short text) for each field")
+            swept.append(SweptRun(run["run_id"], {field_name: values[field_name] for field_name in fields}))
+        created, owner = record.get("created"), record.get("owner")
+        if not isinstance(created, (int, float)) or isinstance(created, bool):
+            raise FieldError("its created time is not a number")
+        if owner is not None and not is_valid_owner(owner):
+            raise FieldError("its owner is not an owner id")
+    except FieldError as error:
+        raise UnreadableFile(f"{name}: {error}") from None
+    return SweepRecord(sweep_id, tuple(fields), tuple(swept), float(created), owner)
+
+
+def _is_sweep_value(value) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, int) or (isinstance(value, str) and 0 < len(value) <= 200 and value.isprintable())
+
+
+def list_sweeps(folder: str | Path) -> list[SweepRecord]:
+    """The sweeps recorded in run folder `folder`, newest first. An unreadable record is passed over:
+    it only groups runs that the table lists anyway."""
+    from .safe_files import UnreadableFile
+
+    found = Path(folder) / SWEEPS_FOLDER
+    if not found.is_dir():
+        return []
+    sweeps = []
+    for path in found.glob("*.json"):
+        try:
+            sweeps.append(read_sweep(path))
+        except UnreadableFile:
+            continue
+    return sorted(sweeps, key=lambda sweep: (sweep.created, sweep.sweep_id), reverse=True)
+
+
+def newest_first(run_ids: list[str], sweeps: list[SweepRecord]) -> list[str]:
+    """`run_ids` newest first (runs.creation_order), except that a sweep's runs stay together in the
+    order it queued them, where its newest run would be: runs queued in the same second have ids
+    that sort at random, and a sweep reads in the order of its values."""
+    from .runs import creation_order
+
+    place_in_sweep: dict[str, tuple[str, int]] = {}
+    for sweep in sweeps:
+        for index, run in enumerate(sweep.runs):
+            place_in_sweep.setdefault(run.run_id, (sweep.sweep_id, index))
+    newest_of_sweep: dict[str, tuple] = {}
+    for run_id in run_ids:
+        if run_id in place_in_sweep:
+            sweep_id = place_in_sweep[run_id][0]
+            newest_of_sweep[sweep_id] = max(newest_of_sweep.get(sweep_id, creation_order(run_id)),
+                                            creation_order(run_id))
+    in_sweep_order = sorted(run_ids, key=lambda run_id: place_in_sweep.get(run_id, ("", 0))[1])
+    return sorted(in_sweep_order, reverse=True, key=lambda run_id: (
+        newest_of_sweep[place_in_sweep[run_id][0]] if run_id in place_in_sweep else creation_order(run_id),
+        place_in_sweep.get(run_id, ("", ""))[0]))
+
+
+SUMMARY_METRICS = {"test −ELBO": "test_neg_elbo", "reconstruction": "test_recon", "KL": "test_kl"}
+
+
+def sweep_summary(sweep: SweepRecord, runs: dict[str, dict]) -> list[dict]:
+    """One row per run of `sweep`, in its order: the swept values, then where the run is and the test
+    metrics of its last finished epoch (None before its first). `runs` maps run id -> what the run
+    store says of it ({"status", "epoch", "epochs", "metrics"}); a run it lacks was deleted (or is
+    another person's) and reads "not found"."""
+    rows = []
+    for run in sweep.runs:
+        found = runs.get(run.run_id)
+        metrics = found["metrics"] if found else {}
+        rows.append({"run_id": run.run_id, **run.values,
+                     "status": found["status"] if found else "not found",
+                     "epoch": found["epoch"] if found else None, "epochs": found["epochs"] if found else None,
+                     **{label: metrics.get(key) for label, key in SUMMARY_METRICS.items()}})
+    return rows
