@@ -84,8 +84,10 @@ def epoch_player(epochs: Sequence[int], key: str, draw: Callable[[int], None], c
         st.session_state[hold_key] = st.session_state[playing_key]
 
     c1, c2 = st.columns([1, 6])
-    c1.button("⏸ Pause" if st.session_state[playing_key] else "▶ Play", key=f"{key}_play",
-              on_click=play_or_pause, width="stretch")
+    playing = st.session_state[playing_key]
+    # Material icons, not the ⏸/▶ characters: Debian's Chromium has no glyph for ⏸ and drew a blank box.
+    c1.button("Pause" if playing else "Play", icon=":material/pause:" if playing else ":material/play_arrow:",
+              key=f"{key}_play", on_click=play_or_pause, width="stretch")
     if caption:
         c2.caption(caption)
     st.fragment(player, run_every=0.7 if st.session_state[playing_key] else None)()
