@@ -53,6 +53,11 @@ def hyperparameter_form() -> Callable[[], None] | None:
     names = [d["name"] for d in datasets]
     labels = {d["name"]: f"{d['name']}" + ("" if d["available"] else " (not installed)") for d in datasets}
     with st.form("hyperparameters", border=True):
+        # Start at the top as well: on a first visit the defaults are the run to try, and the form is
+        # taller than a window (at 1500x1000 its last button was below the fold).
+        submitted_at_top = st.form_submit_button("Start training", type="primary", width="stretch",
+                                                 key="start_top", help="With the settings below")
+        above = st.container()  # errors of a Start pressed here show here
         st.subheader("Data")
         source = st.selectbox("Dataset", names, index=names.index(DEFAULT_DATASET), format_func=labels.get,
                               help="Bundled data needs no download.")
@@ -101,10 +106,11 @@ def hyperparameter_form() -> Callable[[], None] | None:
                  "(the other left to this app), once per kind of model and batch size, and the faster "
                  "count is used. The count is kept with the run: the sums a step computes depend on it, "
                  "so a run repeats bit for bit with the same seed and count.")
-        submitted = st.form_submit_button("Start training", type="primary", width="stretch")
-        beside_start = st.container()  # errors show here, under the button the user just pressed
-    if not submitted:
+        submitted_at_bottom = st.form_submit_button("Start training", type="primary", width="stretch")
+        below = st.container()  # errors show here, under the button the user just pressed
+    if not (submitted_at_top or submitted_at_bottom):
         return None
+    beside_start = above if submitted_at_top else below
     values = dict(model=model, latent_dim=latent_dim, recon=recon, beta=beta, kl_anneal=kl_anneal,
                   kl_warmup_epochs=warmup, free_bits=free_bits, lr=lr, batch_size=batch_size, epochs=epochs,
                   seed=int(seed), device=device, threads=threads)

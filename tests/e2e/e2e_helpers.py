@@ -204,7 +204,7 @@ def start_training(page: Page, dataset: str | None = "digits", long_run: bool = 
     before = url_run_id(page)  # the page may already show a run: the newest one, opened with no ?run=
     clicked_at = time.time()
     started = time.monotonic()
-    button(page, "Start training").click()
+    button(page, "Start training").first.click()  # the top one: the form has one at each end
     wait_until(page, lambda: _is_new_run(url_run_id(page), before, clicked_at), timeout_s=180,
                message=f"a new run's id in the URL (it showed {before!r} before Start)")
     return started

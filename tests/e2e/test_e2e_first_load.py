@@ -43,7 +43,7 @@ def test_cold_server_draws_its_own_navigation_and_trains_at_once(browser, tmp_pa
         request.node._e2e_pages = [page]
         try:
             page.goto(server.url)
-            start = button(page, "Start training")
+            start = button(page, "Start training").first
             expect(start).to_be_enabled(timeout=60_000)
             form_ready = time.monotonic()
             record_timing("cold_health_to_train_form_usable_s", form_ready - healthy_at)
