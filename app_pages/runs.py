@@ -257,16 +257,19 @@ def queue_section() -> None:
                "in this order.")
     for job in waiting:
         position = registry.position(job.run_id)
+        last = len(registry.queued(str(job.device)))  # positions count within the device's own queue
         busy = registry.busy_job(str(job.device))
         left, up, down, cancel = st.columns([8, 1, 1, 1], vertical_alignment="center")
         ahead = "" if busy is None else (f", after {plain(busy.snapshot().name)}" if access.can_see(busy.owner)
                                          else ", after another person's run")
         fixed = not access.can_control(job.owner)
-        left.markdown(f"**{position}.** {plain(job.snapshot().name)} · {job.device}{ahead}")
+        epochs = job.config.epochs
+        left.markdown(f"**{position}.** {plain(job.snapshot().name)} · {epochs} epoch{'' if epochs == 1 else 's'} "
+                      f"· {job.device}{ahead}")
         up.button("", icon=":material/arrow_upward:", key=f"queue_up_{job.run_id}", help="Earlier",
                   on_click=_queue_action, args=(registry.move, job.run_id, -1), disabled=fixed or position == 1)
         down.button("", icon=":material/arrow_downward:", key=f"queue_down_{job.run_id}", help="Later",
-                    on_click=_queue_action, args=(registry.move, job.run_id, 1), disabled=fixed)
+                    on_click=_queue_action, args=(registry.move, job.run_id, 1), disabled=fixed or position == last)
         cancel.button("", icon=":material/close:", key=f"queue_cancel_{job.run_id}", help="Cancel this run",
                       on_click=_queue_action, args=(registry.cancel, job.run_id), disabled=fixed)
 
@@ -287,10 +290,13 @@ def _forget_selection() -> None:
     st.session_state.pop(TABLE_KEY, None)
 
 
-def table_page(rows: list[dict]) -> list[dict]:
-    """The rows of the page of the table shown: newest first, TABLE_PAGE_ROWS a page, so a folder of
-    thousands of runs draws as fast as one of a hundred."""
-    newest_first = rows[::-1]
+def table_page(rows: list[dict], sweeps: list) -> list[dict]:
+    """The rows of the page of the table shown: newest first (a sweep's runs together, in its order),
+    TABLE_PAGE_ROWS a page, so a folder of thousands of runs draws as fast as one of a hundred."""
+    from vae_core.sweep import newest_first as newest_first_order
+
+    by_id = {row["run_id"]: row for row in rows}
+    newest_first = [by_id[run_id] for run_id in newest_first_order(list(by_id), sweeps)]
     page_count = max(1, -(-len(rows) // TABLE_PAGE_ROWS))
     if page_count == 1:
         return newest_first
@@ -299,9 +305,9 @@ def table_page(rows: list[dict]) -> list[dict]:
     return newest_first[(page - 1) * TABLE_PAGE_ROWS:page * TABLE_PAGE_ROWS]
 
 
-def runs_table(rows: list[dict]) -> list[dict]:
+def runs_table(rows: list[dict], sweeps: list) -> list[dict]:
     """The table (one page of it); returns the selected rows."""
-    rows = table_page(rows)
+    rows = table_page(rows, sweeps)
     event = st.dataframe(table_frame(rows), hide_index=True, width="stretch", column_config=COLUMNS,
                          on_select="rerun", selection_mode="multi-row", key=TABLE_KEY)
     chosen = [rows[index] for index in event.selection.rows if index < len(rows)]
@@ -426,54 +432,143 @@ def selected_section(chosen: list[dict]) -> None:
 
 
 def sweep_form(base_row: dict | None) -> None:
-    from vae_core.config import TrainConfig
-    from vae_core.data import describe_datasets
-    from vae_core.sweep import APP_SWEEPABLE, sweep_configs
+    """Widgets outside a form, so the number of runs shows as the values are typed, before queueing."""
+    from vae_core.config import TrainConfig, limits
+    from vae_core.data import DEFAULT_DATASET, describe_datasets
+    from vae_core.sweep import APP_SWEEPABLE, parse_values, run_count_text, sweep_axes
 
-    current = base_row["config"].get("data", "digits") if base_row else "digits"
+    # The Train form's own defaults (its DEFAULTS and its dataset select), unless a run is selected.
+    base = TrainConfig.from_dict(base_row["config"]) if base_row else TrainConfig(data=DEFAULT_DATASET)
     datasets = [row["name"] for row in describe_datasets() if row["available"]]
-    datasets = datasets if current in datasets else [current, *datasets]
+    datasets = datasets if base.data in datasets else [base.data, *datasets]
+    base_key = base_row["run_id"] if base_row else "defaults"  # the fields start again on another base
 
     with st.expander("Sweep: queue runs over one or two hyperparameters", expanded=False,
                      icon=":material/grid_view:"):
-        base_text = (f"the selected run, {plain(base_row['display_name'])}" if base_row else "the Train page's defaults")
-        st.caption(f"Each combination becomes a queued run; the rest of the config is {base_text}.")
-        with st.form("sweep", border=False):
-            c1, c2 = st.columns(2)
-            fields = list(APP_SWEEPABLE)
-            first = c1.selectbox("Hyperparameter", fields, index=fields.index("beta"), key="sweep_first")
-            first_values = c1.text_input("Values", "0.5 1 4", key="sweep_first_values",
-                                         help="Separated by spaces or commas")
-            second = c2.selectbox("Second hyperparameter (optional)", ["none", *fields], index=fields.index("latent_dim") + 1,
-                                  key="sweep_second")
-            second_values = c2.text_input("Values ", "2 10", key="sweep_second_values")
-            data = st.selectbox("Dataset", datasets, index=datasets.index(current), key="sweep_data",
-                                format_func=lambda source: Path(source).name)  # an upload's path names private folders
-            submitted = st.form_submit_button("Queue the sweep", type="primary")
-        if not submitted:
+        c1, c2 = st.columns(2)
+        fields = list(APP_SWEEPABLE)
+        first = c1.selectbox("Hyperparameter", fields, index=fields.index("beta"), key="sweep_first")
+        first_values = c1.text_input("Values", "0.5 1 4", key="sweep_first_values",
+                                     help="Separated by spaces or commas")
+        second = c2.selectbox("Second hyperparameter (optional)", ["none", *fields], index=0, key="sweep_second")
+        second_values = c2.text_input("Values ", "", key="sweep_second_values", disabled=second == "none",
+                                      placeholder="e.g. 2 10" if second != "none" else "choose a hyperparameter first")
+        c3, c4 = st.columns(2)
+        data = c3.selectbox("Dataset", datasets, index=datasets.index(base.data), key=f"sweep_data_{base_key}",
+                            format_func=lambda source: Path(source).name)  # an upload's path names private folders
+        most = limits().max_epochs
+        epochs = c4.number_input("Epochs", 1, most, min(base.epochs, most), key=f"sweep_epochs_{base_key}",
+                                 help=f"Of every run, unless epochs is a swept hyperparameter. At most {most:,} "
+                                      "(VAE_STUDIO_MAX_EPOCHS).")
+        chosen = [(first, first_values)] + ([(second, second_values)] if second != "none" else [])
+        try:
+            axes = sweep_axes(chosen)
+            count = run_count_text([len(parse_values(name, text)) for name, text in axes.items()])
+        except VAEStudioError as error:
+            count = f"not yet a sweep: {error}"
+        rest = base.replace(data=data, epochs=int(epochs))
+        st.caption(plain(f"{count} · {_base_text(base_row, rest, dict(chosen))}."))
+        if not st.button("Queue the sweep", type="primary", key="sweep_queue"):
             return
         try:
-            base = TrainConfig.from_dict({**(base_row["config"] if base_row else {}), "data": data})
-            axes = {first: first_values}
-            if second != "none":
-                if second == first:
-                    raise VAEStudioError("choose two different hyperparameters, or 'none' for the second")
-                axes[second] = second_values
-            configs = sweep_configs(base, axes)
-            from vae_core.trainer import check_trainable
-
-            datasets = [session.run_data(config) for config in configs]
-            for config, dataset in zip(configs, datasets):  # all or nothing: none queued if one may not be
-                check_trainable(config, dataset)
-            registry = session.registry()
-            jobs = [registry.submit(config, dataset, owner=access.current_owner())
-                    for config, dataset in zip(configs, datasets)]
+            queue_sweep(rest, sweep_axes(chosen))
         except VAEStudioError as error:
             show_error(error)
             return
-        st.session_state["_runs_message"] = ("success", f"Queued {len(jobs)} runs: "
-                                             + ", ".join(job.snapshot().name for job in jobs))
         st.rerun()
+
+
+def _base_text(base_row: dict | None, config, axes: dict) -> str:
+    """What the runs of a sweep share, said exactly: its values, then where they come from."""
+    origin = (f"the config of the selected run, {base_row['display_name']}," if base_row
+              else "the Train page's defaults,")
+    shown = {"model": config.model, "hidden": "-".join(map(str, config.hidden)), "latent_dim": config.latent_dim,
+             "beta": f"{config.beta:g}", "lr": f"{config.lr:g}", "batch_size": config.batch_size,
+             "epochs": config.epochs, "recon": config.recon, "kl_anneal": config.kl_anneal,
+             "free_bits": f"{config.free_bits:g}", "seed": config.seed, "data": Path(config.data).name,
+             "device": config.device}
+    kept = ", ".join(f"{name} {value}" for name, value in shown.items() if name not in axes)
+    swept = ", ".join(name for name in shown if name in axes)
+    return (f"each run: {kept}" + (f"; {swept} swept" if swept else "")
+            + f" — {origin} with the dataset and epochs chosen here")
+
+
+def queue_sweep(base, axes: dict[str, str]) -> None:
+    """Check every run of the sweep (all or nothing), queue them in sweep order, record the sweep, and
+    keep a confirmation that stays until the next sweep or until it is dismissed."""
+    from vae_core.sweep import new_sweep_record, runs_word, save_sweep, sweep_configs
+    from vae_core.trainer import check_trainable
+
+    configs = sweep_configs(base, axes)
+    datasets = [session.run_data(config) for config in configs]
+    for config, dataset in zip(configs, datasets):  # none queued if one may not be
+        check_trainable(config, dataset)
+    registry, owner = session.registry(), access.current_owner()
+    jobs = [registry.submit(config, dataset, owner=owner) for config, dataset in zip(configs, datasets)]
+    sweep = new_sweep_record(configs, list(axes), [job.run_id for job in jobs], owner)
+    save_sweep(session.CHECKPOINT_DIR, sweep)
+    st.session_state[SWEEP_QUEUED_KEY] = (
+        f"Queued {runs_word(len(jobs))} ({sweep.axes_text()}): " + ", ".join(job.snapshot().name for job in jobs)
+        + ". They start by themselves, one after the other, in the Queue's order; the table lists them "
+          "newest first, in sweep order, and Sweeps compares their results as they finish.")
+    st.session_state[SWEEP_PICKED_KEY] = sweep.sweep_id
+
+
+SWEEP_QUEUED_KEY = "_sweep_queued"
+SWEEP_PICKED_KEY = "sweep_summary_picked"
+
+
+def sweep_confirmation() -> None:
+    """The last sweep queued, said until the next one or until dismissed: the page reruns as soon as
+    its runs appear, which would wipe a one-off message."""
+    text = st.session_state.get(SWEEP_QUEUED_KEY)
+    if not text:
+        return
+    left, right = st.columns([12, 1], vertical_alignment="center")
+    left.success(plain(text), icon=":material/check_circle:")
+    right.button("", icon=":material/close:", key="sweep_queued_dismiss", help="Dismiss",
+                 on_click=lambda: st.session_state.pop(SWEEP_QUEUED_KEY, None))
+
+
+def visible_sweeps() -> list:
+    """The sweeps of the folder this session may see, newest first."""
+    from vae_core.sweep import list_sweeps
+
+    return [sweep for sweep in list_sweeps(session.CHECKPOINT_DIR) if access.can_see(sweep.owner)]
+
+
+def sweeps_section(sweeps: list, rows: list[dict]) -> None:
+    """A sweep's test metrics against its swept values, as a chart and a table: finished or not."""
+    from ui.runs import sweep_figure
+    from vae_core.sweep import SUMMARY_METRICS, runs_word, sweep_summary
+
+    if not sweeps:
+        return
+    st.subheader("Sweeps")
+    by_id = {sweep.sweep_id: sweep for sweep in sweeps}
+    if st.session_state.get(SWEEP_PICKED_KEY) not in by_id:
+        st.session_state[SWEEP_PICKED_KEY] = sweeps[0].sweep_id
+    picked = st.selectbox("Sweep", list(by_id), key=SWEEP_PICKED_KEY, format_func=lambda sweep_id: (
+        f"{dt.datetime.fromtimestamp(by_id[sweep_id].created):%Y-%m-%d %H:%M} · {by_id[sweep_id].label()}"))
+    sweep = by_id[picked]
+    names = {row["run_id"]: row["display_name"] for row in rows}
+    summary = sweep_summary(sweep, {row["run_id"]: row for row in rows})
+    finished = sum(row["status"] == "finished" for row in summary)
+    metric = st.segmented_control("Metric", list(SUMMARY_METRICS), default="test −ELBO", key="sweep_metric",
+                                  required=True) or "test −ELBO"
+    st.plotly_chart(sweep_figure(sweep, summary, metric), key="sweep_chart",
+                    config={"displaylogo": False})
+    st.caption(f"{finished} of {runs_word(len(summary))} finished. The test metrics of each run's last finished "
+               "epoch, in nats per image: filled dots finished runs, open dots runs not finished (training, "
+               "stopped or failed); a run with no finished epoch has no dot yet.")
+    frame = pd.DataFrame([{"name": names.get(row["run_id"], row["run_id"]), **{field_name: row[field_name] for
+                                                                               field_name in sweep.fields},
+                           "status": row["status"],
+                           "epoch": f"{row['epoch']}/{row['epochs']}" if row["epoch"] is not None else "",
+                           **{label: row[label] for label in SUMMARY_METRICS}} for row in summary])
+    st.dataframe(frame, hide_index=True, width="stretch", key="sweep_table",
+                 column_config={label: st.column_config.NumberColumn(label, format="%.2f")
+                                for label in SUMMARY_METRICS})
 
 
 # -- the page ----------------------------------------------------------------------------------------------
@@ -481,6 +576,7 @@ def sweep_form(base_row: dict | None) -> None:
 message = st.session_state.pop("_runs_message", None)
 if message:
     (show_error if message[0] == "error" else lambda text: st.success(plain(text)))(message[1])
+sweep_confirmation()
 
 all_rows = gather_runs()
 st.session_state["_runs_seen"] = _seen(all_rows)
@@ -493,15 +589,17 @@ if not all_rows:
     sweep_form(None)
     st.stop()
 
+all_sweeps = visible_sweeps()
 st.subheader("All runs")
 shown = filtered(all_rows)
-selected = runs_table(shown)
+selected = runs_table(shown, all_sweeps)
 refresh, note = st.columns([1, 5], vertical_alignment="center")
 refresh.button("Refresh", icon=":material/refresh:", help="Look at the checkpoints folder again")
-note.caption(f"{len(shown)} of {len(all_rows)} runs · sort by clicking a column · folder "
-             f"`{plain(session.CHECKPOINT_DIR.name)}`")
+note.caption(f"{len(shown)} of {len(all_rows)} runs · newest first, a sweep's runs in its order · sort by "
+             f"clicking a column · folder `{plain(session.CHECKPOINT_DIR.name)}`")
 if selected:
     selected_section(selected)
 else:
     st.caption("Select one or more rows to compare their curves and hyperparameters, rename a run or add notes.")
+sweeps_section(all_sweeps, all_rows)
 sweep_form(selected[0] if len(selected) == 1 else None)

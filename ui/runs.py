@@ -268,3 +268,39 @@ def newer_weights_notice(view: RunView) -> None:
     else:
         st.caption(f"Weights of epoch {view.epoch}, the newest the run has kept: it is still training, and each "
                    "epoch end brings newer ones.")
+
+
+def sweep_figure(sweep, summary: list[dict], metric: str):
+    """A sweep's `metric` (a column of vae_core.sweep.sweep_summary) against its first swept field, one
+    line per value of its second (as TensorBoard's HParams plots a metric per value): finished runs
+    as filled dots, runs not finished (still training, stopped, failed) as open ones at their last
+    finished epoch. Runs with no finished epoch have no point."""
+    import plotly.graph_objects as go
+
+    from vae_core.sweep import shown_value
+
+    from .charts import PALETTE
+
+    first, *rest = sweep.fields
+    second = rest[0] if rest else None
+    groups = sweep.values_of(second) if second else [None]
+    figure = go.Figure()
+    for index, group in enumerate(groups):
+        rows = [row for row in summary if (second is None or row[second] == group) and row[metric] is not None]
+        if not rows:
+            continue
+        figure.add_trace(go.Scatter(
+            x=[shown_value(row[first]) for row in rows], y=[row[metric] for row in rows], mode="lines+markers",
+            name=f"{second} = {shown_value(group)}" if second else metric,
+            line={"color": PALETTE[index % len(PALETTE)]},
+            marker={"size": 10, "symbol": ["circle" if row["status"] == "finished" else "circle-open"
+                                           for row in rows]},
+            customdata=[[row["status"], f"{row['epoch']}/{row['epochs']}"] for row in rows],
+            hovertemplate=f"{first} %{{x}}<br>{metric} %{{y:.2f}}<br>%{{customdata[0]}}, epoch %{{customdata[1]}}"
+                          "<extra></extra>"))
+    figure.update_layout(height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10}, showlegend=second is not None,
+                         xaxis={"title": {"text": first}, "type": "category", "categoryorder": "array",
+                                "categoryarray": [shown_value(value) for value in sweep.values_of(first)]},
+                         yaxis={"title": {"text": f"{metric} (nats)"}},
+                         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0})
+    return figure

@@ -191,14 +191,18 @@ class SweepRecord:
         """The values swept for `field_name`, in sweep order, each once."""
         return list(dict.fromkeys(run.values[field_name] for run in self.runs))
 
-    def label(self) -> str:
-        """"β 0.5, 1, 4 × latent_dim 2, 10 · 6 runs"."""
-        axes = " × ".join(f"{field_name} {', '.join(map(_shown_value, self.values_of(field_name)))}"
+    def axes_text(self) -> str:
+        """"beta 0.5, 1, 4 × latent_dim 2, 10"."""
+        return " × ".join(f"{field_name} {', '.join(map(shown_value, self.values_of(field_name)))}"
                           for field_name in self.fields)
-        return f"{axes} · {runs_word(len(self.runs))}"
+
+    def label(self) -> str:
+        """"beta 0.5, 1, 4 × latent_dim 2, 10 · 6 runs"."""
+        return f"{self.axes_text()} · {runs_word(len(self.runs))}"
 
 
-def _shown_value(value: SweepValue) -> str:
+def shown_value(value: SweepValue) -> str:
+    """A swept value as a label: 0.5, 4 (not 4.0), conv."""
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 
 from apphelpers import (CHECKPOINTS, assert_no_exception, markdown_texts, open_page, plotly_specs, rendered,
@@ -58,6 +59,12 @@ def records():
 
 def table(app):
     return app.dataframe[0].value
+
+
+def dated_run_ids(app) -> list[str]:
+    """The table's run ids made by run_ids.new_run_id, in its order (ids named by hand, as the other
+    tests' runs are, sort after every dated one: runs.creation_order)."""
+    return [run_id for run_id in table(app)["run id"] if store.creation_order(run_id)[0] != "~"]
 
 
 def row_of(app, run_id):
@@ -143,26 +150,115 @@ def test_queue_is_reordered_and_cancelled(app):
             store.checkpoint_path(CHECKPOINTS, job.run_id).unlink(missing_ok=True)
 
 
+def _queue_button(app):
+    return [button for button in app.button if button.label == "Queue the sweep"][0]
+
+
+def _sweep_caption(app) -> str:
+    return next(rendered(c.value) for c in app.caption if "with the dataset and epochs chosen here" in rendered(c.value))
+
+
+def _forget_sweeps():
+    """Sweep records of a test, removed with its runs (the folder is shared)."""
+    import shutil
+
+    from vae_core.sweep import SWEEPS_FOLDER
+
+    shutil.rmtree(CHECKPOINTS / SWEEPS_FOLDER, ignore_errors=True)
+
+
 def test_a_sweep_form_queues_one_run_per_combination(app):
     from ui.session import registry
+    from vae_core.sweep import list_sweeps
 
     open_page(app, PAGE)
     app.selectbox(key="sweep_first").select("beta")
     app.text_input(key="sweep_first_values").input("0.5, 2")
-    app.selectbox(key="sweep_second").select("latent_dim")
+    app.selectbox(key="sweep_second").select("latent_dim").run()
     app.text_input(key="sweep_second_values").input("2 3")
-    app.selectbox(key="sweep_data").select("digits")
-    [button for button in app.button if button.label == "Queue the sweep"][0].click().run()
+    app.selectbox(key="sweep_data_defaults").select("digits")
+    app.number_input(key="sweep_epochs_defaults").set_value(3).run()
+    # The count shows before anything is queued: 2 values × 2 values.
+    assert _sweep_caption(app).startswith("2 × 2 = 4 runs · ") and registry().jobs() == []
+    _queue_button(app).click().run()
     try:
         assert_no_exception(app)
         jobs = registry().jobs()
         assert [(job.config.beta, job.config.latent_dim) for job in jobs] == [(0.5, 2), (0.5, 3), (2.0, 2), (2.0, 3)]
+        assert [job.config.epochs for job in jobs] == [3, 3, 3, 3]
         assert len(registry().queued()) == 3 and len({job.name for job in jobs}) == 4
-        assert any("Queued 4 runs" in text for text in markdown_texts(app))
+        confirmation = [rendered(s.value) for s in app.success if "Queued" in s.value]
+        assert len(confirmation) == 1 and confirmation[0].startswith(
+            "Queued 4 runs (beta 0.5, 2 × latent_dim 2, 3): ")
+        app.run()
+        app.run()  # the page reruns as the runs appear: the confirmation stays until dismissed
+        assert [rendered(s.value) for s in app.success if "Queued" in s.value] == confirmation
+        app.button(key="sweep_queued_dismiss").click().run()
+        assert not [s for s in app.success if "Queued" in s.value]
+        # Newest first, the sweep's runs together in the order it queued them (their ids share a second).
+        assert dated_run_ids(app)[:4] == [job.run_id for job in jobs]
+        [sweep] = list_sweeps(CHECKPOINTS)
+        assert [run.run_id for run in sweep.runs] == [job.run_id for job in jobs] and sweep.fields == ("beta",
+                                                                                                        "latent_dim")
     finally:
         registry().stop_all()
         for job in registry().jobs():
             store.checkpoint_path(CHECKPOINTS, job.run_id).unlink(missing_ok=True)
+        _forget_sweeps()
+
+
+def test_the_sweep_form_starts_from_the_train_pages_defaults_and_says_them(app):
+    """Nothing pre-filled but the first hyperparameter; the dataset, epochs and the rest are the
+    Train form's (its DEFAULTS = TrainConfig(), its dataset select = data.DEFAULT_DATASET)."""
+    from vae_core.config import TrainConfig, limits
+    from vae_core.data import DEFAULT_DATASET
+
+    open_page(app, PAGE)
+    assert_no_exception(app)
+    defaults = TrainConfig()
+    assert app.selectbox(key="sweep_second").value == "none"
+    assert app.selectbox(key="sweep_data_defaults").value == DEFAULT_DATASET == "mnist-sample"
+    epochs = app.number_input(key="sweep_epochs_defaults")
+    assert epochs.value == defaults.epochs == 10 and epochs.max == limits().max_epochs == 1000
+    assert _sweep_caption(app) == (
+        "3 runs · each run: model mlp, hidden 256-128, latent_dim 10, lr 0.001, batch_size 128, epochs 10, "
+        "recon bce, kl_anneal none, free_bits 0, seed 0, data mnist-sample, device auto; beta swept — the Train "
+        "page's defaults, with the dataset and epochs chosen here.")
+    assert (defaults.model, defaults.hidden, defaults.latent_dim, defaults.lr, defaults.batch_size, defaults.recon,
+            defaults.kl_anneal, defaults.free_bits, defaults.seed, defaults.device) == (
+        "mlp", (256, 128), 10, 0.001, 128, "bce", "none", 0.0, 0, "auto")
+    app.text_input(key="sweep_first_values").input("0.5 lots").run()
+    assert _sweep_caption(app).startswith("not yet a sweep: beta: 'lots' is not a number · ")
+    app.selectbox(key="sweep_second").select("beta").run()
+    assert _sweep_caption(app).startswith("not yet a sweep: choose two different hyperparameters")
+
+
+def test_one_run_is_queued_as_one_run_within_the_epoch_limit(app, monkeypatch):
+    from ui.session import registry
+
+    monkeypatch.setenv("VAE_STUDIO_MAX_EPOCHS", "4")
+    open_page(app, PAGE)
+    assert app.number_input(key="sweep_epochs_defaults").max == 4  # the one limit, config.Limits
+    app.text_input(key="sweep_first_values").input("2").run()
+    app.selectbox(key="sweep_data_defaults").select("digits")
+    app.number_input(key="sweep_epochs_defaults").set_value(2).run()
+    assert _sweep_caption(app).startswith("1 run · ")
+    app.selectbox(key="sweep_second").select("epochs").run()
+    app.text_input(key="sweep_second_values").input("1 5").run()
+    assert _sweep_caption(app).startswith("1 × 2 = 2 runs · ")
+    _queue_button(app).click().run()
+    try:  # epochs 5 is over the limit: nothing is queued
+        assert any("at most 4 epochs" in rendered(error.value) for error in app.error) and registry().jobs() == []
+        app.selectbox(key="sweep_second").select("none").run()
+        _queue_button(app).click().run()
+        assert_no_exception(app)
+        assert [(job.config.beta, job.config.epochs) for job in registry().jobs()] == [(2.0, 2)]
+        assert any(rendered(s.value).startswith("Queued 1 run (beta 2): ") for s in app.success)
+    finally:
+        registry().stop_all()
+        for job in registry().jobs():
+            store.checkpoint_path(CHECKPOINTS, job.run_id).unlink(missing_ok=True)
+        _forget_sweeps()
 
 
 def test_a_bad_sweep_value_is_a_message(app):
@@ -220,3 +316,82 @@ def test_a_live_beta_change_is_part_of_the_runs_record(app):
         assert trace_values(marks["y"]) == [pytest.approx(float(trainer.history.curves().total[-1]))]
     finally:
         path.unlink(missing_ok=True)
+
+
+def test_queue_arrows_end_where_the_queue_does_and_the_sidebar_lists_it_in_its_order(app):
+    from ui.session import registry, run_data
+    from ui.widgets import plain
+
+    jobs = [registry().submit(_long_config(seed=seed, epochs=100 + seed), run_data(_long_config()))
+            for seed in range(4)]
+    try:
+        open_page(app, PAGE)
+        first, middle, last = jobs[1], jobs[2], jobs[3]
+
+        def enabled(job) -> tuple[bool, bool]:
+            return (not app.button(key=f"queue_up_{job.run_id}").disabled,
+                    not app.button(key=f"queue_down_{job.run_id}").disabled)
+
+        assert [enabled(first), enabled(middle), enabled(last)] == [(False, True), (True, True), (True, False)]
+        lines = [rendered(text) for text in markdown_texts(app) if text.startswith("**")]
+        assert [line.split(" · ")[1] for line in lines[:3]] == ["101 epochs", "102 epochs", "103 epochs"]
+        app.button(key=f"queue_up_{last.run_id}").click().run()
+        order = [job.run_id for job in registry().queued()]
+        assert order == [first.run_id, last.run_id, middle.run_id]
+        queued_badges = [link.label for link in app.get("page_link") if link.label.startswith("Queued: ")]
+        assert queued_badges == [f"Queued: {plain(registry().get(run_id).snapshot().name)} · "
+                                 f"{registry().get(run_id).config.epochs} epochs" for run_id in order]
+        assert enabled(middle) == (True, False)  # last now
+    finally:
+        registry().stop_all()
+        for job in jobs:
+            store.checkpoint_path(CHECKPOINTS, job.run_id).unlink(missing_ok=True)
+
+
+# Made in one second, their ids sort by their random tails: newest first alone would list HIGH first.
+SWEPT_LOW, SWEPT_HIGH = "20261201-100000-aaaaaa", "20261201-100000-bbbbbb"
+NEVER_RAN = "20261201-100000-cccccc"
+
+
+@pytest.fixture
+def half_done_sweep():
+    """A sweep of β 1, 4, 8 recorded as the form records one: two runs finished, the third never ran."""
+    from vae_core.sweep import SweepRecord, SweptRun, save_sweep
+
+    made = [train_checkpoint(SWEPT_LOW, beta=1.0), train_checkpoint(SWEPT_HIGH, beta=4.0)]
+    sweep = SweepRecord("20261207-100000-ssssss", ("beta",), (
+        SweptRun(SWEPT_LOW, {"beta": 1.0}), SweptRun(SWEPT_HIGH, {"beta": 4.0}), SweptRun(NEVER_RAN, {"beta": 8.0})),
+        created=1_796_637_600.0)
+    save_sweep(CHECKPOINTS, sweep)
+    yield made
+    for path in made:
+        path.unlink(missing_ok=True)
+    _forget_sweeps()
+
+
+def test_a_sweeps_summary_shows_each_runs_last_metrics_against_its_value(app, half_done_sweep):
+    open_page(app, PAGE)
+    assert_no_exception(app)
+    # Its runs together, in the sweep's order, though bbbbbb sorts newer than aaaaaa.
+    listed = dated_run_ids(app)
+    assert listed[listed.index(SWEPT_LOW):listed.index(SWEPT_LOW) + 2] == [SWEPT_LOW, SWEPT_HIGH]
+    assert "beta 1, 4, 8 · 3 runs" in app.selectbox(key="sweep_summary_picked").format_func(
+        app.selectbox(key="sweep_summary_picked").value)
+    last = [load_checkpoint(path).state.history.epochs[-1] for path in half_done_sweep]  # read independently
+    chart = next(spec for spec in plotly_specs(app) if spec["layout"]["xaxis"]["title"]["text"] == "beta")
+    [trace] = chart["data"]
+    assert trace["x"] == ["1", "4"] and trace_values(trace["y"]) == [m["test_neg_elbo"] for m in last]
+    assert trace["marker"]["symbol"] == ["circle", "circle"]  # both finished
+    assert chart["layout"]["xaxis"]["categoryarray"] == ["1", "4", "8"]
+    assert any(rendered(c.value).startswith("2 of 3 runs finished.") for c in app.caption)
+    summary = next(frame.value for frame in app.dataframe if "test −ELBO" in frame.value.columns
+                   and "beta" in frame.value.columns)
+    assert list(summary["beta"]) == [1.0, 4.0, 8.0]
+    assert list(summary["status"]) == ["finished", "finished", "not found"]
+    assert list(summary["epoch"]) == ["2/2", "2/2", ""]
+    for label, key in (("test −ELBO", "test_neg_elbo"), ("reconstruction", "test_recon"), ("KL", "test_kl")):
+        assert list(summary[label])[:2] == [m[key] for m in last] and pd.isna(list(summary[label])[2])
+    app.segmented_control(key="sweep_metric").set_value("KL").run()
+    chart = next(spec for spec in plotly_specs(app) if spec["layout"]["xaxis"]["title"]["text"] == "beta")
+    assert trace_values(chart["data"][0]["y"]) == [m["test_kl"] for m in last]
+    assert chart["layout"]["yaxis"]["title"]["text"] == "KL (nats)"
