@@ -15,8 +15,9 @@ BADGE_REFRESH_S = 2.0  # the epoch it says moves on while the page stays
 
 
 def training_badge() -> None:
-    """One link per active run: 'Training: <run name> · epoch 3/10' (the id in its tooltip), opening the
-    Train page on it, kept up to date by a fragment of its own while runs are active: this server's
+    """One link per active run, in the order they train and then start: 'Training: <run name> · epoch
+    3/10' or 'Queued: <run name> · 10 epochs' (the id in its tooltip), opening the Train page on it,
+    kept up to date by a fragment of its own while runs are active: this server's
     jobs, and the runs other processes train in the folder (the CLI, torchrun, a run process whose
     server restarted). Served, another person's run is only said to hold the device, without its name
     or a link."""
@@ -31,7 +32,12 @@ def _active_runs() -> list[tuple]:
 
     registry = session.existing_registry()
     runs = []
-    for job in registry.jobs() if registry is not None else ():
+    # The training ones first, then the queued ones in the queue's order (the Runs page's), which
+    # moving a run up or down changes: the order they were submitted in is not the order they start.
+    jobs = registry.jobs() if registry is not None else []
+    queued = registry.queued() if registry is not None else []
+    queued_ids = {job.run_id for job in queued}
+    for job in [job for job in jobs if job.run_id not in queued_ids] + queued:
         snap = job.snapshot()
         if snap.active:
             runs.append((job.run_id, snap.name, snap.status, snap.epoch, snap.epochs, snap.device, job.owner))
@@ -50,6 +56,7 @@ def _badges() -> None:
             if status != "queued":
                 st.caption(f"{doing}: another person's run on {device}")
             continue
-        st.page_link(TRAIN_PAGE, label=f"{doing}: {plain(name)} · epoch {epoch}/{epochs}",
+        where = f"{epochs} epoch{'' if epochs == 1 else 's'}" if status == "queued" else f"epoch {epoch}/{epochs}"
+        st.page_link(TRAIN_PAGE, label=f"{doing}: {plain(name)} · {where}",
                      icon=":material/model_training:", query_params={session.RUN_PARAM: run_id},
                      help=f"run `{run_id}`", width="stretch")
