@@ -15,6 +15,7 @@ from vae_core.config import limits
 from vae_core.errors import VAEStudioError
 
 MAX_CHECKPOINT_UPLOAD_MB = 200
+CHECKPOINT_SUFFIX = ".safetensors"
 SELECTED_KEY = "checkpoint_selected"
 TABLE_PAGE_ROWS = 100
 
@@ -25,14 +26,23 @@ st.caption("Every run saves itself here each epoch and when it stops, as one `.s
 
 
 def upload_section() -> None:
-    upload = st.file_uploader("Upload a checkpoint (.safetensors)", type=["safetensors"],
-                              max_upload_size=MAX_CHECKPOINT_UPLOAD_MB, key="checkpoint_upload")
+    # Any type is taken and checked here: with type=["safetensors"] the browser refuses another file
+    # with only "files are not allowed.", which names neither the file nor what would be.
+    upload = st.file_uploader("Upload a checkpoint (.safetensors)", max_upload_size=MAX_CHECKPOINT_UPLOAD_MB,
+                              key="checkpoint_upload")
     if upload is None:
         return
     marker = (upload.name, upload.size, upload.file_id)
     if st.session_state.get("_last_upload") == marker:
         return  # already handled on an earlier rerun
     st.session_state["_last_upload"] = marker
+    if not upload.name.lower().endswith(CHECKPOINT_SUFFIX):
+        kind = f"a {Path(upload.name).suffix} file" if Path(upload.name).suffix else "a file without an extension"
+        st.session_state["_upload_message"] = (
+            "error", f"{upload.name} is {kind}: only {CHECKPOINT_SUFFIX} checkpoints can be uploaded here, the files "
+                     "every run saves (a PyTorch .pt, .pth or .ckpt file is a pickle, which can run code when "
+                     "it is loaded, so it is never opened).")
+        return
     from vae_core.checkpoint import import_checkpoint
 
     received = session.save_upload(upload, "incoming")
