@@ -15,7 +15,7 @@ import torch
 
 from ui import access, charts, session
 from ui.data_access import run_dataset, test_latents
-from ui.findings import visible_findings
+from ui.findings import judge_note, visible_findings
 from ui.latent_player import PlayedRun, play
 from ui.runs import RunView, load_view, pick_run
 from ui.widgets import class_picker, image_grid, nats, plain, show_error
@@ -30,6 +30,10 @@ LAUNCHED = "experiment_runs"  # session state: experiment name -> [(label, run i
 SCATTER_POINTS = 1000
 SAMPLES = 36
 BENCH_RESULTS = Path(__file__).resolve().parents[1] / "bench" / "RESULTS.md"  # in the checkout, beside the app
+# What a grid of prior samples shows, by what the model generates from (generate.prior_kind).
+PRIOR_SAMPLES_CAPTIONS = {"gaussian": "decoded z ~ N(0, I)",
+                          "none": "decoded z ~ N(0, I), a prior this autoencoder never learned",
+                          "codes": "each slot's code drawn from the learned code prior, decoded"}
 IWAE_K = 50
 IWAE_IMAGES = 500
 EXPLORER_GRID = 41  # click targets per side of the explorer's plane
@@ -127,7 +131,8 @@ def draw_run(experiment: experiments.Experiment, run: experiments.RunResult, vie
         figure.update_layout(height=380, showlegend=False)
         st.plotly_chart(figure, key=f"scatter_{experiment.name}_{run.label}")
     if "samples" in experiment.pictures:
-        image_grid(generate.prior_samples(view.model, SAMPLES, seed=0), 6, caption="decoded z ~ N(0, I)")
+        image_grid(generate.prior_samples(view.model, SAMPLES, seed=0), 6,
+                   caption=PRIOR_SAMPLES_CAPTIONS[generate.prior_kind(view.model)])
     if "traversals" in experiment.pictures:
         dims = experiments.top_dimensions(run.epoch_metrics, run.config.latent_dim)
         image_grid(generate.traversal(view.model, dims, steps=7), 7,
@@ -150,6 +155,8 @@ def comparison(experiment: experiments.Experiment) -> None:
     except OSError as error:
         st.caption(plain(f"The finding could not be saved for later: {error.strerror or error}"))
     st.success(plain(result.finding), icon=":material/lightbulb:")
+    if result.real_recognised is not None:
+        st.caption(judge_note(result.real_recognised))
     st.dataframe(experiments.comparison_rows(result), hide_index=True)
     # One frame for every scatter, so the spread of the codes compares at a glance.
     frame = (charts.covering_ranges(np.concatenate([scatter_points(view) for _, view, _ in rows]))
@@ -183,6 +190,8 @@ def restore_saved(experiment: experiments.Experiment, saved: experiments.SavedFi
         return False
     if experiment.name != focus:
         st.caption(f"Last finding, saved {saved.saved[:10]}: " + plain(saved.finding))
+        if saved.real_recognised is not None:
+            st.caption(judge_note(saved.real_recognised))
         if not st.button("Show its runs", key=f"show_{experiment.name}", icon=":material/history:"):
             return False
     launched[experiment.name] = [tuple(run) for run in saved.runs]

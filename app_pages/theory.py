@@ -11,7 +11,7 @@ import streamlit as st
 import torch
 
 from ui import charts
-from ui.findings import visible_findings
+from ui.findings import judge_note, visible_findings
 from ui.data_access import run_dataset
 from ui.runs import pick_run
 from ui.widgets import nats, plain, show_error
@@ -54,6 +54,8 @@ def shown_by(name: str) -> None:
             # The finding is read from a file: shown as plain text, never as Markdown.
             text.success(f"Latest finding of *{experiment.title}* (saved {plain(saved.saved[:10])}): "
                          + plain(saved.finding), icon=":material/lightbulb:")
+            if saved.real_recognised is not None:
+                text.caption(judge_note(saved.real_recognised))
         if action.button("Open the experiment" if saved is None else "See its runs", key=f"open_{name}",
                          icon=":material/science:", width="stretch"):
             st.switch_page(EXPERIMENTS_PAGE, query_params={"experiment": name})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vae_core import experiments
+from vae_core.metrics import RECOGNISED_PROBABILITY
 from vae_core.runs import read_run
 
 from . import access, session
@@ -21,3 +22,11 @@ def visible_findings() -> dict[str, experiments.SavedFinding]:
         return record is not None and access.can_see(record.owner)
 
     return {name: saved for name, saved in found.items() if all(visible(run_id) for _, run_id in saved.runs)}
+
+
+def judge_note(real_recognised: float) -> str:
+    """What "recognised" means, and the judge's ceiling to read a share of recognised samples against."""
+    return (f"Recognised: a logistic regression fitted on the dataset's training images gives the picture one "
+            f"class with probability ≥ {RECOGNISED_PROBABILITY:g}. It recognises {real_recognised:.0%} of the "
+            f"dataset's real test images: that is the ceiling, not 100%. A strict bar, so that noise is never "
+            f"taken for a digit; a blurred but readable sample often falls short of it.")

@@ -30,6 +30,9 @@ BETAS = (0.5, 1.0, 4.0)
 # too unformed for a classifier to tell them from an autoencoder's).
 EXPERIMENT_BATCH_SIZE = 32
 EXPERIMENT_LR = 2e-3
+# Two shares of 1,000 prior samples differ by chance by about 1 point (the standard error of a
+# difference of shares near 5%); a gap of 3 points is one the judge, not chance, saw.
+RECOGNISED_GAP = 0.03
 
 
 @dataclass(frozen=True)
@@ -76,9 +79,19 @@ class ExperimentResult:
     runs: tuple[RunResult, ...]
     finding: str
 
+    @property
+    def real_recognised(self) -> float | None:
+        """The judge's ceiling (metrics.real_recognised) for an experiment that compares recognised
+        prior samples; None for the others and for data without labels."""
+        if "prior_recognised" not in self.experiment.compared:
+            return None
+        return next((run.metrics.get("real_recognised") for run in self.runs
+                     if run.metrics.get("real_recognised") is not None), None)
+
     def as_dict(self) -> dict:
         return {"experiment": self.experiment.name, "claim": self.experiment.claim,
-                "runs": [run.as_dict() for run in self.runs], "finding": self.finding}
+                "runs": [run.as_dict() for run in self.runs], "finding": self.finding,
+                "real_recognised": self.real_recognised}
 
 
 # name -> (column title, format); every run gets all of them, each experiment shows its own few.
@@ -89,6 +102,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "active_units": ("active units", "{:d}"),
     "aggregate_kl": ("aggregate KL (nats)", "{:,.1f}"),
     "prior_recognised": ("prior samples recognised", "{:.0%}"),
+    # The judge's ceiling for prior_recognised: the same for every run on the same data.
+    "real_recognised": ("real test images recognised", "{:.0%}"),
     "prior_sample_spread": ("spread of prior samples", "{:.3f}"),
     "recon_pixel_error": ("pixel error of reconstructions", "{:.4f}"),
     "codes_used": ("codes used", "{:d}"),  # VQ-VAE only, like the next one
@@ -121,7 +136,7 @@ def measure(model: VAE, dataset: ImageDataset, epoch_metrics: Sequence[dict]) ->
     experiments add (latent fill, prior samples, pixel error), all on the CPU."""
     # Imported here, not above: listing the experiments (the CLI's --help and --list) needs no torch.
     from .metrics import (active_units, aggregate_kl, latent_means, prior_recognised, prior_sample_spread,
-                          reconstruction_pixel_error)
+                          real_recognised, reconstruction_pixel_error)
 
     model = model.cpu().eval()
     last = epoch_metrics[-1] if epoch_metrics else {}
@@ -137,6 +152,7 @@ def measure(model: VAE, dataset: ImageDataset, epoch_metrics: Sequence[dict]) ->
         "active_units": active_units(last["kl_per_dim"]) if last.get("kl_per_dim") is not None else None,
         "aggregate_kl": aggregate_kl(means),
         "prior_recognised": prior_recognised(model, dataset) if dataset.has_labels else None,
+        "real_recognised": real_recognised(dataset) if dataset.has_labels else None,
         "prior_sample_spread": prior_sample_spread(model),
         "recon_pixel_error": reconstruction_pixel_error(model, x, labels),
         **_codebook_metrics(model),
@@ -232,6 +248,11 @@ def _plan_ae_vs_vae(base: TrainConfig) -> tuple[PlannedRun, ...]:
     return (PlannedRun("AE", base.replace(model="ae")), PlannedRun("VAE", base.replace(model="mlp")))
 
 
+def _against_ceiling(real: float | None) -> str:
+    """The judge's ceiling, said beside the samples' shares (nothing for a result measured before it)."""
+    return "" if real is None else f", and {_share(real)} of real test images (the most the judge recognises)"
+
+
 def _find_ae_vs_vae(results: Sequence[RunResult]) -> str:
     ae, vae = (_by_label(results)[label] for label in ("AE", "VAE"))
     text = (f"The AE's aggregate KL is {_nats(ae['aggregate_kl'])} nats against the VAE's "
@@ -240,11 +261,30 @@ def _find_ae_vs_vae(results: Sequence[RunResult]) -> str:
              else "here the AE's codes happen to sit as close to N(0, I) as the VAE's. ")
     if ae["prior_recognised"] is None:
         return text + "The dataset has no labels, so no classifier judged the prior samples."
-    text += (f"{_share(ae['prior_recognised'])} of the AE's prior samples are recognised as one of the "
-             f"dataset's classes against {_share(vae['prior_recognised'])} for the VAE")
-    if vae["prior_recognised"] > ae["prior_recognised"]:
-        return text + ": a draw from the prior decodes to something plausible only for the VAE."
-    return text + ": with this little training the VAE's samples are not yet better; try more epochs."
+    real = vae.get("real_recognised")
+    text += (f"The judge recognises {_share(ae['prior_recognised'])} of the AE's prior samples against "
+             f"{_share(vae['prior_recognised'])} for the VAE{_against_ceiling(real)}")
+    return text + _verdict(vae["prior_recognised"], ae["prior_recognised"], real, "the VAE", "the AE")
+
+
+def _verdict(share: float, other: float, real: float | None, name: str, other_name: str) -> str:
+    """What two shares of recognised prior samples say, read against the judge's ceiling `real`: a
+    gap the judge saw (RECOGNISED_GAP), or, when both are far below what it recognises of real
+    images, that it cannot tell them apart (it is strict: a blurred but readable digit falls short,
+    so the pictures are the better guide then)."""
+    if share - other >= RECOGNISED_GAP:
+        if real is not None and share < real / 2:
+            return (f": draws from the prior decode to a recognisable digit more often for {name}, though "
+                    f"still under half as often as real images are recognised; more epochs sharpen its samples.")
+        return f": draws from the prior decode to a recognisable digit far more often for {name}."
+    if other - share >= RECOGNISED_GAP:
+        return (f": {other_name}'s samples are recognised more often at this length of training; the claim does "
+                f"not show here yet, try more epochs.")
+    if real is not None and max(share, other) < real / 2:
+        return (": both are far below what the judge recognises of real images, so at this length of training "
+                "it cannot tell them apart (it passes only sharp digits); the pictures below are the better "
+                "guide, and more epochs sharpen them.")
+    return ": the judge finds them about as recognisable."
 
 
 def _plan_beta(base: TrainConfig) -> tuple[PlannedRun, ...]:
@@ -332,12 +372,13 @@ def _find_vqvae_vs_vae(results: Sequence[RunResult]) -> str:
             f"(mean squared pixel error) against {vae['recon_pixel_error']:.4f} for the VAE")
     if vq["prior_recognised"] is None:
         return text + "."
-    text += (f"; {_share(vq['prior_recognised'])} of its samples, drawn from the learned code frequencies, are "
-             f"recognised against {_share(vae['prior_recognised'])} of the VAE's")
-    if vq["prior_recognised"] < vae["prior_recognised"]:
+    real = vae.get("real_recognised")
+    text += (f"; the judge recognises {_share(vq['prior_recognised'])} of its samples, drawn from the learned code "
+             f"frequencies, against {_share(vae['prior_recognised'])} of the VAE's{_against_ceiling(real)}")
+    if vae["prior_recognised"] - vq["prior_recognised"] >= RECOGNISED_GAP:
         return text + (": a prior that draws each slot's code on its own misses how the codes go together, "
                        "which the paper's autoregressive prior learns.")
-    return text + "."
+    return text + _verdict(vq["prior_recognised"], vae["prior_recognised"], real, "the VQ-VAE", "the VAE")
 
 
 def _codebook_size() -> int:
@@ -440,9 +481,10 @@ def what_differs(config: TrainConfig, train_images: int, epochs_done: int) -> li
 FINDINGS_FOLDER = "experiment-findings"  # inside a run folder; run listings only look at its files
 MAX_FINDING_BYTES = 64_000
 MAX_FINDING_CHARS = 4000
-# Raised when a finding's words change meaning: a finding saved under an older version is passed over.
+# Raised when a finding's words or fields change meaning: a finding saved under an older version is passed over.
 # 2: "active" is metrics.ACTIVE_KL_NATS (KL per dimension), no longer the variance of the means.
-FINDING_VERSION = 2
+# 3: a finding about recognised prior samples carries the judge's ceiling (real_recognised), and says it.
+FINDING_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -453,6 +495,7 @@ class SavedFinding:
     finding: str
     saved: str  # when, as an ISO 8601 time
     runs: tuple[tuple[str, str], ...]  # (label, run id) of each run, in the experiment's order
+    real_recognised: float | None = None  # the judge's ceiling, for a finding about recognised samples
 
 
 def save_finding(folder: str | Path, result: ExperimentResult, run_ids: Sequence[str]) -> None:
@@ -466,10 +509,11 @@ def save_finding(folder: str | Path, result: ExperimentResult, run_ids: Sequence
 
     runs = [[run.label, run_id] for run, run_id in zip(result.runs, run_ids, strict=True)]
     saved = latest_findings(folder).get(result.experiment.name)
-    if saved is not None and saved.finding == result.finding and [list(r) for r in saved.runs] == runs:
+    if saved is not None and saved.finding == result.finding and [list(r) for r in saved.runs] == runs \
+            and saved.real_recognised == result.real_recognised:
         return
     record = {"experiment": result.experiment.name, "version": FINDING_VERSION, "finding": result.finding,
-              "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "runs": runs}
+              "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "runs": runs, "real_recognised": result.real_recognised}
     target = Path(folder) / FINDINGS_FOLDER / f"{result.experiment.name}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(target, json.dumps(record, ensure_ascii=False).encode())
@@ -499,8 +543,11 @@ def _read_finding(folder: Path, name: str) -> SavedFinding | None:
             return None
         record = json.loads(path.read_bytes())
         runs = tuple((text(label, "label", 200), run_id) for label, run_id in record["runs"])
+        real = record.get("real_recognised")
+        if real is not None and not (type(real) in (int, float) and 0 <= real <= 1):
+            return None  # a share, or nothing: anything else is not a file save_finding wrote
         saved = SavedFinding(name, text(record["finding"], "finding", MAX_FINDING_CHARS),
-                             text(record["saved"], "saved", 40), runs)
+                             text(record["saved"], "saved", 40), runs, None if real is None else float(real))
     except (OSError, ValueError, KeyError, TypeError, RecursionError, FieldError):
         return None
     # The labels become headings and chart titles: only the experiment's own ones are taken.

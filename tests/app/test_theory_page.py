@@ -221,3 +221,17 @@ def test_a_vqvae_run_has_a_code_prior_and_the_bound_eval_reports(app, capsys):
     assert "−log p(codes)" in live and "codebook terms" in live and "dead codes" in live
     assert not any(b.label.startswith("Compute the IWAE bound") for b in app.button)
     assert "loss = summed BCE (Bernoulli) + codebook + 0.25 × commitment" in app.caption[-1].value
+
+
+def test_a_finding_about_recognised_samples_says_what_recognised_means_and_its_ceiling(app, saved_finding):
+    record = json.loads(saved_finding.read_text())
+    saved_finding.write_text(json.dumps(record | {"real_recognised": 0.577}))
+    _open(app)
+    assert_no_exception(app)
+    notes = [c.value for c in app.caption if c.value.startswith("Recognised: ")]
+    assert len(notes) == 1 and "probability ≥ 0.9. It recognises 58% of the dataset's real test images" in notes[0]
+    app.switch_page("app_pages/experiments.py")
+    app.run()  # not the experiment a link asked for: its last finding as a caption, the judge's note under it
+    assert_no_exception(app)
+    notes = [c.value for c in app.caption if c.value.startswith("Recognised: ")]
+    assert len(notes) == 1 and "It recognises 58% of the dataset's real test images" in notes[0]

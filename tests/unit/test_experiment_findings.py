@@ -10,8 +10,8 @@ from vae_core import experiments
 from vae_core.config import TrainConfig
 from vae_core.experiments import FINDINGS_FOLDER, RunResult, finding_for, latest_findings, save_finding
 
-AE = {"aggregate_kl": 900.0, "prior_recognised": 0.1}
-VAE = {"aggregate_kl": 2.0, "prior_recognised": 0.6}
+AE = {"aggregate_kl": 900.0, "prior_recognised": 0.1, "real_recognised": 0.577}
+VAE = {"aggregate_kl": 2.0, "prior_recognised": 0.6, "real_recognised": 0.577}
 
 
 def _result(ae=AE, vae=VAE):
@@ -62,6 +62,9 @@ def test_a_finding_about_deleted_runs_is_not_shown(folder):
     json.dumps({"experiment": "ae-vs-vae", "finding": "x" * 70_000, "saved": "now", "runs": []}).encode(),
     json.dumps({"experiment": "ae-vs-vae", "finding": "x", "saved": "now",
                 "runs": [["<b>AE</b>", "run-ae"], ["VAE", "run-vae"]]}).encode(),  # not the experiment's labels
+    *(json.dumps({"experiment": "ae-vs-vae", "version": experiments.FINDING_VERSION, "finding": "x", "saved": "now",
+                  "runs": [["AE", "run-ae"], ["VAE", "run-vae"]], "real_recognised": real}).encode()
+      for real in ("58%", 1.5, -0.1, True, [0.5])),  # a ceiling that is not a share
 ])
 def test_a_file_it_could_not_have_written_is_passed_over(folder, content):
     (folder / FINDINGS_FOLDER).mkdir()
@@ -88,3 +91,21 @@ def test_a_finding_saved_before_the_one_definition_of_active_is_passed_over(fold
     assert latest_findings(folder) == {}
     save_finding(folder, _result(), ["run-ae", "run-vae"])  # written again, not skipped as unchanged
     assert latest_findings(folder)["ae-vs-vae"].finding == _result().finding
+
+
+def test_a_finding_about_recognised_samples_keeps_the_judges_ceiling(folder):
+    save_finding(folder, _result(), ["run-ae", "run-vae"])
+    record = json.loads((folder / FINDINGS_FOLDER / "ae-vs-vae.json").read_text())
+    assert record["real_recognised"] == 0.577 and record["version"] == 3
+    saved = latest_findings(folder)["ae-vs-vae"]
+    assert saved.real_recognised == 0.577 and "and 58% of real test images" in saved.finding
+
+
+def test_a_finding_saved_before_the_ceiling_is_passed_over(folder):
+    """Version 2 said "the VAE's samples are not yet better" with no ceiling beside its shares."""
+    save_finding(folder, _result(), ["run-ae", "run-vae"])
+    path = folder / FINDINGS_FOLDER / "ae-vs-vae.json"
+    record = json.loads(path.read_text())
+    del record["real_recognised"]
+    path.write_text(json.dumps(record | {"version": 2}))
+    assert latest_findings(folder) == {}

@@ -31,7 +31,7 @@ def _mentioned(result):
     name = result.experiment.name
     if name == "ae-vs-vae":
         return [nats(runs["AE"]["aggregate_kl"]), nats(runs["VAE"]["aggregate_kl"]),
-                f"{runs['VAE']['prior_recognised']:.0%}"]
+                f"{runs['VAE']['prior_recognised']:.0%}", f"{runs['VAE']['real_recognised']:.0%} of real test images"]
     if name == "beta":
         return [nats(ordered[0]["test_recon"]), nats(ordered[-1]["test_kl"])]
     if name == "collapse":
@@ -89,13 +89,15 @@ def _result(label, config=None, **metrics):
 
 def test_a_finding_follows_the_numbers_not_a_script():
     claim_holds = finding_for("ae-vs-vae", [_result("AE", aggregate_kl=412.0, prior_recognised=0.03),
-                                            _result("VAE", aggregate_kl=9.8, prior_recognised=0.71)]).finding
+                                            _result("VAE", aggregate_kl=9.8, prior_recognised=0.71,
+                                                    real_recognised=0.8)]).finding
     assert claim_holds.startswith("The AE's aggregate KL is 412 nats against the VAE's 9.8")
-    assert "3% of the AE's prior samples" in claim_holds and "71% for the VAE" in claim_holds
-    assert "only for the VAE" in claim_holds
+    assert "3% of the AE's prior samples" in claim_holds and "71% for the VAE, and 80% of real" in claim_holds
+    assert "far more often for the VAE" in claim_holds
     claim_fails = finding_for("ae-vs-vae", [_result("AE", aggregate_kl=5.0, prior_recognised=0.4),
-                                            _result("VAE", aggregate_kl=9.8, prior_recognised=0.2)]).finding
-    assert "happen to sit" in claim_fails and "not yet better" in claim_fails
+                                            _result("VAE", aggregate_kl=9.8, prior_recognised=0.2,
+                                                    real_recognised=0.8)]).finding
+    assert "happen to sit" in claim_fails and "the AE's samples are recognised more often" in claim_fails
 
 
 def test_the_collapse_finding_names_the_remedy_that_kept_more_units():
@@ -119,7 +121,9 @@ def test_after_five_epochs_the_vae_fills_the_prior_and_generates_where_the_ae_do
     ae, vae = (run.metrics for run in result.runs)
     assert ae["aggregate_kl"] > vae["aggregate_kl"]
     assert vae["prior_recognised"] > ae["prior_recognised"]
-    assert "only for the VAE" in result.finding
+    assert "more often for the VAE" in result.finding
+    assert ae["real_recognised"] == vae["real_recognised"] == result.real_recognised  # one judge, one ceiling
+    assert f"and {vae['real_recognised']:.0%} of real test images" in result.finding
 
 
 def _last_json_line(text):
