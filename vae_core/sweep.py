@@ -83,17 +83,30 @@ def cmd_sweep(args: argparse.Namespace) -> list[dict]:
     runs = []
     for argv, swept in sweep_argvs(args):
         parsed = train.parse_args(argv)  # a bad value exits here, with argparse's message, before any run
-        _config_from_args(parsed)  # out-of-range values too: ConfigError naming the hyperparameter
-        runs.append((parsed, swept))
-    results = []
-    for parsed, swept in runs:
+        config = _config_from_args(parsed)  # out-of-range values too: ConfigError naming the hyperparameter
+        runs.append((parsed, swept, config))
+    fields = _swept_fields(train, runs[0][1]) if runs else []
+    results, recorded, sweep_id, started = [], [], None, time.time()
+    for parsed, swept, config in runs:
         try:
             result = {"status": "finished", **cmd_train(parsed), "sweep": swept}
         except VAEStudioError as error:  # one failed run (a divergence) does not cancel the others
             result = {"status": "failed", "error": str(error), "sweep": swept}
         print(json.dumps(_json_safe(result)), flush=True)
         results.append(result)
+        if fields and result.get("run_id"):  # recorded as it goes: the app summarises a sweep half done
+            recorded.append((config, result["run_id"]))
+            sweep = new_sweep_record([c for c, _ in recorded], fields, [r for _, r in recorded], sweep_id=sweep_id,
+                                     created=started)
+            sweep_id = sweep.sweep_id
+            save_sweep(Path(result["checkpoint"]).parent, sweep, overwrite=True)
     return results
+
+
+def _swept_fields(train: argparse.ArgumentParser, swept: dict[str, str]) -> list[str]:
+    """The config fields behind the flags a sweep varies ({"latent-dim": ...} -> ["latent_dim"])."""
+    dests = {action.option_strings[-1].lstrip("-"): action.dest for action in train._actions if action.option_strings}
+    return [dests[flag] for flag in swept if dests.get(flag) in TRAIN_FIELDS]
 
 
 # -- the app's sweep form ------------------------------------------------------------------------------
@@ -206,13 +219,16 @@ def shown_value(value: SweepValue) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def new_sweep_record(configs, fields: list[str], run_ids: list[str], owner: str | None = None) -> SweepRecord:
-    """The record of a sweep whose runs `run_ids` were made from `configs` (sweep_configs' order)."""
+def new_sweep_record(configs, fields: list[str], run_ids: list[str], owner: str | None = None, *,
+                     sweep_id: str | None = None, created: float | None = None) -> SweepRecord:
+    """The record of a sweep whose runs `run_ids` were made from `configs` (sweep_configs' order); a
+    new sweep id unless `sweep_id` names the sweep it records again (the CLI's, after each run)."""
     from .run_ids import new_run_id
 
     runs = tuple(SweptRun(run_id, {field_name: getattr(config, field_name) for field_name in fields})
                  for config, run_id in zip(configs, run_ids, strict=True))
-    return SweepRecord(new_run_id(), tuple(fields), runs, time.time(), owner)
+    return SweepRecord(sweep_id or new_run_id(), tuple(fields), runs, time.time() if created is None else created,
+                       owner)
 
 
 def sweep_path(folder: str | Path, sweep_id: str) -> Path:
@@ -221,8 +237,9 @@ def sweep_path(folder: str | Path, sweep_id: str) -> Path:
     return Path(folder) / SWEEPS_FOLDER / f"{check_run_id(sweep_id)}.json"
 
 
-def save_sweep(folder: str | Path, sweep: SweepRecord) -> Path:
-    """Keep `sweep` in run folder `folder` (written atomically, never over another sweep's record)."""
+def save_sweep(folder: str | Path, sweep: SweepRecord, *, overwrite: bool = False) -> Path:
+    """Keep `sweep` in run folder `folder`, written atomically; over an earlier record of the same
+    sweep only when `overwrite` (a sweep id made twice in one second must not replace another's)."""
     from .atomic_files import write_atomically
 
     record = {"format": SWEEP_FORMAT, "sweep_id": sweep.sweep_id, "fields": list(sweep.fields),
@@ -230,7 +247,7 @@ def save_sweep(folder: str | Path, sweep: SweepRecord) -> Path:
               "runs": [{"run_id": run.run_id, "values": run.values} for run in sweep.runs]}
     target = sweep_path(folder, sweep.sweep_id)
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(target, json.dumps(record).encode(), overwrite=False)
+    write_atomically(target, json.dumps(record).encode(), overwrite=overwrite)
     return target
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from vae_core.checkpoint import load_checkpoint
 from vae_core.runs import PROGRESS_SUFFIX, read_progress
+from vae_core.sweep import list_sweeps
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--data", "digits", "--hidden", "16", "--latent-dim", "2", "--batch-size", "128", "--quiet"]
@@ -43,6 +44,11 @@ def test_sweep_trains_every_combination_then_runs_lists_them(tmp_path):
         assert Path(run["checkpoint"]).parent == tmp_path and checkpoint.run_id == run["run_id"]
         assert checkpoint.config.beta == beta and checkpoint.config.latent_dim == 2 and checkpoint.name == run["name"]
     assert finished[0]["name"] != finished[1]["name"]  # named by what sets them apart: β0.5, β1
+    # Recorded as a sweep of the folder, as the app's form records one, for the Runs page's summary.
+    [sweep] = list_sweeps(tmp_path)
+    assert sweep.fields == ("beta",)
+    assert [(run.run_id, run.values) for run in sweep.runs] == [(run["run_id"], {"beta": beta})
+                                                                for run, beta in zip(finished, (0.5, 1.0))]
 
     listed = last_json(cli("runs", str(tmp_path)))
     assert [run["run_id"] for run in listed] == [run["run_id"] for run in finished]
