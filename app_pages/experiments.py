@@ -8,7 +8,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 import torch
@@ -139,9 +138,8 @@ def draw_run(experiment: experiments.Experiment, run: experiments.RunResult, vie
                    caption="traversals of the dimensions with most KL: " + ", ".join(f"z{d}" for d in dims))
     if "kl_over_training" in experiment.pictures:
         st.caption("test KL of each latent dimension (nats) after each epoch")
-        by_epoch = pd.DataFrame(experiments.kl_per_dim_by_epoch(run))
-        by_epoch.index += 1  # epochs count from 1
-        st.line_chart(by_epoch, height=220, x_label="epoch", y_label="nats")
+        st.plotly_chart(charts.kl_by_epoch_figure(experiments.kl_per_dim_by_epoch(run)),
+                        key=f"kl_by_epoch_{experiment.name}_{run.label}")
 
 
 def comparison(experiment: experiments.Experiment) -> None:

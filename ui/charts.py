@@ -19,6 +19,10 @@ from vae_core.history import StepCurves
 from .light_charts import COLOURS, downsample
 
 EVENT_LABEL_WIDTH = 0.1  # share of the step axis an 8-character label ("beta=4.5") covers in its panel
+TOTAL_BAND = "rgba(99, 110, 250, 0.18)"  # COLOURS["total"], faint: the band between total and reconstruction
+# A log axis labels its ticks with whole numbers ("20, 10, 5, 2, 1, 0.5"): by default Plotly labels
+# the ticks between powers of ten with small single digits, which read as "2, 10, 5, 2, 1, 5, 2, 0.1".
+LOG_TICKS = {"minorloglabels": "complete"}
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf"]
 
@@ -68,27 +72,59 @@ def _event_labels(events: Sequence[dict], last_step: float) -> list[dict]:
     return labels
 
 
+def weighted_kl_name(beta: np.ndarray, free_bits: float = 0.0) -> str:
+    """What the training total adds to the reconstruction, in the words of its weight: "KL" at β=1,
+    "8 × KL" at a constant β=8, "β × KL" when β changed (annealing, a live change)."""
+    kl = "KL" if free_bits <= 0 else f"KL (at least {free_bits:g} nats per dimension)"
+    betas = np.unique(np.asarray(beta, dtype=np.float64))
+    if len(betas) == 1:
+        return kl if betas[0] == 1 else f"{betas[0]:g} × {kl}"
+    return f"β × {kl}"
+
+
+def total_legend_title(beta: np.ndarray, free_bits: float = 0.0) -> str | None:
+    """Why a total weighted by β ≠ 1 sits away from the test −ELBO (which weighs the KL by 1); None
+    at β = 1 throughout, where the two are the same sum."""
+    weighted = weighted_kl_name(beta, free_bits)
+    if weighted == "KL":
+        return None
+    return f"total = reconstruction + {weighted}; test −ELBO = reconstruction + KL: "
+
+
 def loss_figure(curves: StepCurves, epoch_metrics: Sequence[dict], events: Sequence[dict], *,
-                log_y: bool = False, variational: bool = True) -> go.Figure:
-    """Loss per step: total and reconstruction on the left panel, KL on its own (its scale is often
-    10x smaller), the test -ELBO per epoch as markers, and dotted lines where lr or beta changed.
-    An autoencoder (variational=False) has no KL and no bound: its panel shows the reconstruction
-    and its test reconstruction error only.
+                log_y: bool = False, variational: bool = True, free_bits: float = 0.0) -> go.Figure:
+    """Loss per step: total and reconstruction on the left panel, the band between them shaded (the
+    β-weighted KL the total adds), KL on its own (its scale is often 10x smaller), the test -ELBO per
+    epoch as markers, and dotted lines where lr or beta changed. An autoencoder (variational=False)
+    has no KL and no bound: its panel shows the reconstruction and its test reconstruction error only.
 
     The two panels are laid out by hand rather than with make_subplots, which costs ~0.1 s per
     call: this figure is rebuilt every second while a run trains."""
     traces = []
-    lines = (("total", "total", ("x", "y")), ("reconstruction", "recon", ("x", "y")), ("KL", "kl", ("x2", "y2")))
-    for name, key, axes in lines if variational else lines[1:2]:
-        x, y = downsample(curves.step, getattr(curves, key))
-        traces.append(go.Scatter(x=x, y=y, name=name, mode="lines", xaxis=axes[0], yaxis=axes[1],
-                                 line={"color": COLOURS[key], "width": 1.5}))
+    weighted = weighted_kl_name(curves.beta, free_bits)
+    x, y = downsample(curves.step, curves.recon)
+    traces.append(go.Scatter(x=x, y=y, name="reconstruction", mode="lines", line={"color": COLOURS["recon"],
+                                                                                     "width": 1.5}))
+    if variational:
+        x, y = downsample(curves.step, curves.total)
+        if len(curves):
+            # At β = 1 the total is only the KL above the reconstruction, and its line can lie on the
+            # reconstruction's: the shaded band between them (filled to the previous trace) shows the gap.
+            traces.append(go.Scatter(x=x, y=y, name=f"{weighted} (total − reconstruction)", mode="lines",
+                                     fill="tonexty", fillcolor=TOTAL_BAND, line={"width": 0}, hoverinfo="skip"))
+        traces.append(go.Scatter(x=x, y=y, name="total", mode="lines", line={"color": COLOURS["total"], "width": 2},
+                                 hovertemplate=f"total = reconstruction + {weighted}: %{{y:,.1f}}<extra></extra>"))
+        x, y = downsample(curves.step, curves.kl)
+        traces.append(go.Scatter(x=x, y=y, name="KL", mode="lines", xaxis="x2", yaxis="y2",
+                                 line={"color": COLOURS["kl"], "width": 1.5}))
     if epoch_metrics:
         steps = [m["step"] for m in epoch_metrics]
         test_key, test_name = ("test_neg_elbo", "test −ELBO") if variational else ("test_recon", "test reconstruction")
+        # The bound weighs the KL by 1, whatever β the run trains with: its sum is said on hover.
+        sums = "reconstruction + KL" if variational else "reconstruction"
         traces.append(go.Scatter(x=steps, y=[m.get(test_key) for m in epoch_metrics], name=test_name,
                                  mode="markers+lines", line={"color": COLOURS["test"], "dash": "dot"},
-                                 marker={"size": 7}))
+                                 marker={"size": 7}, hovertemplate=f"{test_name} = {sums}: %{{y:,.1f}}<extra></extra>"))
         if variational:
             traces.append(go.Scatter(x=steps, y=[m.get("test_kl") for m in epoch_metrics], name="test KL",
                                      mode="markers", xaxis="x2", yaxis="y2",
@@ -104,24 +140,30 @@ def loss_figure(curves: StepCurves, epoch_metrics: Sequence[dict], events: Seque
                "line": {"dash": "dot", "color": "#999", "width": 1}}
               for e in changes for xref, yref in (("x", "y domain"), ("x2", "y2 domain"))[:2 if variational else 1]]
     annotations += _event_labels(changes, float(curves.step[-1]) if len(curves) else 1.0)
-    axis_type = "log" if log_y else "linear"
+    axis_type = {"type": "log", **LOG_TICKS} if log_y else {"type": "linear"}
     left_range = robust_range([curves.total, curves.recon] if variational else [curves.recon], log_y)
     figure = go.Figure(traces)
+    legend_title = total_legend_title(curves.beta, free_bits) if variational and len(curves) else None
     figure.update_layout(
-        height=380, margin={"l": 10, "r": 10, "t": 70, "b": 10}, legend={"orientation": "h", "y": -0.25},
+        height=380, margin={"l": 10, "r": 10, "t": 70, "b": 10},
+        legend={"orientation": "h", "y": -0.25, "title": {"text": legend_title or ""}},
         uirevision="loss", shapes=shapes, annotations=annotations,
         xaxis={"domain": [0, 0.46] if variational else [0, 1], "title": {"text": "step"}},
-        yaxis={"anchor": "x", "type": axis_type, "range": left_range, "autorange": left_range is None},
+        yaxis={"anchor": "x", **axis_type, "range": left_range, "autorange": left_range is None},
         xaxis2={"domain": [0.54, 1], "title": {"text": "step"}, "anchor": "y2", "visible": variational},
-        yaxis2={"anchor": "x2", "type": axis_type, "visible": variational,
+        yaxis2={"anchor": "x2", **axis_type, "visible": variational,
                 "range": (kl_range := robust_range([curves.kl], log_y)), "autorange": kl_range is None})
     return figure
 
 
 def kl_per_dim_figure(kl_per_dim: np.ndarray, free_bits: float = 0.0) -> go.Figure:
-    """One bar per latent dimension; a dimension near 0 nats has collapsed to the prior."""
+    """One bar per latent dimension, grey where it has collapsed to the prior: by the one definition
+    of an active dimension (metrics.active_dimensions), so the bars and every count of active units agree."""
+    # Imported here: vae_core.metrics imports torch, which the Train form's first load must not wait for.
+    from vae_core.metrics import active_dimensions
+
     values = np.asarray(kl_per_dim, dtype=float)
-    collapsed = values < 0.05
+    collapsed = ~active_dimensions(values)
     figure = go.Figure(go.Bar(
         x=[f"z{i}" for i in range(len(values))], y=values,
         marker={"color": ["#bbbbbb" if c else COLOURS["kl"] for c in collapsed]},
@@ -163,14 +205,40 @@ def latent_scatter(points: np.ndarray, labels: np.ndarray | None, class_names: S
     return figure
 
 
+PRIOR_CIRCLES = ((1, "39%", "solid"), (2, "86%", "dash"))  # radius, share of N(0, I)'s mass in 2-D, line
+
+
 def add_prior_circles(figure: go.Figure) -> go.Figure:
     """N(0, I)'s 1σ and 2σ circles (39% and 86% of its mass in two dimensions), for a scatter whose
-    axes are two orthonormal directions of the latent space, so the codes can be judged against them."""
-    for radius, share in ((1, "39%"), (2, "86%")):
-        figure.add_shape(type="circle", x0=-radius, y0=-radius, x1=radius, y1=radius, layer="above",
-                         line={"color": "#555", "width": 1.5, "dash": "dash" if radius == 2 else "solid"})
-        figure.add_annotation(x=radius * 0.7071, y=radius * 0.7071, text=f"{radius}σ of N(0, I) ({share})",
-                              showarrow=False, xanchor="left", yanchor="bottom", font={"size": 11, "color": "#555"})
+    axes are two orthonormal directions of the latent space, so the codes can be judged against them.
+    They are named in the legend, not on the plot: a label by a circle sits on the codes it circles."""
+    for radius, share, dash in PRIOR_CIRCLES:
+        line = {"color": "#555", "width": 1.5, "dash": dash}
+        figure.add_shape(type="circle", x0=-radius, y0=-radius, x1=radius, y1=radius, layer="above", line=line)
+        # A trace with no points: only its legend entry shows, with the circle's line.
+        figure.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=line, hoverinfo="skip",
+                                    name=f"{radius}σ of N(0, I) ({share})", legendgroup="prior"))
+    return figure
+
+
+def kl_by_epoch_figure(kl_by_epoch: dict[str, list[float]]) -> go.Figure:
+    """Each latent dimension's test KL after each epoch, one named line per dimension (every one in
+    the legend), grey where the last epoch leaves it collapsed, by the one definition of active."""
+    from vae_core.metrics import active_dimensions  # here: it imports torch (see kl_per_dim_figure)
+
+    names = list(kl_by_epoch)
+    active = active_dimensions([kl_by_epoch[name][-1] for name in names]) if names else []
+    figure = go.Figure()
+    colours = iter(PALETTE * (len(names) // len(PALETTE) + 1))
+    for name, used in zip(names, active):
+        values = kl_by_epoch[name]
+        figure.add_trace(go.Scatter(
+            x=list(range(1, len(values) + 1)), y=values, mode="lines+markers",
+            name=name if used else f"{name} (collapsed)",
+            line={"color": next(colours) if used else "#bbbbbb", "width": 2 if used else 1},
+            marker={"size": 5}, hovertemplate="%{fullData.name}, epoch %{x}: %{y:.3f} nats<extra></extra>"))
+    figure.update_layout(height=300, margin={"l": 10, "r": 10, "t": 10, "b": 10}, xaxis_title="epoch",
+                         yaxis_title="nats", xaxis={"dtick": 1}, legend={"orientation": "h", "y": -0.3})
     return figure
 
 
@@ -230,12 +298,17 @@ def compare_figure(runs: Sequence[ComparedRun], metric: str) -> go.Figure:
         name = html.escape(run.name)
         x, y = downsample(run.curves.step, getattr(run.curves, metric))
         which = {"run": i}  # which run a trace shows, for curve_controls.apply_curve_options' clocks
-        figure.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines", line={"color": colour}, meta=which))
+        # The run's own name comes from a file: the hover refers to it, never puts it in the template.
+        hover = (f"%{{fullData.name}}: total = reconstruction + {weighted_kl_name(run.curves.beta)}, "
+                 "%{y:,.1f}<extra></extra>" if metric == "total" else None)
+        figure.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines", line={"color": colour}, meta=which,
+                                    hovertemplate=hover))
         if metric == "total" and run.epoch_metrics:
             figure.add_trace(go.Scatter(x=[m["step"] for m in run.epoch_metrics],
                                         y=[m["test_neg_elbo"] for m in run.epoch_metrics],
                                         name=f"{name} test −ELBO", mode="markers", meta=which,
-                                        marker={"color": colour, "symbol": "diamond", "size": 8}))
+                                        marker={"color": colour, "symbol": "diamond", "size": 8},
+                                        hovertemplate="%{fullData.name} = reconstruction + KL: %{y:,.1f}<extra></extra>"))
         steps, at, labels = live_change_marks(run.curves, getattr(run.curves, metric), run.events)
         if steps:
             figure.add_trace(go.Scatter(x=steps, y=at, text=labels, name=f"{name}: changed while training",
@@ -244,6 +317,9 @@ def compare_figure(runs: Sequence[ComparedRun], metric: str) -> go.Figure:
                                         hovertemplate="step %{x}: %{text}<extra></extra>",
                                         marker={"color": colour, "symbol": "triangle-down", "size": 11,
                                                 "line": {"color": "white", "width": 1}}))
+    weighted = metric == "total" and any(weighted_kl_name(run.curves.beta) != "KL" for run in runs if len(run.curves))
+    # Why a run trained with β ≠ 1 has its total away from its test −ELBO markers, said where the names are.
+    title = "total = reconstruction + β × KL (each run's β); test −ELBO = reconstruction + KL: " if weighted else ""
     figure.update_layout(height=380, margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_title="step",
-                         yaxis_title="nats", legend={"orientation": "h", "y": -0.25})
+                         yaxis_title="nats", legend={"orientation": "h", "y": -0.25, "title": {"text": title}})
     return figure

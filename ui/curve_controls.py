@@ -108,6 +108,9 @@ def apply_curve_options(figure: go.Figure, options: CurveOptions, steps_per_epoc
     if options.log_y:  # an axis the figure made logarithmic itself keeps its range
         figure.for_each_yaxis(lambda axis: axis.update(type="log", autorange=True, range=None)
                               if axis.type != "log" else None)
+        from ui.charts import LOG_TICKS  # loaded already: the figure is one of its charts
+
+        figure.update_yaxes(**LOG_TICKS)  # whole numbers between the powers of ten, not small digits
     # Lines where lr or beta changed, and their labels, belong to the one run of a loss figure.
     to_x = x_transform(options, steps_per_epoch, clock if isinstance(clock, RunClock) else None)
     if to_x is None:

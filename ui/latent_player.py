@@ -50,4 +50,5 @@ def play(runs: Sequence[PlayedRun], key: str, height: int = 480) -> None:
 
     count = len(runs[0].trajectory.points[0])
     epoch_player(epochs, key, draw, f"{len(epochs)} saved epochs · the means of the same {count:,} test images "
-                                    "each epoch, in one frame; circles: 1σ and 2σ of N(0, I).")
+                                    "each epoch, in one frame; circles: N(0, I)'s 1σ (solid, 39% of its mass) "
+                                    "and 2σ (dashed, 86%).")

@@ -173,5 +173,16 @@ def test_beta_shows_traversals_and_collapse_the_kl_of_each_dimension_by_epoch(ap
     assert sum(c == "decoded z ~ N(0, I)" for c in captions) == 3 + 3  # beta's and collapse's samples
     kl_captions = [c.value for c in app.caption if c.value.startswith("test KL of each latent dimension")]
     assert len(kl_captions) == 3
+    # Every latent dimension named in the legend (was z0-z5 of 10), grey "(collapsed)" by the test KL of
+    # the last epoch against 0.05 nats, as the bars and the counts.
+    by_epoch = [spec for spec in plotly_specs(app) if spec["layout"].get("xaxis", {}).get("title", {}).get("text")
+                == "epoch"]
+    collapse_jobs = [job for job in _wait_for_every_job() if job.name.startswith("collapse: ")]
+    assert len(by_epoch) == len(collapse_jobs) == 3
+    for spec, job in zip(by_epoch, collapse_jobs):
+        last = job.snapshot().epoch_metrics[-1]["kl_per_dim"]
+        assert [trace["name"] for trace in spec["data"]] == [
+            f"z{d}" if kl >= 0.05 else f"z{d} (collapsed)" for d, kl in enumerate(last)]
+        assert len(last) == job.config.latent_dim
     findings = rendered(" ".join(s.value for s in app.success))
     assert "From β=0.5 to β=4" in findings and "latent dimensions stay active" in findings

@@ -17,8 +17,9 @@ def _open(app, run="vae-beta1"):
 
 
 def _points(spec):
-    xs = [x for t in spec["data"] for x in trace_values(t["x"])]
-    ys = [y for t in spec["data"] for y in trace_values(t["y"])]
+    codes = [t for t in spec["data"] if t.get("legendgroup") != "prior"]  # the circles' legend entries hold no point
+    xs = [x for t in codes for x in trace_values(t["x"])]
+    ys = [y for t in codes for y in trace_values(t["y"])]
     return list(zip(xs, ys))
 
 
