@@ -146,7 +146,8 @@ def loss_figure(curves: StepCurves, epoch_metrics: Sequence[dict], events: Seque
     legend_title = total_legend_title(curves.beta, free_bits) if variational and len(curves) else None
     figure.update_layout(
         height=380, margin={"l": 10, "r": 10, "t": 70, "b": 10},
-        legend={"orientation": "h", "y": -0.25, "title": {"text": legend_title or ""}},
+        # "normal": a filled trace would otherwise turn the legend's order around.
+        legend={"orientation": "h", "y": -0.25, "title": {"text": legend_title or ""}, "traceorder": "normal"},
         uirevision="loss", shapes=shapes, annotations=annotations,
         xaxis={"domain": [0, 0.46] if variational else [0, 1], "title": {"text": "step"}},
         yaxis={"anchor": "x", **axis_type, "range": left_range, "autorange": left_range is None},
