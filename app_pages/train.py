@@ -254,7 +254,7 @@ def metrics_row(variational: bool, samples_per_s: str = "–", speed_help: str |
                 test: str = "–", active_units: str = "–") -> None:
     cols = st.columns(4)
     cols[0].metric("samples/s", samples_per_s, help=speed_help)
-    cols[1].metric("loss (last 50 steps)", loss)
+    cols[1].metric("loss", loss, help="the training loss, mean of the last 50 steps (nats per image)")
     if variational:
         cols[2].metric("test −ELBO", test, help="nats per image, after the last epoch")
     else:
@@ -338,7 +338,7 @@ def live_panel() -> None:
         from ui import charts  # once the sketch is on its way: on a fresh server this import takes 0.3 s
 
         figure = charts.loss_figure(snap.curves, snap.epoch_metrics, snap.events, log_y=options.log_y,
-                                    variational=variational)
+                                    variational=variational, free_bits=float(snap.config.get("free_bits") or 0.0))
         st.plotly_chart(apply_curve_options(figure, options, snap.steps_per_epoch, snap.curves.clock),
                         key="loss_chart", config=PLOTLY_CONFIG)
     csv_download([(snap.name, snap.curves, snap.steps_per_epoch)], key="loss_csv", file_name=f"{job.run_id}.csv")
@@ -388,7 +388,13 @@ def empty_panel(run_id: str | None, starting: bool) -> None:
     st.session_state.setdefault("_loss_chart_sent_at", time.monotonic())  # see loss_sketch
 
 
-left, right = st.columns([1, 2], gap="large")
+# Below 1100 px the form and the run share too little width (at 900, metric values and choices were
+# cut to "4…"): the two columns stack there, as Streamlit's own do below 640 px.
+_PAGE_COLUMNS = ".st-key-train_columns > [data-testid='stLayoutWrapper'] > [data-testid='stHorizontalBlock']"
+st.markdown(f"<style>@media (max-width: 1100px) {{ {_PAGE_COLUMNS} {{ flex-wrap: wrap; }} "
+            f"{_PAGE_COLUMNS} > [data-testid='stColumn'] {{ min-width: 100%; }} }}</style>", unsafe_allow_html=True)
+with st.container(key="train_columns"):
+    left, right = st.columns([1, 2], gap="large")
 with left:
     # Drawn first: it needs nothing heavy, so on a fresh server it is usable while torch still loads.
     start_pressed = hyperparameter_form()

@@ -54,11 +54,13 @@ def test_cold_server_draws_its_own_navigation_and_trains_at_once(browser, tmp_pa
             page.wait_for_function(FIRST_SKETCH_OR_CHART_POINT_JS, timeout=120_000, polling=50)
             record_timing("cold_start_click_to_first_loss_point_s", time.monotonic() - started)
             sketches = page.evaluate(LOSS_SKETCHES_JS)
+            chart_came_first = page.evaluate(FIRST_LOSS_POINT_JS)
             page.wait_for_function(FIRST_LOSS_POINT_JS, timeout=120_000, polling=50)
             record_timing("cold_start_click_to_interactive_chart_s", time.monotonic() - started)
-            # On a fresh server the sketch came first, with curves in it; once Plotly has drawn, no
-            # sketch takes any space (hidden by the page's CSS, or no longer sent).
-            assert [sketch["shown"] for sketch in sketches] == [True], sketches
+            # On a fresh server the sketch was sent, with curves in it, and showed the first points
+            # unless the browser had Plotly drawing them first (then the page's CSS hides it); once
+            # Plotly has drawn, no sketch takes any space (hidden, or no longer sent).
+            assert len(sketches) == 1 and (sketches[0]["shown"] or chart_came_first), sketches
             svg = base64.b64decode(sketches[0]["src"].split(",", 1)[1]).decode()
             assert svg.count("<polyline") == 3 and 'data-curve="recon"' in svg, svg[:300]
             expect(page.locator(".st-key-loss_sketch")).to_be_hidden()

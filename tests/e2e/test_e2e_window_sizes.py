@@ -1,0 +1,53 @@
+"""The Train page at common window sizes: Start on the first screen, and no control or number cut
+short (Streamlit truncates a label that does not fit with an ellipsis, which a test of the text alone
+never sees: the boxes are measured)."""
+
+from __future__ import annotations
+
+import pytest
+
+from e2e_helpers import SEED_RUN, assert_no_exception, button, wait_until
+
+WINDOWS = [(1280, 720), (1500, 1000), (900, 800)]
+
+# Every piece of text on the page (a leaf element holding text) that is cut: wider than its own box
+# (drawn with an ellipsis, "L…"), or reaching past an ancestor that hides its overflow (a segmented
+# control whose last choice is cut off by its column). Charts are SVG and not looked at.
+CLIPPED_JS = """() => {
+  const clipped = [];
+  const main = document.querySelector('[data-testid="stMain"]');
+  for (const element of main.querySelectorAll('*')) {
+    if (!(element instanceof HTMLElement) || element.children.length > 0) continue;
+    const text = element.innerText.trim();
+    const box = element.getBoundingClientRect();
+    if (!text || box.width === 0 || box.height === 0) continue;
+    if (element.scrollWidth > element.clientWidth + 1 && getComputedStyle(element).overflowX !== 'visible') {
+      clipped.push({text, why: 'wider than its box', scroll: element.scrollWidth, client: element.clientWidth});
+      continue;
+    }
+    for (let parent = element.parentElement; parent && parent !== main; parent = parent.parentElement) {
+      if (getComputedStyle(parent).overflowX === 'visible') continue;
+      const outer = parent.getBoundingClientRect();
+      if (box.right > outer.right + 1 || box.left < outer.left - 1) {
+        clipped.push({text, why: 'cut by ' + (parent.dataset.testid || parent.className.toString().slice(0, 40)),
+                      right: box.right, limit: outer.right});
+        break;
+      }
+    }
+  }
+  return clipped;
+}"""
+
+
+@pytest.mark.parametrize("width,height", WINDOWS, ids=[f"{w}x{h}" for w, h in WINDOWS])
+def test_the_train_page_fits_the_window(open_app, width, height):
+    page = open_app(query=f"run={SEED_RUN}")
+    page.set_viewport_size({"width": width, "height": height})
+    start = button(page, "Start training").first
+    wait_until(page, lambda: start.bounding_box(), message="the Start button")
+    box = start.bounding_box()
+    assert 0 <= box["y"] and box["y"] + box["height"] <= height, (box, "Start is below the first screen")
+    wait_until(page, lambda: page.locator('[data-testid="stMetricValue"]').count() >= 4, message="the metrics")
+    page.wait_for_timeout(1_000)  # the layout settles after the charts draw
+    assert page.evaluate(CLIPPED_JS) == []
+    assert_no_exception(page)
