@@ -258,7 +258,7 @@ def _mean(values) -> float | None:
 def cmd_eval(args: argparse.Namespace) -> dict:
     import torch
     from .checkpoint import checkpoint_dataset, load_checkpoint
-    from .metrics import evaluate, iwae_nll
+    from .metrics import evaluate, evaluation_seed, iwae_nll
 
     checkpoint = load_checkpoint(args.checkpoint)
     config = checkpoint.config if args.data is None else checkpoint.config.replace(data=args.data)
@@ -268,7 +268,8 @@ def cmd_eval(args: argparse.Namespace) -> dict:
     x, y = dataset.test_x, dataset.test_y
     if args.limit:
         x, y = x[:args.limit], (y[:args.limit] if y is not None else None)
-    generator = torch.Generator().manual_seed(config.seed)
+    # The noise the run evaluated its last epoch with: on its own test set, the number it showed.
+    generator = torch.Generator().manual_seed(evaluation_seed(config.seed, checkpoint.state.epoch))
     result = evaluate(model, x, y, recon=config.recon, generator=generator)
     iwae = None
     if model.variational and args.iwae_k > 0:

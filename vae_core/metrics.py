@@ -68,6 +68,13 @@ def active_units(kl_per_dim) -> int:
 
 
 @torch.no_grad()
+def evaluation_seed(seed: int, epoch: int) -> int:
+    """The seed of the z noise with which a run evaluates itself at the end of `epoch`: each epoch's
+    own, and the one `vae-studio eval` uses for a checkpoint of that epoch, so it reports the very
+    number the run showed."""
+    return seed * 7919 + epoch
+
+
 def evaluate(model: VAE, x: torch.Tensor, y: torch.Tensor | None, *, recon: str,
              generator: torch.Generator | None = None, batch_size: int = 1024) -> Evaluation:
     """The test negative ELBO with one sample of z per image (the training objective with beta 1);

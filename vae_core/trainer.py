@@ -29,7 +29,7 @@ from .device import resolve_device
 from .errors import ConfigError, TrainingError
 from .history import TRACKED_DTYPE, Frame, History, tracked_count
 from .losses import LossTerms, beta_schedule
-from .metrics import evaluate
+from .metrics import evaluate, evaluation_seed
 from .models import VAE, build_model
 from .speed import check_precision
 
@@ -355,7 +355,7 @@ class Trainer:
         self.epoch += 1
         self.step_in_epoch = 0
         self._order = None
-        eval_noise = torch.Generator(device=self.device).manual_seed(self.config.seed * 7919 + self.epoch)
+        eval_noise = torch.Generator(device=self.device).manual_seed(evaluation_seed(self.config.seed, self.epoch))
         result = evaluate(self.model, self.test_x, self.test_y, recon=self.config.recon, generator=eval_noise)
         matrix = self.history.step_matrix()
         this_epoch = matrix[matrix[:, 0] > self.step - self.steps_per_epoch]

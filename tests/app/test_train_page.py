@@ -65,6 +65,25 @@ def test_start_trains_and_the_live_panel_shows_curves_and_pictures(app):
     assert metrics["active units"] == f"{int((kl >= 0.05).sum())}/{len(kl)}", (metrics, kl)
 
 
+def test_the_test_elbo_shown_is_the_one_vae_studio_eval_reports_for_the_runs_checkpoint(app, capsys):
+    """Computed apart from the page: the CLI loads the run's last checkpoint and evaluates it."""
+    import json
+
+    from ui import session
+    from ui.widgets import nats
+    from vae_core.cli import main
+
+    app.run()
+    _start(_set_small_run(app, epochs=2))
+    job = _job(app.session_state["run"])
+    assert job.wait(60) and job.snapshot().status == "finished"
+    app.run()
+    shown = {m.label: m.value for m in app.metric}["test −ELBO"]
+    assert main(["eval", str(session.CHECKPOINT_DIR / f"{job.run_id}.safetensors"), "--quiet"]) == 0
+    evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert shown == nats(evaluated["test_neg_elbo"]), (shown, evaluated)
+
+
 def test_controls_pause_resume_stop_and_live_changes(app):
     app.run()
     _start(_set_small_run(app, epochs=200))
