@@ -10,7 +10,7 @@ import numpy as np
 import streamlit as st
 
 from ui import access, session
-from ui.widgets import STATUS_ICONS, duration, image_grid, nats, plain, show_error
+from ui.widgets import STATUS_ICONS, duration, image_grid, nats, plain, scroll_into_view, show_error
 from vae_core.config import (ACTIVE_KL_NATS, DEFAULT_HIDDEN, KL_ANNEALING, MODEL_DESCRIPTIONS, MODEL_NAMES,
                              RECON_LOSSES, TrainConfig)
 from vae_core.errors import VAEStudioError
@@ -136,6 +136,7 @@ def start_run(source: str, upload, image_size, values: dict, hidden_text: str, m
     for warning in data.warnings:
         messages.warning(plain(warning))
     session.set_current_run(job.run_id)
+    st.session_state["_scroll_to_run"] = True  # the page may be scrolled down to the form's last button
     # Give the job a moment to take its first steps, so the page opens with a curve on it rather than
     # waiting for the panel's next tick: a run next in line is one whose process is warming up or
     # starting it; one queued behind another run would wait for minutes.
@@ -323,10 +324,17 @@ def live_panel() -> None:
         return
     snap = job.snapshot()
     variational = MODELS[snap.config["model"]][1].variational
-    st.markdown(f"**Run** {plain(snap.name)} · `{job.run_id}` · {plain(snap.dataset)} · {snap.config['model']} · "
-                f"z={snap.config['latent_dim']} · {snap.device}")
-    if snap.message:
-        show_error(snap.message)
+    with st.container(key="run_top"):
+        st.markdown(f"**Run** {plain(snap.name)} · `{job.run_id}` · {plain(snap.dataset)} · {snap.config['model']} · "
+                    f"z={snap.config['latent_dim']} · {snap.device}")
+        if snap.message:
+            show_error(snap.message)
+    # Once after Start, and once when the run's error (a divergence) appears: the user may be far down.
+    seen_error = st.session_state.get("_error_shown_for")
+    if st.session_state.pop("_scroll_to_run", False) or (snap.message and seen_error != job.run_id):
+        scroll_into_view("run_top")
+        if snap.message:
+            st.session_state["_error_shown_for"] = job.run_id
     progress(snap, variational)
     controls(job, snap)
     if snap.status == "queued":

@@ -25,6 +25,15 @@ def show_error(error: object, container=st) -> None:
     container.error(plain(error), icon=":material/warning:")
 
 
+def scroll_into_view(key: str) -> None:
+    """Bring the element keyed `key` (st.container(key=...)) to the top of the window: after a press
+    far down a long form, what the press led to (the new run, its error) would be off-screen."""
+    # scroll-margin: below Streamlit's header bar, which would cover the element's first line.
+    st.html(f"<script>const target = document.querySelector('.st-key-{key}'); if (target) {{ "
+            f"target.style.scrollMarginTop = '4rem'; target.scrollIntoView({{block: 'start'}}); }}</script>",
+            unsafe_allow_javascript=True)
+
+
 def class_name(label: int, class_names: Sequence[str] | None) -> str:
     return class_names[label] if class_names and label < len(class_names) else str(label)
 

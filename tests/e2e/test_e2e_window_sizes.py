@@ -51,3 +51,25 @@ def test_the_train_page_fits_the_window(open_app, width, height):
     page.wait_for_timeout(1_000)  # the layout settles after the charts draw
     assert page.evaluate(CLIPPED_JS) == []
     assert_no_exception(page)
+
+
+def test_start_pressed_at_the_foot_of_the_form_brings_the_new_run_into_view(open_app, runs):
+    """The form is taller than the window: after its last button, the run it started (and any error
+    of it) is scrolled into view, not left above the fold."""
+    from e2e_helpers import stop_run_if_active, url_run_id, wait_for_run
+
+    page = open_app()
+    page.set_viewport_size({"width": 1280, "height": 720})
+    before = url_run_id(page)
+    last_start = button(page, "Start training").last
+    last_start.scroll_into_view_if_needed()
+    assert page.evaluate("() => window.scrollY") > 0 or page.evaluate(
+        "() => document.querySelector('[data-testid=\"stMain\"]').scrollTop") > 0
+    last_start.click()
+    wait_until(page, lambda: (run := url_run_id(page)) and run != before, timeout_s=120, message="the new run")
+    runs.append(wait_for_run(page))
+    top = page.locator(".st-key-run_top")
+    # Below Streamlit's header bar (about 60 px), within the window.
+    wait_until(page, lambda: (box := top.bounding_box()) and 50 <= box["y"] < 720 - box["height"], timeout_s=30,
+               message="the run's line within the window")
+    stop_run_if_active(page)
