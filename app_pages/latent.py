@@ -9,7 +9,7 @@ from ui import charts, session
 from ui.data_access import run_dataset, test_latents
 from ui.latent_player import PlayedRun, play
 from ui.runs import pick_run
-from ui.widgets import class_name, image_grid, plain, show_error
+from ui.widgets import class_name, image_grid, plain, show_error, wrapping_columns
 from vae_core.errors import VAEStudioError
 from vae_core.generate import reconstruct
 from vae_core.latent_track import LatentTracks
@@ -51,7 +51,7 @@ test_count = int(data.test_x.shape[0])
 point_choices = sorted({n for n in (100, 200, 500, 1_000, 2_000, 5_000, 10_000) if n < test_count}
                        | {min(test_count, 10_000)})
 flat_latent = view.config.latent_dim == 2
-c1, c2, c3 = st.columns([2, 2, 1])
+c1, c2, c3 = wrapping_columns("latent_controls", [2, 2, 1], flexible=1)  # at 900 px "UMAP" was cut off
 if flat_latent:
     method = "pca"  # unused: a 2-D latent is shown as it is
     c1.caption("The latent is 2-dimensional: the axes are z₀ and z₁ themselves, no projection needed.")

@@ -52,13 +52,10 @@ def curve_controls(key: str, *, wall_time: bool = False) -> CurveOptions:
     """Smoothing, log y and the x axis, in one row; `key` keeps each chart's choices apart."""
     # The x-axis choices need about 260 px and "Log y" with its help icon about 110: at 1280x720 the
     # Train page's chart column is about 515 px wide, so the smoothing slider gives way; in a column
-    # narrower still (a 900 px window) the row wraps, each control keeping the width its text needs.
-    row = f".st-key-{key}_curve_controls [data-testid='stHorizontalBlock']"
-    st.markdown(f"<style>{row} {{ flex-wrap: wrap; }} {row} > [data-testid='stColumn']:not(:first-child) "
-                f"{{ min-width: max-content; }} {row} > [data-testid='stColumn']:first-child "
-                f"{{ min-width: 8rem; }}</style>", unsafe_allow_html=True)
-    with st.container(key=f"{key}_curve_controls"):
-        left, middle, right = st.columns([2, 1.5, 3.5], vertical_alignment="bottom")
+    # narrower still (a 900 px window) the row wraps.
+    from ui.widgets import wrapping_columns
+
+    left, middle, right = wrapping_columns(f"{key}_curve_controls", [2, 1.5, 3.5])
     smoothing = left.slider("Smoothing", 0.0, 0.99, 0.0, 0.01, key=f"{key}_smoothing",
                             help="Exponential moving average, as in TensorBoard (debiased at the start). "
                                  "Test metrics per epoch are never smoothed.")

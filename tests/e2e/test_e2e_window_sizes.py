@@ -53,6 +53,35 @@ def test_the_train_page_fits_the_window(open_app, width, height):
     assert_no_exception(page)
 
 
+@pytest.fixture(scope="module")
+def ten_dimensional_run(app_server) -> str:
+    """A finished run with a 10-D latent (the seed run's is 2-D, shown without a projection choice)."""
+    from vae_core.checkpoint import save_trainer_checkpoint
+    from vae_core.config import TrainConfig
+    from vae_core.data import load_dataset
+    from vae_core.loop import run_to_end
+    from vae_core.trainer import Trainer
+
+    trainer = Trainer(TrainConfig(data="digits", latent_dim=10, epochs=1, device="cpu"), load_dataset("digits"))
+    run_to_end(trainer)
+    save_trainer_checkpoint(trainer, "e2e-z10", "finished", app_server.checkpoints / "e2e-z10.safetensors")
+    return "e2e-z10"
+
+
+@pytest.mark.parametrize("width,height", WINDOWS, ids=[f"{w}x{h}" for w, h in WINDOWS])
+def test_the_latent_page_fits_the_window(open_app, ten_dimensional_run, width, height):
+    from e2e_helpers import go_to
+
+    page = open_app(query=f"run={ten_dimensional_run}")
+    page.set_viewport_size({"width": width, "height": height})
+    go_to(page, "Latent space", "Latent space")
+    wait_until(page, lambda: page.locator(".st-key-latent_scatter .js-plotly-plot").count(), timeout_s=90,
+               message="the scatter")
+    page.wait_for_timeout(1_000)
+    assert page.evaluate(CLIPPED_JS) == []
+    assert_no_exception(page)
+
+
 def test_start_pressed_at_the_foot_of_the_form_brings_the_new_run_into_view(open_app, runs):
     """The form is taller than the window: after its last button, the run it started (and any error
     of it) is scrolled into view, not left above the fold."""
