@@ -72,7 +72,7 @@ class JobRegistry:
                                     " (VAE_STUDIO_MAX_QUEUED_PER_PERSON): let some finish, or cancel some first")
             # Named before the job exists, so its first snapshot and record carry the name.
             name = distinct_name(" ".join((name or "").split()) or default_run_name(config),
-                                 self._names_taken(but=run_id))
+                                 self._names_taken(but=run_id, owner=owner))
             if self.executor == "thread":
                 from .jobs import TrainingJob
 
@@ -92,16 +92,18 @@ class JobRegistry:
             self._start_next(device)
         return job
 
-    def _names_taken(self, but: str | None) -> set[str]:
-        """The names every other run shows: this server's jobs and the folder's runs (as its listing
-        names them), so a new run's name is the one every page and the CLI show, and a resumed run
-        keeps its own."""
+    def _names_taken(self, but: str | None, owner: str | None) -> set[str]:
+        """The names the owner's other runs show: this server's jobs and the folder's runs (as its
+        listing names them), so a new run's name is the one every page and the CLI show, and a resumed
+        run keeps its own. Served, only the person's own runs count: a name made distinct against
+        everyone's would tell them how many identical runs others have."""
         from .runs import list_runs
 
-        taken = {job.name for job in self._jobs.values() if job.run_id != but}
+        taken = {job.name for job in self._jobs.values() if job.run_id != but and job.owner == owner}
         if self.checkpoint_dir is None:
             return taken
-        return taken | {record.display_name for record in list_runs(self.checkpoint_dir) if record.run_id != but}
+        return taken | {record.display_name for record in list_runs(self.checkpoint_dir)
+                        if record.run_id != but and record.owner == owner}
 
     def _process_job(self, config: TrainConfig, dataset, **labels) -> ProcessJob:
         from .executors import ProcessJob

@@ -668,9 +668,16 @@ def live_runs(folder: str | Path, *, now: float | None = None) -> list[RunRecord
 
 
 def with_distinct_names(records: list[RunRecord]) -> list[RunRecord]:
-    """The records with display names made distinct, in the order given (creation order): the first
-    "mlp z10" stays so, the next becomes "mlp z10 (2)"."""
-    names = distinct_names([record.name for record in records])
+    """The records with display names made distinct among each owner's runs (everyone's, when not
+    served), in the order given (creation order): the first "mlp z10" stays so, the next becomes
+    "mlp z10 (2)". Per owner, as the registry names new runs: another person's runs never number mine."""
+    by_owner: dict[str | None, list[int]] = {}
+    for index, record in enumerate(records):
+        by_owner.setdefault(record.owner, []).append(index)
+    names = [""] * len(records)
+    for indices in by_owner.values():
+        for index, name in zip(indices, distinct_names([records[i].name for i in indices])):
+            names[index] = name
     # Not dataclasses.replace: it looks the fields up again for every record (50,000 runs of one name
     # took 1.5 s); a new record from the old one's fields is the same thing, 5 times faster.
     return [record if record.display_name == name else RunRecord(**{**vars(record), "display_name": name})

@@ -11,6 +11,7 @@ from vae_core.registry import JobRegistry, distinct_name
 
 SMALL = dict(data="digits", hidden=(32,), latent_dim=2, batch_size=32, device="cpu")
 LONG = TrainConfig(epochs=500, **SMALL)
+LONG_NAME = "mlp z2 β1 digits h32 bs 32"
 
 
 @pytest.fixture
@@ -106,6 +107,18 @@ def test_a_new_runs_name_is_the_one_the_folder_listing_shows_and_a_resumed_run_k
         assert shown == {first.run_id: first.name, second.run_id: second.name}
     finally:
         registry.stop_all()
+
+
+def test_served_names_are_distinct_within_a_persons_runs_only(registry, digits):
+    """Another person's identical runs do not number mine: a '(4)' would tell me three exist."""
+    from vae_core.checkpoint_fields import OWNER_ID_LENGTH
+
+    them, me = "a" * OWNER_ID_LENGTH, "b" * OWNER_ID_LENGTH
+    theirs = [registry.start(LONG, digits, owner=them) for _ in range(2)]
+    mine = registry.start(LONG, digits, owner=me)
+    again = registry.start(LONG, digits, owner=me)
+    assert [job.name for job in theirs] == [LONG_NAME, LONG_NAME + " (2)"]
+    assert (mine.name, again.name) == (LONG_NAME, LONG_NAME + " (2)")
 
 
 def test_run_ids_are_unique_and_ended_jobs_can_be_forgotten(registry, digits):

@@ -67,6 +67,18 @@ def test_listing_names_statuses_and_metrics_from_headers_alone(tmp_path, trained
     assert json.loads(json.dumps([r.as_json() for r in listed]))[0]["name"] == "mlp z2"
 
 
+def test_served_listing_numbers_a_name_among_its_owners_runs_only(tmp_path, trained):
+    """Two people's identical runs both read "mlp z2": my listing never says "(2)" because of theirs."""
+    from vae_core.checkpoint_fields import OWNER_ID_LENGTH
+
+    them, me = "a" * OWNER_ID_LENGTH, "b" * OWNER_ID_LENGTH
+    for run_id, owner in ((EARLY, them), (LATE, me), ("mine-again", me)):
+        save_trainer_checkpoint(trained, run_id, "finished", tmp_path / f"{run_id}.safetensors", name="mlp z2",
+                                owner=owner)
+    shown = {record.run_id: record.display_name for record in list_runs(tmp_path)}
+    assert shown == {EARLY: "mlp z2", LATE: "mlp z2", "mine-again": "mlp z2 (2)"}
+
+
 def test_distinct_names_are_deterministic():
     assert runs.distinct_names(["a", "a", "b", "a", "a (2)"]) == ["a", "a (2)", "b", "a (3)", "a (2) (2)"]
 
