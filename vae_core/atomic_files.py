@@ -9,6 +9,22 @@ import tempfile
 from pathlib import Path
 
 
+def output_folder(folder: str | Path) -> Path:
+    """`folder`, made if it does not exist, for a command's output (--out-dir): checked before any run
+    trains, so a path naming a file is refused in one line rather than failing each run after its
+    training, or with a traceback."""
+    from .errors import VAEStudioError
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise VAEStudioError(f"{folder} is a file, not a folder: give --out-dir a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise VAEStudioError(f"cannot make the folder {folder}: {error.strerror}") from None
+    return folder
+
+
 def write_atomically(target: Path, data: bytes, *, overwrite: bool = True) -> None:
     """Write `data` to `target` so that readers see the old file or the complete new one, never a mix.
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .config import (DEFAULT_HIDDEN, DEVICES, KL_ANNEALING, MODEL_NAMES, PRECISIONS, RECON_LOSSES, TrainConfig,
                      default_run_name)
+from .atomic_files import output_folder
 from .errors import VAEStudioError
 from .runs import CHECKPOINTS_ENV, EncodedJSON, ProgressWriter, add_runs_command, cmd_runs, default_checkpoint_dir
 from .sweep import add_sweep_command, cmd_sweep
@@ -170,7 +171,7 @@ def _train(args: argparse.Namespace, launch) -> dict:
     writes = launch is None or launch.writes  # of torchrun's processes, rank 0 alone writes
     out = Path(args.out) if args.out else Path(args.out_dir or default_checkpoint_dir()) / f"{run_id}.safetensors"
     if writes:
-        out.parent.mkdir(parents=True, exist_ok=True)
+        output_folder(out.parent)
     bar = _progress(trainer.total_steps, args.quiet or not writes, "step")
     progress = ProgressWriter(out, trainer, run_id=run_id, name=name, dataset=dataset.name) if writes else None
 
@@ -329,6 +330,16 @@ def _json_safe(value):
     return value
 
 
+MAX_ERROR_CHARS = 500
+
+
+def one_line(message: str) -> str:
+    """An error as one line of at most MAX_ERROR_CHARS: a message quoting a file's contents (a 9 MB
+    npz header) or listing folders must not flood the terminal, nor split a line a script reads."""
+    flat = " ".join(message.split())
+    return flat if len(flat) <= MAX_ERROR_CHARS else flat[:MAX_ERROR_CHARS - 1] + "…"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
@@ -340,7 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = handlers[args.command](args)
     except VAEStudioError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(str(error))}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a path given that cannot be used: --out-dir naming a file, a full disk...
+        where = f" {error.filename}" if error.filename else ""
+        print(f"error: cannot use{where}: {one_line(error.strerror or str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -33,6 +33,7 @@ def add_experiment_parser(commands) -> argparse.ArgumentParser:
 
 
 def cmd_experiment(args: argparse.Namespace) -> dict | list:
+    from .atomic_files import output_folder
     from .data import load_dataset
     from .experiments import EXPERIMENTS, base_config, run_experiment
     from .runs import default_checkpoint_dir
@@ -48,5 +49,5 @@ def cmd_experiment(args: argparse.Namespace) -> dict | list:
         print(f"[{index + 1}/{count}] {args.name}: {run.label}, {run.config.epochs} epoch(s)…", file=sys.stderr,
               flush=True)
 
-    out_dir = args.out_dir or default_checkpoint_dir()
+    out_dir = output_folder(args.out_dir or default_checkpoint_dir())  # before any run trains
     return run_experiment(args.name, base, dataset, out_dir, on_run=announce).as_dict()

@@ -76,7 +76,9 @@ def sweep_argvs(args: argparse.Namespace) -> list[tuple[list[str], dict[str, str
 
 def cmd_sweep(args: argparse.Namespace) -> list[dict]:
     from .cli import _config_from_args, _json_safe, cmd_train  # late: the CLI imports this module
+    from .atomic_files import output_folder
     from .distributed import refuse_under_torchrun
+    from .runs import default_checkpoint_dir
 
     refuse_under_torchrun("sweep")
     train: argparse.ArgumentParser = args.train_parser
@@ -85,6 +87,9 @@ def cmd_sweep(args: argparse.Namespace) -> list[dict]:
         parsed = train.parse_args(argv)  # a bad value exits here, with argparse's message, before any run
         config = _config_from_args(parsed)  # out-of-range values too: ConfigError naming the hyperparameter
         runs.append((parsed, swept, config))
+    for parsed, _, _ in runs[:1]:  # one output folder for every run: a bad one fails the sweep before it trains
+        if not parsed.out:
+            output_folder(parsed.out_dir or default_checkpoint_dir())
     fields = _swept_fields(train, runs[0][1]) if runs else []
     results, recorded, sweep_id, started = [], [], None, time.time()
     for parsed, swept, config in runs:

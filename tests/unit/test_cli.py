@@ -232,3 +232,30 @@ def test_inspect_counts_active_units_from_the_kl_per_dimension_as_eval_does(tmp_
     assert main(["inspect", str(path)]) == 0
     info = _last_json(capsys)
     assert info["active_units"] == 1 and info["epoch_metrics"][-1]["active_units"] == 1
+
+
+@pytest.mark.parametrize("command", [["train", "--quiet"], ["sweep", "--beta", "1"], ["experiment", "ae-vs-vae"]])
+def test_an_out_dir_that_is_a_file_is_one_line_and_exit_2(tmp_path, capsys, command):
+    """Not a FileExistsError traceback with exit 1: the file stays as it was."""
+    taken = tmp_path / "a-file"
+    taken.write_bytes(b"mine")
+    code = main([*command, "--data", "digits", "--epochs", "1", "--out-dir", str(taken)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert str(taken) in err and err.startswith("error: ")
+    assert taken.read_bytes() == b"mine"
+
+
+def test_an_error_quoting_a_huge_header_is_one_bounded_line(tmp_path, capsys):
+    from vae_core.cli import MAX_ERROR_CHARS
+
+    huge = tmp_path / "huge.npz"
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + "1, " * 3_000_000 + "), }\n"
+    import zipfile
+    with zipfile.ZipFile(huge, "w") as archive:
+        archive.writestr("x.npy", b"\x93NUMPY\x01\x00" + len(header[:65535]).to_bytes(2, "little") +
+                         header[:65535].encode())
+    code = main(["train", "--data", str(huge), "--epochs", "1", "--out-dir", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and len(err) <= len("error: ") + MAX_ERROR_CHARS, err[:300]
+    assert err.startswith("error: huge.npz: ")  # numpy's own message spans several lines
