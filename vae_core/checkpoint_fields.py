@@ -10,6 +10,7 @@ puts the file's name in front.
 from __future__ import annotations
 
 import math
+import time
 import re
 import types
 import typing
@@ -195,6 +196,18 @@ def _number(value: Any, where: str) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise FieldError(f"{where} is {_kind(value)}, not a number")
     return float(value)
+
+
+CLOCK_SKEW_S = 300.0  # how far ahead of ours another machine's clock may be
+
+
+def past_time(value: Any, where: str) -> float:
+    """A Unix time no later than now (give or take CLOCK_SKEW_S): one from the future would keep a run
+    "running" forever, and 1e308 is no date a page can print."""
+    moment = _number(value, where)
+    if not 0 <= moment <= time.time() + CLOCK_SKEW_S:
+        raise FieldError(f"{where} must be a time no later than now")
+    return moment
 
 
 def _choice(value: Any, where: str, choices: tuple[str, ...]) -> str:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic_files import write_atomically
-from .checkpoint_fields import (MAX_NAME_CHARS, MAX_NOTES_CHARS, MAX_SHORT_TEXT, FieldError,
+from .checkpoint_fields import (MAX_NAME_CHARS, MAX_NOTES_CHARS, MAX_SHORT_TEXT, FieldError, past_time,
                                 parse_config, printable_text, text)
 from .errors import CheckpointError, ConfigError, TrainingError, VAEStudioError
 from .latest_worker import LatestWorker
@@ -47,7 +47,6 @@ MAX_REMEMBERED_RECORDS = 200_000
 QUIET_FOLDER_NS = 1_000_000_000
 SUMMARY_FORMAT = 2  # the shape of what run_index keeps of a file: raise it when a summary gains a field
 MAX_PID = 1 << 22  # Linux's largest pid_max
-CLOCK_SKEW_S = 300.0  # how far ahead of ours another machine's clock may be
 MAX_POINTS = 600  # loss points a record keeps; older ones are merged in pairs as the run grows
 # A point's wall time is the run's clock (history.RunClock) at its step: a resumed run's goes on.
 POINT_FIELDS = ("step", "wall", "total", "recon", "kl")
@@ -331,10 +330,8 @@ def _parse_progress(record: Any) -> Progress:
               ("pid", "step", "total_steps", "epoch", "epochs", "steps_per_epoch")}
     if not 0 < counts["pid"] <= MAX_PID:
         raise FieldError(f"pid must be a process id, from 1 to {MAX_PID:,}")
-    latest = time.time() + CLOCK_SKEW_S  # a heartbeat from the future would keep a run "running" forever
     for key in ("started", "heartbeat"):
-        if not 0 <= _number(record.get(key), key) <= latest:
-            raise FieldError(f"{key} must be a time no later than now")
+        past_time(record.get(key), key)
     points = record.get("points")
     if not isinstance(points, dict) or set(points) != set(POINT_FIELDS):
         raise FieldError(f"points must hold exactly {', '.join(POINT_FIELDS)}")

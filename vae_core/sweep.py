@@ -259,7 +259,7 @@ def save_sweep(folder: str | Path, sweep: SweepRecord, *, overwrite: bool = Fals
 def read_sweep(path: str | Path) -> SweepRecord:
     """A sweep's record, checked field by field (it may be any file someone put there): UnreadableFile
     names the file and what is wrong with it."""
-    from .checkpoint_fields import FieldError, is_valid_owner
+    from .checkpoint_fields import FieldError, is_valid_owner, past_time
     from .run_ids import is_valid_run_id
     from .safe_files import UnreadableFile, read_json_file
 
@@ -288,6 +288,7 @@ def read_sweep(path: str | Path) -> SweepRecord:
         created, owner = record.get("created"), record.get("owner")
         if not isinstance(created, (int, float)) or isinstance(created, bool):
             raise FieldError("its created time is not a number")
+        past_time(created, "its created time")  # 1e308 would crash the Runs page printing it as a date
         if owner is not None and not is_valid_owner(owner):
             raise FieldError("its owner is not an owner id")
     except FieldError as error:

@@ -361,7 +361,7 @@ def half_done_sweep():
     made = [train_checkpoint(SWEPT_LOW, beta=1.0), train_checkpoint(SWEPT_HIGH, beta=4.0)]
     sweep = SweepRecord("20261207-100000-ssssss", ("beta",), (
         SweptRun(SWEPT_LOW, {"beta": 1.0}), SweptRun(SWEPT_HIGH, {"beta": 4.0}), SweptRun(NEVER_RAN, {"beta": 8.0})),
-        created=1_796_637_600.0)
+        created=1_796_464_800.0)  # a past time: one from the future is refused
     save_sweep(CHECKPOINTS, sweep)
     yield made
     for path in made:

@@ -63,6 +63,7 @@ def test_sweeps_are_listed_newest_first_and_unreadable_records_passed_over(tmp_p
     ({"runs": [{"run_id": "r1", "values": {"beta": True}}]}, "run r1 has no value"),
     ({"runs": [{"run_id": "r1", "values": {"lr": 1.0}}]}, "run r1 has no value"),
     ({"created": "yesterday"}, "its created time is not a number"),
+    ({"created": 1e308}, "its created time must be a time no later than now"),
     ({"owner": "not an owner!"}, "its owner is not an owner id"),
 ])
 def test_a_record_someone_else_wrote_is_checked_field_by_field(tmp_path, change, problem):
