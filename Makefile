@@ -9,7 +9,7 @@ CHROMIUM := /usr/bin/chromium
 PORT ?= 8501
 APT_GET := $(if $(filter 0,$(shell id -u)),apt-get,sudo apt-get)
 
-.PHONY: setup run test test-fast bench browser clean
+.PHONY: setup run test test-fast lint bench browser clean
 
 setup: $(STAMP)
 
@@ -33,8 +33,13 @@ $(CHROMIUM):
 run: setup
 	$(PY) -m streamlit run app.py --server.port $(PORT)
 
-test: setup browser
+test: lint browser
 	$(PY) -m pytest tests -q
+
+# ruff, configured in pyproject.toml: the whole tree lints clean and is formatted.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test-fast: setup
 	$(PY) -m pytest tests/unit tests/app tests/reliability -q

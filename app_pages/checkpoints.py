@@ -20,16 +20,19 @@ SELECTED_KEY = "checkpoint_selected"
 TABLE_PAGE_ROWS = 100
 
 st.title("Checkpoints")
-st.caption("Every run saves itself here each epoch and when it stops, as one `.safetensors` file: weights, "
-           "optimiser and RNG state, history and config. Files are read without unpickling anything. "
-           "An uploaded file becomes a run of its own, with a new id: it never replaces a run saved here.")
+st.caption(
+    "Every run saves itself here each epoch and when it stops, as one `.safetensors` file: weights, "
+    "optimiser and RNG state, history and config. Files are read without unpickling anything. "
+    "An uploaded file becomes a run of its own, with a new id: it never replaces a run saved here."
+)
 
 
 def upload_section() -> None:
     # Any type is taken and checked here: with type=["safetensors"] the browser refuses another file
     # with only "files are not allowed.", which names neither the file nor what would be.
-    upload = st.file_uploader("Upload a checkpoint (.safetensors)", max_upload_size=MAX_CHECKPOINT_UPLOAD_MB,
-                              key="checkpoint_upload")
+    upload = st.file_uploader(
+        "Upload a checkpoint (.safetensors)", max_upload_size=MAX_CHECKPOINT_UPLOAD_MB, key="checkpoint_upload"
+    )
     if upload is None:
         return
     marker = (upload.name, upload.size, upload.file_id)
@@ -39,17 +42,20 @@ def upload_section() -> None:
     if not upload.name.lower().endswith(CHECKPOINT_SUFFIX):
         kind = f"a {Path(upload.name).suffix} file" if Path(upload.name).suffix else "a file without an extension"
         st.session_state["_upload_message"] = (
-            "error", f"{upload.name} is {kind}: only {CHECKPOINT_SUFFIX} checkpoints can be uploaded here, the files "
-                     "every run saves (a PyTorch .pt, .pth or .ckpt file is a pickle, which can run code when "
-                     "it is loaded, so it is never opened).")
+            "error",
+            f"{upload.name} is {kind}: only {CHECKPOINT_SUFFIX} checkpoints can be uploaded here, the files "
+            "every run saves (a PyTorch .pt, .pth or .ckpt file is a pickle, which can run code when "
+            "it is loaded, so it is never opened).",
+        )
         return
     from vae_core.checkpoint import import_checkpoint
 
     received = session.save_upload(upload, "incoming")
     try:
         # A new run id, whatever the file says: the upload can never overwrite a run saved here.
-        checkpoint = import_checkpoint(received, session.CHECKPOINT_DIR, file_name=upload.name,
-                                       owner=access.current_owner())  # the uploader's, whatever the file says
+        checkpoint = import_checkpoint(
+            received, session.CHECKPOINT_DIR, file_name=upload.name, owner=access.current_owner()
+        )  # the uploader's, whatever the file says
     except VAEStudioError as error:
         st.session_state["_upload_message"] = ("error", str(error))
         return
@@ -57,9 +63,11 @@ def upload_section() -> None:
         received.unlink(missing_ok=True)
     select(checkpoint.path, checkpoint.run_id)
     st.session_state["_upload_message"] = (
-        "success", f"{upload.name}: imported as run {checkpoint.run_id} ({checkpoint.config.model}, epoch "
-                   f"{checkpoint.state.epoch}), selected below. "
-                   + ("It is yours alone." if access.served() else "Every tab of this app sees it."))
+        "success",
+        f"{upload.name}: imported as run {checkpoint.run_id} ({checkpoint.config.model}, epoch "
+        f"{checkpoint.state.epoch}), selected below. "
+        + ("It is yours alone." if access.served() else "Every tab of this app sees it."),
+    )
 
 
 def select(path: str, run_id: str) -> None:
@@ -78,8 +86,9 @@ def saved_runs() -> list:
     runs lists in a fraction of a second); unreadable ones too where they are shown."""
     from vae_core.runs import list_runs
 
-    records = [record for record in access.visible_records(list_runs(session.CHECKPOINT_DIR))
-               if record.checkpoint is not None]
+    records = [
+        record for record in access.visible_records(list_runs(session.CHECKPOINT_DIR)) if record.checkpoint is not None
+    ]
     return sorted(records, key=lambda record: record.mtime, reverse=True)
 
 
@@ -89,9 +98,16 @@ def runs_table(records: list) -> list:
     page_count = max(1, -(-len(records) // TABLE_PAGE_ROWS))
     page = 1
     if page_count > 1:
-        page = int(st.number_input(f"Page (of {page_count}, {TABLE_PAGE_ROWS} runs each, newest first)", 1,
-                                   page_count, 1, key="checkpoints_page"))
-    rows, shown = [], records[(page - 1) * TABLE_PAGE_ROWS:page * TABLE_PAGE_ROWS]
+        page = int(
+            st.number_input(
+                f"Page (of {page_count}, {TABLE_PAGE_ROWS} runs each, newest first)",
+                1,
+                page_count,
+                1,
+                key="checkpoints_page",
+            )
+        )
+    rows, shown = [], records[(page - 1) * TABLE_PAGE_ROWS : page * TABLE_PAGE_ROWS]
     for record in shown:
         if record.error is not None:
             rows.append({"run": record.run_id, "status": "unreadable", "error": record.error})
@@ -102,21 +118,33 @@ def runs_table(records: list) -> list:
             size = round(Path(record.checkpoint).stat().st_size / 1e6, 2)
         except OSError:
             size = None
-        rows.append({"run": record.run_id, "name": record.name, "status": record.status, "model": config.get("model"),
-                     "dataset": record.dataset, "z": config.get("latent_dim"),
-                     "β": record.in_force("beta") if variational else None,
-                     "recon": config.get("recon"), "epoch": record.epoch,
-                     "test −ELBO": _rounded(record.metrics.get("test_neg_elbo")) if variational else None,
-                     "test recon": _rounded(record.metrics.get("test_recon")),
-                     "active units": record.metrics.get("active_units"), "MB": size,
-                     "origin": f"upload of {origin.get('file_name')}" if origin else "trained here",
-                     "changed while training": record.live_changes()})
+        rows.append(
+            {
+                "run": record.run_id,
+                "name": record.name,
+                "status": record.status,
+                "model": config.get("model"),
+                "dataset": record.dataset,
+                "z": config.get("latent_dim"),
+                "β": record.in_force("beta") if variational else None,
+                "recon": config.get("recon"),
+                "epoch": record.epoch,
+                "test −ELBO": _rounded(record.metrics.get("test_neg_elbo")) if variational else None,
+                "test recon": _rounded(record.metrics.get("test_recon")),
+                "active units": record.metrics.get("active_units"),
+                "MB": size,
+                "origin": f"upload of {origin.get('file_name')}" if origin else "trained here",
+                "changed while training": record.live_changes(),
+            }
+        )
     if not any(row.get("changed while training") for row in rows):
         for row in rows:
             row.pop("changed while training", None)
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-    st.caption("An autoencoder (model `ae`) has no prior and no KL, so no ELBO: its β and test −ELBO are "
-               "blank, and its test reconstruction error is what it has. β is the one in force at the last save.")
+    st.caption(
+        "An autoencoder (model `ae`) has no prior and no KL, so no ELBO: its β and test −ELBO are "
+        "blank, and its test reconstruction error is what it has. β is the one in force at the last save."
+    )
     return shown
 
 
@@ -132,22 +160,30 @@ def details(path: Path, checkpoint) -> None:
     st.subheader("Run " + plain(run_label(checkpoint.name, checkpoint.run_id)))
     if checkpoint.imported_from:
         origin = checkpoint.imported_from
-        st.caption("Imported from " + plain(origin.get("file_name")) +
-                   (" (run " + plain(origin["run_id"]) + " there)" if origin.get("run_id") else ""))
+        st.caption(
+            "Imported from "
+            + plain(origin.get("file_name"))
+            + (" (run " + plain(origin["run_id"]) + " there)" if origin.get("run_id") else "")
+        )
     c1, c2 = st.columns([3, 2])
     with c1:
         st.markdown("**Config**")
         st.json(shown_config(checkpoint), expanded=True)
     with c2:
-        st.download_button("Download .safetensors", data=path.read_bytes, file_name=path.name,
-                           mime="application/octet-stream", on_click="ignore", width="stretch",
-                           key=f"download_{path}")
+        st.download_button(
+            "Download .safetensors",
+            data=path.read_bytes,
+            file_name=path.name,
+            mime="application/octet-stream",
+            on_click="ignore",
+            width="stretch",
+            key=f"download_{path}",
+        )
         if access.can_control(checkpoint.owner):
             resume_form(path, checkpoint)
             delete_form(path, checkpoint)
         else:
-            st.caption("A shared run of this server: you can open, decode and download it, not resume or "
-                       "delete it.")
+            st.caption("A shared run of this server: you can open, decode and download it, not resume or delete it.")
 
 
 def resume_form(path: Path, checkpoint) -> None:
@@ -155,10 +191,14 @@ def resume_form(path: Path, checkpoint) -> None:
     inside it (a file dropped in could name another run's id, and overwrite that run's file)."""
     run_id = path.stem
     with st.form(f"resume_{run_id}", border=False):
-        epochs = st.number_input("Train until epoch", checkpoint.state.epoch + 1,
-                                 max(limits().max_epochs, checkpoint.state.epoch + 1),
-                                 max(checkpoint.config.epochs, checkpoint.state.epoch + 1) if
-                                 checkpoint.state.epoch < checkpoint.config.epochs else checkpoint.state.epoch + 5)
+        epochs = st.number_input(
+            "Train until epoch",
+            checkpoint.state.epoch + 1,
+            max(limits().max_epochs, checkpoint.state.epoch + 1),
+            max(checkpoint.config.epochs, checkpoint.state.epoch + 1)
+            if checkpoint.state.epoch < checkpoint.config.epochs
+            else checkpoint.state.epoch + 5,
+        )
         if st.form_submit_button("Resume training", width="stretch"):
             from vae_core.checkpoint import check_resumable
 
@@ -169,8 +209,14 @@ def resume_form(path: Path, checkpoint) -> None:
                 registry = session.registry()
                 if registry.get(run_id) is not None:
                     registry.forget(run_id)
-                job = registry.start(config, data, run_id=run_id, state=checkpoint.state,
-                                       name=checkpoint.name or None, owner=checkpoint.owner)
+                job = registry.start(
+                    config,
+                    data,
+                    run_id=run_id,
+                    state=checkpoint.state,
+                    name=checkpoint.name or None,
+                    owner=checkpoint.owner,
+                )
             except VAEStudioError as error:
                 show_error(error)
                 return
@@ -204,11 +250,12 @@ def compare(records: dict) -> None:
     from vae_core.generate import prior_samples
 
     st.header("Compare runs")
-    labels = {path: f"{run_label(r.display_name, r.run_id)} ({r.config.get('model')}, "
-                    f"β={r.changed('beta') or format(r.config.get('beta', 0), 'g')}, z={r.config.get('latent_dim')})"
-              for path, r in records.items()}
-    chosen = st.multiselect("Runs", list(labels), format_func=labels.get, default=list(labels)[:2],
-                            key="compare_runs")
+    labels = {
+        path: f"{run_label(r.display_name, r.run_id)} ({r.config.get('model')}, "
+        f"β={r.changed('beta') or format(r.config.get('beta', 0), 'g')}, z={r.config.get('latent_dim')})"
+        for path, r in records.items()
+    }
+    chosen = st.multiselect("Runs", list(labels), format_func=labels.get, default=list(labels)[:2], key="compare_runs")
     if not chosen:
         return
     readable = {}
@@ -218,22 +265,43 @@ def compare(records: dict) -> None:
         except (OSError, VAEStudioError) as error:
             show_error(error)
             return
-    metric = st.segmented_control("Curve", ["total", "recon", "kl"], default="total", key="compare_metric",
-                                  format_func={"total": "total loss", "recon": "reconstruction", "kl": "KL"}.get)
+    metric = st.segmented_control(
+        "Curve",
+        ["total", "recon", "kl"],
+        default="total",
+        key="compare_metric",
+        format_func={"total": "total loss", "recon": "reconstruction", "kl": "KL"}.get,
+    )
     histories = {p: readable[p].state.history for p in chosen}
-    compare_chart([ComparedRun(run_label(readable[p].name, readable[p].run_id), histories[p].curves(),
-                               histories[p].epochs, histories[p].steps_per_epoch, histories[p].events)
-                   for p in chosen], metric or "total", key="checkpoints_compare")
-    st.markdown("**Samples from the same z** (seed 0; runs with the same latent size share every z; a "
-                "conditional run decodes its first class)")
+    compare_chart(
+        [
+            ComparedRun(
+                run_label(readable[p].name, readable[p].run_id),
+                histories[p].curves(),
+                histories[p].epochs,
+                histories[p].steps_per_epoch,
+                histories[p].events,
+            )
+            for p in chosen
+        ],
+        metric or "total",
+        key="checkpoints_compare",
+    )
+    st.markdown(
+        "**Samples from the same z** (seed 0; runs with the same latent size share every z; a "
+        "conditional run decodes its first class)"
+    )
     columns = st.columns(len(chosen))
     for column, p in zip(columns, chosen):
         checkpoint = readable[p]
         model = checkpoint.build_model()
         label = 0 if model.conditional else None
         last = checkpoint.state.history.epochs[-1] if checkpoint.state.history.epochs else {}
-        score = (f"test −ELBO {nats(last.get('test_neg_elbo'))}" if model.variational
-                 else f"test reconstruction {nats(last.get('test_recon'))} (an autoencoder has no ELBO)")
+        score = (
+            f"test −ELBO {nats(last.get('test_neg_elbo'))}"
+            if model.variational
+            else f"test reconstruction {nats(last.get('test_recon'))} (an autoencoder has no ELBO)"
+        )
         if model.conditional:
             score += f" · class {class_name(0, checkpoint.dataset.class_names)}"
         with column:
@@ -263,13 +331,20 @@ if readable:
     of_current = next((p for p in paths if Path(p).stem == current), None)
     if current and of_current is None:
         # Never another run in its place (the id is not repeated: served, a link must tell nothing).
-        st.info("The run this page's link names has no checkpoint here yet: it appears once its first epoch has "
-                "ended. Pick a run below to open it.", icon=":material/hourglass_top:")
+        st.info(
+            "The run this page's link names has no checkpoint here yet: it appears once its first epoch has "
+            "ended. Pick a run below to open it.",
+            icon=":material/hourglass_top:",
+        )
     if st.session_state.get(SELECTED_KEY) not in paths or (of_current and st.session_state[SELECTED_KEY] != of_current):
         st.session_state[SELECTED_KEY] = of_current or paths[0]  # follows the run of the URL, a start or an upload
-    selected = st.selectbox("Run", paths, key=SELECTED_KEY,
-                            format_func=lambda p: run_label(readable[p].display_name, readable[p].run_id),
-                            on_change=lambda: session.set_current_run(Path(st.session_state[SELECTED_KEY]).stem))
+    selected = st.selectbox(
+        "Run",
+        paths,
+        key=SELECTED_KEY,
+        format_func=lambda p: run_label(readable[p].display_name, readable[p].run_id),
+        on_change=lambda: session.set_current_run(Path(st.session_state[SELECTED_KEY]).stem),
+    )
     try:
         checkpoint = read_checkpoint(Path(selected))  # the one run shown in full
     except (OSError, VAEStudioError) as error:

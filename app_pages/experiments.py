@@ -30,9 +30,11 @@ SCATTER_POINTS = 1000
 SAMPLES = 36
 BENCH_RESULTS = Path(__file__).resolve().parents[1] / "bench" / "RESULTS.md"  # in the checkout, beside the app
 # What a grid of prior samples shows, by what the model generates from (generate.prior_kind).
-PRIOR_SAMPLES_CAPTIONS = {"gaussian": "decoded z ~ N(0, I)",
-                          "none": "decoded z ~ N(0, I), a prior this autoencoder never learned",
-                          "codes": "each slot's code drawn from the learned code prior, decoded"}
+PRIOR_SAMPLES_CAPTIONS = {
+    "gaussian": "decoded z ~ N(0, I)",
+    "none": "decoded z ~ N(0, I), a prior this autoencoder never learned",
+    "codes": "each slot's code drawn from the learned code prior, decoded",
+}
 IWAE_K = 50
 IWAE_IMAGES = 500
 EXPLORER_GRID = 41  # click targets per side of the explorer's plane
@@ -40,16 +42,24 @@ EXPLORE_X, EXPLORE_Y, PLANE = "explore_x", "explore_y", "explorer_plane"
 FOCUS_PARAM = "experiment"  # ?experiment=NAME: the experiment a link (the Theory page's) asks to see first
 
 st.title("Experiments: the note's claims, on your data")
-st.markdown("Each button trains the runs that show one claim of the note, on the data and for the epochs "
-            "you choose, one after the other on this machine (they join the queue behind any run already "
-            "training). When they have finished they appear side by side, measured the same way, with a "
-            "finding written from the numbers.")
+st.markdown(
+    "Each button trains the runs that show one claim of the note, on the data and for the epochs "
+    "you choose, one after the other on this machine (they join the queue behind any run already "
+    "training). When they have finished they appear side by side, measured the same way, with a "
+    "finding written from the numbers."
+)
 
 available = [row["name"] for row in describe_datasets() if row["available"]]
 c1, c2, c3 = st.columns(3)
 data = c1.selectbox("Data", available, key="experiment_data")
-epochs = c2.number_input("Epochs per run", 1, 200, 5, key="experiment_epochs",
-                         help="Five epochs of mnist-sample take a few seconds per run and show every effect.")
+epochs = c2.number_input(
+    "Epochs per run",
+    1,
+    200,
+    5,
+    key="experiment_epochs",
+    help="Five epochs of mnist-sample take a few seconds per run and show every effect.",
+)
 seed = c3.number_input("Seed", 0, 10_000, 0, key="experiment_seed")
 base = experiments.base_config(data=data, epochs=int(epochs), seed=int(seed))
 launched: dict = st.session_state.setdefault(LAUNCHED, {})
@@ -61,8 +71,9 @@ def launch(experiment: experiments.Experiment) -> None:
     registry = session.registry()
     runs = []
     for run in experiment.runs(base):
-        job = registry.submit(run.config, dataset, name=experiments.run_name(experiment, run),
-                              owner=access.current_owner())
+        job = registry.submit(
+            run.config, dataset, name=experiments.run_name(experiment, run), owner=access.current_owner()
+        )
         runs.append((run.label, job.run_id))
     launched[experiment.name] = runs
 
@@ -118,28 +129,41 @@ def scatter_points(view: RunView) -> np.ndarray:
     return means if means.shape[1] == 2 else pca_layout(means)
 
 
-def draw_run(experiment: experiments.Experiment, run: experiments.RunResult, view: RunView,
-             frame: tuple[list[float], list[float]] | None) -> None:
+def draw_run(
+    experiment: experiments.Experiment,
+    run: experiments.RunResult,
+    view: RunView,
+    frame: tuple[list[float], list[float]] | None,
+) -> None:
     st.subheader(run.label)
     if "scatter" in experiment.pictures:
         dataset = run_dataset(view)
         labels = dataset.test_y[:SCATTER_POINTS].numpy() if dataset.test_y is not None else None
         axes = ("z0", "z1") if view.config.latent_dim == 2 else ("PC 1", "PC 2")
-        figure = charts.latent_scatter(scatter_points(view), labels, view.class_names, "test images' latent means",
-                                       axes, frame)
+        figure = charts.latent_scatter(
+            scatter_points(view), labels, view.class_names, "test images' latent means", axes, frame
+        )
         figure.update_layout(height=380, showlegend=False)
         st.plotly_chart(figure, key=f"scatter_{experiment.name}_{run.label}")
     if "samples" in experiment.pictures:
-        image_grid(generate.prior_samples(view.model, SAMPLES, seed=0), 6,
-                   caption=PRIOR_SAMPLES_CAPTIONS[generate.prior_kind(view.model)])
+        image_grid(
+            generate.prior_samples(view.model, SAMPLES, seed=0),
+            6,
+            caption=PRIOR_SAMPLES_CAPTIONS[generate.prior_kind(view.model)],
+        )
     if "traversals" in experiment.pictures:
         dims = experiments.top_dimensions(run.epoch_metrics, run.config.latent_dim)
-        image_grid(generate.traversal(view.model, dims, steps=7), 7,
-                   caption="traversals of the dimensions with most KL: " + ", ".join(f"z{d}" for d in dims))
+        image_grid(
+            generate.traversal(view.model, dims, steps=7),
+            7,
+            caption="traversals of the dimensions with most KL: " + ", ".join(f"z{d}" for d in dims),
+        )
     if "kl_over_training" in experiment.pictures:
         st.caption("test KL of each latent dimension (nats) after each epoch")
-        st.plotly_chart(charts.kl_by_epoch_figure(experiments.kl_per_dim_by_epoch(run)),
-                        key=f"kl_by_epoch_{experiment.name}_{run.label}")
+        st.plotly_chart(
+            charts.kl_by_epoch_figure(experiments.kl_per_dim_by_epoch(run)),
+            key=f"kl_by_epoch_{experiment.name}_{run.label}",
+        )
 
 
 def comparison(experiment: experiments.Experiment) -> None:
@@ -157,8 +181,11 @@ def comparison(experiment: experiments.Experiment) -> None:
         st.caption(judge_note(result.real_recognised))
     st.dataframe(experiments.comparison_rows(result), hide_index=True)
     # One frame for every scatter, so the spread of the codes compares at a glance.
-    frame = (charts.covering_ranges(np.concatenate([scatter_points(view) for _, view, _ in rows]))
-             if "scatter" in experiment.pictures else None)
+    frame = (
+        charts.covering_ranges(np.concatenate([scatter_points(view) for _, view, _ in rows]))
+        if "scatter" in experiment.pictures
+        else None
+    )
     for column, run, (_, view, _) in zip(st.columns(len(results)), results, rows):
         with column:
             draw_run(experiment, run, view, frame)
@@ -174,14 +201,18 @@ def played_over_epochs(experiment: experiments.Experiment, rows: list[tuple[str,
         if track is None:
             return  # a run saved before the means of each epoch were kept
         data = run_dataset(view)
-        labels = data.test_y[:track.points.shape[1]].numpy() if data.test_y is not None else None
+        labels = data.test_y[: track.points.shape[1]].numpy() if data.test_y is not None else None
         played.append(PlayedRun(label, track, labels, view.class_names))
-    st.markdown("**Over the epochs**: the same test images' means at each saved epoch, in one frame for every "
-                "run, with N(0, I)'s 1σ and 2σ circles: see where each run's codes settle, and how.")
+    st.markdown(
+        "**Over the epochs**: the same test images' means at each saved epoch, in one frame for every "
+        "run, with N(0, I)'s 1σ and 2σ circles: see where each run's codes settle, and how."
+    )
     play(played, f"epochs_{experiment.name}", height=380)
 
 
-def restore_saved(experiment: experiments.Experiment, saved: experiments.SavedFinding | None, focus: str | None) -> bool:
+def restore_saved(
+    experiment: experiments.Experiment, saved: experiments.SavedFinding | None, focus: str | None
+) -> bool:
     """The runs of the experiment's last saved finding, shown again (at once for the experiment a link
     asked for, else on a click): True when they are now this session's runs of the experiment."""
     if saved is None:
@@ -203,13 +234,16 @@ for experiment in sorted(experiments.EXPERIMENTS.values(), key=lambda e: e.name 
         st.header(experiment.title)
         st.markdown(experiment.claim)
         count = len(experiment.runs(base))
-        if st.button(f"Run it: {count} runs × {int(epochs)} epochs", key=f"run_{experiment.name}",
-                     icon=":material/science:"):
+        if st.button(
+            f"Run it: {count} runs × {int(epochs)} epochs", key=f"run_{experiment.name}", icon=":material/science:"
+        ):
             try:
                 launch(experiment)
             except VAEStudioError as error:
                 show_error(error)
-        if experiment.name not in launched and not restore_saved(experiment, saved_findings.get(experiment.name), focus):
+        if experiment.name not in launched and not restore_saved(
+            experiment, saved_findings.get(experiment.name), focus
+        ):
             continue
         try:
             live = any(snap is not None and snap.active for _, _, snap in views_of(launched[experiment.name]))
@@ -221,18 +255,34 @@ for experiment in sorted(experiments.EXPERIMENTS.values(), key=lambda e: e.name 
 
 def reference_rows(view: RunView, elbo: float | None, iwae: float | None) -> list[dict]:
     """The run's own bounds, then the published ones and the project's reference runs on its data."""
+
     def row(source, data, model, bound, value, differs):
-        return {"source": source, "data": data, "model": model, "bound": bound, "nats": nats(value),
-                "what differs": differs}
+        return {
+            "source": source,
+            "data": data,
+            "model": model,
+            "bound": bound,
+            "nats": nats(value),
+            "what differs": differs,
+        }
 
     rows = [row("your run", view.config.data, view.config.model, "−ELBO", elbo, f"{view.epoch} epoch(s)")]
     if iwae is not None:
-        rows.append(row("your run", view.config.data, view.config.model, f"IWAE k={IWAE_K}", iwae,
-                        f"first {IWAE_IMAGES} test images"))
+        rows.append(
+            row(
+                "your run",
+                view.config.data,
+                view.config.model,
+                f"IWAE k={IWAE_K}",
+                iwae,
+                f"first {IWAE_IMAGES} test images",
+            )
+        )
     bench = experiments.bench_references(BENCH_RESULTS.read_text()) if BENCH_RESULTS.exists() else []
     for reference in (*experiments.PUBLISHED, *(r for r in bench if r.data == view.config.data)):
-        rows.append(row(reference.source, reference.data, reference.model, reference.bound, reference.value,
-                        reference.differs))
+        rows.append(
+            row(reference.source, reference.data, reference.model, reference.bound, reference.value, reference.differs)
+        )
     return rows
 
 
@@ -251,16 +301,36 @@ def plane_figure(view: RunView, dims: tuple[int, int], span: float, point: tuple
     means = test_latents(view, SCATTER_POINTS)[:, list(dims)]
     labels = dataset.test_y[:SCATTER_POINTS].numpy() if dataset.test_y is not None else None
     frame = ([-span, span], [-span, span])
-    figure = charts.latent_scatter(means, labels, view.class_names, "test images' latent means (click anywhere)",
-                                   (f"z{dims[0]}", f"z{dims[1]}"), frame)
+    figure = charts.latent_scatter(
+        means,
+        labels,
+        view.class_names,
+        "test images' latent means (click anywhere)",
+        (f"z{dims[0]}", f"z{dims[1]}"),
+        frame,
+    )
     ticks = np.linspace(-span, span, EXPLORER_GRID)
     grid_x, grid_y = np.meshgrid(ticks, ticks)
-    figure.add_trace(go.Scatter(x=grid_x.ravel(), y=grid_y.ravel(), mode="markers", showlegend=False, name="plane",
-                                marker={"size": 12, "opacity": 0.01, "color": "#888"},
-                                hovertemplate="decode z = (%{x:.2f}, %{y:.2f})<extra></extra>"))
-    figure.add_trace(go.Scatter(x=[point[0]], y=[point[1]], mode="markers", name="decoded here",
-                                marker={"size": 16, "symbol": "star", "color": "#d62728",
-                                        "line": {"width": 1, "color": "white"}}))
+    figure.add_trace(
+        go.Scatter(
+            x=grid_x.ravel(),
+            y=grid_y.ravel(),
+            mode="markers",
+            showlegend=False,
+            name="plane",
+            marker={"size": 12, "opacity": 0.01, "color": "#888"},
+            hovertemplate="decode z = (%{x:.2f}, %{y:.2f})<extra></extra>",
+        )
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=[point[0]],
+            y=[point[1]],
+            mode="markers",
+            name="decoded here",
+            marker={"size": 16, "symbol": "star", "color": "#d62728", "line": {"width": 1, "color": "white"}},
+        )
+    )
     figure.update_layout(height=480, dragmode="pan")
     return figure
 
@@ -269,10 +339,12 @@ def explorer(view: RunView) -> None:
     latent_dim = view.config.latent_dim
     top = experiments.top_dimensions(view.epoch_metrics, latent_dim, 2)
     c1, c2 = st.columns(2)
-    first = c1.selectbox("Horizontal: dimension", range(latent_dim), index=top[0], format_func=lambda d: f"z{d}",
-                         key="explore_dim_x")
-    second = c2.selectbox("Vertical: dimension", range(latent_dim), index=top[1], format_func=lambda d: f"z{d}",
-                          key="explore_dim_y")
+    first = c1.selectbox(
+        "Horizontal: dimension", range(latent_dim), index=top[0], format_func=lambda d: f"z{d}", key="explore_dim_x"
+    )
+    second = c2.selectbox(
+        "Vertical: dimension", range(latent_dim), index=top[1], format_func=lambda d: f"z{d}", key="explore_dim_y"
+    )
     if first == second:
         st.warning("Pick two different dimensions for the plane.")
         return
@@ -289,20 +361,27 @@ def explorer(view: RunView) -> None:
         z = torch.zeros(1, latent_dim)
         z[0, first], z[0, second] = x, y
         labels = torch.tensor([label]) if label is not None else None
-        image_grid(generate.decode(view.model, z, labels), 1, cell_px=180,
-                   caption=f"decoded z{first}={x:.2f}, z{second}={y:.2f}, other dimensions 0")
+        image_grid(
+            generate.decode(view.model, z, labels),
+            1,
+            cell_px=180,
+            caption=f"decoded z{first}={x:.2f}, z{second}={y:.2f}, other dimensions 0",
+        )
     with left:
-        st.plotly_chart(plane_figure(view, (first, second), span, (x, y)), key=PLANE, on_select=take_click,
-                        selection_mode="points")
+        st.plotly_chart(
+            plane_figure(view, (first, second), span, (x, y)), key=PLANE, on_select=take_click, selection_mode="points"
+        )
 
 
 st.divider()
 view = pick_run("Run to explore and judge")
 st.header("Latent explorer")
-st.markdown("A plane through two latent dimensions (by default the two with most KL), the others held at 0, "
-            "the prior's mean. Click anywhere on it, or move the sliders, and see what the decoder makes of "
-            "that point; the dots are the test images' means on the same plane. Where a VAE's dots cover the "
-            "prior, every point decodes to something plausible; between an autoencoder's clumps, it does not.")
+st.markdown(
+    "A plane through two latent dimensions (by default the two with most KL), the others held at 0, "
+    "the prior's mean. Click anywhere on it, or move the sliders, and see what the decoder makes of "
+    "that point; the dots are the test images' means on the same plane. Where a VAE's dots cover the "
+    "prior, every point decodes to something plausible; between an autoencoder's clumps, it does not."
+)
 if view is not None:
     try:
         explorer(view)
@@ -310,31 +389,41 @@ if view is not None:
         show_error(error)
 
 st.header("Is my number good?")
-st.markdown("A test −ELBO means little alone. Here it stands beside the published one-layer VAE on binarised "
-            "MNIST (Burda et al. 2016, Table 1) and this project's own reference runs (`make bench`), with what "
-            "sets them apart.")
+st.markdown(
+    "A test −ELBO means little alone. Here it stands beside the published one-layer VAE on binarised "
+    "MNIST (Burda et al. 2016, Table 1) and this project's own reference runs (`make bench`), with what "
+    "sets them apart."
+)
 if view is not None:
     last = view.epoch_metrics[-1] if view.epoch_metrics else None
     iwae_key = f"iwae_{view.weights_key}"
-    if view.model.variational and last is not None and st.button(
-            f"Compute the IWAE bound (k={IWAE_K}, first {IWAE_IMAGES} test images)", key="judge_iwae"):
+    if (
+        view.model.variational
+        and last is not None
+        and st.button(f"Compute the IWAE bound (k={IWAE_K}, first {IWAE_IMAGES} test images)", key="judge_iwae")
+    ):
         try:
             data = run_dataset(view)
             y = data.test_y[:IWAE_IMAGES] if data.test_y is not None else None
             with st.spinner("Sampling…"):
-                st.session_state[iwae_key] = iwae_nll(view.model, data.test_x[:IWAE_IMAGES], y,
-                                                      recon=view.config.recon, k=IWAE_K,
-                                                      generator=torch.Generator().manual_seed(0))
+                st.session_state[iwae_key] = iwae_nll(
+                    view.model,
+                    data.test_x[:IWAE_IMAGES],
+                    y,
+                    recon=view.config.recon,
+                    k=IWAE_K,
+                    generator=torch.Generator().manual_seed(0),
+                )
         except VAEStudioError as error:
             show_error(error)
     if last is None:
         st.info("This run has not finished an epoch yet, so it has no test −ELBO.")
     else:
-        st.dataframe(reference_rows(view, last.get("test_neg_elbo"), st.session_state.get(iwae_key)),
-                     hide_index=True)
+        st.dataframe(reference_rows(view, last.get("test_neg_elbo"), st.session_state.get(iwae_key)), hide_index=True)
         try:
             train_images = int(run_dataset(view).train_x.shape[0])
         except VAEStudioError:
             train_images = 0
-        st.markdown("\n".join(f"- {plain(note)}" for note in
-                               experiments.what_differs(view.config, train_images, view.epoch)))
+        st.markdown(
+            "\n".join(f"- {plain(note)}" for note in experiments.what_differs(view.config, train_images, view.epoch))
+        )

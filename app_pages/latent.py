@@ -14,22 +14,32 @@ from vae_core.errors import VAEStudioError
 from vae_core.generate import reconstruct
 from vae_core.latent_track import LatentTracks
 from vae_core.latent_trajectory import trajectory
-from vae_core.trainer import to_uint8
 from vae_core.projection import METHODS
+from vae_core.trainer import to_uint8
 
 METHOD_LABELS = {"pca": "PCA (instant)", "tsne": "t-SNE", "umap": "UMAP"}
-AXIS_NAMES = {"pca": ("PCA 1 (latent units)", "PCA 2 (latent units)"),
-              "tsne": ("t-SNE 1 (no units)", "t-SNE 2 (no units)"), "umap": ("UMAP 1 (no units)", "UMAP 2 (no units)")}
-_NO_UNITS = (" Axes without units: {} keeps neighbourhoods, not distances, so each layout is centred and scaled "
-             "to a spread of 1 (root mean square distance from the centre).")
-AXES_MEANING = {"pca": " Axes: the codes' two principal directions, centred on their mean, in the latent's own "
-                       "units: the spread shown is the codes' own.",
-                "tsne": _NO_UNITS.format("t-SNE"), "umap": _NO_UNITS.format("UMAP")}
+AXIS_NAMES = {
+    "pca": ("PCA 1 (latent units)", "PCA 2 (latent units)"),
+    "tsne": ("t-SNE 1 (no units)", "t-SNE 2 (no units)"),
+    "umap": ("UMAP 1 (no units)", "UMAP 2 (no units)"),
+}
+_NO_UNITS = (
+    " Axes without units: {} keeps neighbourhoods, not distances, so each layout is centred and scaled "
+    "to a spread of 1 (root mean square distance from the centre)."
+)
+AXES_MEANING = {
+    "pca": " Axes: the codes' two principal directions, centred on their mean, in the latent's own "
+    "units: the spread shown is the codes' own.",
+    "tsne": _NO_UNITS.format("t-SNE"),
+    "umap": _NO_UNITS.format("UMAP"),
+}
 
 st.title("Latent space")
-st.caption("Each point is one test image's posterior mean E[z|x]. A VAE's KL term pulls these towards "
-           "N(0, I), so the space is filled without gaps and any point decodes to something plausible; "
-           "a plain autoencoder's (model `ae`) is scattered and irregular.")
+st.caption(
+    "Each point is one test image's posterior mean E[z|x]. A VAE's KL term pulls these towards "
+    "N(0, I), so the space is filled without gaps and any point decodes to something plausible; "
+    "a plain autoencoder's (model `ae`) is scattered and irregular."
+)
 
 
 @st.cache_resource
@@ -48,18 +58,24 @@ except VAEStudioError as error:
     st.stop()
 
 test_count = int(data.test_x.shape[0])
-point_choices = sorted({n for n in (100, 200, 500, 1_000, 2_000, 5_000, 10_000) if n < test_count}
-                       | {min(test_count, 10_000)})
+point_choices = sorted(
+    {n for n in (100, 200, 500, 1_000, 2_000, 5_000, 10_000) if n < test_count} | {min(test_count, 10_000)}
+)
 flat_latent = view.config.latent_dim == 2
 c1, c2, c3 = wrapping_columns("latent_controls", [2, 2, 1], flexible=1)  # at 900 px "UMAP" was cut off
 if flat_latent:
     method = "pca"  # unused: a 2-D latent is shown as it is
     c1.caption("The latent is 2-dimensional: the axes are z₀ and z₁ themselves, no projection needed.")
 else:
-    method = c1.segmented_control("Projection", METHODS, format_func=METHOD_LABELS.get, default="pca",
-                                  key="projection_method") or "pca"
-count = c2.select_slider("Points", point_choices, key="projection_points",
-                         value=2_000 if 2_000 in point_choices else point_choices[-1])
+    method = (
+        c1.segmented_control(
+            "Projection", METHODS, format_func=METHOD_LABELS.get, default="pca", key="projection_method"
+        )
+        or "pca"
+    )
+count = c2.select_slider(
+    "Points", point_choices, key="projection_points", value=2_000 if 2_000 in point_choices else point_choices[-1]
+)
 c3.metric("Latent size", view.config.latent_dim)
 
 labels = data.test_y[:count].numpy() if data.test_y is not None else None
@@ -94,12 +110,18 @@ def follow() -> None:
     snapshot = now.pending.job.snapshot  # one reading, so the bar and its text agree
     elapsed = now.pending.job.elapsed_s
     on_show = f"; the scatter shows epoch {now.shown.epoch} meanwhile" if now.shown is not None else ""
-    st.progress(snapshot.progress, text=f"{METHOD_LABELS[method]} of epoch {now.pending.epoch} running… "
-                                        f"{snapshot.progress:.0%} ({elapsed:.1f} s){on_show}")
+    st.progress(
+        snapshot.progress,
+        text=f"{METHOD_LABELS[method]} of epoch {now.pending.epoch} running… "
+        f"{snapshot.progress:.0%} ({elapsed:.1f} s){on_show}",
+    )
     if now.shown is None and snapshot.preview is not None:
-        st.plotly_chart(charts.latent_scatter(snapshot.preview, labels, view.class_names,
-                                              title_of(now.pending.epoch) + " (preview)", axis_names),
-                        key="latent_preview")
+        st.plotly_chart(
+            charts.latent_scatter(
+                snapshot.preview, labels, view.class_names, title_of(now.pending.epoch) + " (preview)", axis_names
+            ),
+            key="latent_preview",
+        )
 
 
 if state.pending is not None or view.is_live:
@@ -117,16 +139,22 @@ event = st.plotly_chart(figure, key="latent_scatter", on_select="rerun", selecti
 if failed:
     show_error(failed)  # under the last scatter that could be drawn
 units = "" if flat_latent else AXES_MEANING[method]
-following = " It follows the run: once a projection ends, the newest epoch is projected, turned (never " \
-    "scaled) to line up with the last." if view.is_live else ""
-st.caption(f"Epoch {shown.epoch}, computed in {shown.elapsed_s:.2f} s. Click a point to see the image and its "
-           f"decoding; drag to pan, scroll to zoom, click a legend entry to hide a class.{units}{following}")
+following = (
+    " It follows the run: once a projection ends, the newest epoch is projected, turned (never "
+    "scaled) to line up with the last."
+    if view.is_live
+    else ""
+)
+st.caption(
+    f"Epoch {shown.epoch}, computed in {shown.elapsed_s:.2f} s. Click a point to see the image and its "
+    f"decoding; drag to pan, scroll to zoom, click a legend entry to hide a class.{units}{following}"
+)
 
 selected = [p for p in (event.selection.points if event and event.selection else []) if "customdata" in p]
 if selected:
     index = int(np.ravel(selected[0]["customdata"])[0])
-    x = data.test_x[index:index + 1]
-    y = data.test_y[index:index + 1] if data.test_y is not None else None
+    x = data.test_x[index : index + 1]
+    y = data.test_y[index : index + 1] if data.test_y is not None else None
     label = class_name(int(y), view.class_names) if y is not None else "unlabelled"
     st.subheader(f"Image {index} · " + plain(label))
     left, right, rest = st.columns([1, 1, 3])
@@ -144,11 +172,15 @@ else:
 with st.expander("Over the epochs: the codes of each saved epoch, played", icon=":material/play_circle:"):
     track = trajectory(view.frames)
     if track is None:
-        st.info("This run kept no latent means per epoch (it was saved before they were kept, or has not "
-                "finished an epoch yet).")
+        st.info(
+            "This run kept no latent means per epoch (it was saved before they were kept, or has not "
+            "finished an epoch yet)."
+        )
     else:
-        tracked_labels = data.test_y[:track.points.shape[1]].numpy() if data.test_y is not None else None
+        tracked_labels = data.test_y[: track.points.shape[1]].numpy() if data.test_y is not None else None
         play([PlayedRun("Latent means", track, tracked_labels, view.class_names)], "latent_epochs")
-        st.caption("A VAE's codes spread into the circles of N(0, I) and stay there; an autoencoder's drift "
-                   "wherever reconstruction takes them. The plane is fixed by the last epoch"
-                   + ("." if flat_latent else " (its two principal directions, through the origin)."))
+        st.caption(
+            "A VAE's codes spread into the circles of N(0, I) and stay there; an autoencoder's drift "
+            "wherever reconstruction takes them. The plane is fixed by the last epoch"
+            + ("." if flat_latent else " (its two principal directions, through the origin).")
+        )

@@ -24,21 +24,42 @@ TABLE_KEY = "runs_table"
 TABLE_PAGE_ROWS = 100
 LIVE_REFRESH_S = 1.0  # while a run trains
 FOLDER_WATCH_S = 5.0  # while none does: a look for new runs costs a folder listing (headers are cached)
-PAGES = (("app_pages/train.py", "Train", ":material/model_training:"),
-         ("app_pages/latent.py", "Latent space", ":material/scatter_plot:"),
-         ("app_pages/generate.py", "Generate", ":material/palette:"),
-         ("app_pages/checkpoints.py", "Checkpoints", ":material/save:"))
-SHOWN_CONFIG = ("model", "hidden", "latent_dim", "beta", "lr", "batch_size", "epochs", "recon", "kl_anneal",
-                "kl_warmup_epochs", "free_bits", "seed", "data", "image_size", "device")
+PAGES = (
+    ("app_pages/train.py", "Train", ":material/model_training:"),
+    ("app_pages/latent.py", "Latent space", ":material/scatter_plot:"),
+    ("app_pages/generate.py", "Generate", ":material/palette:"),
+    ("app_pages/checkpoints.py", "Checkpoints", ":material/save:"),
+)
+SHOWN_CONFIG = (
+    "model",
+    "hidden",
+    "latent_dim",
+    "beta",
+    "lr",
+    "batch_size",
+    "epochs",
+    "recon",
+    "kl_anneal",
+    "kl_warmup_epochs",
+    "free_bits",
+    "seed",
+    "data",
+    "image_size",
+    "device",
+)
 # The status column holds a word; why a run is killed, quiet, failed or unreadable has a column of its own.
 STATUS_WORDS = {store.KILLED: "killed", store.STALE: "no heartbeat", "unreadable": "unreadable"}
-STATUS_HELP = ("killed: the process training it ended without saying so (e.g. SIGKILL); no heartbeat: it has "
-               f"not written for {store.STALE_AFTER_S / 60:.0f} minutes; · CLI: trained by another process")
+STATUS_HELP = (
+    "killed: the process training it ended without saying so (e.g. SIGKILL); no heartbeat: it has "
+    f"not written for {store.STALE_AFTER_S / 60:.0f} minutes; · CLI: trained by another process"
+)
 
 st.title("Runs")
-st.caption("Every run in the checkpoints folder and in this server: the app's own, uploads, and runs the CLI "
-           "(`vae-studio train`, `sweep`, torchrun) trains into the same folder, followed live while they train. "
-           "Select rows to compare them; the selected run opens on every page.")
+st.caption(
+    "Every run in the checkpoints folder and in this server: the app's own, uploads, and runs the CLI "
+    "(`vae-studio train`, `sweep`, torchrun) trains into the same folder, followed live while they train. "
+    "Select rows to compare them; the selected run opens on every page."
+)
 
 
 # -- what the page lists ----------------------------------------------------------------------------------
@@ -48,18 +69,44 @@ def _job_row(job) -> dict:
     """A run of this server's registry as a table row (it may have no file yet: queued, first epoch)."""
     snap = job.snapshot()
     last = {k: v for k, v in snap.epoch_metrics[-1].items() if k != "kl_per_dim"} if snap.epoch_metrics else {}
-    return {"run_id": job.run_id, "name": snap.name, "status": snap.status, "where": "this app",
-            "live": snap.active, "epoch": snap.epoch, "epochs": snap.epochs, "metrics": last, "config": snap.config,
-            "dataset": snap.dataset, "notes": "", "job": job, "record": None, "owner": job.owner,
-            "why": snap.message or ""}
+    return {
+        "run_id": job.run_id,
+        "name": snap.name,
+        "status": snap.status,
+        "where": "this app",
+        "live": snap.active,
+        "epoch": snap.epoch,
+        "epochs": snap.epochs,
+        "metrics": last,
+        "config": snap.config,
+        "dataset": snap.dataset,
+        "notes": "",
+        "job": job,
+        "record": None,
+        "owner": job.owner,
+        "why": snap.message or "",
+    }
 
 
 def _record_row(record: store.RunRecord) -> dict:
-    where = (f"CLI · pid {record.progress.pid}" if record.live else "file")
-    return {"run_id": record.run_id, "name": record.name, "status": record.status, "where": where,
-            "live": record.live, "epoch": record.epoch, "epochs": record.epochs, "metrics": record.metrics,
-            "config": record.config, "dataset": record.dataset, "notes": record.notes, "job": None,
-            "record": record, "owner": record.owner, "why": status_reason(record)}
+    where = f"CLI · pid {record.progress.pid}" if record.live else "file"
+    return {
+        "run_id": record.run_id,
+        "name": record.name,
+        "status": record.status,
+        "where": where,
+        "live": record.live,
+        "epoch": record.epoch,
+        "epochs": record.epochs,
+        "metrics": record.metrics,
+        "config": record.config,
+        "dataset": record.dataset,
+        "notes": record.notes,
+        "job": None,
+        "record": record,
+        "owner": record.owner,
+        "why": status_reason(record),
+    }
 
 
 def status_reason(record: store.RunRecord) -> str:
@@ -78,7 +125,9 @@ def status_reason(record: store.RunRecord) -> str:
 def gather_runs() -> list[dict]:
     """Files and this server's jobs that this session may see (ui/access.py), one row per run id (a job
     still active wins over its file), in creation order, with display names made distinct."""
-    rows = {record.run_id: _record_row(record) for record in access.visible_records(store.list_runs(session.CHECKPOINT_DIR))}
+    rows = {
+        record.run_id: _record_row(record) for record in access.visible_records(store.list_runs(session.CHECKPOINT_DIR))
+    }
     registry = session.existing_registry()
     for job in registry.jobs() if registry is not None else ():
         if not access.can_see(job.owner):
@@ -118,17 +167,29 @@ def table_frame(rows: list[dict]) -> pd.DataFrame:
     for row in rows:
         config, metrics = row["config"], row["metrics"]
         variational = config.get("model") != "ae"
-        records.append({
-            "status": status_label(row), "why": row["why"], "name": row["display_name"],
-            "epoch": row["epoch"], "progress": row["epoch"] / row["epochs"] if row["epochs"] else 0.0,
-            "test −ELBO": metrics.get("test_neg_elbo") if variational else None,
-            "test recon": metrics.get("test_recon"), "active units": metrics.get("active_units"),
-            "model": config.get("model"), "z": config.get("latent_dim"),
-            "β": _in_force(row, "beta") if variational else None, "lr": _in_force(row, "lr"),
-            "changed while training": row["record"].live_changes() if row["record"] is not None else "",
-            "batch": config.get("batch_size"), "dataset": row["dataset"],
-            "started": _started(row["run_id"], row["record"]), "where": row["where"],
-            "link": f"?{session.RUN_PARAM}={row['run_id']}", "run id": row["run_id"]})
+        records.append(
+            {
+                "status": status_label(row),
+                "why": row["why"],
+                "name": row["display_name"],
+                "epoch": row["epoch"],
+                "progress": row["epoch"] / row["epochs"] if row["epochs"] else 0.0,
+                "test −ELBO": metrics.get("test_neg_elbo") if variational else None,
+                "test recon": metrics.get("test_recon"),
+                "active units": metrics.get("active_units"),
+                "model": config.get("model"),
+                "z": config.get("latent_dim"),
+                "β": _in_force(row, "beta") if variational else None,
+                "lr": _in_force(row, "lr"),
+                "changed while training": row["record"].live_changes() if row["record"] is not None else "",
+                "batch": config.get("batch_size"),
+                "dataset": row["dataset"],
+                "started": _started(row["run_id"], row["record"]),
+                "where": row["where"],
+                "link": f"?{session.RUN_PARAM}={row['run_id']}",
+                "run id": row["run_id"],
+            }
+        )
     frame = pd.DataFrame(records)
     # The "why" and "changed while training" columns take room only when a listed run needs them.
     for column in ("why", "changed while training"):
@@ -146,8 +207,9 @@ def _in_force(row: dict, name: str):
 
 COLUMNS = {
     "status": st.column_config.TextColumn("status", help=STATUS_HELP),
-    "why": st.column_config.TextColumn("why", width="medium",
-                                       help="Why a run was killed, went quiet, failed or cannot be read"),
+    "why": st.column_config.TextColumn(
+        "why", width="medium", help="Why a run was killed, went quiet, failed or cannot be read"
+    ),
     "name": st.column_config.TextColumn("name", width="medium"),
     "epoch": st.column_config.NumberColumn("epoch", format="%d"),
     "progress": st.column_config.ProgressColumn("done", min_value=0.0, max_value=1.0, format="percent"),
@@ -172,15 +234,23 @@ def _progress_curves(progress: store.Progress) -> StepCurves:
         return np.array([np.nan if v is None else v for v in points[key]], dtype=np.float32)
 
     nothing = np.full(len(points["step"]), np.nan, dtype=np.float32)
-    return StepCurves(step=np.asarray(points["step"], dtype=np.int64), total=column("total"),
-                      recon=column("recon"), kl=column("kl"), beta=nothing, lr=nothing,
-                      clock=RunClock.from_points(points["step"], points["wall"]))
+    return StepCurves(
+        step=np.asarray(points["step"], dtype=np.int64),
+        total=column("total"),
+        recon=column("recon"),
+        kl=column("kl"),
+        beta=nothing,
+        lr=nothing,
+        clock=RunClock.from_points(points["step"], points["wall"]),
+    )
 
 
 def _seen(rows: list[dict]) -> tuple:
     """What makes the page redraw: the runs there are, and which of them train now."""
-    return (tuple(row["run_id"] for row in rows),
-            tuple(row["run_id"] for row in rows if row["live"] and row["status"] != "queued"))
+    return (
+        tuple(row["run_id"] for row in rows),
+        tuple(row["run_id"] for row in rows if row["live"] and row["status"] != "queued"),
+    )
 
 
 def _folder_and_jobs() -> tuple:
@@ -218,16 +288,30 @@ def live_panel() -> None:
         else:
             step, total, speed = record.step, record.progress.total_steps, record.progress.samples_per_s
         icon = STATUS_ICONS.get(row["status"], "")
-        st.progress(min(1.0, step / total) if total else 0.0,
-                    text=f"{icon} {plain(row['display_name'])} · {row['where']} · epoch {row['epoch']}/{row['epochs']} · "
-                         f"step {step:,}/{total:,} · {speed:,.0f} samples/s")
+        st.progress(
+            min(1.0, step / total) if total else 0.0,
+            text=f"{icon} {plain(row['display_name'])} · {row['where']} · epoch {row['epoch']}/{row['epochs']} · "
+            f"step {step:,}/{total:,} · {speed:,.0f} samples/s",
+        )
     external = [row for row in rows if row["job"] is None]
     if external:
-        compare_chart([ComparedRun(row["display_name"], _progress_curves(row["record"].progress),
-                                   row["record"].progress.epoch_metrics, row["record"].progress.steps_per_epoch)
-                       for row in external], "total", key="live")
-        st.caption("Runs trained by another process, read from their progress records (a point per write, "
-                   "the mean loss of the steps since the one before).")
+        compare_chart(
+            [
+                ComparedRun(
+                    row["display_name"],
+                    _progress_curves(row["record"].progress),
+                    row["record"].progress.epoch_metrics,
+                    row["record"].progress.steps_per_epoch,
+                )
+                for row in external
+            ],
+            "total",
+            key="live",
+        )
+        st.caption(
+            "Runs trained by another process, read from their progress records (a point per write, "
+            "the mean loss of the steps since the one before)."
+        )
 
 
 # -- the queue ---------------------------------------------------------------------------------------------
@@ -252,26 +336,58 @@ def queue_section() -> None:
     if not waiting:
         return
     st.subheader("Queue")
-    st.caption("One run trains per device: on one CPU or GPU, two runs side by side would each take about twice "
-               "as long, so the first result comes sooner one after the other. Queued runs start by themselves, "
-               "in this order.")
+    st.caption(
+        "One run trains per device: on one CPU or GPU, two runs side by side would each take about twice "
+        "as long, so the first result comes sooner one after the other. Queued runs start by themselves, "
+        "in this order."
+    )
     for job in waiting:
         position = registry.position(job.run_id)
         last = len(registry.queued(str(job.device)))  # positions count within the device's own queue
         busy = registry.busy_job(str(job.device))
         left, up, down, cancel = st.columns([8, 1, 1, 1], vertical_alignment="center")
-        ahead = "" if busy is None else (f", after {plain(busy.snapshot().name)}" if access.can_see(busy.owner)
-                                         else ", after another person's run")
+        ahead = (
+            ""
+            if busy is None
+            else (
+                f", after {plain(busy.snapshot().name)}"
+                if access.can_see(busy.owner)
+                else ", after another person's run"
+            )
+        )
         fixed = not access.can_control(job.owner)
         epochs = job.config.epochs
-        left.markdown(f"**{position}.** {plain(job.snapshot().name)} · {epochs} epoch{'' if epochs == 1 else 's'} "
-                      f"· {job.device}{ahead}")
-        up.button("", icon=":material/arrow_upward:", key=f"queue_up_{job.run_id}", help="Earlier",
-                  on_click=_queue_action, args=(registry.move, job.run_id, -1), disabled=fixed or position == 1)
-        down.button("", icon=":material/arrow_downward:", key=f"queue_down_{job.run_id}", help="Later",
-                    on_click=_queue_action, args=(registry.move, job.run_id, 1), disabled=fixed or position == last)
-        cancel.button("", icon=":material/close:", key=f"queue_cancel_{job.run_id}", help="Cancel this run",
-                      on_click=_queue_action, args=(registry.cancel, job.run_id), disabled=fixed)
+        left.markdown(
+            f"**{position}.** {plain(job.snapshot().name)} · {epochs} epoch{'' if epochs == 1 else 's'} "
+            f"· {job.device}{ahead}"
+        )
+        up.button(
+            "",
+            icon=":material/arrow_upward:",
+            key=f"queue_up_{job.run_id}",
+            help="Earlier",
+            on_click=_queue_action,
+            args=(registry.move, job.run_id, -1),
+            disabled=fixed or position == 1,
+        )
+        down.button(
+            "",
+            icon=":material/arrow_downward:",
+            key=f"queue_down_{job.run_id}",
+            help="Later",
+            on_click=_queue_action,
+            args=(registry.move, job.run_id, 1),
+            disabled=fixed or position == last,
+        )
+        cancel.button(
+            "",
+            icon=":material/close:",
+            key=f"queue_cancel_{job.run_id}",
+            help="Cancel this run",
+            on_click=_queue_action,
+            args=(registry.cancel, job.run_id),
+            disabled=fixed,
+        )
 
 
 # -- the table and the selected runs ---------------------------------------------------------------------
@@ -300,16 +416,31 @@ def table_page(rows: list[dict], sweeps: list) -> list[dict]:
     page_count = max(1, -(-len(rows) // TABLE_PAGE_ROWS))
     if page_count == 1:
         return newest_first
-    page = int(st.number_input(f"Page (of {page_count}, {TABLE_PAGE_ROWS} runs each, newest first)", 1, page_count,
-                               1, key="runs_page", on_change=_forget_selection))
-    return newest_first[(page - 1) * TABLE_PAGE_ROWS:page * TABLE_PAGE_ROWS]
+    page = int(
+        st.number_input(
+            f"Page (of {page_count}, {TABLE_PAGE_ROWS} runs each, newest first)",
+            1,
+            page_count,
+            1,
+            key="runs_page",
+            on_change=_forget_selection,
+        )
+    )
+    return newest_first[(page - 1) * TABLE_PAGE_ROWS : page * TABLE_PAGE_ROWS]
 
 
 def runs_table(rows: list[dict], sweeps: list) -> list[dict]:
     """The table (one page of it); returns the selected rows."""
     rows = table_page(rows, sweeps)
-    event = st.dataframe(table_frame(rows), hide_index=True, width="stretch", column_config=COLUMNS,
-                         on_select="rerun", selection_mode="multi-row", key=TABLE_KEY)
+    event = st.dataframe(
+        table_frame(rows),
+        hide_index=True,
+        width="stretch",
+        column_config=COLUMNS,
+        on_select="rerun",
+        selection_mode="multi-row",
+        key=TABLE_KEY,
+    )
     chosen = [rows[index] for index in event.selection.rows if index < len(rows)]
     if len(chosen) == 1 and session.current_run_id() != chosen[0]["run_id"]:
         session.set_current_run(chosen[0]["run_id"])  # the one selected run opens on every page
@@ -321,13 +452,16 @@ def runs_table(rows: list[dict], sweeps: list) -> list[dict]:
 def differing_config(rows: list[dict]) -> None:
     """The hyperparameters of the selected runs side by side, the ones that differ highlighted."""
     keys = [key for key in SHOWN_CONFIG if any(key in row["config"] for row in rows)]
-    table = pd.DataFrame({row["display_name"]: [_shown(row["config"].get(key)) for key in keys] for row in rows},
-                         index=keys)
+    table = pd.DataFrame(
+        {row["display_name"]: [_shown(row["config"].get(key)) for key in keys] for row in rows}, index=keys
+    )
     differs = table.nunique(axis=1) > 1
 
     def highlight(column):
-        return ["background-color: rgba(255, 189, 69, 0.35); font-weight: 600" if differs[key] else ""
-                for key in column.index]
+        return [
+            "background-color: rgba(255, 189, 69, 0.35); font-weight: 600" if differs[key] else ""
+            for key in column.index
+        ]
 
     differing = ", ".join(key for key in keys if differs[key]) or "none"
     st.markdown("**Hyperparameters**" + (f" · differing (highlighted): {plain(differing)}" if len(rows) > 1 else ""))
@@ -348,17 +482,27 @@ def run_curves(row: dict) -> ComparedRun | None:
     if record is not None and record.checkpoint and not record.live:
         checkpoint = read_checkpoint(session.CHECKPOINT_DIR / f"{row['run_id']}{store.CHECKPOINT_SUFFIX}")
         history = checkpoint.state.history
-        return ComparedRun(row["display_name"], history.curves(), tuple(history.epochs), history.steps_per_epoch,
-                           tuple(history.events))
+        return ComparedRun(
+            row["display_name"], history.curves(), tuple(history.epochs), history.steps_per_epoch, tuple(history.events)
+        )
     if record is not None and record.progress is not None:
-        return ComparedRun(row["display_name"], _progress_curves(record.progress), record.progress.epoch_metrics,
-                           record.progress.steps_per_epoch)
+        return ComparedRun(
+            row["display_name"],
+            _progress_curves(record.progress),
+            record.progress.epoch_metrics,
+            record.progress.steps_per_epoch,
+        )
     return None
 
 
 def compare_section(rows: list[dict]) -> None:
-    metric = st.segmented_control("Curve", ["total", "recon", "kl"], default="total", key="runs_metric",
-                                  format_func={"total": "total loss", "recon": "reconstruction", "kl": "KL"}.get)
+    metric = st.segmented_control(
+        "Curve",
+        ["total", "recon", "kl"],
+        default="total",
+        key="runs_metric",
+        format_func={"total": "total loss", "recon": "reconstruction", "kl": "KL"}.get,
+    )
     drawn = []
     for row in rows:
         try:
@@ -383,12 +527,18 @@ def labels_form(row: dict) -> None:
     with st.form(f"labels_{row['run_id']}", border=True):
         st.markdown("**Name and notes**")
         name = st.text_input("Name", row["name"], max_chars=80)
-        notes = st.text_area("Notes", row["notes"], max_chars=4000, disabled=training_here or elsewhere,
-                             help="Saved in the run's checkpoint. Editable once the run has ended." if training_here
-                             else None)
+        notes = st.text_area(
+            "Notes",
+            row["notes"],
+            max_chars=4000,
+            disabled=training_here or elsewhere,
+            help="Saved in the run's checkpoint. Editable once the run has ended." if training_here else None,
+        )
         if elsewhere:
-            st.caption("This run is training in another process: rename it when it has ended (its next save "
-                       "would undo the change).")
+            st.caption(
+                "This run is training in another process: rename it when it has ended (its next save "
+                "would undo the change)."
+            )
         if not st.form_submit_button("Save", disabled=elsewhere):
             return
     try:
@@ -443,23 +593,38 @@ def sweep_form(base_row: dict | None) -> None:
     datasets = datasets if base.data in datasets else [base.data, *datasets]
     base_key = base_row["run_id"] if base_row else "defaults"  # the fields start again on another base
 
-    with st.expander("Sweep: queue runs over one or two hyperparameters", expanded=False,
-                     icon=":material/grid_view:"):
+    with st.expander("Sweep: queue runs over one or two hyperparameters", expanded=False, icon=":material/grid_view:"):
         c1, c2 = st.columns(2)
         fields = list(APP_SWEEPABLE)
         first = c1.selectbox("Hyperparameter", fields, index=fields.index("beta"), key="sweep_first")
-        first_values = c1.text_input("Values", "0.5 1 4", key="sweep_first_values",
-                                     help="Separated by spaces or commas")
+        first_values = c1.text_input(
+            "Values", "0.5 1 4", key="sweep_first_values", help="Separated by spaces or commas"
+        )
         second = c2.selectbox("Second hyperparameter (optional)", ["none", *fields], index=0, key="sweep_second")
-        second_values = c2.text_input("Values ", "", key="sweep_second_values", disabled=second == "none",
-                                      placeholder="e.g. 2 10" if second != "none" else "choose a hyperparameter first")
+        second_values = c2.text_input(
+            "Values ",
+            "",
+            key="sweep_second_values",
+            disabled=second == "none",
+            placeholder="e.g. 2 10" if second != "none" else "choose a hyperparameter first",
+        )
         c3, c4 = st.columns(2)
-        data = c3.selectbox("Dataset", datasets, index=datasets.index(base.data), key=f"sweep_data_{base_key}",
-                            format_func=lambda source: Path(source).name)  # an upload's path names private folders
+        data = c3.selectbox(
+            "Dataset",
+            datasets,
+            index=datasets.index(base.data),
+            key=f"sweep_data_{base_key}",
+            format_func=lambda source: Path(source).name,
+        )  # an upload's path names private folders
         most = limits().max_epochs
-        epochs = c4.number_input("Epochs", 1, most, min(base.epochs, most), key=f"sweep_epochs_{base_key}",
-                                 help=f"Of every run, unless epochs is a swept hyperparameter. At most {most:,} "
-                                      "(VAE_STUDIO_MAX_EPOCHS).")
+        epochs = c4.number_input(
+            "Epochs",
+            1,
+            most,
+            min(base.epochs, most),
+            key=f"sweep_epochs_{base_key}",
+            help=f"Of every run, unless epochs is a swept hyperparameter. At most {most:,} (VAE_STUDIO_MAX_EPOCHS).",
+        )
         chosen = [(first, first_values)] + ([(second, second_values)] if second != "none" else [])
         try:
             axes = sweep_axes(chosen)
@@ -480,17 +645,31 @@ def sweep_form(base_row: dict | None) -> None:
 
 def _base_text(base_row: dict | None, config, axes: dict) -> str:
     """What the runs of a sweep share, said exactly: its values, then where they come from."""
-    origin = (f"the config of the selected run, {base_row['display_name']}," if base_row
-              else "the Train page's defaults,")
-    shown = {"model": config.model, "hidden": "-".join(map(str, config.hidden)), "latent_dim": config.latent_dim,
-             "beta": f"{config.beta:g}", "lr": f"{config.lr:g}", "batch_size": config.batch_size,
-             "epochs": config.epochs, "recon": config.recon, "kl_anneal": config.kl_anneal,
-             "free_bits": f"{config.free_bits:g}", "seed": config.seed, "data": Path(config.data).name,
-             "device": config.device}
+    origin = (
+        f"the config of the selected run, {base_row['display_name']}," if base_row else "the Train page's defaults,"
+    )
+    shown = {
+        "model": config.model,
+        "hidden": "-".join(map(str, config.hidden)),
+        "latent_dim": config.latent_dim,
+        "beta": f"{config.beta:g}",
+        "lr": f"{config.lr:g}",
+        "batch_size": config.batch_size,
+        "epochs": config.epochs,
+        "recon": config.recon,
+        "kl_anneal": config.kl_anneal,
+        "free_bits": f"{config.free_bits:g}",
+        "seed": config.seed,
+        "data": Path(config.data).name,
+        "device": config.device,
+    }
     kept = ", ".join(f"{name} {value}" for name, value in shown.items() if name not in axes)
     swept = ", ".join(name for name in shown if name in axes)
-    return (f"each run: {kept}" + (f"; {swept} swept" if swept else "")
-            + f" — {origin} with the dataset and epochs chosen here")
+    return (
+        f"each run: {kept}"
+        + (f"; {swept} swept" if swept else "")
+        + f" — {origin} with the dataset and epochs chosen here"
+    )
 
 
 def queue_sweep(base, axes: dict[str, str]) -> None:
@@ -508,9 +687,11 @@ def queue_sweep(base, axes: dict[str, str]) -> None:
     sweep = new_sweep_record(configs, list(axes), [job.run_id for job in jobs], owner)
     save_sweep(session.CHECKPOINT_DIR, sweep)
     st.session_state[SWEEP_QUEUED_KEY] = (
-        f"Queued {runs_word(len(jobs))} ({sweep.axes_text()}): " + ", ".join(job.snapshot().name for job in jobs)
+        f"Queued {runs_word(len(jobs))} ({sweep.axes_text()}): "
+        + ", ".join(job.snapshot().name for job in jobs)
         + ". They start by themselves, one after the other, in the Queue's order; the table lists them "
-          "newest first, in sweep order, and Sweeps compares their results as they finish.")
+        "newest first, in sweep order, and Sweeps compares their results as they finish."
+    )
     st.session_state[SWEEP_PICKED_KEY] = sweep.sweep_id
 
 
@@ -526,8 +707,13 @@ def sweep_confirmation() -> None:
         return
     left, right = st.columns([12, 1], vertical_alignment="center")
     left.success(plain(text), icon=":material/check_circle:")
-    right.button("", icon=":material/close:", key="sweep_queued_dismiss", help="Dismiss",
-                 on_click=lambda: st.session_state.pop(SWEEP_QUEUED_KEY, None))
+    right.button(
+        "",
+        icon=":material/close:",
+        key="sweep_queued_dismiss",
+        help="Dismiss",
+        on_click=lambda: st.session_state.pop(SWEEP_QUEUED_KEY, None),
+    )
 
 
 def visible_sweeps() -> list:
@@ -548,27 +734,47 @@ def sweeps_section(sweeps: list, rows: list[dict]) -> None:
     by_id = {sweep.sweep_id: sweep for sweep in sweeps}
     if st.session_state.get(SWEEP_PICKED_KEY) not in by_id:
         st.session_state[SWEEP_PICKED_KEY] = sweeps[0].sweep_id
-    picked = st.selectbox("Sweep", list(by_id), key=SWEEP_PICKED_KEY, format_func=lambda sweep_id: (
-        f"{dt.datetime.fromtimestamp(by_id[sweep_id].created):%Y-%m-%d %H:%M} · {by_id[sweep_id].label()}"))
+    picked = st.selectbox(
+        "Sweep",
+        list(by_id),
+        key=SWEEP_PICKED_KEY,
+        format_func=lambda sweep_id: (
+            f"{dt.datetime.fromtimestamp(by_id[sweep_id].created):%Y-%m-%d %H:%M} · {by_id[sweep_id].label()}"
+        ),
+    )
     sweep = by_id[picked]
     names = {row["run_id"]: row["display_name"] for row in rows}
     summary = sweep_summary(sweep, {row["run_id"]: row for row in rows})
     finished = sum(row["status"] == "finished" for row in summary)
-    metric = st.segmented_control("Metric", list(SUMMARY_METRICS), default="test −ELBO", key="sweep_metric",
-                                  required=True) or "test −ELBO"
-    st.plotly_chart(sweep_figure(sweep, summary, metric), key="sweep_chart",
-                    config={"displaylogo": False})
-    st.caption(f"{finished} of {runs_word(len(summary))} finished. The test metrics of each run's last finished "
-               "epoch, in nats per image: filled dots finished runs, open dots runs not finished (training, "
-               "stopped or failed); a run with no finished epoch has no dot yet.")
-    frame = pd.DataFrame([{"name": names.get(row["run_id"], row["run_id"]), **{field_name: row[field_name] for
-                                                                               field_name in sweep.fields},
-                           "status": row["status"],
-                           "epoch": f"{row['epoch']}/{row['epochs']}" if row["epoch"] is not None else "",
-                           **{label: row[label] for label in SUMMARY_METRICS}} for row in summary])
-    st.dataframe(frame, hide_index=True, width="stretch", key="sweep_table",
-                 column_config={label: st.column_config.NumberColumn(label, format="%.2f")
-                                for label in SUMMARY_METRICS})
+    metric = (
+        st.segmented_control("Metric", list(SUMMARY_METRICS), default="test −ELBO", key="sweep_metric", required=True)
+        or "test −ELBO"
+    )
+    st.plotly_chart(sweep_figure(sweep, summary, metric), key="sweep_chart", config={"displaylogo": False})
+    st.caption(
+        f"{finished} of {runs_word(len(summary))} finished. The test metrics of each run's last finished "
+        "epoch, in nats per image: filled dots finished runs, open dots runs not finished (training, "
+        "stopped or failed); a run with no finished epoch has no dot yet."
+    )
+    frame = pd.DataFrame(
+        [
+            {
+                "name": names.get(row["run_id"], row["run_id"]),
+                **{field_name: row[field_name] for field_name in sweep.fields},
+                "status": row["status"],
+                "epoch": f"{row['epoch']}/{row['epochs']}" if row["epoch"] is not None else "",
+                **{label: row[label] for label in SUMMARY_METRICS},
+            }
+            for row in summary
+        ]
+    )
+    st.dataframe(
+        frame,
+        hide_index=True,
+        width="stretch",
+        key="sweep_table",
+        column_config={label: st.column_config.NumberColumn(label, format="%.2f") for label in SUMMARY_METRICS},
+    )
 
 
 # -- the page ----------------------------------------------------------------------------------------------
@@ -584,8 +790,10 @@ st.fragment(live_panel, run_every=LIVE_REFRESH_S if _seen(all_rows)[1] else FOLD
 queue_section()
 
 if not all_rows:
-    st.info("No runs yet. Train one on the **Train** page, queue a sweep below, or run `vae-studio train` "
-            "(it writes into this app's checkpoints folder).")
+    st.info(
+        "No runs yet. Train one on the **Train** page, queue a sweep below, or run `vae-studio train` "
+        "(it writes into this app's checkpoints folder)."
+    )
     sweep_form(None)
     st.stop()
 
@@ -595,8 +803,10 @@ shown = filtered(all_rows)
 selected = runs_table(shown, all_sweeps)
 refresh, note = st.columns([1, 5], vertical_alignment="center")
 refresh.button("Refresh", icon=":material/refresh:", help="Look at the checkpoints folder again")
-note.caption(f"{len(shown)} of {len(all_rows)} runs · newest first, a sweep's runs in its order · sort by "
-             f"clicking a column · folder `{plain(session.CHECKPOINT_DIR.name)}`")
+note.caption(
+    f"{len(shown)} of {len(all_rows)} runs · newest first, a sweep's runs in its order · sort by "
+    f"clicking a column · folder `{plain(session.CHECKPOINT_DIR.name)}`"
+)
 if selected:
     selected_section(selected)
 else:

@@ -11,10 +11,16 @@ import streamlit as st
 
 from ui import access, session
 from ui.widgets import STATUS_ICONS, duration, image_grid, nats, plain, scroll_into_view, show_error
-from vae_core.config import (ACTIVE_KL_NATS, DEFAULT_HIDDEN, KL_ANNEALING, MODEL_DESCRIPTIONS, MODEL_NAMES,
-                             RECON_LOSSES, TrainConfig)
+from vae_core.config import (
+    ACTIVE_KL_NATS,
+    DEFAULT_HIDDEN,
+    KL_ANNEALING,
+    MODEL_DESCRIPTIONS,
+    MODEL_NAMES,
+    RECON_LOSSES,
+    TrainConfig,
+)
 from vae_core.errors import VAEStudioError
-
 
 # On a fresh server this page draws before torch has loaded (the warm-up loads it in the background):
 # the form needs only torch-free modules (the dataset catalogue, config.py, the devices the warm-up
@@ -26,12 +32,16 @@ THREAD_CHOICES = [None, *range(1, (os.cpu_count() or 1) + 1)]  # None: timed whe
 DEFAULTS = TrainConfig()
 FIRST_POINTS_WAIT_S = 3.0  # at most, after Start: a run process still warming up on a fresh server
 ACTIVE_BEFORE_POINTS = ("queued", "starting", "running")
-AE_NOTE = ("An autoencoder has no prior and no KL term, so it has no ELBO either: its loss is the reconstruction "
-           "error alone, and that is what is shown.")
+AE_NOTE = (
+    "An autoencoder has no prior and no KL term, so it has no ELBO either: its loss is the reconstruction "
+    "error alone, and that is what is shown."
+)
 
 st.title("Train a VAE")
-st.caption("The defaults are the study note's model: MLP 784-256-128 → z=10 → 128-256-784, Adam lr 1e-3, "
-           "summed reconstruction + KL, on 5,000 real MNIST digits. One click trains it.")
+st.caption(
+    "The defaults are the study note's model: MLP 784-256-128 → z=10 → 128-256-784, Adam lr 1e-3, "
+    "summed reconstruction + KL, on 5,000 real MNIST digits. One click trains it."
+)
 
 
 def _parse_hidden(text: str) -> tuple[int, ...]:
@@ -55,65 +65,131 @@ def hyperparameter_form() -> Callable[[], None] | None:
     with st.form("hyperparameters", border=True):
         # Start at the top as well: on a first visit the defaults are the run to try, and the form is
         # taller than a window (at 1500x1000 its last button was below the fold).
-        submitted_at_top = st.form_submit_button("Start training", type="primary", width="stretch",
-                                                 key="start_top", help="With the settings below")
+        submitted_at_top = st.form_submit_button(
+            "Start training", type="primary", width="stretch", key="start_top", help="With the settings below"
+        )
         above = st.container()  # errors of a Start pressed here show here
         st.subheader("Data")
-        source = st.selectbox("Dataset", names, index=names.index(DEFAULT_DATASET), format_func=labels.get,
-                              help="Bundled data needs no download.")
-        upload = st.file_uploader("Or your own file, used instead of the dataset above when chosen",
-                                  type=["npz", "zip", "csv"],
-                                  help=".npz (x, y), .zip of images (one folder per class), or .csv "
-                                       "(pixels + a label column). Remove it to train on the dataset above.")
-        image_size = st.select_slider("Resize your images to", options=[None, 16, 28, 32, 48, 64], value=None,
-                                      format_func=lambda v: "native size" if v is None else f"{v}×{v}")
+        source = st.selectbox(
+            "Dataset",
+            names,
+            index=names.index(DEFAULT_DATASET),
+            format_func=labels.get,
+            help="Bundled data needs no download.",
+        )
+        upload = st.file_uploader(
+            "Or your own file, used instead of the dataset above when chosen",
+            type=["npz", "zip", "csv"],
+            help=".npz (x, y), .zip of images (one folder per class), or .csv "
+            "(pixels + a label column). Remove it to train on the dataset above.",
+        )
+        image_size = st.select_slider(
+            "Resize your images to",
+            options=[None, 16, 28, 32, 48, 64],
+            value=None,
+            format_func=lambda v: "native size" if v is None else f"{v}×{v}",
+        )
         st.subheader("Model")
-        model = st.selectbox("Model", MODEL_NAMES, format_func=lambda m: f"{m} — {MODEL_DESCRIPTIONS[m]}",
-                             help="ae has no sampling and no KL: see why it cannot generate. cvae is "
-                                  "conditioned on the label, to draw a chosen class.")
-        hidden = st.text_input("Hidden sizes", "256 128", help="Encoder widths; the decoder mirrors them "
-                               "(mlp/ae/cvae). For conv: channels, e.g. 32 64. '400' with latent 20 is "
-                               "pytorch/examples' model.")
-        latent_dim = st.slider("Latent size", 2, 128, DEFAULTS.latent_dim,
-                               help="2 shows the latent space directly and enables the manifold grid.")
+        model = st.selectbox(
+            "Model",
+            MODEL_NAMES,
+            format_func=lambda m: f"{m} — {MODEL_DESCRIPTIONS[m]}",
+            help="ae has no sampling and no KL: see why it cannot generate. cvae is "
+            "conditioned on the label, to draw a chosen class.",
+        )
+        hidden = st.text_input(
+            "Hidden sizes",
+            "256 128",
+            help="Encoder widths; the decoder mirrors them "
+            "(mlp/ae/cvae). For conv: channels, e.g. 32 64. '400' with latent 20 is "
+            "pytorch/examples' model.",
+        )
+        latent_dim = st.slider(
+            "Latent size",
+            2,
+            128,
+            DEFAULTS.latent_dim,
+            help="2 shows the latent space directly and enables the manifold grid.",
+        )
         st.subheader("Objective")
-        recon = st.segmented_control("Reconstruction loss", RECON_LOSSES, default=DEFAULTS.recon, required=True,
-                                     format_func={"bce": "bce (Bernoulli)", "mse": "mse (Gaussian)"}.get,
-                                     help="bce: the binary cross-entropy of pixels in [0, 1], a Bernoulli likelihood. "
-                                          "mse: the note's Gaussian likelihood with variance 1 (half the summed "
-                                          "squared error, plus a constant).")
-        beta = st.slider("β (KL weight)", 0.0, 10.0, DEFAULTS.beta, 0.1,
-                         help="β>1 presses the posterior to the prior (smoother, blurrier); β<1 the opposite.")
-        kl_anneal = st.segmented_control("KL annealing", KL_ANNEALING, default=DEFAULTS.kl_anneal, required=True,
-                                         help="Warm β up from 0 so the decoder learns to use z before the KL bites.")
+        recon = st.segmented_control(
+            "Reconstruction loss",
+            RECON_LOSSES,
+            default=DEFAULTS.recon,
+            required=True,
+            format_func={"bce": "bce (Bernoulli)", "mse": "mse (Gaussian)"}.get,
+            help="bce: the binary cross-entropy of pixels in [0, 1], a Bernoulli likelihood. "
+            "mse: the note's Gaussian likelihood with variance 1 (half the summed "
+            "squared error, plus a constant).",
+        )
+        beta = st.slider(
+            "β (KL weight)",
+            0.0,
+            10.0,
+            DEFAULTS.beta,
+            0.1,
+            help="β>1 presses the posterior to the prior (smoother, blurrier); β<1 the opposite.",
+        )
+        kl_anneal = st.segmented_control(
+            "KL annealing",
+            KL_ANNEALING,
+            default=DEFAULTS.kl_anneal,
+            required=True,
+            help="Warm β up from 0 so the decoder learns to use z before the KL bites.",
+        )
         warmup = st.slider("Annealing period (epochs)", 1.0, 20.0, DEFAULTS.kl_warmup_epochs, 0.5)
-        free_bits = st.slider("Free bits (nats per dimension)", 0.0, 2.0, 0.0, 0.05,
-                              help="Each dimension's KL is counted as at least this much, so collapsing it "
-                                   "to the prior gains nothing.")
+        free_bits = st.slider(
+            "Free bits (nats per dimension)",
+            0.0,
+            2.0,
+            0.0,
+            0.05,
+            help="Each dimension's KL is counted as at least this much, so collapsing it to the prior gains nothing.",
+        )
         st.subheader("Optimisation")
         lr = st.select_slider("Learning rate", LR_CHOICES, value=DEFAULTS.lr, format_func=lambda v: f"{v:g}")
         batch_size = st.select_slider("Batch size", BATCH_CHOICES, value=DEFAULTS.batch_size)
         epochs = st.slider("Epochs", 1, 200, DEFAULTS.epochs)
-        seed = st.number_input("Seed", 0, 2**31 - 1, DEFAULTS.seed,
-                               help="Same seed and same CPU threads, same numbers.")
+        seed = st.number_input(
+            "Seed", 0, 2**31 - 1, DEFAULTS.seed, help="Same seed and same CPU threads, same numbers."
+        )
         device_column, threads_column = st.columns(2)
         # Keyed, so a choice survives the list growing when the warm-up finds a GPU.
-        device = device_column.selectbox("Device", session.device_choices(), key="train_device",
-                                         help="auto: the GPU when there is one, else the CPU.")
+        device = device_column.selectbox(
+            "Device",
+            session.device_choices(),
+            key="train_device",
+            help="auto: the GPU when there is one, else the CPU.",
+        )
         threads = threads_column.selectbox(
-            "CPU threads", THREAD_CHOICES, format_func=lambda n: "auto" if n is None else str(n),
+            "CPU threads",
+            THREAD_CHOICES,
+            format_func=lambda n: "auto" if n is None else str(n),
             help="auto: a copy of the run's training step is timed on all cores and on one core fewer "
-                 "(the other left to this app), once per kind of model and batch size, and the faster "
-                 "count is used. The count is kept with the run: the sums a step computes depend on it, "
-                 "so a run repeats bit for bit with the same seed and count.")
+            "(the other left to this app), once per kind of model and batch size, and the faster "
+            "count is used. The count is kept with the run: the sums a step computes depend on it, "
+            "so a run repeats bit for bit with the same seed and count.",
+        )
         submitted_at_bottom = st.form_submit_button("Start training", type="primary", width="stretch")
         below = st.container()  # errors show here, under the button the user just pressed
     if not (submitted_at_top or submitted_at_bottom):
         return None
     beside_start = above if submitted_at_top else below
-    values = dict(model=model, latent_dim=latent_dim, recon=recon, beta=beta, kl_anneal=kl_anneal,
-                  kl_warmup_epochs=warmup, free_bits=free_bits, lr=lr, batch_size=batch_size, epochs=epochs,
-                  seed=int(seed), device=device, threads=threads)
+    values = dict(
+        model=model,
+        latent_dim=latent_dim,
+        recon=recon,
+        beta=beta,
+        kl_anneal=kl_anneal,
+        kl_warmup_epochs=warmup,
+        free_bits=free_bits,
+        lr=lr,
+        batch_size=batch_size,
+        epochs=epochs,
+        seed=int(seed),
+        device=device,
+        threads=threads,
+    )
     return lambda: start_run(source, upload, image_size, values, hidden, beside_start)
 
 
@@ -141,8 +217,9 @@ def start_run(source: str, upload, image_size, values: dict, hidden_text: str, m
     # waiting for the panel's next tick: a run next in line is one whose process is warming up or
     # starting it; one queued behind another run would wait for minutes.
     registry = session.registry()
-    next_in_line = job.status != "queued" or (registry.position(job.run_id) == 1 and
-                                               registry.busy_job(str(job.device)) is None)
+    next_in_line = job.status != "queued" or (
+        registry.position(job.run_id) == 1 and registry.busy_job(str(job.device)) is None
+    )
     deadline = time.monotonic() + (FIRST_POINTS_WAIT_S if next_in_line else 0.0)
     while job.status in ACTIVE_BEFORE_POINTS and job.snapshot().step == 0 and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -173,8 +250,11 @@ def newest_run() -> str | None:
         return None  # a fresh server: its first page is the form, drawn before torch and Plotly load
     from vae_core.runs import creation_order, list_runs  # no torch: a fresh server's page does not wait
 
-    stored = [record for record in access.visible_records(list_runs(session.CHECKPOINT_DIR))
-              if record.checkpoint and record.error is None]
+    stored = [
+        record
+        for record in access.visible_records(list_runs(session.CHECKPOINT_DIR))
+        if record.checkpoint and record.error is None
+    ]
     # By the creation time an id begins with, else (ids made elsewhere) by the newest file.
     stamped = [record for record in stored if creation_order(record.run_id)[0] != "~"]
     if stamped:
@@ -186,11 +266,14 @@ def stored_run_note(job, snap) -> None:
     """What can be done with a run this server does not drive."""
     if job.live:
         where = f"process {job.pid}" + (f" on {job.host}" if job.host else "")
-        st.caption(f"Trained by another {where} (the CLI or torchrun): it is followed here live, from its "
-                   "progress record and its checkpoint of each epoch, and controlled where it runs.")
+        st.caption(
+            f"Trained by another {where} (the CLI or torchrun): it is followed here live, from its "
+            "progress record and its checkpoint of each epoch, and controlled where it runs."
+        )
     elif snap.epoch < snap.epochs and snap.status in ("stopped", "failed", "killed", "stale"):
-        st.page_link("app_pages/checkpoints.py", label="Resume it from its last checkpoint",
-                     icon=":material/play_arrow:")  # the router keeps ?run= on every page
+        st.page_link(
+            "app_pages/checkpoints.py", label="Resume it from its last checkpoint", icon=":material/play_arrow:"
+        )  # the router keeps ?run= on every page
 
 
 def controls(job, snap) -> None:
@@ -204,8 +287,10 @@ def controls(job, snap) -> None:
         st.caption("A shared run: you can watch it, not change it.")
         return
     if isinstance(job, StoredRun):
-        st.caption(f"Trained by run process {job.pid}, which outlived the server that started it: commands "
-                   "reach it through the checkpoints folder within a second.")
+        st.caption(
+            f"Trained by run process {job.pid}, which outlived the server that started it: commands "
+            "reach it through the checkpoints folder within a second."
+        )
     cols = st.columns(3)
     if cols[0].button("Pause", disabled=snap.status != "running", width="stretch"):
         job.pause()
@@ -231,16 +316,22 @@ def controls(job, snap) -> None:
 def progress(snap, variational: bool) -> None:
     icon = STATUS_ICONS.get(snap.status, "")
     eta = f" · ETA {duration(snap.eta_s)}" if snap.status == "running" else ""
-    st.progress(snap.progress, text=f"{icon} {snap.status} · epoch {snap.epoch}/{snap.epochs} · "
-                                    f"step {snap.step:,}/{snap.total_steps:,}{eta}")
+    st.progress(
+        snap.progress,
+        text=f"{icon} {snap.status} · epoch {snap.epoch}/{snap.epochs} · step {snap.step:,}/{snap.total_steps:,}{eta}",
+    )
     last = snap.epoch_metrics[-1] if snap.epoch_metrics else {}
     on = f" on {snap.threads}" if snap.threads else ""
-    metrics_row(variational, samples_per_s=speed(snap), speed_help=f"{snap.device}{on} · ETA {duration(snap.eta_s)}",
-                loss=nats(float(np.mean(snap.curves.total[-50:])) if len(snap.curves) else None),
-                test=nats(last.get("test_neg_elbo" if variational else "test_recon")),
-                active_units=f"{last['active_units']}/{len(snap.kl_per_dim)}"
-                if variational and last.get("active_units") is not None
-                else "–")  # a progress record written by another process may not say
+    metrics_row(
+        variational,
+        samples_per_s=speed(snap),
+        speed_help=f"{snap.device}{on} · ETA {duration(snap.eta_s)}",
+        loss=nats(float(np.mean(snap.curves.total[-50:])) if len(snap.curves) else None),
+        test=nats(last.get("test_neg_elbo" if variational else "test_recon")),
+        active_units=f"{last['active_units']}/{len(snap.kl_per_dim)}"
+        if variational and last.get("active_units") is not None
+        else "–",
+    )  # a progress record written by another process may not say
 
 
 def speed(snap) -> str:
@@ -251,8 +342,14 @@ def speed(snap) -> str:
     return "–"
 
 
-def metrics_row(variational: bool, samples_per_s: str = "–", speed_help: str | None = None, loss: str = "–",
-                test: str = "–", active_units: str = "–") -> None:
+def metrics_row(
+    variational: bool,
+    samples_per_s: str = "–",
+    speed_help: str | None = None,
+    loss: str = "–",
+    test: str = "–",
+    active_units: str = "–",
+) -> None:
     cols = st.columns(4)
     cols[0].metric("samples/s", samples_per_s, help=speed_help)
     cols[1].metric("loss", loss, help="the training loss, mean of the last 50 steps (nats per image)")
@@ -260,10 +357,14 @@ def metrics_row(variational: bool, samples_per_s: str = "–", speed_help: str |
         cols[2].metric("test −ELBO", test, help="nats per image, after the last epoch")
     else:
         cols[2].metric("test reconstruction error", test, help="per image, after the last epoch. " + AE_NOTE)
-    cols[3].metric("active units", active_units,
-                   help=f"latent dimensions the encoder uses: those whose KL on the test set, after the last "
-                        f"epoch, is at least {ACTIVE_KL_NATS} nats (the grey bars below are the others)"
-                   if variational else "an autoencoder's codes have no KL to count them by")
+    cols[3].metric(
+        "active units",
+        active_units,
+        help=f"latent dimensions the encoder uses: those whose KL on the test set, after the last "
+        f"epoch, is at least {ACTIVE_KL_NATS} nats (the grey bars below are the others)"
+        if variational
+        else "an autoencoder's codes have no KL to count them by",
+    )
 
 
 def queue_note(job, snap) -> None:
@@ -291,8 +392,11 @@ def queue_note(job, snap) -> None:
             waits_for = f"it starts when **{plain(busy.snapshot().name)}** ends, which trains on {device} now"
         else:
             waits_for = f"it starts when {device} is free"
-    st.info(f"Queued, number {position} in line on {device}: {waits_for}. It starts by itself; **Stop** takes "
-            "it out of the queue.", icon=":material/schedule:")
+    st.info(
+        f"Queued, number {position} in line on {device}: {waits_for}. It starts by itself; **Stop** takes "
+        "it out of the queue.",
+        icon=":material/schedule:",
+    )
 
 
 def loss_sketch(curves, variational: bool, log_y: bool) -> None:
@@ -325,8 +429,10 @@ def live_panel() -> None:
     snap = job.snapshot()
     variational = MODELS[snap.config["model"]][1].variational
     with st.container(key="run_top"):
-        st.markdown(f"**Run** {plain(snap.name)} · `{job.run_id}` · {plain(snap.dataset)} · {snap.config['model']} · "
-                    f"z={snap.config['latent_dim']} · {snap.device}")
+        st.markdown(
+            f"**Run** {plain(snap.name)} · `{job.run_id}` · {plain(snap.dataset)} · {snap.config['model']} · "
+            f"z={snap.config['latent_dim']} · {snap.device}"
+        )
         if snap.message:
             show_error(snap.message)
     # Once after Start, and once when the run's error (a divergence) appears: the user may be far down.
@@ -345,10 +451,19 @@ def live_panel() -> None:
         loss_sketch(snap.curves, variational, options.log_y)
         from ui import charts  # once the sketch is on its way: on a fresh server this import takes 0.3 s
 
-        figure = charts.loss_figure(snap.curves, snap.epoch_metrics, snap.events, log_y=options.log_y,
-                                    variational=variational, free_bits=float(snap.config.get("free_bits") or 0.0))
-        st.plotly_chart(apply_curve_options(figure, options, snap.steps_per_epoch, snap.curves.clock),
-                        key="loss_chart", config=PLOTLY_CONFIG)
+        figure = charts.loss_figure(
+            snap.curves,
+            snap.epoch_metrics,
+            snap.events,
+            log_y=options.log_y,
+            variational=variational,
+            free_bits=float(snap.config.get("free_bits") or 0.0),
+        )
+        st.plotly_chart(
+            apply_curve_options(figure, options, snap.steps_per_epoch, snap.curves.clock),
+            key="loss_chart",
+            config=PLOTLY_CONFIG,
+        )
     csv_download([(snap.name, snap.curves, snap.steps_per_epoch)], key="loss_csv", file_name=f"{job.run_id}.csv")
     left, right = st.columns([1, 1])
     with left:
@@ -357,14 +472,19 @@ def live_panel() -> None:
         elif variational:
             st.plotly_chart(charts.kl_per_dim_figure(snap.kl_per_dim, snap.config["free_bits"]), key="kl_chart")
         else:
-            st.info(AE_NOTE + " Nothing pulls its codes towards N(0, I), so there is no KL per dimension "
-                    "to show either.", icon=":material/info:")
+            st.info(
+                AE_NOTE + " Nothing pulls its codes towards N(0, I), so there is no KL per dimension to show either.",
+                icon=":material/info:",
+            )
     with right:
         st.markdown("**Reconstructions** of fixed test images (top: input, bottom: decoded)")
         if snap.frames:
             frame = snap.frames[-1]
-            inputs = snap.fixed_inputs[:8] if len(snap.fixed_inputs) else np.zeros((0, *frame.reconstructions.shape[1:]),
-                                                                                    dtype=np.uint8)
+            inputs = (
+                snap.fixed_inputs[:8]
+                if len(snap.fixed_inputs)
+                else np.zeros((0, *frame.reconstructions.shape[1:]), dtype=np.uint8)
+            )
             image_grid(np.concatenate([inputs, frame.reconstructions[:8]]), 8, caption=f"epoch {frame.epoch}")
         else:
             st.caption("Appears after the first epoch.")
@@ -376,9 +496,11 @@ def live_panel() -> None:
 
 def empty_panel(run_id: str | None, starting: bool) -> None:
     if run_id:
-        st.warning(f"Run `{run_id}` is not in the checkpoints folder yet: a run shows here once it is queued, "
-                   "or once its process has written its first progress record. If it was deleted, pick another "
-                   "run on the **Runs** page.")
+        st.warning(
+            f"Run `{run_id}` is not in the checkpoints folder yet: a run shows here once it is queued, "
+            "or once its process has written its first progress record. If it was deleted, pick another "
+            "run on the **Runs** page."
+        )
     st.info("Set the hyperparameters and press **Start training**. The curves appear here within a second.")
     # The run's gauges, empty: where its numbers will show (and, on a fresh server, the browser has
     # their code loaded before the first run's panel arrives).
@@ -399,8 +521,11 @@ def empty_panel(run_id: str | None, starting: bool) -> None:
 # Below 1100 px the form and the run share too little width (at 900, metric values and choices were
 # cut to "4…"): the two columns stack there, as Streamlit's own do below 640 px.
 _PAGE_COLUMNS = ".st-key-train_columns > [data-testid='stLayoutWrapper'] > [data-testid='stHorizontalBlock']"
-st.markdown(f"<style>@media (max-width: 1100px) {{ {_PAGE_COLUMNS} {{ flex-wrap: wrap; }} "
-            f"{_PAGE_COLUMNS} > [data-testid='stColumn'] {{ min-width: 100%; }} }}</style>", unsafe_allow_html=True)
+st.markdown(
+    f"<style>@media (max-width: 1100px) {{ {_PAGE_COLUMNS} {{ flex-wrap: wrap; }} "
+    f"{_PAGE_COLUMNS} > [data-testid='stColumn'] {{ min-width: 100%; }} }}</style>",
+    unsafe_allow_html=True,
+)
 with st.container(key="train_columns"):
     left, right = st.columns([1, 2], gap="large")
 with left:

@@ -19,7 +19,16 @@ from pathlib import Path
 
 from bench.common import ROOT, machine_description, row
 
-BENCHES = ("training", "quality", "memory", "projection", "gpu", "startup", "store", "watching")  # bench_<name>.py, in running order
+BENCHES = (
+    "training",
+    "quality",
+    "memory",
+    "projection",
+    "gpu",
+    "startup",
+    "store",
+    "watching",
+)  # bench_<name>.py, in running order
 OPTIONAL_BENCHES = {"projection"}  # written separately; may not exist yet
 RESULTS_PATH = ROOT / "bench" / "RESULTS.md"
 
@@ -79,8 +88,9 @@ def render(results: list[tuple[str, list[dict], float]], command: str, quick: bo
         "| --- | --- | --- | --- |",
     ]
     for _, rows, _ in results:
-        lines += [f"| {cell(r['figure'])} | {cell(r['target'])} | {cell(r['measured'])} | {ok_mark(r['ok'])} |"
-                  for r in rows]
+        lines += [
+            f"| {cell(r['figure'])} | {cell(r['target'])} | {cell(r['measured'])} | {ok_mark(r['ok'])} |" for r in rows
+        ]
     return "\n".join(lines) + "\n"
 
 

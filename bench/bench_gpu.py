@@ -15,17 +15,27 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 if __package__ in (None, ""):  # run as a file: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
-from bench.common import (Stopwatch, Timing, bench_dataset, interleaved, median, paired_ratio, print_rows,
-                          rounds_text, row, walls)
+from bench.common import (
+    Stopwatch,
+    Timing,
+    bench_dataset,
+    interleaved,
+    median,
+    paired_ratio,
+    print_rows,
+    rounds_text,
+    row,
+    walls,
+)
 from vae_core.config import TrainConfig
 from vae_core.data import ImageDataset
 from vae_core.jobs import TrainingJob
@@ -86,11 +96,13 @@ def job_epoch(config: TrainConfig, dataset: ImageDataset) -> Timing:
 def or_failure(candidate: Callable[[], Timing]) -> Callable[[], Timing | str]:
     """`candidate`, returning what went wrong instead of raising: a mode this PyTorch or GPU cannot
     run (CUDA graphs are picky) becomes one row, not the loss of the whole bench."""
+
     def attempt() -> Timing | str:
         try:
             return candidate()
-        except Exception as error:  # noqa: BLE001 - reported in the row
+        except Exception as error:
             return f"failed: {type(error).__name__}: {str(error)[:200]}"
+
     return attempt
 
 
@@ -104,31 +116,47 @@ def precisions() -> list[str]:
 
 def variant_rows(dataset: ImageDataset, batch_size: int, rounds: int) -> list[dict]:
     """samples/s of each precision x compile mode at `batch_size`, and each against fp32 eager."""
-    candidates = {(precision, mode): or_failure(partial(warm_epoch, gpu_config(dataset, batch_size, precision),
-                                                        dataset, COMPILE_MODES[mode]))
-                  for precision in precisions() for mode in COMPILE_MODES}
+    candidates = {
+        (precision, mode): or_failure(
+            partial(warm_epoch, gpu_config(dataset, batch_size, precision), dataset, COMPILE_MODES[mode])
+        )
+        for precision in precisions()
+        for mode in COMPILE_MODES
+    }
     results = interleaved(candidates, rounds)
     baseline = walls(results[("fp32", "eager")])  # eager fp32 is the plain loop itself: it does not fail
     rows = []
     for (precision, mode), found in results.items():
         failure = next((item for item in found if isinstance(item, str)), None)
-        measured = failure or (f"{samples_per_s(dataset, found):,.0f} samples/s "
-                               f"({paired_ratio(baseline, walls(found)):.2f}x fp32 eager)")
-        rows.append(row(f"GPU plain loop, {precision}, {mode}: samples/s ({dataset.name}, batch {batch_size}, "
-                        f"{rounds_text(rounds)} of 1 warm epoch + test pass)", "-", measured,
-                        False if failure else None))
+        measured = failure or (
+            f"{samples_per_s(dataset, found):,.0f} samples/s ({paired_ratio(baseline, walls(found)):.2f}x fp32 eager)"
+        )
+        rows.append(
+            row(
+                f"GPU plain loop, {precision}, {mode}: samples/s ({dataset.name}, batch {batch_size}, "
+                f"{rounds_text(rounds)} of 1 warm epoch + test pass)",
+                "-",
+                measured,
+                False if failure else None,
+            )
+        )
     return rows
 
 
 def job_row(dataset: ImageDataset, batch_size: int, rounds: int) -> dict:
     config = gpu_config(dataset, batch_size, "fp32")
-    timings = interleaved({"job": partial(job_epoch, config, dataset), "loop": partial(loop_epoch, config, dataset)},
-                          rounds)
+    timings = interleaved(
+        {"job": partial(job_epoch, config, dataset), "loop": partial(loop_epoch, config, dataset)}, rounds
+    )
     ratio = paired_ratio(walls(timings["loop"]), walls(timings["job"]))
-    return row(f"GPU job / plain loop, samples/s ({dataset.name}, batch {batch_size}, fp32, {rounds_text(rounds)} "
-               "of 1 epoch + test pass)", f">= {JOB_RATIO_TARGET:.2f}",
-               f"{ratio:.3f} (job {samples_per_s(dataset, timings['job']):,.0f}, loop "
-               f"{samples_per_s(dataset, timings['loop']):,.0f} samples/s)", ratio >= JOB_RATIO_TARGET)
+    return row(
+        f"GPU job / plain loop, samples/s ({dataset.name}, batch {batch_size}, fp32, {rounds_text(rounds)} "
+        "of 1 epoch + test pass)",
+        f">= {JOB_RATIO_TARGET:.2f}",
+        f"{ratio:.3f} (job {samples_per_s(dataset, timings['job']):,.0f}, loop "
+        f"{samples_per_s(dataset, timings['loop']):,.0f} samples/s)",
+        ratio >= JOB_RATIO_TARGET,
+    )
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -137,8 +165,9 @@ def run(quick: bool = False) -> list[dict]:
         return no_gpu_rows()
     dataset = bench_dataset()
     rounds = 2 if quick else 5
-    rows = [row("GPU", "-", f"{torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}, torch {torch.__version__}",
-                None)]
+    rows = [
+        row("GPU", "-", f"{torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}, torch {torch.__version__}", None)
+    ]
     for batch_size in BATCH_SIZES[-1:] if quick else BATCH_SIZES:
         rows += variant_rows(dataset, batch_size, rounds)
     rows.append(job_row(dataset, BATCH_SIZES[0], rounds))

@@ -19,7 +19,16 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import GiB, MiB, use_pytorch_default_threads, bench_dataset, peak_rss_bytes, print_rows, row, run_module_json
+from bench.common import (
+    GiB,
+    MiB,
+    bench_dataset,
+    peak_rss_bytes,
+    print_rows,
+    row,
+    run_module_json,
+    use_pytorch_default_threads,
+)
 
 TARGET_BYTES = 2 * GiB
 PROJECTION_METHODS = ("pca", "tsne")
@@ -68,11 +77,20 @@ def run(quick: bool = False) -> list[dict]:
     peaks = result["peaks"]
     peak = max(peaks.values())
     stages = ", ".join(f"{stage} {value / MiB:,.0f} MiB" for stage, value in peaks.items())
-    projection = (f"{result['points']:,}-point {' and '.join(PROJECTION_METHODS)} projection" if result["points"]
-                  else "no projection (vae_core.projection is missing)")
+    projection = (
+        f"{result['points']:,}-point {' and '.join(PROJECTION_METHODS)} projection"
+        if result["points"]
+        else "no projection (vae_core.projection is missing)"
+    )
     figure = f"Peak RSS: load {result['dataset']}, 1-epoch TrainingJob and, during it, a {projection}"
-    return [row(figure, f"< {TARGET_BYTES / GiB:.0f} GiB", f"{peak / MiB:,.0f} MiB (peak after: {stages})",
-                peak < TARGET_BYTES)]
+    return [
+        row(
+            figure,
+            f"< {TARGET_BYTES / GiB:.0f} GiB",
+            f"{peak / MiB:,.0f} MiB (peak after: {stages})",
+            peak < TARGET_BYTES,
+        )
+    ]
 
 
 def main() -> None:

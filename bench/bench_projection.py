@@ -22,8 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -94,8 +94,10 @@ def measure_pca(latents: np.ndarray) -> list[dict]:
     (projection.warm_up_projections) pays before a person asks for one: timed apart, without a target."""
     _, first = timed(lambda: project(latents[:64], "pca"))
     _, seconds = timed(lambda: project(latents, "pca"))
-    return [row("pca_s", seconds, f"< {PCA_TARGET_S} s", seconds < PCA_TARGET_S),
-            row("pca_first_in_a_fresh_process_64_points_s", first)]
+    return [
+        row("pca_s", seconds, f"< {PCA_TARGET_S} s", seconds < PCA_TARGET_S),
+        row("pca_first_in_a_fresh_process_64_points_s", first),
+    ]
 
 
 class PreviewClock:
@@ -115,8 +117,9 @@ def measure_tsne(latents: np.ndarray) -> list[dict]:
 
     clock = PreviewClock()
     ours, our_seconds = timed(lambda: project(latents, "tsne", progress=clock))
-    reference, sklearn_seconds = timed(lambda: TSNE(
-        n_components=2, init="pca", perplexity=30, random_state=0).fit_transform(latents))
+    reference, sklearn_seconds = timed(
+        lambda: TSNE(n_components=2, init="pca", perplexity=30, random_state=0).fit_transform(latents)
+    )
     our_quality = neighbour_preservation(latents, ours, k=K)
     sklearn_quality = neighbour_preservation(latents, reference, k=K)
     speedup = sklearn_seconds / our_seconds
@@ -130,10 +133,18 @@ def measure_tsne(latents: np.ndarray) -> list[dict]:
         row("tsne_speedup", speedup, f">= {TSNE_SPEEDUP_TARGET}x", speedup >= TSNE_SPEEDUP_TARGET),
         row("tsne_ours_neighbour_preservation_k10", our_quality),
         row("tsne_sklearn_neighbour_preservation_k10", sklearn_quality),
-        row("tsne_neighbour_preservation_shortfall", quality_gap, f"<= {TSNE_QUALITY_SLACK}",
-            quality_gap <= TSNE_QUALITY_SLACK),
-        row("tsne_first_preview_s", first_preview, f"< {FIRST_PREVIEW_TARGET_S} s",
-            first_preview < FIRST_PREVIEW_TARGET_S),
+        row(
+            "tsne_neighbour_preservation_shortfall",
+            quality_gap,
+            f"<= {TSNE_QUALITY_SLACK}",
+            quality_gap <= TSNE_QUALITY_SLACK,
+        ),
+        row(
+            "tsne_first_preview_s",
+            first_preview,
+            f"< {FIRST_PREVIEW_TARGET_S} s",
+            first_preview < FIRST_PREVIEW_TARGET_S,
+        ),
         row("tsne_first_optimised_preview_s", first_optimised_preview),
     ]
 
@@ -141,8 +152,9 @@ def measure_tsne(latents: np.ndarray) -> list[dict]:
 def umap_in_fresh_process(latents_file: Path, embedding_file: Path, numba_cache: Path) -> dict:
     environment = {**os.environ, "NUMBA_CACHE_DIR": str(numba_cache)}
     command = [sys.executable, "-c", FRESH_PROCESS_UMAP, str(ROOT), str(latents_file), str(embedding_file)]
-    completed, seconds = timed(lambda: subprocess.run(
-        command, env=environment, capture_output=True, text=True, check=True))
+    completed, seconds = timed(
+        lambda: subprocess.run(command, env=environment, capture_output=True, text=True, check=True)
+    )
     figures = json.loads(completed.stdout.strip().splitlines()[-1])
     return {**figures, "process_s": seconds}
 
@@ -156,14 +168,19 @@ def measure_umap_fresh_process(latents: np.ndarray) -> list[dict]:
         cold = umap_in_fresh_process(latents_file, scratch / "cold.npy", numba_cache)
         # Best of a few: on a shared 2-core machine other processes' load swings a single run
         # by 2x, and the least disturbed run is the one that measures our code.
-        warm_runs = [umap_in_fresh_process(latents_file, scratch / "warm.npy", numba_cache)
-                     for _ in range(UMAP_WARM_RUNS)]
+        warm_runs = [
+            umap_in_fresh_process(latents_file, scratch / "warm.npy", numba_cache) for _ in range(UMAP_WARM_RUNS)
+        ]
         cold_embedding, warm_embedding = np.load(scratch / "cold.npy"), np.load(scratch / "warm.npy")
     warm = min(warm_runs, key=lambda figures: figures["project_s"])
     same = bool(np.array_equal(cold_embedding, warm_embedding))
     return [
-        row("umap_fresh_process_warm_cache_s", warm["project_s"], f"< {UMAP_FRESH_PROCESS_TARGET_S} s",
-            warm["project_s"] < UMAP_FRESH_PROCESS_TARGET_S),
+        row(
+            "umap_fresh_process_warm_cache_s",
+            warm["project_s"],
+            f"< {UMAP_FRESH_PROCESS_TARGET_S} s",
+            warm["project_s"] < UMAP_FRESH_PROCESS_TARGET_S,
+        ),
         row("umap_fresh_process_warm_cache_all_runs_s", [round(r["project_s"], 3) for r in warm_runs]),
         row("umap_fresh_process_cold_cache_s", cold["project_s"]),
         row("umap_fresh_process_warm_cache_whole_process_s", warm["process_s"]),
@@ -186,14 +203,19 @@ def run() -> list[dict]:
 def main() -> None:
     rows = run()
     verdicts = [r["ok"] for r in rows if r["ok"] is not None]
-    print(json.dumps({
-        "benchmark": "projection",
-        "data": f"{N_POINTS} Fashion-MNIST test images, PCA to {LATENT_DIMS} dims",
-        "cpu_count": os.cpu_count(),
-        "figures": {r["figure"]: r["measured"] for r in rows},
-        "rows": rows,
-        "all_ok": all(verdicts),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "projection",
+                "data": f"{N_POINTS} Fashion-MNIST test images, PCA to {LATENT_DIMS} dims",
+                "cpu_count": os.cpu_count(),
+                "figures": {r["figure"]: r["measured"] for r in rows},
+                "rows": rows,
+                "all_ok": all(verdicts),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -28,12 +28,19 @@ if __package__ in (None, ""):  # run as a file: make `bench` importable
 import torch
 
 from bench import reference_loop
-from bench.common import (FALLBACK_DATASET, FULL_DATASET, ensure_fashion_mnist, print_rows, row, skipped_row,
-                          use_pytorch_default_threads)
+from bench.common import (
+    FALLBACK_DATASET,
+    FULL_DATASET,
+    ensure_fashion_mnist,
+    print_rows,
+    row,
+    skipped_row,
+    use_pytorch_default_threads,
+)
 from vae_core.config import TrainConfig
 from vae_core.data import ImageDataset, load_dataset
-from vae_core.metrics import evaluate, iwae_nll
 from vae_core.loop import run_to_end
+from vae_core.metrics import evaluate, iwae_nll
 from vae_core.models import VAE
 from vae_core.trainer import Trainer, initial_model
 
@@ -83,12 +90,19 @@ def config_for(dataset: str, model: str, budget: Budget, seed: int = 0) -> Train
 def score(model: VAE, dataset: ImageDataset, budget: Budget) -> Scores:
     """Test -ELBO over the whole test set and the IWAE bound on its first images, with fixed noise
     so both runs are measured alike."""
-    result = evaluate(model, dataset.test_x, dataset.test_y, recon="bce",
-                      generator=torch.Generator().manual_seed(EVAL_SEED))
+    result = evaluate(
+        model, dataset.test_x, dataset.test_y, recon="bce", generator=torch.Generator().manual_seed(EVAL_SEED)
+    )
     images = slice(0, budget.iwae_images)
     labels = dataset.test_y[images] if dataset.test_y is not None else None
-    iwae = iwae_nll(model, dataset.test_x[images], labels, recon="bce", k=budget.iwae_k,
-                    generator=torch.Generator().manual_seed(EVAL_SEED))
+    iwae = iwae_nll(
+        model,
+        dataset.test_x[images],
+        labels,
+        recon="bce",
+        k=budget.iwae_k,
+        generator=torch.Generator().manual_seed(EVAL_SEED),
+    )
     return Scores(result.neg_elbo, iwae)
 
 
@@ -129,22 +143,30 @@ def quality_rows(dataset: ImageDataset, model: str, budget: Budget) -> list[dict
     seeds = f", mean of seeds 0-{budget.seeds - 1}" if budget.seeds > 1 else ""
     setting = f"{dataset.name}, {model}, {budget.epochs} epochs{seeds}"
     return [
-        bound_row(f"Test -ELBO, nats ({setting}; {dataset.test_x.shape[0]:,} test images)",
-                  ours.neg_elbo, reference.neg_elbo),
-        bound_row(f"IWAE bound, nats ({setting}; k={budget.iwae_k:,} on {budget.iwae_images:,} test images)",
-                  ours.iwae, reference.iwae),
+        bound_row(
+            f"Test -ELBO, nats ({setting}; {dataset.test_x.shape[0]:,} test images)", ours.neg_elbo, reference.neg_elbo
+        ),
+        bound_row(
+            f"IWAE bound, nats ({setting}; k={budget.iwae_k:,} on {budget.iwae_images:,} test images)",
+            ours.iwae,
+            reference.iwae,
+        ),
     ]
 
 
 def bound_row(figure: str, ours: float, reference: float) -> dict:
     limit = reference + TOLERANCE_NATS
-    return row(figure, f"<= reference + {TOLERANCE_NATS:g} (= {limit:.2f})", f"{ours:.2f} (reference {reference:.2f})",
-               ours <= limit)
+    return row(
+        figure,
+        f"<= reference + {TOLERANCE_NATS:g} (= {limit:.2f})",
+        f"{ours:.2f} (reference {reference:.2f})",
+        ours <= limit,
+    )
 
 
 def datasets_to_compare() -> list[ImageDataset]:
     names = [FULL_DATASET] if ensure_fashion_mnist() else []
-    return [load_dataset(name) for name in names + [FALLBACK_DATASET]]
+    return [load_dataset(name) for name in [*names, FALLBACK_DATASET]]
 
 
 def run(quick: bool = False) -> list[dict]:

@@ -50,8 +50,15 @@ from vae_core.run_process import end_run_processes  # noqa: E402
 FORM_TARGET_S = 3.0
 FIRST_POINT_TARGET_S = 2.0
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 START_TIMEOUT_S = 60
 # The loss chart's reconstruction trace has a point. Plotly may hold x as an array, a typed array or
 # base64 ("bdata") as it came from the server; any non-empty one will do.
@@ -111,11 +118,31 @@ def fresh_server(log_path: Path, warm_up: bool = True, cache_dir: str | None = N
     env.update(VAE_STUDIO_CHECKPOINTS=checkpoints, PYTHONUNBUFFERED="1", VAE_STUDIO_WARM_UP="1" if warm_up else "0")
     if cache_dir is not None:
         env["XDG_CACHE_HOME"] = cache_dir
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-               "--server.port", str(port), "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"]
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.fileWatcherType",
+        "none",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -144,8 +171,9 @@ def warm_up_report(log_path: Path, timeout_s: float = 0.0) -> tuple[float, str] 
         time.sleep(0.1)
 
 
-def one_round(browser, log_path: Path, warm_up: bool = True, start_when: str = "usable",
-              cache_dir: str | None = None) -> dict:
+def one_round(
+    browser, log_path: Path, warm_up: bool = True, start_when: str = "usable", cache_dir: str | None = None
+) -> dict:
     """One fresh server: seconds from health to a usable form and, unless start_when is "never", from
     Start (pressed when the form is usable, or once the warm-up has ended) to the first loss point
     and to the interactive chart's first point."""
@@ -222,19 +250,42 @@ def run(quick: bool = False) -> list[dict]:
     cold_points = [r["first_point"] for r in cold]
     warm_ups = [r["warm_up"] for r in cold + warm if r.get("warm_up")]
     rows = [
-        row("first load: /_stcore/health -> Train form usable (fresh server, Chromium)", f"<= {FORM_TARGET_S:g} s",
-            _seconds(forms), statistics.median(forms) <= FORM_TARGET_S),
-        row("first run: Start (pressed once the form is usable) -> first loss point drawn (sketch or chart)",
-            f"<= {FIRST_POINT_TARGET_S:g} s", _seconds(cold_points),
-            statistics.median(cold_points) <= FIRST_POINT_TARGET_S),
-        row("first run: Start -> the interactive chart's first point", "-",
-            _seconds([r["chart_point"] for r in cold]), None),
-        row("first run on a machine's first start (empty user cache): Start -> first loss point drawn", "-",
-            _seconds([r["first_point"] for r in first_ever]), None),
-        row("first run: Start (pressed after the warm-up) -> first loss point drawn", "-",
-            _seconds([r["first_point"] for r in warm]), None),
-        row("first load with the warm-up off (its GIL cost to the page is the difference)", "-",
-            _seconds([r["form"] for r in unwarmed]), None),
+        row(
+            "first load: /_stcore/health -> Train form usable (fresh server, Chromium)",
+            f"<= {FORM_TARGET_S:g} s",
+            _seconds(forms),
+            statistics.median(forms) <= FORM_TARGET_S,
+        ),
+        row(
+            "first run: Start (pressed once the form is usable) -> first loss point drawn (sketch or chart)",
+            f"<= {FIRST_POINT_TARGET_S:g} s",
+            _seconds(cold_points),
+            statistics.median(cold_points) <= FIRST_POINT_TARGET_S,
+        ),
+        row(
+            "first run: Start -> the interactive chart's first point",
+            "-",
+            _seconds([r["chart_point"] for r in cold]),
+            None,
+        ),
+        row(
+            "first run on a machine's first start (empty user cache): Start -> first loss point drawn",
+            "-",
+            _seconds([r["first_point"] for r in first_ever]),
+            None,
+        ),
+        row(
+            "first run: Start (pressed after the warm-up) -> first loss point drawn",
+            "-",
+            _seconds([r["first_point"] for r in warm]),
+            None,
+        ),
+        row(
+            "first load with the warm-up off (its GIL cost to the page is the difference)",
+            "-",
+            _seconds([r["form"] for r in unwarmed]),
+            None,
+        ),
     ]
     if warm_ups:
         total, phases = min(warm_ups)

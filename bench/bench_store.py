@@ -36,8 +36,10 @@ def make_folder(folder: Path, count: int) -> None:
     from vae_core.trainer import Trainer
 
     folder.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(TrainConfig(data="digits", hidden=(16,), latent_dim=2, epochs=1, device="cpu", threads=1),
-                      load_dataset("digits"))
+    trainer = Trainer(
+        TrainConfig(data="digits", hidden=(16,), latent_dim=2, epochs=1, device="cpu", threads=1),
+        load_dataset("digits"),
+    )
     run_to_end(trainer)
     template = "20260101-000000-000000"
     source = save_trainer_checkpoint(trainer, template, "finished", folder / f"{template}.safetensors")
@@ -56,16 +58,26 @@ def listing_seconds(folder: Path, cache: Path) -> float:
     times = []
     for _ in range(ROUNDS):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "vae_core", "runs", str(folder)], env=env, check=True,
-                       stdout=subprocess.DEVNULL, cwd=ROOT)
+        subprocess.run(
+            [sys.executable, "-m", "vae_core", "runs", str(folder)],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 
 
 def first_listing_seconds(folder: Path, cache: Path) -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "vae_core", "runs", str(folder)], check=True, stdout=subprocess.DEVNULL,
-                   env=dict(os.environ, XDG_CACHE_HOME=str(cache)), cwd=ROOT)
+    subprocess.run(
+        [sys.executable, "-m", "vae_core", "runs", str(folder)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env=dict(os.environ, XDG_CACHE_HOME=str(cache)),
+        cwd=ROOT,
+    )
     return time.perf_counter() - started
 
 
@@ -88,10 +100,21 @@ def page_seconds(folder: Path, cache: Path) -> dict:
     """Seconds of a rerun of the Runs and Checkpoints pages on `folder` (after a first draw)."""
     import json
 
-    env = dict(os.environ, XDG_CACHE_HOME=str(cache), VAE_STUDIO_CHECKPOINTS=str(folder), VAE_STUDIO_WARM_UP="0",
-               VAE_STUDIO_EXECUTOR="thread")
-    out = subprocess.run([sys.executable, "-c", PAGE_TIMES, "app_pages/runs.py", "app_pages/checkpoints.py"],
-                         env=env, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    env = dict(
+        os.environ,
+        XDG_CACHE_HOME=str(cache),
+        VAE_STUDIO_CHECKPOINTS=str(folder),
+        VAE_STUDIO_WARM_UP="0",
+        VAE_STUDIO_EXECUTOR="thread",
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", PAGE_TIMES, "app_pages/runs.py", "app_pages/checkpoints.py"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -109,14 +132,24 @@ def run(quick: bool = False) -> list[dict]:
             first = first_listing_seconds(folder, cache)
             warm = listing_seconds(folder, cache)
             ratio = warm / one
-            rows.append(row(f"`vae-studio runs`, {count:,} runs: first call (index built) / later calls",
-                            f"later < {LISTING_RATIO_TARGET}x one run", f"{first:.2f} s / {warm:.2f} s ({ratio:.1f}x)",
-                            ratio < LISTING_RATIO_TARGET))
+            rows.append(
+                row(
+                    f"`vae-studio runs`, {count:,} runs: first call (index built) / later calls",
+                    f"later < {LISTING_RATIO_TARGET}x one run",
+                    f"{first:.2f} s / {warm:.2f} s ({ratio:.1f}x)",
+                    ratio < LISTING_RATIO_TARGET,
+                )
+            )
             for page, (seconds, errors) in page_seconds(folder, cache).items():
                 name = "Runs" if "runs" in page else "Checkpoints"
-                rows.append(row(f"{name} page rerun, {count:,} runs (AppTest)", f"< {PAGE_TARGET_S:.0f} s",
-                                f"{seconds:.2f} s" + (f" ({len(errors)} errors)" if errors else ""),
-                                seconds < PAGE_TARGET_S and not errors))
+                rows.append(
+                    row(
+                        f"{name} page rerun, {count:,} runs (AppTest)",
+                        f"< {PAGE_TARGET_S:.0f} s",
+                        f"{seconds:.2f} s" + (f" ({len(errors)} errors)" if errors else ""),
+                        seconds < PAGE_TARGET_S and not errors,
+                    )
+                )
             shutil.rmtree(folder)
     return rows
 

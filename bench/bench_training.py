@@ -30,9 +30,23 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (Stopwatch, Timing, bench_dataset, cpus, interleaved, keep_this_thread_serial, median,
-                          paired_ratio, print_rows, reference_data, reference_epoch, rounds_text, row,
-                          use_pytorch_default_threads, walls)
+from bench.common import (
+    Stopwatch,
+    Timing,
+    bench_dataset,
+    cpus,
+    interleaved,
+    keep_this_thread_serial,
+    median,
+    paired_ratio,
+    print_rows,
+    reference_data,
+    reference_epoch,
+    rounds_text,
+    row,
+    use_pytorch_default_threads,
+    walls,
+)
 from vae_core.config import TrainConfig
 from vae_core.data import ImageDataset
 from vae_core.jobs import TrainingJob
@@ -66,7 +80,7 @@ class SnapshotReader:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-reader", daemon=True)
 
-    def __enter__(self) -> "SnapshotReader":
+    def __enter__(self) -> SnapshotReader:
         self._thread.start()
         return self
 
@@ -77,8 +91,14 @@ class SnapshotReader:
     def _run(self) -> None:
         while not self._stop.wait(READER_INTERVAL_S):
             snap = self.job.snapshot()
-            _ = (len(snap.curves), float(snap.curves.total[-1]) if len(snap.curves) else None,
-                 snap.kl_per_dim.sum(), len(snap.epoch_metrics), len(snap.frames), snap.progress)
+            _ = (
+                len(snap.curves),
+                float(snap.curves.total[-1]) if len(snap.curves) else None,
+                snap.kl_per_dim.sum(),
+                len(snap.epoch_metrics),
+                len(snap.frames),
+                snap.progress,
+            )
 
 
 JOB_THREADS: dict[int, str] = {}  # batch size -> the job's count and how it was chosen, for the figure
@@ -109,8 +129,9 @@ def reference_name(threads: int) -> str:
     return f"reference, {threads} thread{'s' * (threads != 1)}"
 
 
-def time_epochs(dataset: ImageDataset, data_path: Path, batch_size: int, ours: list[str],
-                rounds: int) -> dict[str, list[Timing]]:
+def time_epochs(
+    dataset: ImageDataset, data_path: Path, batch_size: int, ours: list[str], rounds: int
+) -> dict[str, list[Timing]]:
     """The Timing of each round of one epoch of the reference on each thread count and of each of
     ours, interleaved; plus "reference": the rounds of the faster reference thread count.
 
@@ -118,8 +139,10 @@ def time_epochs(dataset: ImageDataset, data_path: Path, batch_size: int, ours: l
     not run again: on a loaded machine two spin-waiting threads can take minutes an epoch, and
     more rounds of it would only tell the same."""
     config = TrainConfig(data=dataset.name, batch_size=batch_size)
-    candidates = {reference_name(threads): partial(reference_epoch, data_path, batch_size, threads)
-                  for threads in REFERENCE_THREADS}
+    candidates = {
+        reference_name(threads): partial(reference_epoch, data_path, batch_size, threads)
+        for threads in REFERENCE_THREADS
+    }
     candidates.update({name: partial(OUR_RUNNERS[name], config, dataset) for name in ours})
     timings = interleaved(candidates, 1)
     fastest = min(timings[reference_name(threads)][0].wall for threads in REFERENCE_THREADS)
@@ -145,60 +168,99 @@ def samples_per_s(dataset: ImageDataset, timings: list[Timing]) -> str:
 
 
 def best_reference(timings: dict[str, list[Timing]]) -> str:
-    return next(reference_name(threads) for threads in REFERENCE_THREADS
-                if timings[reference_name(threads)] is timings["reference"])
+    return next(
+        reference_name(threads)
+        for threads in REFERENCE_THREADS
+        if timings[reference_name(threads)] is timings["reference"]
+    )
 
 
-def ratio_row(figure: str, target: float | None, dataset: ImageDataset, timings: dict[str, list[Timing]], name: str,
-              baseline: str) -> dict:
+def ratio_row(
+    figure: str, target: float | None, dataset: ImageDataset, timings: dict[str, list[Timing]], name: str, baseline: str
+) -> dict:
     """`name`'s samples/s over `baseline`'s: the median of per-round ratios, by wall clock (the
     figure) and by CPU time."""
     wall_ratio = paired_ratio(walls(timings[baseline]), walls(timings[name]))
     cpu_ratio = paired_ratio(cpus(timings[baseline]), cpus(timings[name]))
     baseline_text = best_reference(timings) if baseline == "reference" else baseline
-    return row(figure, "-" if target is None else f">= {target:.2f}",
-               f"{wall_ratio:.3f} ({name} {samples_per_s(dataset, timings[name])}, {baseline_text} "
-               f"{samples_per_s(dataset, timings[baseline])}; by CPU time {cpu_ratio:.3f})",
-               None if target is None else wall_ratio >= target)
+    return row(
+        figure,
+        "-" if target is None else f">= {target:.2f}",
+        f"{wall_ratio:.3f} ({name} {samples_per_s(dataset, timings[name])}, {baseline_text} "
+        f"{samples_per_s(dataset, timings[baseline])}; by CPU time {cpu_ratio:.3f})",
+        None if target is None else wall_ratio >= target,
+    )
 
 
 def speed_row(dataset: ImageDataset, batch_size: int, timings: dict[str, list[Timing]]) -> dict:
-    return ratio_row(f"Training speed: job as the app runs it (on {JOB_THREADS.get(batch_size, '?')}) / reference "
-                     f"loop at its best thread count, samples/s ({setting(dataset, batch_size, timings)})",
-                     SPEED_RATIO_TARGET, dataset, timings, "job", "reference")
+    return ratio_row(
+        f"Training speed: job as the app runs it (on {JOB_THREADS.get(batch_size, '?')}) / reference "
+        f"loop at its best thread count, samples/s ({setting(dataset, batch_size, timings)})",
+        SPEED_RATIO_TARGET,
+        dataset,
+        timings,
+        "job",
+        "reference",
+    )
 
 
 def cli_row(dataset: ImageDataset, batch_size: int, timings: dict[str, list[Timing]]) -> dict:
-    return ratio_row(f"Training speed: Trainer as the CLI runs it (PyTorch's default threads) / reference loop at "
-                     f"its best thread count, samples/s ({setting(dataset, batch_size, timings)})",
-                     None, dataset, timings, "trainer", "reference")
+    return ratio_row(
+        f"Training speed: Trainer as the CLI runs it (PyTorch's default threads) / reference loop at "
+        f"its best thread count, samples/s ({setting(dataset, batch_size, timings)})",
+        None,
+        dataset,
+        timings,
+        "trainer",
+        "reference",
+    )
 
 
 def reference_threads_row(dataset: ImageDataset, batch_size: int, timings: dict[str, list[Timing]]) -> dict:
-    epochs = ", ".join(f"{reference_name(threads)} {median(walls(timings[reference_name(threads)])):.2f} s"
-                       + (f" (1 round: over {HOPELESS:g}x the other's)" if len(timings[reference_name(threads)]) == 1
-                          and len(timings["job"]) > 1 else "")
-                       for threads in REFERENCE_THREADS)
-    return row(f"Reference loop, own process without vae_core: epoch at each thread count, median "
-               f"({setting(dataset, batch_size, timings)})", "-",
-               f"{epochs}; the reference is the faster: {best_reference(timings)}", None)
+    epochs = ", ".join(
+        f"{reference_name(threads)} {median(walls(timings[reference_name(threads)])):.2f} s"
+        + (
+            f" (1 round: over {HOPELESS:g}x the other's)"
+            if len(timings[reference_name(threads)]) == 1 and len(timings["job"]) > 1
+            else ""
+        )
+        for threads in REFERENCE_THREADS
+    )
+    return row(
+        f"Reference loop, own process without vae_core: epoch at each thread count, median "
+        f"({setting(dataset, batch_size, timings)})",
+        "-",
+        f"{epochs}; the reference is the faster: {best_reference(timings)}",
+        None,
+    )
 
 
 def reader_row(dataset: ImageDataset, batch_size: int, timings: dict[str, list[Timing]]) -> dict:
-    return ratio_row(f"Job with a reader thread calling snapshot() 4x/s / job alone, samples/s "
-                     f"({setting(dataset, batch_size, timings)})",
-                     READER_RATIO_TARGET, dataset, timings, "job + reader", "job")
+    return ratio_row(
+        f"Job with a reader thread calling snapshot() 4x/s / job alone, samples/s "
+        f"({setting(dataset, batch_size, timings)})",
+        READER_RATIO_TARGET,
+        dataset,
+        timings,
+        "job + reader",
+        "job",
+    )
 
 
 def epoch_row(dataset: ImageDataset, timings: dict[str, list[Timing]]) -> dict:
     trainer, plain = timings["trainer"], timings["reference"]
     full = dataset.train_x.shape[0] == 60_000
-    figure = (f"One epoch of {dataset.train_x.shape[0]:,} {dataset.name} images, default model and config "
-              "(Trainer as the CLI runs it: steps + end-of-epoch evaluation; median)")
-    return row(figure, f"< {EPOCH_TARGET_S:.0f} s" if full else "< 2 s on full Fashion-MNIST (not available here)",
-               f"{median(walls(trainer)):.2f} s, CPU {median(cpus(trainer)):.2f} s (reference, same rounds: "
-               f"{median(walls(plain)):.2f} s, CPU {median(cpus(plain)):.2f} s)",
-               median(walls(trainer)) < EPOCH_TARGET_S if full else None)
+    figure = (
+        f"One epoch of {dataset.train_x.shape[0]:,} {dataset.name} images, default model and config "
+        "(Trainer as the CLI runs it: steps + end-of-epoch evaluation; median)"
+    )
+    return row(
+        figure,
+        f"< {EPOCH_TARGET_S:.0f} s" if full else "< 2 s on full Fashion-MNIST (not available here)",
+        f"{median(walls(trainer)):.2f} s, CPU {median(cpus(trainer)):.2f} s (reference, same rounds: "
+        f"{median(walls(plain)):.2f} s, CPU {median(cpus(plain)):.2f} s)",
+        median(walls(trainer)) < EPOCH_TARGET_S if full else None,
+    )
 
 
 # -- entry points --------------------------------------------------------------------------------------------
@@ -209,9 +271,15 @@ def run(quick: bool = False) -> list[dict]:
     with reference_data(dataset) as data_path:
         at_128 = time_epochs(dataset, data_path, 128, ["trainer", "job", "job + reader"], rounds)
         at_512 = time_epochs(dataset, data_path, 512, ["job"], rounds)
-    return [speed_row(dataset, 128, at_128), speed_row(dataset, 512, at_512), cli_row(dataset, 128, at_128),
-            reference_threads_row(dataset, 128, at_128), reference_threads_row(dataset, 512, at_512),
-            reader_row(dataset, 128, at_128), epoch_row(dataset, at_128)]
+    return [
+        speed_row(dataset, 128, at_128),
+        speed_row(dataset, 512, at_512),
+        cli_row(dataset, 128, at_128),
+        reference_threads_row(dataset, 128, at_128),
+        reference_threads_row(dataset, 512, at_512),
+        reader_row(dataset, 128, at_128),
+        epoch_row(dataset, at_128),
+    ]
 
 
 def main() -> None:

@@ -102,8 +102,10 @@ def run(quick: bool = False) -> list[dict]:
         wrapper.chmod(0o755)
         folder = Path(scratch) / "checkpoints"
         folder.mkdir()
-        with sync_playwright() as playwright, \
-                fresh_server(Path(scratch) / "server.log", checkpoints=str(folder)) as (url, _):
+        with (
+            sync_playwright() as playwright,
+            fresh_server(Path(scratch) / "server.log", checkpoints=str(folder)) as (url, _),
+        ):
             browser = playwright.chromium.launch(executable_path=str(wrapper), args=CHROMIUM_ARGS)
             try:
                 alone = one_run(browser, url, folder, 0)  # the first also warms the run process's data
@@ -112,9 +114,15 @@ def run(quick: bool = False) -> list[dict]:
                 for tabs in QUICK_TABS if quick else TABS:
                     watched = one_run(browser, url, folder, tabs)
                     speed = alone / watched
-                    rows.append(row(f"The same run with {tabs} other tab{'s' * (tabs != 1)} walking its pages "
-                                    "(speed against alone; browsers at nice 19)", f">= {TARGETS[tabs]}x",
-                                    f"{speed:.2f}x ({watched:.2f} s)", speed >= TARGETS[tabs]))
+                    rows.append(
+                        row(
+                            f"The same run with {tabs} other tab{'s' * (tabs != 1)} walking its pages "
+                            "(speed against alone; browsers at nice 19)",
+                            f">= {TARGETS[tabs]}x",
+                            f"{speed:.2f}x ({watched:.2f} s)",
+                            speed >= TARGETS[tabs],
+                        )
+                    )
             finally:
                 browser.close()
     return rows

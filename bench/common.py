@@ -19,10 +19,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Hashable, Iterator, TypeVar
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python bench/bench_x.py` puts bench/, not the project, on the path
@@ -67,8 +68,9 @@ def ensure_fashion_mnist() -> bool:
     command = [apt_get] if os.geteuid() == 0 else ["sudo", "-n", apt_get]
     environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for arguments in (["update", "-qq"], ["install", "-y", "-qq", "dataset-fashion-mnist"]):
-        subprocess.run(command + arguments, env=environment, check=False,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            command + arguments, env=environment, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
     return Path(DEBIAN_FASHION_MNIST_DIR).is_dir()
 
 
@@ -94,8 +96,17 @@ def reference_epoch(data_path: Path, batch_size: int, threads: int) -> Timing:
     """One epoch + test pass of bench/reference_loop.py, in a process of its own that never imports
     vae_core (so none of our settings reach it), on `threads` threads. Its start-up and data loading
     are outside the timer."""
-    result = run_json([sys.executable, str(REFERENCE_SCRIPT), str(data_path), "--batch-size", str(batch_size),
-                       "--threads", str(threads)])
+    result = run_json(
+        [
+            sys.executable,
+            str(REFERENCE_SCRIPT),
+            str(data_path),
+            "--batch-size",
+            str(batch_size),
+            "--threads",
+            str(threads),
+        ]
+    )
     if result["vae_core_loaded"] or result["threads"] != threads:
         raise RuntimeError(f"the reference process did not run as asked: {result}")
     return Timing(result["wall"], result["cpu"])
@@ -125,7 +136,7 @@ class Timing:
 class Stopwatch:
     """`with Stopwatch() as watch: ...; watch.timing`."""
 
-    def __enter__(self) -> "Stopwatch":
+    def __enter__(self) -> Stopwatch:
         self._wall, self._cpu = time.perf_counter(), time.process_time()
         return self
 
@@ -146,7 +157,9 @@ def in_fresh_thread(candidate: Callable[[], Measurement]) -> Measurement:
     return on_a_thread_of_its_own(candidate, name="bench-candidate")
 
 
-def interleaved(candidates: dict[Hashable, Callable[[], Measurement]], rounds: int) -> dict[Hashable, list[Measurement]]:
+def interleaved(
+    candidates: dict[Hashable, Callable[[], Measurement]], rounds: int
+) -> dict[Hashable, list[Measurement]]:
     """Run every candidate once per round, alternating the order between rounds, so a change in the
     machine's load hits all of them alike; each run on a fresh thread (`in_fresh_thread`). Each
     candidate returns what it measured, e.g. a Timing (setup outside its own stopwatch). Returns
@@ -157,8 +170,11 @@ def interleaved(candidates: dict[Hashable, Callable[[], Measurement]], rounds: i
         for name in names if round_index % 2 == 0 else reversed(names):
             started = time.perf_counter()
             timings[name].append(in_fresh_thread(candidates[name]))
-            print(f"    round {round_index + 1}/{rounds}, {name}: {time.perf_counter() - started:.1f} s",
-                  file=sys.stderr, flush=True)  # a long bench shows that it is moving
+            print(
+                f"    round {round_index + 1}/{rounds}, {name}: {time.perf_counter() - started:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )  # a long bench shows that it is moving
     return timings
 
 
@@ -220,6 +236,7 @@ def vector_extensions() -> str:
 
 def git_commit() -> str:
     """The commit measured, and whether the working tree differs from it (and where: our code or not)."""
+
     def git(*arguments: str) -> str:
         return subprocess.run(["git", *arguments], cwd=ROOT, capture_output=True, text=True, check=True).stdout
 
@@ -231,15 +248,24 @@ def git_commit() -> str:
     ours = [path for path in changed if path.startswith(("vae_core/", "bench/"))]
     if not changed:
         return f"{commit} (clean tree)"
-    return (f"{commit} (dirty tree: {len(changed)} changed file(s)"
-            + (f", of them in vae_core/ or bench/: {', '.join(ours)}" if ours else ", none in vae_core/ or bench/") + ")")
+    return (
+        f"{commit} (dirty tree: {len(changed)} changed file(s)"
+        + (f", of them in vae_core/ or bench/: {', '.join(ours)}" if ours else ", none in vae_core/ or bench/")
+        + ")"
+    )
 
 
 def machine_description() -> dict:
-    return {"commit": git_commit(), "cpu": cpu_model(), "vector extensions": vector_extensions(),
-            "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-            "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-            "load average (1, 5, 15 min)": load_average()}
+    return {
+        "commit": git_commit(),
+        "cpu": cpu_model(),
+        "vector extensions": vector_extensions(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "load average (1, 5, 15 min)": load_average(),
+    }
 
 
 def peak_rss_bytes() -> int:

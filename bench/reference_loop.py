@@ -24,7 +24,7 @@ import argparse
 import json
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -68,7 +68,7 @@ def train_epoch(forward: Forward, optimizer: torch.optim.Optimizer, train_x: tor
     order = torch.randperm(train_x.shape[0], device=train_x.device)
     train_loss = 0.0
     for start in range(0, len(order), batch_size):
-        x = train_x[order[start:start + batch_size]]
+        x = train_x[order[start : start + batch_size]]
         optimizer.zero_grad()
         logits, mu, logvar = forward(x)
         loss = loss_function(logits, x, mu, logvar)
@@ -83,7 +83,7 @@ def test_epoch(forward: Forward, test_x: torch.Tensor, batch_size: int) -> float
     """That script's test(): the mean loss per test image, in batches of the training batch size."""
     test_loss = 0.0
     for start in range(0, test_x.shape[0], batch_size):
-        x = test_x[start:start + batch_size]
+        x = test_x[start : start + batch_size]
         logits, mu, logvar = forward(x)
         test_loss += loss_function(logits, x, mu, logvar).item()
     return test_loss / test_x.shape[0]
@@ -94,7 +94,7 @@ def warm_up(train_x: torch.Tensor, batch_size: int) -> None:
     and the memory allocator settling, which ours, timed in the bench's long-lived process, do not."""
     model = ReferenceVAE(pixels=train_x[0].numel())
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    train_epoch(model, optimizer, train_x[:WARM_UP_STEPS * batch_size], batch_size)
+    train_epoch(model, optimizer, train_x[: WARM_UP_STEPS * batch_size], batch_size)
 
 
 def timed_epoch(data_path: str, batch_size: int, threads: int, seed: int = 0) -> dict:
@@ -111,9 +111,12 @@ def timed_epoch(data_path: str, batch_size: int, threads: int, seed: int = 0) ->
     train_epoch(model, optimizer, train_x, batch_size)
     model.eval()
     test_epoch(model, test_x, batch_size)
-    return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu,
-            "threads": torch.get_num_threads(), "vae_core_loaded": any(name.split(".")[0] == "vae_core"
-                                                                     for name in sys.modules)}
+    return {
+        "wall": time.perf_counter() - wall,
+        "cpu": time.process_time() - cpu,
+        "threads": torch.get_num_threads(),
+        "vae_core_loaded": any(name.split(".")[0] == "vae_core" for name in sys.modules),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

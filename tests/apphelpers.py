@@ -27,12 +27,12 @@ def train_checkpoint(name: str, *, display_name: str | None = None, **overrides)
     from vae_core.loop import run_to_end
     from vae_core.trainer import Trainer
 
-    config = TrainConfig(**{**dict(data="digits", hidden=(32,), latent_dim=2, batch_size=128, epochs=2,
-                                   device="cpu"), **overrides})
+    config = TrainConfig(
+        **{**dict(data="digits", hidden=(32,), latent_dim=2, batch_size=128, epochs=2, device="cpu"), **overrides}
+    )
     trainer = Trainer(config, load_dataset("digits"))
     run_to_end(trainer)
-    return save_trainer_checkpoint(trainer, name, "finished", CHECKPOINTS / f"{name}.safetensors",
-                                   name=display_name)
+    return save_trainer_checkpoint(trainer, name, "finished", CHECKPOINTS / f"{name}.safetensors", name=display_name)
 
 
 def open_page(app, page: str):
@@ -46,6 +46,7 @@ def assert_no_exception(app):
 
 def plotly_specs(app) -> list[dict]:
     import json
+
     return [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
 
 
@@ -54,6 +55,7 @@ def trace_values(values) -> list:
     import base64
 
     import numpy as np
+
     if isinstance(values, dict) and "bdata" in values:
         return np.frombuffer(base64.b64decode(values["bdata"]), dtype=np.dtype(values["dtype"])).tolist()
     return list(values)
@@ -70,6 +72,7 @@ def markdown_texts(app) -> list[str]:
 def rendered(markdown: str) -> str:
     """Markdown source with its backslash escapes removed: roughly the text a person reads."""
     import re
+
     return re.sub(r"\\(.)", r"\1", markdown)
 
 
@@ -88,8 +91,6 @@ def rerun_until(app, page: str, run: str, drawn, what: str, timeout: float = 60.
             return app
         assert time.monotonic() < deadline, f"the page never drew {what}"
         time.sleep(0.2)
-
-
 
 
 def page_text(session) -> str:

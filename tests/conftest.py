@@ -41,10 +41,12 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 @pytest.fixture(scope="session")
 def mnist_sample():
     from vae_core.data import load_dataset
+
     return load_dataset("mnist-sample")
 
 
 @pytest.fixture(scope="session")
 def digits():
     from vae_core.data import load_dataset
+
     return load_dataset("digits")

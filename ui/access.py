@@ -40,8 +40,10 @@ def multi_user_switch() -> bool:
         return True
     if value in FALSE_WORDS:
         return False
-    raise ServedModeError(f"{MULTI_USER_ENV} is {os.environ[MULTI_USER_ENV]!r}: set it to 1 (served to several "
-                          "people) or 0 (one person's), or leave it unset")
+    raise ServedModeError(
+        f"{MULTI_USER_ENV} is {os.environ[MULTI_USER_ENV]!r}: set it to 1 (served to several "
+        "people) or 0 (one person's), or leave it unset"
+    )
 
 
 def served() -> bool:
@@ -60,8 +62,9 @@ def _login_configured() -> bool:
     except FileNotFoundError as error:  # no secrets file at all, or one that cannot be parsed
         broken = _secrets_files()
         if broken:
-            raise ServedModeError(f"{', '.join(broken)} cannot be read ({error}): fix it, or remove it to run "
-                                  "the app as one person's") from None
+            raise ServedModeError(
+                f"{', '.join(broken)} cannot be read ({error}): fix it, or remove it to run the app as one person's"
+            ) from None
         return False
 
 
@@ -163,20 +166,26 @@ def require_login() -> None:
         return
     if signed_in_or_local():
         user = st.user
-        st.sidebar.caption("Signed in as " + plain(user.get("name") or user.get("email") or "you")
-                           + ". Your runs and uploads are yours alone; shared runs are read-only.")
+        st.sidebar.caption(
+            "Signed in as "
+            + plain(user.get("name") or user.get("email") or "you")
+            + ". Your runs and uploads are yours alone; shared runs are read-only."
+        )
         st.sidebar.button("Sign out", icon=":material/logout:", on_click=st.logout, key="sign_out")
         return
     st.title("VAE Studio")
     if st.user.get("is_logged_in"):
-        st.error("Your identity provider did not say who you are (no subject or email): ask whoever runs "
-                 "this server to check its login settings.")
+        st.error(
+            "Your identity provider did not say who you are (no subject or email): ask whoever runs "
+            "this server to check its login settings."
+        )
     else:
         st.write("This server is shared: sign in, and the runs and uploads you make are yours alone.")
         if _login_configured():
             st.button("Sign in", icon=":material/login:", type="primary", on_click=st.login, key="sign_in")
         else:
-            st.error(f"{MULTI_USER_ENV} is set, but no login is configured: add an [auth] section to "
-                     ".streamlit/secrets.toml (see the README's Security section).")
+            st.error(
+                f"{MULTI_USER_ENV} is set, but no login is configured: add an [auth] section to "
+                ".streamlit/secrets.toml (see the README's Security section)."
+            )
     st.stop()
-

@@ -32,11 +32,16 @@ if TYPE_CHECKING:  # ui.charts imports pandas: the pages load it where they draw
 
 X_AXES = {"step": "step", "epoch": "epoch", "wall": "wall time (s)"}
 # Plotly's toolbar always shown (not only on hover), its camera button saving a PNG at twice the size.
-PLOTLY_CONFIG = {"displayModeBar": True, "displaylogo": False,
-                 "toImageButtonOptions": {"format": "png", "scale": 2, "filename": "vae-studio-chart"}}
+PLOTLY_CONFIG = {
+    "displayModeBar": True,
+    "displaylogo": False,
+    "toImageButtonOptions": {"format": "png", "scale": 2, "filename": "vae-studio-chart"},
+}
 _SPREADSHEET_FORMULA = ("=", "+", "-", "@", "\t", "\r")  # a cell starting so is run by spreadsheets
-WALL_TIME_HELP = ("Seconds since the run started, pauses included; a resumed run goes on from the time it was "
-                  "saved at (the time it waited on disk is not counted).")
+WALL_TIME_HELP = (
+    "Seconds since the run started, pauses included; a resumed run goes on from the time it was "
+    "saved at (the time it waited on disk is not counted)."
+)
 # One clock for a figure of one run, or one per run of a charts.compare_figure (its traces say their run).
 Clocks = RunClock | Sequence[RunClock | None] | None
 
@@ -56,18 +61,33 @@ def curve_controls(key: str, *, wall_time: bool = False) -> CurveOptions:
     from ui.widgets import wrapping_columns
 
     left, middle, right = wrapping_columns(f"{key}_curve_controls", [2, 1.5, 3.5])
-    smoothing = left.slider("Smoothing", 0.0, 0.99, 0.0, 0.01, key=f"{key}_smoothing",
-                            help="Exponential moving average, as in TensorBoard (debiased at the start). "
-                                 "Test metrics per epoch are never smoothed.")
-    log_y = middle.toggle("Log y", key=f"{key}_log_y", help="Loss spikes (a diverging run) stay readable on a log axis.")
+    smoothing = left.slider(
+        "Smoothing",
+        0.0,
+        0.99,
+        0.0,
+        0.01,
+        key=f"{key}_smoothing",
+        help="Exponential moving average, as in TensorBoard (debiased at the start). "
+        "Test metrics per epoch are never smoothed.",
+    )
+    log_y = middle.toggle(
+        "Log y", key=f"{key}_log_y", help="Loss spikes (a diverging run) stay readable on a log axis."
+    )
     choices = list(X_AXES) if wall_time else ["step", "epoch"]
     x_axis = right.segmented_control(
-        "x axis", choices, default="step", key=f"{key}_x_axis", format_func=X_AXES.get,
-        help=WALL_TIME_HELP if wall_time else "Wall time: none known for these curves yet (no step trained, or "
-                                              "a run saved by a version that kept no clock).")
+        "x axis",
+        choices,
+        default="step",
+        key=f"{key}_x_axis",
+        format_func=X_AXES.get,
+        help=WALL_TIME_HELP
+        if wall_time
+        else "Wall time: none known for these curves yet (no step trained, or "
+        "a run saved by a version that kept no clock).",
+    )
     # A choice kept from a chart that had a clock, on one that has none, falls back to steps.
-    return CurveOptions(smoothing=float(smoothing), log_y=bool(log_y),
-                        x_axis=x_axis if x_axis in choices else "step")
+    return CurveOptions(smoothing=float(smoothing), log_y=bool(log_y), x_axis=x_axis if x_axis in choices else "step")
 
 
 def smooth(values: np.ndarray, weight: float) -> np.ndarray:
@@ -101,8 +121,9 @@ def trace_clock(trace, clocks: Clocks) -> RunClock | None:
     return clocks[run] if isinstance(run, int) and 0 <= run < len(clocks) else None
 
 
-def apply_curve_options(figure: go.Figure, options: CurveOptions, steps_per_epoch: int | None = None,
-                        clock: Clocks = None) -> go.Figure:
+def apply_curve_options(
+    figure: go.Figure, options: CurveOptions, steps_per_epoch: int | None = None, clock: Clocks = None
+) -> go.Figure:
     """The figure with its line traces smoothed, its y axes logarithmic and its x axes mapped from
     steps to epochs or seconds. Markers (per-epoch test metrics) keep their values. `clock` is the
     run's clock, or a list with each run's, in the order charts.compare_figure drew them."""
@@ -111,8 +132,9 @@ def apply_curve_options(figure: go.Figure, options: CurveOptions, steps_per_epoc
             if trace.y is not None and (trace.mode or "lines") == "lines":
                 trace.y = smooth(np.asarray(trace.y, dtype=np.float64), options.smoothing)
     if options.log_y:  # an axis the figure made logarithmic itself keeps its range
-        figure.for_each_yaxis(lambda axis: axis.update(type="log", autorange=True, range=None)
-                              if axis.type != "log" else None)
+        figure.for_each_yaxis(
+            lambda axis: axis.update(type="log", autorange=True, range=None) if axis.type != "log" else None
+        )
         from ui.charts import LOG_TICKS  # loaded already: the figure is one of its charts
 
         figure.update_yaxes(**LOG_TICKS)  # whole numbers between the powers of ten, not small digits
@@ -150,12 +172,12 @@ def compare_chart(runs: Sequence[ComparedRun], metric: str, *, key: str) -> None
         st.caption("The runs have different epoch lengths: x stays in steps.")
     untimed = [run.name for run, clock in zip(runs, clocks) if clock is None]
     if options.x_axis == "wall" and untimed:
-        st.caption(f"No wall time is known for {plain(', '.join(untimed))} (saved by a version that kept none): "
-                   "left out of this chart.")
-    st.plotly_chart(apply_curve_options(figure, options, per_epoch, clocks), key=f"{key}_chart",
-                    config=PLOTLY_CONFIG)
-    csv_download([(run.name, run.curves, per_epoch) for run in runs], key=f"{key}_csv",
-                 file_name=f"{key}-curves.csv")
+        st.caption(
+            f"No wall time is known for {plain(', '.join(untimed))} (saved by a version that kept none): "
+            "left out of this chart."
+        )
+    st.plotly_chart(apply_curve_options(figure, options, per_epoch, clocks), key=f"{key}_chart", config=PLOTLY_CONFIG)
+    csv_download([(run.name, run.curves, per_epoch) for run in runs], key=f"{key}_csv", file_name=f"{key}-curves.csv")
 
 
 # -- CSV ---------------------------------------------------------------------------------------------
@@ -174,21 +196,43 @@ def curves_csv(runs: Sequence[tuple[str, StepCurves, int | None]]) -> bytes:
     frames = []
     for name, curves, per_epoch in runs:
         steps = curves.step.astype(np.float64)
-        frames.append(pd.DataFrame({
-            "run": _cell(name), "step": curves.step,
-            "epoch": steps / per_epoch if per_epoch else np.nan,
-            "wall_s": curves.clock.at(steps) if curves.clock is not None else np.nan,
-            "total": curves.total, "recon": curves.recon, "kl": curves.kl, "beta": curves.beta, "lr": curves.lr}))
-    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["run", "step", "epoch", "wall_s", "total", "recon", "kl", "beta", "lr"])
+        frames.append(
+            pd.DataFrame(
+                {
+                    "run": _cell(name),
+                    "step": curves.step,
+                    "epoch": steps / per_epoch if per_epoch else np.nan,
+                    "wall_s": curves.clock.at(steps) if curves.clock is not None else np.nan,
+                    "total": curves.total,
+                    "recon": curves.recon,
+                    "kl": curves.kl,
+                    "beta": curves.beta,
+                    "lr": curves.lr,
+                }
+            )
+        )
+    table = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["run", "step", "epoch", "wall_s", "total", "recon", "kl", "beta", "lr"])
+    )
     return table.to_csv(index=False, float_format="%.6g").encode()
 
 
-def csv_download(runs: Sequence[tuple[str, StepCurves, int | None]], *, key: str,
-                 file_name: str = "curves.csv") -> None:
+def csv_download(
+    runs: Sequence[tuple[str, StepCurves, int | None]], *, key: str, file_name: str = "curves.csv"
+) -> None:
     """A button that builds the CSV only when clicked, without re-running the page."""
-    st.download_button("Curves as CSV", data=lambda: curves_csv(runs), file_name=file_name, mime="text/csv",
-                       on_click="ignore", key=key, icon=":material/download:", type="tertiary")
+    st.download_button(
+        "Curves as CSV",
+        data=lambda: curves_csv(runs),
+        file_name=file_name,
+        mime="text/csv",
+        on_click="ignore",
+        key=key,
+        icon=":material/download:",
+        type="tertiary",
+    )
 
 
 # -- PNG of a picture grid ------------------------------------------------------------------------------
@@ -209,8 +253,16 @@ def png_download(picture: np.ndarray, name: str = "images") -> None:
     slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()[:40] or "images"
     digest = hashlib.sha1(np.ascontiguousarray(picture).tobytes()).hexdigest()[:12]
     try:
-        st.download_button("PNG", data=lambda: png_bytes(picture), file_name=f"{slug}.png", mime="image/png",
-                           on_click="ignore", key=f"png_{slug}_{digest}", icon=":material/download:",
-                           type="tertiary", help="Download this picture grid as a PNG file")
+        st.download_button(
+            "PNG",
+            data=lambda: png_bytes(picture),
+            file_name=f"{slug}.png",
+            mime="image/png",
+            on_click="ignore",
+            key=f"png_{slug}_{digest}",
+            icon=":material/download:",
+            type="tertiary",
+            help="Download this picture grid as a PNG file",
+        )
     except StreamlitDuplicateElementKey:
         pass  # the very same grid is on the page twice: its first button downloads it

@@ -26,7 +26,9 @@ def visible_findings() -> dict[str, experiments.SavedFinding]:
 
 def judge_note(real_recognised: float) -> str:
     """What "recognised" means, and the judge's ceiling to read a share of recognised samples against."""
-    return (f"Recognised: a logistic regression fitted on the dataset's training images gives the picture one "
-            f"class with probability ≥ {RECOGNISED_PROBABILITY:g}. It recognises {real_recognised:.0%} of the "
-            f"dataset's real test images: that is the ceiling, not 100%. A strict bar, so that noise is never "
-            f"taken for a digit; a blurred but readable sample often falls short of it.")
+    return (
+        f"Recognised: a logistic regression fitted on the dataset's training images gives the picture one "
+        f"class with probability ≥ {RECOGNISED_PROBABILITY:g}. It recognises {real_recognised:.0%} of the "
+        f"dataset's real test images: that is the ceiling, not 100%. A strict bar, so that noise is never "
+        f"taken for a digit; a blurred but readable sample often falls short of it."
+    )

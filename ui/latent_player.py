@@ -42,13 +42,19 @@ def play(runs: Sequence[PlayedRun], key: str, height: int = 480) -> None:
     def draw(epoch: int) -> None:
         for index, (column, run) in enumerate(zip(st.columns(len(runs)), runs)):
             points = run.trajectory.at(epoch)
-            labels = run.labels[:len(points)] if run.labels is not None else None
-            figure = charts.latent_scatter(points, labels, run.class_names,
-                                           f"{run.title} · epoch {epoch}", run.trajectory.axis_names, frame)
+            labels = run.labels[: len(points)] if run.labels is not None else None
+            figure = charts.latent_scatter(
+                points, labels, run.class_names, f"{run.title} · epoch {epoch}", run.trajectory.axis_names, frame
+            )
             figure.update_layout(height=height, showlegend=len(runs) == 1)
             column.plotly_chart(charts.add_prior_circles(figure), key=f"{key}_scatter_{index}")
 
     count = len(runs[0].trajectory.points[0])
-    epoch_player(epochs, key, draw, f"{len(epochs)} saved epochs · the means of the same {count:,} test images "
-                                    "each epoch, in one frame; circles: N(0, I)'s 1σ (solid, 39% of its mass) "
-                                    "and 2σ (dashed, 86%).")
+    epoch_player(
+        epochs,
+        key,
+        draw,
+        f"{len(epochs)} saved epochs · the means of the same {count:,} test images "
+        "each epoch, in one frame; circles: N(0, I)'s 1σ (solid, 39% of its mass) "
+        "and 2σ (dashed, 86%).",
+    )

@@ -43,8 +43,10 @@ def downsample(steps: np.ndarray, values: np.ndarray, limit: int = MAX_CURVE_POI
         return steps, values
     edges = np.linspace(0, len(steps), limit + 1).astype(int)
     counts = np.diff(edges)
-    return (np.add.reduceat(steps.astype(np.float64), edges[:-1]) / counts,
-            np.add.reduceat(values.astype(np.float64), edges[:-1]) / counts)
+    return (
+        np.add.reduceat(steps.astype(np.float64), edges[:-1]) / counts,
+        np.add.reduceat(values.astype(np.float64), edges[:-1]) / counts,
+    )
 
 
 def _number(value: float) -> str:
@@ -79,24 +81,29 @@ def _panel(panel: Panel, curves: StepCurves, log_y: bool) -> list[str]:
     def y_of(values: np.ndarray) -> np.ndarray:
         return bottom - (scale(values) - y_low) / (y_high - y_low) * (bottom - MARGIN_TOP)
 
-    parts = [f'<text x="{left + width / 2:.0f}" y="{MARGIN_TOP - 24}" text-anchor="middle" font-size="15">'
-             f'{html.escape(title)}</text>',
-             f'<rect x="{left:.0f}" y="{MARGIN_TOP}" width="{width:.0f}" height="{bottom - MARGIN_TOP}" fill="none" '
-             'stroke="#ccc"/>']
+    parts = [
+        f'<text x="{left + width / 2:.0f}" y="{MARGIN_TOP - 24}" text-anchor="middle" font-size="15">'
+        f"{html.escape(title)}</text>",
+        f'<rect x="{left:.0f}" y="{MARGIN_TOP}" width="{width:.0f}" height="{bottom - MARGIN_TOP}" fill="none" '
+        'stroke="#ccc"/>',
+    ]
     if shown:
-        parts += [f'<text x="{left - 6:.0f}" y="{MARGIN_TOP + 4}" text-anchor="end">{_number(high)}</text>',
-                  f'<text x="{left - 6:.0f}" y="{bottom}" text-anchor="end">{_number(low)}</text>',
-                  f'<text x="{left:.0f}" y="{bottom + 18}">{first:,.0f}</text>',
-                  f'<text x="{left + width:.0f}" y="{bottom + 18}" text-anchor="end">{last:,.0f}</text>']
+        parts += [
+            f'<text x="{left - 6:.0f}" y="{MARGIN_TOP + 4}" text-anchor="end">{_number(high)}</text>',
+            f'<text x="{left - 6:.0f}" y="{bottom}" text-anchor="end">{_number(low)}</text>',
+            f'<text x="{left:.0f}" y="{bottom + 18}">{first:,.0f}</text>',
+            f'<text x="{left + width:.0f}" y="{bottom + 18}" text-anchor="end">{last:,.0f}</text>',
+        ]
     parts.append(f'<text x="{left + width / 2:.0f}" y="{bottom + 36}" text-anchor="middle">step</text>')
-    for name, key, steps, values in series:
+    for _name, key, steps, values in series:
         if not len(values):
             continue
         xs, ys = x_of(steps), y_of(values)
         points = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
-        parts += [f'<polyline data-curve="{key}" points="{points}" fill="none" stroke="{COLOURS[key]}" '
-                  'stroke-width="1.5"/>',
-                  f'<circle cx="{xs[-1]:.1f}" cy="{ys[-1]:.1f}" r="2.5" fill="{COLOURS[key]}"/>']
+        parts += [
+            f'<polyline data-curve="{key}" points="{points}" fill="none" stroke="{COLOURS[key]}" stroke-width="1.5"/>',
+            f'<circle cx="{xs[-1]:.1f}" cy="{ys[-1]:.1f}" r="2.5" fill="{COLOURS[key]}"/>',
+        ]
     return parts
 
 
@@ -105,18 +112,29 @@ def loss_sketch_svg(curves: StepCurves, *, variational: bool = True, log_y: bool
     autoencoder's reconstruction alone) as one SVG, scaled to the width it is given."""
     if variational:
         width = (WIDTH - 2 * MARGIN_LEFT - GAP) / 2
-        panels = [Panel("Total and reconstruction (nats)", (("total", "total"), ("reconstruction", "recon")),
-                        MARGIN_LEFT, width),
-                  Panel("KL (nats)", (("KL", "kl"),), 2 * MARGIN_LEFT + GAP / 2 + width, width)]
+        panels = [
+            Panel(
+                "Total and reconstruction (nats)", (("total", "total"), ("reconstruction", "recon")), MARGIN_LEFT, width
+            ),
+            Panel("KL (nats)", (("KL", "kl"),), 2 * MARGIN_LEFT + GAP / 2 + width, width),
+        ]
     else:
-        panels = [Panel("Reconstruction error (no KL: an autoencoder)", (("reconstruction", "recon"),),
-                        MARGIN_LEFT, WIDTH - MARGIN_LEFT - 20)]
+        panels = [
+            Panel(
+                "Reconstruction error (no KL: an autoencoder)",
+                (("reconstruction", "recon"),),
+                MARGIN_LEFT,
+                WIDTH - MARGIN_LEFT - 20,
+            )
+        ]
     parts = []
     for panel in panels:
         parts += _panel(panel, curves, log_y)
     parts += _legend([curve for panel in panels for curve in panel.curves])
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" '
-            f'height="{HEIGHT}" font-family="sans-serif" font-size="13" fill="#555">{"".join(parts)}</svg>')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" '
+        f'height="{HEIGHT}" font-family="sans-serif" font-size="13" fill="#555">{"".join(parts)}</svg>'
+    )
 
 
 def _legend(keys: Sequence[tuple[str, str]]) -> list[str]:
@@ -126,14 +144,18 @@ def _legend(keys: Sequence[tuple[str, str]]) -> list[str]:
     parts = []
     for index, (name, key) in enumerate(keys):
         x = left + index * slot
-        parts += [f'<line x1="{x:.0f}" y1="{HEIGHT - 10}" x2="{x + 24:.0f}" y2="{HEIGHT - 10}" '
-                  f'stroke="{COLOURS[key]}" stroke-width="2"/>',
-                  f'<text x="{x + 30:.0f}" y="{HEIGHT - 5}">{html.escape(name)}</text>']
+        parts += [
+            f'<line x1="{x:.0f}" y1="{HEIGHT - 10}" x2="{x + 24:.0f}" y2="{HEIGHT - 10}" '
+            f'stroke="{COLOURS[key]}" stroke-width="2"/>',
+            f'<text x="{x + 30:.0f}" y="{HEIGHT - 5}">{html.escape(name)}</text>',
+        ]
     return parts
 
 
 def hide_once_drawn(area_key: str, sketch_key: str, chart_key: str) -> str:
     """CSS that hides the sketch in the container keyed `area_key` once the Plotly chart keyed
     `chart_key` beside it has drawn (Streamlit gives a keyed element the class st-key-<key>)."""
-    return (f"<style>.st-key-{area_key}:has(.st-key-{chart_key} .js-plotly-plot .main-svg) "
-            f".st-key-{sketch_key} {{ display: none; }}</style>")
+    return (
+        f"<style>.st-key-{area_key}:has(.st-key-{chart_key} .js-plotly-plot .main-svg) "
+        f".st-key-{sketch_key} {{ display: none; }}</style>"
+    )

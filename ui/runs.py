@@ -17,7 +17,6 @@ from vae_core.models import VAE, build_model
 from . import access, session
 from .widgets import show_error
 
-
 PICKER_KEY = "run_picker"
 
 
@@ -47,10 +46,21 @@ def _live_view(job) -> RunView:
     epoch, weights = job.latest_weights()
     weights_key = ("job", job.run_id, epoch)
     model = _model_from_weights(weights_key, job.config, job.dataset.image_shape, job.dataset.num_classes, weights)
-    return RunView(run_id=job.run_id, name=snap.name, config=job.config,
-                   status=snap.status, epoch=epoch, curves=snap.curves, epoch_metrics=snap.epoch_metrics,
-                   events=snap.events, frames=snap.frames, model=model, class_names=job.dataset.class_names,
-                   checkpoint_path=snap.checkpoint_path, weights_key=weights_key)
+    return RunView(
+        run_id=job.run_id,
+        name=snap.name,
+        config=job.config,
+        status=snap.status,
+        epoch=epoch,
+        curves=snap.curves,
+        epoch_metrics=snap.epoch_metrics,
+        events=snap.events,
+        frames=snap.frames,
+        model=model,
+        class_names=job.dataset.class_names,
+        checkpoint_path=snap.checkpoint_path,
+        weights_key=weights_key,
+    )
 
 
 @st.cache_resource(max_entries=4)
@@ -75,13 +85,24 @@ def _file_view(path: Path) -> RunView:
     ckpt = read_checkpoint(path)
     history = ckpt.state.history
     weights_key = ("file", str(path), path.stat().st_mtime_ns)
-    model = _model_from_weights(weights_key, ckpt.config, ckpt.dataset.image_shape, ckpt.dataset.num_classes,
-                                ckpt.state.model_state)
-    return RunView(run_id=ckpt.run_id, name=ckpt.name,
-                   config=ckpt.config, status=ckpt.status, epoch=ckpt.state.epoch, curves=history.curves(),
-                   epoch_metrics=tuple(history.epochs), events=tuple(history.events), frames=tuple(history.frames),
-                   model=model, class_names=ckpt.dataset.class_names, checkpoint_path=str(path),
-                   weights_key=weights_key)
+    model = _model_from_weights(
+        weights_key, ckpt.config, ckpt.dataset.image_shape, ckpt.dataset.num_classes, ckpt.state.model_state
+    )
+    return RunView(
+        run_id=ckpt.run_id,
+        name=ckpt.name,
+        config=ckpt.config,
+        status=ckpt.status,
+        epoch=ckpt.state.epoch,
+        curves=history.curves(),
+        epoch_metrics=tuple(history.epochs),
+        events=tuple(history.events),
+        frames=tuple(history.frames),
+        model=model,
+        class_names=ckpt.dataset.class_names,
+        checkpoint_path=str(path),
+        weights_key=weights_key,
+    )
 
 
 def stored_job(run_id: str | None):
@@ -148,7 +169,9 @@ def run_choices() -> dict[str, str]:
     from vae_core.runs import list_runs
 
     # Unreadable ones too where they are shown: the page that opens one says what is wrong.
-    for record in sorted(access.visible_records(list_runs(session.CHECKPOINT_DIR)), key=lambda r: r.mtime, reverse=True):
+    for record in sorted(
+        access.visible_records(list_runs(session.CHECKPOINT_DIR)), key=lambda r: r.mtime, reverse=True
+    ):
         if record.checkpoint and record.run_id not in listed:
             where = "training elsewhere" if record.live else "saved"
             choices[f"file:{record.checkpoint}"] = f"{run_label(record.display_name, record.run_id)} · {where}"
@@ -203,12 +226,19 @@ def pick_run(label: str = "Run") -> RunView | None:
     if current and not any(_run_id_of(key) == current for key in keys):
         # Never another run in its place: the URL names this one, and it may be a moment from readable.
         # The id is not repeated: when served, a link to another person's run must tell nothing of it.
-        st.info("The run this page's link names has no checkpoint you can open yet: it appears here once its "
-                "first epoch has ended (its curves are on the **Train** page meanwhile). Pick another run in "
-                "the sidebar to open it.",
-                icon=":material/hourglass_top:")
-        st.sidebar.selectbox(label, [None, *keys], format_func=lambda key: "–" if key is None else choices[key],
-                             key=f"{PICKER_KEY}_waiting", on_change=_follow_waiting_picker)
+        st.info(
+            "The run this page's link names has no checkpoint you can open yet: it appears here once its "
+            "first epoch has ended (its curves are on the **Train** page meanwhile). Pick another run in "
+            "the sidebar to open it.",
+            icon=":material/hourglass_top:",
+        )
+        st.sidebar.selectbox(
+            label,
+            [None, *keys],
+            format_func=lambda key: "–" if key is None else choices[key],
+            key=f"{PICKER_KEY}_waiting",
+            on_change=_follow_waiting_picker,
+        )
         return None
     picked = st.session_state.get(PICKER_KEY)
     if picked not in keys or (current and _run_id_of(picked) != current):
@@ -261,13 +291,17 @@ def newer_weights_notice(view: RunView) -> None:
     latest = latest_epoch(view.run_id)
     if latest is not None and latest > view.epoch:
         left, right = st.columns([4, 1], vertical_alignment="center")
-        left.info(f"These use the weights of epoch {view.epoch}; the run has kept those of epoch {latest} since.",
-                  icon=":material/update:")
+        left.info(
+            f"These use the weights of epoch {view.epoch}; the run has kept those of epoch {latest} since.",
+            icon=":material/update:",
+        )
         if right.button("Show the newest", key="newer_weights"):
             st.rerun(scope="app")
     else:
-        st.caption(f"Weights of epoch {view.epoch}, the newest the run has kept: it is still training, and each "
-                   "epoch end brings newer ones.")
+        st.caption(
+            f"Weights of epoch {view.epoch}, the newest the run has kept: it is still training, and each "
+            "epoch end brings newer ones."
+        )
 
 
 def sweep_figure(sweep, summary: list[dict], metric: str):
@@ -289,18 +323,33 @@ def sweep_figure(sweep, summary: list[dict], metric: str):
         rows = [row for row in summary if (second is None or row[second] == group) and row[metric] is not None]
         if not rows:
             continue
-        figure.add_trace(go.Scatter(
-            x=[shown_value(row[first]) for row in rows], y=[row[metric] for row in rows], mode="lines+markers",
-            name=f"{second} = {shown_value(group)}" if second else metric,
-            line={"color": PALETTE[index % len(PALETTE)]},
-            marker={"size": 10, "symbol": ["circle" if row["status"] == "finished" else "circle-open"
-                                           for row in rows]},
-            customdata=[[row["status"], f"{row['epoch']}/{row['epochs']}"] for row in rows],
-            hovertemplate=f"{first} %{{x}}<br>{metric} %{{y:.2f}}<br>%{{customdata[0]}}, epoch %{{customdata[1]}}"
-                          "<extra></extra>"))
-    figure.update_layout(height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10}, showlegend=second is not None,
-                         xaxis={"title": {"text": first}, "type": "category", "categoryorder": "array",
-                                "categoryarray": [shown_value(value) for value in sweep.values_of(first)]},
-                         yaxis={"title": {"text": f"{metric} (nats)"}},
-                         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0})
+        figure.add_trace(
+            go.Scatter(
+                x=[shown_value(row[first]) for row in rows],
+                y=[row[metric] for row in rows],
+                mode="lines+markers",
+                name=f"{second} = {shown_value(group)}" if second else metric,
+                line={"color": PALETTE[index % len(PALETTE)]},
+                marker={
+                    "size": 10,
+                    "symbol": ["circle" if row["status"] == "finished" else "circle-open" for row in rows],
+                },
+                customdata=[[row["status"], f"{row['epoch']}/{row['epochs']}"] for row in rows],
+                hovertemplate=f"{first} %{{x}}<br>{metric} %{{y:.2f}}<br>%{{customdata[0]}}, epoch %{{customdata[1]}}"
+                "<extra></extra>",
+            )
+        )
+    figure.update_layout(
+        height=320,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        showlegend=second is not None,
+        xaxis={
+            "title": {"text": first},
+            "type": "category",
+            "categoryorder": "array",
+            "categoryarray": [shown_value(value) for value in sweep.values_of(first)],
+        },
+        yaxis={"title": {"text": f"{metric} (nats)"}},
+        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
+    )
     return figure

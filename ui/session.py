@@ -38,8 +38,7 @@ def registry():
     from vae_core.registry import JobRegistry
 
     CHECKPOINT_DIR.mkdir(parents=True, exist_ok=True)
-    made = JobRegistry(CHECKPOINT_DIR, executor=os.environ.get(EXECUTOR_ENV, "process"),
-                       upload_root=upload_root())
+    made = JobRegistry(CHECKPOINT_DIR, executor=os.environ.get(EXECUTOR_ENV, "process"), upload_root=upload_root())
     _registry_made.set()
     return made
 
@@ -120,9 +119,12 @@ def _warm_up_engine() -> tuple:
     dataset = load_dataset(DEFAULT_DATASET)
     done("dataset")
     default_run = TrainConfig()
-    print(f"{WARM_UP_LOG_PREFIX} {time.perf_counter() - began:.2f} s: " + ", ".join(
-        f"{name} {wall:.2f} s (CPU {busy:.2f} s)" for name, (wall, busy) in took.items()),
-        file=sys.stderr, flush=True)
+    print(
+        f"{WARM_UP_LOG_PREFIX} {time.perf_counter() - began:.2f} s: "
+        + ", ".join(f"{name} {wall:.2f} s (CPU {busy:.2f} s)" for name, (wall, busy) in took.items()),
+        file=sys.stderr,
+        flush=True,
+    )
     return default_run, dataset, resolve_device(default_run.device)
 
 
@@ -175,8 +177,7 @@ def run_data(config):
     # vae_core's own cache shares one copy per dataset between sessions within a memory budget; a
     # Streamlit cache around it would pin evicted datasets beyond that budget.
     with st.spinner("Loading the dataset…"):
-        return load_dataset(source, image_size=config.image_size, test_fraction=config.test_fraction,
-                            seed=config.seed)
+        return load_dataset(source, image_size=config.image_size, test_fraction=config.test_fraction, seed=config.seed)
 
 
 # -- the run this session looks at ------------------------------------------------------------------

@@ -44,8 +44,17 @@ def _active_runs() -> list[tuple]:
     known = {run[0] for run in runs}
     for record in live_runs(session.CHECKPOINT_DIR):
         if record.run_id not in known:
-            runs.append((record.run_id, record.display_name, record.status, record.epoch, record.epochs,
-                         str(record.config.get("device", "cpu")), record.owner))
+            runs.append(
+                (
+                    record.run_id,
+                    record.display_name,
+                    record.status,
+                    record.epoch,
+                    record.epochs,
+                    str(record.config.get("device", "cpu")),
+                    record.owner,
+                )
+            )
     return runs
 
 
@@ -57,6 +66,11 @@ def _badges() -> None:
                 st.caption(f"{doing}: another person's run on {device}")
             continue
         where = f"{epochs} epoch{'' if epochs == 1 else 's'}" if status == "queued" else f"epoch {epoch}/{epochs}"
-        st.page_link(TRAIN_PAGE, label=f"{doing}: {plain(name)} · {where}",
-                     icon=":material/model_training:", query_params={session.RUN_PARAM: run_id},
-                     help=f"run `{run_id}`", width="stretch")
+        st.page_link(
+            TRAIN_PAGE,
+            label=f"{doing}: {plain(name)} · {where}",
+            icon=":material/model_training:",
+            query_params={session.RUN_PARAM: run_id},
+            help=f"run `{run_id}`",
+            width="stretch",
+        )

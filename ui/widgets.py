@@ -31,8 +31,11 @@ def wrapping_columns(key: str, spec: Sequence[float], *, flexible: int = 0, flex
     contents need but the `flexible` one (a slider, say), which gives way down to `flexible_min`."""
     row = f".st-key-{key} [data-testid='stHorizontalBlock']"
     flexible_column = f"{row} > [data-testid='stColumn']:nth-child({flexible + 1})"
-    st.markdown(f"<style>{row} {{ flex-wrap: wrap; }} {row} > [data-testid='stColumn'] {{ min-width: max-content; }} "
-                f"{flexible_column} {{ min-width: {flexible_min}; }}</style>", unsafe_allow_html=True)
+    st.markdown(
+        f"<style>{row} {{ flex-wrap: wrap; }} {row} > [data-testid='stColumn'] {{ min-width: max-content; }} "
+        f"{flexible_column} {{ min-width: {flexible_min}; }}</style>",
+        unsafe_allow_html=True,
+    )
     with st.container(key=key):
         return st.columns(spec, vertical_alignment="bottom")
 
@@ -41,9 +44,11 @@ def scroll_into_view(key: str) -> None:
     """Bring the element keyed `key` (st.container(key=...)) to the top of the window: after a press
     far down a long form, what the press led to (the new run, its error) would be off-screen."""
     # scroll-margin: below Streamlit's header bar, which would cover the element's first line.
-    st.html(f"<script>const target = document.querySelector('.st-key-{key}'); if (target) {{ "
-            f"target.style.scrollMarginTop = '4rem'; target.scrollIntoView({{block: 'start'}}); }}</script>",
-            unsafe_allow_javascript=True)
+    st.html(
+        f"<script>const target = document.querySelector('.st-key-{key}'); if (target) {{ "
+        f"target.style.scrollMarginTop = '4rem'; target.scrollIntoView({{block: 'start'}}); }}</script>",
+        unsafe_allow_javascript=True,
+    )
 
 
 def class_name(label: int, class_names: Sequence[str] | None) -> str:
@@ -53,10 +58,14 @@ def class_name(label: int, class_names: Sequence[str] | None) -> str:
 def class_picker(num_classes: int, class_names: Sequence[str] | None) -> int:
     """The class a conditional model decodes, for every picture of the page (option labels are
     plain text, so names from a user's files are shown as they are)."""
-    return st.selectbox("Class to decode", range(num_classes), format_func=lambda i: class_name(i, class_names),
-                        key="decode_class",
-                        help="A conditional VAE decodes p(x | z, y): every picture on this page uses this "
-                             "class, so what changes across a grid is z alone.")
+    return st.selectbox(
+        "Class to decode",
+        range(num_classes),
+        format_func=lambda i: class_name(i, class_names),
+        key="decode_class",
+        help="A conditional VAE decodes p(x | z, y): every picture on this page uses this "
+        "class, so what changes across a grid is z alone.",
+    )
 
 
 def image_grid(images: np.ndarray, columns: int, caption: str | None = None, cell_px: int = 60) -> None:
@@ -107,8 +116,13 @@ def epoch_player(epochs: Sequence[int], key: str, draw: Callable[[int], None], c
     c1, c2 = st.columns([1, 6])
     playing = st.session_state[playing_key]
     # Material icons, not the ⏸/▶ characters: Debian's Chromium has no glyph for ⏸ and drew a blank box.
-    c1.button("Pause" if playing else "Play", icon=":material/pause:" if playing else ":material/play_arrow:",
-              key=f"{key}_play", on_click=play_or_pause, width="stretch")
+    c1.button(
+        "Pause" if playing else "Play",
+        icon=":material/pause:" if playing else ":material/play_arrow:",
+        key=f"{key}_play",
+        on_click=play_or_pause,
+        width="stretch",
+    )
     if caption:
         c2.caption(caption)
     st.fragment(player, run_every=0.7 if st.session_state[playing_key] else None)()
@@ -117,7 +131,7 @@ def epoch_player(epochs: Sequence[int], key: str, draw: Callable[[int], None], c
 def duration(seconds: float | None) -> str:
     if seconds is None or not np.isfinite(seconds):
         return "–"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
@@ -138,6 +152,13 @@ def nats(value: float | None) -> str:
     return f"{value:.1e}"
 
 
-STATUS_ICONS = {"queued": ":material/schedule:", "cancelled": ":material/cancel:", "starting": ":material/hourglass_top:", "running": ":material/play_circle:",
-                "paused": ":material/pause_circle:", "finished": ":material/check_circle:",
-                "stopped": ":material/stop_circle:", "failed": ":material/error:"}
+STATUS_ICONS = {
+    "queued": ":material/schedule:",
+    "cancelled": ":material/cancel:",
+    "starting": ":material/hourglass_top:",
+    "running": ":material/play_circle:",
+    "paused": ":material/pause_circle:",
+    "finished": ":material/check_circle:",
+    "stopped": ":material/stop_circle:",
+    "failed": ":material/error:",
+}

@@ -8,6 +8,7 @@ descriptors, which a plain pipe does not carry.
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import struct
 import threading
@@ -54,7 +55,5 @@ class Channel:
 
     def close(self) -> None:
         for stream in (self._writer, self._reader):
-            try:
+            with contextlib.suppress(OSError):
                 stream.close()
-            except OSError:
-                pass

@@ -16,17 +16,26 @@ import os
 import platform
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import safetensors
 import torch
 
 from . import __version__
-from .checkpoint_fields import (LIVE_STATUSES, MAX_NAME_CHARS, MAX_NOTES_CHARS, FieldError, Metadata, owner_id,
-                                parse_metadata, printable_text)
+from .checkpoint_fields import (
+    LIVE_STATUSES,
+    MAX_NAME_CHARS,
+    MAX_NOTES_CHARS,
+    FieldError,
+    Metadata,
+    owner_id,
+    parse_metadata,
+    printable_text,
+)
 from .config import Limits, TrainConfig
 from .errors import CheckpointError, ConfigError
 from .history import STEP_FIELDS, Frame, History, tracked_count
@@ -92,17 +101,33 @@ class RunCheckpoint:
 
     def labels(self) -> dict[str, Any]:
         """What a later save of this run keeps: its name (unless it is only the id), notes, origin and owner."""
-        return {"name": None if self.name == self.run_id else self.name, "notes": self.notes,
-                "imported_from": self.imported_from, "owner": self.owner}
+        return {
+            "name": None if self.name == self.run_id else self.name,
+            "notes": self.notes,
+            "imported_from": self.imported_from,
+            "owner": self.owner,
+        }
 
     def summary(self) -> dict:
         last = self.state.history.epochs[-1] if self.state.history.epochs else {}
-        return {"run_id": self.run_id, "name": self.name, "status": self.status, "epoch": self.state.epoch,
-                "step": self.state.step, "dataset": self.dataset.name, "model": self.config.model,
-                "latent_dim": self.config.latent_dim, "beta": self.state.beta, "lr": self.state.lr,
-                "recon": self.config.recon, "test_neg_elbo": last.get("test_neg_elbo"),
-                "active_units": last.get("active_units"), "created": self.created,
-                "imported_from": self.imported_from, "world_size": self.world_size}
+        return {
+            "run_id": self.run_id,
+            "name": self.name,
+            "status": self.status,
+            "epoch": self.state.epoch,
+            "step": self.state.step,
+            "dataset": self.dataset.name,
+            "model": self.config.model,
+            "latent_dim": self.config.latent_dim,
+            "beta": self.state.beta,
+            "lr": self.state.lr,
+            "recon": self.config.recon,
+            "test_neg_elbo": last.get("test_neg_elbo"),
+            "active_units": last.get("active_units"),
+            "created": self.created,
+            "imported_from": self.imported_from,
+            "world_size": self.world_size,
+        }
 
 
 # -- model size, from the config alone ------------------------------------------------------------
@@ -115,9 +140,11 @@ def check_model_size(config: TrainConfig, image_shape: Sequence[int], num_classe
     """ConfigError, quickly and before any memory is spent, when the model is over MAX_PARAMETERS."""
     count = parameter_count(config, image_shape, num_classes)
     if count > MAX_PARAMETERS:
-        raise ConfigError(f"the {config.model} model with {len(config.hidden)} hidden layers of up to "
-                          f"{max(config.hidden)} units on {list(image_shape)} images has {count:,} parameters, "
-                          f"more than the limit of {MAX_PARAMETERS:,}")
+        raise ConfigError(
+            f"the {config.model} model with {len(config.hidden)} hidden layers of up to "
+            f"{max(config.hidden)} units on {list(image_shape)} images has {count:,} parameters, "
+            f"more than the limit of {MAX_PARAMETERS:,}"
+        )
 
 
 def _shape_model(config: TrainConfig, image_shape: Sequence[int], num_classes: int) -> VAE:
@@ -126,8 +153,15 @@ def _shape_model(config: TrainConfig, image_shape: Sequence[int], num_classes: i
 
 
 # -- writing ---------------------------------------------------------------------------------------
-def _payload(run_id: str, config: TrainConfig, dataset: DatasetInfo, state: TrainerState, status: str,
-             labels: dict[str, Any], world_size: int = 1) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _payload(
+    run_id: str,
+    config: TrainConfig,
+    dataset: DatasetInfo,
+    state: TrainerState,
+    status: str,
+    labels: dict[str, Any],
+    world_size: int = 1,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     check_run_id(run_id)  # the id names the file of every later save of this run
     tensors = {MODEL_PREFIX + k: v for k, v in state.model_state.items()}
     optim_tensors, optim_layout = flatten_optimizer_state(state.optimizer_state)
@@ -140,19 +174,37 @@ def _payload(run_id: str, config: TrainConfig, dataset: DatasetInfo, state: Trai
         if frame.latent_means is not None:
             tensors[f"frames.{i}.latent_means"] = torch.from_numpy(np.ascontiguousarray(frame.latent_means))
     metadata = {
-        "run_id": run_id, "status": status, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "run_id": run_id,
+        "status": status,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **_label_fields(labels),
         "config": config.to_dict(),
-        "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint,
-                    "image_shape": list(dataset.image_shape), "num_classes": dataset.num_classes,
-                    "class_names": list(dataset.class_names) if dataset.class_names else None},
-        "epoch": state.epoch, "step": state.step, "step_in_epoch": state.step_in_epoch,
-        "lr": state.lr, "beta": state.beta, "optimizer": optim_layout, "world_size": world_size,
-        "history": {"epochs": state.history.epochs, "events": state.history.events,
-                    "frame_epochs": [f.epoch for f in state.history.frames],
-                    "clock": [list(point) for point in state.history.clock]},
-        "versions": {"vae_studio": __version__, "torch": torch.__version__,
-                     "safetensors": safetensors.__version__, "python": platform.python_version()},
+        "dataset": {
+            "name": dataset.name,
+            "fingerprint": dataset.fingerprint,
+            "image_shape": list(dataset.image_shape),
+            "num_classes": dataset.num_classes,
+            "class_names": list(dataset.class_names) if dataset.class_names else None,
+        },
+        "epoch": state.epoch,
+        "step": state.step,
+        "step_in_epoch": state.step_in_epoch,
+        "lr": state.lr,
+        "beta": state.beta,
+        "optimizer": optim_layout,
+        "world_size": world_size,
+        "history": {
+            "epochs": state.history.epochs,
+            "events": state.history.events,
+            "frame_epochs": [f.epoch for f in state.history.frames],
+            "clock": [list(point) for point in state.history.clock],
+        },
+        "versions": {
+            "vae_studio": __version__,
+            "torch": torch.__version__,
+            "safetensors": safetensors.__version__,
+            "python": platform.python_version(),
+        },
     }
     return tensors, metadata
 
@@ -171,33 +223,62 @@ def _label_fields(labels: dict[str, Any]) -> dict[str, Any]:
 
 
 def dataset_info(dataset) -> DatasetInfo:
-    return DatasetInfo(dataset.name, dataset.fingerprint, tuple(dataset.image_shape), dataset.num_classes,
-                       tuple(dataset.class_names) if dataset.class_names else None)
+    return DatasetInfo(
+        dataset.name,
+        dataset.fingerprint,
+        tuple(dataset.image_shape),
+        dataset.num_classes,
+        tuple(dataset.class_names) if dataset.class_names else None,
+    )
 
 
-def save_trainer_checkpoint(trainer, run_id: str, status: str, path: str | Path, *, name: str | None = None,
-                            notes: str = "", imported_from: dict | None = None, owner: str | None = None) -> Path:
+def save_trainer_checkpoint(
+    trainer,
+    run_id: str,
+    status: str,
+    path: str | Path,
+    *,
+    name: str | None = None,
+    notes: str = "",
+    imported_from: dict | None = None,
+    owner: str | None = None,
+) -> Path:
     """Save a `Trainer` atomically (from the thread that drives it, or once it has stopped).
 
     Raises CheckpointError for a run id that does not match run_ids.RUN_ID_PATTERN."""
     labels = {"name": name, "notes": notes, "imported_from": imported_from, "owner": owner}
-    tensors, metadata = _payload(run_id, trainer.config, dataset_info(trainer.dataset), trainer.state(), status,
-                                 labels, trainer.world_size)
+    tensors, metadata = _payload(
+        run_id, trainer.config, dataset_info(trainer.dataset), trainer.state(), status, labels, trainer.world_size
+    )
     write_checkpoint(path, tensors, metadata)
     return Path(path)
 
 
 def save_job_checkpoint(job, path: str | Path) -> Path:
     """Save a `TrainingJob` (called from its training thread, or once it has ended)."""
-    return save_trainer_checkpoint(job.trainer, job.run_id, job.status, path, name=getattr(job, "name", None),
-                                   notes=getattr(job, "notes", ""), imported_from=getattr(job, "imported_from", None),
-                                   owner=getattr(job, "owner", None))
+    return save_trainer_checkpoint(
+        job.trainer,
+        job.run_id,
+        job.status,
+        path,
+        name=getattr(job, "name", None),
+        notes=getattr(job, "notes", ""),
+        imported_from=getattr(job, "imported_from", None),
+        owner=getattr(job, "owner", None),
+    )
 
 
 def checkpoint_bytes(checkpoint: RunCheckpoint) -> bytes:
     """The file's bytes, for a download."""
-    tensors, metadata = _payload(checkpoint.run_id, checkpoint.config, checkpoint.dataset, checkpoint.state,
-                                 checkpoint.status, checkpoint.labels(), checkpoint.world_size)
+    tensors, metadata = _payload(
+        checkpoint.run_id,
+        checkpoint.config,
+        checkpoint.dataset,
+        checkpoint.state,
+        checkpoint.status,
+        checkpoint.labels(),
+        checkpoint.world_size,
+    )
     return checkpoint_to_bytes(tensors, metadata)
 
 
@@ -210,8 +291,10 @@ def load_checkpoint(source: str | Path | bytes, *, name: str | None = None) -> R
     """
     checkpoint, original_id = _read(source, name)
     if original_id is None:
-        raise CheckpointError(f"{_label(source, name)}: its run id is missing or not valid "
-                              "(1-64 letters, digits, '-' or '_'); import it to give it a new one")
+        raise CheckpointError(
+            f"{_label(source, name)}: its run id is missing or not valid "
+            "(1-64 letters, digits, '-' or '_'); import it to give it a new one"
+        )
     return checkpoint
 
 
@@ -241,10 +324,21 @@ def _read(source: str | Path | bytes, name: str | None) -> tuple[RunCheckpoint, 
             raise CheckpointError(f"{label}: the checkpoint is inconsistent: {str(error)[:200]}") from None
     dataset = DatasetInfo(meta.dataset_name, meta.fingerprint, meta.image_shape, meta.num_classes, meta.class_names)
     # An invalid id is kept out of the RunCheckpoint: load_checkpoint refuses it, import replaces it.
-    checkpoint = RunCheckpoint(run_id=meta.run_id or "invalid-run-id", config=meta.config, dataset=dataset, state=state,
-                               status=meta.status, created=meta.created, versions=meta.versions, path=path,
-                               name=meta.name or "", notes=meta.notes, imported_from=meta.imported_from,
-                               world_size=meta.world_size, owner=meta.owner)
+    checkpoint = RunCheckpoint(
+        run_id=meta.run_id or "invalid-run-id",
+        config=meta.config,
+        dataset=dataset,
+        state=state,
+        status=meta.status,
+        created=meta.created,
+        versions=meta.versions,
+        path=path,
+        name=meta.name or "",
+        notes=meta.notes,
+        imported_from=meta.imported_from,
+        world_size=meta.world_size,
+        owner=meta.owner,
+    )
     return checkpoint, meta.run_id
 
 
@@ -253,27 +347,36 @@ def _checked_layout(stored: dict[str, StoredTensor], meta: Metadata) -> VAE:
     implies; return the model's shapes as a meta-device model."""
     check_model_size(meta.config, meta.image_shape, meta.num_classes)
     model = _shape_model(meta.config, meta.image_shape, meta.num_classes)
-    expected = {MODEL_PREFIX + key: StoredTensor(value.dtype, tuple(value.shape))
-                for key, value in model.state_dict().items()}
+    expected = {
+        MODEL_PREFIX + key: StoredTensor(value.dtype, tuple(value.shape)) for key, value in model.state_dict().items()
+    }
     missing = sorted(set(expected) - set(stored))
     extra = sorted({key for key in stored if key.startswith(MODEL_PREFIX)} - set(expected))
-    _require(not missing and not extra,
-             f"its weights do not fit a {meta.config.model} model for {list(meta.image_shape)} images "
-             f"(missing: {_weight_names(missing)}; unexpected: {_weight_names(extra)})")
+    _require(
+        not missing and not extra,
+        f"its weights do not fit a {meta.config.model} model for {list(meta.image_shape)} images "
+        f"(missing: {_weight_names(missing)}; unexpected: {_weight_names(extra)})",
+    )
     for tensor_name, want in expected.items():
-        tensor, key = stored[tensor_name], tensor_name[len(MODEL_PREFIX):]
-        _require(tensor.shape == want.shape,
-                 f"weight {key} has shape {list(tensor.shape)}, the config needs {list(want.shape)}")
+        tensor, key = stored[tensor_name], tensor_name[len(MODEL_PREFIX) :]
+        _require(
+            tensor.shape == want.shape,
+            f"weight {key} has shape {list(tensor.shape)}, the config needs {list(want.shape)}",
+        )
         _require(tensor.dtype == want.dtype, f"weight {key} is {tensor.dtype}, the config needs {want.dtype}")
     parameter_shapes = [tuple(parameter.shape) for parameter in model.parameters()]
     for tensor_name, tensor in stored.items():
         if tensor_name not in expected:
             _check_other_tensor(tensor_name, tensor, meta, parameter_shapes)
-    _require("rng.noise" in stored and "history.steps" in stored,
-             "the random number generator state or the step history is missing")
+    _require(
+        "rng.noise" in stored and "history.steps" in stored,
+        "the random number generator state or the step history is missing",
+    )
     for index, epoch in enumerate(meta.frame_epochs):
-        _require(f"frames.{index}.reconstructions" in stored and f"frames.{index}.samples" in stored,
-                 f"the pictures of epoch {epoch} are missing")
+        _require(
+            f"frames.{index}.reconstructions" in stored and f"frames.{index}.samples" in stored,
+            f"the pictures of epoch {epoch} are missing",
+        )
     tracked = {tensor.shape[0] for name, tensor in stored.items() if _TRACKED_TENSOR.fullmatch(name)}
     _require(len(tracked) <= 1, "the latent means of its epochs are of different test images (their counts differ)")
     return model
@@ -281,38 +384,55 @@ def _checked_layout(stored: dict[str, StoredTensor], meta: Metadata) -> VAE:
 
 def _weight_names(tensor_names: list[str]) -> str:
     """The first few, without the prefix and cut short: a hostile file may carry megabyte-long names."""
-    return ", ".join(name[len(MODEL_PREFIX):][:40] for name in tensor_names[:4]) or "none"
+    return ", ".join(name[len(MODEL_PREFIX) :][:40] for name in tensor_names[:4]) or "none"
 
 
-def _check_other_tensor(tensor_name: str, tensor: StoredTensor, meta: Metadata,
-                        parameter_shapes: list[tuple[int, ...]]) -> None:
+def _check_other_tensor(
+    tensor_name: str, tensor: StoredTensor, meta: Metadata, parameter_shapes: list[tuple[int, ...]]
+) -> None:
     if tensor_name.startswith(OPTIMIZER_TENSOR_PREFIX):
-        index, _, key = tensor_name[len(OPTIMIZER_TENSOR_PREFIX):].partition(".")
-        _require(index.isascii() and index.isdigit() and int(index) < len(parameter_shapes),
-                 f"optimizer state {tensor_name} refers to no parameter of the model")
+        index, _, key = tensor_name[len(OPTIMIZER_TENSOR_PREFIX) :].partition(".")
+        _require(
+            index.isascii() and index.isdigit() and int(index) < len(parameter_shapes),
+            f"optimizer state {tensor_name} refers to no parameter of the model",
+        )
         allowed = ((), (1,)) if key == "step" else (parameter_shapes[int(index)],)
-        _require(tensor.shape in allowed, f"optimizer state {key} of parameter {index} has the wrong shape "
-                                          f"{list(tensor.shape)}")
+        _require(
+            tensor.shape in allowed,
+            f"optimizer state {key} of parameter {index} has the wrong shape {list(tensor.shape)}",
+        )
     elif tensor_name == "rng.noise":
-        _require(tensor.dtype == torch.uint8 and len(tensor.shape) == 1 and tensor.shape[0] <= MAX_RNG_STATE_BYTES,
-                 "the random number generator state is not a short list of bytes")
+        _require(
+            tensor.dtype == torch.uint8 and len(tensor.shape) == 1 and tensor.shape[0] <= MAX_RNG_STATE_BYTES,
+            "the random number generator state is not a short list of bytes",
+        )
     elif tensor_name == "history.steps":
         width = 1 + len(STEP_FIELDS)
-        _require(tensor.dtype in (torch.float64, torch.float32) and len(tensor.shape) == 2
-                 and tensor.shape[1] == width, f"history.steps must be a matrix of floats with {width} columns")
+        _require(
+            tensor.dtype in (torch.float64, torch.float32) and len(tensor.shape) == 2 and tensor.shape[1] == width,
+            f"history.steps must be a matrix of floats with {width} columns",
+        )
     elif match := _FRAME_TENSOR.fullmatch(tensor_name):
         _require(int(match[1]) < len(meta.frame_epochs), f"tensor {tensor_name} belongs to no epoch in the history")
-        _require(tensor.dtype == torch.uint8 and len(tensor.shape) == 4 and tensor.shape[1:] == meta.image_shape
-                 and tensor.shape[0] <= MAX_PICTURES_PER_FRAME,
-                 f"{tensor_name} has shape {list(tensor.shape)[:6]}; pictures must be bytes of shape "
-                 f"{list(meta.image_shape)}, at most {MAX_PICTURES_PER_FRAME} of them")
+        _require(
+            tensor.dtype == torch.uint8
+            and len(tensor.shape) == 4
+            and tensor.shape[1:] == meta.image_shape
+            and tensor.shape[0] <= MAX_PICTURES_PER_FRAME,
+            f"{tensor_name} has shape {list(tensor.shape)[:6]}; pictures must be bytes of shape "
+            f"{list(meta.image_shape)}, at most {MAX_PICTURES_PER_FRAME} of them",
+        )
     elif match := _TRACKED_TENSOR.fullmatch(tensor_name):
         _require(int(match[1]) < len(meta.frame_epochs), f"tensor {tensor_name} belongs to no epoch in the history")
         points = tracked_count(meta.config.latent_dim)
-        _require(tensor.dtype == torch.float16 and len(tensor.shape) == 2 and 1 <= tensor.shape[0] <= points
-                 and tensor.shape[1] == meta.config.latent_dim,
-                 f"{tensor_name} has shape {list(tensor.shape)[:6]}; latent means must be float16 of shape "
-                 f"[images, {meta.config.latent_dim}], at most {points} images")
+        _require(
+            tensor.dtype == torch.float16
+            and len(tensor.shape) == 2
+            and 1 <= tensor.shape[0] <= points
+            and tensor.shape[1] == meta.config.latent_dim,
+            f"{tensor_name} has shape {list(tensor.shape)[:6]}; latent means must be float16 of shape "
+            f"[images, {meta.config.latent_dim}], at most {points} images",
+        )
     else:
         _require(False, f"it holds a tensor this version does not know: {tensor_name[:60]!r}")
 
@@ -327,18 +447,37 @@ def _trainer_state(tensors: dict[str, torch.Tensor], meta: Metadata, model: VAE)
         model_state[key] = weight
     optimizer_tensors = {key: value for key, value in tensors.items() if key.startswith(OPTIMIZER_TENSOR_PREFIX)}
     optimizer_state = unflatten_optimizer_state(optimizer_tensors, meta.optimizer)
-    history = History(steps=[tensors["history.steps"].to(torch.float64).numpy()], epochs=meta.epochs,
-                      events=meta.events, clock=list(meta.clock))
+    history = History(
+        steps=[tensors["history.steps"].to(torch.float64).numpy()],
+        epochs=meta.epochs,
+        events=meta.events,
+        clock=list(meta.clock),
+    )
     for index, epoch in enumerate(meta.frame_epochs):
         means = tensors.get(f"frames.{index}.latent_means")
-        _require(means is None or bool(torch.isfinite(means).all()),
-                 f"the latent means of epoch {epoch} hold NaN or infinite values")
-        history.frames.append(Frame(epoch, tensors[f"frames.{index}.reconstructions"].numpy(),
-                                    tensors[f"frames.{index}.samples"].numpy(),
-                                    None if means is None else means.numpy()))
-    return TrainerState(model_state=model_state, optimizer_state=optimizer_state, noise_state=tensors["rng.noise"],
-                        epoch=meta.epoch, step=meta.step, step_in_epoch=meta.step_in_epoch, lr=meta.lr,
-                        beta=meta.beta, history=history)
+        _require(
+            means is None or bool(torch.isfinite(means).all()),
+            f"the latent means of epoch {epoch} hold NaN or infinite values",
+        )
+        history.frames.append(
+            Frame(
+                epoch,
+                tensors[f"frames.{index}.reconstructions"].numpy(),
+                tensors[f"frames.{index}.samples"].numpy(),
+                None if means is None else means.numpy(),
+            )
+        )
+    return TrainerState(
+        model_state=model_state,
+        optimizer_state=optimizer_state,
+        noise_state=tensors["rng.noise"],
+        epoch=meta.epoch,
+        step=meta.step,
+        step_in_epoch=meta.step_in_epoch,
+        lr=meta.lr,
+        beta=meta.beta,
+        history=history,
+    )
 
 
 def _require(condition: bool, problem: str) -> None:
@@ -347,8 +486,9 @@ def _require(condition: bool, problem: str) -> None:
 
 
 # -- importing -------------------------------------------------------------------------------------
-def import_checkpoint(source_path: str | Path, dest_dir: str | Path, *, file_name: str | None = None,
-                      owner: str | None = None) -> RunCheckpoint:
+def import_checkpoint(
+    source_path: str | Path, dest_dir: str | Path, *, file_name: str | None = None, owner: str | None = None
+) -> RunCheckpoint:
     """Make a checkpoint from elsewhere (an upload, another machine) a run of its own in `dest_dir`.
 
     The file is checked like any checkpoint, then written as `dest_dir/<new run id>.safetensors`
@@ -362,8 +502,12 @@ def import_checkpoint(source_path: str | Path, dest_dir: str | Path, *, file_nam
 
     shown_name = safe_upload_name(file_name or Path(source_path).name)
     original, original_id = _read(source_path, shown_name)
-    origin = {"run_id": original_id, "file_name": shown_name, "sha256": _sha256(source_path),
-              "imported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    origin = {
+        "run_id": original_id,
+        "file_name": shown_name,
+        "sha256": _sha256(source_path),
+        "imported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     # A run that was training where it came from is not training here.
     status = "stopped" if original.status in LIVE_STATUSES else original.status
     labels = {**original.labels(), "imported_from": origin, "owner": owner}
@@ -392,8 +536,13 @@ def _sha256(path: str | Path) -> str:
 
 
 # -- the data a checkpoint was trained on ----------------------------------------------------------
-def checkpoint_dataset(checkpoint: RunCheckpoint, allowed: Sequence[str | os.PathLike] = (), *,
-                       data: str | os.PathLike | None = None, download: bool = False) -> ImageDataset:
+def checkpoint_dataset(
+    checkpoint: RunCheckpoint,
+    allowed: Sequence[str | os.PathLike] = (),
+    *,
+    data: str | os.PathLike | None = None,
+    download: bool = False,
+) -> ImageDataset:
     """The dataset to evaluate or resume `checkpoint` on, checked to be the one it was trained on.
 
     `config.data` comes from the file, so it is opened only if `data.resolve_data_reference` allows
@@ -406,8 +555,9 @@ def checkpoint_dataset(checkpoint: RunCheckpoint, allowed: Sequence[str | os.Pat
 
     config = checkpoint.config
     reference = os.fspath(data) if data is not None else resolve_data_reference(config.data, allowed)
-    dataset = load_dataset(reference, image_size=config.image_size, test_fraction=config.test_fraction,
-                           seed=config.seed, download=download)
+    dataset = load_dataset(
+        reference, image_size=config.image_size, test_fraction=config.test_fraction, seed=config.seed, download=download
+    )
     check_resumable(checkpoint, dataset)
     return dataset
 
@@ -418,8 +568,10 @@ def check_resumable(checkpoint: RunCheckpoint, dataset) -> None:
     if tuple(dataset.image_shape) != info.image_shape or dataset.num_classes != info.num_classes:
         raise CheckpointError(
             f"the checkpoint was trained on {info.name} ({list(info.image_shape)}, {info.num_classes} classes); "
-            f"{dataset.name} has {list(dataset.image_shape)} and {dataset.num_classes} classes")
+            f"{dataset.name} has {list(dataset.image_shape)} and {dataset.num_classes} classes"
+        )
     if dataset.fingerprint != info.fingerprint:
         raise CheckpointError(
             f"the checkpoint was trained on data with fingerprint {info.fingerprint}, but {dataset.name} "
-            f"has {dataset.fingerprint} (another dataset, split or seed); resume on the same data")
+            f"has {dataset.fingerprint} (another dataset, split or seed); resume on the same data"
+        )

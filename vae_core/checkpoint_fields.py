@@ -10,8 +10,8 @@ puts the file's name in front.
 from __future__ import annotations
 
 import math
-import time
 import re
+import time
 import types
 import typing
 from dataclasses import dataclass
@@ -38,8 +38,16 @@ LIVE_STATUSES = ("starting", "running", "paused")  # said by a file that a job w
 
 # Per-epoch test metrics: the keys pages read, and their kinds. Other numeric keys may be added by
 # newer writers and are kept as they are.
-EPOCH_METRICS = {"epoch": "count", "step": "count", "train_loss": "number", "test_neg_elbo": "number",
-                 "test_recon": "number", "test_kl": "number", "active_units": "count", "kl_per_dim": "numbers"}
+EPOCH_METRICS = {
+    "epoch": "count",
+    "step": "count",
+    "train_loss": "number",
+    "test_neg_elbo": "number",
+    "test_recon": "number",
+    "test_kl": "number",
+    "active_units": "count",
+    "kl_per_dim": "numbers",
+}
 EVENT_KEYS = {"step", "name", "value"}
 IMPORT_KEYS = {"run_id", "file_name", "sha256", "imported_at"}
 # Who a run belongs to when the app is served to several people: a hash of their identity (never the
@@ -112,8 +120,10 @@ def parse_metadata(meta: dict[str, Any]) -> Metadata:
         optimizer=_object(_field(meta, "optimizer"), "optimizer"),  # its layout is checked with its tensors
         epochs=_epoch_metrics(_field(history, "epochs", "history."), config.latent_dim),
         events=_events(_field(history, "events", "history.")),
-        frame_epochs=tuple(_count(value, f"history.frame_epochs[{index}]") for index, value
-                           in enumerate(_list(history.get("frame_epochs", []), "history.frame_epochs", MAX_FRAMES))),
+        frame_epochs=tuple(
+            _count(value, f"history.frame_epochs[{index}]")
+            for index, value in enumerate(_list(history.get("frame_epochs", []), "history.frame_epochs", MAX_FRAMES))
+        ),
         versions=_versions(meta.get("versions", {})),
         imported_from=_imported_from(meta.get("imported_from")),
         world_size=max(1, _count(meta.get("world_size", 1), "world_size", MAX_WORLD_SIZE)),
@@ -130,8 +140,9 @@ def parse_config(values: Any) -> TrainConfig:
         if key in hints and not _has_type(value, hints[key]):
             raise FieldError(f"config.{key} is {_kind(value)}, not of the type {_type_name(hints[key])}")
     if isinstance(values.get("hidden"), list) and len(values["hidden"]) > MAX_HIDDEN_LAYERS:
-        raise FieldError(f"config.hidden lists {len(values['hidden'])} layers, more than the limit of "
-                         f"{MAX_HIDDEN_LAYERS}")
+        raise FieldError(
+            f"config.hidden lists {len(values['hidden'])} layers, more than the limit of {MAX_HIDDEN_LAYERS}"
+        )
     if isinstance(values.get("data"), str):
         text(values["data"], "config.data", 4096)
     try:
@@ -157,8 +168,9 @@ def printable_text(value: Any, max_chars: int, *, multiline: bool = False) -> st
     line breaks and runs of spaces) made one space, cut to `max_chars`. For what we write, not what we read."""
     value = str(value).replace("\t", " ")
     lines = value.split("\n") if multiline else [" ".join(value.split())]
-    return "\n".join("".join(character for character in line if character.isprintable())
-                     for line in lines).strip()[:max_chars]
+    return "\n".join("".join(character for character in line if character.isprintable()) for line in lines).strip()[
+        :max_chars
+    ]
 
 
 def optional_text(value: Any, where: str, max_chars: int, *, multiline: bool = False) -> str | None:
@@ -225,10 +237,16 @@ def _checked_by_config(check, value: float) -> float:
 
 def _image_shape(value: Any) -> tuple[int, int, int]:
     shape = _list(value, "dataset.image_shape", 3)
-    if not (len(shape) == 3 and all(isinstance(side, int) and not isinstance(side, bool) for side in shape)
-            and shape[0] in (1, 3) and all(1 <= side <= MAX_IMAGE_SIDE for side in shape[1:])):
-        raise FieldError(f"dataset.image_shape {_short(value)} is not [channels, height, width] with 1 or 3 "
-                         f"channels and sides of 1 to {MAX_IMAGE_SIDE} pixels")
+    if not (
+        len(shape) == 3
+        and all(isinstance(side, int) and not isinstance(side, bool) for side in shape)
+        and shape[0] in (1, 3)
+        and all(1 <= side <= MAX_IMAGE_SIDE for side in shape[1:])
+    ):
+        raise FieldError(
+            f"dataset.image_shape {_short(value)} is not [channels, height, width] with 1 or 3 "
+            f"channels and sides of 1 to {MAX_IMAGE_SIDE} pixels"
+        )
     return tuple(shape)
 
 
@@ -246,7 +264,7 @@ def _epoch_metrics(value: Any, latent_dim: int) -> list[dict]:
     for index, entry in enumerate(epochs):
         where = f"history.epochs[{index}]"
         _object(entry, where)
-        for key, kind in EPOCH_METRICS.items():
+        for key in EPOCH_METRICS:
             if key not in entry:
                 raise FieldError(f"{where} lacks {key!r}")
         for key, item in entry.items():
@@ -294,8 +312,10 @@ def _clock(value: Any, last_step: int) -> tuple[tuple[int, float], ...]:
         if not (math.isfinite(seconds) and seconds >= 0):
             raise FieldError(f"{where} seconds must be a finite number of at least 0, not {_short(point[1])}")
         if checked and (step <= checked[-1][0] or seconds < checked[-1][1]):
-            raise FieldError(f"{where} goes back in time: its step must rise and its seconds never fall "
-                             f"(after {list(checked[-1])}, not {_short(point)})")
+            raise FieldError(
+                f"{where} goes back in time: its step must rise and its seconds never fall "
+                f"(after {list(checked[-1])}, not {_short(point)})"
+            )
         checked.append((step, seconds))
     return tuple(checked)
 

@@ -16,13 +16,21 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .config import (DEFAULT_HIDDEN, DEVICES, KL_ANNEALING, MODEL_NAMES, PRECISIONS, RECON_LOSSES, TrainConfig,
-                     default_run_name)
 from .atomic_files import output_folder
+from .config import (
+    DEFAULT_HIDDEN,
+    DEVICES,
+    KL_ANNEALING,
+    MODEL_NAMES,
+    PRECISIONS,
+    RECON_LOSSES,
+    TrainConfig,
+    default_run_name,
+)
 from .errors import VAEStudioError
+from .experiment_cli import add_experiment_parser, cmd_experiment
 from .runs import CHECKPOINTS_ENV, EncodedJSON, ProgressWriter, add_runs_command, cmd_runs, default_checkpoint_dir
 from .sweep import add_sweep_command, cmd_sweep
-from .experiment_cli import add_experiment_parser, cmd_experiment
 
 DEFAULTS = TrainConfig()
 
@@ -32,22 +40,33 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a model and save a .safetensors checkpoint")
-    train.add_argument("--data", default=None,
-                       help=f"dataset name (see `datasets`) or a .npz/.zip/.csv/folder (default {DEFAULTS.data}; "
-                            "with --resume: the checkpoint's data, which must be a built-in dataset unless you "
-                            "name its file here)")
+    train.add_argument(
+        "--data",
+        default=None,
+        help=f"dataset name (see `datasets`) or a .npz/.zip/.csv/folder (default {DEFAULTS.data}; "
+        "with --resume: the checkpoint's data, which must be a built-in dataset unless you "
+        "name its file here)",
+    )
     train.add_argument("--image-size", type=int, default=None, help="resize images to this square size")
     train.add_argument("--download", action="store_true", help="download mnist/fashion-mnist/kmnist if missing")
     train.add_argument("--model", choices=MODEL_NAMES, default=DEFAULTS.model)
-    train.add_argument("--hidden", type=int, nargs="+", default=None,
-                       help="encoder widths (decoder mirrors), e.g. --hidden 400; conv: channels "
-                            f"(default: {', '.join(f'{m} {list(h)}' for m, h in DEFAULT_HIDDEN.items())})")
+    train.add_argument(
+        "--hidden",
+        type=int,
+        nargs="+",
+        default=None,
+        help="encoder widths (decoder mirrors), e.g. --hidden 400; conv: channels "
+        f"(default: {', '.join(f'{m} {list(h)}' for m, h in DEFAULT_HIDDEN.items())})",
+    )
     train.add_argument("--latent-dim", type=int, default=DEFAULTS.latent_dim)
     train.add_argument("--beta", type=float, default=DEFAULTS.beta)
     train.add_argument("--lr", type=float, default=DEFAULTS.lr)
-    train.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
-                       help="images per step, all processes together: under torchrun each process takes "
-                            "its share of every batch")
+    train.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULTS.batch_size,
+        help="images per step, all processes together: under torchrun each process takes its share of every batch",
+    )
     train.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="total epochs, resumed ones included")
     train.add_argument("--recon", choices=RECON_LOSSES, default=DEFAULTS.recon)
     train.add_argument("--learn-variance", action="store_true", help="mse: learn the Gaussian's variance")
@@ -56,23 +75,40 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--free-bits", type=float, default=DEFAULTS.free_bits, help="nats per latent dimension")
     train.add_argument("--seed", type=int, default=DEFAULTS.seed)
     train.add_argument("--device", choices=DEVICES, default=DEFAULTS.device)
-    train.add_argument("--precision", choices=PRECISIONS, default=DEFAULTS.precision,
-                       help="bf16: autocast the forward pass and loss to bfloat16, weights stay float32")
-    train.add_argument("--threads", type=int, default=None,
-                       help="CPU threads of a training step (default: $VAE_STUDIO_TORCH_THREADS, else "
-                            "PyTorch's one per core). Kept with the run: the float sums, so the numbers, "
-                            "depend on it; a resumed run keeps its own")
-    train.add_argument("--compile", action="store_true", help="torch.compile the model (the first steps "
-                                                              "pay the compile time)")
+    train.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=DEFAULTS.precision,
+        help="bf16: autocast the forward pass and loss to bfloat16, weights stay float32",
+    )
+    train.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads of a training step (default: $VAE_STUDIO_TORCH_THREADS, else "
+        "PyTorch's one per core). Kept with the run: the float sums, so the numbers, "
+        "depend on it; a resumed run keeps its own",
+    )
+    train.add_argument(
+        "--compile", action="store_true", help="torch.compile the model (the first steps pay the compile time)"
+    )
     train.add_argument("--test-fraction", type=float, default=DEFAULTS.test_fraction)
-    train.add_argument("--name", default=None, help="the run's name (default: from what sets it apart, "
-                                                     "e.g. 'mlp z10 β4')")
-    train.add_argument("--out", default=None, help="checkpoint to write, at every epoch end and when the run "
-                                                   "ends (default <out dir>/<run id>.safetensors)")
-    train.add_argument("--out-dir", default=None, help=f"folder of the checkpoint when --out is not given "
-                                                       f"(default: ${CHECKPOINTS_ENV}, else ./checkpoints)")
-    train.add_argument("--resume", default=None, help="continue the run in this checkpoint (exactly: as if it "
-                                                      "had never stopped)")
+    train.add_argument(
+        "--name", default=None, help="the run's name (default: from what sets it apart, e.g. 'mlp z10 β4')"
+    )
+    train.add_argument(
+        "--out",
+        default=None,
+        help="checkpoint to write, at every epoch end and when the run ends (default <out dir>/<run id>.safetensors)",
+    )
+    train.add_argument(
+        "--out-dir",
+        default=None,
+        help=f"folder of the checkpoint when --out is not given (default: ${CHECKPOINTS_ENV}, else ./checkpoints)",
+    )
+    train.add_argument(
+        "--resume", default=None, help="continue the run in this checkpoint (exactly: as if it had never stopped)"
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     evaluate = commands.add_parser("eval", help="test negative ELBO, IWAE bound and active units of a checkpoint")
@@ -90,33 +126,57 @@ def _parser() -> argparse.ArgumentParser:
     add_sweep_command(commands, train)
     add_experiment_parser(commands)
 
-    commands.add_parser("app", help="open the app in the browser (streamlit run app.py; needs the source checkout)",
-                        description="Run the app with `streamlit run`; any further options go to streamlit, "
-                                    "e.g. `vae-studio app --server.port 8502`.")
+    commands.add_parser(
+        "app",
+        help="open the app in the browser (streamlit run app.py; needs the source checkout)",
+        description="Run the app with `streamlit run`; any further options go to streamlit, "
+        "e.g. `vae-studio app --server.port 8502`.",
+    )
     return parser
 
 
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
-        data=args.data or DEFAULTS.data, image_size=args.image_size, model=args.model,
-        hidden=tuple(args.hidden) if args.hidden else None, latent_dim=args.latent_dim,
-        beta=args.beta, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, recon=args.recon,
-        learn_variance=args.learn_variance, kl_anneal=args.kl_anneal, kl_warmup_epochs=args.kl_warmup_epochs,
-        free_bits=args.free_bits, seed=args.seed, device=args.device, precision=args.precision,
-        test_fraction=args.test_fraction, threads=args.threads)
+        data=args.data or DEFAULTS.data,
+        image_size=args.image_size,
+        model=args.model,
+        hidden=tuple(args.hidden) if args.hidden else None,
+        latent_dim=args.latent_dim,
+        beta=args.beta,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        recon=args.recon,
+        learn_variance=args.learn_variance,
+        kl_anneal=args.kl_anneal,
+        kl_warmup_epochs=args.kl_warmup_epochs,
+        free_bits=args.free_bits,
+        seed=args.seed,
+        device=args.device,
+        precision=args.precision,
+        test_fraction=args.test_fraction,
+        threads=args.threads,
+    )
 
 
 def _progress(total: int, quiet: bool, unit: str):
     if quiet:
         return None
     from tqdm import tqdm
+
     return tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False)
 
 
 def _load_data(config: TrainConfig, download: bool = False):
     from .data import load_dataset
-    return load_dataset(config.data, image_size=config.image_size, test_fraction=config.test_fraction,
-                        seed=config.seed, download=download)
+
+    return load_dataset(
+        config.data,
+        image_size=config.image_size,
+        test_fraction=config.test_fraction,
+        seed=config.seed,
+        download=download,
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> dict:
@@ -154,8 +214,11 @@ def _train(args: argparse.Namespace, launch) -> dict:
     with first_on_each_node(launch):
         # A resumed run's data reference comes from its file: only a built-in dataset or the --data
         # the user names here is opened (checkpoint_dataset), never a path the file chooses.
-        dataset = (checkpoint_dataset(previous, data=args.data, download=args.download) if args.resume
-                   else _load_data(config, args.download))
+        dataset = (
+            checkpoint_dataset(previous, data=args.data, download=args.download)
+            if args.resume
+            else _load_data(config, args.download)
+        )
     if launch:
         use_threads(thread_override(), device)  # each process's own (torchrun sets one thread by default)
     elif resolve_device(config.device).type == "cpu":
@@ -225,13 +288,24 @@ def _train(args: argparse.Namespace, launch) -> dict:
     tail = slice(max(0, len(curves) - trainer.steps_per_epoch), None)
     steps_run = trainer.step - first_step
     return {
-        "checkpoint": str(out), "run_id": run_id, "name": name, "epochs": trainer.epoch, "steps": trainer.step,
-        "train_loss": _mean(curves.total[tail]), "recon": _mean(curves.recon[tail]), "kl": _mean(curves.kl[tail]),
-        "test_neg_elbo": last.get("test_neg_elbo"), "test_recon": last.get("test_recon"),
-        "test_kl": last.get("test_kl"), "active_units": last.get("active_units"),
+        "checkpoint": str(out),
+        "run_id": run_id,
+        "name": name,
+        "epochs": trainer.epoch,
+        "steps": trainer.step,
+        "train_loss": _mean(curves.total[tail]),
+        "recon": _mean(curves.recon[tail]),
+        "kl": _mean(curves.kl[tail]),
+        "test_neg_elbo": last.get("test_neg_elbo"),
+        "test_recon": last.get("test_recon"),
+        "test_kl": last.get("test_kl"),
+        "active_units": last.get("active_units"),
         "samples_per_s": steps_run * config.batch_size / elapsed if elapsed > 0 and steps_run else None,
-        "seconds": elapsed, "device": str(trainer.device), "world_size": trainer.world_size,
-        "precision": config.precision, "compiled": args.compile,
+        "seconds": elapsed,
+        "device": str(trainer.device),
+        "world_size": trainer.world_size,
+        "precision": config.precision,
+        "compiled": args.compile,
     }
 
 
@@ -258,6 +332,7 @@ def _mean(values) -> float | None:
 
 def cmd_eval(args: argparse.Namespace) -> dict:
     import torch
+
     from .checkpoint import checkpoint_dataset, load_checkpoint
     from .metrics import evaluate, evaluation_seed, iwae_nll
 
@@ -268,20 +343,35 @@ def cmd_eval(args: argparse.Namespace) -> dict:
     model = checkpoint.build_model()
     x, y = dataset.test_x, dataset.test_y
     if args.limit:
-        x, y = x[:args.limit], (y[:args.limit] if y is not None else None)
+        x, y = x[: args.limit], (y[: args.limit] if y is not None else None)
     # The noise the run evaluated its last epoch with: on its own test set, the number it showed.
     generator = torch.Generator().manual_seed(evaluation_seed(config.seed, checkpoint.state.epoch))
     result = evaluate(model, x, y, recon=config.recon, generator=generator)
     iwae = None
     if model.variational and args.iwae_k > 0:
         bar = _progress(x.shape[0], args.quiet, "img")
-        iwae = iwae_nll(model, x, y, recon=config.recon, k=args.iwae_k, generator=generator,
-                        progress=(lambda done, total: bar.update(done - bar.n)) if bar is not None else None)
+        iwae = iwae_nll(
+            model,
+            x,
+            y,
+            recon=config.recon,
+            k=args.iwae_k,
+            generator=generator,
+            progress=(lambda done, total: bar.update(done - bar.n)) if bar is not None else None,
+        )
         if bar is not None:
             bar.close()
-    return {"checkpoint": args.checkpoint, "images": int(x.shape[0]), "test_neg_elbo": result.neg_elbo,
-            "test_recon": result.recon, "test_kl": result.kl, "iwae_nll": iwae, "k": args.iwae_k,
-            "active_units": result.active_units, "kl_per_dim": result.kl_per_dim}
+    return {
+        "checkpoint": args.checkpoint,
+        "images": int(x.shape[0]),
+        "test_neg_elbo": result.neg_elbo,
+        "test_recon": result.recon,
+        "test_kl": result.kl,
+        "iwae_nll": iwae,
+        "k": args.iwae_k,
+        "active_units": result.active_units,
+        "kl_per_dim": result.kl_per_dim,
+    }
 
 
 def cmd_inspect(args: argparse.Namespace) -> dict:
@@ -291,18 +381,26 @@ def cmd_inspect(args: argparse.Namespace) -> dict:
     checkpoint = load_checkpoint(args.checkpoint)
     # Active units counted again from each epoch's KL per dimension (the one definition, as eval
     # counts them): a file written before it stored a count by another rule.
-    epochs = [{**{k: v for k, v in m.items() if k != "kl_per_dim"}, "active_units": active_units(m["kl_per_dim"])}
-              for m in checkpoint.state.history.epochs]
+    epochs = [
+        {**{k: v for k, v in m.items() if k != "kl_per_dim"}, "active_units": active_units(m["kl_per_dim"])}
+        for m in checkpoint.state.history.epochs
+    ]
     summary = checkpoint.summary()
     if epochs:
         summary["active_units"] = epochs[-1]["active_units"]
-    return {**summary, "config": checkpoint.config.to_dict(),
-            "data_fingerprint": checkpoint.dataset.fingerprint, "image_shape": list(checkpoint.dataset.image_shape),
-            "epoch_metrics": epochs, "versions": checkpoint.versions}
+    return {
+        **summary,
+        "config": checkpoint.config.to_dict(),
+        "data_fingerprint": checkpoint.dataset.fingerprint,
+        "image_shape": list(checkpoint.dataset.image_shape),
+        "epoch_metrics": epochs,
+        "versions": checkpoint.versions,
+    }
 
 
 def cmd_datasets(_args: argparse.Namespace) -> list:
     from .data import describe_datasets
+
     rows = describe_datasets()
     for row in rows:
         mark = "yes" if row["available"] else "no "
@@ -337,7 +435,7 @@ def one_line(message: str) -> str:
     """An error as one line of at most MAX_ERROR_CHARS: a message quoting a file's contents (a 9 MB
     npz header) or listing folders must not flood the terminal, nor split a line a script reads."""
     flat = " ".join(message.split())
-    return flat if len(flat) <= MAX_ERROR_CHARS else flat[:MAX_ERROR_CHARS - 1] + "…"
+    return flat if len(flat) <= MAX_ERROR_CHARS else flat[: MAX_ERROR_CHARS - 1] + "…"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -345,9 +443,16 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "app":  # only `app` passes options on (to streamlit)
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    handlers = {"train": cmd_train, "eval": cmd_eval, "inspect": cmd_inspect, "datasets": cmd_datasets,
-                "runs": cmd_runs, "sweep": cmd_sweep, "experiment": cmd_experiment,
-                "app": lambda args: cmd_app(args, extra)}
+    handlers = {
+        "train": cmd_train,
+        "eval": cmd_eval,
+        "inspect": cmd_inspect,
+        "datasets": cmd_datasets,
+        "runs": cmd_runs,
+        "sweep": cmd_sweep,
+        "experiment": cmd_experiment,
+        "app": lambda args: cmd_app(args, extra),
+    }
     try:
         result = handlers[args.command](args)
     except VAEStudioError as error:

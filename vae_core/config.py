@@ -30,8 +30,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16")  # bf16: autocast of forward and loss, fp32 master weights (speed.py)
 
 # Layer widths by model: the note's 784-256-128 MLP; for `conv`, the channels of its two layers.
-DEFAULT_HIDDEN = {"mlp": (256, 128), "ae": (256, 128), "cvae": (256, 128), "vqvae": (256, 128),
-                  "conv": (32, 64)}
+DEFAULT_HIDDEN = {"mlp": (256, 128), "ae": (256, 128), "cvae": (256, 128), "vqvae": (256, 128), "conv": (32, 64)}
 WIDTH_RANGE = (4, 4096)
 
 # THE definition of an active latent dimension, for every count and chart of the studio (Train's and
@@ -106,15 +105,19 @@ def limits() -> Limits:
     return Limits(**values)
 
 
-def check_creatable(config: "TrainConfig") -> None:
+def check_creatable(config: TrainConfig) -> None:
     """The limits a new run's config must keep (a checkpoint read back need not: it was made already).
     The model's size is checked on its shapes by trainer.check_trainable, which calls this first."""
     limit = limits()
     if len(config.hidden) > limit.max_hidden_layers:
-        raise ConfigError(f"a model has at most {limit.max_hidden_layers} hidden layers (VAE_STUDIO_MAX_HIDDEN_LAYERS), "
-                          f"not {len(config.hidden):,}")
+        raise ConfigError(
+            f"a model has at most {limit.max_hidden_layers} hidden layers (VAE_STUDIO_MAX_HIDDEN_LAYERS), "
+            f"not {len(config.hidden):,}"
+        )
     if config.epochs > limit.max_epochs:
-        raise ConfigError(f"a run has at most {limit.max_epochs:,} epochs (VAE_STUDIO_MAX_EPOCHS), not {config.epochs:,}")
+        raise ConfigError(
+            f"a run has at most {limit.max_epochs:,} epochs (VAE_STUDIO_MAX_EPOCHS), not {config.epochs:,}"
+        )
 
 
 BOUNDS = {
@@ -179,15 +182,22 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first hyperparameter that is out of range."""
-        for name, choices in (("model", MODEL_NAMES), ("recon", RECON_LOSSES),
-                              ("recon_reduction", RECON_REDUCTIONS), ("kl_anneal", KL_ANNEALING),
-                              ("device", DEVICES), ("precision", PRECISIONS)):
+        for name, choices in (
+            ("model", MODEL_NAMES),
+            ("recon", RECON_LOSSES),
+            ("recon_reduction", RECON_REDUCTIONS),
+            ("kl_anneal", KL_ANNEALING),
+            ("device", DEVICES),
+            ("precision", PRECISIONS),
+        ):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r}")
         low, high = WIDTH_RANGE
         if not self.hidden or not all(low <= h <= high for h in self.hidden):
-            raise ConfigError(f"hidden sizes must be 1 or more widths between {low} and {high}, not "
-                              f"{list(self.hidden[:8])}{' …' if len(self.hidden) > 8 else ''}")
+            raise ConfigError(
+                f"hidden sizes must be 1 or more widths between {low} and {high}, not "
+                f"{list(self.hidden[:8])}{' …' if len(self.hidden) > 8 else ''}"
+            )
         for name, bound in BOUNDS.items():
             value = getattr(self, name)
             if value is not None:
@@ -197,7 +207,7 @@ class TrainConfig:
     def is_variational(self) -> bool:
         return self.model != "ae"
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -206,7 +216,7 @@ class TrainConfig:
         return values
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Build from a dict (e.g. checkpoint metadata); unknown keys are an error, missing ones default."""
         if not isinstance(values, dict):
             raise ConfigError("config must be a JSON object")
@@ -243,6 +253,9 @@ def default_run_name(config: TrainConfig) -> str:
     hyperparameter that differs from its default, e.g. "mlp z10 β4" or "conv z16 β1 lr 0.01 mse"."""
     defaults = TrainConfig(model=config.model)
     parts = [config.model, f"z{config.latent_dim}", f"β{config.beta:g}"]
-    parts += [describe(getattr(config, field)) for field, describe in _NAME_PARTS.items()
-              if getattr(config, field) != getattr(defaults, field)]
+    parts += [
+        describe(getattr(config, field))
+        for field, describe in _NAME_PARTS.items()
+        if getattr(config, field) != getattr(defaults, field)
+    ]
     return " ".join(parts)

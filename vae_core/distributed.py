@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -74,8 +75,9 @@ def torchrun_launch(environ: Mapping[str, str] = os.environ) -> Launch | None:
     for name in LAUNCH_VARIABLES:
         text = environ.get(name, "").strip()
         if not text.isdigit():
-            raise ConfigError(f"{name} must be a whole number when WORLD_SIZE is set (torchrun sets both), "
-                              f"not {text[:20]!r}")
+            raise ConfigError(
+                f"{name} must be a whole number when WORLD_SIZE is set (torchrun sets both), not {text[:20]!r}"
+            )
         values[name] = int(text)
     launch = Launch(rank=values["RANK"], local_rank=values["LOCAL_RANK"], world_size=values["WORLD_SIZE"])
     if launch.world_size < 1 or launch.rank >= launch.world_size:
@@ -84,8 +86,7 @@ def torchrun_launch(environ: Mapping[str, str] = os.environ) -> Launch | None:
         return None
     missing = [name for name in RENDEZVOUS_VARIABLES if not environ.get(name)]
     if missing:
-        raise ConfigError(f"{' and '.join(missing)} not set: start distributed training with torchrun, "
-                          "which sets them")
+        raise ConfigError(f"{' and '.join(missing)} not set: start distributed training with torchrun, which sets them")
     return launch
 
 
@@ -93,8 +94,10 @@ def refuse_under_torchrun(command: str, environ: Mapping[str, str] = os.environ)
     """ConfigError when a command that trains several runs in one process is started by torchrun:
     its processes train one run together, so each run wants a torchrun of its own."""
     if torchrun_launch(environ) is not None:
-        raise ConfigError(f"{command} trains its runs one after the other in one process; under torchrun, "
-                          "start one `train` per run instead")
+        raise ConfigError(
+            f"{command} trains its runs one after the other in one process; under torchrun, "
+            "start one `train` per run instead"
+        )
 
 
 def join(launch: Launch, device_name: str) -> torch.device:
@@ -102,16 +105,19 @@ def join(launch: Launch, device_name: str) -> torch.device:
     device = resolve_device(device_name)
     if device.type == "cuda":
         if launch.local_rank >= torch.cuda.device_count():
-            raise ConfigError(f"LOCAL_RANK {launch.local_rank} has no GPU: this node has "
-                              f"{torch.cuda.device_count()}; start at most that many processes per node")
+            raise ConfigError(
+                f"LOCAL_RANK {launch.local_rank} has no GPU: this node has "
+                f"{torch.cuda.device_count()}; start at most that many processes per node"
+            )
         device = torch.device("cuda", launch.local_rank)
         torch.cuda.set_device(device)
         dist.init_process_group("nccl", device_id=device)
     elif device.type == "cpu":
         dist.init_process_group("gloo")
     else:
-        raise ConfigError(f"distributed training runs on CUDA GPUs or CPUs, not on {device.type}; "
-                          "use --device cuda or --device cpu")
+        raise ConfigError(
+            f"distributed training runs on CUDA GPUs or CPUs, not on {device.type}; use --device cuda or --device cpu"
+        )
     return device
 
 
@@ -140,7 +146,8 @@ def check_shards(train_images: int, batch_size: int, world_size: int) -> None:
         raise ConfigError(
             f"with {world_size} processes every batch needs at least {world_size} images, but batch size "
             f"{batch_size} on {train_images} training images leaves {smallest} in the last batch of each epoch; "
-            "choose another --batch-size or fewer processes")
+            "choose another --batch-size or fewer processes"
+        )
 
 
 class ShardedStep:
@@ -155,12 +162,20 @@ class ShardedStep:
         that draws none)."""
         if not trainer.model.variational:
             return None
-        eps = torch.randn((batch_images, trainer.config.latent_dim), generator=trainer.noise,
-                          device=trainer.device, dtype=dtype)
-        return eps[self.rank::self.world_size]
+        eps = torch.randn(
+            (batch_images, trainer.config.latent_dim), generator=trainer.noise, device=trainer.device, dtype=dtype
+        )
+        return eps[self.rank :: self.world_size]
 
-    def combine(self, trainer: Trainer, terms: LossTerms, extra: torch.Tensor | None, shard_images: int,
-                batch_images: int, beta: float) -> tuple[torch.Tensor, LossTerms]:
+    def combine(
+        self,
+        trainer: Trainer,
+        terms: LossTerms,
+        extra: torch.Tensor | None,
+        shard_images: int,
+        batch_images: int,
+        beta: float,
+    ) -> tuple[torch.Tensor, LossTerms]:
         """After the forward pass on this process's shard: (the loss whose gradient, averaged by
         DDP, is the batch's; the terms to record, which a flush adds up over processes into the
         batch's values). `extra` is the model's own loss term, a batch mean like the others. The
@@ -178,8 +193,9 @@ class ShardedStep:
             gradient_loss = total = terms.total
         if extra is not None:
             gradient_loss = gradient_loss + extra
-        recorded = LossTerms(total=total * share, recon=terms.recon * share, kl=terms.kl * share,
-                             kl_per_dim=terms.kl_per_dim * share)
+        recorded = LossTerms(
+            total=total * share, recon=terms.recon * share, kl=terms.kl * share, kl_per_dim=terms.kl_per_dim * share
+        )
         return gradient_loss * (self.world_size * share), recorded
 
     def _merge_buffers(self, model: torch.nn.Module, share: float) -> None:
@@ -205,7 +221,8 @@ def distribute(trainer: Trainer, launch: Launch) -> None:
     starts by giving every process rank 0's weights."""
     check_shards(trainer.train_x.shape[0], trainer.config.batch_size, launch.world_size)
     device_ids = [trainer.device.index] if trainer.device.type == "cuda" else None
-    trainer.forward_model = DistributedDataParallel(trainer.model, device_ids=device_ids,
-                                                    forward_sync_buffers=False)  # ShardedStep merges them
+    trainer.forward_model = DistributedDataParallel(
+        trainer.model, device_ids=device_ids, forward_sync_buffers=False
+    )  # ShardedStep merges them
     trainer.rank, trainer.world_size = launch.rank, launch.world_size
     trainer.shard = ShardedStep(launch.rank, launch.world_size)

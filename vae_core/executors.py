@@ -6,9 +6,10 @@ Its process (run_process.RunProcess) hands it what the child sends; the registry
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,13 +26,23 @@ from .run_status import ACTIVE, TRAINING
 if TYPE_CHECKING:
     from .data import ImageDataset
 
+
 class ProcessJob:
     """A run that trains in a RunProcess, as the server sees it: what jobs.TrainingJob offers, from
     the snapshots and weights its process sends. Made by registry.JobRegistry, which starts it."""
 
-    def __init__(self, config: TrainConfig, dataset: "ImageDataset | None", *, run_id: str | None = None,
-                 name: str | None = None, owner: str | None = None, checkpoint_dir: Path,
-                 on_end: Callable[["ProcessJob"], None] | None = None, data_roots=()):
+    def __init__(
+        self,
+        config: TrainConfig,
+        dataset: ImageDataset | None,
+        *,
+        run_id: str | None = None,
+        name: str | None = None,
+        owner: str | None = None,
+        checkpoint_dir: Path,
+        on_end: Callable[[ProcessJob], None] | None = None,
+        data_roots=(),
+    ):
         self.run_id = run_id or new_run_id()
         self.name = name or default_run_name(config)
         self.owner = owner
@@ -50,15 +61,19 @@ class ProcessJob:
 
     # -- what the server asks ----------------------------------------------------------------------
     @property
-    def dataset(self) -> "ImageDataset":
+    def dataset(self) -> ImageDataset:
         """The run's data in this server (its shape and classes, for the pages): loaded on first use
         for a run queued by another server, through the same checks as any reference read from a file."""
         if self._dataset is None:
             from .data import load_dataset, resolve_data_reference
 
             source = resolve_data_reference(self.config.data, self._data_roots)
-            self._dataset = load_dataset(source, image_size=self.config.image_size,
-                                         test_fraction=self.config.test_fraction, seed=self.config.seed)
+            self._dataset = load_dataset(
+                source,
+                image_size=self.config.image_size,
+                test_fraction=self.config.test_fraction,
+                seed=self.config.seed,
+            )
         return self._dataset
 
     def snapshot(self) -> Snapshot:
@@ -149,8 +164,9 @@ class ProcessJob:
             snapshot = args[0]
             with self._lock:
                 # The name is the server's: a rename here is not undone by a snapshot sent before it.
-                self._snapshot = replace(snapshot, name=self.name, version=max(snapshot.version,
-                                                                               self._snapshot.version + 1))
+                self._snapshot = replace(
+                    snapshot, name=self.name, version=max(snapshot.version, self._snapshot.version + 1)
+                )
         elif kind == "weights":
             epoch, arrays = args
             with self._lock:
@@ -164,19 +180,21 @@ class ProcessJob:
                     self.process = None
                     self._snapshot = self._waiting_snapshot("queued")
             elif reason == "gone":  # another server's process took it, or it was cancelled there
-                self._fail("it was taken out of the queue elsewhere (another server trains or cancelled it)",
-                           status="cancelled")
+                self._fail(
+                    "it was taken out of the queue elsewhere (another server trains or cancelled it)",
+                    status="cancelled",
+                )
             else:
                 self._fail(reason.removeprefix("failed: "))
-        elif kind == "exited":
-            if self.status in ACTIVE:
-                self._fail(f"its process ended unexpectedly (exit code {args[0]}); the checkpoint of its last "
-                           "finished epoch is kept, and it can be resumed from the Checkpoints page")
+        elif kind == "exited" and self.status in ACTIVE:
+            self._fail(
+                f"its process ended unexpectedly (exit code {args[0]}); the checkpoint of its last "
+                "finished epoch is kept, and it can be resumed from the Checkpoints page"
+            )
 
     def _fail(self, message: str, status: str = "failed") -> None:
         with self._lock:
-            self._snapshot = replace(self._snapshot, status=status, message=message,
-                                      version=self._snapshot.version + 1)
+            self._snapshot = replace(self._snapshot, status=status, message=message, version=self._snapshot.version + 1)
         self._end()
 
     def _end(self) -> None:
@@ -196,11 +214,29 @@ class ProcessJob:
         history = History()
         self._versions += 1
         return Snapshot(
-            run_id=self.run_id, name=self.name, version=self._versions, status=status, message=None,
+            run_id=self.run_id,
+            name=self.name,
+            version=self._versions,
+            status=status,
+            message=None,
             config=self.config.to_dict(),
-            dataset=self.config.data if self._dataset is None else self._dataset.name, device=str(self.device),
-            epoch=0, epochs=self.config.epochs, step=0, steps_per_epoch=0, total_steps=0, samples_per_s=0.0,
-            eta_s=None, elapsed_s=0.0, lr=self.config.lr, beta=self.config.beta, curves=history.curves(),
-            kl_per_dim=np.zeros(self.config.latent_dim, dtype=np.float32), epoch_metrics=(), events=(), frames=(),
-            fixed_inputs=np.zeros((0, 1, 1, 1), dtype=np.uint8), checkpoint_path=str(self.checkpoint_path))
-
+            dataset=self.config.data if self._dataset is None else self._dataset.name,
+            device=str(self.device),
+            epoch=0,
+            epochs=self.config.epochs,
+            step=0,
+            steps_per_epoch=0,
+            total_steps=0,
+            samples_per_s=0.0,
+            eta_s=None,
+            elapsed_s=0.0,
+            lr=self.config.lr,
+            beta=self.config.beta,
+            curves=history.curves(),
+            kl_per_dim=np.zeros(self.config.latent_dim, dtype=np.float32),
+            epoch_metrics=(),
+            events=(),
+            frames=(),
+            fixed_inputs=np.zeros((0, 1, 1, 1), dtype=np.uint8),
+            checkpoint_path=str(self.checkpoint_path),
+        )

@@ -19,16 +19,22 @@ def add_experiment_parser(commands) -> argparse.ArgumentParser:
     from .experiments import EXPERIMENTS
 
     parser = commands.add_parser(
-        "experiment", help="run one of the note's claims as an experiment: its runs, their numbers, a finding",
-        description="Experiments: " + "; ".join(f"{e.name}: {e.title}" for e in EXPERIMENTS.values()))
+        "experiment",
+        help="run one of the note's claims as an experiment: its runs, their numbers, a finding",
+        description="Experiments: " + "; ".join(f"{e.name}: {e.title}" for e in EXPERIMENTS.values()),
+    )
     parser.add_argument("name", nargs="?", choices=list(EXPERIMENTS), help="the experiment to run")
     parser.add_argument("--list", action="store_true", help="print the experiment names as a JSON list")
     parser.add_argument("--data", default=TrainConfig.data, help="dataset name (see `datasets`) or a file or folder")
     parser.add_argument("--epochs", type=int, default=5, help="epochs of every run")
     parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out-dir", default=None, help="folder for the runs' checkpoints (default: the app's "
-                                                        "checkpoints folder, $VAE_STUDIO_CHECKPOINTS or checkpoints)")
+    parser.add_argument(
+        "--out-dir",
+        default=None,
+        help="folder for the runs' checkpoints (default: the app's "
+        "checkpoints folder, $VAE_STUDIO_CHECKPOINTS or checkpoints)",
+    )
     return parser
 
 
@@ -46,8 +52,11 @@ def cmd_experiment(args: argparse.Namespace) -> dict | list:
     dataset = load_dataset(base.data, test_fraction=base.test_fraction, seed=base.seed)
 
     def announce(index: int, count: int, run) -> None:
-        print(f"[{index + 1}/{count}] {args.name}: {run.label}, {run.config.epochs} epoch(s)…", file=sys.stderr,
-              flush=True)
+        print(
+            f"[{index + 1}/{count}] {args.name}: {run.label}, {run.config.epochs} epoch(s)…",
+            file=sys.stderr,
+            flush=True,
+        )
 
     out_dir = output_folder(args.out_dir or default_checkpoint_dir())  # before any run trains
     return run_experiment(args.name, base, dataset, out_dir, on_run=announce).as_dict()

@@ -8,10 +8,12 @@ a change of that one function.
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from .config import TrainConfig
 from .errors import ConfigError
@@ -54,9 +56,14 @@ class RunResult:
     checkpoint: str | None
 
     def as_dict(self) -> dict:
-        return {"label": self.label, "model": self.config.model, "settings": self.config.to_dict(),
-                "metrics": self.metrics, "checkpoint": self.checkpoint,
-                "kl_per_dim_by_epoch": [m.get("kl_per_dim") for m in self.epoch_metrics]}
+        return {
+            "label": self.label,
+            "model": self.config.model,
+            "settings": self.config.to_dict(),
+            "metrics": self.metrics,
+            "checkpoint": self.checkpoint,
+            "kl_per_dim_by_epoch": [m.get("kl_per_dim") for m in self.epoch_metrics],
+        }
 
 
 @dataclass(frozen=True)
@@ -85,13 +92,19 @@ class ExperimentResult:
         prior samples; None for the others and for data without labels."""
         if "prior_recognised" not in self.experiment.compared:
             return None
-        return next((run.metrics.get("real_recognised") for run in self.runs
-                     if run.metrics.get("real_recognised") is not None), None)
+        return next(
+            (run.metrics.get("real_recognised") for run in self.runs if run.metrics.get("real_recognised") is not None),
+            None,
+        )
 
     def as_dict(self) -> dict:
-        return {"experiment": self.experiment.name, "claim": self.experiment.claim,
-                "runs": [run.as_dict() for run in self.runs], "finding": self.finding,
-                "real_recognised": self.real_recognised}
+        return {
+            "experiment": self.experiment.name,
+            "claim": self.experiment.claim,
+            "runs": [run.as_dict() for run in self.runs],
+            "finding": self.finding,
+            "real_recognised": self.real_recognised,
+        }
 
 
 # name -> (column title, format); every run gets all of them, each experiment shows its own few.
@@ -118,7 +131,9 @@ def format_metric(name: str, value) -> str:
 
 
 # -- the one call into the training engine -------------------------------------------------------
-def train_run(config: TrainConfig, dataset: ImageDataset, out_dir: Path, name: str) -> tuple[VAE, tuple[dict, ...], Path]:
+def train_run(
+    config: TrainConfig, dataset: ImageDataset, out_dir: Path, name: str
+) -> tuple[VAE, tuple[dict, ...], Path]:
     """Train `config` to the end, save its checkpoint as `name` into `out_dir`, and return the
     model, its epoch metrics and the checkpoint's path."""
     from .checkpoint import save_trainer_checkpoint
@@ -135,8 +150,15 @@ def measure(model: VAE, dataset: ImageDataset, epoch_metrics: Sequence[dict]) ->
     """Every metric of METRICS for one trained model: the last epoch's test metrics, and what the
     experiments add (latent fill, prior samples, pixel error), all on the CPU."""
     # Imported here, not above: listing the experiments (the CLI's --help and --list) needs no torch.
-    from .metrics import (active_units, aggregate_kl, latent_means, prior_recognised, prior_sample_spread,
-                          real_recognised, reconstruction_pixel_error)
+    from .metrics import (
+        active_units,
+        aggregate_kl,
+        latent_means,
+        prior_recognised,
+        prior_sample_spread,
+        real_recognised,
+        reconstruction_pixel_error,
+    )
 
     model = model.cpu().eval()
     last = epoch_metrics[-1] if epoch_metrics else {}
@@ -145,7 +167,8 @@ def measure(model: VAE, dataset: ImageDataset, epoch_metrics: Sequence[dict]) ->
     labels = y if model.conditional else None
     means = latent_means(model, x, labels)
     return {
-        "test_neg_elbo": last.get("test_neg_elbo"), "test_recon": last.get("test_recon"),
+        "test_neg_elbo": last.get("test_neg_elbo"),
+        "test_recon": last.get("test_recon"),
         # Counted again from the KL per dimension, not read: a run written before the one definition
         # (metrics.ACTIVE_KL_NATS) stored a count by another rule.
         "test_kl": last.get("test_kl"),
@@ -168,8 +191,10 @@ def _codebook_metrics(model: VAE) -> dict:
 def comparison_rows(result: ExperimentResult) -> list[dict[str, str]]:
     """The experiment's compared metrics, one row per run, formatted for a table."""
     names = result.experiment.compared
-    return [{"run": run.label, **{METRICS[name][0]: format_metric(name, run.metrics.get(name)) for name in names}}
-            for run in result.runs]
+    return [
+        {"run": run.label, **{METRICS[name][0]: format_metric(name, run.metrics.get(name)) for name in names}}
+        for run in result.runs
+    ]
 
 
 def kl_per_dim_by_epoch(run: RunResult) -> dict[str, list[float]]:
@@ -197,12 +222,19 @@ def get(name: str) -> Experiment:
 
 def base_config(data: str = TrainConfig.data, epochs: int = 5, device: str = "auto", seed: int = 0) -> TrainConfig:
     """The user's settings every run of an experiment shares; each experiment varies the rest."""
-    return TrainConfig(data=data, epochs=epochs, device=device, seed=seed, batch_size=EXPERIMENT_BATCH_SIZE,
-                       lr=EXPERIMENT_LR)
+    return TrainConfig(
+        data=data, epochs=epochs, device=device, seed=seed, batch_size=EXPERIMENT_BATCH_SIZE, lr=EXPERIMENT_LR
+    )
 
 
-def run_experiment(name: str, base: TrainConfig, dataset: ImageDataset, out_dir: str | Path, *,
-                   on_run: Callable[[int, int, PlannedRun], None] | None = None) -> ExperimentResult:
+def run_experiment(
+    name: str,
+    base: TrainConfig,
+    dataset: ImageDataset,
+    out_dir: str | Path,
+    *,
+    on_run: Callable[[int, int, PlannedRun], None] | None = None,
+) -> ExperimentResult:
     """Train every run of experiment `name` in turn (checkpoints into `out_dir`), measure them, and
     write the finding. `on_run(index, count, run)` is told before each run starts."""
     experiment = get(name)
@@ -255,15 +287,19 @@ def _against_ceiling(real: float | None) -> str:
 
 def _find_ae_vs_vae(results: Sequence[RunResult]) -> str:
     ae, vae = (_by_label(results)[label] for label in ("AE", "VAE"))
-    text = (f"The AE's aggregate KL is {_nats(ae['aggregate_kl'])} nats against the VAE's "
-            f"{_nats(vae['aggregate_kl'])}: ")
-    text += ("the VAE's codes fill N(0, I), the AE's lie elsewhere. " if ae["aggregate_kl"] > vae["aggregate_kl"]
-             else "here the AE's codes happen to sit as close to N(0, I) as the VAE's. ")
+    text = f"The AE's aggregate KL is {_nats(ae['aggregate_kl'])} nats against the VAE's {_nats(vae['aggregate_kl'])}: "
+    text += (
+        "the VAE's codes fill N(0, I), the AE's lie elsewhere. "
+        if ae["aggregate_kl"] > vae["aggregate_kl"]
+        else "here the AE's codes happen to sit as close to N(0, I) as the VAE's. "
+    )
     if ae["prior_recognised"] is None:
         return text + "The dataset has no labels, so no classifier judged the prior samples."
     real = vae.get("real_recognised")
-    text += (f"The judge recognises {_share(ae['prior_recognised'])} of the AE's prior samples against "
-             f"{_share(vae['prior_recognised'])} for the VAE{_against_ceiling(real)}")
+    text += (
+        f"The judge recognises {_share(ae['prior_recognised'])} of the AE's prior samples against "
+        f"{_share(vae['prior_recognised'])} for the VAE{_against_ceiling(real)}"
+    )
     return text + _verdict(vae["prior_recognised"], ae["prior_recognised"], real, "the VAE", "the AE")
 
 
@@ -274,16 +310,22 @@ def _verdict(share: float, other: float, real: float | None, name: str, other_na
     so the pictures are the better guide then)."""
     if share - other >= RECOGNISED_GAP:
         if real is not None and share < real / 2:
-            return (f": draws from the prior decode to a recognisable digit more often for {name}, though "
-                    f"still under half as often as real images are recognised; more epochs sharpen its samples.")
+            return (
+                f": draws from the prior decode to a recognisable digit more often for {name}, though "
+                f"still under half as often as real images are recognised; more epochs sharpen its samples."
+            )
         return f": draws from the prior decode to a recognisable digit far more often for {name}."
     if other - share >= RECOGNISED_GAP:
-        return (f": {other_name}'s samples are recognised more often at this length of training; the claim does "
-                f"not show here yet, try more epochs.")
+        return (
+            f": {other_name}'s samples are recognised more often at this length of training; the claim does "
+            f"not show here yet, try more epochs."
+        )
     if real is not None and max(share, other) < real / 2:
-        return (": both are far below what the judge recognises of real images, so at this length of training "
-                "it cannot tell them apart (it passes only sharp digits); the pictures below are the better "
-                "guide, and more epochs sharpen them.")
+        return (
+            ": both are far below what the judge recognises of real images, so at this length of training "
+            "it cannot tell them apart (it passes only sharp digits); the pictures below are the better "
+            "guide, and more epochs sharpen them."
+        )
     return ": the judge finds them about as recognisable."
 
 
@@ -296,9 +338,11 @@ def _find_beta(results: Sequence[RunResult]) -> str:
     recon = [run.metrics["test_recon"] for run in results]
     kl = [run.metrics["test_kl"] for run in results]
     units = ", ".join(str(run.metrics["active_units"]) for run in results)
-    text = (f"From {first.label} to {last.label} the reconstruction goes from {_nats(recon[0])} to "
-            f"{_nats(recon[-1])} nats and the KL from {_nats(kl[0])} to {_nats(kl[-1])}; active units: {units}. ")
-    trades = all(a <= b for a, b in zip(recon, recon[1:])) and all(a >= b for a, b in zip(kl, kl[1:]))
+    text = (
+        f"From {first.label} to {last.label} the reconstruction goes from {_nats(recon[0])} to "
+        f"{_nats(recon[-1])} nats and the KL from {_nats(kl[0])} to {_nats(kl[-1])}; active units: {units}. "
+    )
+    trades = all(a <= b for a, b in itertools.pairwise(recon)) and all(a >= b for a, b in itertools.pairwise(kl))
     if trades:
         return text + "A larger β buys a code closer to the prior with worse reconstructions."
     return text + "The trade is not monotone at this length of training; more epochs make it clearer."
@@ -306,19 +350,25 @@ def _find_beta(results: Sequence[RunResult]) -> str:
 
 def _plan_collapse(base: TrainConfig) -> tuple[PlannedRun, ...]:
     strong = base.replace(model="mlp", beta=COLLAPSE_BETA)
-    return (PlannedRun(f"β={COLLAPSE_BETA:g}", strong),
-            PlannedRun(f"β={COLLAPSE_BETA:g} + KL annealing",
-                       strong.replace(kl_anneal="linear", kl_warmup_epochs=float(base.epochs))),
-            PlannedRun(f"β={COLLAPSE_BETA:g} + free bits {FREE_BITS:g}", strong.replace(free_bits=FREE_BITS)))
+    return (
+        PlannedRun(f"β={COLLAPSE_BETA:g}", strong),
+        PlannedRun(
+            f"β={COLLAPSE_BETA:g} + KL annealing",
+            strong.replace(kl_anneal="linear", kl_warmup_epochs=float(base.epochs)),
+        ),
+        PlannedRun(f"β={COLLAPSE_BETA:g} + free bits {FREE_BITS:g}", strong.replace(free_bits=FREE_BITS)),
+    )
 
 
 def _find_collapse(results: Sequence[RunResult]) -> str:
     plain, annealed, free_bits = results
     dims = plain.config.latent_dim
-    text = (f"With {plain.label} alone, {plain.metrics['active_units']} of {dims} latent dimensions stay active "
-            f"(KL {_nats(plain.metrics['test_kl'])} nats); with KL annealing {annealed.metrics['active_units']} "
-            f"(KL {_nats(annealed.metrics['test_kl'])}); with free bits of {FREE_BITS:g} nat per dimension "
-            f"{free_bits.metrics['active_units']} (KL {_nats(free_bits.metrics['test_kl'])}). ")
+    text = (
+        f"With {plain.label} alone, {plain.metrics['active_units']} of {dims} latent dimensions stay active "
+        f"(KL {_nats(plain.metrics['test_kl'])} nats); with KL annealing {annealed.metrics['active_units']} "
+        f"(KL {_nats(annealed.metrics['test_kl'])}); with free bits of {FREE_BITS:g} nat per dimension "
+        f"{free_bits.metrics['active_units']} (KL {_nats(free_bits.metrics['test_kl'])}). "
+    )
     best = max((annealed, free_bits), key=lambda run: run.metrics["active_units"])
     gained = best.metrics["active_units"] - plain.metrics["active_units"]
     if gained > 0:
@@ -329,36 +379,45 @@ def _find_collapse(results: Sequence[RunResult]) -> str:
 
 def _plan_scale_trap(base: TrainConfig) -> tuple[PlannedRun, ...]:
     summed = base.replace(model="mlp")
-    return (PlannedRun("pixels summed", summed),
-            PlannedRun("pixels averaged", summed.replace(recon_reduction="mean")))
+    return (PlannedRun("pixels summed", summed), PlannedRun("pixels averaged", summed.replace(recon_reduction="mean")))
 
 
 def _find_scale_trap(results: Sequence[RunResult]) -> str:
     summed, averaged = (_by_label(results)[label] for label in ("pixels summed", "pixels averaged"))
-    text = (f"Averaging the reconstruction over pixels while summing the KL leaves {averaged['active_units']} "
-            f"active units and a KL of {_nats(averaged['test_kl'])} nats, against {summed['active_units']} and "
-            f"{_nats(summed['test_kl'])} when both are summed. Its prior samples differ from one another by "
-            f"{averaged['prior_sample_spread']:.3f} per pixel against {summed['prior_sample_spread']:.3f}")
+    text = (
+        f"Averaging the reconstruction over pixels while summing the KL leaves {averaged['active_units']} "
+        f"active units and a KL of {_nats(averaged['test_kl'])} nats, against {summed['active_units']} and "
+        f"{_nats(summed['test_kl'])} when both are summed. Its prior samples differ from one another by "
+        f"{averaged['prior_sample_spread']:.3f} per pixel against {summed['prior_sample_spread']:.3f}"
+    )
     if averaged["prior_sample_spread"] < summed["prior_sample_spread"] / 2:
         return text + ": the posterior has collapsed and every sample looks alike."
     return text + "."
 
 
 def _plan_mse_vs_bce(base: TrainConfig) -> tuple[PlannedRun, ...]:
-    return (PlannedRun("BCE", base.replace(model="mlp", recon="bce")),
-            PlannedRun("MSE", base.replace(model="mlp", recon="mse")))
+    return (
+        PlannedRun("BCE", base.replace(model="mlp", recon="bce")),
+        PlannedRun("MSE", base.replace(model="mlp", recon="mse")),
+    )
 
 
 def _find_mse_vs_bce(results: Sequence[RunResult]) -> str:
     bce, mse = (_by_label(results)[label] for label in ("BCE", "MSE"))
-    text = (f"Reconstructions are off by {bce['recon_pixel_error']:.4f} (mean squared pixel error) with BCE and "
-            f"{mse['recon_pixel_error']:.4f} with MSE; {bce['active_units']} against {mse['active_units']} active "
-            f"units, KL {_nats(bce['test_kl'])} against {_nats(mse['test_kl'])} nats. ")
+    text = (
+        f"Reconstructions are off by {bce['recon_pixel_error']:.4f} (mean squared pixel error) with BCE and "
+        f"{mse['recon_pixel_error']:.4f} with MSE; {bce['active_units']} against {mse['active_units']} active "
+        f"units, KL {_nats(bce['test_kl'])} against {_nats(mse['test_kl'])} nats. "
+    )
     if mse["test_kl"] < bce["test_kl"] and mse["recon_pixel_error"] > bce["recon_pixel_error"]:
-        return text + ("A Gaussian of variance 1 treats pixel errors as small against its noise, so the KL "
-                       "weighs more and the code carries less: blurrier images.")
-    return text + ("At this length of training the Gaussian likelihood has not left the code emptier and the "
-                   "reconstructions worse than the Bernoulli one.")
+        return text + (
+            "A Gaussian of variance 1 treats pixel errors as small against its noise, so the KL "
+            "weighs more and the code carries less: blurrier images."
+        )
+    return text + (
+        "At this length of training the Gaussian likelihood has not left the code emptier and the "
+        "reconstructions worse than the Bernoulli one."
+    )
 
 
 def _plan_vqvae_vs_vae(base: TrainConfig) -> tuple[PlannedRun, ...]:
@@ -367,17 +426,23 @@ def _plan_vqvae_vs_vae(base: TrainConfig) -> tuple[PlannedRun, ...]:
 
 def _find_vqvae_vs_vae(results: Sequence[RunResult]) -> str:
     vq, vae = (_by_label(results)[label] for label in ("VQ-VAE", "VAE"))
-    text = (f"The VQ-VAE uses {vq['codes_used']} of its {_codebook_size()} codes (perplexity "
-            f"{vq['codebook_perplexity']:.1f} per slot). Its reconstructions are off by {vq['recon_pixel_error']:.4f} "
-            f"(mean squared pixel error) against {vae['recon_pixel_error']:.4f} for the VAE")
+    text = (
+        f"The VQ-VAE uses {vq['codes_used']} of its {_codebook_size()} codes (perplexity "
+        f"{vq['codebook_perplexity']:.1f} per slot). Its reconstructions are off by {vq['recon_pixel_error']:.4f} "
+        f"(mean squared pixel error) against {vae['recon_pixel_error']:.4f} for the VAE"
+    )
     if vq["prior_recognised"] is None:
         return text + "."
     real = vae.get("real_recognised")
-    text += (f"; the judge recognises {_share(vq['prior_recognised'])} of its samples, drawn from the learned code "
-             f"frequencies, against {_share(vae['prior_recognised'])} of the VAE's{_against_ceiling(real)}")
+    text += (
+        f"; the judge recognises {_share(vq['prior_recognised'])} of its samples, drawn from the learned code "
+        f"frequencies, against {_share(vae['prior_recognised'])} of the VAE's{_against_ceiling(real)}"
+    )
     if vae["prior_recognised"] - vq["prior_recognised"] >= RECOGNISED_GAP:
-        return text + (": a prior that draws each slot's code on its own misses how the codes go together, "
-                       "which the paper's autoregressive prior learns.")
+        return text + (
+            ": a prior that draws each slot's code on its own misses how the codes go together, "
+            "which the paper's autoregressive prior learns."
+        )
     return text + _verdict(vq["prior_recognised"], vae["prior_recognised"], real, "the VQ-VAE", "the VAE")
 
 
@@ -387,36 +452,68 @@ def _codebook_size() -> int:
     return CODEBOOK_SIZE
 
 
-EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
-    Experiment("ae-vs-vae", "Autoencoder against VAE",
-               "An autoencoder cannot generate: its codes do not fill the prior, so a draw from N(0, I) decodes "
-               "to garbage. A VAE's KL term pulls the codes onto N(0, I), so every draw decodes to something "
-               "plausible.",
-               _plan_ae_vs_vae, ("test_recon", "aggregate_kl", "prior_recognised"), _find_ae_vs_vae),
-    Experiment("beta", "β: reconstruction against KL",
-               "β weighs the KL against the reconstruction: a larger β gives a code closer to the prior, fewer "
-               "active units and blurrier reconstructions; a smaller one the reverse.",
-               _plan_beta, ("test_recon", "test_kl", "active_units"), _find_beta,
-               pictures=("samples", "traversals")),
-    Experiment("collapse", "Posterior collapse and its remedies",
-               "When the KL's pull is strong, latent dimensions collapse to the prior and carry nothing. KL "
-               "annealing (β rising from 0) and free bits (a floor under each dimension's KL) keep them in use.",
-               _plan_collapse, ("test_kl", "active_units", "test_recon"), _find_collapse,
-               pictures=("kl_over_training", "samples")),
-    Experiment("scale-trap", "The scale trap: averaged against summed pixels",
-               "Averaging the reconstruction over the pixels while summing the KL is training with β equal to "
-               "the pixel count: the posterior collapses and every sample looks alike.",
-               _plan_scale_trap, ("test_kl", "active_units", "prior_sample_spread"), _find_scale_trap),
-    Experiment("mse-vs-bce", "MSE against BCE",
-               "The reconstruction term is a likelihood: Bernoulli (BCE) or Gaussian (MSE). With variance 1 a "
-               "Gaussian barely penalises pixel errors of size 0.1, so the KL dominates and images blur.",
-               _plan_mse_vs_bce, ("recon_pixel_error", "test_kl", "active_units"), _find_mse_vs_bce),
-    Experiment("vqvae-vs-vae", "VQ-VAE against VAE",
-               "A VQ-VAE replaces the Gaussian latent with a learned codebook of discrete vectors and learns a "
-               "prior over the codes apart; how good its samples are depends on that prior.",
-               _plan_vqvae_vs_vae, ("recon_pixel_error", "prior_recognised", "codes_used", "codebook_perplexity"),
-               _find_vqvae_vs_vae),
-)}
+EXPERIMENTS: dict[str, Experiment] = {
+    e.name: e
+    for e in (
+        Experiment(
+            "ae-vs-vae",
+            "Autoencoder against VAE",
+            "An autoencoder cannot generate: its codes do not fill the prior, so a draw from N(0, I) decodes "
+            "to garbage. A VAE's KL term pulls the codes onto N(0, I), so every draw decodes to something "
+            "plausible.",
+            _plan_ae_vs_vae,
+            ("test_recon", "aggregate_kl", "prior_recognised"),
+            _find_ae_vs_vae,
+        ),
+        Experiment(
+            "beta",
+            "β: reconstruction against KL",
+            "β weighs the KL against the reconstruction: a larger β gives a code closer to the prior, fewer "
+            "active units and blurrier reconstructions; a smaller one the reverse.",
+            _plan_beta,
+            ("test_recon", "test_kl", "active_units"),
+            _find_beta,
+            pictures=("samples", "traversals"),
+        ),
+        Experiment(
+            "collapse",
+            "Posterior collapse and its remedies",
+            "When the KL's pull is strong, latent dimensions collapse to the prior and carry nothing. KL "
+            "annealing (β rising from 0) and free bits (a floor under each dimension's KL) keep them in use.",
+            _plan_collapse,
+            ("test_kl", "active_units", "test_recon"),
+            _find_collapse,
+            pictures=("kl_over_training", "samples"),
+        ),
+        Experiment(
+            "scale-trap",
+            "The scale trap: averaged against summed pixels",
+            "Averaging the reconstruction over the pixels while summing the KL is training with β equal to "
+            "the pixel count: the posterior collapses and every sample looks alike.",
+            _plan_scale_trap,
+            ("test_kl", "active_units", "prior_sample_spread"),
+            _find_scale_trap,
+        ),
+        Experiment(
+            "mse-vs-bce",
+            "MSE against BCE",
+            "The reconstruction term is a likelihood: Bernoulli (BCE) or Gaussian (MSE). With variance 1 a "
+            "Gaussian barely penalises pixel errors of size 0.1, so the KL dominates and images blur.",
+            _plan_mse_vs_bce,
+            ("recon_pixel_error", "test_kl", "active_units"),
+            _find_mse_vs_bce,
+        ),
+        Experiment(
+            "vqvae-vs-vae",
+            "VQ-VAE against VAE",
+            "A VQ-VAE replaces the Gaussian latent with a learned codebook of discrete vectors and learns a "
+            "prior over the codes apart; how good its samples are depends on that prior.",
+            _plan_vqvae_vs_vae,
+            ("recon_pixel_error", "prior_recognised", "codes_used", "codebook_perplexity"),
+            _find_vqvae_vs_vae,
+        ),
+    )
+}
 
 
 # -- "Is my number good?": a run's test bound beside published and project references ---------------
@@ -433,15 +530,29 @@ class Reference:
 # Burda, Grosse and Salakhutdinov 2016, "Importance Weighted Autoencoders", Table 1 (one stochastic
 # layer): two deterministic layers of 200 tanh units, 50 latent units, 3,280 passes over the data.
 PUBLISHED = (
-    Reference("Burda et al. 2016, Table 1", "binarised MNIST (60,000 training images)", "VAE, 1 stochastic layer",
-              86.76, "−log p(x), k=5,000", "binary pixels; 200-200 tanh, z=50; 3,280 epochs; trained with k=1"),
-    Reference("Burda et al. 2016, Table 1", "binarised MNIST (60,000 training images)", "IWAE k=50, 1 stochastic layer",
-              84.78, "−log p(x), k=5,000", "binary pixels; 200-200 tanh, z=50; 3,280 epochs; trained with k=50"),
+    Reference(
+        "Burda et al. 2016, Table 1",
+        "binarised MNIST (60,000 training images)",
+        "VAE, 1 stochastic layer",
+        86.76,
+        "−log p(x), k=5,000",
+        "binary pixels; 200-200 tanh, z=50; 3,280 epochs; trained with k=1",
+    ),
+    Reference(
+        "Burda et al. 2016, Table 1",
+        "binarised MNIST (60,000 training images)",
+        "IWAE k=50, 1 stochastic layer",
+        84.78,
+        "−log p(x), k=5,000",
+        "binary pixels; 200-200 tanh, z=50; 3,280 epochs; trained with k=50",
+    ),
 )
 
 # A quality row of bench/RESULTS.md: "| Test -ELBO, nats (mnist-sample, mlp, 20 epochs; ...) | target | 137.80 ..."
-_BENCH_ROW = re.compile(r"^\|\s*(?P<bound>Test -ELBO|IWAE bound), nats \((?P<data>[^,()]+), (?P<model>[\w-]+), "
-                        r"(?P<epochs>\d+) epochs; (?P<evaluation>[^)]*)\)\s*\|[^|]*\|\s*(?P<value>[\d,]+\.\d+)")
+_BENCH_ROW = re.compile(
+    r"^\|\s*(?P<bound>Test -ELBO|IWAE bound), nats \((?P<data>[^,()]+), (?P<model>[\w-]+), "
+    r"(?P<epochs>\d+) epochs; (?P<evaluation>[^)]*)\)\s*\|[^|]*\|\s*(?P<value>[\d,]+\.\d+)"
+)
 
 
 def bench_references(results_markdown: str) -> list[Reference]:
@@ -453,9 +564,16 @@ def bench_references(results_markdown: str) -> list[Reference]:
         if match is None:
             continue
         bound = "−ELBO" if match["bound"] == "Test -ELBO" else "IWAE " + match["evaluation"].split(" on ")[0]
-        references.append(Reference("this project, make bench", match["data"].strip(), match["model"],
-                                    float(match["value"].replace(",", "")), bound,
-                                    f"{match['epochs']} epochs; {match['evaluation'].strip()}"))
+        references.append(
+            Reference(
+                "this project, make bench",
+                match["data"].strip(),
+                match["model"],
+                float(match["value"].replace(",", "")),
+                bound,
+                f"{match['epochs']} epochs; {match['evaluation'].strip()}",
+            )
+        )
     return references
 
 
@@ -465,15 +583,21 @@ def what_differs(config: TrainConfig, train_images: int, epochs_done: int) -> li
     hidden = "-".join(str(width) for width in config.hidden)
     notes = [f"data: {config.data}, {train_images:,} training images, against binarised MNIST's 60,000"]
     if config.recon == "bce":
-        notes.append("pixels: grey levels under a Bernoulli likelihood, against binary pixels; grey levels "
-                     "cost nats no model can save, so the same model scores higher here")
+        notes.append(
+            "pixels: grey levels under a Bernoulli likelihood, against binary pixels; grey levels "
+            "cost nats no model can save, so the same model scores higher here"
+        )
     else:
-        notes.append("likelihood: a Gaussian on grey levels, in other units than a Bernoulli on binary pixels: "
-                     "not comparable at all")
+        notes.append(
+            "likelihood: a Gaussian on grey levels, in other units than a Bernoulli on binary pixels: "
+            "not comparable at all"
+        )
     notes.append(f"architecture: {config.model} {hidden}, z={config.latent_dim}, against 200-200 tanh, z=50")
     notes.append(f"training: {epochs_done} epoch(s), against 3,280 passes over the data")
-    notes.append("bound: the test −ELBO is a one-sample bound; the published figures estimate −log p(x) with "
-                 "k=5,000 importance samples, which is lower")
+    notes.append(
+        "bound: the test −ELBO is a one-sample bound; the published figures estimate −log p(x) with "
+        "k=5,000 importance samples, which is lower"
+    )
     return notes
 
 
@@ -509,11 +633,21 @@ def save_finding(folder: str | Path, result: ExperimentResult, run_ids: Sequence
 
     runs = [[run.label, run_id] for run, run_id in zip(result.runs, run_ids, strict=True)]
     saved = latest_findings(folder).get(result.experiment.name)
-    if saved is not None and saved.finding == result.finding and [list(r) for r in saved.runs] == runs \
-            and saved.real_recognised == result.real_recognised:
+    if (
+        saved is not None
+        and saved.finding == result.finding
+        and [list(r) for r in saved.runs] == runs
+        and saved.real_recognised == result.real_recognised
+    ):
         return
-    record = {"experiment": result.experiment.name, "version": FINDING_VERSION, "finding": result.finding,
-              "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "runs": runs, "real_recognised": result.real_recognised}
+    record = {
+        "experiment": result.experiment.name,
+        "version": FINDING_VERSION,
+        "finding": result.finding,
+        "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "runs": runs,
+        "real_recognised": result.real_recognised,
+    }
     target = Path(folder) / FINDINGS_FOLDER / f"{result.experiment.name}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(target, json.dumps(record, ensure_ascii=False).encode())
@@ -546,14 +680,22 @@ def _read_finding(folder: Path, name: str) -> SavedFinding | None:
         real = record.get("real_recognised")
         if real is not None and not (type(real) in (int, float) and 0 <= real <= 1):
             return None  # a share, or nothing: anything else is not a file save_finding wrote
-        saved = SavedFinding(name, text(record["finding"], "finding", MAX_FINDING_CHARS),
-                             text(record["saved"], "saved", 40), runs, None if real is None else float(real))
+        saved = SavedFinding(
+            name,
+            text(record["finding"], "finding", MAX_FINDING_CHARS),
+            text(record["saved"], "saved", 40),
+            runs,
+            None if real is None else float(real),
+        )
     except (OSError, ValueError, KeyError, TypeError, RecursionError, FieldError):
         return None
     # The labels become headings and chart titles: only the experiment's own ones are taken.
     planned = [run.label for run in EXPERIMENTS[name].runs(TrainConfig())]
-    if record.get("experiment") != name or record.get("version") != FINDING_VERSION or \
-            [label for label, _ in runs] != planned:
+    if (
+        record.get("experiment") != name
+        or record.get("version") != FINDING_VERSION
+        or [label for label, _ in runs] != planned
+    ):
         return None
     if not all(is_valid_run_id(run_id) and (folder / f"{run_id}.safetensors").is_file() for _, run_id in runs):
         return None

@@ -26,12 +26,13 @@ def grid(images: np.ndarray, columns: int, padding: int = 2, scale: int = 1) -> 
     """Tile uint8 N x C x H x W images into an H' x W' (x 3) uint8 picture with white gutters."""
     count, channels, height, width = images.shape
     rows = max(1, -(-count // columns))
-    canvas = np.full((channels, rows * (height + padding) + padding, columns * (width + padding) + padding),
-                     255, dtype=np.uint8)
+    canvas = np.full(
+        (channels, rows * (height + padding) + padding, columns * (width + padding) + padding), 255, dtype=np.uint8
+    )
     for i, image in enumerate(images):
         r, c = divmod(i, columns)
         top, left = padding + r * (height + padding), padding + c * (width + padding)
-        canvas[:, top:top + height, left:left + width] = image
+        canvas[:, top : top + height, left : left + width] = image
     if scale > 1:
         canvas = canvas.repeat(scale, axis=1).repeat(scale, axis=2)
     return canvas[0] if channels == 1 else canvas.transpose(1, 2, 0)
@@ -56,8 +57,9 @@ def decode(model: VAE, z: torch.Tensor, labels: torch.Tensor | None = None) -> n
 
 
 @torch.no_grad()
-def prior_samples(model: VAE, count: int, *, temperature: float = 1.0, seed: int = 0,
-                  label: int | None = None) -> np.ndarray:
+def prior_samples(
+    model: VAE, count: int, *, temperature: float = 1.0, seed: int = 0, label: int | None = None
+) -> np.ndarray:
     """Decode z from the model's prior: N(0, temperature^2 I), or for a VQ-VAE each slot's code drawn
     from its learned frequencies (sharpened below temperature 1): what the model generates from nothing."""
     z = model.sample_prior(count, torch.Generator().manual_seed(seed), temperature)
@@ -73,8 +75,14 @@ def reconstruct(model: VAE, x: torch.Tensor, y: torch.Tensor | None = None) -> n
 
 
 @torch.no_grad()
-def interpolate(model: VAE, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10,
-                y_a: torch.Tensor | None = None, y_b: torch.Tensor | None = None) -> np.ndarray:
+def interpolate(
+    model: VAE,
+    x_a: torch.Tensor,
+    x_b: torch.Tensor,
+    steps: int = 10,
+    y_a: torch.Tensor | None = None,
+    y_b: torch.Tensor | None = None,
+) -> np.ndarray:
     """Decode the straight line between the latent means of two images (label of the first for cvae)."""
     model.eval()
     mu_a, _ = model.encode(x_a[None], y_a[None] if model.conditional else None)
@@ -86,15 +94,22 @@ def interpolate(model: VAE, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 1
 
 
 @torch.no_grad()
-def traversal(model: VAE, dims: list[int], *, steps: int = 9, span: float = 3.0,
-              base: torch.Tensor | None = None, label: int | None = None) -> np.ndarray:
+def traversal(
+    model: VAE,
+    dims: list[int],
+    *,
+    steps: int = 9,
+    span: float = 3.0,
+    base: torch.Tensor | None = None,
+    label: int | None = None,
+) -> np.ndarray:
     """One row per latent dimension in `dims`: vary it from -span to +span, the others held at `base`
     (default 0, the prior's mean). Rows in the order given (the page sorts them by KL)."""
     base = torch.zeros(model.latent_dim) if base is None else base.flatten()
     values = torch.linspace(-span, span, steps)
     z = base.repeat(len(dims) * steps, 1)
     for row, dim in enumerate(dims):
-        z[row * steps:(row + 1) * steps, dim] = base[dim] + values
+        z[row * steps : (row + 1) * steps, dim] = base[dim] + values
     return decode(model, z, _labels(model, label, len(z)))
 
 

@@ -36,7 +36,7 @@ class RunClock:
     seconds: np.ndarray
 
     @classmethod
-    def from_points(cls, steps: Sequence, seconds: Sequence) -> "RunClock | None":
+    def from_points(cls, steps: Sequence, seconds: Sequence) -> RunClock | None:
         """The clock of (step, seconds) points; points with a None are skipped; None below two points."""
         pairs = [(s, t) for s, t in zip(steps, seconds) if s is not None and t is not None]
         if len(pairs) < 2:

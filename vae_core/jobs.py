@@ -15,9 +15,10 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,8 +33,16 @@ from .run_ids import new_run_id
 from .run_status import ACTIVE, TRAINING
 from .thread_choice import app_run_threads
 from .threads import use_threads
-from .trainer import (FIXED_INPUTS, Divergence, Trainer, TrainerState, check_trainable, initial_model,
-                      steps_per_epoch, to_uint8)
+from .trainer import (
+    FIXED_INPUTS,
+    Divergence,
+    Trainer,
+    TrainerState,
+    check_trainable,
+    initial_model,
+    steps_per_epoch,
+    to_uint8,
+)
 
 if TYPE_CHECKING:
     from .data import ImageDataset
@@ -41,7 +50,6 @@ if TYPE_CHECKING:
 PUBLISH_INTERVAL_S = 0.25
 FLUSH_EVERY_STEPS = 50
 FIRST_PUBLISH_STEPS = 3  # a run's first points are published after this many steps, not after a full interval
-
 
 
 @dataclass(frozen=True)
@@ -89,12 +97,21 @@ class Snapshot:
 class TrainingJob:
     """A run in a daemon thread. Create, `start()`, then send commands and read snapshots."""
 
-    def __init__(self, config: TrainConfig, dataset: ImageDataset, *, run_id: str | None = None,
-                 name: str | None = None, state: TrainerState | None = None,
-                 checkpoint_dir: str | Path | None = None,
-                 saver: Callable[["TrainingJob", Path], None] | None = None,
-                 on_end: Callable[["TrainingJob"], None] | None = None, owner: str | None = None,
-                 on_publish: Callable[[Snapshot], None] | None = None, write_progress: bool = False):
+    def __init__(
+        self,
+        config: TrainConfig,
+        dataset: ImageDataset,
+        *,
+        run_id: str | None = None,
+        name: str | None = None,
+        state: TrainerState | None = None,
+        checkpoint_dir: str | Path | None = None,
+        saver: Callable[[TrainingJob, Path], None] | None = None,
+        on_end: Callable[[TrainingJob], None] | None = None,
+        owner: str | None = None,
+        on_publish: Callable[[Snapshot], None] | None = None,
+        write_progress: bool = False,
+    ):
         check_trainable(config, dataset)
         if not (owner is None or is_valid_owner(owner)):
             raise TrainingError("a run's owner must be an owner id (see checkpoint_fields.OWNER_ID_PATTERN)")
@@ -134,7 +151,7 @@ class TrainingJob:
         self._snapshot = self._build_snapshot()
 
     # -- commands (any thread) -------------------------------------------------------------------
-    def start(self) -> "TrainingJob":
+    def start(self) -> TrainingJob:
         with self._lock:
             if self._status != "queued":
                 raise TrainingError(f"run {self.name} cannot start: it is {self._status}")
@@ -201,8 +218,11 @@ class TrainingJob:
         decode while training goes on. The dict is never mutated, so readers may keep it."""
         with self._lock:
             if self._weights is None:  # not trained yet: the weights it will start from
-                weights = (self._state.model_state if self._state is not None
-                           else initial_model(self.config, self.dataset).state_dict())
+                weights = (
+                    self._state.model_state
+                    if self._state is not None
+                    else initial_model(self.config, self.dataset).state_dict()
+                )
                 self._weights = (self._state.epoch if self._state is not None else 0, weights)
             return self._weights
 
@@ -231,25 +251,38 @@ class TrainingJob:
 
                 # A job that keeps the store's record is a run process's, which obeys the run's command
                 # file (run_commands.py) too: the record says so, for a server that did not start it.
-                self._progress = ProgressWriter(self.checkpoint_path, self.trainer, run_id=self.run_id,
-                                                name=self.name, dataset=self.dataset.name, commands=True)
+                self._progress = ProgressWriter(
+                    self.checkpoint_path,
+                    self.trainer,
+                    run_id=self.run_id,
+                    name=self.name,
+                    dataset=self.dataset.name,
+                    commands=True,
+                )
             self._set_status("running")
-            hooks = loop.Hooks(before_step=self._before_step, after_flush=self._after_flush,
-                               after_epoch=self._after_epoch, flush_steps=FLUSH_EVERY_STEPS,
-                               flush_seconds=PUBLISH_INTERVAL_S)
+            hooks = loop.Hooks(
+                before_step=self._before_step,
+                after_flush=self._after_flush,
+                after_epoch=self._after_epoch,
+                flush_steps=FLUSH_EVERY_STEPS,
+                flush_seconds=PUBLISH_INTERVAL_S,
+            )
             self._window = (time.perf_counter(), self.trainer.step)
             finished = loop.run_to_end(self.trainer, hooks)
             self._end("finished" if finished else "stopped")
         except Divergence as error:
             self._fail(str(error))
         except torch.OutOfMemoryError:
-            self._fail(f"out of memory on {self.device} at step {self._step() + 1} with batch size "
-                       f"{self.config.batch_size}; try a smaller batch size or model")
+            self._fail(
+                f"out of memory on {self.device} at step {self._step() + 1} with batch size "
+                f"{self.config.batch_size}; try a smaller batch size or model"
+            )
         except VAEStudioError as error:
             self._fail(str(error))
         except Exception as error:  # never lost: shown to the user, and the thread ends cleanly
-            self._fail(f"training stopped by an unexpected error at step {self._step()}: "
-                       f"{type(error).__name__}: {error}")
+            self._fail(
+                f"training stopped by an unexpected error at step {self._step()}: {type(error).__name__}: {error}"
+            )
         finally:
             try:
                 if self._on_end is not None:
@@ -268,8 +301,9 @@ class TrainingJob:
         paused_at: float | None = None
         while True:
             try:
-                command, value = (self._commands.get(timeout=0.1) if paused_at is not None
-                                  else self._commands.get_nowait())
+                command, value = (
+                    self._commands.get(timeout=0.1) if paused_at is not None else self._commands.get_nowait()
+                )
             except queue.Empty:
                 if paused_at is None:
                     return True
@@ -371,6 +405,7 @@ class TrainingJob:
     def _save_to(self, path: Path) -> Path:
         if self._saver is None:
             from .checkpoint import save_job_checkpoint  # late: checkpoint imports the trainer's types
+
             save_job_checkpoint(self, path)
         else:
             self._saver(self, path)
@@ -404,13 +439,30 @@ class TrainingJob:
         eta = (total - step) / steps_per_s if steps_per_s > 0 and self._status == "running" else None
         weights = self._weights
         return Snapshot(
-            run_id=self.run_id, name=self.name, version=self._version, status=self._status,
-            message=self._message, config=self.config.to_dict(), dataset=self.dataset.name,
-            device=str(self.device), epoch=epoch, epochs=self.config.epochs, step=step,
-            steps_per_epoch=per_epoch, total_steps=total, samples_per_s=self._samples_per_s, eta_s=eta,
-            elapsed_s=self._elapsed, threads=self._threads, lr=lr, beta=beta, curves=history.curves(),
-            kl_per_dim=kl_per_dim, epoch_metrics=tuple(dict(m) for m in history.epochs),
-            events=tuple(dict(e) for e in history.events), frames=tuple(history.frames),
+            run_id=self.run_id,
+            name=self.name,
+            version=self._version,
+            status=self._status,
+            message=self._message,
+            config=self.config.to_dict(),
+            dataset=self.dataset.name,
+            device=str(self.device),
+            epoch=epoch,
+            epochs=self.config.epochs,
+            step=step,
+            steps_per_epoch=per_epoch,
+            total_steps=total,
+            samples_per_s=self._samples_per_s,
+            eta_s=eta,
+            elapsed_s=self._elapsed,
+            threads=self._threads,
+            lr=lr,
+            beta=beta,
+            curves=history.curves(),
+            kl_per_dim=kl_per_dim,
+            epoch_metrics=tuple(dict(m) for m in history.epochs),
+            events=tuple(dict(e) for e in history.events),
+            frames=tuple(history.frames),
             fixed_inputs=self._fixed_inputs,
             checkpoint_path=str(self.checkpoint_path) if self.checkpoint_path else None,
             weights_epoch=weights[0] if weights is not None else epoch,

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Callable, Hashable
 
 import numpy as np
 
@@ -92,8 +92,7 @@ class LatentTrack:
                 self._pending.job.cancel()
 
     def _known_weights(self) -> tuple:
-        return tuple(part.weights for part in (self._shown, self._pending) if part is not None) \
-            + (self._failed_weights,)
+        return (*tuple(part.weights for part in (self._shown, self._pending) if part is not None), self._failed_weights)
 
     def _settle(self) -> None:
         """Take in the projection under way once it has ended."""

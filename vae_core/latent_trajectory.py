@@ -9,8 +9,8 @@ A 2-D latent is shown as it is.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -38,8 +38,11 @@ def trajectory(frames: Sequence[Frame]) -> Trajectory | None:
     if means.shape[2] == 2:
         return Trajectory(tuple(f.epoch for f in kept), means, ("z₀", "z₁"))
     basis = principal_plane(means[-1])
-    return Trajectory(tuple(f.epoch for f in kept), (means @ basis).astype(np.float32),
-                      ("PC 1 of the last epoch", "PC 2 of the last epoch"))
+    return Trajectory(
+        tuple(f.epoch for f in kept),
+        (means @ basis).astype(np.float32),
+        ("PC 1 of the last epoch", "PC 2 of the last epoch"),
+    )
 
 
 def principal_plane(points: np.ndarray) -> np.ndarray:

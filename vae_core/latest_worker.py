@@ -5,7 +5,8 @@ the slow part (a write's fsyncs, a pipe to a busy reader), and a backlog never b
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class LatestWorker:

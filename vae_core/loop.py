@@ -18,8 +18,9 @@ single process.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -53,11 +54,12 @@ class Hooks:
     flush_seconds: float | None = None
 
 
-def batch_indices(order: torch.Tensor, step_in_epoch: int, batch_size: int, rank: int = 0,
-                  world_size: int = 1) -> torch.Tensor:
+def batch_indices(
+    order: torch.Tensor, step_in_epoch: int, batch_size: int, rank: int = 0, world_size: int = 1
+) -> torch.Tensor:
     """The images of a step: the next `batch_size` of the epoch's shuffle, of which process `rank`
     of `world_size` takes every world_size-th."""
-    batch = order[step_in_epoch * batch_size:(step_in_epoch + 1) * batch_size]
+    batch = order[step_in_epoch * batch_size : (step_in_epoch + 1) * batch_size]
     return batch if world_size == 1 else batch[rank::world_size]
 
 
@@ -65,8 +67,9 @@ def train_step(trainer: Trainer) -> None:
     """One optimiser step on the next batch of the current epoch; its losses stay on the device.
     Several processes (distributed.py) each take a shard of the batch and compute its share."""
     config, shard = trainer.config, trainer.shard
-    index = batch_indices(trainer.epoch_order(), trainer.step_in_epoch, config.batch_size,
-                          trainer.rank, trainer.world_size)
+    index = batch_indices(
+        trainer.epoch_order(), trainer.step_in_epoch, config.batch_size, trainer.rank, trainer.world_size
+    )
     x = trainer.train_x[index]
     # Only a conditional model reads labels; the others would discard a gathered batch of them.
     y = trainer.train_y[index] if trainer.train_y is not None and trainer.model.conditional else None
@@ -75,9 +78,16 @@ def train_step(trainer: Trainer) -> None:
     with autocast(trainer.device, config.precision):
         eps = shard.noise(trainer, batch_images, compute_dtype(config.precision)) if shard else None
         output = trainer.forward_model(x, y, generator=trainer.noise, eps=eps)
-        terms = vae_loss(output, x, recon=config.recon, beta=beta, free_bits=config.free_bits,
-                         variational=trainer.model.variational, log_variance=model_log_variance(trainer.model),
-                         recon_reduction=config.recon_reduction)
+        terms = vae_loss(
+            output,
+            x,
+            recon=config.recon,
+            beta=beta,
+            free_bits=config.free_bits,
+            variational=trainer.model.variational,
+            log_variance=model_log_variance(trainer.model),
+            recon_reduction=config.recon_reduction,
+        )
         extra = trainer.model.auxiliary_loss(output)  # a model's own term: VQ-VAE's codebook and commitment
     loss = terms.total if extra is None else terms.total + extra
     if shard:
@@ -97,7 +107,8 @@ def train_epoch(trainer: Trainer, hooks: Hooks) -> bool:
             return False
         train_step(trainer)
         due = trainer.pending_steps >= hooks.flush_steps or (
-            hooks.flush_seconds is not None and time.perf_counter() - last_flush >= hooks.flush_seconds)
+            hooks.flush_seconds is not None and time.perf_counter() - last_flush >= hooks.flush_seconds
+        )
         if due:
             trainer.flush()
             hooks.after_flush(trainer)
@@ -118,8 +129,11 @@ def run_to_end(trainer: Trainer, hooks: Hooks = Hooks()) -> bool:
     return True
 
 
-def train(config: TrainConfig, dataset: ImageDataset, on_epoch: Callable[[Trainer, dict], None] | None = None,
-          ) -> Trainer:
+def train(
+    config: TrainConfig,
+    dataset: ImageDataset,
+    on_epoch: Callable[[Trainer, dict], None] | None = None,
+) -> Trainer:
     """A run trained from scratch to its last epoch, synchronously; `on_epoch(trainer, metrics)`
     after each epoch. For scripts and experiments; the app trains through jobs.py."""
     trainer = Trainer(config, dataset)

@@ -24,14 +24,17 @@ LOG_2PI = math.log(2 * math.pi)
 
 @dataclass(frozen=True)
 class LossTerms:
-    total: torch.Tensor  # what the optimiser minimises: recon + beta * (KL with free bits), or VQ-VAE's recon + codebook terms
+    total: (
+        torch.Tensor
+    )  # what the optimiser minimises: recon + beta * (KL with free bits), or VQ-VAE's recon + codebook terms
     recon: torch.Tensor  # -log p(x|z), nats per sample
     kl: torch.Tensor  # KL(q(z|x) || p(z)), nats per sample, before beta and free bits
     kl_per_dim: torch.Tensor  # (latent,), batch mean of each dimension's KL
 
 
-def reconstruction_nll(logits: torch.Tensor, x: torch.Tensor, kind: str,
-                       log_variance: torch.Tensor | None = None) -> torch.Tensor:
+def reconstruction_nll(
+    logits: torch.Tensor, x: torch.Tensor, kind: str, log_variance: torch.Tensor | None = None
+) -> torch.Tensor:
     """-log p(x|z) per sample (summed over pixels), in nats.
 
     bce: Bernoulli likelihood of each pixel, with logits for numerical stability.
@@ -54,9 +57,17 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0)
 
 
-def vae_loss(output: VAEOutput, x: torch.Tensor, *, recon: str = "bce", beta: float = 1.0,
-             free_bits: float = 0.0, variational: bool = True,
-             log_variance: torch.Tensor | None = None, recon_reduction: str = "sum") -> LossTerms:
+def vae_loss(
+    output: VAEOutput,
+    x: torch.Tensor,
+    *,
+    recon: str = "bce",
+    beta: float = 1.0,
+    free_bits: float = 0.0,
+    variational: bool = True,
+    log_variance: torch.Tensor | None = None,
+    recon_reduction: str = "sum",
+) -> LossTerms:
     """The batch-mean negative ELBO, with its parts kept apart for the curves.
 
     recon_reduction "mean" divides the reconstruction by the pixel count (the scale trap, for the

@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -40,13 +41,18 @@ class Evaluation:
     active_units: int
 
     def as_dict(self) -> dict:
-        return {"test_neg_elbo": self.neg_elbo, "test_recon": self.recon, "test_kl": self.kl,
-                "kl_per_dim": self.kl_per_dim, "active_units": self.active_units}
+        return {
+            "test_neg_elbo": self.neg_elbo,
+            "test_recon": self.recon,
+            "test_kl": self.kl,
+            "kl_per_dim": self.kl_per_dim,
+            "active_units": self.active_units,
+        }
 
 
 def _batches(x: torch.Tensor, y: torch.Tensor | None, batch_size: int):
     for start in range(0, x.shape[0], batch_size):
-        yield x[start:start + batch_size], None if y is None else y[start:start + batch_size]
+        yield x[start : start + batch_size], None if y is None else y[start : start + batch_size]
 
 
 @torch.no_grad()
@@ -75,16 +81,22 @@ def evaluation_seed(seed: int, epoch: int) -> int:
     return seed * 7919 + epoch
 
 
-def evaluate(model: VAE, x: torch.Tensor, y: torch.Tensor | None, *, recon: str,
-             generator: torch.Generator | None = None, batch_size: int = 1024) -> Evaluation:
+def evaluate(
+    model: VAE,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    *,
+    recon: str,
+    generator: torch.Generator | None = None,
+    batch_size: int = 1024,
+) -> Evaluation:
     """The test negative ELBO with one sample of z per image (the training objective with beta 1);
     for a VQ-VAE, the reconstruction + -log p(codes) under its learned prior."""
     model.eval()
     total_recon, total_kl, kl_dims = 0.0, 0.0, None
     for xb, yb in _batches(x, y, batch_size):
         out = model(xb, yb, generator=generator)
-        terms = vae_loss(out, xb, recon=recon, variational=model.variational,
-                         log_variance=model_log_variance(model))
+        terms = vae_loss(out, xb, recon=recon, variational=model.variational, log_variance=model_log_variance(model))
         n = xb.shape[0]
         total_recon += float(terms.recon) * n
         # A VQ-VAE's training loss has no KL, its bound does: that of its one-code posterior to its prior.
@@ -95,15 +107,26 @@ def evaluate(model: VAE, x: torch.Tensor, y: torch.Tensor | None, *, recon: str,
     model.train()
     kl_per_dim = [float(v) for v in (kl_dims / count)]
     return Evaluation(
-        neg_elbo=(total_recon + total_kl) / count, recon=total_recon / count, kl=total_kl / count,
-        kl_per_dim=kl_per_dim, active_units=active_units(kl_per_dim),
+        neg_elbo=(total_recon + total_kl) / count,
+        recon=total_recon / count,
+        kl=total_kl / count,
+        kl_per_dim=kl_per_dim,
+        active_units=active_units(kl_per_dim),
     )
 
 
 @torch.no_grad()
-def iwae_nll(model: VAE, x: torch.Tensor, y: torch.Tensor | None, *, recon: str, k: int = 5000,
-             generator: torch.Generator | None = None, max_elements: int = 2 ** 24,
-             progress: Callable[[int, int], None] | None = None) -> float:
+def iwae_nll(
+    model: VAE,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    *,
+    recon: str,
+    k: int = 5000,
+    generator: torch.Generator | None = None,
+    max_elements: int = 2**24,
+    progress: Callable[[int, int], None] | None = None,
+) -> float:
     """-log p(x) estimated by log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x): a bound that
     tightens as k grows (k=1 is the ELBO). Computed in chunks of samples to bound memory."""
     if not model.variational:
@@ -177,11 +200,11 @@ def decoded_prior_samples(model: VAE, count: int = PRIOR_SAMPLES, seed: int = 0)
     return images
 
 
-_classifiers: dict[str, "LogisticRegression"] = {}
+_classifiers: dict[str, LogisticRegression] = {}
 _classifiers_lock = threading.Lock()
 
 
-def image_classifier(dataset: ImageDataset) -> "LogisticRegression":
+def image_classifier(dataset: ImageDataset) -> LogisticRegression:
     """A logistic regression on the pixels of (up to CLASSIFIER_MAX_IMAGES of) the dataset's training
     images: the judge of whether a decoded image looks like one of its classes. Fitted once per
     dataset fingerprint and process; DataError when the dataset has no labels."""
@@ -209,8 +232,9 @@ def image_classifier(dataset: ImageDataset) -> "LogisticRegression":
     return classifier
 
 
-def recognised_share(classifier: "LogisticRegression", images: torch.Tensor,
-                     threshold: float = RECOGNISED_PROBABILITY) -> float:
+def recognised_share(
+    classifier: LogisticRegression, images: torch.Tensor, threshold: float = RECOGNISED_PROBABILITY
+) -> float:
     """The share of `images` (N x C x H x W in [0, 1]) given one class with probability >= threshold."""
     probabilities = classifier.predict_proba(images.flatten(1).double().numpy())
     return float((probabilities.max(axis=1) >= threshold).mean())
@@ -250,8 +274,9 @@ def prior_sample_spread(model: VAE, count: int = PRIOR_SAMPLES, seed: int = 0) -
 
 
 @torch.no_grad()
-def reconstruction_pixel_error(model: VAE, x: torch.Tensor, y: torch.Tensor | None = None,
-                               batch_size: int = 1024) -> float:
+def reconstruction_pixel_error(
+    model: VAE, x: torch.Tensor, y: torch.Tensor | None = None, batch_size: int = 1024
+) -> float:
     """Mean squared pixel error of the reconstructions from the posterior means: a yardstick that
     does not depend on the likelihood, so BCE and MSE runs compare on it."""
     was_training = model.training
@@ -264,8 +289,21 @@ def reconstruction_pixel_error(model: VAE, x: torch.Tensor, y: torch.Tensor | No
     return total / x.shape[0]
 
 
-__all__ = ["Evaluation", "evaluate", "iwae_nll", "ACTIVE_KL_NATS", "active_dimensions", "active_units",
-           "latent_means", "gaussian_kl", "aggregate_kl",
-           "kl_to_standard_normal", "prior_recognised", "real_recognised", "prior_sample_spread",
-           "reconstruction_pixel_error",
-           "image_classifier", "decoded_prior_samples"]
+__all__ = [
+    "ACTIVE_KL_NATS",
+    "Evaluation",
+    "active_dimensions",
+    "active_units",
+    "aggregate_kl",
+    "decoded_prior_samples",
+    "evaluate",
+    "gaussian_kl",
+    "image_classifier",
+    "iwae_nll",
+    "kl_to_standard_normal",
+    "latent_means",
+    "prior_recognised",
+    "prior_sample_spread",
+    "real_recognised",
+    "reconstruction_pixel_error",
+]

@@ -7,8 +7,10 @@ the parts by name.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -43,8 +45,13 @@ class VAE(nn.Module):
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
-    def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor,
-                       generator: torch.Generator | None = None, eps: torch.Tensor | None = None) -> torch.Tensor:
+    def reparameterize(
+        self,
+        mu: torch.Tensor,
+        logvar: torch.Tensor,
+        generator: torch.Generator | None = None,
+        eps: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """z = mu + sigma * eps with eps ~ N(0, I): the noise is outside the graph, so gradients
         flow to mu and logvar. `eps` given is used as the noise (distributed training hands each
         process its rows of the noise a single process would draw)."""
@@ -54,8 +61,13 @@ class VAE(nn.Module):
             eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + torch.exp(0.5 * logvar) * eps
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None,
-                generator: torch.Generator | None = None, eps: torch.Tensor | None = None) -> VAEOutput:
+    def forward(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        eps: torch.Tensor | None = None,
+    ) -> VAEOutput:
         mu, logvar = self.encode(x, y)
         z = self.reparameterize(mu, logvar, generator, eps)
         return VAEOutput(logits=self.decode(z, y), mu=mu, logvar=logvar, z=z)
@@ -65,8 +77,9 @@ class VAE(nn.Module):
         commitment); None for the others."""
         return None
 
-    def sample_prior(self, count: int, generator: torch.Generator | None = None,
-                     temperature: float = 1.0) -> torch.Tensor:
+    def sample_prior(
+        self, count: int, generator: torch.Generator | None = None, temperature: float = 1.0
+    ) -> torch.Tensor:
         """`count` draws of z from the model's prior, on the CPU: N(0, temperature^2 I) here."""
         return torch.randn(count, self.latent_dim, generator=generator) * temperature
 
@@ -82,7 +95,7 @@ class VAE(nn.Module):
 def _mlp(widths: list[int]) -> nn.Sequential:
     """Linear layers with ReLU between them (none after the last)."""
     layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(widths)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(widths) - 2:
             layers.append(nn.ReLU())
@@ -145,8 +158,10 @@ class ConvVAE(VAE):
         c1 = hidden[0]
         c2 = hidden[1] if len(hidden) > 1 else 2 * hidden[0]
         self.encoder = nn.Sequential(
-            nn.Conv2d(channels, c1, 4, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(c1, c2, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(channels, c1, 4, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(c1, c2, 4, stride=2, padding=1),
+            nn.ReLU(),
         )
         self.feature_shape = (c2, math.ceil(height / 4), math.ceil(width / 4))
         features = math.prod(self.feature_shape)
@@ -155,7 +170,8 @@ class ConvVAE(VAE):
         self.fc_decode = nn.Linear(latent_dim, features)
         self.decoder = nn.Sequential(
             nn.ReLU(),
-            nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1),
+            nn.ReLU(),
             nn.ConvTranspose2d(c1, channels, 4, stride=2, padding=1),
         )
 
@@ -191,8 +207,9 @@ def build_model(config: TrainConfig, image_shape: tuple[int, int, int], num_clas
     if config.model == "cvae" and num_classes < 2:
         raise ConfigError("the cvae model needs a labelled dataset (2 or more classes)")
     model_class = MODELS[config.model][1]
-    model = model_class(tuple(image_shape), config.latent_dim, config.hidden,
-                        num_classes=num_classes if model_class.conditional else 0)
+    model = model_class(
+        tuple(image_shape), config.latent_dim, config.hidden, num_classes=num_classes if model_class.conditional else 0
+    )
     if config.recon == "mse" and config.learn_variance:
         # One learned log-variance of the Gaussian likelihood, trained with the weights.
         model.log_variance = nn.Parameter(torch.zeros(()))

@@ -40,8 +40,10 @@ def flatten_optimizer_state(state_dict: dict) -> tuple[dict[str, torch.Tensor], 
     layout = {
         "param_groups": [_json_shaped(group) for group in state_dict["param_groups"]],
         # torch keeps e.g. betas as a tuple; JSON only has lists, so remember which were tuples
-        "tuple_keys": [sorted(key for key, value in group.items() if isinstance(value, tuple))
-                       for group in state_dict["param_groups"]],
+        "tuple_keys": [
+            sorted(key for key, value in group.items() if isinstance(value, tuple))
+            for group in state_dict["param_groups"]
+        ],
         "state": state_layout,
     }
     try:
@@ -73,8 +75,10 @@ def _optimizer_tensor_name(param_index: int | str, key: str) -> str:
 
 
 def _rebuild_optimizer_state(tensors: dict[str, torch.Tensor], layout: Any) -> dict:
-    _require(isinstance(layout, dict) and {"param_groups", "tuple_keys", "state"} <= set(layout),
-             "the layout needs param_groups, tuple_keys and state")
+    _require(
+        isinstance(layout, dict) and {"param_groups", "tuple_keys", "state"} <= set(layout),
+        "the layout needs param_groups, tuple_keys and state",
+    )
     param_groups = _rebuild_param_groups(layout["param_groups"], layout["tuple_keys"])
     known_params = {index for group in param_groups for index in group["params"]}
     state, used_names = _rebuild_param_states(tensors, layout["state"], known_params)
@@ -85,35 +89,50 @@ def _rebuild_optimizer_state(tensors: dict[str, torch.Tensor], layout: Any) -> d
 
 
 def _rebuild_param_groups(groups: Any, tuple_keys: Any) -> list[dict[str, Any]]:
-    _require(isinstance(groups, list) and all(isinstance(group, dict) for group in groups),
-             "param_groups must be a list of objects")
-    _require(isinstance(tuple_keys, list) and len(tuple_keys) == len(groups)
-             and all(isinstance(keys, list) for keys in tuple_keys),
-             "tuple_keys must list keys for each parameter group")
+    _require(
+        isinstance(groups, list) and all(isinstance(group, dict) for group in groups),
+        "param_groups must be a list of objects",
+    )
+    _require(
+        isinstance(tuple_keys, list)
+        and len(tuple_keys) == len(groups)
+        and all(isinstance(keys, list) for keys in tuple_keys),
+        "tuple_keys must list keys for each parameter group",
+    )
     rebuilt = []
     for group, keys in zip(groups, tuple_keys):
         _require(_is_list_of_counts(group.get("params")), "every parameter group needs params, a list of indices")
-        _require(all(key in group and isinstance(group[key], list) for key in keys),
-                 "tuple_keys names a value that is not a list in its parameter group")
+        _require(
+            all(key in group and isinstance(group[key], list) for key in keys),
+            "tuple_keys names a value that is not a list in its parameter group",
+        )
         rebuilt.append({key: tuple(value) if key in keys else value for key, value in group.items()})
     return rebuilt
 
 
-def _rebuild_param_states(tensors: dict[str, torch.Tensor], state_layout: Any,
-                          known_params: set[int]) -> tuple[dict[int, dict[str, Any]], set[str]]:
+def _rebuild_param_states(
+    tensors: dict[str, torch.Tensor], state_layout: Any, known_params: set[int]
+) -> tuple[dict[int, dict[str, Any]], set[str]]:
     _require(isinstance(state_layout, dict), "state must be an object")
     state: dict[int, dict[str, Any]] = {}
     used_names: set[str] = set()
     for index_text, entry in state_layout.items():
-        _require(_is_whole_number_text(index_text) and int(index_text) in known_params,
-                 f"state names {_quote(index_text)}, which is no parameter of any group")
-        _require(isinstance(entry, dict) and isinstance(entry.get("tensors"), list)
-                 and isinstance(entry.get("values"), dict),
-                 f"the state of parameter {index_text} needs a tensors list and a values object")
+        _require(
+            _is_whole_number_text(index_text) and int(index_text) in known_params,
+            f"state names {_quote(index_text)}, which is no parameter of any group",
+        )
+        _require(
+            isinstance(entry, dict)
+            and isinstance(entry.get("tensors"), list)
+            and isinstance(entry.get("values"), dict),
+            f"the state of parameter {index_text} needs a tensors list and a values object",
+        )
         param_state = dict(entry["values"])
         for key in entry["tensors"]:
-            _require(isinstance(key, str) and key not in param_state,
-                     f"the state of parameter {index_text} lists {_quote(key)} twice or not as text")
+            _require(
+                isinstance(key, str) and key not in param_state,
+                f"the state of parameter {index_text} lists {_quote(key)} twice or not as text",
+            )
             name = _optimizer_tensor_name(index_text, key)
             _require(name in tensors, f"tensor {_quote(name)} is missing")
             _require(isinstance(tensors[name], torch.Tensor), f"{_quote(name)} is not a tensor")
@@ -128,8 +147,6 @@ def _require(condition: bool, problem: str) -> None:
         raise _Inconsistent(problem)
 
 
-
-
 def _is_whole_number_text(value: Any) -> bool:
     # isascii: str.isdigit() also accepts digits such as "²" that int() refuses
     return isinstance(value, str) and value.isascii() and value.isdigit()
@@ -138,7 +155,8 @@ def _is_whole_number_text(value: Any) -> bool:
 def _is_list_of_counts(value: Any) -> bool:
     # bool is an int in Python, but `true` is no index in JSON
     return isinstance(value, list) and all(
-        isinstance(item, int) and not isinstance(item, bool) and item >= 0 for item in value)
+        isinstance(item, int) and not isinstance(item, bool) and item >= 0 for item in value
+    )
 
 
 def _quote(value: Any) -> str:

@@ -46,9 +46,9 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -108,8 +108,14 @@ def _never_stop() -> bool:
 # project
 
 
-def project(latents: np.ndarray, method: str, *, seed: int = 0, progress: Progress | None = None,
-            should_stop: ShouldStop | None = None) -> np.ndarray:
+def project(
+    latents: np.ndarray,
+    method: str,
+    *,
+    seed: int = 0,
+    progress: Progress | None = None,
+    should_stop: ShouldStop | None = None,
+) -> np.ndarray:
     """Project (N, D) latents to (N, 2) float32 points with `method`, one of METHODS.
 
     D == 2 returns the latents themselves: their axes already are the latent axes. `progress`
@@ -139,7 +145,8 @@ def _validated_latents(latents: np.ndarray, method: str) -> np.ndarray:
         raise ProjectionInputError(f"latents must be an array of numbers: {error}") from None
     if points.ndim != 2:
         raise ProjectionInputError(
-            f"latents must be a 2-D array (points x latent dimensions), got shape {points.shape}")
+            f"latents must be a 2-D array (points x latent dimensions), got shape {points.shape}"
+        )
     if not (np.issubdtype(points.dtype, np.integer) or np.issubdtype(points.dtype, np.floating)):
         raise ProjectionInputError(f"latents must be real numbers, got dtype {points.dtype}")
     n_points, n_dims = points.shape
@@ -152,7 +159,8 @@ def _validated_latents(latents: np.ndarray, method: str) -> np.ndarray:
         bad_rows = np.flatnonzero(~finite.all(axis=1))
         raise ProjectionInputError(
             f"latents contain NaN or infinite values in {bad_rows.size} of {n_points} points "
-            f"(first at row {bad_rows[0]}); the model has probably diverged")
+            f"(first at row {bad_rows[0]}); the model has probably diverged"
+        )
     return points.astype(np.float64)
 
 
@@ -257,11 +265,21 @@ def _tsne(points: np.ndarray, seed: int, report: Progress, stop: ShouldStop) -> 
     report(TSNE_AFFINITY_SHARE, None)
     try:
         # The same two phases as TSNE.fit, run here so the monitor knows where it is.
-        embedding.optimize(n_iter=TSNE_EARLY_EXAGGERATION_ITERS, exaggeration=tsne.early_exaggeration,
-                           momentum=tsne.initial_momentum, inplace=True, propagate_exception=True)
+        embedding.optimize(
+            n_iter=TSNE_EARLY_EXAGGERATION_ITERS,
+            exaggeration=tsne.early_exaggeration,
+            momentum=tsne.initial_momentum,
+            inplace=True,
+            propagate_exception=True,
+        )
         monitor.iterations_before = TSNE_EARLY_EXAGGERATION_ITERS
-        embedding.optimize(n_iter=TSNE_ITERS, exaggeration=tsne.exaggeration,
-                           momentum=tsne.final_momentum, inplace=True, propagate_exception=True)
+        embedding.optimize(
+            n_iter=TSNE_ITERS,
+            exaggeration=tsne.exaggeration,
+            momentum=tsne.final_momentum,
+            inplace=True,
+            propagate_exception=True,
+        )
     except OptimizationInterrupt:
         raise ProjectionCancelled() from None
     return np.array(embedding, dtype=np.float32)
@@ -293,6 +311,7 @@ def _use_persistent_numba_cache() -> None:
     os.environ["NUMBA_CACHE_DIR"] = str(cache_dir)
     if "numba" in sys.modules:  # someone imported numba first: make it re-read the environment
         from numba.core import config
+
         config.reload_config()
 
 
@@ -373,8 +392,7 @@ class _UmapEpochCounter:
         pass
 
     def tqdm_kwds(self) -> dict:
-        return {"disable": False, "file": self, "bar_format": self.BAR_FORMAT, "mininterval": 0.2,
-                "ascii": True}
+        return {"disable": False, "file": self, "bar_format": self.BAR_FORMAT, "mininterval": 0.2, "ascii": True}
 
 
 def _exact_knn(points: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -520,7 +538,7 @@ class ProjectionJob:
         self._thread: threading.Thread | None = None
         self._started_at: float | None = None
 
-    def start(self) -> "ProjectionJob":
+    def start(self) -> ProjectionJob:
         with self._lock:
             if self._thread is None:
                 self._started_at = time.perf_counter()
@@ -576,11 +594,16 @@ class ProjectionJob:
 
     def _run(self) -> None:
         try:
-            embedding = project(self._latents, self.method, seed=self.seed, progress=self._on_progress,
-                                should_stop=self._stop_requested.is_set)
+            embedding = project(
+                self._latents,
+                self.method,
+                seed=self.seed,
+                progress=self._on_progress,
+                should_stop=self._stop_requested.is_set,
+            )
         except ProjectionCancelled:
             self._finish(cancelled=True)
-        except Exception as error:  # noqa: BLE001 -- a failure must land in .error, not kill the thread
+        except Exception as error:
             self._finish(error=_describe(error))
         else:
             self._finish(result=self._aligned(embedding))
@@ -599,7 +622,12 @@ class ProjectionJob:
             self._snapshot = ProjectionSnapshot(
                 progress=1.0 if result is not None else current.progress,
                 preview=result if result is not None else current.preview,
-                result=result, error=error, done=True, cancelled=cancelled, finished_at=time.perf_counter())
+                result=result,
+                error=error,
+                done=True,
+                cancelled=cancelled,
+                finished_at=time.perf_counter(),
+            )
 
     def _aligned(self, embedding: np.ndarray) -> np.ndarray:
         if self._keeps_latent_axes:

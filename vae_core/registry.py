@@ -19,7 +19,6 @@ a run whose process died with its server is put back at the head of the queue to
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,8 +39,13 @@ SUPERVISE_EVERY_S = 1.0
 
 
 class JobRegistry:
-    def __init__(self, checkpoint_dir: str | Path | None = None, *, executor: str = "thread",
-                 upload_root: str | Path | None = None):
+    def __init__(
+        self,
+        checkpoint_dir: str | Path | None = None,
+        *,
+        executor: str = "thread",
+        upload_root: str | Path | None = None,
+    ):
         if executor not in EXECUTORS:
             raise TrainingError(f"executor must be one of {', '.join(EXECUTORS)}, not {executor!r}")
         if executor == "process" and not checkpoint_dir:
@@ -58,8 +62,16 @@ class JobRegistry:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
             threading.Thread(target=self._supervise, name="run-supervisor", daemon=True).start()
 
-    def submit(self, config: TrainConfig, dataset: ImageDataset, *, run_id: str | None = None,
-               name: str | None = None, state: TrainerState | None = None, owner: str | None = None) -> TrainingJob:
+    def submit(
+        self,
+        config: TrainConfig,
+        dataset: ImageDataset,
+        *,
+        run_id: str | None = None,
+        name: str | None = None,
+        state: TrainerState | None = None,
+        owner: str | None = None,
+    ) -> TrainingJob:
         """A new job: it starts now if its device is free, else it waits its turn (status "queued").
         Its name is `name` or one made from its config, kept distinct from the other jobs' names;
         `owner` (an owner id, or None for a shared run) is kept in its checkpoints."""
@@ -68,24 +80,38 @@ class JobRegistry:
                 raise TrainingError(f"run {run_id} already exists in this session")
             most = limits().max_queued_per_person
             if sum(job.owner == owner for job in self.queued()) >= most:
-                raise TrainingError(f"{most} runs already wait in the queue" + (" for you" if owner else "") +
-                                    " (VAE_STUDIO_MAX_QUEUED_PER_PERSON): let some finish, or cancel some first")
+                raise TrainingError(
+                    f"{most} runs already wait in the queue"
+                    + (" for you" if owner else "")
+                    + " (VAE_STUDIO_MAX_QUEUED_PER_PERSON): let some finish, or cancel some first"
+                )
             # Named before the job exists, so its first snapshot and record carry the name.
-            name = distinct_name(" ".join((name or "").split()) or default_run_name(config),
-                                 self._names_taken(but=run_id, owner=owner))
+            name = distinct_name(
+                " ".join((name or "").split()) or default_run_name(config), self._names_taken(but=run_id, owner=owner)
+            )
             if self.executor == "thread":
                 from .jobs import TrainingJob
 
-                job = TrainingJob(config, dataset, run_id=run_id, name=name, state=state,
-                                  checkpoint_dir=self.checkpoint_dir, on_end=self._job_ended, owner=owner)
+                job = TrainingJob(
+                    config,
+                    dataset,
+                    run_id=run_id,
+                    name=name,
+                    state=state,
+                    checkpoint_dir=self.checkpoint_dir,
+                    on_end=self._job_ended,
+                    owner=owner,
+                )
             else:  # its state is its checkpoint in the folder, which its process resumes from
                 from .trainer import check_trainable
 
                 check_trainable(config, dataset)
                 job = self._process_job(config, dataset, run_id=run_id, name=name, owner=owner)
             if self.executor == "process":
-                run_queue.enqueue(self.checkpoint_dir, run_queue.QueuedRun(
-                    job.run_id, config, job.name, owner, str(job.device), run_queue.next_order()))
+                run_queue.enqueue(
+                    self.checkpoint_dir,
+                    run_queue.QueuedRun(job.run_id, config, job.name, owner, str(job.device), run_queue.next_order()),
+                )
             self._jobs[job.run_id] = job
             device = str(job.device)
             self._queues.setdefault(device, []).append(job)
@@ -102,14 +128,23 @@ class JobRegistry:
         taken = {job.name for job in self._jobs.values() if job.run_id != but and job.owner == owner}
         if self.checkpoint_dir is None:
             return taken
-        return taken | {record.display_name for record in list_runs(self.checkpoint_dir)
-                        if record.run_id != but and record.owner == owner}
+        return taken | {
+            record.display_name
+            for record in list_runs(self.checkpoint_dir)
+            if record.run_id != but and record.owner == owner
+        }
 
     def _process_job(self, config: TrainConfig, dataset, **labels) -> ProcessJob:
         from .executors import ProcessJob
 
-        return ProcessJob(config, dataset, checkpoint_dir=self.checkpoint_dir, on_end=self._job_ended,
-                          data_roots=[self.upload_root] if self.upload_root else [], **labels)
+        return ProcessJob(
+            config,
+            dataset,
+            checkpoint_dir=self.checkpoint_dir,
+            on_end=self._job_ended,
+            data_roots=[self.upload_root] if self.upload_root else [],
+            **labels,
+        )
 
     start = submit  # the app's Start button: train now, or as soon as the device is free
 
@@ -225,8 +260,9 @@ class JobRegistry:
 
         process = self._processes.get(device)
         if (process is None or not process.alive) and not self._closed.is_set():
-            process = self._processes[device] = RunProcess(self.checkpoint_dir, self._on_process_message,
-                                                           self.upload_root)
+            process = self._processes[device] = RunProcess(
+                self.checkpoint_dir, self._on_process_message, self.upload_root
+            )
         return process
 
     def warm_up(self, device: str = "cpu") -> None:
@@ -286,8 +322,9 @@ class JobRegistry:
             for run in waiting:
                 known = self._jobs.get(run.run_id)
                 if known is None or known.status not in ACTIVE:  # queued by another server, or requeued
-                    self._jobs[run.run_id] = self._process_job(run.config, None, run_id=run.run_id,
-                                                               name=run.name, owner=run.owner)
+                    self._jobs[run.run_id] = self._process_job(
+                        run.config, None, run_id=run.run_id, name=run.name, owner=run.owner
+                    )
             for jobs in self._queues.values():
                 for job in [job for job in jobs if job.run_id not in order]:
                     jobs.remove(job)  # started or cancelled by another server: the store's record shows it

@@ -74,8 +74,7 @@ def send_command(folder: str | Path, run_id: str, name: str, value: float | None
         commands = read_commands(path)
         seq = max((command[0] for command in commands), default=0) + 1
         commands = [*commands, (seq, name, value)][-MAX_COMMANDS:]
-        record = {"format": COMMANDS_FORMAT,
-                  "commands": [{"seq": s, "name": n, "value": v} for s, n, v in commands]}
+        record = {"format": COMMANDS_FORMAT, "commands": [{"seq": s, "name": n, "value": v} for s, n, v in commands]}
         write_atomically(path, json.dumps(record).encode())
 
 

@@ -12,13 +12,14 @@ user's processes wrote, so nothing another user could craft is ever read back fr
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .user_cache import user_cache_dir
 
@@ -42,7 +43,7 @@ class FileIndex:
         self._pending: list[tuple] = []
         self._all: dict[str, tuple[Version, str]] | None = None
 
-    def __enter__(self) -> "FileIndex":
+    def __enter__(self) -> FileIndex:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -89,8 +90,10 @@ class FileIndex:
                 # A cache: a crash may lose its last entries, never the files' truth.
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=OFF")
-                self._db.execute("CREATE TABLE IF NOT EXISTS headers (name TEXT PRIMARY KEY, inode INTEGER, "
-                                 "mtime_ns INTEGER, size INTEGER, summary TEXT)")
+                self._db.execute(
+                    "CREATE TABLE IF NOT EXISTS headers (name TEXT PRIMARY KEY, inode INTEGER, "
+                    "mtime_ns INTEGER, size INTEGER, summary TEXT)"
+                )
             except (OSError, sqlite3.Error):
                 self._discard()
         return self._db
@@ -114,8 +117,12 @@ class FileIndex:
             db = self._connection()
             if db is not None:
                 try:
-                    self._all = {name: ((inode, mtime_ns, size), summary) for name, inode, mtime_ns, size, summary
-                                 in db.execute("SELECT name, inode, mtime_ns, size, summary FROM headers")}
+                    self._all = {
+                        name: ((inode, mtime_ns, size), summary)
+                        for name, inode, mtime_ns, size, summary in db.execute(
+                            "SELECT name, inode, mtime_ns, size, summary FROM headers"
+                        )
+                    }
                 except sqlite3.Error:
                     self._discard()
         return self._all
@@ -136,13 +143,9 @@ class FileIndex:
     def _discard(self) -> None:
         """A damaged or unwritable index: dropped (and rebuilt by the next listing that can write it)."""
         if self._db is not None:
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 self._db.close()
-            except sqlite3.Error:
-                pass
         self._db = None
         for suffix in ("", "-wal", "-shm"):
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(f"{self.path}{suffix}")
-            except OSError:
-                pass

@@ -9,13 +9,14 @@ Nothing here imports torch: a fresh server starts its run process first, so the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .channel import Channel, ChannelClosed
 
@@ -44,10 +45,8 @@ def end_run_processes(folder: str | Path) -> None:
     import signal
 
     for pid in run_process_ids(folder):
-        try:
+        with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
 
 
 class RunProcess:
@@ -58,14 +57,16 @@ class RunProcess:
         command = [sys.executable, "-m", WORKER_MODULE, str(folder)]
         if upload_root is not None:
             command += ["--uploads", str(upload_root)]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PACKAGE_ROOT),
-                                                                        os.environ.get("PYTHONPATH")])))
+        env = dict(
+            os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
+        )
         # Its log: a file of its own, since a server's stderr may be a pipe that dies with the server.
         log = tempfile.NamedTemporaryFile(prefix="vae_studio_run_process_", suffix=".log", delete=False)
         self.log_path = Path(log.name)
         with log:
-            self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                                            env=env, start_new_session=True)
+            self.process = subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True
+            )
         self.channel = Channel(self.process.stdout, self.process.stdin)
         self.ready = threading.Event()
         self.run_id: str | None = None  # the run it was asked to train, until it ends

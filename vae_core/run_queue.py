@@ -15,6 +15,7 @@ Nothing read from these files chooses where a file is written: names come from t
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -48,8 +49,16 @@ class QueuedRun:
     attempts: int = 0  # times a process began it and died
 
     def to_json(self) -> dict:
-        return {"format": QUEUE_FORMAT, "run_id": self.run_id, "config": self.config.to_dict(), "name": self.name,
-                "owner": self.owner, "device": self.device, "order": self.order, "attempts": self.attempts}
+        return {
+            "format": QUEUE_FORMAT,
+            "run_id": self.run_id,
+            "config": self.config.to_dict(),
+            "name": self.name,
+            "owner": self.owner,
+            "device": self.device,
+            "order": self.order,
+            "attempts": self.attempts,
+        }
 
 
 def queued_path(folder: str | Path, run_id: str) -> Path:
@@ -157,10 +166,8 @@ def reorder(folder: str | Path, run_ids: list[str]) -> None:
     for run_id, order in zip([r for r in run_ids if r in current], orders):
         run = current[run_id]
         if run.order != order:
-            try:
+            with contextlib.suppress(OSError):
                 write_atomically(queued_path(folder, run_id), _encode(_with(run, order=order)))
-            except OSError:
-                pass
 
 
 def _with(run: QueuedRun, **changes) -> QueuedRun:

@@ -14,6 +14,7 @@ path) chooses where a file is written: the folder is the caller's, the file name
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import json
@@ -28,12 +29,20 @@ from pathlib import Path
 from typing import Any
 
 from .atomic_files import write_atomically
-from .checkpoint_fields import (MAX_NAME_CHARS, MAX_NOTES_CHARS, MAX_SHORT_TEXT, FieldError, past_time,
-                                parse_config, printable_text, text)
+from .checkpoint_fields import (
+    MAX_NAME_CHARS,
+    MAX_NOTES_CHARS,
+    MAX_SHORT_TEXT,
+    FieldError,
+    parse_config,
+    past_time,
+    printable_text,
+    text,
+)
 from .errors import CheckpointError, ConfigError, TrainingError, VAEStudioError
 from .latest_worker import LatestWorker
-from .run_index import FileIndex
 from .run_ids import check_run_id, is_valid_run_id
+from .run_index import FileIndex
 from .safe_files import UnreadableFile, read_json_file, read_regular_file
 
 CHECKPOINTS_ENV = "VAE_STUDIO_CHECKPOINTS"  # the app's folder, and the CLI's default one
@@ -105,7 +114,6 @@ class Progress:
     message: str | None = None
     commands: bool = False  # its process obeys the run's command file (run_commands.py): a run process
 
-
     def liveness(self, now: float | None = None) -> str:
         """The record's status, or KILLED (its process is gone without saying it ended) or STALE (no
         heartbeat for STALE_AFTER_S) for one that still says it trains."""
@@ -143,9 +151,18 @@ class ProgressWriter:
     when the run ends. Writes are atomic, so a reader sees the previous record or the new one, never
     half of one; a failed write is skipped (the training matters more than its progress record)."""
 
-    def __init__(self, checkpoint: str | Path, trainer, *, run_id: str, name: str, dataset: str,
-                 commands: bool = False,
-                 interval_s: float = PROGRESS_INTERVAL_S, clock=time.time):
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        trainer,
+        *,
+        run_id: str,
+        name: str,
+        dataset: str,
+        commands: bool = False,
+        interval_s: float = PROGRESS_INTERVAL_S,
+        clock=time.time,
+    ):
         self.path = progress_path(checkpoint)
         self.run_id, self.dataset, self.commands = run_id, dataset, commands
         self.name = printable_text(name, MAX_NAME_CHARS)  # as the checkpoint stores it
@@ -157,8 +174,9 @@ class ProgressWriter:
         self._rate_window = (self._started, self._last_step)  # (time, step) samples/s is measured from
         self._samples_per_s = 0.0
         self._points = _earlier_points(trainer.history)
-        self._file = LatestWorker(functools.partial(_write_dropping_failures, self.path),
-                                  name=f"progress-{self.path.name}")
+        self._file = LatestWorker(
+            functools.partial(_write_dropping_failures, self.path), name=f"progress-{self.path.name}"
+        )
 
     def update(self, trainer, *, force: bool = False, status: str = "running") -> None:
         """A new point, and the record written if `interval_s` has passed (a paused run calls it too,
@@ -197,14 +215,26 @@ class ProgressWriter:
     def _write(self, trainer, status: str, message: str | None = None) -> None:
         now = self._clock()
         record = {
-            "format": PROGRESS_FORMAT, "run_id": self.run_id, "name": self.name, "status": status,
-            "pid": os.getpid(), "host": socket.gethostname(), "started": self._started, "heartbeat": now,
-            "step": int(trainer.step), "total_steps": int(trainer.total_steps), "epoch": int(trainer.epoch),
-            "epochs": int(trainer.config.epochs), "steps_per_epoch": int(trainer.steps_per_epoch),
-            "samples_per_s": self._samples_per_s, "config": trainer.config.to_dict(), "dataset": self.dataset,
+            "format": PROGRESS_FORMAT,
+            "run_id": self.run_id,
+            "name": self.name,
+            "status": status,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": self._started,
+            "heartbeat": now,
+            "step": int(trainer.step),
+            "total_steps": int(trainer.total_steps),
+            "epoch": int(trainer.epoch),
+            "epochs": int(trainer.config.epochs),
+            "steps_per_epoch": int(trainer.steps_per_epoch),
+            "samples_per_s": self._samples_per_s,
+            "config": trainer.config.to_dict(),
+            "dataset": self.dataset,
             "points": self._points,
             "epoch_metrics": [{k: v for k, v in m.items() if k != "kl_per_dim"} for m in trainer.history.epochs],
-            "message": message, "commands": self.commands,
+            "message": message,
+            "commands": self.commands,
         }
         self._file.submit(json.dumps(_finite(record)).encode())
         self._last_write = now
@@ -214,10 +244,8 @@ def _write_dropping_failures(path: Path, data: bytes) -> None:
     """A progress record's write: atomic, on the writer's own thread (its fsyncs, ~11 ms here, would be
     2-4% of a training thread writing every 0.5 s); a failed write is dropped, since the next replaces
     it and the checkpoint, not its progress record, is what must not be lost."""
-    try:
+    with contextlib.suppress(OSError):
         write_atomically(path, data)
-    except OSError:
-        pass
 
 
 def _rows_after(history, step: int | None):
@@ -266,13 +294,14 @@ def _append_point(points: dict[str, list], step: float, wall: float | None, rows
 def _merged_pairs(values: list, later: bool) -> list:
     """Neighbours merged two by two (an odd last one stays as it is): a step or a time keeps the
     later of the two, a loss their mean; a missing value (None) yields to the other."""
+
     def merge(a, b):
         if a is None or b is None:
             return b if a is None else a
         return b if later else (a + b) / 2
 
     merged = [merge(a, b) for a, b in zip(values[0:-1:2], values[1::2])]
-    return merged + values[len(merged) * 2:]
+    return merged + values[len(merged) * 2 :]
 
 
 def _finite(value):
@@ -311,8 +340,9 @@ def _progress_of(index, path: str, version: tuple[int, int, int]) -> Progress:
     is listed without reading their records; a live one is read whenever it changes."""
     known = index.known(path, version)
     if known is not None:
-        return Progress(**{**known, "points": {key: [] for key in POINT_FIELDS},
-                           "epoch_metrics": tuple(known["epoch_metrics"])})
+        return Progress(
+            **{**known, "points": {key: [] for key in POINT_FIELDS}, "epoch_metrics": tuple(known["epoch_metrics"])}
+        )
     progress = _cached_progress(path, version)
     if progress.status in ENDED_STATUSES:
         light = dataclasses.asdict(progress)
@@ -326,8 +356,10 @@ def _parse_progress(record: Any) -> Progress:
         raise FieldError(f"it is not a {PROGRESS_FORMAT} record")
     if not is_valid_run_id(record.get("run_id")):
         raise FieldError("its run_id is not a valid run id")
-    counts = {key: _count(record.get(key), key) for key in
-              ("pid", "step", "total_steps", "epoch", "epochs", "steps_per_epoch")}
+    counts = {
+        key: _count(record.get(key), key)
+        for key in ("pid", "step", "total_steps", "epoch", "epochs", "steps_per_epoch")
+    }
     if not 0 < counts["pid"] <= MAX_PID:
         raise FieldError(f"pid must be a process id, from 1 to {MAX_PID:,}")
     for key in ("started", "heartbeat"):
@@ -339,25 +371,32 @@ def _parse_progress(record: Any) -> Progress:
     if len(lengths) != 1 or lengths.pop() not in range(0, 2 * MAX_POINTS + 1):
         raise FieldError(f"points must be lists of one length, at most {2 * MAX_POINTS}")
     metrics = record.get("epoch_metrics")
-    if not isinstance(metrics, list) or len(metrics) > counts["epochs"] or not all(
-            isinstance(m, dict) and len(m) <= 32 for m in metrics):
+    if (
+        not isinstance(metrics, list)
+        or len(metrics) > counts["epochs"]
+        or not all(isinstance(m, dict) and len(m) <= 32 for m in metrics)
+    ):
         raise FieldError("epoch_metrics must be a list of at most one object per epoch")
     for m in metrics:  # the charts place each epoch's markers by them
         _count(m.get("epoch"), "epoch_metrics.epoch"), _count(m.get("step"), "epoch_metrics.step")
     return Progress(
-        run_id=record["run_id"], name=text(record.get("name"), "name", MAX_NAME_CHARS),
+        run_id=record["run_id"],
+        name=text(record.get("name"), "name", MAX_NAME_CHARS),
         status=_one_of(record.get("status"), "status", ("running", "paused", *ENDED_STATUSES)),
         host=text(record.get("host"), "host", MAX_SHORT_TEXT),
-        started=_number(record.get("started"), "started"), heartbeat=_number(record.get("heartbeat"), "heartbeat"),
+        started=_number(record.get("started"), "started"),
+        heartbeat=_number(record.get("heartbeat"), "heartbeat"),
         samples_per_s=_number(record.get("samples_per_s"), "samples_per_s"),
         config=parse_config(record.get("config")).to_dict(),
         dataset=text(record.get("dataset"), "dataset", MAX_SHORT_TEXT),
         points={key: [_number(v, f"points.{key}", allow_none=True) for v in values] for key, values in points.items()},
-        epoch_metrics=tuple({text(str(k), "an epoch metric's name", 40): _metric(v, k) for k, v in m.items()}
-                            for m in metrics),
+        epoch_metrics=tuple(
+            {text(str(k), "an epoch metric's name", 40): _metric(v, k) for k, v in m.items()} for m in metrics
+        ),
         message=None if record.get("message") is None else text(record["message"], "message", MAX_NOTES_CHARS),
         commands=record.get("commands") is True,
-        **counts)
+        **counts,
+    )
 
 
 def _count(value: Any, where: str) -> int:
@@ -427,8 +466,9 @@ class RunRecord:
 
     def live_changes(self) -> str:
         """Its live changes of lr and β in a few words ("β 1→4, lr 0.001→0.005"), "" when none."""
-        return ", ".join(f"{label} {moved}" for label, name in (("β", "beta"), ("lr", "lr"))
-                         if (moved := self.changed(name)))
+        return ", ".join(
+            f"{label} {moved}" for label, name in (("β", "beta"), ("lr", "lr")) if (moved := self.changed(name))
+        )
 
     def changed(self, name: str) -> str | None:
         """How a live change moved lr or β ("1→4", "1→4→2"), None when it never changed."""
@@ -440,14 +480,29 @@ class RunRecord:
 
     def as_json(self) -> dict:
         """What `vae-studio runs` prints for it."""
-        return {"run_id": self.run_id, "name": self.display_name, "stored_name": self.name, "status": self.status,
-                "live": self.live, "epoch": self.epoch, "epochs": self.epochs, "step": self.step,
-                "test_neg_elbo": self.test_neg_elbo, "test_recon": self.metrics.get("test_recon"),
-                "test_kl": self.metrics.get("test_kl"), "active_units": self.metrics.get("active_units"),
-                "samples_per_s": self.progress.samples_per_s if self.live else None,
-                "model": self.config.get("model"), "dataset": self.dataset, "config": self.config,
-                "notes": self.notes, "created": self.created, "mtime": self.mtime,
-                "checkpoint": self.checkpoint, "error": self.error}
+        return {
+            "run_id": self.run_id,
+            "name": self.display_name,
+            "stored_name": self.name,
+            "status": self.status,
+            "live": self.live,
+            "epoch": self.epoch,
+            "epochs": self.epochs,
+            "step": self.step,
+            "test_neg_elbo": self.test_neg_elbo,
+            "test_recon": self.metrics.get("test_recon"),
+            "test_kl": self.metrics.get("test_kl"),
+            "active_units": self.metrics.get("active_units"),
+            "samples_per_s": self.progress.samples_per_s if self.live else None,
+            "model": self.config.get("model"),
+            "dataset": self.dataset,
+            "config": self.config,
+            "notes": self.notes,
+            "created": self.created,
+            "mtime": self.mtime,
+            "checkpoint": self.checkpoint,
+            "error": self.error,
+        }
 
 
 def _checkpoint_summary(path: str) -> dict:
@@ -464,15 +519,28 @@ def _checkpoint_summary(path: str) -> dict:
     except VAEStudioError as error:
         return {"error": str(error)}
     last = meta.epochs[-1] if meta.epochs else {}
-    return {"name": meta.name or "", "notes": meta.notes, "status": meta.status, "created": meta.created,
-            "epoch": meta.epoch, "epochs": meta.config.epochs, "step": meta.step, "config": meta.config.to_dict(),
-            "dataset": meta.dataset_name, "imported_from": meta.imported_from, "owner": meta.owner,
-            "metrics": {k: v for k, v in last.items() if k != "kl_per_dim"}, "lr": meta.lr, "beta": meta.beta,
-            "changes": [[e["name"], e["value"]] for e in meta.events if e.get("name") in ("lr", "beta")][-64:]}
+    return {
+        "name": meta.name or "",
+        "notes": meta.notes,
+        "status": meta.status,
+        "created": meta.created,
+        "epoch": meta.epoch,
+        "epochs": meta.config.epochs,
+        "step": meta.step,
+        "config": meta.config.to_dict(),
+        "dataset": meta.dataset_name,
+        "imported_from": meta.imported_from,
+        "owner": meta.owner,
+        "metrics": {k: v for k, v in last.items() if k != "kl_per_dim"},
+        "lr": meta.lr,
+        "beta": meta.beta,
+        "changes": [[e["name"], e["value"]] for e in meta.events if e.get("name") in ("lr", "beta")][-64:],
+    }
 
 
-def read_run(folder: str | Path, run_id: str, *, now: float | None = None,
-             index: FileIndex | None = None) -> RunRecord | None:
+def read_run(
+    folder: str | Path, run_id: str, *, now: float | None = None, index: FileIndex | None = None
+) -> RunRecord | None:
     """One run of `folder` (its checkpoint header and its progress record), None if it has neither.
     A listing passes its `index`, so the headers it has to parse are indexed in one transaction."""
     folder, run_id = Path(folder), check_run_id(run_id)
@@ -505,35 +573,81 @@ def read_run(folder: str | Path, run_id: str, *, now: float | None = None,
     if summary is None and progress is None:
         if ckpt is None and error is None:
             return None
-        return RunRecord(run_id, run_id, run_id, "unreadable", False, 0, 0, 0, {}, {}, "", "", "", mtime,
-                         str(ckpt) if ckpt else None, error=error)
+        return RunRecord(
+            run_id,
+            run_id,
+            run_id,
+            "unreadable",
+            False,
+            0,
+            0,
+            0,
+            {},
+            {},
+            "",
+            "",
+            "",
+            mtime,
+            str(ckpt) if ckpt else None,
+            error=error,
+        )
     return _record(run_id, summary, progress, ckpt, mtime, error, now)
 
 
-def _record(run_id: str, summary: dict | None, progress: Progress | None, ckpt: Path | None, mtime: float,
-            error: str | None, now: float | None) -> RunRecord:
+def _record(
+    run_id: str,
+    summary: dict | None,
+    progress: Progress | None,
+    ckpt: Path | None,
+    mtime: float,
+    error: str | None,
+    now: float | None,
+) -> RunRecord:
     live_status = progress.liveness(now) if progress is not None else None
     live = live_status in ("running", "paused")
     # A checkpoint is at most as new as the record of the process writing it: while it trains, or when
     # it died, the record says more; once it ended well, the checkpoint saved at its end says as much.
-    use_progress = progress is not None and (summary is None or live or live_status in (KILLED, STALE)
-                                             or progress.step >= summary["step"])
+    use_progress = progress is not None and (
+        summary is None or live or live_status in (KILLED, STALE) or progress.step >= summary["step"]
+    )
     if summary is not None:
         base = dict(summary)
     else:
         base = {"name": "", "notes": "", "created": "", "imported_from": None, "status": progress.status}
     if use_progress:
-        base.update(epoch=progress.epoch, epochs=progress.epochs, step=progress.step, config=progress.config,
-                    dataset=progress.dataset, status=live_status,
-                    metrics=dict(progress.epoch_metrics[-1]) if progress.epoch_metrics else base.get("metrics", {}))
+        base.update(
+            epoch=progress.epoch,
+            epochs=progress.epochs,
+            step=progress.step,
+            config=progress.config,
+            dataset=progress.dataset,
+            status=live_status,
+            metrics=dict(progress.epoch_metrics[-1]) if progress.epoch_metrics else base.get("metrics", {}),
+        )
         base["name"] = base["name"] or progress.name
     name = base["name"] or run_id
-    return RunRecord(run_id=run_id, name=name, display_name=name, status=base["status"], live=live,
-                     epoch=base["epoch"], epochs=base["epochs"], step=base["step"], metrics=base["metrics"],
-                     config=base["config"], dataset=base["dataset"], notes=base["notes"], created=base["created"],
-                     mtime=mtime, checkpoint=str(ckpt) if ckpt is not None else None, progress=progress,
-                     imported_from=base["imported_from"], error=error, owner=base.get("owner"),
-                     changes=tuple(tuple(change) for change in base.get("changes", ())))
+    return RunRecord(
+        run_id=run_id,
+        name=name,
+        display_name=name,
+        status=base["status"],
+        live=live,
+        epoch=base["epoch"],
+        epochs=base["epochs"],
+        step=base["step"],
+        metrics=base["metrics"],
+        config=base["config"],
+        dataset=base["dataset"],
+        notes=base["notes"],
+        created=base["created"],
+        mtime=mtime,
+        checkpoint=str(ckpt) if ckpt is not None else None,
+        progress=progress,
+        imported_from=base["imported_from"],
+        error=error,
+        owner=base.get("owner"),
+        changes=tuple(tuple(change) for change in base.get("changes", ())),
+    )
 
 
 def run_ids_in(folder: str | Path) -> list[str]:
@@ -618,7 +732,8 @@ def list_runs(folder: str | Path | None = None, *, now: float | None = None) -> 
         # Kept only when the folder was quiet for a while before this listing: file times are coarse
         # (a few ms), so a change within the same tick as the last one would not move them.
         if began - folder_version > QUIET_FOLDER_NS and all(
-                record.progress is None or record.progress.status in ENDED_STATUSES for record in records):
+            record.progress is None or record.progress.status in ENDED_STATUSES for record in records
+        ):
             _unchanged_listings[str(folder)] = (folder_version, named)
         else:
             _unchanged_listings.pop(str(folder), None)
@@ -677,8 +792,10 @@ def with_distinct_names(records: list[RunRecord]) -> list[RunRecord]:
             names[index] = name
     # Not dataclasses.replace: it looks the fields up again for every record (50,000 runs of one name
     # took 1.5 s); a new record from the old one's fields is the same thing, 5 times faster.
-    return [record if record.display_name == name else RunRecord(**{**vars(record), "display_name": name})
-            for record, name in zip(records, names)]
+    return [
+        record if record.display_name == name else RunRecord(**{**vars(record), "display_name": name})
+        for record, name in zip(records, names)
+    ]
 
 
 def distinct_names(names: list[str]) -> list[str]:
@@ -733,8 +850,9 @@ def relabel_run(folder: str | Path, run_id: str, *, name: str | None = None, not
     if record is None or record.checkpoint is None:
         raise CheckpointError(f"run {run_id} has no checkpoint yet; it can be renamed once its first epoch ends")
     if record.live:
-        raise TrainingError(f"run {record.name} is training in another process (pid {record.progress.pid}); "
-                            "rename it when it has ended")
+        raise TrainingError(
+            f"run {record.name} is training in another process (pid {record.progress.pid}); rename it when it has ended"
+        )
     checkpoint = load_checkpoint(path)
     changes = {}
     if name is not None:
@@ -753,12 +871,16 @@ def relabel_run(folder: str | Path, run_id: str, *, name: str | None = None, not
 
 def add_runs_command(commands) -> None:
     """`vae-studio runs [DIR]` on the CLI's subcommands."""
-    runs = commands.add_parser("runs", help="list the runs of a checkpoints folder (JSON list on the last line)",
-                               description="List the runs of a folder: name, status, epoch, final test metrics. "
-                                           "Runs another process is training show as running (from their "
-                                           "progress record), or killed/stale when it stopped without ending.")
-    runs.add_argument("dir", nargs="?", default=None,
-                      help=f"checkpoints folder (default: ${CHECKPOINTS_ENV}, else ./checkpoints)")
+    runs = commands.add_parser(
+        "runs",
+        help="list the runs of a checkpoints folder (JSON list on the last line)",
+        description="List the runs of a folder: name, status, epoch, final test metrics. "
+        "Runs another process is training show as running (from their "
+        "progress record), or killed/stale when it stopped without ending.",
+    )
+    runs.add_argument(
+        "dir", nargs="?", default=None, help=f"checkpoints folder (default: ${CHECKPOINTS_ENV}, else ./checkpoints)"
+    )
 
 
 class EncodedJSON(str):
@@ -782,8 +904,11 @@ def cmd_runs(args: argparse.Namespace) -> EncodedJSON:
     text = _remembered_output(remembered, version)
     if text is None:
         records = list_runs(folder)
-        lines = "".join(f"{record.run_id:<24} {record.status:<9} epoch {record.epoch:>3}/{record.epochs:<4} "
-                        f"−ELBO {_score(record.test_neg_elbo):>8}  {record.display_name}\n" for record in records)
+        lines = "".join(
+            f"{record.run_id:<24} {record.status:<9} epoch {record.epoch:>3}/{record.epochs:<4} "
+            f"−ELBO {_score(record.test_neg_elbo):>8}  {record.display_name}\n"
+            for record in records
+        )
         text = lines + _json_list([record.as_json() for record in records])
         if settled_listing_version(folder) == version:
             try:

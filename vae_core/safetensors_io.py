@@ -44,8 +44,14 @@ MAX_METADATA_CHARS = 16 * 1024**2  # our JSON is parsed by Python: bound what it
 # safetensors dtype code -> torch dtype. Only what a VAE needs; anything else (float8, complex,
 # unsigned wide ints) is refused rather than half-supported.
 DTYPES: dict[str, torch.dtype] = {
-    "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
-    "I64": torch.int64, "I32": torch.int32, "U8": torch.uint8, "BOOL": torch.bool,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F64": torch.float64,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
 }
 
 _PICKLE_PROTOCOL_BYTES = {2, 3, 4, 5}  # pickles from protocol 2 on start with PROTO (0x80) + version
@@ -73,13 +79,16 @@ def checkpoint_to_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, An
     """The checkpoint file's exact bytes, in memory (for a download button)."""
     data = safetensors.torch.save(_prepare_tensors(tensors), metadata=_header_metadata(metadata))
     if len(data) > MAX_CHECKPOINT_BYTES:  # better now than after a long run: it could not be read back
-        raise CheckpointError(f"the checkpoint would be {_format_size(len(data))}, "
-                              f"more than the {_format_size(MAX_CHECKPOINT_BYTES)} limit")
+        raise CheckpointError(
+            f"the checkpoint would be {_format_size(len(data))}, "
+            f"more than the {_format_size(MAX_CHECKPOINT_BYTES)} limit"
+        )
     return data
 
 
-def write_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any],
-                     *, overwrite: bool = True) -> None:
+def write_checkpoint(
+    path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any], *, overwrite: bool = True
+) -> None:
     """Write a checkpoint atomically: `path` is either the old file or the complete new one, never a mix.
 
     With overwrite=False an existing `path` is left untouched and CheckpointError is raised.
@@ -118,8 +127,10 @@ def _header_metadata(metadata: dict[str, Any]) -> dict[str, str]:
         raise TypeError(f"metadata must be a dict, not {type(metadata).__name__}")
     text = json.dumps(metadata, allow_nan=True)
     if len(text) > MAX_METADATA_CHARS:  # as for the size: a file we could not read back is refused now
-        raise CheckpointError(f"the checkpoint metadata would be {_format_size(len(text))}, "
-                              f"more than the {_format_size(MAX_METADATA_CHARS)} limit")
+        raise CheckpointError(
+            f"the checkpoint metadata would be {_format_size(len(text))}, "
+            f"more than the {_format_size(MAX_METADATA_CHARS)} limit"
+        )
     return {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), "vae_studio": text}
 
 
@@ -151,8 +162,9 @@ class OpenCheckpoint:
 
 
 @contextlib.contextmanager
-def open_checkpoint(source: str | Path | bytes, *, name: str | None = None,
-                    max_bytes: int | None = None) -> Iterator[OpenCheckpoint]:
+def open_checkpoint(
+    source: str | Path | bytes, *, name: str | None = None, max_bytes: int | None = None
+) -> Iterator[OpenCheckpoint]:
     """Open a checkpoint file, or an upload's raw bytes, and check its header.
 
     `name` is what error messages call the file (default: the path's file name, or "uploaded file").
@@ -182,8 +194,9 @@ def open_checkpoint(source: str | Path | bytes, *, name: str | None = None,
         yield checkpoint
 
 
-def read_checkpoint(source: str | Path | bytes, *, name: str | None = None,
-                    max_bytes: int | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def read_checkpoint(
+    source: str | Path | bytes, *, name: str | None = None, max_bytes: int | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Tensors (on the CPU) and metadata of a checkpoint file or of an upload's raw bytes."""
     with open_checkpoint(source, name=name, max_bytes=max_bytes) as checkpoint:
         return checkpoint.load(), checkpoint.metadata
@@ -207,22 +220,27 @@ def _opened(path: Path, label: str, limit: int) -> Iterator[OpenCheckpoint]:
         opened = safe_open(path, framework="pt", device="cpu", backend="pread" if os.name == "posix" else "mmap")
     with opened:
         with _library_errors_reported(label, path):
-            tensors = {tensor_name: _stored_tensor(opened.get_slice(tensor_name), tensor_name, label)
-                       for tensor_name in opened.keys()}
+            tensors = {
+                tensor_name: _stored_tensor(opened.get_slice(tensor_name), tensor_name, label)
+                for tensor_name in opened.keys()  # noqa: SIM118 (safe_open is not iterable)
+            }
             header_metadata = opened.metadata()
         # Judged on the open file itself, which may have been replaced since it was measured.
         tensor_bytes = sum(_byte_size(tensor) for tensor in tensors.values())
         if tensor_bytes > limit:
-            raise _refused(label, f"its tensors take {_format_size(tensor_bytes)}, "
-                                  f"more than the {_format_size(limit)} limit")
+            raise _refused(
+                label, f"its tensors take {_format_size(tensor_bytes)}, more than the {_format_size(limit)} limit"
+            )
         yield OpenCheckpoint(opened, label, _our_metadata(header_metadata, label), tensors)
 
 
 def _stored_tensor(view, tensor_name: str, label: str) -> StoredTensor:
     code = view.get_dtype()
     if code not in DTYPES:
-        raise _refused(label, f"tensor {_quote(tensor_name)} has the unsupported dtype {_quote(code)} "
-                              f"(supported: {', '.join(DTYPES)})")
+        raise _refused(
+            label,
+            f"tensor {_quote(tensor_name)} has the unsupported dtype {_quote(code)} (supported: {', '.join(DTYPES)})",
+        )
     return StoredTensor(DTYPES[code], tuple(view.get_shape()))
 
 
@@ -242,7 +260,7 @@ def _library_errors_reported(label: str, path: Path | None = None) -> Iterator[N
         raise CheckpointError(f"could not read {label}: {reason}") from None
     except MemoryError:
         raise CheckpointError(f"not enough memory to load {label}") from None
-    except Exception as error:  # noqa: BLE001 -- the promise is that only CheckpointError leaves here
+    except Exception as error:
         raise _refused(label, (path and _foreign_format(path)) or _explained(error)) from None
 
 
@@ -257,8 +275,10 @@ def _foreign_format(path: Path) -> str | None:
         if prefix[:1] == b"\x80" and prefix[1:2] and prefix[1] in _PICKLE_PROTOCOL_BYTES:
             return "it looks like a pickle file (PyTorch .pt), which is never loaded for safety"
         if prefix == _ZIP_MAGIC:
-            return ("it looks like a zip archive such as a PyTorch .pt file (which holds a pickle), "
-                    "which is never loaded for safety")
+            return (
+                "it looks like a zip archive such as a PyTorch .pt file (which holds a pickle), "
+                "which is never loaded for safety"
+            )
     return None
 
 
@@ -279,14 +299,20 @@ def _our_metadata(header: dict[str, str] | None, label: str) -> dict[str, Any]:
     if not (isinstance(version, str) and version.isascii() and version.isdigit() and int(version) >= 1):
         raise _refused(label, f"its format version {_quote(version)} is not a positive whole number")
     if int(version) > FORMAT_VERSION:
-        raise _refused(label, f"it was written by a newer VAE Studio (format version {int(version)}; "
-                              f"this version reads up to {FORMAT_VERSION})")
+        raise _refused(
+            label,
+            f"it was written by a newer VAE Studio (format version {int(version)}; "
+            f"this version reads up to {FORMAT_VERSION})",
+        )
     text = header.get("vae_studio")
     if text is None:
         raise _refused(label, "its VAE Studio metadata is missing")
     if len(text) > MAX_METADATA_CHARS:
-        raise _refused(label, f"its VAE Studio metadata is {_format_size(len(text))}, more than the "
-                              f"{_format_size(MAX_METADATA_CHARS)} limit")
+        raise _refused(
+            label,
+            f"its VAE Studio metadata is {_format_size(len(text))}, more than the "
+            f"{_format_size(MAX_METADATA_CHARS)} limit",
+        )
     try:
         value = json.loads(text, object_pairs_hook=_object_without_duplicate_keys)
     except (ValueError, RecursionError) as error:  # RecursionError: hostile nesting like [[[[...
@@ -314,7 +340,7 @@ def _format_size(size: int) -> str:
     if size < 1024:
         return f"{size} bytes"
     scaled = float(size)
-    for unit in ("kB", "MB", "GB", "TB", "PB"):
+    for unit in ("kB", "MB", "GB", "TB", "PB"):  # noqa: B007 (the last unit is the one shown)
         scaled /= 1024
         if scaled < 1024:
             break
@@ -323,7 +349,7 @@ def _format_size(size: int) -> str:
 
 def _quote(value: Any) -> str:
     text = repr(value)
-    return text if len(text) <= _MAX_QUOTED_CHARS else text[:_MAX_QUOTED_CHARS - 3] + "..."
+    return text if len(text) <= _MAX_QUOTED_CHARS else text[: _MAX_QUOTED_CHARS - 3] + "..."
 
 
 def _one_line(error: BaseException) -> str:

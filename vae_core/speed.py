@@ -22,11 +22,11 @@ def check_precision(precision: str, device: torch.device) -> None:
     if precision == "fp32":
         return
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError(f"this GPU ({torch.cuda.get_device_name(device)}) has no bfloat16 support; "
-                          "use --precision fp32")
+        raise ConfigError(
+            f"this GPU ({torch.cuda.get_device_name(device)}) has no bfloat16 support; use --precision fp32"
+        )
     if not torch.amp.is_autocast_available(device.type):
-        raise ConfigError(f"PyTorch offers no autocast on {device.type}, which {precision} needs; "
-                          "use --precision fp32")
+        raise ConfigError(f"PyTorch offers no autocast on {device.type}, which {precision} needs; use --precision fp32")
 
 
 def compute_dtype(precision: str) -> torch.dtype:

@@ -59,8 +59,9 @@ class StoredRun:
         send_command(self.folder, self.run_id, "beta", beta)
 
 
-def stored_run(folder, record: RunRecord, checkpoint: RunCheckpoint | None,
-               fixed_inputs: np.ndarray | None = None) -> StoredRun:
+def stored_run(
+    folder, record: RunRecord, checkpoint: RunCheckpoint | None, fixed_inputs: np.ndarray | None = None
+) -> StoredRun:
     progress = record.progress if record.live else None
     history = checkpoint.state.history if checkpoint is not None else History()
     config = record.config or (checkpoint.config.to_dict() if checkpoint is not None else {})
@@ -81,19 +82,44 @@ def stored_run(folder, record: RunRecord, checkpoint: RunCheckpoint | None,
     eta = (total - record.step) / steps_per_s if progress is not None and steps_per_s > 0 else None
     threads = config.get("threads")
     snapshot = Snapshot(
-        run_id=record.run_id, name=record.display_name, version=0, status=record.status,
-        message=None if progress is not None else progress_message(record), config=config, dataset=record.dataset,
-        device=str(config.get("device", "cpu")), epoch=record.epoch, epochs=record.epochs, step=record.step,
-        steps_per_epoch=per_epoch, total_steps=max(total, record.step), samples_per_s=samples_per_s, eta_s=eta,
+        run_id=record.run_id,
+        name=record.display_name,
+        version=0,
+        status=record.status,
+        message=None if progress is not None else progress_message(record),
+        config=config,
+        dataset=record.dataset,
+        device=str(config.get("device", "cpu")),
+        epoch=record.epoch,
+        epochs=record.epochs,
+        step=record.step,
+        steps_per_epoch=per_epoch,
+        total_steps=max(total, record.step),
+        samples_per_s=samples_per_s,
+        eta_s=eta,
         elapsed_s=float(curves.clock.seconds[-1]) if curves.clock is not None and len(curves.clock.seconds) else 0.0,
-        lr=_last_event(history, "lr", config), beta=_last_event(history, "beta", config), curves=curves,
+        lr=_last_event(history, "lr", config),
+        beta=_last_event(history, "beta", config),
+        curves=curves,
         kl_per_dim=kl_per_dim,
-        epoch_metrics=epoch_metrics, events=tuple(dict(e) for e in history.events), frames=tuple(history.frames),
+        epoch_metrics=epoch_metrics,
+        events=tuple(dict(e) for e in history.events),
+        frames=tuple(history.frames),
         fixed_inputs=fixed_inputs if fixed_inputs is not None else np.zeros((0, 1, 1, 1), dtype=np.uint8),
-        checkpoint_path=record.checkpoint, weights_epoch=checkpoint.state.epoch if checkpoint is not None else 0,
-        threads=f"{threads} CPU thread{'s' * (threads != 1)}" if threads else "")
-    return StoredRun(record.run_id, record.owner, snapshot.device, progress.pid if progress else None,
-                     progress.host if progress else None, bool(progress and progress.commands), str(folder), snapshot)
+        checkpoint_path=record.checkpoint,
+        weights_epoch=checkpoint.state.epoch if checkpoint is not None else 0,
+        threads=f"{threads} CPU thread{'s' * (threads != 1)}" if threads else "",
+    )
+    return StoredRun(
+        record.run_id,
+        record.owner,
+        snapshot.device,
+        progress.pid if progress else None,
+        progress.host if progress else None,
+        bool(progress and progress.commands),
+        str(folder),
+        snapshot,
+    )
 
 
 def progress_message(record: RunRecord) -> str | None:
@@ -103,8 +129,10 @@ def progress_message(record: RunRecord) -> str | None:
     if record.progress is not None and record.progress.message:
         return record.progress.message
     if record.status == "killed":
-        return (f"its process (pid {record.progress.pid}) ended without saying so, at epoch {record.epoch}; the "
-                "checkpoint of its last finished epoch is kept, and it can be resumed from the Checkpoints page")
+        return (
+            f"its process (pid {record.progress.pid}) ended without saying so, at epoch {record.epoch}; the "
+            "checkpoint of its last finished epoch is kept, and it can be resumed from the Checkpoints page"
+        )
     return None
 
 
@@ -122,10 +150,18 @@ def _steps_per_epoch(history: History) -> int:
 def _curves_of_points(points: dict, config: dict) -> StepCurves:
     """A progress record's points as curves: each point where its last step was, its losses the
     means of the steps it covers; points without a loss (a diverged step) are left out."""
-    rows = [(s, t, r, k) for s, t, r, k in zip(points["step"], points["total"], points["recon"], points["kl"])
-            if None not in (s, t, r, k)]
+    rows = [
+        (s, t, r, k)
+        for s, t, r, k in zip(points["step"], points["total"], points["recon"], points["kl"])
+        if None not in (s, t, r, k)
+    ]
     step = np.array([row[0] for row in rows], dtype=np.int64)
     losses = np.array([row[1:] for row in rows], dtype=np.float32).reshape(-1, 3)
-    return StepCurves(step=step, total=losses[:, 0], recon=losses[:, 1], kl=losses[:, 2],
-                      beta=np.full(len(step), float(config.get("beta", 1.0)), dtype=np.float32),
-                      lr=np.full(len(step), float(config.get("lr", 1e-3)), dtype=np.float32))
+    return StepCurves(
+        step=step,
+        total=losses[:, 0],
+        recon=losses[:, 1],
+        kl=losses[:, 2],
+        beta=np.full(len(step), float(config.get("beta", 1.0)), dtype=np.float32),
+        lr=np.full(len(step), float(config.get("lr", 1e-3)), dtype=np.float32),
+    )

@@ -31,21 +31,30 @@ NOT_SWEPT = {"help", "out", "resume", "name"}
 def add_sweep_command(commands, train: argparse.ArgumentParser) -> None:
     """`vae-studio sweep` on the CLI's subcommands, with the flags of `train` (its parser)."""
     sweep = commands.add_parser(
-        "sweep", help="train every combination of several flag values (e.g. --beta 0.5 1 4 --latent-dim 2 10)",
+        "sweep",
+        help="train every combination of several flag values (e.g. --beta 0.5 1 4 --latent-dim 2 10)",
         description="Train one run per combination of the values given (each train flag may take several), "
-                    "one after the other. Prints one JSON line per finished run, then a JSON list of them all.")
+        "one after the other. Prints one JSON line per finished run, then a JSON list of them all.",
+    )
     for action in train._actions:  # argparse has no public accessor for a parser's arguments
         if action.dest in NOT_SWEPT or not action.option_strings:
             continue
         if action.nargs == 0:  # a switch (--quiet, --learn-variance): on for every run or for none
             sweep.add_argument(*action.option_strings, dest=action.dest, action="store_true", help=action.help)
         elif action.dest in SHARED_FLAGS:
-            sweep.add_argument(*action.option_strings, dest=action.dest, nargs=action.nargs, default=None,
-                               help=action.help)
+            sweep.add_argument(
+                *action.option_strings, dest=action.dest, nargs=action.nargs, default=None, help=action.help
+            )
         else:
             values = f"one run per value{'; ' + action.help if action.help else ''}"
-            sweep.add_argument(*action.option_strings, dest=action.dest, nargs="+", default=None,
-                               metavar=action.metavar or action.dest.upper(), help=values)
+            sweep.add_argument(
+                *action.option_strings,
+                dest=action.dest,
+                nargs="+",
+                default=None,
+                metavar=action.metavar or action.dest.upper(),
+                help=values,
+            )
     sweep.set_defaults(train_parser=train)
 
 
@@ -70,13 +79,18 @@ def sweep_argvs(args: argparse.Namespace) -> list[tuple[list[str], dict[str, str
             else:
                 axes.append([(flag, item) for item in values])
     check_run_count(math.prod(len(axis) for axis in axes))
-    return [(shared + [part for pair in combination for part in pair],
-             {flag.lstrip("-"): item for flag, item in combination}) for combination in itertools.product(*axes)]
+    return [
+        (
+            shared + [part for pair in combination for part in pair],
+            {flag.lstrip("-"): item for flag, item in combination},
+        )
+        for combination in itertools.product(*axes)
+    ]
 
 
 def cmd_sweep(args: argparse.Namespace) -> list[dict]:
-    from .cli import _config_from_args, _json_safe, cmd_train  # late: the CLI imports this module
     from .atomic_files import output_folder
+    from .cli import _config_from_args, _json_safe, cmd_train  # late: the CLI imports this module
     from .distributed import refuse_under_torchrun
     from .runs import default_checkpoint_dir
 
@@ -101,8 +115,9 @@ def cmd_sweep(args: argparse.Namespace) -> list[dict]:
         results.append(result)
         if fields and result.get("run_id"):  # recorded as it goes: the app summarises a sweep half done
             recorded.append((config, result["run_id"]))
-            sweep = new_sweep_record([c for c, _ in recorded], fields, [r for _, r in recorded], sweep_id=sweep_id,
-                                     created=started)
+            sweep = new_sweep_record(
+                [c for c, _ in recorded], fields, [r for _, r in recorded], sweep_id=sweep_id, created=started
+            )
             sweep_id = sweep.sweep_id
             save_sweep(Path(result["checkpoint"]).parent, sweep, overwrite=True)
     return results
@@ -117,8 +132,18 @@ def _swept_fields(train: argparse.ArgumentParser, swept: dict[str, str]) -> list
 # -- the app's sweep form ------------------------------------------------------------------------------
 
 # What the app's form offers to sweep, and how a typed value becomes the field's type.
-APP_SWEEPABLE = {"beta": float, "latent_dim": int, "lr": float, "batch_size": int, "free_bits": float,
-                 "epochs": int, "seed": int, "model": str, "recon": str, "kl_anneal": str}
+APP_SWEEPABLE = {
+    "beta": float,
+    "latent_dim": int,
+    "lr": float,
+    "batch_size": int,
+    "free_bits": float,
+    "epochs": int,
+    "seed": int,
+    "model": str,
+    "recon": str,
+    "kl_anneal": str,
+}
 
 
 def parse_values(field_name: str, text: str) -> list:
@@ -142,8 +167,10 @@ def check_run_count(count: int) -> None:
     """A typo (an extra value on three flags) must not queue a week of training: config.Limits."""
     most = limits().max_runs_per_request
     if count > most:
-        raise ConfigError(f"the sweep has {count:,} combinations, more than the limit of {most} a request "
-                          "(VAE_STUDIO_MAX_RUNS_PER_REQUEST); give fewer values")
+        raise ConfigError(
+            f"the sweep has {count:,} combinations, more than the limit of {most} a request "
+            "(VAE_STUDIO_MAX_RUNS_PER_REQUEST); give fewer values"
+        )
 
 
 def sweep_axes(chosen: list[tuple[str, str]]) -> dict[str, str]:
@@ -160,8 +187,10 @@ def sweep_configs(base, axes: dict[str, str]):
     TrainConfig `base`, each checked; the last field varies fastest."""
     parsed = [[(field_name, value) for value in parse_values(field_name, text)] for field_name, text in axes.items()]
     check_run_count(math.prod(len(values) for values in parsed))
-    configs = [base.replace(hidden=None if "model" in axes else base.hidden, **dict(combination))
-               for combination in itertools.product(*parsed)]
+    configs = [
+        base.replace(hidden=None if "model" in axes else base.hidden, **dict(combination))
+        for combination in itertools.product(*parsed)
+    ]
     for config in configs:  # all or nothing: no run is queued when one of them may not be
         check_creatable(config)
     return configs
@@ -175,7 +204,7 @@ def run_count_text(value_counts: list[int]) -> str:
 
 
 def runs_word(count: int) -> str:
-    """"1 run", "6 runs": a count and its noun, agreeing."""
+    """ "1 run", "6 runs": a count and its noun, agreeing."""
     return f"{count:,} run{'' if count == 1 else 's'}"
 
 
@@ -210,12 +239,13 @@ class SweepRecord:
         return list(dict.fromkeys(run.values[field_name] for run in self.runs))
 
     def axes_text(self) -> str:
-        """"beta 0.5, 1, 4 × latent_dim 2, 10"."""
-        return " × ".join(f"{field_name} {', '.join(map(shown_value, self.values_of(field_name)))}"
-                          for field_name in self.fields)
+        """ "beta 0.5, 1, 4 × latent_dim 2, 10"."""
+        return " × ".join(
+            f"{field_name} {', '.join(map(shown_value, self.values_of(field_name)))}" for field_name in self.fields
+        )
 
     def label(self) -> str:
-        """"beta 0.5, 1, 4 × latent_dim 2, 10 · 6 runs"."""
+        """ "beta 0.5, 1, 4 × latent_dim 2, 10 · 6 runs"."""
         return f"{self.axes_text()} · {runs_word(len(self.runs))}"
 
 
@@ -224,16 +254,26 @@ def shown_value(value: SweepValue) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def new_sweep_record(configs, fields: list[str], run_ids: list[str], owner: str | None = None, *,
-                     sweep_id: str | None = None, created: float | None = None) -> SweepRecord:
+def new_sweep_record(
+    configs,
+    fields: list[str],
+    run_ids: list[str],
+    owner: str | None = None,
+    *,
+    sweep_id: str | None = None,
+    created: float | None = None,
+) -> SweepRecord:
     """The record of a sweep whose runs `run_ids` were made from `configs` (sweep_configs' order); a
     new sweep id unless `sweep_id` names the sweep it records again (the CLI's, after each run)."""
     from .run_ids import new_run_id
 
-    runs = tuple(SweptRun(run_id, {field_name: getattr(config, field_name) for field_name in fields})
-                 for config, run_id in zip(configs, run_ids, strict=True))
-    return SweepRecord(sweep_id or new_run_id(), tuple(fields), runs, time.time() if created is None else created,
-                       owner)
+    runs = tuple(
+        SweptRun(run_id, {field_name: getattr(config, field_name) for field_name in fields})
+        for config, run_id in zip(configs, run_ids, strict=True)
+    )
+    return SweepRecord(
+        sweep_id or new_run_id(), tuple(fields), runs, time.time() if created is None else created, owner
+    )
 
 
 def sweep_path(folder: str | Path, sweep_id: str) -> Path:
@@ -247,9 +287,14 @@ def save_sweep(folder: str | Path, sweep: SweepRecord, *, overwrite: bool = Fals
     sweep only when `overwrite` (a sweep id made twice in one second must not replace another's)."""
     from .atomic_files import write_atomically
 
-    record = {"format": SWEEP_FORMAT, "sweep_id": sweep.sweep_id, "fields": list(sweep.fields),
-              "created": sweep.created, "owner": sweep.owner,
-              "runs": [{"run_id": run.run_id, "values": run.values} for run in sweep.runs]}
+    record = {
+        "format": SWEEP_FORMAT,
+        "sweep_id": sweep.sweep_id,
+        "fields": list(sweep.fields),
+        "created": sweep.created,
+        "owner": sweep.owner,
+        "runs": [{"run_id": run.run_id, "values": run.values} for run in sweep.runs],
+    }
     target = sweep_path(folder, sweep.sweep_id)
     target.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(target, json.dumps(record).encode(), overwrite=overwrite)
@@ -271,8 +316,12 @@ def read_sweep(path: str | Path) -> SweepRecord:
         sweep_id, fields, runs = record.get("sweep_id"), record.get("fields"), record.get("runs")
         if not is_valid_run_id(sweep_id) or name != f"{sweep_id}.json":
             raise FieldError("its sweep_id is not the file's own")
-        if not isinstance(fields, list) or not 1 <= len(fields) <= 8 or len(set(map(str, fields))) != len(fields) \
-                or not all(isinstance(field_name, str) and field_name in TRAIN_FIELDS for field_name in fields):
+        if (
+            not isinstance(fields, list)
+            or not 1 <= len(fields) <= 8
+            or len(set(map(str, fields))) != len(fields)
+            or not all(isinstance(field_name, str) and field_name in TRAIN_FIELDS for field_name in fields)
+        ):
             raise FieldError("its fields are not a list of distinct config fields")
         if not isinstance(runs, list) or not runs or len(runs) > limits().max_runs_per_request * 16:
             raise FieldError("its runs are not a list of runs")
@@ -281,8 +330,11 @@ def read_sweep(path: str | Path) -> SweepRecord:
             if not isinstance(run, dict) or not is_valid_run_id(run.get("run_id")):
                 raise FieldError("a run of it has no valid run id")
             values = run.get("values")
-            if not isinstance(values, dict) or sorted(values) != sorted(fields) or not all(
-                    _is_sweep_value(value) for value in values.values()):
+            if (
+                not isinstance(values, dict)
+                or sorted(values) != sorted(fields)
+                or not all(_is_sweep_value(value) for value in values.values())
+            ):
                 raise FieldError(f"run {run['run_id']} has no value (a number or a short text) for each field")
             swept.append(SweptRun(run["run_id"], {field_name: values[field_name] for field_name in fields}))
         created, owner = record.get("created"), record.get("owner")
@@ -335,12 +387,18 @@ def newest_first(run_ids: list[str], sweeps: list[SweepRecord]) -> list[str]:
     for run_id in run_ids:
         if run_id in place_in_sweep:
             sweep_id = place_in_sweep[run_id][0]
-            newest_of_sweep[sweep_id] = max(newest_of_sweep.get(sweep_id, creation_order(run_id)),
-                                            creation_order(run_id))
+            newest_of_sweep[sweep_id] = max(
+                newest_of_sweep.get(sweep_id, creation_order(run_id)), creation_order(run_id)
+            )
     in_sweep_order = sorted(run_ids, key=lambda run_id: place_in_sweep.get(run_id, ("", 0))[1])
-    return sorted(in_sweep_order, reverse=True, key=lambda run_id: (
-        newest_of_sweep[place_in_sweep[run_id][0]] if run_id in place_in_sweep else creation_order(run_id),
-        place_in_sweep.get(run_id, ("", ""))[0]))
+    return sorted(
+        in_sweep_order,
+        reverse=True,
+        key=lambda run_id: (
+            newest_of_sweep[place_in_sweep[run_id][0]] if run_id in place_in_sweep else creation_order(run_id),
+            place_in_sweep.get(run_id, ("", ""))[0],
+        ),
+    )
 
 
 SUMMARY_METRICS = {"test −ELBO": "test_neg_elbo", "reconstruction": "test_recon", "KL": "test_kl"}
@@ -355,8 +413,14 @@ def sweep_summary(sweep: SweepRecord, runs: dict[str, dict]) -> list[dict]:
     for run in sweep.runs:
         found = runs.get(run.run_id)
         metrics = found["metrics"] if found else {}
-        rows.append({"run_id": run.run_id, **run.values,
-                     "status": found["status"] if found else "not found",
-                     "epoch": found["epoch"] if found else None, "epochs": found["epochs"] if found else None,
-                     **{label: metrics.get(key) for label, key in SUMMARY_METRICS.items()}})
+        rows.append(
+            {
+                "run_id": run.run_id,
+                **run.values,
+                "status": found["status"] if found else "not found",
+                "epoch": found["epoch"] if found else None,
+                "epochs": found["epochs"] if found else None,
+                **{label: metrics.get(key) for label, key in SUMMARY_METRICS.items()},
+            }
+        )
     return rows

@@ -7,7 +7,8 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -49,13 +50,17 @@ def app_run_threads(config: TrainConfig, dataset: ImageDataset, device: torch.de
     if not medians:
         return count, "one core"
     timings = ", ".join(f"{n} thread{'s' * (n != 1)} {seconds * 1e3:.1f} ms" for n, seconds in medians.items())
-    earlier = "" if timed_at is None else time.strftime(" (timed on this machine on %d %b at %H:%M)",
-                                                        time.localtime(timed_at))  # a sane time: thread_memory
+    earlier = (
+        ""
+        if timed_at is None
+        else time.strftime(" (timed on this machine on %d %b at %H:%M)", time.localtime(timed_at))
+    )  # a sane time: thread_memory
     return count, f"measured: {timings} a step{earlier}"
 
 
-def refresh_timing(config: TrainConfig, dataset: ImageDataset, device: torch.device,
-                   still_quiet: Callable[[], bool]) -> bool:
+def refresh_timing(
+    config: TrainConfig, dataset: ImageDataset, device: torch.device, still_quiet: Callable[[], bool]
+) -> bool:
     """Time the step of `config` now and remember it for the next process, if `still_quiet()` holds
     once it is timed (the app's: no run trained meanwhile); returns whether it was kept. This process
     keeps the count it chose, so that its runs stay repeatable. The app calls it once nothing has
@@ -73,12 +78,23 @@ def refresh_timing(config: TrainConfig, dataset: ImageDataset, device: torch.dev
 
 def step_kind(config: TrainConfig, dataset: ImageDataset, device: torch.device) -> Hashable:
     """What sets the cost of a training step (not the seed, lr or β, which change no shapes)."""
-    return (config.model, config.hidden, config.latent_dim, config.batch_size, config.precision, config.recon,
-            config.learn_variance, dataset.image_shape, dataset.num_classes, str(device))
+    return (
+        config.model,
+        config.hidden,
+        config.latent_dim,
+        config.batch_size,
+        config.precision,
+        config.recon,
+        config.learn_variance,
+        dataset.image_shape,
+        dataset.num_classes,
+        str(device),
+    )
 
 
-def _remembered_or_measured(key: Hashable, config: TrainConfig, dataset: ImageDataset,
-                            device: torch.device) -> tuple[int, dict[int, float], float | None]:
+def _remembered_or_measured(
+    key: Hashable, config: TrainConfig, dataset: ImageDataset, device: torch.device
+) -> tuple[int, dict[int, float], float | None]:
     remembered = thread_memory.recall(repr(key), app_thread_candidates())
     if remembered is not None:
         return remembered.count, remembered.seconds, remembered.at
@@ -110,8 +126,9 @@ def _measure(config: TrainConfig, dataset: ImageDataset, device: torch.device) -
     return fastest_thread_count(step, candidates)
 
 
-def fastest_thread_count(step: Callable[[], None], candidates: Sequence[int], budget_s: float = 0.3,
-                         max_rounds: int = MAX_ROUNDS) -> tuple[int, dict[int, float]]:
+def fastest_thread_count(
+    step: Callable[[], None], candidates: Sequence[int], budget_s: float = 0.3, max_rounds: int = MAX_ROUNDS
+) -> tuple[int, dict[int, float]]:
     """Time `step` on the calling thread at each count: rounds of one block of BLOCK_STEPS steps per
     count, in alternating order (so a change of load hits all alike), for about `budget_s` and at
     most `max_rounds` (>= MIN_ROUNDS) rounds, or until one count is hopeless. A block's first step,
@@ -133,9 +150,9 @@ def fastest_thread_count(step: Callable[[], None], candidates: Sequence[int], bu
         block(count, timed=False)
     deadline = time.perf_counter() + budget_s
     for round_ in range(max(MIN_ROUNDS, max_rounds)):
-        if round_ >= MIN_ROUNDS and time.perf_counter() > deadline or round_ and _settled(seconds):
+        if (round_ >= MIN_ROUNDS and time.perf_counter() > deadline) or (round_ and _settled(seconds)):
             break
-        for count in candidates[::1 if round_ % 2 else -1]:
+        for count in candidates[:: 1 if round_ % 2 else -1]:
             block(count, timed=True)
     medians = {count: statistics.median(times) for count, times in seconds.items()}
     best = min(candidates)

@@ -20,9 +20,9 @@ import logging
 import os
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -65,8 +65,15 @@ def _cpu_model() -> str:
 def machine_key() -> str:
     """What a timing depends on besides the step itself: the same key, the same fastest count."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return " | ".join([_cpu_model(), platform.machine(), torch.backends.cpu.get_cpu_capability(),
-                       f"{cores} cores", f"torch {torch.__version__}"])
+    return " | ".join(
+        [
+            _cpu_model(),
+            platform.machine(),
+            torch.backends.cpu.get_cpu_capability(),
+            f"{cores} cores",
+            f"torch {torch.__version__}",
+        ]
+    )
 
 
 def _read() -> dict[str, Timing]:
@@ -120,9 +127,13 @@ def remember(kind: str, timing: Timing) -> None:
         return
     kinds = {**_read(), kind: timing}
     newest = sorted(kinds.items(), key=lambda item: item[1].at, reverse=True)[:MAX_KINDS]
-    document = {"machine": machine_key(), "kinds": {
-        name: {"count": t.count, "seconds": {str(n): s for n, s in t.seconds.items()}, "at": t.at}
-        for name, t in newest}}
+    document = {
+        "machine": machine_key(),
+        "kinds": {
+            name: {"count": t.count, "seconds": {str(n): s for n, s in t.seconds.items()}, "at": t.at}
+            for name, t in newest
+        },
+    }
     try:
         timings_file().parent.mkdir(parents=True, exist_ok=True)
         write_atomically(timings_file(), json.dumps(document, indent=1).encode())

@@ -14,12 +14,11 @@ history.RunClock); a resumed run's clock goes on from the time it was saved at."
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import copy
 import math
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -104,8 +103,13 @@ def _copy_into(buffers: dict, live: dict) -> dict:
             kept[key] = copy.deepcopy(value)
             continue
         buffer = buffers.get(key)
-        if (buffer is None or buffer.shape != value.shape or buffer.dtype != value.dtype
-                or buffer.device != value.device or buffer.stride() != value.stride()):
+        if (
+            buffer is None
+            or buffer.shape != value.shape
+            or buffer.dtype != value.dtype
+            or buffer.device != value.device
+            or buffer.stride() != value.stride()
+        ):
             buffer = value.detach().clone()
         else:
             buffer.copy_(value.detach())
@@ -159,12 +163,16 @@ def check_trainable(config: TrainConfig, dataset: ImageDataset) -> None:
     parameters, activations = model_cost(config, dataset.image_shape, dataset.num_classes)
     limit = limits()
     if parameters > limit.max_parameters:
-        raise ConfigError(f"this {config.model} model has {parameters:,} parameters, more than the limit of "
-                          f"{limit.max_parameters:,} (VAE_STUDIO_MAX_PARAMETERS); use fewer or narrower layers")
+        raise ConfigError(
+            f"this {config.model} model has {parameters:,} parameters, more than the limit of "
+            f"{limit.max_parameters:,} (VAE_STUDIO_MAX_PARAMETERS); use fewer or narrower layers"
+        )
     if activations > limit.max_activation_floats:
-        raise ConfigError(f"a batch of {config.batch_size:,} through this model keeps {activations:,} numbers for "
-                          f"its backward pass, more than the limit of {limit.max_activation_floats:,} "
-                          "(VAE_STUDIO_MAX_ACTIVATION_FLOATS); use a smaller batch or model")
+        raise ConfigError(
+            f"a batch of {config.batch_size:,} through this model keeps {activations:,} numbers for "
+            f"its backward pass, more than the limit of {limit.max_activation_floats:,} "
+            "(VAE_STUDIO_MAX_ACTIVATION_FLOATS); use a smaller batch or model"
+        )
 
 
 def model_cost(config: TrainConfig, image_shape, num_classes: int) -> tuple[int, int]:
@@ -219,8 +227,14 @@ class Trainer:
     which shard of each batch this process takes (`loop.batch_indices`), and `shard` (None in a
     single process) computes its share of a step and adds up the processes' losses at a flush."""
 
-    def __init__(self, config: TrainConfig, dataset: ImageDataset, *, state: TrainerState | None = None,
-                 device: torch.device | None = None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        dataset: ImageDataset,
+        *,
+        state: TrainerState | None = None,
+        device: torch.device | None = None,
+    ):
         check_trainable(config, dataset)
         self.config = config
         self.dataset = dataset
@@ -243,8 +257,11 @@ class Trainer:
         self.tracked_y = self.test_y[:tracked] if self.test_y is not None else None
         prior = torch.Generator().manual_seed(config.seed + 2)
         self.fixed_z = torch.randn(FIXED_SAMPLES, config.latent_dim, generator=prior).to(self.device)
-        self.fixed_z_labels = (torch.arange(FIXED_SAMPLES, device=self.device) % max(1, dataset.num_classes)
-                               if self.model.conditional else None)
+        self.fixed_z_labels = (
+            torch.arange(FIXED_SAMPLES, device=self.device) % max(1, dataset.num_classes)
+            if self.model.conditional
+            else None
+        )
         self.epoch = 0
         self.step = 0
         self.step_in_epoch = 0
@@ -284,8 +301,13 @@ class Trainer:
 
     def current_beta(self) -> float:
         """The KL weight of the next step: the user's beta times the annealing factor."""
-        return beta_schedule(self.step, self.steps_per_epoch, beta=self.beta, anneal=self.config.kl_anneal,
-                             warmup_epochs=self.config.kl_warmup_epochs)
+        return beta_schedule(
+            self.step,
+            self.steps_per_epoch,
+            beta=self.beta,
+            anneal=self.config.kl_anneal,
+            warmup_epochs=self.config.kl_warmup_epochs,
+        )
 
     def epoch_order(self) -> torch.Tensor:
         """The shuffle of the current epoch (made once per epoch)."""
@@ -326,7 +348,8 @@ class Trainer:
             self._last_good.restore(self.model, self.optimizer)
             raise Divergence(
                 f"training diverged at step {step}: the loss became {value} (lr {meta[first, 2]:g}, "
-                f"beta {meta[first, 1]:g}); the last good weights are kept. Try a smaller learning rate.")
+                f"beta {meta[first, 1]:g}); the last good weights are kept. Try a smaller learning rate."
+            )
         self.history.add_steps(np.column_stack([meta[:, :1], values, meta[:, 1:]]))
         self._note_time(int(meta[-1, 0]))
         kl_dims = self._over_processes(self._kl_dims)
@@ -359,9 +382,12 @@ class Trainer:
         result = evaluate(self.model, self.test_x, self.test_y, recon=self.config.recon, generator=eval_noise)
         matrix = self.history.step_matrix()
         this_epoch = matrix[matrix[:, 0] > self.step - self.steps_per_epoch]
-        metrics = {"epoch": self.epoch, "step": self.step,
-                   "train_loss": float(this_epoch[:, 1].mean()) if len(this_epoch) else float("nan"),
-                   **result.as_dict()}
+        metrics = {
+            "epoch": self.epoch,
+            "step": self.step,
+            "train_loss": float(this_epoch[:, 1].mean()) if len(this_epoch) else float("nan"),
+            **result.as_dict(),
+        }
         self.history.epochs.append(metrics)
         reconstructions, samples = self.pictures()
         self.history.add_frame(Frame(self.epoch, reconstructions, samples, self.tracked_means()))
@@ -392,8 +418,14 @@ class Trainer:
         return TrainerState(
             model_state={k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
             optimizer_state=copy.deepcopy(self.optimizer.state_dict()),
-            noise_state=self.noise.get_state().clone(), epoch=self.epoch, step=self.step,
-            step_in_epoch=self.step_in_epoch, lr=self.lr, beta=self.beta, history=copy.deepcopy(self.history))
+            noise_state=self.noise.get_state().clone(),
+            epoch=self.epoch,
+            step=self.step,
+            step_in_epoch=self.step_in_epoch,
+            lr=self.lr,
+            beta=self.beta,
+            history=copy.deepcopy(self.history),
+        )
 
     def load_state(self, state: TrainerState) -> None:
         self.model.load_state_dict(state.model_state)

@@ -70,8 +70,9 @@ class VQVAE(MLPVAE):
         snapped = self.codes_to_z(codes)
         # Straight-through: the decoder sees the codes, its gradient goes on to z_e unchanged.
         z = z_e + (snapped - z_e).detach()
-        return VQVAEOutput(logits=super().decode(z, y), mu=z_e, logvar=logvar, z=z,
-                           codebook_loss=self.codebook_loss(z_e, snapped))
+        return VQVAEOutput(
+            logits=super().decode(z, y), mu=z_e, logvar=logvar, z=z, codebook_loss=self.codebook_loss(z_e, snapped)
+        )
 
     def decode(self, z, y=None):
         """Any z (a prior draw, a traversal) is snapped to codes first: the decoder knows nothing else."""
@@ -95,7 +96,8 @@ class VQVAE(MLPVAE):
     @torch.no_grad()
     def _count(self, codes: torch.Tensor) -> None:
         used = torch.zeros_like(self.code_counts).scatter_add_(
-            1, codes.t(), torch.ones(codes.t().shape, device=codes.device))
+            1, codes.t(), torch.ones(codes.t().shape, device=codes.device)
+        )
         self.code_counts.mul_(USAGE_DECAY).add_((1 - USAGE_DECAY) * used / codes.shape[0])
 
     def code_prior(self) -> torch.Tensor:
@@ -103,8 +105,9 @@ class VQVAE(MLPVAE):
         return self.code_counts / self.code_counts.sum(1, keepdim=True)
 
     @torch.no_grad()
-    def sample_prior(self, count: int, generator: torch.Generator | None = None,
-                     temperature: float = 1.0) -> torch.Tensor:
+    def sample_prior(
+        self, count: int, generator: torch.Generator | None = None, temperature: float = 1.0
+    ) -> torch.Tensor:
         """Each slot's code drawn from its learned frequencies (sharpened below temperature 1)."""
         prior = self.code_prior().cpu()
         # Scaled so each slot's likeliest code is 1 before the power: at temperature 0 the others
@@ -118,5 +121,9 @@ class VQVAE(MLPVAE):
         and the perplexity (the effective number of codes) averaged over slots."""
         prior = self.code_prior()
         entropy = -(prior * prior.clamp_min(1e-12).log()).sum(1)
-        return {"codes_used": int((prior > 0.01).any(0).sum()), "codebook_size": CODEBOOK_SIZE,
-                "perplexity": float(entropy.exp().mean()), "bits_per_image": float(entropy.sum() / math.log(2))}
+        return {
+            "codes_used": int((prior > 0.01).any(0).sum()),
+            "codebook_size": CODEBOOK_SIZE,
+            "perplexity": float(entropy.exp().mean()),
+            "bits_per_image": float(entropy.sum() / math.log(2)),
+        }

@@ -30,7 +30,6 @@ from .run_commands import CommandFile
 from .run_queue import DeviceLock, QueuedRun, claim, queued_path, read_queued, recover_interrupted, release, waiting
 from .safe_files import UnreadableFile
 
-
 READY_LOG_PREFIX = "VAE Studio run process: warm after"
 COMMAND_POLL_S = 0.5  # a stat of the command file this often: nothing a training step would notice
 
@@ -192,8 +191,9 @@ class Worker:
 
         config = run.config
         source = resolve_data_reference(config.data, [self.upload_root] if self.upload_root else [])
-        dataset = load_dataset(source, image_size=config.image_size, test_fraction=config.test_fraction,
-                               seed=config.seed)
+        dataset = load_dataset(
+            source, image_size=config.image_size, test_fraction=config.test_fraction, seed=config.seed
+        )
         state, saved = None, checkpoint_path(self.folder, run.run_id)
         if saved.exists():
             previous = load_checkpoint(saved)
@@ -201,9 +201,17 @@ class Worker:
             state = previous.state
             # Its numbers depend on its thread count: the resumed part keeps the one it trained with.
             config = config.replace(threads=previous.config.threads or config.threads)
-        return TrainingJob(config, dataset, run_id=run.run_id, name=run.name, state=state,
-                           checkpoint_dir=self.folder, owner=run.owner, on_publish=sender.publish,
-                           write_progress=True)
+        return TrainingJob(
+            config,
+            dataset,
+            run_id=run.run_id,
+            name=run.name,
+            state=state,
+            checkpoint_dir=self.folder,
+            owner=run.owner,
+            on_publish=sender.publish,
+            write_progress=True,
+        )
 
 
 def warm_up() -> None:

@@ -10,8 +10,14 @@ from vae_core.history import StepCurves
 
 def _curves(total: np.ndarray) -> StepCurves:
     steps = np.arange(1, len(total) + 1)
-    return StepCurves(step=steps, total=total, recon=total * 0.9, kl=total * 0.1, beta=np.ones(len(total)),
-                      lr=np.full(len(total), 1e-3))
+    return StepCurves(
+        step=steps,
+        total=total,
+        recon=total * 0.9,
+        kl=total * 0.1,
+        beta=np.ones(len(total)),
+        lr=np.full(len(total), 1e-3),
+    )
 
 
 def test_a_divergence_spike_does_not_flatten_the_loss_axis():
@@ -30,8 +36,12 @@ def test_log_scale_is_offered_for_spikes():
 
 
 def test_lr_and_beta_labels_never_overlap_and_test_kl_has_its_own_colour():
-    events = [{"step": 200, "name": "lr", "value": 0.005}, {"step": 200, "name": "beta", "value": 4.0},
-              {"step": 205, "name": "beta", "value": 2.0}, {"step": 390, "name": "lr", "value": 0.001}]
+    events = [
+        {"step": 200, "name": "lr", "value": 0.005},
+        {"step": 200, "name": "beta", "value": 4.0},
+        {"step": 205, "name": "beta", "value": 2.0},
+        {"step": 390, "name": "lr", "value": 0.001},
+    ]
     epochs = [{"step": 100 * i, "test_neg_elbo": 150.0, "test_kl": 20.0, "test_recon": 130.0} for i in (1, 2, 3)]
     figure = loss_figure(_curves(np.full(400, 150.0)), epochs, events)
     labels = {a.text: a for a in figure.layout.annotations if a.xref == "x"}
@@ -56,4 +66,5 @@ def test_text_from_files_is_escaped_for_markdown():
     for syntax in ("](", "![", ":red[", "www.evil"):
         assert syntax not in escaped, syntax
     import re
+
     assert re.sub(r"\\(.)", r"\1", escaped) == crafted  # read back, it is the same text

@@ -2,7 +2,6 @@
 file, its type and the type accepted (the browser's own refusal said only "files are not allowed.")."""
 
 import pytest
-
 from apphelpers import CHECKPOINTS, assert_no_exception, rendered
 
 
@@ -11,8 +10,10 @@ def _open(app):
     return app.run()
 
 
-@pytest.mark.parametrize("name, kind", [("model.pt", "a .pt file"), ("weights.ckpt", "a .ckpt file"),
-                                        ("notes", "a file without an extension")])
+@pytest.mark.parametrize(
+    "name, kind",
+    [("model.pt", "a .pt file"), ("weights.ckpt", "a .ckpt file"), ("notes", "a file without an extension")],
+)
 def test_a_file_of_another_type_is_named_with_its_type_and_the_accepted_one(app, saved_runs, name, kind):
     before = sorted(path.name for path in CHECKPOINTS.iterdir())
     _open(app)
@@ -23,7 +24,8 @@ def test_a_file_of_another_type_is_named_with_its_type_and_the_accepted_one(app,
     assert_no_exception(app)
     errors = [rendered(error.value) for error in app.error]
     assert len(errors) == 1 and errors[0].startswith(
-        f"{name} is {kind}: only .safetensors checkpoints can be uploaded here"), errors
+        f"{name} is {kind}: only .safetensors checkpoints can be uploaded here"
+    ), errors
     assert sorted(path.name for path in CHECKPOINTS.iterdir()) == before  # nothing imported
     assert len(app.dataframe) == 1  # the table is still there
 

@@ -5,8 +5,7 @@ import hashlib
 import pickle
 from pathlib import Path
 
-from apphelpers import (CHECKPOINTS, assert_no_exception, markdown_texts, plotly_specs, rendered,
-                        train_checkpoint)
+from apphelpers import CHECKPOINTS, assert_no_exception, markdown_texts, plotly_specs, rendered, train_checkpoint
 
 
 def _open(app):
@@ -97,8 +96,12 @@ def test_hostile_uploads_get_a_clear_message_and_the_page_keeps_working(app, sav
         def __reduce__(self):
             return (open, (str(tmp_path / "pwned"), "w"))
 
-    payloads = {"pickle.safetensors": pickle.dumps({"x": Boom()}), "random.safetensors": bytes(range(256)) * 40,
-                "empty.safetensors": b"", "truncated.safetensors": saved_runs[0].read_bytes()[:5000]}
+    payloads = {
+        "pickle.safetensors": pickle.dumps({"x": Boom()}),
+        "random.safetensors": bytes(range(256)) * 40,
+        "empty.safetensors": b"",
+        "truncated.safetensors": saved_runs[0].read_bytes()[:5000],
+    }
     before = _server_files()
     for name, content in payloads.items():
         _open(app)
@@ -217,8 +220,9 @@ def test_a_deleted_run_trained_here_leaves_every_run_picker(app, saved_runs):
 
 def test_compare_shows_curves_of_each_run_and_samples_from_the_same_z(app, saved_runs):
     _open(app)
-    app.multiselect(key="compare_runs").set_value([str(CHECKPOINTS / "vae-beta1.safetensors"),
-                                                   str(CHECKPOINTS / "vae-beta4.safetensors")]).run()
+    app.multiselect(key="compare_runs").set_value(
+        [str(CHECKPOINTS / "vae-beta1.safetensors"), str(CHECKPOINTS / "vae-beta4.safetensors")]
+    ).run()
     assert_no_exception(app)
     spec = next(s for s in plotly_specs(app) if any("test −ELBO" in (t.get("name") or "") for t in s["data"]))
     names = [t["name"] for t in spec["data"]]
@@ -228,8 +232,9 @@ def test_compare_shows_curves_of_each_run_and_samples_from_the_same_z(app, saved
 
 def test_compare_draws_a_conditional_run_and_an_autoencoder_too(app, saved_runs):
     _open(app)
-    app.multiselect(key="compare_runs").set_value([str(CHECKPOINTS / "cvae-run.safetensors"),
-                                                   str(CHECKPOINTS / "ae-run.safetensors")]).run()
+    app.multiselect(key="compare_runs").set_value(
+        [str(CHECKPOINTS / "cvae-run.safetensors"), str(CHECKPOINTS / "ae-run.safetensors")]
+    ).run()
     assert_no_exception(app)
     captions = rendered(" ".join(c.value for c in app.caption))
     assert "class 0" in captions and "an autoencoder has no ELBO" in captions

@@ -66,10 +66,12 @@ def test_a_click_queues_the_runs_and_their_comparison_follows(app):
     # Beside the finding: what "recognised" means, and the judge's ceiling on this data, measured here again.
     ceiling = f"{_real_digits_the_judge_recognises('digits'):.0%}"
     judge = [c.value for c in app.caption if c.value.startswith("Recognised: ")]
-    assert judge == ["Recognised: a logistic regression fitted on the dataset's training images gives the picture "
-                     f"one class with probability ≥ 0.9. It recognises {ceiling} of the dataset's real test images: "
-                     "that is the ceiling, not 100%. A strict bar, so that noise is never taken for a digit; a "
-                     "blurred but readable sample often falls short of it."]
+    assert judge == [
+        "Recognised: a logistic regression fitted on the dataset's training images gives the picture "
+        f"one class with probability ≥ 0.9. It recognises {ceiling} of the dataset's real test images: "
+        "that is the ceiling, not 100%. A strict bar, so that noise is never taken for a digit; a "
+        "blurred but readable sample often falls short of it."
+    ]
     assert f"and {ceiling} of real test images (the most the judge recognises)" in rendered(finding)
 
 
@@ -85,8 +87,9 @@ def _real_digits_the_judge_recognises(data: str) -> float:
     dataset = load_dataset(data)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        judge = LogisticRegression(C=0.1, max_iter=50).fit(dataset.train_x[:10_000].flatten(1).numpy(),
-                                                          dataset.train_y[:10_000].numpy())
+        judge = LogisticRegression(C=0.1, max_iter=50).fit(
+            dataset.train_x[:10_000].flatten(1).numpy(), dataset.train_y[:10_000].numpy()
+        )
     probabilities = judge.predict_proba(dataset.test_x[:10_000].flatten(1).double().numpy())
     return float((probabilities.max(axis=1) >= 0.9).mean())
 
@@ -151,7 +154,7 @@ def test_the_explorer_decodes_the_point_the_sliders_set(app, saved_runs):
     assert_no_exception(app)
     caption = [c for image in app.get("image") for c in image.captions]
     assert caption == ["decoded z1=-2.00, z3=1.50, other dimensions 0"]
-    plane, = plotly_specs(app)
+    (plane,) = plotly_specs(app)
     star = next(trace for trace in plane["data"] if trace.get("name") == "decoded here")
     assert star["x"] == [-2.0] and star["y"] == [1.5]
     assert plane["layout"]["xaxis"]["title"]["text"] == "z1"
@@ -175,14 +178,16 @@ def test_beta_shows_traversals_and_collapse_the_kl_of_each_dimension_by_epoch(ap
     assert len(kl_captions) == 3
     # Every latent dimension named in the legend (was z0-z5 of 10), grey "(collapsed)" by the test KL of
     # the last epoch against 0.05 nats, as the bars and the counts.
-    by_epoch = [spec for spec in plotly_specs(app) if spec["layout"].get("xaxis", {}).get("title", {}).get("text")
-                == "epoch"]
+    by_epoch = [
+        spec for spec in plotly_specs(app) if spec["layout"].get("xaxis", {}).get("title", {}).get("text") == "epoch"
+    ]
     collapse_jobs = [job for job in _wait_for_every_job() if job.name.startswith("collapse: ")]
     assert len(by_epoch) == len(collapse_jobs) == 3
     for spec, job in zip(by_epoch, collapse_jobs):
         last = job.snapshot().epoch_metrics[-1]["kl_per_dim"]
         assert [trace["name"] for trace in spec["data"]] == [
-            f"z{d}" if kl >= 0.05 else f"z{d} (collapsed)" for d, kl in enumerate(last)]
+            f"z{d}" if kl >= 0.05 else f"z{d} (collapsed)" for d, kl in enumerate(last)
+        ]
         assert len(last) == job.config.latent_dim
     findings = rendered(" ".join(s.value for s in app.success))
     assert "From β=0.5 to β=4" in findings and "latent dimensions stay active" in findings

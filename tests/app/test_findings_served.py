@@ -2,15 +2,19 @@
 its runs: a finding about Alice's run says something about her data."""
 
 import pytest
-from streamlit.testing.v1 import AppTest
-
 from apphelpers import APP, CHECKPOINTS, TIMEOUT, assert_no_exception
+from streamlit.testing.v1 import AppTest
 
 ISSUER = "https://id.example"
 ALICE = {"is_logged_in": True, "iss": ISSUER, "sub": "alice-1", "email": "alice@example.com", "name": "Alice"}
 BOB = {"is_logged_in": True, "iss": ISSUER, "sub": "bob-2", "email": "bob@example.com", "name": "Bob"}
-AUTH = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "s" * 32, "client_id": "studio",
-        "client_secret": "secret", "server_metadata_url": f"{ISSUER}/.well-known/openid-configuration"}
+AUTH = {
+    "redirect_uri": "http://localhost:8501/oauth2callback",
+    "cookie_secret": "s" * 32,
+    "client_id": "studio",
+    "client_secret": "secret",
+    "server_metadata_url": f"{ISSUER}/.well-known/openid-configuration",
+}
 FINDING = "Alice's AE drifted far from the prior."
 
 
@@ -26,8 +30,13 @@ def alices_finding(saved_runs):
 
     shared = load_checkpoint(CHECKPOINTS / "ae-run.safetensors")
     trainer = Trainer(shared.config, load_dataset("digits"), state=shared.state)
-    alices = save_trainer_checkpoint(trainer, "alices-ae", "finished", CHECKPOINTS / "alices-ae.safetensors",
-                                     owner=owner_of_identity(ALICE["iss"], ALICE["sub"]))
+    alices = save_trainer_checkpoint(
+        trainer,
+        "alices-ae",
+        "finished",
+        CHECKPOINTS / "alices-ae.safetensors",
+        owner=owner_of_identity(ALICE["iss"], ALICE["sub"]),
+    )
     path = CHECKPOINTS / FINDINGS_FOLDER / "ae-vs-vae.json"
     before = path.read_bytes() if path.exists() else None
     config = TrainConfig(data="digits")

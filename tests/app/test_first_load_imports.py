@@ -28,8 +28,9 @@ print(json.dumps({{
 
 def test_the_train_form_draws_without_importing_torch(tmp_path):
     env = {**os.environ, "VAE_STUDIO_WARM_UP": "0", "VAE_STUDIO_CHECKPOINTS": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-c", FIRST_RENDER], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", FIRST_RENDER], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen["exceptions"] == []
@@ -41,9 +42,9 @@ def test_the_train_form_draws_without_importing_torch(tmp_path):
     assert selects["Device"][:2] == ["auto", "cpu"]  # the rest once the warm-up has looked
 
 
-
 def test_a_device_choice_survives_the_warm_up_finding_more_devices(app, monkeypatch):
     from test_train_page import _set_small_run, _start
+
     from ui import session
 
     _set_small_run(app.run(), epochs=1)

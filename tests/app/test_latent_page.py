@@ -3,14 +3,16 @@
 import time
 
 import numpy as np
-
 from apphelpers import assert_no_exception, plotly_specs, rerun_until, trace_values
 
 
 def _projected(app) -> bool:
     specs = plotly_specs(app)
-    return bool(specs) and not specs[0]["layout"]["title"]["text"].endswith("(preview)") \
+    return (
+        bool(specs)
+        and not specs[0]["layout"]["title"]["text"].endswith("(preview)")
         and not any("running" in p.proto.text for p in app.get("progress"))
+    )
 
 
 def _open_until_projected(app, run="vae-beta1"):

@@ -11,9 +11,13 @@ def _played(app):
 
 def _open(app, run="vae-beta1"):
     """Rerun until the page has drawn to its end (the projection runs in the background first)."""
-    return rerun_until(app, "app_pages/latent.py", run,
-                       lambda app: _played(app) or any("kept no latent means" in i.value for i in app.info),
-                       "the played scatter")
+    return rerun_until(
+        app,
+        "app_pages/latent.py",
+        run,
+        lambda app: _played(app) or any("kept no latent means" in i.value for i in app.info),
+        "the played scatter",
+    )
 
 
 def _points(spec):

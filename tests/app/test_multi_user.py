@@ -14,16 +14,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from apphelpers import (
+    APP,
+    CHECKPOINTS,
+    TIMEOUT,
+    assert_no_exception,
+    page_text,
+    rendered,
+    train_checkpoint,
+)
 from streamlit.testing.v1 import AppTest
-
-from apphelpers import (APP, CHECKPOINTS, TIMEOUT, assert_no_exception, markdown_texts, page_text, rendered,
-                        train_checkpoint)
 
 ISSUER = "https://id.example"
 ALICE = {"is_logged_in": True, "iss": ISSUER, "sub": "alice-1", "email": "alice@example.com", "name": "Alice"}
 BOB = {"is_logged_in": True, "iss": ISSUER, "sub": "bob-2", "email": "bob@example.com", "name": "Bob"}
-AUTH = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "s" * 32, "client_id": "studio",
-        "client_secret": "secret", "server_metadata_url": f"{ISSUER}/.well-known/openid-configuration"}
+AUTH = {
+    "redirect_uri": "http://localhost:8501/oauth2callback",
+    "cookie_secret": "s" * 32,
+    "client_id": "studio",
+    "client_secret": "secret",
+    "server_metadata_url": f"{ISSUER}/.well-known/openid-configuration",
+}
 
 
 def served_session(user: dict, page: str | None = None, run_id: str | None = None) -> AppTest:
@@ -43,6 +54,7 @@ def served_session(user: dict, page: str | None = None, run_id: str | None = Non
 
 def owner(user: dict) -> str:
     from ui.access import owner_of_identity
+
     return owner_of_identity(user["iss"], user["sub"])
 
 
@@ -125,8 +137,9 @@ def test_an_upload_is_its_uploaders_whatever_owner_the_file_names(saved_runs, tm
     forged = tmp_path / "forged.safetensors"
     write_checkpoint(forged, tensors, {**metadata, "owner": owner(BOB)})
     alice = served_session(ALICE, "app_pages/checkpoints.py")
-    next(u for u in alice.file_uploader if "checkpoint" in u.label.lower()).upload("mine.safetensors",
-                                                                                   forged.read_bytes())
+    next(u for u in alice.file_uploader if "checkpoint" in u.label.lower()).upload(
+        "mine.safetensors", forged.read_bytes()
+    )
     alice.run()
     assert_no_exception(alice)
     imported = alice.session_state["run"]
@@ -147,8 +160,9 @@ def test_an_uploaded_data_file_is_readable_by_its_owners_runs_only(saved_runs):
     # Alice brings a checkpoint whose config names Bob's file: opening it reads nothing of Bob's.
     crafted = train_checkpoint("points-at-bobs-file", data=job.config.data)
     alice = served_session(ALICE, "app_pages/checkpoints.py")
-    next(u for u in alice.file_uploader if "checkpoint" in u.label.lower()).upload("crafted.safetensors",
-                                                                                   crafted.read_bytes())
+    next(u for u in alice.file_uploader if "checkpoint" in u.label.lower()).upload(
+        "crafted.safetensors", crafted.read_bytes()
+    )
     alice.run()
     crafted.unlink()  # the server's copy: only Alice's import of it stays
     imported = alice.session_state["run"]
@@ -232,14 +246,37 @@ def test_a_secrets_file_that_fails_to_parse_serves_no_page_and_stops_the_server(
     (tmp_path / ".streamlit" / "secrets.toml").write_text(BROKEN_SECRETS)
     env = {k: v for k, v in os.environ.items() if not k.startswith("VAE_STUDIO_")}
     env.update(VAE_STUDIO_WARM_UP="0", VAE_STUDIO_EXECUTOR="thread", VAE_STUDIO_CHECKPOINTS=str(tmp_path / "runs"))
-    page = subprocess.run([sys.executable, "-c", ROUTER_IN.format(router=APP)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    page = subprocess.run(
+        [sys.executable, "-c", ROUTER_IN.format(router=APP)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     seen = json.loads(page.stdout.strip().splitlines()[-1])
     assert seen["buttons"] == [] and seen["exceptions"] == 0
-    assert any("will not serve any page" in error and "secrets.toml cannot be read" in error for error in seen["errors"])
-    server = subprocess.run([sys.executable, "-m", "streamlit", "run", str(Path(APP).with_name("app.py")),
-                             "--server.headless", "true", "--server.port", "0"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=60)
+    assert any(
+        "will not serve any page" in error and "secrets.toml cannot be read" in error for error in seen["errors"]
+    )
+    server = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(Path(APP).with_name("app.py")),
+            "--server.headless",
+            "true",
+            "--server.port",
+            "0",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert server.returncode != 0 and "VAE Studio: not started" in server.stderr + server.stdout
 
 

@@ -6,14 +6,22 @@ import stat
 import tempfile
 
 import pytest
-
 from apphelpers import CHECKPOINTS, assert_no_exception, markdown_texts, open_page
 
-PAGES = ["app_pages/train.py", "app_pages/latent.py", "app_pages/generate.py", "app_pages/checkpoints.py",
-         "app_pages/theory.py"]
-TITLES = {"app_pages/train.py": "Train a VAE", "app_pages/latent.py": "Latent space",
-          "app_pages/generate.py": "Generate", "app_pages/checkpoints.py": "Checkpoints",
-          "app_pages/theory.py": "Theory, with your run's numbers"}
+PAGES = [
+    "app_pages/train.py",
+    "app_pages/latent.py",
+    "app_pages/generate.py",
+    "app_pages/checkpoints.py",
+    "app_pages/theory.py",
+]
+TITLES = {
+    "app_pages/train.py": "Train a VAE",
+    "app_pages/latent.py": "Latent space",
+    "app_pages/generate.py": "Generate",
+    "app_pages/checkpoints.py": "Checkpoints",
+    "app_pages/theory.py": "Theory, with your run's numbers",
+}
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -31,12 +39,14 @@ def test_there_is_no_legacy_pages_folder():
 
 def test_pages_without_any_run_say_what_to_do(app, tmp_path, monkeypatch):
     import ui.session as session
+
     monkeypatch.setattr(session, "CHECKPOINT_DIR", tmp_path)
     for page in ("app_pages/latent.py", "app_pages/generate.py"):
         open_page(app, page)
         assert_no_exception(app)
         assert [i.value for i in app.info] == [
-            "No run yet. Train one on the **Train** page, or upload a checkpoint on **Checkpoints**."]
+            "No run yet. Train one on the **Train** page, or upload a checkpoint on **Checkpoints**."
+        ]
         assert not app.get("plotly_chart") and not app.get("image")
     open_page(app, "app_pages/checkpoints.py")
     assert any(i.value.startswith("No checkpoints yet") for i in app.info)

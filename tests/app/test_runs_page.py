@@ -11,9 +11,17 @@ import time
 
 import pandas as pd
 import pytest
+from apphelpers import (
+    CHECKPOINTS,
+    assert_no_exception,
+    markdown_texts,
+    open_page,
+    plotly_specs,
+    rendered,
+    trace_values,
+    train_checkpoint,
+)
 
-from apphelpers import (CHECKPOINTS, assert_no_exception, markdown_texts, open_page, plotly_specs, rendered,
-                        trace_values, train_checkpoint)
 from vae_core import runs as store
 from vae_core.checkpoint import load_checkpoint
 from vae_core.config import TrainConfig
@@ -38,15 +46,36 @@ def records():
     written = []
 
     def write(run_id, **changes):
-        record = {"format": store.PROGRESS_FORMAT, "run_id": run_id, "name": "cli run", "status": "running",
-                  "pid": os.getpid(), "host": socket.gethostname(), "started": time.time() - 5,
-                  "heartbeat": time.time(), "step": 30, "total_steps": 120, "epoch": 2, "epochs": 8,
-                  "steps_per_epoch": 15, "samples_per_s": 900.0,
-                  "config": TrainConfig(data="digits", latent_dim=3).to_dict(), "dataset": "digits",
-                  "points": {"step": [10, 20, 30], "wall": [1.0, 2.0, 3.0], "total": [90.0, 80.0, 70.0],
-                             "recon": [85.0, 75.0, 66.0], "kl": [5.0, 5.0, 4.0]},
-                  "epoch_metrics": [{"epoch": 1, "step": 15, "test_neg_elbo": 77.5, "test_recon": 70.0,
-                                     "test_kl": 7.5, "active_units": 3}], "message": None, **changes}
+        record = {
+            "format": store.PROGRESS_FORMAT,
+            "run_id": run_id,
+            "name": "cli run",
+            "status": "running",
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.time() - 5,
+            "heartbeat": time.time(),
+            "step": 30,
+            "total_steps": 120,
+            "epoch": 2,
+            "epochs": 8,
+            "steps_per_epoch": 15,
+            "samples_per_s": 900.0,
+            "config": TrainConfig(data="digits", latent_dim=3).to_dict(),
+            "dataset": "digits",
+            "points": {
+                "step": [10, 20, 30],
+                "wall": [1.0, 2.0, 3.0],
+                "total": [90.0, 80.0, 70.0],
+                "recon": [85.0, 75.0, 66.0],
+                "kl": [5.0, 5.0, 4.0],
+            },
+            "epoch_metrics": [
+                {"epoch": 1, "step": 15, "test_neg_elbo": 77.5, "test_recon": 70.0, "test_kl": 7.5, "active_units": 3}
+            ],
+            "message": None,
+            **changes,
+        }
         path = CHECKPOINTS / f"{run_id}{store.PROGRESS_SUFFIX}"
         path.write_text(json.dumps(record))
         written.append(path)
@@ -114,8 +143,8 @@ def test_a_run_is_renamed_and_annotated_from_its_link(app, two_runs):
     assert_no_exception(app)
     form_inputs = [box for box in app.text_input if box.label == "Name"]
     form_inputs[0].input("best so far")
-    [area for area in app.text_area if area.label == "Notes"][0].input("β=1 baseline\nkeep it")
-    [button for button in app.button if button.label == "Save"][0].click().run()
+    next(area for area in app.text_area if area.label == "Notes").input("β=1 baseline\nkeep it")
+    next(button for button in app.button if button.label == "Save").click().run()
     assert_no_exception(app)
     saved = load_checkpoint(two_runs[0])
     assert saved.name == "best so far" and saved.notes == "β=1 baseline\nkeep it"
@@ -123,8 +152,9 @@ def test_a_run_is_renamed_and_annotated_from_its_link(app, two_runs):
 
 
 def _long_config(**changes):
-    return TrainConfig(**{**dict(data="digits", hidden=(16,), latent_dim=2, batch_size=16, epochs=200,
-                                 device="cpu"), **changes})
+    return TrainConfig(
+        **{**dict(data="digits", hidden=(16,), latent_dim=2, batch_size=16, epochs=200, device="cpu"), **changes}
+    )
 
 
 def test_queue_is_reordered_and_cancelled(app):
@@ -151,11 +181,13 @@ def test_queue_is_reordered_and_cancelled(app):
 
 
 def _queue_button(app):
-    return [button for button in app.button if button.label == "Queue the sweep"][0]
+    return next(button for button in app.button if button.label == "Queue the sweep")
 
 
 def _sweep_caption(app) -> str:
-    return next(rendered(c.value) for c in app.caption if "with the dataset and epochs chosen here" in rendered(c.value))
+    return next(
+        rendered(c.value) for c in app.caption if "with the dataset and epochs chosen here" in rendered(c.value)
+    )
 
 
 def _forget_sweeps():
@@ -188,8 +220,7 @@ def test_a_sweep_form_queues_one_run_per_combination(app):
         assert [job.config.epochs for job in jobs] == [3, 3, 3, 3]
         assert len(registry().queued()) == 3 and len({job.name for job in jobs}) == 4
         confirmation = [rendered(s.value) for s in app.success if "Queued" in s.value]
-        assert len(confirmation) == 1 and confirmation[0].startswith(
-            "Queued 4 runs (beta 0.5, 2 × latent_dim 2, 3): ")
+        assert len(confirmation) == 1 and confirmation[0].startswith("Queued 4 runs (beta 0.5, 2 × latent_dim 2, 3): ")
         app.run()
         app.run()  # the page reruns as the runs appear: the confirmation stays until dismissed
         assert [rendered(s.value) for s in app.success if "Queued" in s.value] == confirmation
@@ -198,8 +229,10 @@ def test_a_sweep_form_queues_one_run_per_combination(app):
         # Newest first, the sweep's runs together in the order it queued them (their ids share a second).
         assert dated_run_ids(app)[:4] == [job.run_id for job in jobs]
         [sweep] = list_sweeps(CHECKPOINTS)
-        assert [run.run_id for run in sweep.runs] == [job.run_id for job in jobs] and sweep.fields == ("beta",
-                                                                                                        "latent_dim")
+        assert [run.run_id for run in sweep.runs] == [job.run_id for job in jobs] and sweep.fields == (
+            "beta",
+            "latent_dim",
+        )
     finally:
         registry().stop_all()
         for job in registry().jobs():
@@ -223,10 +256,20 @@ def test_the_sweep_form_starts_from_the_train_pages_defaults_and_says_them(app):
     assert _sweep_caption(app) == (
         "3 runs · each run: model mlp, hidden 256-128, latent_dim 10, lr 0.001, batch_size 128, epochs 10, "
         "recon bce, kl_anneal none, free_bits 0, seed 0, data mnist-sample, device auto; beta swept — the Train "
-        "page's defaults, with the dataset and epochs chosen here.")
-    assert (defaults.model, defaults.hidden, defaults.latent_dim, defaults.lr, defaults.batch_size, defaults.recon,
-            defaults.kl_anneal, defaults.free_bits, defaults.seed, defaults.device) == (
-        "mlp", (256, 128), 10, 0.001, 128, "bce", "none", 0.0, 0, "auto")
+        "page's defaults, with the dataset and epochs chosen here."
+    )
+    assert (
+        defaults.model,
+        defaults.hidden,
+        defaults.latent_dim,
+        defaults.lr,
+        defaults.batch_size,
+        defaults.recon,
+        defaults.kl_anneal,
+        defaults.free_bits,
+        defaults.seed,
+        defaults.device,
+    ) == ("mlp", (256, 128), 10, 0.001, 128, "bce", "none", 0.0, 0, "auto")
     app.text_input(key="sweep_first_values").input("0.5 lots").run()
     assert _sweep_caption(app).startswith("not yet a sweep: beta: 'lots' is not a number · ")
     app.selectbox(key="sweep_second").select("beta").run()
@@ -264,7 +307,7 @@ def test_one_run_is_queued_as_one_run_within_the_epoch_limit(app, monkeypatch):
 def test_a_bad_sweep_value_is_a_message(app):
     open_page(app, PAGE)
     app.text_input(key="sweep_first_values").input("0.5 lots")
-    [button for button in app.button if button.label == "Queue the sweep"][0].click().run()
+    next(button for button in app.button if button.label == "Queue the sweep").click().run()
     assert_no_exception(app)
     assert any("'lots' is not a number" in rendered(error.value) for error in app.error)
 
@@ -295,14 +338,16 @@ def test_a_live_beta_change_is_part_of_the_runs_record(app):
     from vae_core.loop import run_to_end
     from vae_core.trainer import Trainer
 
-    trainer = Trainer(TrainConfig(data="digits", hidden=(16,), latent_dim=2, epochs=1, device="cpu"),
-                      load_dataset("digits"))
+    trainer = Trainer(
+        TrainConfig(data="digits", hidden=(16,), latent_dim=2, epochs=1, device="cpu"), load_dataset("digits")
+    )
     run_to_end(trainer)
     trainer.beta = 4.0
     trainer.history.events.append({"step": trainer.step, "name": "beta", "value": 4.0})
     run_id = "20261129-110000-cccccc"
-    path = save_trainer_checkpoint(trainer, run_id, "finished", CHECKPOINTS / f"{run_id}.safetensors",
-                                   name="retuned run")
+    path = save_trainer_checkpoint(
+        trainer, run_id, "finished", CHECKPOINTS / f"{run_id}.safetensors", name="retuned run"
+    )
     try:
         open_page(app, PAGE)
         assert_no_exception(app)
@@ -322,15 +367,18 @@ def test_queue_arrows_end_where_the_queue_does_and_the_sidebar_lists_it_in_its_o
     from ui.session import registry, run_data
     from ui.widgets import plain
 
-    jobs = [registry().submit(_long_config(seed=seed, epochs=100 + seed), run_data(_long_config()))
-            for seed in range(4)]
+    jobs = [
+        registry().submit(_long_config(seed=seed, epochs=100 + seed), run_data(_long_config())) for seed in range(4)
+    ]
     try:
         open_page(app, PAGE)
         first, middle, last = jobs[1], jobs[2], jobs[3]
 
         def enabled(job) -> tuple[bool, bool]:
-            return (not app.button(key=f"queue_up_{job.run_id}").disabled,
-                    not app.button(key=f"queue_down_{job.run_id}").disabled)
+            return (
+                not app.button(key=f"queue_up_{job.run_id}").disabled,
+                not app.button(key=f"queue_down_{job.run_id}").disabled,
+            )
 
         assert [enabled(first), enabled(middle), enabled(last)] == [(False, True), (True, True), (True, False)]
         lines = [rendered(text) for text in markdown_texts(app) if text.startswith("**")]
@@ -339,8 +387,10 @@ def test_queue_arrows_end_where_the_queue_does_and_the_sidebar_lists_it_in_its_o
         order = [job.run_id for job in registry().queued()]
         assert order == [first.run_id, last.run_id, middle.run_id]
         queued_badges = [link.label for link in app.get("page_link") if link.label.startswith("Queued: ")]
-        assert queued_badges == [f"Queued: {plain(registry().get(run_id).snapshot().name)} · "
-                                 f"{registry().get(run_id).config.epochs} epochs" for run_id in order]
+        assert queued_badges == [
+            f"Queued: {plain(registry().get(run_id).snapshot().name)} · {registry().get(run_id).config.epochs} epochs"
+            for run_id in order
+        ]
         assert enabled(middle) == (True, False)  # last now
     finally:
         registry().stop_all()
@@ -359,9 +409,12 @@ def half_done_sweep():
     from vae_core.sweep import SweepRecord, SweptRun, save_sweep
 
     made = [train_checkpoint(SWEPT_LOW, beta=1.0), train_checkpoint(SWEPT_HIGH, beta=4.0)]
-    sweep = SweepRecord("20261207-100000-ssssss", ("beta",), (
-        SweptRun(SWEPT_LOW, {"beta": 1.0}), SweptRun(SWEPT_HIGH, {"beta": 4.0}), SweptRun(NEVER_RAN, {"beta": 8.0})),
-        created=1_796_464_800.0)  # a past time: one from the future is refused
+    sweep = SweepRecord(
+        "20261207-100000-ssssss",
+        ("beta",),
+        (SweptRun(SWEPT_LOW, {"beta": 1.0}), SweptRun(SWEPT_HIGH, {"beta": 4.0}), SweptRun(NEVER_RAN, {"beta": 8.0})),
+        created=1_796_464_800.0,
+    )  # a past time: one from the future is refused
     save_sweep(CHECKPOINTS, sweep)
     yield made
     for path in made:
@@ -374,9 +427,10 @@ def test_a_sweeps_summary_shows_each_runs_last_metrics_against_its_value(app, ha
     assert_no_exception(app)
     # Its runs together, in the sweep's order, though bbbbbb sorts newer than aaaaaa.
     listed = dated_run_ids(app)
-    assert listed[listed.index(SWEPT_LOW):listed.index(SWEPT_LOW) + 2] == [SWEPT_LOW, SWEPT_HIGH]
+    assert listed[listed.index(SWEPT_LOW) : listed.index(SWEPT_LOW) + 2] == [SWEPT_LOW, SWEPT_HIGH]
     assert "beta 1, 4, 8 · 3 runs" in app.selectbox(key="sweep_summary_picked").format_func(
-        app.selectbox(key="sweep_summary_picked").value)
+        app.selectbox(key="sweep_summary_picked").value
+    )
     last = [load_checkpoint(path).state.history.epochs[-1] for path in half_done_sweep]  # read independently
     chart = next(spec for spec in plotly_specs(app) if spec["layout"]["xaxis"]["title"]["text"] == "beta")
     [trace] = chart["data"]
@@ -384,8 +438,9 @@ def test_a_sweeps_summary_shows_each_runs_last_metrics_against_its_value(app, ha
     assert trace["marker"]["symbol"] == ["circle", "circle"]  # both finished
     assert chart["layout"]["xaxis"]["categoryarray"] == ["1", "4", "8"]
     assert any(rendered(c.value).startswith("2 of 3 runs finished.") for c in app.caption)
-    summary = next(frame.value for frame in app.dataframe if "test −ELBO" in frame.value.columns
-                   and "beta" in frame.value.columns)
+    summary = next(
+        frame.value for frame in app.dataframe if "test −ELBO" in frame.value.columns and "beta" in frame.value.columns
+    )
     assert list(summary["beta"]) == [1.0, 4.0, 8.0]
     assert list(summary["status"]) == ["finished", "finished", "not found"]
     assert list(summary["epoch"]) == ["2/2", "2/2", ""]

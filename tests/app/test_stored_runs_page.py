@@ -7,14 +7,22 @@ import os
 import socket
 import time
 
-from apphelpers import (CHECKPOINTS, assert_no_exception, open_page, page_text, plotly_specs, trace_values,
-                        train_checkpoint)
+from apphelpers import (
+    CHECKPOINTS,
+    assert_no_exception,
+    open_page,
+    page_text,
+    plotly_specs,
+    trace_values,
+    train_checkpoint,
+)
+
 from vae_core.checkpoint import load_checkpoint
 from vae_core.runs import POINT_FIELDS, PROGRESS_FORMAT
 
 
 def _progress_line(app) -> str:
-    return [p.proto.text for p in app.get("progress")][0]
+    return next(p.proto.text for p in app.get("progress"))
 
 
 def _trace(app, name: str) -> list[float]:
@@ -44,11 +52,26 @@ def test_a_finished_run_this_server_never_trained_shows_on_the_train_page(app, s
 
 def test_a_run_another_process_trains_is_followed_from_its_progress_record(app, saved_runs):
     saved = load_checkpoint(CHECKPOINTS / "vae-beta1.safetensors")
-    record = {"format": PROGRESS_FORMAT, "run_id": "elsewhere-live", "name": "trained elsewhere", "status": "running",
-              "pid": os.getpid(), "host": socket.gethostname(), "started": time.time() - 5, "heartbeat": time.time(),
-              "step": 30, "total_steps": 120, "epoch": 1, "epochs": 4, "steps_per_epoch": 30, "samples_per_s": 640.0,
-              "config": {**saved.config.to_dict(), "epochs": 4}, "dataset": "digits",
-              "points": {key: [] for key in POINT_FIELDS}, "epoch_metrics": [{"epoch": 1, "step": 30, "test_neg_elbo": 41.5}]}
+    record = {
+        "format": PROGRESS_FORMAT,
+        "run_id": "elsewhere-live",
+        "name": "trained elsewhere",
+        "status": "running",
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": time.time() - 5,
+        "heartbeat": time.time(),
+        "step": 30,
+        "total_steps": 120,
+        "epoch": 1,
+        "epochs": 4,
+        "steps_per_epoch": 30,
+        "samples_per_s": 640.0,
+        "config": {**saved.config.to_dict(), "epochs": 4},
+        "dataset": "digits",
+        "points": {key: [] for key in POINT_FIELDS},
+        "epoch_metrics": [{"epoch": 1, "step": 30, "test_neg_elbo": 41.5}],
+    }
     for step, total in ((10, 50.0), (20, 45.0), (30, 42.0)):
         for key, value in zip(POINT_FIELDS, (step, None, total, total - 2.0, 2.0)):
             record["points"][key].append(value)
@@ -92,11 +115,27 @@ def test_a_run_process_whose_server_is_gone_is_controlled_through_the_store(app,
     from vae_core.run_commands import read_commands
 
     saved = load_checkpoint(CHECKPOINTS / "vae-beta1.safetensors")
-    record = {"format": PROGRESS_FORMAT, "run_id": "orphaned-live", "name": "orphaned", "status": "running",
-              "pid": os.getpid(), "host": socket.gethostname(), "started": time.time() - 5, "heartbeat": time.time(),
-              "step": 10, "total_steps": 120, "epoch": 0, "epochs": 4, "steps_per_epoch": 30, "samples_per_s": 100.0,
-              "config": {**saved.config.to_dict(), "epochs": 4}, "dataset": "digits", "commands": True,
-              "points": {key: [] for key in POINT_FIELDS}, "epoch_metrics": []}
+    record = {
+        "format": PROGRESS_FORMAT,
+        "run_id": "orphaned-live",
+        "name": "orphaned",
+        "status": "running",
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": time.time() - 5,
+        "heartbeat": time.time(),
+        "step": 10,
+        "total_steps": 120,
+        "epoch": 0,
+        "epochs": 4,
+        "steps_per_epoch": 30,
+        "samples_per_s": 100.0,
+        "config": {**saved.config.to_dict(), "epochs": 4},
+        "dataset": "digits",
+        "commands": True,
+        "points": {key: [] for key in POINT_FIELDS},
+        "epoch_metrics": [],
+    }
     path = CHECKPOINTS / "orphaned-live.progress.json"
     path.write_text(json.dumps(record))
     commands = CHECKPOINTS / "orphaned-live.commands.json"

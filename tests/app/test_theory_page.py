@@ -3,8 +3,8 @@
 import json
 
 import pytest
-
 from apphelpers import CHECKPOINTS, assert_no_exception, markdown_texts, plotly_specs
+
 from ui.widgets import plain
 from vae_core.config import TrainConfig
 
@@ -77,8 +77,11 @@ def saved_finding(saved_runs):
     before = path.read_bytes() if path.exists() else None
     config = TrainConfig(data="digits")
     runs = (RunResult("AE", config.replace(model="ae"), {}, (), None), RunResult("VAE", config, {}, (), None))
-    save_finding(CHECKPOINTS, ExperimentResult(get("ae-vs-vae"), runs, "The AE drifted [away](https://example.com)."),
-                 ["ae-run", "vae-beta1"])
+    save_finding(
+        CHECKPOINTS,
+        ExperimentResult(get("ae-vs-vae"), runs, "The AE drifted [away](https://example.com)."),
+        ["ae-run", "vae-beta1"],
+    )
     yield path
     if before is None:
         path.unlink(missing_ok=True)

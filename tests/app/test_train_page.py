@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from apphelpers import assert_no_exception, markdown_texts, plotly_specs, rendered, trace_values
+
 from ui.widgets import plain  # labels are markdown: "(2)" arrives as "\\(2\\)"
 
 
@@ -26,6 +27,7 @@ def _start(app):
 
 def _job(run_id):
     from ui.session import registry
+
     return registry().get(run_id)
 
 
@@ -136,9 +138,11 @@ def test_a_second_start_queues_behind_the_first_and_says_so(app):
     app.query_params["run"] = second
     app.run()
     badges = [link.label for link in app.get("page_link")]
-    assert any(label.startswith(f"Training: {plain(_job(first).snapshot().name)} · ") or
-               label.startswith(f"Training (starting): {plain(_job(first).snapshot().name)} · ")
-               for label in badges), badges
+    assert any(
+        label.startswith(f"Training: {plain(_job(first).snapshot().name)} · ")
+        or label.startswith(f"Training (starting): {plain(_job(first).snapshot().name)} · ")
+        for label in badges
+    ), badges
     assert any(label.startswith(f"Queued: {plain(_job(second).snapshot().name)} · ") for label in badges), badges
     {b.label: b for b in app.button}["Stop"].click()  # takes the queued run out of the queue
     app.run()
@@ -146,9 +150,9 @@ def test_a_second_start_queues_behind_the_first_and_says_so(app):
 
 
 def test_every_new_tab_shows_the_training_run_with_a_link_to_it(app):
+    from apphelpers import APP
     from streamlit.testing.v1 import AppTest
 
-    from apphelpers import APP
     app.run()
     _start(_set_small_run(app, epochs=200))
     run_id = app.session_state["run"]
@@ -157,20 +161,23 @@ def test_every_new_tab_shows_the_training_run_with_a_link_to_it(app):
     other_tab.run()
     name = _job(run_id).snapshot().name
     link = next(link for link in other_tab.get("page_link") if link.proto.query_string == f"run={run_id}")
-    assert link.label.startswith(f"Training: {plain(name)} · epoch ") and run_id in link.proto.help  # by name, id beside
+    assert (
+        link.label.startswith(f"Training: {plain(name)} · epoch ") and run_id in link.proto.help
+    )  # by name, id beside
     assert link.proto.query_string == f"run={run_id}" and link.proto.page_script_hash  # the Train page, on the run
 
 
-def test_a_tab_with_no_run_in_its_link_opens_on_the_training_run_else_the_newest_stored_one(app, monkeypatch,
-                                                                                           tmp_path):
+def test_a_tab_with_no_run_in_its_link_opens_on_the_training_run_else_the_newest_stored_one(app, monkeypatch, tmp_path):
+    from apphelpers import APP, train_checkpoint
     from streamlit.testing.v1 import AppTest
 
-    from apphelpers import APP, train_checkpoint
     from ui import session
 
     monkeypatch.setattr(session, "CHECKPOINT_DIR", tmp_path)
     # Ids made elsewhere (no creation time in them): the newest file is the newest run.
-    older, newer = (train_checkpoint(name).rename(tmp_path / f"{name}.safetensors") for name in ("zz-older", "aa-newer"))
+    older, newer = (
+        train_checkpoint(name).rename(tmp_path / f"{name}.safetensors") for name in ("zz-older", "aa-newer")
+    )
     os.utime(older, (time.time() - 60, time.time() - 60))
     app.run()
     assert app.query_params.get("run") == newer.stem and app.session_state["run"] == newer.stem
@@ -267,8 +274,12 @@ def _sketches(app) -> list[str]:
     import base64
 
     prefix = "data:image/svg+xml;base64,"
-    return [base64.b64decode(img.url[len(prefix):]).decode()
-            for image in app.get("image") for img in image.proto.imgs if img.url.startswith(prefix)]
+    return [
+        base64.b64decode(img.url[len(prefix) :]).decode()
+        for image in app.get("image")
+        for img in image.proto.imgs
+        if img.url.startswith(prefix)
+    ]
 
 
 def test_a_runs_first_points_show_as_a_sketch_until_the_chart_has_drawn(app):
@@ -285,8 +296,10 @@ def test_a_runs_first_points_show_as_a_sketch_until_the_chart_has_drawn(app):
     assert len(total.split()) == min(steps, 300)
     # The page's CSS hides the sketch once Plotly has drawn the chart beside it, which is sent too.
     css = [m.value for m in app.markdown if ".st-key-loss_sketch { display: none; }" in m.value]
-    assert css == ["<style>.st-key-loss_area:has(.st-key-loss_chart .js-plotly-plot .main-svg) "
-                   ".st-key-loss_sketch { display: none; }</style>"]
+    assert css == [
+        "<style>.st-key-loss_area:has(.st-key-loss_chart .js-plotly-plot .main-svg) "
+        ".st-key-loss_sketch { display: none; }</style>"
+    ]
     assert any(any(t.get("name") == "KL" for t in spec["data"]) for spec in plotly_specs(app))
     # Seconds later the browser has long drawn the chart: the sketch is no longer sent.
     app.session_state["_loss_sketch_until"] = time.monotonic() - 1

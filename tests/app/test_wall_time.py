@@ -5,9 +5,9 @@ import time
 
 import numpy as np
 import pytest
-
-from apphelpers import CHECKPOINTS, assert_no_exception, plotly_specs, train_checkpoint, trace_values
+from apphelpers import CHECKPOINTS, assert_no_exception, plotly_specs, trace_values, train_checkpoint
 from test_runs_page import select_rows
+
 from vae_core import runs as store
 from vae_core.checkpoint import load_checkpoint
 from vae_core.config import TrainConfig
@@ -19,8 +19,10 @@ SLOWER, FASTER = "20261130-140000-c10c00", "20261130-140100-c10c01"
 @pytest.fixture
 def two_timed_runs():
     """Two finished runs, the second with twice the steps per epoch; removed afterwards (the folder is shared)."""
-    made = [train_checkpoint(SLOWER, display_name="batch 128"),
-            train_checkpoint(FASTER, display_name="batch 64", batch_size=64)]
+    made = [
+        train_checkpoint(SLOWER, display_name="batch 128"),
+        train_checkpoint(FASTER, display_name="batch 64", batch_size=64),
+    ]
     yield made
     for path in made:
         path.unlink(missing_ok=True)
@@ -29,8 +31,9 @@ def two_timed_runs():
 def seconds_on_chart(spec: dict, trace_name: str) -> np.ndarray:
     """The x values of the trace named `trace_name`; on the Checkpoints page, where a run's name is
     followed by " · <run id>", of that run's first trace, its line."""
-    trace = next(t for t in spec["data"]
-                 if t.get("name") == trace_name or t.get("name", "").startswith(f"{trace_name} · "))
+    trace = next(
+        t for t in spec["data"] if t.get("name") == trace_name or t.get("name", "").startswith(f"{trace_name} · ")
+    )
     return np.array(trace_values(trace["x"]), dtype=float)
 
 
@@ -92,7 +95,8 @@ def test_the_checkpoints_pages_comparison_offers_wall_time(app, two_timed_runs):
     app.multiselect(key="compare_runs").set_value([str(path) for path in two_timed_runs]).run()
     app.segmented_control(key="checkpoints_compare_x_axis").set_value("wall").run()
     assert_no_exception(app)
-    (figure,) = [spec for spec in plotly_specs(app)
-                 if spec["data"] and spec["layout"]["xaxis"]["title"]["text"] == WALL]
+    (figure,) = [
+        spec for spec in plotly_specs(app) if spec["data"] and spec["layout"]["xaxis"]["title"]["text"] == WALL
+    ]
     saved = load_checkpoint(two_timed_runs[1]).state.history
     assert_increasing_seconds(seconds_on_chart(figure, "batch 64"), at_most=saved.seconds_trained)

@@ -26,14 +26,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from e2e_helpers import (
+    ARTIFACTS,
+    PAGE_TIMEOUT_MS,
+    ROOT,
+    SEED_RUN,
+    TIMINGS,
+    TIMINGS_FILE,
+    full_page_screenshot,
+    stop_run_if_active,
+    wait_for_app,
+)
 
-from e2e_helpers import (ARTIFACTS, PAGE_TIMEOUT_MS, ROOT, SEED_RUN, TIMINGS, TIMINGS_FILE, full_page_screenshot,
-                         stop_run_if_active, wait_for_app)
 from vae_core.run_process import end_run_processes
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 VIEWPORT = {"width": 1400, "height": 900}
 SERVER_START_TIMEOUT_S = 60
 
@@ -43,6 +60,7 @@ def in_ci() -> bool:
 
 
 # -- hooks ---------------------------------------------------------------------------------------------
+
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
@@ -86,6 +104,7 @@ def pytest_terminal_summary(terminalreporter):
 
 # -- availability --------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="session", autouse=True)
 def _browser_available():
     """Skip the whole e2e suite when there is no browser to drive; under CI that is a failure."""
@@ -99,12 +118,12 @@ def _browser_available():
             problem = "the playwright Python package is not installed (pip install -r requirements-dev.txt)"
     if problem:
         if in_ci():
-            pytest.fail(f"e2e suite cannot run: {problem}. CI=true, so this fails instead of skipping.",
-                        pytrace=False)
+            pytest.fail(f"e2e suite cannot run: {problem}. CI=true, so this fails instead of skipping.", pytrace=False)
         pytest.skip(f"e2e suite skipped: {problem}")
 
 
 # -- the server ----------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class AppServer:
@@ -163,22 +182,45 @@ def serve(checkpoints: Path, log_name: str = "server.log", end_runs: bool = True
     # same pytest process (tests/apphelpers.py turns the UMAP warm-up off for the AppTests).
     env = {k: v for k, v in os.environ.items() if not k.startswith("VAE_STUDIO_")}
     env.update(VAE_STUDIO_CHECKPOINTS=str(checkpoints), PYTHONUNBUFFERED="1")
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-               "--server.port", str(port), "--server.fileWatcherType", "none",
-               "--browser.gatherUsageStats", "false"]
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.fileWatcherType",
+        "none",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     server = AppServer(url, checkpoints, process, log_path)
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         while not _healthy(url):
             if process.poll() is not None:
-                pytest.fail(f"streamlit exited with code {process.returncode} before it was healthy:\n"
-                            f"{server.log_tail()}", pytrace=False)
+                pytest.fail(
+                    f"streamlit exited with code {process.returncode} before it was healthy:\n{server.log_tail()}",
+                    pytrace=False,
+                )
             if time.monotonic() > deadline:
-                pytest.fail(f"{url}/_stcore/health did not answer 'ok' within {SERVER_START_TIMEOUT_S} s:\n"
-                            f"{server.log_tail()}", pytrace=False)
+                pytest.fail(
+                    f"{url}/_stcore/health did not answer 'ok' within {SERVER_START_TIMEOUT_S} s:\n{server.log_tail()}",
+                    pytrace=False,
+                )
             time.sleep(0.05)
         yield server, time.monotonic()
     finally:
@@ -210,6 +252,7 @@ def _kill_group(process: subprocess.Popen) -> None:
 
 
 # -- the browser ---------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def browser():
@@ -249,10 +292,8 @@ def open_app(request, app_server, browser):
     yield _open
 
     for context in contexts:
-        try:
+        with contextlib.suppress(Exception):
             context.close()
-        except Exception:
-            pass
 
 
 @pytest.fixture

@@ -7,11 +7,12 @@ them; numeric arrays arrive base64-encoded ({dtype, bdata}), so lengths are deco
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 try:
     from playwright.sync_api import Page, expect
@@ -60,8 +61,13 @@ def wait_for_app(page: Page, timeout: int = PAGE_TIMEOUT_MS) -> None:
     expect(page.get_by_text("Connecting", exact=True)).to_have_count(0)
 
 
-def wait_until(page: Page, condition: Callable[[], object], timeout_s: float = 30, interval_ms: int = 200,
-               message: str = "condition") -> object:
+def wait_until(
+    page: Page,
+    condition: Callable[[], object],
+    timeout_s: float = 30,
+    interval_ms: int = 200,
+    message: str = "condition",
+) -> object:
     """Poll `condition` (Python side) until it returns something truthy; fail with `message`."""
     deadline = time.monotonic() + timeout_s
     last_error = None
@@ -73,8 +79,10 @@ def wait_until(page: Page, condition: Callable[[], object], timeout_s: float = 3
         except Exception as error:  # an element re-rendered under us: try again
             last_error = error
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {message}"
-                                 + (f" (last error: {last_error!r})" if last_error else ""))
+            raise AssertionError(
+                f"timed out after {timeout_s} s waiting for {message}"
+                + (f" (last error: {last_error!r})" if last_error else "")
+            )
         page.wait_for_timeout(interval_ms)
 
 
@@ -84,6 +92,7 @@ def assert_no_exception(page: Page) -> None:
 
 
 # -- navigation and widgets --------------------------------------------------------------------------------
+
 
 def nav_link(page: Page, title: str):
     return page.locator('[data-testid="stSidebarNavLink"]').filter(has_text=title)
@@ -140,8 +149,10 @@ def slider_value(page: Page, label: str) -> str:
 
 # -- the Train page ----------------------------------------------------------------------------------------
 
-PROGRESS_RE = re.compile(r"(queued|starting|running|paused|finished|stopped|failed|cancelled|killed|stale) · epoch (\d+)/(\d+) · "
-                         r"step ([\d,]+)/([\d,]+)")
+PROGRESS_RE = re.compile(
+    r"(queued|starting|running|paused|finished|stopped|failed|cancelled|killed|stale) · epoch (\d+)/(\d+) · "
+    r"step ([\d,]+)/([\d,]+)"
+)
 ACTIVE = ("queued", "starting", "running", "paused")
 
 
@@ -154,23 +165,39 @@ def progress(page: Page) -> dict | None:
     if not match:
         return None
     status, epoch, epochs, step, total = match.groups()
-    return {"status": status, "epoch": int(epoch), "epochs": int(epochs), "step": int(step.replace(",", "")),
-            "total_steps": int(total.replace(",", ""))}
+    return {
+        "status": status,
+        "epoch": int(epoch),
+        "epochs": int(epochs),
+        "step": int(step.replace(",", "")),
+        "total_steps": int(total.replace(",", "")),
+    }
 
 
 def wait_for_status(page: Page, *statuses: str, timeout_s: float = 30) -> dict:
-    return wait_until(page, lambda: (p := progress(page)) and p["status"] in statuses and p,
-                      timeout_s=timeout_s, message=f"the progress line to say {' or '.join(statuses)}")
+    return wait_until(
+        page,
+        lambda: (p := progress(page)) and p["status"] in statuses and p,
+        timeout_s=timeout_s,
+        message=f"the progress line to say {' or '.join(statuses)}",
+    )
 
 
 def wait_for_step_beyond(page: Page, step: int, timeout_s: float = 30) -> dict:
-    return wait_until(page, lambda: (p := progress(page)) and p["step"] > step and p,
-                      timeout_s=timeout_s, message=f"the step count to pass {step}")
+    return wait_until(
+        page,
+        lambda: (p := progress(page)) and p["step"] > step and p,
+        timeout_s=timeout_s,
+        message=f"the step count to pass {step}",
+    )
 
 
 def _run_line(page: Page):
-    return page.locator('[data-testid="stMarkdownContainer"] p').filter(
-        has=page.locator("strong", has_text=re.compile(r"^Run$"))).first
+    return (
+        page.locator('[data-testid="stMarkdownContainer"] p')
+        .filter(has=page.locator("strong", has_text=re.compile(r"^Run$")))
+        .first
+    )
 
 
 def run_line(page: Page) -> str:
@@ -205,8 +232,12 @@ def start_training(page: Page, dataset: str | None = "digits", long_run: bool = 
     clicked_at = time.time()
     started = time.monotonic()
     button(page, "Start training").first.click()  # the top one: the form has one at each end
-    wait_until(page, lambda: _is_new_run(url_run_id(page), before, clicked_at), timeout_s=180,
-               message=f"a new run's id in the URL (it showed {before!r} before Start)")
+    wait_until(
+        page,
+        lambda: _is_new_run(url_run_id(page), before, clicked_at),
+        timeout_s=180,
+        message=f"a new run's id in the URL (it showed {before!r} before Start)",
+    )
     return started
 
 
@@ -222,8 +253,7 @@ def _is_new_run(run_id: str | None, before: str | None, clicked_at: float) -> bo
 def wait_for_run(page: Page, timeout_s: float = 90) -> str:
     """After Start: the URL carries ?run=<id> and the live panel shows the same id; returns it."""
     run_id = wait_until(page, lambda: url_run_id(page), timeout_s=timeout_s, message="?run=<id> in the URL")
-    wait_until(page, lambda: shown_run_id(page) == run_id, timeout_s=timeout_s,
-               message=f"'Run {run_id}' on the page")
+    wait_until(page, lambda: shown_run_id(page) == run_id, timeout_s=timeout_s, message=f"'Run {run_id}' on the page")
     return run_id
 
 
@@ -237,10 +267,8 @@ def stop_run_if_active(page: Page) -> None:
     leaving Stop disabled, which is no failure (used in teardown from a fresh session on ?run=<id>)."""
     state = wait_until(page, lambda: progress(page), timeout_s=20, message="the progress line")
     if state["status"] in ACTIVE:
-        try:
+        with contextlib.suppress(PlaywrightTimeoutError):
             button(page, "Stop").click(timeout=10_000)
-        except PlaywrightTimeoutError:
-            pass
         wait_for_status(page, "stopped", "finished", "failed")
 
 
@@ -267,7 +295,7 @@ _PLOTS_JS = """(selector) => {
   });
 }"""
 
-LOSS_CHART = '.st-key-loss_chart .js-plotly-plot'
+LOSS_CHART = ".st-key-loss_chart .js-plotly-plot"
 
 
 def plots(page: Page, selector: str = ".js-plotly-plot") -> list[dict]:
@@ -290,15 +318,22 @@ def loss_points(page: Page) -> dict[str, int]:
     return {name: trace_points(figure, name) for name in ("total", "reconstruction", "KL")}
 
 
-FIRST_LOSS_POINT_JS = "() => { const found = (" + _PLOTS_JS + """)('""" + LOSS_CHART + """');
+FIRST_LOSS_POINT_JS = (
+    "() => { const found = ("
+    + _PLOTS_JS
+    + """)('"""
+    + LOSS_CHART
+    + """');
   return found.length > 0 && found[0].traces.some((t) => t.name === 'reconstruction' && t.points > 0);
 }"""
+)
 # The curves' SVG sketch (shown while the browser loads Plotly: ui/light_charts.py), as the page shows
 # it: {"shown": decoded and taking space, "src": its data URI} per sketch image.
 LOSS_SKETCHES_JS = """() => [...document.querySelectorAll('.st-key-loss_sketch img')].map((img) => ({
   shown: img.complete && img.naturalWidth > 0 && img.getBoundingClientRect().height > 0, src: img.src}))"""
-FIRST_SKETCH_OR_CHART_POINT_JS = (f"() => ({LOSS_SKETCHES_JS})().some((sketch) => sketch.shown) || "
-                                  f"({FIRST_LOSS_POINT_JS})()")
+FIRST_SKETCH_OR_CHART_POINT_JS = (
+    f"() => ({LOSS_SKETCHES_JS})().some((sketch) => sketch.shown) || ({FIRST_LOSS_POINT_JS})()"
+)
 
 
 # -- images ------------------------------------------------------------------------------------------------

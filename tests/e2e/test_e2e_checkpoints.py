@@ -7,9 +7,23 @@ import os
 import re
 import struct
 
-from e2e_helpers import (SEED_RUN, assert_no_exception, button, choose, expect, go_to, progress, save_screenshot,
-                         shown_run_id, url_run_id, wait_for_app, wait_for_status, wait_for_step_beyond, wait_until,
-                         stop_run)
+from e2e_helpers import (
+    SEED_RUN,
+    assert_no_exception,
+    button,
+    choose,
+    expect,
+    go_to,
+    progress,
+    save_screenshot,
+    shown_run_id,
+    stop_run,
+    url_run_id,
+    wait_for_app,
+    wait_for_status,
+    wait_for_step_beyond,
+    wait_until,
+)
 
 SEED_FILE = f"{SEED_RUN}.safetensors"
 UPLOAD_NAME = "e2e-upload.safetensors"
@@ -21,7 +35,7 @@ def uploader(page):
 
 def safetensors_header(data: bytes) -> dict:
     (size,) = struct.unpack("<Q", data[:8])
-    return json.loads(data[8:8 + size])
+    return json.loads(data[8 : 8 + size])
 
 
 def test_download_upload_and_resume_a_checkpoint(open_app, app_server, runs, tmp_path):

@@ -13,8 +13,19 @@ import re
 import time
 
 from conftest import VIEWPORT, serve
-from e2e_helpers import (FIRST_LOSS_POINT_JS, FIRST_SKETCH_OR_CHART_POINT_JS, LOSS_SKETCHES_JS, PAGE_TIMEOUT_MS,
-                         button, expect, record_timing, stop_run_if_active, wait_for_app, wait_for_run)
+from e2e_helpers import (
+    FIRST_LOSS_POINT_JS,
+    FIRST_SKETCH_OR_CHART_POINT_JS,
+    LOSS_SKETCHES_JS,
+    PAGE_TIMEOUT_MS,
+    button,
+    expect,
+    record_timing,
+    stop_run_if_active,
+    wait_for_app,
+    wait_for_run,
+)
+
 from ui.session import WARM_UP_LOG_PREFIX
 
 APP_PAGES = ["Train", "Latent space", "Generate", "Checkpoints", "Theory"]

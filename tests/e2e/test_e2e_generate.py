@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from e2e_helpers import (SEED_RUN, assert_no_exception, expect, go_to, images, loaded, save_screenshot,
-                         wait_until)
+from e2e_helpers import SEED_RUN, assert_no_exception, expect, go_to, images, loaded, save_screenshot, wait_until
 
 
 def test_samples_from_the_prior_show_an_image(open_app):
@@ -16,8 +15,11 @@ def test_samples_from_the_prior_show_an_image(open_app):
 
     panel = page.get_by_role("tabpanel").filter(has_text="decoded z ~ N(0, T²I)")
     expect(panel).to_be_visible()
-    grid = wait_until(page, lambda: loaded(images(page, '[role="tabpanel"]:not([hidden]) [data-testid="stImage"] img')),
-                      message="the samples image to load")
+    grid = wait_until(
+        page,
+        lambda: loaded(images(page, '[role="tabpanel"]:not([hidden]) [data-testid="stImage"] img')),
+        message="the samples image to load",
+    )
     assert grid[0]["naturalWidth"] > 0 and grid[0]["naturalHeight"] > 0, grid
     assert_no_exception(page)
     save_screenshot(page, "generate")

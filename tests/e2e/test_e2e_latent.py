@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import re
 
-from e2e_helpers import (SEED_RUN, assert_no_exception, chart, expect, go_to, images, loaded, save_screenshot,
-                         slider_value, wait_until)
+from e2e_helpers import (
+    SEED_RUN,
+    assert_no_exception,
+    chart,
+    expect,
+    go_to,
+    images,
+    loaded,
+    save_screenshot,
+    slider_value,
+    wait_until,
+)
 
 SCATTER = ".st-key-latent_scatter .js-plotly-plot"
 
@@ -61,8 +71,9 @@ def test_scatter_has_every_point_and_a_click_decodes_the_image(open_app):
     expect(heading).to_be_visible()
     expect(page.get_by_text("Input", exact=True)).to_be_visible()
     expect(page.get_by_text(re.compile(r"^Decoded mean \(model of epoch \d+\)$"))).to_be_visible()
-    shown = wait_until(page, lambda: len(found := loaded(images(page))) >= 2 and found,
-                       message="the input and decoded images")
+    shown = wait_until(
+        page, lambda: len(found := loaded(images(page))) >= 2 and found, message="the input and decoded images"
+    )
     assert all(i["naturalWidth"] > 0 for i in shown), shown
     assert_no_exception(page)
     save_screenshot(page, "latent")

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 from e2e_helpers import SEED_RUN, assert_no_exception, expect, go_to, url_run_id, wait_for_app, wait_until
 
-PAGES = [("Latent space", "Latent space"), ("Generate", "Generate"), ("Checkpoints", "Checkpoints"),
-         ("Theory", "Theory, with your run's numbers"), ("Train", "Train a VAE")]
+PAGES = [
+    ("Latent space", "Latent space"),
+    ("Generate", "Generate"),
+    ("Checkpoints", "Checkpoints"),
+    ("Theory", "Theory, with your run's numbers"),
+    ("Train", "Train a VAE"),
+]
 
 
 def _picker_shows_seed_run(page) -> None:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 from e2e_helpers import ROOT, assert_no_exception, wait_until
+
 from vae_core.runs import progress_path
 
 NAME = "e2e cli run"
@@ -31,26 +32,68 @@ def test_a_cli_run_appears_and_is_followed_live_without_a_reload(open_app, app_s
     before = set(folder.iterdir())
     page = open_app("runs")  # open before the run starts: the page finds it by itself
     page.evaluate("() => { window.__same_document = true; }")  # gone if the page were reloaded
-    process = subprocess.Popen([sys.executable, "-m", "vae_core", "train", "--data", "digits", "--hidden", "16",
-                                "--latent-dim", "2", "--batch-size", "16", "--epochs", "200", "--quiet",
-                                "--out-dir", str(folder), "--name", NAME], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vae_core",
+            "train",
+            "--data",
+            "digits",
+            "--hidden",
+            "16",
+            "--latent-dim",
+            "2",
+            "--batch-size",
+            "16",
+            "--epochs",
+            "200",
+            "--quiet",
+            "--out-dir",
+            str(folder),
+            "--name",
+            NAME,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
-        first = wait_until(page, lambda: _live_epoch(page) is not None and _live_epoch(page) + 1,
-                           timeout_s=120, message="the CLI run's live line on the Runs page, without a reload") - 1
-        advanced = wait_until(page, lambda: (epoch := _live_epoch(page)) is not None and epoch > first and epoch,
-                              timeout_s=60, message=f"its epoch to pass {first} without a reload")
+        first = (
+            wait_until(
+                page,
+                lambda: _live_epoch(page) is not None and _live_epoch(page) + 1,
+                timeout_s=120,
+                message="the CLI run's live line on the Runs page, without a reload",
+            )
+            - 1
+        )
+        advanced = wait_until(
+            page,
+            lambda: (epoch := _live_epoch(page)) is not None and epoch > first and epoch,
+            timeout_s=60,
+            message=f"its epoch to pass {first} without a reload",
+        )
         assert page.evaluate("() => window.__same_document === true") and advanced > first
-        assert page.locator('.js-plotly-plot').count() >= 1  # its loss, live from the progress record
+        assert page.locator(".js-plotly-plot").count() >= 1  # its loss, live from the progress record
         # Plotly's toolbar is always shown (not only on hover), with its PNG button
-        wait_until(page, lambda: page.evaluate(TOOLBAR_SHOWN_JS), timeout_s=30,
-                   message="the live chart's toolbar, shown, with its PNG button")
+        wait_until(
+            page,
+            lambda: page.evaluate(TOOLBAR_SHOWN_JS),
+            timeout_s=30,
+            message="the live chart's toolbar, shown, with its PNG button",
+        )
         assert_no_exception(page)
 
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
-        wait_until(page, lambda: _live_epoch(page) is None, timeout_s=30,
-                   message="the live line to go once the process is killed")
+        wait_until(
+            page,
+            lambda: _live_epoch(page) is None,
+            timeout_s=30,
+            message="the live line to go once the process is killed",
+        )
         assert_no_exception(page)
     finally:
         if process.poll() is None:

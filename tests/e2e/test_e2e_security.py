@@ -13,11 +13,13 @@ import pytest
 def _websocket_status(url: str, host: str) -> int:
     """The HTTP status of a WebSocket handshake on the app's stream, sent with Host and Origin `host`."""
     address = urlparse(url)
-    request = ("GET /_stcore/stream HTTP/1.1\r\n"
-               f"Host: {host}:{address.port}\r\n"
-               f"Origin: http://{host}:{address.port}\r\n"
-               "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    request = (
+        "GET /_stcore/stream HTTP/1.1\r\n"
+        f"Host: {host}:{address.port}\r\n"
+        f"Origin: http://{host}:{address.port}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
     with socket.create_connection((address.hostname, address.port), timeout=10) as connection:
         connection.sendall(request.encode())
         status_line = connection.recv(4096).split(b"\r\n", 1)[0].decode()

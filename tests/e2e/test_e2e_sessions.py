@@ -3,8 +3,19 @@ every tab shown what trains, with a link to it."""
 
 from __future__ import annotations
 
-from e2e_helpers import (assert_no_exception, expect, shown_run_id, start_training, stop_run,
-                         stop_run_if_active, url_run_id, wait_for_run, wait_for_status, wait_for_step_beyond, wait_until)
+from e2e_helpers import (
+    assert_no_exception,
+    expect,
+    shown_run_id,
+    start_training,
+    stop_run,
+    stop_run_if_active,
+    url_run_id,
+    wait_for_run,
+    wait_for_status,
+    wait_for_step_beyond,
+    wait_until,
+)
 
 
 def test_a_second_session_queues_behind_the_first_and_sees_it_in_the_sidebar(open_app, runs):
@@ -20,12 +31,14 @@ def test_a_second_session_queues_behind_the_first_and_sees_it_in_the_sidebar(ope
     second.reload()  # a tab opened while A trains
     # A's run, linked by its name (its id is in the link's address); the click below opens it. While the
     # page re-runs, Streamlit may show the previous run's element beside the new one: take the first.
-    badge = second.locator(f'[data-testid="stPageLink-NavLink"][href*="run={run_id}"]').filter(
-        has_text="Training: ").first
+    badge = (
+        second.locator(f'[data-testid="stPageLink-NavLink"][href*="run={run_id}"]').filter(has_text="Training: ").first
+    )
     expect(badge).to_be_visible()
     start_training(second, "digits", long_run=False)
-    queued_id = wait_until(second, lambda: (rid := url_run_id(second)) and rid != run_id and rid,
-                           message="B's own run in its URL")
+    queued_id = wait_until(
+        second, lambda: (rid := url_run_id(second)) and rid != run_id and rid, message="B's own run in its URL"
+    )
     runs.append(queued_id)
     expect(second.get_by_text("Queued, number 1 in line")).to_be_visible()
     assert wait_for_status(second, "queued")["step"] == 0

@@ -5,10 +5,30 @@ from __future__ import annotations
 import re
 import time
 
-from e2e_helpers import (FIRST_LOSS_POINT_JS, LOSS_CHART, assert_no_exception, button, chart, expect, images,
-                         loaded, loss_points, progress, record_timing, run_line, save_screenshot, shown_run_id,
-                         start_training, stop_run, url_run_id, wait_for_run, wait_for_status,
-                         wait_for_app, wait_for_step_beyond, wait_until)
+from e2e_helpers import (
+    FIRST_LOSS_POINT_JS,
+    LOSS_CHART,
+    assert_no_exception,
+    button,
+    chart,
+    expect,
+    images,
+    loaded,
+    loss_points,
+    progress,
+    record_timing,
+    run_line,
+    save_screenshot,
+    shown_run_id,
+    start_training,
+    stop_run,
+    url_run_id,
+    wait_for_app,
+    wait_for_run,
+    wait_for_status,
+    wait_for_step_beyond,
+    wait_until,
+)
 
 COLD_START_TIMEOUT_MS = 180_000  # first run of the server: imports and loads MNIST; measured, never asserted
 
@@ -39,8 +59,12 @@ def test_default_training_shows_loss_curves_that_grow(page, runs):
 
     # After the first epoch: test -ELBO markers and a reconstruction grid; that is the screenshot.
     wait_until(page, lambda: loaded(images(page)), timeout_s=120, message="the reconstructions image")
-    wait_until(page, lambda: any(t["name"] == "test −ELBO" for t in chart(page, LOSS_CHART)["traces"]),
-               timeout_s=60, message="the test −ELBO markers")
+    wait_until(
+        page,
+        lambda: any(t["name"] == "test −ELBO" for t in chart(page, LOSS_CHART)["traces"]),
+        timeout_s=60,
+        message="the test −ELBO markers",
+    )
     assert_no_exception(page)
     save_screenshot(page, "train")
     if progress(page)["status"] in ("running", "paused"):
@@ -70,8 +94,12 @@ def test_pause_resume_and_beta_change_while_running(page, runs):
     beta = page.get_by_label("β now").filter(visible=True)  # a rerun may leave a stale copy for a moment
     beta.fill("4")
     button(page, "Apply").filter(visible=True).click()
-    wait_until(page, lambda: "beta=4" in chart(page, LOSS_CHART)["annotations"], timeout_s=20,
-               message="the 'beta=4' annotation on the loss chart")
+    wait_until(
+        page,
+        lambda: "beta=4" in chart(page, LOSS_CHART)["annotations"],
+        timeout_s=20,
+        message="the 'beta=4' annotation on the loss chart",
+    )
     figure = chart(page, LOSS_CHART)
     assert any(s["dash"] == "dot" and s["type"] == "line" for s in figure["shapes"]), figure["shapes"]
     expect(page.get_by_label("β now").filter(visible=True).first).to_have_value("4")

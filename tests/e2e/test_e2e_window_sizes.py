@@ -5,7 +5,6 @@ never sees: the boxes are measured)."""
 from __future__ import annotations
 
 import pytest
-
 from e2e_helpers import SEED_RUN, assert_no_exception, button, wait_until
 
 WINDOWS = [(1280, 720), (1500, 1000), (900, 800)]
@@ -46,7 +45,7 @@ def test_the_train_page_fits_the_window(open_app, width, height):
     start = button(page, "Start training").first
     wait_until(page, lambda: start.bounding_box(), message="the Start button")
     box = start.bounding_box()
-    assert 0 <= box["y"] and box["y"] + box["height"] <= height, (box, "Start is below the first screen")
+    assert box["y"] >= 0 and box["y"] + box["height"] <= height, (box, "Start is below the first screen")
     wait_until(page, lambda: page.locator('[data-testid="stMetricValue"]').count() >= 4, message="the metrics")
     page.wait_for_timeout(1_000)  # the layout settles after the charts draw
     assert page.evaluate(CLIPPED_JS) == []
@@ -75,8 +74,12 @@ def test_the_latent_page_fits_the_window(open_app, ten_dimensional_run, width, h
     page = open_app(query=f"run={ten_dimensional_run}")
     page.set_viewport_size({"width": width, "height": height})
     go_to(page, "Latent space", "Latent space")
-    wait_until(page, lambda: page.locator(".st-key-latent_scatter .js-plotly-plot").count(), timeout_s=90,
-               message="the scatter")
+    wait_until(
+        page,
+        lambda: page.locator(".st-key-latent_scatter .js-plotly-plot").count(),
+        timeout_s=90,
+        message="the scatter",
+    )
     page.wait_for_timeout(1_000)
     assert page.evaluate(CLIPPED_JS) == []
     assert_no_exception(page)
@@ -92,13 +95,19 @@ def test_start_pressed_at_the_foot_of_the_form_brings_the_new_run_into_view(open
     before = url_run_id(page)
     last_start = button(page, "Start training").last
     last_start.scroll_into_view_if_needed()
-    assert page.evaluate("() => window.scrollY") > 0 or page.evaluate(
-        "() => document.querySelector('[data-testid=\"stMain\"]').scrollTop") > 0
+    assert (
+        page.evaluate("() => window.scrollY") > 0
+        or page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollTop") > 0
+    )
     last_start.click()
     wait_until(page, lambda: (run := url_run_id(page)) and run != before, timeout_s=120, message="the new run")
     runs.append(wait_for_run(page))
     top = page.locator(".st-key-run_top")
     # Below Streamlit's header bar (about 60 px), within the window.
-    wait_until(page, lambda: (box := top.bounding_box()) and 50 <= box["y"] < 720 - box["height"], timeout_s=30,
-               message="the run's line within the window")
+    wait_until(
+        page,
+        lambda: (box := top.bounding_box()) and 50 <= box["y"] < 720 - box["height"],
+        timeout_s=30,
+        message="the run's line within the window",
+    )
     stop_run_if_active(page)

@@ -68,8 +68,10 @@ def test_the_cli_resumes_on_the_data_its_user_names(craft, tmp_path, monkeypatch
     hostile = craft("elsewhere", metadata_change=with_data("/etc"))
     out = tmp_path / "resumed.safetensors"
 
-    assert main(["train", "--resume", str(hostile), "--data", "digits", "--epochs", "2", "--out", str(out),
-                 "--quiet"]) == 0
+    assert (
+        main(["train", "--resume", str(hostile), "--data", "digits", "--epochs", "2", "--out", str(out), "--quiet"])
+        == 0
+    )
     assert load_checkpoint(out).state.epoch == 2
     assert main(["train", "--resume", str(hostile), "--data", "mnist-sample", "--quiet"]) == 2
     assert "trained on" in capsys.readouterr().err

@@ -17,8 +17,11 @@ from vae_core.run_ids import is_valid_run_id
 
 def folder_fingerprint(folder: Path) -> dict[str, str]:
     """Every file below `folder` (hidden ones too) -> the SHA-256 of its bytes."""
-    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 @pytest.fixture

@@ -28,8 +28,26 @@ SMALL = dict(data="digits", hidden=(32,), latent_dim=2, batch_size=64, device="c
 
 def test_cli_divergence_exits_non_zero_naming_the_step_and_saves_good_weights(tmp_path, capsys):
     out = tmp_path / "diverged.safetensors"
-    code = main(["train", "--data", "digits", "--hidden", "32", "--latent-dim", "2", "--recon", "mse",
-                 "--lr", "50", "--epochs", "5", "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "train",
+            "--data",
+            "digits",
+            "--hidden",
+            "32",
+            "--latent-dim",
+            "2",
+            "--recon",
+            "mse",
+            "--lr",
+            "50",
+            "--epochs",
+            "5",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "diverged at step" in err and "the loss became" in err
@@ -49,6 +67,7 @@ def test_out_of_memory_fails_the_job_with_advice_and_keeps_the_weights(digits, t
         if calls["n"] > 5:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         real_step(trainer)
+
     monkeypatch.setattr(loop, "train_step", step_then_oom)
     job.start()
     assert job.wait(30)
@@ -93,8 +112,11 @@ def test_killing_a_training_process_in_the_middle_of_a_save_leaves_a_loadable_ch
     """The job autosaves every epoch (several times a second here). Kill it the moment a save's
     temporary file appears, i.e. mid-write: the checkpoint on disk must still load."""
     target = tmp_path / "victim.safetensors"
-    process = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT.format(root=str(ROOT), folder=str(tmp_path))],
-                               stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT.format(root=str(ROOT), folder=str(tmp_path))],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     caught_mid_write = False
     try:
         assert process.stdout.readline().strip() == "started"
@@ -110,7 +132,7 @@ def test_killing_a_training_process_in_the_middle_of_a_save_leaves_a_loadable_ch
 
 def test_a_corrupt_autosave_is_reported_not_loaded(tmp_path):
     path = tmp_path / "half.safetensors"
-    path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
+    path.write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{"a":')
     with pytest.raises(CheckpointError, match="half.safetensors"):
         load_checkpoint(path)
 

@@ -26,10 +26,13 @@ FILE_NAME = "model.safetensors"
 PREFIX = f"{FILE_NAME} is not a VAE Studio checkpoint: "
 OUR_METADATA = {"format": FORMAT_NAME, "format_version": "1", "vae_studio": "{}"}
 PICKLE_REFUSED = "it looks like a pickle file (PyTorch .pt), which is never loaded for safety"
-ZIP_REFUSED = ("it looks like a zip archive such as a PyTorch .pt file (which holds a pickle), "
-               "which is never loaded for safety")
+ZIP_REFUSED = (
+    "it looks like a zip archive such as a PyTorch .pt file (which holds a pickle), which is never loaded for safety"
+)
 TRUNCATED = "the file is truncated or has extra bytes (its tensor data does not match its header)"
-BAD_OFFSETS = "its tensor data is out of order, overlaps or runs past the end of the file (invalid offset for tensor `{}`)"
+BAD_OFFSETS = (
+    "its tensor data is out of order, overlaps or runs past the end of the file (invalid offset for tensor `{}`)"
+)
 BAD_JSON = "its header is not valid safetensors JSON (invalid JSON in header: "
 
 
@@ -168,7 +171,7 @@ def test_an_empty_file_is_refused(read_hostile):
 def test_a_file_truncated_in_its_tensor_data_is_refused(read_hostile, cut):
     content = valid_checkpoint(size=4096)
     data_size = len(content) - 8 - struct.unpack("<Q", content[:8])[0]
-    kept = content[:int(len(content) * cut)]
+    kept = content[: int(len(content) * cut)]
     assert len(kept) > len(content) - data_size  # the cut is in the data, past the header
 
     assert read_hostile(kept) == PREFIX + TRUNCATED
@@ -178,7 +181,7 @@ def test_a_file_truncated_in_its_header_is_refused(read_hostile):
     content = valid_checkpoint()
     header_length = struct.unpack("<Q", content[:8])[0]
 
-    message = read_hostile(content[:8 + header_length // 2])
+    message = read_hostile(content[: 8 + header_length // 2])
 
     assert message == PREFIX + "the file is truncated (it ends inside its header)"
 
@@ -199,12 +202,13 @@ def test_random_bytes_after_a_plausible_length_are_refused(read_hostile):
 def test_a_header_length_claiming_gigabytes_is_refused(read_hostile):
     content = struct.pack("<Q", 5 * 1024**3) + b'{"weights": {}}'
 
-    assert read_hostile(content) == PREFIX + "it is not a safetensors file (it does not start with a safetensors header)"
+    assert (
+        read_hostile(content) == PREFIX + "it is not a safetensors file (it does not start with a safetensors header)"
+    )
 
 
 def test_a_header_claiming_gigabytes_of_tensors_is_refused(read_hostile):
-    content = raw_safetensors({"weights": f32_entry([2 * 1024**3], 0, 8 * 1024**3)}, b"\0" * 16,
-                              metadata=OUR_METADATA)
+    content = raw_safetensors({"weights": f32_entry([2 * 1024**3], 0, 8 * 1024**3)}, b"\0" * 16, metadata=OUR_METADATA)
 
     assert read_hostile(content) == PREFIX + TRUNCATED
 
@@ -215,22 +219,31 @@ def test_data_offsets_past_the_end_are_refused(read_hostile):
     assert read_hostile(content) == PREFIX + BAD_OFFSETS.format("weights")
 
 
-@pytest.mark.parametrize("entries, data_size, problem", [
-    ({"a": f32_entry([2], 0, 8), "b": f32_entry([2], 4, 12)}, 12, BAD_OFFSETS.format("b")),
-    ({"a": f32_entry([2], 0, 8), "b": f32_entry([2], 8, 16)}, 20, TRUNCATED),
-    ({"a": f32_entry([2], 4, 12)}, 12, BAD_OFFSETS.format("a")),
-    ({"a": f32_entry([3], 0, 8)}, 8,
-     "a tensor's shape, dtype and data size do not agree (invalid shape, data type, or offset for tensor)"),
-    ({"a": f32_entry([-2], 0, 8)}, 8, BAD_JSON + "invalid value: integer `-2`, expected usize"),
-    ({"a": f32_entry([True, 2], 0, 8)}, 8, BAD_JSON + "invalid type: boolean `true`, expected usize"),
-    ({"a": f32_entry([2], 8, 0)}, 8, BAD_OFFSETS.format("a")),
-    ({"a": f32_entry([2], 0.0, 8)}, 8, BAD_JSON + "invalid type: floating point `0.0`, expected usize"),
-    ({"a": f32_entry([2], 0)}, 8, BAD_JSON + "invalid length 1, expected a tuple of size 2"),
-    ({"a": {"dtype": "F32", "shape": [2]}}, 8, BAD_JSON + "missing field `data_offsets`"),
-    ({"a": [1, 2]}, 8, BAD_JSON + "invalid type: integer `1`, expected string or map"),
-    ({"a": {"dtype": ["F32"], "shape": [2], "data_offsets": [0, 8]}}, 8,
-     BAD_JSON + "invalid type: sequence, expected string or map"),
-])
+@pytest.mark.parametrize(
+    "entries, data_size, problem",
+    [
+        ({"a": f32_entry([2], 0, 8), "b": f32_entry([2], 4, 12)}, 12, BAD_OFFSETS.format("b")),
+        ({"a": f32_entry([2], 0, 8), "b": f32_entry([2], 8, 16)}, 20, TRUNCATED),
+        ({"a": f32_entry([2], 4, 12)}, 12, BAD_OFFSETS.format("a")),
+        (
+            {"a": f32_entry([3], 0, 8)},
+            8,
+            "a tensor's shape, dtype and data size do not agree (invalid shape, data type, or offset for tensor)",
+        ),
+        ({"a": f32_entry([-2], 0, 8)}, 8, BAD_JSON + "invalid value: integer `-2`, expected usize"),
+        ({"a": f32_entry([True, 2], 0, 8)}, 8, BAD_JSON + "invalid type: boolean `true`, expected usize"),
+        ({"a": f32_entry([2], 8, 0)}, 8, BAD_OFFSETS.format("a")),
+        ({"a": f32_entry([2], 0.0, 8)}, 8, BAD_JSON + "invalid type: floating point `0.0`, expected usize"),
+        ({"a": f32_entry([2], 0)}, 8, BAD_JSON + "invalid length 1, expected a tuple of size 2"),
+        ({"a": {"dtype": "F32", "shape": [2]}}, 8, BAD_JSON + "missing field `data_offsets`"),
+        ({"a": [1, 2]}, 8, BAD_JSON + "invalid type: integer `1`, expected string or map"),
+        (
+            {"a": {"dtype": ["F32"], "shape": [2], "data_offsets": [0, 8]}},
+            8,
+            BAD_JSON + "invalid type: sequence, expected string or map",
+        ),
+    ],
+)
 def test_inconsistent_tensor_entries_are_refused(read_hostile, entries, data_size, problem):
     # The safetensors library finds each of these; the message says what it found, in one line.
     content = raw_safetensors(entries, b"\0" * data_size, metadata=OUR_METADATA)
@@ -239,11 +252,13 @@ def test_inconsistent_tensor_entries_are_refused(read_hostile, entries, data_siz
 
 
 def test_an_unknown_dtype_is_refused(read_hostile):
-    content = raw_safetensors({"a": {"dtype": "C64", "shape": [1], "data_offsets": [0, 8]}}, b"\0" * 8,
-                              metadata=OUR_METADATA)
+    content = raw_safetensors(
+        {"a": {"dtype": "C64", "shape": [1], "data_offsets": [0, 8]}}, b"\0" * 8, metadata=OUR_METADATA
+    )
 
     assert read_hostile(content) == PREFIX + (
-        "tensor 'a' has the unsupported dtype 'C64' (supported: F32, F16, BF16, F64, I64, I32, U8, BOOL)")
+        "tensor 'a' has the unsupported dtype 'C64' (supported: F32, F16, BF16, F64, I64, I32, U8, BOOL)"
+    )
 
 
 def test_a_float8_tensor_written_by_safetensors_is_refused(read_hostile):
@@ -253,20 +268,24 @@ def test_a_float8_tensor_written_by_safetensors_is_refused(read_hostile):
 
 
 def test_a_megabyte_long_tensor_name_is_shortened_in_the_message(read_hostile):
-    content = raw_safetensors({"n" * 1_000_000: {"dtype": "C64", "shape": [1], "data_offsets": [0, 8]}},
-                              b"\0" * 8, metadata=OUR_METADATA)
+    content = raw_safetensors(
+        {"n" * 1_000_000: {"dtype": "C64", "shape": [1], "data_offsets": [0, 8]}}, b"\0" * 8, metadata=OUR_METADATA
+    )
 
     assert len(read_hostile(content)) < 300
 
 
-@pytest.mark.parametrize("header, problem", [
-    (b'{"a": \xff\xfe}', "its header is not UTF-8 text"),
-    (b'{"a": ', BAD_JSON + "EOF while parsing a value at line 1 column 6)"),
-    (b"{}      [1, 2]", BAD_JSON + "trailing characters at line 1 column 9)"),
-    (b'{"a": 1, "a": 2}', BAD_JSON + "invalid type: integer `1`, expected struct TensorInfo"),
-    (b"{" + b'"a":' * 100_000 + b"1" + b"}" * 100_000, BAD_JSON),
-    (b"{" + b"[" * 100_000, BAD_JSON),
-])
+@pytest.mark.parametrize(
+    "header, problem",
+    [
+        (b'{"a": \xff\xfe}', "its header is not UTF-8 text"),
+        (b'{"a": ', BAD_JSON + "EOF while parsing a value at line 1 column 6)"),
+        (b"{}      [1, 2]", BAD_JSON + "trailing characters at line 1 column 9)"),
+        (b'{"a": 1, "a": 2}', BAD_JSON + "invalid type: integer `1`, expected struct TensorInfo"),
+        (b"{" + b'"a":' * 100_000 + b"1" + b"}" * 100_000, BAD_JSON),
+        (b"{" + b"[" * 100_000, BAD_JSON),
+    ],
+)
 def test_a_header_that_is_not_a_json_object_is_refused(read_hostile, header, problem):
     assert read_hostile(header_bytes(header)).startswith(PREFIX + problem)
 
@@ -281,7 +300,8 @@ def test_empty_tensors_with_absurd_shapes_are_refused(read_hostile, shape):
 
 def test_a_header_length_below_two_is_refused(read_hostile):
     assert read_hostile(struct.pack("<Q", 1) + b"{}") == PREFIX + (
-        BAD_JSON + "EOF while parsing an object at line 1 column 1)")
+        BAD_JSON + "EOF while parsing an object at line 1 column 1)"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -302,17 +322,24 @@ def test_a_file_with_another_programs_metadata_is_refused(read_hostile):
     assert read_hostile(content) == PREFIX + "it was written by another program (no VAE Studio metadata)"
 
 
-@pytest.mark.parametrize("metadata, problem", [
-    ({**OUR_METADATA, "vae_studio": "{oops"}, "its VAE Studio metadata is not valid JSON (Expecting property name"),
-    ({**OUR_METADATA, "vae_studio": "[1, 2]"}, "its VAE Studio metadata is not a JSON object"),
-    ({**OUR_METADATA, "vae_studio": '{"a": 1, "a": 2}'},
-     "its VAE Studio metadata is not valid JSON (the key 'a' appears twice)"),
-    ({"format": FORMAT_NAME, "format_version": "1"}, "its VAE Studio metadata is missing"),
-    ({**OUR_METADATA, "format_version": "2"},
-     "it was written by a newer VAE Studio (format version 2; this version reads up to 1)"),
-    ({**OUR_METADATA, "format_version": "²"}, "its format version '²' is not a positive whole number"),
-    ({"format": FORMAT_NAME, "vae_studio": "{}"}, "its format version None is not a positive whole number"),
-])
+@pytest.mark.parametrize(
+    "metadata, problem",
+    [
+        ({**OUR_METADATA, "vae_studio": "{oops"}, "its VAE Studio metadata is not valid JSON (Expecting property name"),
+        ({**OUR_METADATA, "vae_studio": "[1, 2]"}, "its VAE Studio metadata is not a JSON object"),
+        (
+            {**OUR_METADATA, "vae_studio": '{"a": 1, "a": 2}'},
+            "its VAE Studio metadata is not valid JSON (the key 'a' appears twice)",
+        ),
+        ({"format": FORMAT_NAME, "format_version": "1"}, "its VAE Studio metadata is missing"),
+        (
+            {**OUR_METADATA, "format_version": "2"},
+            "it was written by a newer VAE Studio (format version 2; this version reads up to 1)",
+        ),
+        ({**OUR_METADATA, "format_version": "²"}, "its format version '²' is not a positive whole number"),
+        ({"format": FORMAT_NAME, "vae_studio": "{}"}, "its format version None is not a positive whole number"),
+    ],
+)
 def test_broken_vae_studio_metadata_is_refused(read_hostile, metadata, problem):
     content = safetensors.torch.save({"weights": torch.zeros(3)}, metadata=metadata)
 
@@ -333,7 +360,8 @@ def test_a_file_over_max_bytes_is_refused(read_hostile):
     content = valid_checkpoint(size=4096)
 
     assert read_hostile(content, max_bytes=1000) == PREFIX + (
-        f"it is {len(content) / 1024:.1f} kB, more than the 1000 bytes limit")
+        f"it is {len(content) / 1024:.1f} kB, more than the 1000 bytes limit"
+    )
 
 
 def test_the_module_limit_applies_when_max_bytes_is_not_given(read_hostile, monkeypatch):
@@ -366,8 +394,11 @@ def test_a_missing_file_is_a_checkpoint_error(tmp_path):
 def test_a_folder_is_a_checkpoint_error(tmp_path):
     (tmp_path / "folder.safetensors").mkdir()
 
-    with pytest.raises(CheckpointError, match=r"^folder\.safetensors is not a VAE Studio checkpoint: it is not a "
-                                              r"regular file$"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"^folder\.safetensors is not a VAE Studio checkpoint: it is not a "
+        r"regular file$",
+    ):
         read_checkpoint(tmp_path / "folder.safetensors")
 
 
@@ -432,8 +463,11 @@ def test_a_file_replaced_by_a_bigger_one_after_its_size_was_checked_is_not_loade
 
     monkeypatch.setattr(safetensors_io, "safe_open", replace_then_open)
 
-    with pytest.raises(CheckpointError, match=r"^model\.safetensors is not a VAE Studio checkpoint: its tensors take "
-                                              r"3\.8 MB, more than the 1000 bytes limit$"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"^model\.safetensors is not a VAE Studio checkpoint: its tensors take "
+        r"3\.8 MB, more than the 1000 bytes limit$",
+    ):
         read_checkpoint(path, max_bytes=1000)
 
 
@@ -467,8 +501,7 @@ def wait_for_write_under_way(folder: Path, writer: subprocess.Popen, timeout: fl
 def test_killing_a_writer_mid_write_leaves_a_loadable_checkpoint(tmp_path):
     target = tmp_path / FILE_NAME
     write_checkpoint(target, {"weights": torch.zeros(4)}, {"generation": 0})
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], cwd=PROJECT_ROOT,
-                              stderr=subprocess.PIPE)
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], cwd=PROJECT_ROOT, stderr=subprocess.PIPE)
     try:
         # A fixed delay would land inside `import torch` (seconds here); this kills during the write.
         wait_for_write_under_way(tmp_path, writer)
@@ -493,4 +526,5 @@ def test_metadata_over_its_limit_is_refused_before_it_is_parsed(read_hostile, mo
     monkeypatch.setattr(safetensors_io, "MAX_METADATA_CHARS", 100)
 
     assert read_hostile(content) == PREFIX + (
-        f"its VAE Studio metadata is {len(metadata)} bytes, more than the 100 bytes limit")
+        f"its VAE Studio metadata is {len(metadata)} bytes, more than the 100 bytes limit"
+    )

@@ -20,9 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vae_core import data
-from vae_core.data import idx, limits
-from vae_core.data import load_dataset
+from vae_core.data import idx, limits, load_dataset
 from vae_core.errors import DataError
 
 
@@ -113,23 +111,41 @@ def test_pickle_file_posing_as_npz_is_never_unpickled(tmp_path):
     assert "sneaky.npz" in message and "not a NumPy .npz archive" in message and "not loaded for safety" in message
 
 
-@pytest.mark.parametrize("arrays, problem", [
-    (dict(x=np.array([[[0.5, np.nan], [0, 0]]] * 2)), "contains NaN or infinite pixel values"),
-    (dict(x=np.array([[[0.5, np.inf], [0, 0]]] * 2)), "contains NaN or infinite pixel values"),
-    (dict(x=np.zeros((2, 1, 1, 4, 4))), "x has 5 dimension(s), shape (2, 1, 1, 4, 4)"),
-    (dict(x=np.zeros(16)), "x has 1 dimension(s)"),
-    (dict(x=np.zeros((4, 4, 4), np.uint8), y=np.arange(3)), "y has shape (3,) but x holds 4 images"),
-    (dict(x=np.zeros((4, 4, 4), np.uint8), y=np.zeros((4, 2), int)), "y has shape (4, 2)"),
-    (dict(x=np.zeros((0, 28, 28), np.uint8)), "holds no images (the array has shape (0, 1, 28, 28))"),
-    (dict(images=np.zeros((4, 4, 4))), "has no array named 'x' (the images); it holds: images"),
-    (dict(x=np.zeros((4, 10))), "a flat (N, D) array needs D to be a square number"),
-    (dict(x=np.zeros((4, 8, 8, 4))), "images need 1 (grayscale) or 3 (RGB) channels"),
-    (dict(x=np.full((4, 4, 4), 300.0)), "pixel values must lie in 0..255 or 0..1, but they range from 300.0"),
-    (dict(x=np.full((4, 4, 4), -1)), "range from -1 to -1"),
-    (dict(x=np.zeros((4, 4, 4), np.complex64)), "pixel values must be numbers, not complex64"),
-    (dict(x=np.zeros((4, 4, 4)), y=np.array([0, 1.5, 0, 1])), "labels must be whole numbers or text"),
-], ids=["nan", "inf", "rank-5", "rank-1", "short-y", "2d-y", "empty", "no-x", "flat-not-square",
-        "four-channels", "above-255", "negative", "complex", "fractional-labels"])
+@pytest.mark.parametrize(
+    "arrays, problem",
+    [
+        (dict(x=np.array([[[0.5, np.nan], [0, 0]]] * 2)), "contains NaN or infinite pixel values"),
+        (dict(x=np.array([[[0.5, np.inf], [0, 0]]] * 2)), "contains NaN or infinite pixel values"),
+        (dict(x=np.zeros((2, 1, 1, 4, 4))), "x has 5 dimension(s), shape (2, 1, 1, 4, 4)"),
+        (dict(x=np.zeros(16)), "x has 1 dimension(s)"),
+        (dict(x=np.zeros((4, 4, 4), np.uint8), y=np.arange(3)), "y has shape (3,) but x holds 4 images"),
+        (dict(x=np.zeros((4, 4, 4), np.uint8), y=np.zeros((4, 2), int)), "y has shape (4, 2)"),
+        (dict(x=np.zeros((0, 28, 28), np.uint8)), "holds no images (the array has shape (0, 1, 28, 28))"),
+        (dict(images=np.zeros((4, 4, 4))), "has no array named 'x' (the images); it holds: images"),
+        (dict(x=np.zeros((4, 10))), "a flat (N, D) array needs D to be a square number"),
+        (dict(x=np.zeros((4, 8, 8, 4))), "images need 1 (grayscale) or 3 (RGB) channels"),
+        (dict(x=np.full((4, 4, 4), 300.0)), "pixel values must lie in 0..255 or 0..1, but they range from 300.0"),
+        (dict(x=np.full((4, 4, 4), -1)), "range from -1 to -1"),
+        (dict(x=np.zeros((4, 4, 4), np.complex64)), "pixel values must be numbers, not complex64"),
+        (dict(x=np.zeros((4, 4, 4)), y=np.array([0, 1.5, 0, 1])), "labels must be whole numbers or text"),
+    ],
+    ids=[
+        "nan",
+        "inf",
+        "rank-5",
+        "rank-1",
+        "short-y",
+        "2d-y",
+        "empty",
+        "no-x",
+        "flat-not-square",
+        "four-channels",
+        "above-255",
+        "negative",
+        "complex",
+        "fractional-labels",
+    ],
+)
 def test_broken_npz_names_file_and_problem(tmp_path, arrays, problem):
     path = tmp_path / "broken.npz"
     np.savez(path, **arrays)
@@ -159,16 +175,23 @@ def test_zip_members_escaping_the_archive_are_skipped_and_nothing_is_written(tmp
     deep = tmp_path / "a" / "b"
     deep.mkdir(parents=True)
     monkeypatch.chdir(deep)
-    unsafe = ["../evil.png", "../../evil2.png", "/abs.png", "ok/../../../evil3.png", "C:/windows.png",
-              "..\\backslash.png"]
+    unsafe = [
+        "../evil.png",
+        "../../evil2.png",
+        "/abs.png",
+        "ok/../../../evil3.png",
+        "C:/windows.png",
+        "..\\backslash.png",
+    ]
     archive = write_zip(deep / "traversal.zip", {name: png_bytes(255) for name in unsafe} | good_images())
     before = sorted(tmp_path.rglob("*"))
     dataset = load_dataset(archive)
     assert sorted(tmp_path.rglob("*")) == before
     assert not Path("/abs.png").exists() and not Path("/evil.png").exists()
     assert len(dataset.train_x) + len(dataset.test_x) == 2
-    assert sorted(v * 255 for v in torch.cat([dataset.train_x, dataset.test_x])[:, 0, 0, 0].round(decimals=4).tolist()
-                  ) == pytest.approx([40, 80], abs=0.1)
+    assert sorted(
+        v * 255 for v in torch.cat([dataset.train_x, dataset.test_x])[:, 0, 0, 0].round(decimals=4).tolist()
+    ) == pytest.approx([40, 80], abs=0.1)
     assert len(dataset.warnings) == 1
     warning = dataset.warnings[0]
     assert warning == "skipped 6 files with unsafe paths (absolute or containing '..')"
@@ -206,7 +229,7 @@ def test_the_real_size_limit_refuses_an_archive_claiming_4_gib(tmp_path, monkeyp
     path = write_zip(tmp_path / "claims.zip", {"huge.png": png_bytes()})
     raw = bytearray(path.read_bytes())
     central = raw.index(b"PK\x01\x02")
-    raw[central + 24:central + 28] = struct.pack("<I", 0xFFFFFFF0)  # uncompressed size in the central directory
+    raw[central + 24 : central + 28] = struct.pack("<I", 0xFFFFFFF0)  # uncompressed size in the central directory
     path.write_bytes(bytes(raw))
     forbid_zip_reads(monkeypatch)
     message = data_error(path)
@@ -233,17 +256,21 @@ def test_image_count_limit_is_real():
 
 def png_claiming(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims width x height pixels (PIL must refuse it before decoding)."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + \
-        chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def test_decompression_bomb_images_are_skipped(tmp_path, monkeypatch):
-    archive = write_zip(tmp_path / "pixels.zip", {"bomb.png": png_claiming(100_000, 100_000),
-                                                   "wide.png": png_bytes(size=(20, 20))} | good_images())
+    archive = write_zip(
+        tmp_path / "pixels.zip",
+        {"bomb.png": png_claiming(100_000, 100_000), "wide.png": png_bytes(size=(20, 20))} | good_images(),
+    )
     monkeypatch.setattr(limits, "MAX_IMAGE_PIXELS", 100)  # 20 x 20 = 400 is now too many too
     dataset = load_dataset(archive)
     assert dataset.warnings == ("skipped 2 images with more than 100 pixels",)
@@ -262,12 +289,16 @@ def test_real_pixel_limit_refuses_a_claimed_10_gigapixel_png(tmp_path):
 
 def test_corrupt_images_are_skipped_and_reported(tmp_path):
     noisy = noisy_png_bytes()
-    archive = write_zip(tmp_path / "corrupt.zip", {
-        "broken.png": b"\x89PNG\r\n\x1a\n" + b"garbage" * 10,
-        "random.jpg": b"this is not a jpeg",
-        "truncated.png": noisy[:len(noisy) // 2],  # header fine, pixel data cut: fails only when decoded
-        "empty.gif": b"",
-    } | good_images())
+    archive = write_zip(
+        tmp_path / "corrupt.zip",
+        {
+            "broken.png": b"\x89PNG\r\n\x1a\n" + b"garbage" * 10,
+            "random.jpg": b"this is not a jpeg",
+            "truncated.png": noisy[: len(noisy) // 2],  # header fine, pixel data cut: fails only when decoded
+            "empty.gif": b"",
+        }
+        | good_images(),
+    )
     dataset = load_dataset(archive)
     assert len(dataset.train_x) + len(dataset.test_x) == 2
     assert dataset.warnings == ("skipped 4 corrupt or unreadable images",)
@@ -320,11 +351,14 @@ def test_empty_folder_is_a_data_error(tmp_path):
 
 
 def test_mixed_sizes_and_modes_become_one_rgb_size(tmp_path):
-    archive = write_zip(tmp_path / "mixed.zip", {
-        "red.png": png_bytes((255, 0, 0), size=(10, 10), mode="RGB"),
-        "gray.png": png_bytes(100, size=(12, 16), mode="L"),
-        "alpha.png": png_bytes((0, 0, 255, 128), size=(28, 28), mode="RGBA"),
-    })
+    archive = write_zip(
+        tmp_path / "mixed.zip",
+        {
+            "red.png": png_bytes((255, 0, 0), size=(10, 10), mode="RGB"),
+            "gray.png": png_bytes(100, size=(12, 16), mode="L"),
+            "alpha.png": png_bytes((0, 0, 255, 128), size=(28, 28), mode="RGBA"),
+        },
+    )
     dataset = load_dataset(archive)
     images = torch.cat([dataset.train_x, dataset.test_x])
     assert images.shape == (3, 3, 28, 28)
@@ -332,7 +366,8 @@ def test_mixed_sizes_and_modes_become_one_rgb_size(tmp_path):
     assert colors == [(0, 0, 255), (100, 100, 100), (255, 0, 0)]
     assert dataset.warnings == (
         "the images come in 3 different sizes, so all were resized to 28x28 (pass image_size to choose another size)",
-        "some images are in color, so the grayscale ones were converted to RGB")
+        "some images are in color, so the grayscale ones were converted to RGB",
+    )
     assert load_dataset(archive, image_size=16).image_shape == (3, 16, 16)
 
 
@@ -342,12 +377,15 @@ def test_grayscale_modes_stay_one_channel(tmp_path):
     gray_palette.save(buffer, "GIF")
     sixteen_bit = io.BytesIO()
     Image.fromarray(np.full((8, 8), 65535, dtype=np.uint16)).save(sixteen_bit, "PNG")
-    archive = write_zip(tmp_path / "grays.zip", {
-        "palette.gif": buffer.getvalue(),
-        "bilevel.png": png_bytes(1, mode="1"),
-        "with-alpha.png": png_bytes((150, 20), mode="LA"),
-        "deep.png": sixteen_bit.getvalue(),
-    })
+    archive = write_zip(
+        tmp_path / "grays.zip",
+        {
+            "palette.gif": buffer.getvalue(),
+            "bilevel.png": png_bytes(1, mode="1"),
+            "with-alpha.png": png_bytes((150, 20), mode="LA"),
+            "deep.png": sixteen_bit.getvalue(),
+        },
+    )
     dataset = load_dataset(archive)
     assert dataset.image_shape == (1, 8, 8) and dataset.warnings == ()
     values = sorted(round(float(v) * 255) for v in torch.cat([dataset.train_x, dataset.test_x])[:, 0, 0, 0])
@@ -355,12 +393,15 @@ def test_grayscale_modes_stay_one_channel(tmp_path):
 
 
 def test_images_at_mixed_depths_load_unlabeled_with_a_warning(tmp_path):
-    archive = write_zip(tmp_path / "depths.zip", {"top.png": png_bytes(), "cats/a.png": png_bytes(),
-                                                  "dogs/b.png": png_bytes()})
+    archive = write_zip(
+        tmp_path / "depths.zip", {"top.png": png_bytes(), "cats/a.png": png_bytes(), "dogs/b.png": png_bytes()}
+    )
     dataset = load_dataset(archive)
     assert not dataset.has_labels
-    assert dataset.warnings == ("some images sit in subfolders and some do not, so the dataset was loaded without "
-                                "labels (put every image in a subfolder named after its class)",)
+    assert dataset.warnings == (
+        "some images sit in subfolders and some do not, so the dataset was loaded without "
+        "labels (put every image in a subfolder named after its class)",
+    )
 
 
 def test_a_zip_that_is_not_a_zip(tmp_path):
@@ -372,8 +413,9 @@ def test_a_zip_that_is_not_a_zip(tmp_path):
 def test_unsupported_file_type(tmp_path):
     path = tmp_path / "readme.txt"
     path.write_text("hi")
-    assert data_error(path) == ("readme.txt: cannot load .txt files; use a .npz, .npy, .zip or .csv file or a "
-                                "folder of images")
+    assert data_error(path) == (
+        "readme.txt: cannot load .txt files; use a .npz, .npy, .zip or .csv file or a folder of images"
+    )
 
 
 # --- .csv ----------------------------------------------------------------------------------------
@@ -387,16 +429,22 @@ def write_csv(path: Path, rows: list[str]) -> Path:
 HEADER = "label,p0,p1,p2,p3"
 
 
-@pytest.mark.parametrize("rows, problem", [
-    ([HEADER, "0,1,2,3,4", "1,5,6,7,8", "0,9,9,abc,9"],
-     "row 3 (line 4), column 4 is not a number"),
-    (["0,1,2,3,4", "1,5,,7,8"], "row 2 (line 2), column 3 is empty"),
-    ([HEADER, "0,1,2,3,4", ",5,6,7,8"], "row 2 (line 3) has an empty label"),
-    (["a,b,c", "1,2,3", "4,5,6"], "has 3 pixel columns; one image needs a square number of them"),
-    ([HEADER, "0,1,2,3,400", "1,0,0,0,0"], "pixel values must lie in 0..255 or 0..1, but they range from 0.0 to 400.0"),
-    ([HEADER, "0,1,2,3,4", "1,5,6,7,8,9,10"], "is not a readable CSV file"),
-    ([HEADER], "has no data rows"),
-], ids=["text-in-pixel", "empty-cell", "empty-label", "not-square", "above-255", "ragged", "header-only"])
+@pytest.mark.parametrize(
+    "rows, problem",
+    [
+        ([HEADER, "0,1,2,3,4", "1,5,6,7,8", "0,9,9,abc,9"], "row 3 (line 4), column 4 is not a number"),
+        (["0,1,2,3,4", "1,5,,7,8"], "row 2 (line 2), column 3 is empty"),
+        ([HEADER, "0,1,2,3,4", ",5,6,7,8"], "row 2 (line 3) has an empty label"),
+        (["a,b,c", "1,2,3", "4,5,6"], "has 3 pixel columns; one image needs a square number of them"),
+        (
+            [HEADER, "0,1,2,3,400", "1,0,0,0,0"],
+            "pixel values must lie in 0..255 or 0..1, but they range from 0.0 to 400.0",
+        ),
+        ([HEADER, "0,1,2,3,4", "1,5,6,7,8,9,10"], "is not a readable CSV file"),
+        ([HEADER], "has no data rows"),
+    ],
+    ids=["text-in-pixel", "empty-cell", "empty-label", "not-square", "above-255", "ragged", "header-only"],
+)
 def test_broken_csv_names_file_row_column_and_problem(tmp_path, rows, problem):
     message = data_error(write_csv(tmp_path / "bad.csv", rows))
     assert message.startswith("bad.csv: ") and problem in message
@@ -452,8 +500,7 @@ def test_idx_gz_that_is_not_gzip_and_mismatched_counts(tmp_path, monkeypatch):
     write_idx(root / "t10k-images-idx3-ubyte", 0x0803, (1, 2, 2), bytes(4))
     (root / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not gzip")
     message = data_error("mnist", root=root)
-    assert message == (f"{root / 'train-labels-idx1-ubyte'}: holds 2 labels but train-images-idx3-ubyte holds "
-                       f"3 images")
+    assert message == (f"{root / 'train-labels-idx1-ubyte'}: holds 2 labels but train-images-idx3-ubyte holds 3 images")
     write_idx(root / "train-labels-idx1-ubyte", 0x0801, (3,), bytes(3))
     message = data_error("mnist", root=root)
     assert message.startswith(f"{root / 't10k-labels-idx1-ubyte.gz'}: could not be read")
@@ -496,10 +543,14 @@ def test_large_images_are_scaled_down_before_they_reach_a_model(tmp_path):
     assert archive.stat().st_size < 4096
     dataset = load_dataset(archive)
     assert dataset.image_shape == (1, 128, 128)
-    assert dataset.warnings == ("the images are 1000x1000 pixels, more than the limit of 128 a side, so all were "
-                                "scaled down to 128x128 (pass image_size to choose another size)",)
-    assert load_dataset(archive, image_size=32).image_shape == (1, 32, 32) and \
-        load_dataset(archive, image_size=32).warnings == ()
+    assert dataset.warnings == (
+        "the images are 1000x1000 pixels, more than the limit of 128 a side, so all were "
+        "scaled down to 128x128 (pass image_size to choose another size)",
+    )
+    assert (
+        load_dataset(archive, image_size=32).image_shape == (1, 32, 32)
+        and load_dataset(archive, image_size=32).warnings == ()
+    )
 
 
 def test_large_array_images_are_scaled_down_keeping_their_shape(tmp_path):
@@ -511,11 +562,21 @@ def test_large_array_images_are_scaled_down_keeping_their_shape(tmp_path):
     assert torch.allclose(torch.cat([dataset.train_x, dataset.test_x]), torch.tensor(200 / 255))
 
 
-@pytest.mark.parametrize("shape, problem", [
-    ((640_000, 28, 28), "array x has shape (640000, 28, 28): 501,760,000 values, more than the limit of 268,435,456"),
-    ((1_000_000, 1000, 1000), "array x has shape (1000000, 1000, 1000) of uint8: 1,000,000,000,000 bytes, "
-                              "more than the limit of 1,073,741,824 bytes"),
-], ids=["500-million-zeros", "931-GiB"])
+@pytest.mark.parametrize(
+    "shape, problem",
+    [
+        (
+            (640_000, 28, 28),
+            "array x has shape (640000, 28, 28): 501,760,000 values, more than the limit of 268,435,456",
+        ),
+        (
+            (1_000_000, 1000, 1000),
+            "array x has shape (1000000, 1000, 1000) of uint8: 1,000,000,000,000 bytes, "
+            "more than the limit of 1,073,741,824 bytes",
+        ),
+    ],
+    ids=["500-million-zeros", "931-GiB"],
+)
 def test_npz_header_claiming_too_much_is_refused_before_reading(tmp_path, monkeypatch, shape, problem):
     path = npz_claiming(tmp_path / "claims.npz", shape)
     forbid_array_reads(monkeypatch)
@@ -535,8 +596,9 @@ def test_a_real_npz_is_refused_by_values_without_reading_its_data(tmp_path, monk
     np.savez_compressed(path, x=np.zeros((64, 64, 64), np.uint8))
     monkeypatch.setattr(limits, "MAX_DATASET_VALUES", 100_000)
     forbid_array_reads(monkeypatch)
-    assert data_error(path).startswith("zeros.npz: array x has shape (64, 64, 64): 262,144 values, more than the "
-                                       "limit of 100,000")
+    assert data_error(path).startswith(
+        "zeros.npz: array x has shape (64, 64, 64): 262,144 values, more than the limit of 100,000"
+    )
 
 
 def test_csv_with_a_million_columns_is_refused_from_its_first_line(tmp_path):
@@ -546,8 +608,9 @@ def test_csv_with_a_million_columns_is_refused_from_its_first_line(tmp_path):
     started = time.perf_counter()
     message = data_error(path)
     assert time.perf_counter() - started < 5
-    assert message == ("wide.csv: has 1,000,000 columns, more than the limit of 65,537 (one row is one image: its "
-                       "pixels and a label)")
+    assert message == (
+        "wide.csv: has 1,000,000 columns, more than the limit of 65,537 (one row is one image: its pixels and a label)"
+    )
 
 
 def test_csv_limits_on_line_and_file_size(tmp_path, monkeypatch):
@@ -555,8 +618,9 @@ def test_csv_limits_on_line_and_file_size(tmp_path, monkeypatch):
     monkeypatch.setattr(limits, "MAX_CSV_LINE_BYTES", 1000)
     assert data_error(path) == "long.csv: line 1 is longer than 1,000 bytes, the limit for one row of pixels"
     monkeypatch.setattr(limits, "MAX_CSV_BYTES", 100)
-    assert data_error(path) == ("long.csv: is 1,204 bytes, more than the limit of 100 bytes for a CSV file "
-                                "(save large datasets as .npz)")
+    assert data_error(path) == (
+        "long.csv: is 1,204 bytes, more than the limit of 100 bytes for a CSV file (save large datasets as .npz)"
+    )
 
 
 def test_csv_whose_first_cell_passes_the_csv_modules_field_limit(tmp_path):
@@ -571,7 +635,7 @@ def load_in_thread(source, seconds: float = 10.0):
     def run():
         try:
             load_dataset(source)
-        except Exception as error:  # noqa: BLE001 -- handed back to the test
+        except Exception as error:
             outcome.append(error)
         else:
             outcome.append(None)
@@ -613,8 +677,9 @@ def test_a_folder_of_other_files_is_refused_by_counts_not_names(tmp_path):
     for name in ("adduser.conf", "passwd", "shadow.png"):
         (folder / name).write_text("root:x:0:0")
     message = data_error(folder)
-    assert message == ("etc: holds no readable images. skipped 2 files that are not images; "
-                       "skipped 1 corrupt or unreadable image")
+    assert message == (
+        "etc: holds no readable images. skipped 2 files that are not images; skipped 1 corrupt or unreadable image"
+    )
 
 
 def test_a_csv_error_gives_the_position_not_the_cell(tmp_path):

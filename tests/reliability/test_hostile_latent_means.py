@@ -14,16 +14,24 @@ def set_tensor(name, value):
 
 
 CASES = {  # the good checkpoint: latent_dim 2, one frame
-    "another latent size": (set_tensor("frames.0.latent_means", torch.zeros(10, 3, dtype=torch.float16)),
-                            "frames.0.latent_means has shape [10, 3]; latent means must be float16 of shape [images, 2]"),
-    "too many images": (set_tensor("frames.0.latent_means", torch.zeros(tracked_count(2) + 1, 2, dtype=torch.float16)),
-                        f"at most {tracked_count(2)} images"),
+    "another latent size": (
+        set_tensor("frames.0.latent_means", torch.zeros(10, 3, dtype=torch.float16)),
+        "frames.0.latent_means has shape [10, 3]; latent means must be float16 of shape [images, 2]",
+    ),
+    "too many images": (
+        set_tensor("frames.0.latent_means", torch.zeros(tracked_count(2) + 1, 2, dtype=torch.float16)),
+        f"at most {tracked_count(2)} images",
+    ),
     "not float16": (set_tensor("frames.0.latent_means", torch.zeros(10, 2)), "must be float16"),
-    "not a matrix": (set_tensor("frames.0.latent_means", torch.zeros(10, 2, 1, dtype=torch.float16)),
-                     "has shape [10, 2, 1]"),
+    "not a matrix": (
+        set_tensor("frames.0.latent_means", torch.zeros(10, 2, 1, dtype=torch.float16)),
+        "has shape [10, 2, 1]",
+    ),
     "no images": (set_tensor("frames.0.latent_means", torch.zeros(0, 2, dtype=torch.float16)), "has shape [0, 2]"),
-    "of no epoch": (set_tensor("frames.3.latent_means", torch.zeros(10, 2, dtype=torch.float16)),
-                    "frames.3.latent_means belongs to no epoch"),
+    "of no epoch": (
+        set_tensor("frames.3.latent_means", torch.zeros(10, 2, dtype=torch.float16)),
+        "frames.3.latent_means belongs to no epoch",
+    ),
     "infinite": (lambda t: t["frames.0.latent_means"].fill_(float("inf")), "latent means of epoch 1 hold NaN"),
     "NaN": (lambda t: t["frames.0.latent_means"].fill_(float("nan")), "latent means of epoch 1 hold NaN"),
 }

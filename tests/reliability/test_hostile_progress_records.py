@@ -16,11 +16,26 @@ from vae_core.runs import POINT_FIELDS, PROGRESS_FORMAT, list_runs, read_run
 
 
 def _record(**changes) -> dict:
-    record = {"format": PROGRESS_FORMAT, "run_id": "crafted", "name": "crafted", "status": "running", "pid": 1,
-              "host": socket.gethostname(), "started": time.time(), "heartbeat": time.time(), "step": 1,
-              "total_steps": 10, "epoch": 0, "epochs": 1, "steps_per_epoch": 10, "samples_per_s": 1.0,
-              "config": {"data": "digits"}, "dataset": "digits", "points": {key: [] for key in POINT_FIELDS},
-              "epoch_metrics": []}
+    record = {
+        "format": PROGRESS_FORMAT,
+        "run_id": "crafted",
+        "name": "crafted",
+        "status": "running",
+        "pid": 1,
+        "host": socket.gethostname(),
+        "started": time.time(),
+        "heartbeat": time.time(),
+        "step": 1,
+        "total_steps": 10,
+        "epoch": 0,
+        "epochs": 1,
+        "steps_per_epoch": 10,
+        "samples_per_s": 1.0,
+        "config": {"data": "digits"},
+        "dataset": "digits",
+        "points": {key: [] for key in POINT_FIELDS},
+        "epoch_metrics": [],
+    }
     record.update(changes)
     return record
 

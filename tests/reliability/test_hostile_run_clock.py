@@ -15,14 +15,18 @@ def clock(value):
 
 CASES = {  # the good checkpoint has trained one step
     "not a list": (clock({"0": 0}), "history.clock is an object, not a list"),
-    "too many points": (clock([[0, 0.0]] * (MAX_CLOCK_POINTS + 1)),
-                        f"history.clock has {MAX_CLOCK_POINTS + 1} entries, more than the limit of {MAX_CLOCK_POINTS}"),
+    "too many points": (
+        clock([[0, 0.0]] * (MAX_CLOCK_POINTS + 1)),
+        f"history.clock has {MAX_CLOCK_POINTS + 1} entries, more than the limit of {MAX_CLOCK_POINTS}",
+    ),
     "a point that is no pair": (clock([[0, 0.0, 1]]), "history.clock[0] must be a [step, seconds] pair"),
     "a point as text": (clock(["0 0.0"]), "history.clock[0] must be a [step, seconds] pair, not '0 0.0'"),
     "a step as text": (clock([["0", 0.0]]), "history.clock[0] step must be a whole number between 0 and 1"),
     "a fractional step": (clock([[0.5, 0.0]]), "history.clock[0] step must be a whole number"),
-    "a step past the file's": (clock([[0, 0.0], [7, 1.0]]),
-                               "history.clock[1] step must be a whole number between 0 and 1, not 7"),
+    "a step past the file's": (
+        clock([[0, 0.0], [7, 1.0]]),
+        "history.clock[1] step must be a whole number between 0 and 1, not 7",
+    ),
     "seconds as text": (clock([[0, "soon"]]), "history.clock[0] seconds is text, not a number"),
     "seconds as true": (clock([[0, True]]), "history.clock[0] seconds is true/false, not a number"),
     "negative seconds": (clock([[0, -1.0]]), "history.clock[0] seconds must be a finite number of at least 0"),

@@ -10,8 +10,14 @@ import pytest
 import torch
 
 from vae_core import checkpoint as checkpoint_module
-from vae_core.checkpoint import (MAX_PARAMETERS, check_model_size, check_resumable, load_checkpoint, parameter_count,
-                                 save_trainer_checkpoint)
+from vae_core.checkpoint import (
+    MAX_PARAMETERS,
+    check_model_size,
+    check_resumable,
+    load_checkpoint,
+    parameter_count,
+    save_trainer_checkpoint,
+)
 from vae_core.cli import main
 from vae_core.config import TrainConfig
 from vae_core.errors import CheckpointError, ConfigError
@@ -36,17 +42,29 @@ def set_history(**values):
 
 
 CASES = {
-    "wrong shape": (set_tensor("model.fc_mu.weight", torch.zeros(3, 16)), None,
-                    "weight fc_mu.weight has shape [3, 16], the config needs [2, 16]"),
-    "wrong dtype": (set_tensor("model.fc_mu.weight", torch.zeros(2, 16, dtype=torch.float64)), None,
-                    "fc_mu.weight is torch.float64"),
+    "wrong shape": (
+        set_tensor("model.fc_mu.weight", torch.zeros(3, 16)),
+        None,
+        "weight fc_mu.weight has shape [3, 16], the config needs [2, 16]",
+    ),
+    "wrong dtype": (
+        set_tensor("model.fc_mu.weight", torch.zeros(2, 16, dtype=torch.float64)),
+        None,
+        "fc_mu.weight is torch.float64",
+    ),
     "another architecture": (None, update("config", model="ae"), "do not fit a ae model"),
-    "another data shape": (None, update("dataset", image_shape=[1, 28, 28]),
-                           "weight encoder.0.0.weight has shape [16, 64], the config needs [16, 784]"),
+    "another data shape": (
+        None,
+        update("dataset", image_shape=[1, 28, 28]),
+        "weight encoder.0.0.weight has shape [16, 64], the config needs [16, 784]",
+    ),
     "config not an object": (None, set_field(config="mlp"), "config is text, not an object"),
     "unknown config field": (None, update("config", evil="os.system"), "unknown config field"),
-    "config value of another type": (None, update("config", latent_dim="2"),
-                                     "config.latent_dim is text, not of the type int"),
+    "config value of another type": (
+        None,
+        update("config", latent_dim="2"),
+        "config.latent_dim is text, not of the type int",
+    ),
     "config data not text": (None, update("config", data=["/etc"]), "config.data is a list"),
     "missing fields": (None, lambda m: m.pop("history"), "metadata lacks history"),
     "NaN weights": (lambda t: t["model.fc_mu.weight"].fill_(float("nan")), None, "NaN or infinite"),
@@ -54,33 +72,63 @@ CASES = {
     "counter that is true": (None, set_field(epoch=True), "epoch must be a whole number"),
     "lr out of range": (None, set_field(lr=1e9), "lr must be"),
     "beta as text": (None, set_field(beta="1"), "beta is text, not a number"),
-    "optimizer of another shape": (set_tensor("optim.state.0.exp_avg", torch.zeros(1)), None,
-                                   "optimizer state exp_avg of parameter 0 has the wrong shape"),
-    "optimizer of no parameter": (set_tensor("optim.state.99.exp_avg", torch.zeros(1)), None,
-                                  "optim.state.99.exp_avg refers to no parameter"),
+    "optimizer of another shape": (
+        set_tensor("optim.state.0.exp_avg", torch.zeros(1)),
+        None,
+        "optimizer state exp_avg of parameter 0 has the wrong shape",
+    ),
+    "optimizer of no parameter": (
+        set_tensor("optim.state.99.exp_avg", torch.zeros(1)),
+        None,
+        "optim.state.99.exp_avg refers to no parameter",
+    ),
     "unknown tensor": (set_tensor("payload", torch.zeros(1)), None, "a tensor this version does not know"),
-    "picture of another shape": (set_tensor("frames.0.samples", torch.zeros(1, 1, 1, 20000, dtype=torch.uint8)),
-                                 None, "frames.0.samples has shape [1, 1, 1, 20000]; pictures must be"),
-    "too many pictures": (set_tensor("frames.0.samples", torch.zeros(1000, 1, 8, 8, dtype=torch.uint8)),
-                          None, "at most 256"),
-    "picture of no epoch": (set_tensor("frames.5.samples", torch.zeros(1, 1, 8, 8, dtype=torch.uint8)), None,
-                            "frames.5.samples belongs to no epoch"),
+    "picture of another shape": (
+        set_tensor("frames.0.samples", torch.zeros(1, 1, 1, 20000, dtype=torch.uint8)),
+        None,
+        "frames.0.samples has shape [1, 1, 1, 20000]; pictures must be",
+    ),
+    "too many pictures": (
+        set_tensor("frames.0.samples", torch.zeros(1000, 1, 8, 8, dtype=torch.uint8)),
+        None,
+        "at most 256",
+    ),
+    "picture of no epoch": (
+        set_tensor("frames.5.samples", torch.zeros(1, 1, 8, 8, dtype=torch.uint8)),
+        None,
+        "frames.5.samples belongs to no epoch",
+    ),
     "missing pictures": (lambda t: t.pop("frames.0.samples"), None, "the pictures of epoch 1 are missing"),
     "rng state of floats": (set_tensor("rng.noise", torch.zeros(4)), None, "random number generator state"),
-    "history.steps of another width": (set_tensor("history.steps", torch.zeros(3, 2, dtype=torch.float64)), None,
-                                       "history.steps must be a matrix of floats with 6 columns"),
+    "history.steps of another width": (
+        set_tensor("history.steps", torch.zeros(3, 2, dtype=torch.float64)),
+        None,
+        "history.steps must be a matrix of floats with 6 columns",
+    ),
     # issue 13, item 5: every page and `inspect` read these
     "epoch lacking keys": (None, set_history(epochs=[{"step": 1}]), "history.epochs[0] lacks 'epoch'"),
     "epoch as text": (None, set_history(epochs=["x"]), "history.epochs[0] is text, not an object"),
-    "epoch metric as text": (None, lambda m: m["history"]["epochs"][0].update(test_kl="low"),
-                             "history.epochs[0].test_kl is text, not a number"),
-    "kl_per_dim of the wrong length": (None, lambda m: m["history"]["epochs"][0].update(kl_per_dim=[1.0]),
-                                       "has 1 values, not one per latent dimension (2)"),
+    "epoch metric as text": (
+        None,
+        lambda m: m["history"]["epochs"][0].update(test_kl="low"),
+        "history.epochs[0].test_kl is text, not a number",
+    ),
+    "kl_per_dim of the wrong length": (
+        None,
+        lambda m: m["history"]["epochs"][0].update(kl_per_dim=[1.0]),
+        "has 1 values, not one per latent dimension (2)",
+    ),
     "epochs not a list": (None, set_history(epochs={"0": {}}), "history.epochs is an object, not a list"),
-    "event lacking value": (None, set_history(events=[{"step": 1, "name": "lr"}]),
-                            "history.events[0] must have exactly the keys step, name and value"),
-    "event value as text": (None, set_history(events=[{"step": 1, "name": "lr", "value": "x"}]),
-                            "history.events[0].value is text, not a number"),
+    "event lacking value": (
+        None,
+        set_history(events=[{"step": 1, "name": "lr"}]),
+        "history.events[0] must have exactly the keys step, name and value",
+    ),
+    "event value as text": (
+        None,
+        set_history(events=[{"step": 1, "name": "lr", "value": "x"}]),
+        "history.events[0].value is text, not a number",
+    ),
     "frame epochs as text": (None, set_history(frame_epochs="1"), "history.frame_epochs is text, not a list"),
     "status unknown": (None, set_field(status="pwned"), "status must be one of"),
     "created not text": (None, set_field(created=12), "created is a number, not text"),
@@ -89,12 +137,18 @@ CASES = {
     "name with a direction override": (None, set_field(name="run\u202egnp.exe"), "name holds control characters"),
     "notes not text": (None, set_field(notes=["x"]), "notes is a list, not text"),
     "versions not text": (None, set_field(versions={"torch": 2}), "versions.torch is a number, not text"),
-    "class names of another count": (None, update("dataset", class_names=["a"]),
-                                     "dataset.class_names has 1 names for 10 classes"),
+    "class names of another count": (
+        None,
+        update("dataset", class_names=["a"]),
+        "dataset.class_names has 1 names for 10 classes",
+    ),
     "dataset name not text": (None, update("dataset", name={"x": 1}), "dataset.name is an object, not text"),
     "image shape of 4 sides": (None, update("dataset", image_shape=[1, 8, 8, 8]), "dataset.image_shape"),
-    "imported_from with a bad run id": (None, set_field(imported_from={"run_id": "../x"}),
-                                        "imported_from.run_id '../x' is not a valid run id"),
+    "imported_from with a bad run id": (
+        None,
+        set_field(imported_from={"run_id": "../x"}),
+        "imported_from.run_id '../x' is not a valid run id",
+    ),
     "run id that escapes": (None, set_field(run_id="../../escaped-run"), "its run id is missing or not valid"),
     "run id missing": (None, lambda m: m.pop("run_id"), "its run id is missing or not valid"),
 }
@@ -162,12 +216,16 @@ def assert_refused_quickly_and_cheaply(path: Path, message: str) -> None:
     assert peak < 50 * 1024**2
 
 
-@pytest.mark.parametrize("hidden, message", [
-    ([4096] * 40, "config.hidden lists 40 layers, more than the limit of 16"),
-    ([4096] * 16, "parameters, more than the limit of 100,000,000"),
-])
-def test_a_config_asking_for_a_huge_model_is_refused_before_any_weight_is_allocated(craft, monkeypatch, hidden,
-                                                                                        message):
+@pytest.mark.parametrize(
+    "hidden, message",
+    [
+        ([4096] * 40, "config.hidden lists 40 layers, more than the limit of 16"),
+        ([4096] * 16, "parameters, more than the limit of 100,000,000"),
+    ],
+)
+def test_a_config_asking_for_a_huge_model_is_refused_before_any_weight_is_allocated(
+    craft, monkeypatch, hidden, message
+):
     path = craft("huge", metadata_change=update("config", hidden=hidden))
     real_build_model, devices = checkpoint_module.build_model, []
 
@@ -209,15 +267,25 @@ def test_saving_under_a_run_id_that_could_name_another_path_is_refused(trainer, 
 
 
 def test_a_name_and_notes_are_kept_and_a_long_generated_name_is_cut(trainer, tmp_path):
-    path = save_trainer_checkpoint(trainer, "named", "stopped", tmp_path / "named.safetensors",
-                                   name="β sweep   " + "x" * 100, notes="first try\nsecond line")
+    path = save_trainer_checkpoint(
+        trainer,
+        "named",
+        "stopped",
+        tmp_path / "named.safetensors",
+        name="β sweep   " + "x" * 100,
+        notes="first try\nsecond line",
+    )
 
     checkpoint = load_checkpoint(path)
 
     assert checkpoint.name == ("β sweep " + "x" * 100)[:80]
     assert checkpoint.notes == "first try\nsecond line"
-    assert checkpoint.labels() == {"name": checkpoint.name, "notes": checkpoint.notes, "imported_from": None,
-                                   "owner": None}
+    assert checkpoint.labels() == {
+        "name": checkpoint.name,
+        "notes": checkpoint.notes,
+        "imported_from": None,
+        "owner": None,
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -257,8 +325,14 @@ def test_cli_inspect_of_a_hostile_checkpoint_is_one_line(craft, capsys, change):
 
 
 def test_a_name_typed_with_control_characters_is_saved_as_readable_text(trainer, tmp_path):
-    path = save_trainer_checkpoint(trainer, "typed", "stopped", tmp_path / "typed.safetensors",
-                                   name="red\x1b[31m\u202eevil\nname", notes="line\tone\r\nline two\x00")
+    path = save_trainer_checkpoint(
+        trainer,
+        "typed",
+        "stopped",
+        tmp_path / "typed.safetensors",
+        name="red\x1b[31m\u202eevil\nname",
+        notes="line\tone\r\nline two\x00",
+    )
 
     checkpoint = load_checkpoint(path)
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from vae_core.run_process import end_run_processes, run_process_ids
 from vae_core.checkpoint import load_checkpoint
 from vae_core.config import TrainConfig
 from vae_core.data import load_dataset
 from vae_core.jobs import TrainingJob
+from vae_core.run_process import end_run_processes, run_process_ids
 
 HOST = Path(__file__).with_name("registry_host.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,8 +28,14 @@ RUNS = [dict(SMALL, epochs=14, seed=0), dict(SMALL, epochs=2, seed=1), dict(SMAL
 
 def _host(folder: Path, configs: list) -> tuple[subprocess.Popen, list[str]]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    process = subprocess.Popen([sys.executable, str(HOST), str(folder), json.dumps(configs)], stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, env=env, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, str(HOST), str(folder), json.dumps(configs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        text=True,
+        start_new_session=True,
+    )
     run_ids = []
     for line in process.stdout:
         if line.strip() == "submitted":
@@ -87,10 +93,16 @@ def test_a_killed_server_loses_no_run_and_no_epoch(tmp_path, reference, kill_the
             epoch = _progress(tmp_path, run_ids[0])["epoch"]
             _wait_for(lambda: _progress(tmp_path, run_ids[0])["epoch"] > epoch, 60, "the orphaned run going on")
         restarted, _ = _host(tmp_path, [])
-        _wait_for(lambda: all((_progress(tmp_path, run_id) or {}).get("status") == "finished" for run_id in run_ids),
-                  240, "all three runs finished")
-        _wait_for(lambda: not list(tmp_path.glob("*.queued.json")) and not list(tmp_path.glob("*.claimed.json")),
-                  30, "the queue empty")
+        _wait_for(
+            lambda: all((_progress(tmp_path, run_id) or {}).get("status") == "finished" for run_id in run_ids),
+            240,
+            "all three runs finished",
+        )
+        _wait_for(
+            lambda: not list(tmp_path.glob("*.queued.json")) and not list(tmp_path.glob("*.claimed.json")),
+            30,
+            "the queue empty",
+        )
         for run_id, values in zip(run_ids, RUNS):
             saved = load_checkpoint(tmp_path / f"{run_id}.safetensors")
             assert saved.status == "finished" and saved.state.epoch == values["epochs"]

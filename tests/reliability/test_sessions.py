@@ -3,7 +3,6 @@
 import os
 
 import pytest
-
 from apphelpers import APP, CHECKPOINTS, train_checkpoint
 
 assert os.environ["VAE_STUDIO_CHECKPOINTS"] == str(CHECKPOINTS)
@@ -13,8 +12,10 @@ assert os.environ["VAE_STUDIO_CHECKPOINTS"] == str(CHECKPOINTS)
 def two_sessions():
     import streamlit as st
     from streamlit.testing.v1 import AppTest
+
     yield AppTest.from_file(APP, default_timeout=60), AppTest.from_file(APP, default_timeout=60)
     from ui.session import registry
+
     registry().stop_all()
     st.cache_resource.clear()
 
@@ -32,7 +33,8 @@ def test_an_upload_is_a_new_run_that_every_local_session_sees(two_sessions):
     before = shared.read_bytes()
     _checkpoints_page(alice)
     next(u for u in alice.file_uploader if "checkpoint" in u.label.lower()).upload(
-        "alices.safetensors", shared.read_bytes())
+        "alices.safetensors", shared.read_bytes()
+    )
     alice.run()
     alice.run()
     runs = set(alice.dataframe[0].value["run"])
@@ -52,5 +54,6 @@ def test_a_second_session_queues_on_a_busy_device(two_sessions):
         app.run()
     assert not alice.exception and not bob.exception
     from ui.session import registry
+
     assert alice.session_state["run"] != bob.session_state["run"]
     assert registry().get(bob.session_state["run"]).snapshot().status == "queued"

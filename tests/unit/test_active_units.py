@@ -33,14 +33,14 @@ def _model_with_a_busy_a_quiet_and_two_collapsed_dimensions(x: torch.Tensor) -> 
 def _numpy_kl_per_dim(model: MLPVAE, x: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
         mu, log_var = (t.double().numpy() for t in model.encode(x))
-    return (0.5 * (mu ** 2 + np.exp(log_var) - log_var - 1.0)).mean(axis=0)
+    return (0.5 * (mu**2 + np.exp(log_var) - log_var - 1.0)).mean(axis=0)
 
 
 def test_active_and_collapsed_dimensions_follow_the_kl_per_dimension():
     x = torch.rand(500, 1, 4, 4, generator=torch.Generator().manual_seed(1))
     model = _model_with_a_busy_a_quiet_and_two_collapsed_dimensions(x)
     kl = _numpy_kl_per_dim(model, x)
-    assert kl[0] > 1.0 and kl[1] == pytest.approx(0.5 * MEANS_SPREAD ** 2, rel=1e-4) and kl[2:].max() < 1e-12
+    assert kl[0] > 1.0 and kl[1] == pytest.approx(0.5 * MEANS_SPREAD**2, rel=1e-4) and kl[2:].max() < 1e-12
     with torch.no_grad():
         means_variance = model.encode(x)[0].var(0).numpy()
     assert means_variance[1] > 0.01  # the old rule would have called z1 active, while it carries 0.02 nats
@@ -53,8 +53,13 @@ def test_active_and_collapsed_dimensions_follow_the_kl_per_dimension():
 
 
 def test_the_threshold_is_inclusive_and_in_nats():
-    assert active_dimensions([ACTIVE_KL_NATS, np.nextafter(ACTIVE_KL_NATS, 0), 0.955, 0.13, 0.04]).tolist() == \
-        [True, False, True, True, False]
+    assert active_dimensions([ACTIVE_KL_NATS, np.nextafter(ACTIVE_KL_NATS, 0), 0.955, 0.13, 0.04]).tolist() == [
+        True,
+        False,
+        True,
+        True,
+        False,
+    ]
     assert active_units([0.955, 0.13, 0.04, 0.0]) == 2
 
 

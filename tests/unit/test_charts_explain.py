@@ -5,8 +5,7 @@ active, and N(0, I)'s circles named off the codes."""
 import numpy as np
 import plotly.graph_objects as go
 
-from ui.charts import (add_prior_circles, compare_figure, ComparedRun, kl_by_epoch_figure, kl_per_dim_figure,
-                       loss_figure)
+from ui.charts import ComparedRun, add_prior_circles, compare_figure, kl_by_epoch_figure, kl_per_dim_figure, loss_figure
 from ui.curve_controls import CurveOptions, apply_curve_options
 from vae_core.history import StepCurves
 
@@ -23,10 +22,11 @@ EPOCHS = [{"step": 20, "test_neg_elbo": 160.0, "test_kl": 7.5}, {"step": 40, "te
 
 
 def test_log_axes_label_the_ticks_between_powers_of_ten_with_whole_numbers():
-    for figure in (loss_figure(_curves(1.0), EPOCHS, (), log_y=True),
-                   apply_curve_options(loss_figure(_curves(1.0), EPOCHS, ()), CurveOptions(log_y=True)),
-                   apply_curve_options(compare_figure([ComparedRun("a", _curves(1.0), EPOCHS)], "kl"),
-                                       CurveOptions(log_y=True))):
+    for figure in (
+        loss_figure(_curves(1.0), EPOCHS, (), log_y=True),
+        apply_curve_options(loss_figure(_curves(1.0), EPOCHS, ()), CurveOptions(log_y=True)),
+        apply_curve_options(compare_figure([ComparedRun("a", _curves(1.0), EPOCHS)], "kl"), CurveOptions(log_y=True)),
+    ):
         axes = []
         figure.for_each_yaxis(axes.append)
         assert axes and all(axis.type == "log" and axis.minorloglabels == "complete" for axis in axes)
@@ -70,8 +70,9 @@ def test_an_empty_loss_figure_has_no_band():
 def test_the_comparison_of_totals_says_what_each_total_weighs():
     runs = [ComparedRun("β=1", _curves(1.0), EPOCHS), ComparedRun("β=8", _curves(8.0), EPOCHS)]
     figure = compare_figure(runs, "total")
-    assert figure.layout.legend.title.text == ("total = reconstruction + β × KL (each run's β); "
-                                               "test −ELBO = reconstruction + KL: ")
+    assert figure.layout.legend.title.text == (
+        "total = reconstruction + β × KL (each run's β); test −ELBO = reconstruction + KL: "
+    )
     assert [trace.name for trace in figure.data] == ["β=1", "β=1 test −ELBO", "β=8", "β=8 test −ELBO"]
     assert figure.data[2].hovertemplate.startswith("%{fullData.name}: total = reconstruction + 8 × KL")
     assert compare_figure(runs[:1], "total").layout.legend.title.text == ""

@@ -88,14 +88,20 @@ def test_the_checkpoint_is_saved_at_every_epoch_end(tmp_path, capsys, monkeypatc
     def spy(trainer, run_id, status, path, **kwargs):
         seen.append((trainer.epoch, trainer.step_in_epoch, status))
         return original(trainer, run_id, status, path, **kwargs)
+
     monkeypatch.setattr(checkpoint, "save_trainer_checkpoint", spy)
     assert main(["train", *SMALL, "--epochs", "3", "--out", str(out)]) == 0
     assert seen == [(1, 0, "running"), (2, 0, "running"), (3, 0, "finished")]  # once per epoch, none after
 
 
 def _train_process(tmp_path: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "vae_core", "train", *args, "--quiet"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "vae_core", "train", *args, "--quiet"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _finish(process: subprocess.Popen) -> dict:
@@ -127,8 +133,9 @@ def test_a_run_killed_with_sigkill_loses_at_most_its_epoch_and_resumes_exactly(t
     assert left.state.step == left.state.epoch * 40  # 4,000 images / 100: every step of every saved epoch
     epochs = str(left.state.epoch + 1)
 
-    resumed = _train_process(tmp_path, "--resume", str(victim_path), "--epochs", epochs,
-                             "--out", str(tmp_path / "resumed.safetensors"))
+    resumed = _train_process(
+        tmp_path, "--resume", str(victim_path), "--epochs", epochs, "--out", str(tmp_path / "resumed.safetensors")
+    )
     straight = _train_process(tmp_path, *flags, "--epochs", epochs, "--out", str(tmp_path / "straight.safetensors"))
     resumed_result, straight_result = _finish(resumed), _finish(straight)
     assert resumed_result["steps"] == straight_result["steps"]
@@ -146,15 +153,22 @@ def _vae_studio() -> Path:
 
 @pytest.mark.parametrize("command", ["train", "eval", "inspect", "datasets", "app"])
 def test_the_vae_studio_command_has_help_on_each_subcommand(tmp_path, command):
-    result = subprocess.run([str(_vae_studio()), command, "--help"], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [str(_vae_studio()), command, "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"usage: vae-studio {command}")
 
 
 def test_python_m_vae_core_works_from_any_folder(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "vae_core", "--help"], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=60, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    result = subprocess.run(
+        [sys.executable, "-m", "vae_core", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
     assert result.returncode == 0, result.stderr
     assert "train" in result.stdout and "datasets" in result.stdout and "app" in result.stdout
 
@@ -172,15 +186,19 @@ def test_datasets_lists_the_registry(capsys):
     assert "mnist-sample   yes" in out and "digits" in out and "kmnist" in out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["train", "--data", "no-such-data", "--quiet"], "no-such-data"),
-    (["train", "--data", "digits", "--latent-dim", "1", "--quiet"], "latent_dim must be between 2 and 128"),
-    (["eval", "missing.safetensors"], "missing.safetensors"),
-    (["inspect", "README.md"], "README.md"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--data", "no-such-data", "--quiet"], "no-such-data"),
+        (["train", "--data", "digits", "--latent-dim", "1", "--quiet"], "latent_dim must be between 2 and 128"),
+        (["eval", "missing.safetensors"], "missing.safetensors"),
+        (["inspect", "README.md"], "README.md"),
+    ],
+)
 def test_bad_input_exits_non_zero_with_one_line_and_no_traceback(args, message):
-    result = subprocess.run([sys.executable, "-m", "vae_core", *args], cwd=ROOT, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "vae_core", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -188,8 +206,13 @@ def test_bad_input_exits_non_zero_with_one_line_and_no_traceback(args, message):
 
 
 def test_only_app_passes_unknown_options_on():
-    result = subprocess.run([sys.executable, "-m", "vae_core", "train", "--server.port", "1"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "vae_core", "train", "--server.port", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and "unrecognized arguments: --server.port 1" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -201,8 +224,25 @@ def test_a_resume_goes_on_under_the_files_own_name_never_the_id_written_inside_i
     import shutil
 
     folder = tmp_path / "runs"
-    assert main(["train", "--data", "digits", "--hidden", "16", "--latent-dim", "2", "--epochs", "1",
-                 "--out-dir", str(folder), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                "digits",
+                "--hidden",
+                "16",
+                "--latent-dim",
+                "2",
+                "--epochs",
+                "1",
+                "--out-dir",
+                str(folder),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     victim_id = _last_json(capsys)["run_id"]
     victim = folder / f"{victim_id}.safetensors"
     before = hashlib.sha256(victim.read_bytes()).hexdigest()
@@ -252,9 +292,11 @@ def test_an_error_quoting_a_huge_header_is_one_bounded_line(tmp_path, capsys):
     huge = tmp_path / "huge.npz"
     header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + "1, " * 3_000_000 + "), }\n"
     import zipfile
+
     with zipfile.ZipFile(huge, "w") as archive:
-        archive.writestr("x.npy", b"\x93NUMPY\x01\x00" + len(header[:65535]).to_bytes(2, "little") +
-                         header[:65535].encode())
+        archive.writestr(
+            "x.npy", b"\x93NUMPY\x01\x00" + len(header[:65535]).to_bytes(2, "little") + header[:65535].encode()
+        )
     code = main(["train", "--data", str(huge), "--epochs", "1", "--out-dir", str(tmp_path / "out"), "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and len(err) <= len("error: ") + MAX_ERROR_CHARS, err[:300]

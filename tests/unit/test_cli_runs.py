@@ -23,8 +23,14 @@ RUN_KEYS = {"run_id", "name", "status", "epoch", "test_neg_elbo", "checkpoint"}
 def cli(*args, env=None, timeout=300):
     environment = {k: v for k, v in os.environ.items() if k != "VAE_STUDIO_CHECKPOINTS"}  # only what a test sets
     environment.update(env or {})
-    return subprocess.run([sys.executable, "-m", "vae_core", *args], cwd=ROOT, env=environment,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "vae_core", *args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def last_json(result):
@@ -47,13 +53,14 @@ def test_sweep_trains_every_combination_then_runs_lists_them(tmp_path):
     # Recorded as a sweep of the folder, as the app's form records one, for the Runs page's summary.
     [sweep] = list_sweeps(tmp_path)
     assert sweep.fields == ("beta",)
-    assert [(run.run_id, run.values) for run in sweep.runs] == [(run["run_id"], {"beta": beta})
-                                                                for run, beta in zip(finished, (0.5, 1.0))]
+    assert [(run.run_id, run.values) for run in sweep.runs] == [
+        (run["run_id"], {"beta": beta}) for run, beta in zip(finished, (0.5, 1.0))
+    ]
 
     listed = last_json(cli("runs", str(tmp_path)))
     assert [run["run_id"] for run in listed] == [run["run_id"] for run in finished]
     for row, run in zip(listed, finished):
-        assert RUN_KEYS <= set(row) and row["status"] == "finished" and row["epoch"] == 1
+        assert set(row) >= RUN_KEYS and row["status"] == "finished" and row["epoch"] == 1
         assert row["test_neg_elbo"] == pytest.approx(run["test_neg_elbo"]) and row["checkpoint"] == run["checkpoint"]
     # Without DIR: the app's folder, from the variable the app reads.
     assert last_json(cli("runs", env={"VAE_STUDIO_CHECKPOINTS": str(tmp_path)})) == listed
@@ -65,8 +72,19 @@ def test_sweep_checks_every_combination_before_training_any(tmp_path):
     assert "Traceback" not in bad.stderr and not list(tmp_path.iterdir())
     wrong = cli("sweep", *TINY, "--model", "mlp", "gpt", "--out-dir", str(tmp_path))
     assert wrong.returncode == 2 and "invalid choice: 'gpt'" in wrong.stderr and not list(tmp_path.iterdir())
-    huge = cli("sweep", *TINY, "--seed", *map(str, range(17)), "--lr", "1e-3", "2e-3",
-               "--beta", *map(str, range(8)), "--out-dir", str(tmp_path))
+    huge = cli(
+        "sweep",
+        *TINY,
+        "--seed",
+        *map(str, range(17)),
+        "--lr",
+        "1e-3",
+        "2e-3",
+        "--beta",
+        *map(str, range(8)),
+        "--out-dir",
+        str(tmp_path),
+    )
     assert huge.returncode == 2 and "272 combinations, more than the limit of 64 a request" in huge.stderr
 
 
@@ -78,9 +96,24 @@ def test_runs_refuses_a_missing_folder(tmp_path):
 def test_a_cli_run_is_followed_live_and_seen_killed(tmp_path):
     """A long CLI run writes its progress record as it trains; SIGKILLed, `runs` says killed and keeps
     the epochs it saved."""
-    process = subprocess.Popen([sys.executable, "-m", "vae_core", "train", *TINY, "--batch-size", "16",
-                                "--epochs", "200", "--out-dir", str(tmp_path)], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vae_core",
+            "train",
+            *TINY,
+            "--batch-size",
+            "16",
+            "--epochs",
+            "200",
+            "--out-dir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 120
         record, steps = None, []

@@ -21,8 +21,7 @@ import torch
 from PIL import Image
 
 from vae_core import data
-from vae_core.data import idx, limits
-from vae_core.data import DEFAULT_DATASET, ImageDataset, dataset_names, describe_datasets, load_dataset
+from vae_core.data import DEFAULT_DATASET, ImageDataset, dataset_names, describe_datasets, idx, limits, load_dataset
 from vae_core.errors import ConfigError, DataError
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -127,8 +126,11 @@ def test_mnist_sample_is_mlxtends_data_split_by_the_seeded_permutation():
     position = {row: index for index, row in enumerate(order)}  # file row -> place in test + train
     for row_number, row in enumerate(rows):
         place = position[row_number]
-        split_x, split_y, index = ((dataset.test_x, dataset.test_y, place) if place < 1000
-                                   else (dataset.train_x, dataset.train_y, place - 1000))
+        split_x, split_y, index = (
+            (dataset.test_x, dataset.test_y, place)
+            if place < 1000
+            else (dataset.train_x, dataset.train_y, place - 1000)
+        )
         np.testing.assert_allclose(split_x[index].flatten().numpy() * 255, row[:-1], atol=1e-4)
         assert int(split_y[index]) == row[-1]
 
@@ -170,9 +172,18 @@ def test_unknown_name_lists_the_registry():
         load_dataset("nul\0byte.npz")
 
 
-@pytest.mark.parametrize("options", [dict(test_fraction=0.0), dict(test_fraction=1.5), dict(image_size=0),
-                                     dict(image_size=True), dict(image_size=2.5), dict(seed="1"),
-                                     dict(test_fraction="0.2")])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(test_fraction=0.0),
+        dict(test_fraction=1.5),
+        dict(image_size=0),
+        dict(image_size=True),
+        dict(image_size=2.5),
+        dict(seed="1"),
+        dict(test_fraction="0.2"),
+    ],
+)
 def test_bad_options_are_config_errors(options):
     with pytest.raises(ConfigError):
         load_dataset("mnist-sample", **options)
@@ -221,9 +232,17 @@ def test_missing_mnist_says_where_to_put_which_files(no_data_dirs):
     with pytest.raises(DataError) as caught:
         load_dataset("mnist", root=root)
     message = str(caught.value)
-    for expected in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                     "t10k-labels-idx1-ubyte", str(root), str(root / "MNIST" / "raw"),
-                     str(no_data_dirs / "env-data" / "mnist"), "download=True", "--download"):
+    for expected in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+        str(root),
+        str(root / "MNIST" / "raw"),
+        str(no_data_dirs / "env-data" / "mnist"),
+        "download=True",
+        "--download",
+    ):
         assert expected in message
 
 
@@ -275,7 +294,7 @@ def test_fashion_mnist_from_debians_package(no_data_dirs):
     assert dataset.class_names[0] == "T-shirt/top" and dataset.class_names[9] == "Ankle boot"
     assert torch.bincount(dataset.train_y).tolist() == [6000] * 10
     assert torch.bincount(dataset.test_y).tolist() == [1000] * 10
-    assert 0.0 <= float(dataset.train_x.min()) and float(dataset.train_x.max()) == 1.0
+    assert float(dataset.train_x.min()) >= 0.0 and float(dataset.train_x.max()) == 1.0
     assert dataset.source.endswith(str(FASHION_DIR))
     assert load_dataset("fashion-mnist") is dataset
 
@@ -444,7 +463,7 @@ def test_csv_of_pixels_only_in_unit_range_is_unlabeled(tmp_path):
 def test_image_size_resizes_registry_and_own_data(tmp_path):
     resized = load_dataset("mnist-sample", image_size=14)
     assert resized.train_x.shape == (4000, 1, 14, 14) and resized.test_x.shape == (1000, 1, 14, 14)
-    assert 0.0 <= float(resized.train_x.min()) and float(resized.train_x.max()) <= 1.0
+    assert float(resized.train_x.min()) >= 0.0 and float(resized.train_x.max()) <= 1.0
     assert resized.source.endswith("resized to 14x14")
     assert resized.fingerprint != load_dataset("mnist-sample").fingerprint
 
@@ -514,10 +533,21 @@ def test_a_reference_inside_an_allowed_folder_or_to_an_allowed_file_resolves_to_
     assert data.resolve_data_reference(str(inside), [str(inside)]) == str(inside)  # the CLI's explicit --data
 
 
-@pytest.mark.parametrize("reference", [
-    "/etc", "/etc/passwd", "{uploads}/../secret.npz", "{uploads}-other/x.npz", "{uploads}/link-out/secret.npz",
-    "~/mine.npz", "relative.npz", "", "cifar-999",
-], ids=["etc", "passwd", "dot-dot", "sibling-prefix", "symlink-escape", "tilde", "relative", "empty", "unknown"])
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "/etc",
+        "/etc/passwd",
+        "{uploads}/../secret.npz",
+        "{uploads}-other/x.npz",
+        "{uploads}/link-out/secret.npz",
+        "~/mine.npz",
+        "relative.npz",
+        "",
+        "cifar-999",
+    ],
+    ids=["etc", "passwd", "dot-dot", "sibling-prefix", "symlink-escape", "tilde", "relative", "empty", "unknown"],
+)
 def test_any_other_reference_is_refused_without_quoting_it(tmp_path, monkeypatch, reference):
     uploads = tmp_path / "uploads"
     uploads.mkdir()
@@ -542,16 +572,19 @@ def test_load_dataset_does_not_expand_a_tilde(tmp_path, monkeypatch):
         load_dataset("~/home.npz")
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("digits.npz", "digits.npz"),
-    ("../../etc/cron.d/evil.csv", "evil.csv"),
-    ("C:\\Users\\me\\pets.zip", "pets.zip"),
-    ("..", "upload"),
-    ("", "upload"),
-    (".npz", "npz"),
-    ("bad\x00name\n.png", "badname.png"),
-    ("photo.p/n\\g", "g"),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("digits.npz", "digits.npz"),
+        ("../../etc/cron.d/evil.csv", "evil.csv"),
+        ("C:\\Users\\me\\pets.zip", "pets.zip"),
+        ("..", "upload"),
+        ("", "upload"),
+        (".npz", "npz"),
+        ("bad\x00name\n.png", "badname.png"),
+        ("photo.p/n\\g", "g"),
+    ],
+)
 def test_safe_upload_name(name, expected):
     assert data.safe_upload_name(name) == expected
 
@@ -576,8 +609,9 @@ def test_the_cache_loads_a_dataset_once_for_callers_that_ask_at_the_same_time(tm
         return dataset
 
     results = []
-    threads = [threading.Thread(target=lambda: results.append(cache.get_or_load("shared", 1, slow_load)))
-               for _ in range(3)]
+    threads = [
+        threading.Thread(target=lambda: results.append(cache.get_or_load("shared", 1, slow_load))) for _ in range(3)
+    ]
     for thread in threads:
         thread.start()
     time.sleep(0.2)

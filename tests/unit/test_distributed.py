@@ -44,8 +44,13 @@ def ddp_train(*args: str, device: str = "cpu") -> list[dict]:
     """`torchrun --standalone --nproc_per_node 2 -m vae_core train ...` (Gloo on the CPU, NCCL on
     GPUs); the JSON lines it printed."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([*_torchrun(), "--standalone", "--nproc_per_node", "2", "-m", "vae_core", "train",
-                           "--device", device, *args], capture_output=True, text=True, env=env, timeout=600)
+    done = subprocess.run(
+        [*_torchrun(), "--standalone", "--nproc_per_node", "2", "-m", "vae_core", "train", "--device", device, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
@@ -79,14 +84,15 @@ def runs(tmp_path_factory) -> dict:
     """Single-process runs and torchrun runs of the same trainings, and resumes across the two: the
     checkpoint of each by name, and "ddp_1_lines", the JSON lines the first torchrun run printed."""
     folder = tmp_path_factory.mktemp("ddp")
-    paths = {name: folder / f"{name}.safetensors" for name in
-             ("single_1", "single_2", "ddp_1", "ddp_then_single_2", "plain_1", "plain_2", "single_then_ddp_2")}
+    paths = {
+        name: folder / f"{name}.safetensors"
+        for name in ("single_1", "single_2", "ddp_1", "ddp_then_single_2", "plain_1", "plain_2", "single_then_ddp_2")
+    }
     single_train(*FREE_BITS, "--epochs", "1", "--out", str(paths["single_1"]))
     single_train("--resume", str(paths["single_1"]), "--epochs", "2", "--out", str(paths["single_2"]), "--quiet")
     lines = ddp_train(*FREE_BITS, "--epochs", "1", "--out", str(paths["ddp_1"]), "--name", "two processes")
     paths["ddp_1_lines"] = lines
-    single_train("--resume", str(paths["ddp_1"]), "--epochs", "2", "--out", str(paths["ddp_then_single_2"]),
-                 "--quiet")
+    single_train("--resume", str(paths["ddp_1"]), "--epochs", "2", "--out", str(paths["ddp_then_single_2"]), "--quiet")
     single_train(*SMALL, "--epochs", "1", "--out", str(paths["plain_1"]))
     single_train("--resume", str(paths["plain_1"]), "--epochs", "2", "--out", str(paths["plain_2"]), "--quiet")
     ddp_train("--resume", str(paths["plain_1"]), "--epochs", "2", "--out", str(paths["single_then_ddp_2"]), "--quiet")
@@ -106,8 +112,9 @@ def test_rank_0_alone_prints_the_result_and_writes_the_files(runs, capsys):
     result = lines[0]
     assert result["world_size"] == 2 and result["steps"] == 14 and result["name"] == "two processes"
     assert result["checkpoint"] == str(runs["ddp_1"])
-    assert result["test_neg_elbo"] == pytest.approx(load_checkpoint(runs["single_1"]).state.history.epochs[-1]
-                                                    ["test_neg_elbo"], rel=1e-5)
+    assert result["test_neg_elbo"] == pytest.approx(
+        load_checkpoint(runs["single_1"]).state.history.epochs[-1]["test_neg_elbo"], rel=1e-5
+    )
     record = json.loads(progress_path(runs["ddp_1"]).read_text())  # what the app follows
     assert record["status"] == "finished" and record["step"] == 14 and record["run_id"] == result["run_id"]
     capsys.readouterr()
@@ -162,12 +169,15 @@ def test_the_launch_is_read_from_torchruns_variables():
     assert torchrun_launch({**TORCHRUN_ENV, "RANK": "0", "WORLD_SIZE": "1"}) is None  # one process: as alone
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"RANK": "one"}, "RANK must be a whole number"),
-    ({"LOCAL_RANK": ""}, "LOCAL_RANK must be a whole number"),
-    ({"RANK": "4"}, "RANK 4 does not fit WORLD_SIZE 4"),
-    ({"MASTER_ADDR": ""}, "MASTER_ADDR not set: start distributed training with torchrun"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"RANK": "one"}, "RANK must be a whole number"),
+        ({"LOCAL_RANK": ""}, "LOCAL_RANK must be a whole number"),
+        ({"RANK": "4"}, "RANK 4 does not fit WORLD_SIZE 4"),
+        ({"MASTER_ADDR": ""}, "MASTER_ADDR not set: start distributed training with torchrun"),
+    ],
+)
 def test_a_broken_launch_is_refused_with_the_variable_named(change, message):
     with pytest.raises(ConfigError, match=message):
         torchrun_launch({**TORCHRUN_ENV, **change})
@@ -219,8 +229,12 @@ def test_compile_trains_a_tiny_epoch_on_the_cpu(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["compiled"] is True and result["steps"] == 14
     # Compiled kernels fuse operations, so the sums may round differently; the training is the same.
-    np.testing.assert_allclose(load_checkpoint(compiled).state.history.step_matrix(),
-                               load_checkpoint(eager).state.history.step_matrix(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        load_checkpoint(compiled).state.history.step_matrix(),
+        load_checkpoint(eager).state.history.step_matrix(),
+        rtol=1e-4,
+        atol=1e-4,
+    )
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -237,8 +251,7 @@ def test_bf16_and_compile_train_on_a_gpu(tmp_path, capsys):
 def test_a_gpu_step_never_waits_for_the_device(digits, precision):
     """Data on the device, losses kept there until a flush: PyTorch's sync debug mode raises at the
     first operation of a step that would make the host wait (an .item(), a copy to the host...)."""
-    config = TrainConfig(data="digits", hidden=(32,), latent_dim=4, batch_size=105, device="cuda",
-                         precision=precision)
+    config = TrainConfig(data="digits", hidden=(32,), latent_dim=4, batch_size=105, device="cuda", precision=precision)
     trainer = Trainer(config, digits)
     train_step(trainer)  # the first step makes the epoch's shuffle and the optimiser's state
     torch.cuda.set_sync_debug_mode("error")
@@ -257,8 +270,9 @@ def test_two_nccl_processes_train_as_one_process(tmp_path):
     ddp_train(*SMALL, "--epochs", "1", "--out", str(ddp), device="cuda")
     got, want = load_checkpoint(ddp), load_checkpoint(single)
     assert got.world_size == 2
-    np.testing.assert_allclose(got.state.history.step_matrix(), want.state.history.step_matrix(),
-                               rtol=1e-4, atol=1e-4)  # GPU kernels choose their own summation orders
+    np.testing.assert_allclose(
+        got.state.history.step_matrix(), want.state.history.step_matrix(), rtol=1e-4, atol=1e-4
+    )  # GPU kernels choose their own summation orders
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here: the bench measures it")
@@ -269,4 +283,5 @@ def test_the_gpu_bench_says_no_gpu_without_one(capsys):
     printed = capsys.readouterr()
     assert "no GPU" in printed.err
     assert [json.loads(line)["measured"] for line in printed.out.splitlines()] == [
-        "no GPU: torch.cuda.is_available() is False here, nothing measured"]
+        "no GPU: torch.cuda.is_available() is False here, nothing measured"
+    ]

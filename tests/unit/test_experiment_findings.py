@@ -16,8 +16,10 @@ VAE = {"aggregate_kl": 2.0, "prior_recognised": 0.6, "real_recognised": 0.577}
 
 def _result(ae=AE, vae=VAE):
     config = TrainConfig()
-    runs = [RunResult("AE", config.replace(model="ae"), dict(ae), (), None),
-            RunResult("VAE", config, dict(vae), (), None)]
+    runs = [
+        RunResult("AE", config.replace(model="ae"), dict(ae), (), None),
+        RunResult("VAE", config, dict(vae), (), None),
+    ]
     return finding_for("ae-vs-vae", runs)
 
 
@@ -53,19 +55,43 @@ def test_a_finding_about_deleted_runs_is_not_shown(folder):
     assert latest_findings(folder) == {}
 
 
-@pytest.mark.parametrize("content", [
-    b"not json", b"[" * 5000 + b"]" * 5000, b'"text"', b"{}",
-    json.dumps({"experiment": "beta", "finding": "x", "saved": "now", "runs": [["AE", "run-ae"]]}).encode(),
-    json.dumps({"experiment": "ae-vs-vae", "finding": "x", "saved": "now", "runs": [["AE", "../run-ae"]]}).encode(),
-    json.dumps({"experiment": "ae-vs-vae", "finding": "x\x1b[2J", "saved": "now", "runs": [["AE", "run-ae"]]}).encode(),
-    json.dumps({"experiment": "ae-vs-vae", "finding": 3, "saved": "now", "runs": [["AE", "run-ae"]]}).encode(),
-    json.dumps({"experiment": "ae-vs-vae", "finding": "x" * 70_000, "saved": "now", "runs": []}).encode(),
-    json.dumps({"experiment": "ae-vs-vae", "finding": "x", "saved": "now",
-                "runs": [["<b>AE</b>", "run-ae"], ["VAE", "run-vae"]]}).encode(),  # not the experiment's labels
-    *(json.dumps({"experiment": "ae-vs-vae", "version": experiments.FINDING_VERSION, "finding": "x", "saved": "now",
-                  "runs": [["AE", "run-ae"], ["VAE", "run-vae"]], "real_recognised": real}).encode()
-      for real in ("58%", 1.5, -0.1, True, [0.5])),  # a ceiling that is not a share
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"not json",
+        b"[" * 5000 + b"]" * 5000,
+        b'"text"',
+        b"{}",
+        json.dumps({"experiment": "beta", "finding": "x", "saved": "now", "runs": [["AE", "run-ae"]]}).encode(),
+        json.dumps({"experiment": "ae-vs-vae", "finding": "x", "saved": "now", "runs": [["AE", "../run-ae"]]}).encode(),
+        json.dumps(
+            {"experiment": "ae-vs-vae", "finding": "x\x1b[2J", "saved": "now", "runs": [["AE", "run-ae"]]}
+        ).encode(),
+        json.dumps({"experiment": "ae-vs-vae", "finding": 3, "saved": "now", "runs": [["AE", "run-ae"]]}).encode(),
+        json.dumps({"experiment": "ae-vs-vae", "finding": "x" * 70_000, "saved": "now", "runs": []}).encode(),
+        json.dumps(
+            {
+                "experiment": "ae-vs-vae",
+                "finding": "x",
+                "saved": "now",
+                "runs": [["<b>AE</b>", "run-ae"], ["VAE", "run-vae"]],
+            }
+        ).encode(),  # not the experiment's labels
+        *(
+            json.dumps(
+                {
+                    "experiment": "ae-vs-vae",
+                    "version": experiments.FINDING_VERSION,
+                    "finding": "x",
+                    "saved": "now",
+                    "runs": [["AE", "run-ae"], ["VAE", "run-vae"]],
+                    "real_recognised": real,
+                }
+            ).encode()
+            for real in ("58%", 1.5, -0.1, True, [0.5])
+        ),  # a ceiling that is not a share
+    ],
+)
 def test_a_file_it_could_not_have_written_is_passed_over(folder, content):
     (folder / FINDINGS_FOLDER).mkdir()
     (folder / FINDINGS_FOLDER / "ae-vs-vae.json").write_bytes(content)

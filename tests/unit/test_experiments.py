@@ -18,9 +18,14 @@ from vae_core.experiments import EXPERIMENTS, METRICS, RunResult, base_config, f
 def small_sample(mnist_sample):
     """A quarter of mnist-sample's training images and half its test images: one epoch is 32 steps."""
     return dataclasses.replace(
-        mnist_sample, name="mnist-sample-quarter", fingerprint=mnist_sample.fingerprint + "-quarter",
-        train_x=mnist_sample.train_x[:1024], train_y=mnist_sample.train_y[:1024],
-        test_x=mnist_sample.test_x[:500], test_y=mnist_sample.test_y[:500])
+        mnist_sample,
+        name="mnist-sample-quarter",
+        fingerprint=mnist_sample.fingerprint + "-quarter",
+        train_x=mnist_sample.train_x[:1024],
+        train_y=mnist_sample.train_y[:1024],
+        test_x=mnist_sample.test_x[:500],
+        test_y=mnist_sample.test_y[:500],
+    )
 
 
 def _mentioned(result):
@@ -30,8 +35,12 @@ def _mentioned(result):
     nats = experiments._nats
     name = result.experiment.name
     if name == "ae-vs-vae":
-        return [nats(runs["AE"]["aggregate_kl"]), nats(runs["VAE"]["aggregate_kl"]),
-                f"{runs['VAE']['prior_recognised']:.0%}", f"{runs['VAE']['real_recognised']:.0%} of real test images"]
+        return [
+            nats(runs["AE"]["aggregate_kl"]),
+            nats(runs["VAE"]["aggregate_kl"]),
+            f"{runs['VAE']['prior_recognised']:.0%}",
+            f"{runs['VAE']['real_recognised']:.0%} of real test images",
+        ]
     if name == "beta":
         return [nats(ordered[0]["test_recon"]), nats(ordered[-1]["test_kl"])]
     if name == "collapse":
@@ -47,8 +56,9 @@ def _mentioned(result):
 def test_every_experiment_runs_end_to_end(name, small_sample, tmp_path):
     base = base_config(epochs=1, seed=3)
     announced = []
-    result = run_experiment(name, base, small_sample, tmp_path,
-                            on_run=lambda index, count, run: announced.append((index, count, run.label)))
+    result = run_experiment(
+        name, base, small_sample, tmp_path, on_run=lambda index, count, run: announced.append((index, count, run.label))
+    )
     planned = EXPERIMENTS[name].runs(base)
     assert [run.label for run in result.runs] == [run.label for run in planned]
     assert announced == [(i, len(planned), run.label) for i, run in enumerate(planned)]
@@ -88,21 +98,32 @@ def _result(label, config=None, **metrics):
 
 
 def test_a_finding_follows_the_numbers_not_a_script():
-    claim_holds = finding_for("ae-vs-vae", [_result("AE", aggregate_kl=412.0, prior_recognised=0.03),
-                                            _result("VAE", aggregate_kl=9.8, prior_recognised=0.71,
-                                                    real_recognised=0.8)]).finding
+    claim_holds = finding_for(
+        "ae-vs-vae",
+        [
+            _result("AE", aggregate_kl=412.0, prior_recognised=0.03),
+            _result("VAE", aggregate_kl=9.8, prior_recognised=0.71, real_recognised=0.8),
+        ],
+    ).finding
     assert claim_holds.startswith("The AE's aggregate KL is 412 nats against the VAE's 9.8")
     assert "3% of the AE's prior samples" in claim_holds and "71% for the VAE, and 80% of real" in claim_holds
     assert "far more often for the VAE" in claim_holds
-    claim_fails = finding_for("ae-vs-vae", [_result("AE", aggregate_kl=5.0, prior_recognised=0.4),
-                                            _result("VAE", aggregate_kl=9.8, prior_recognised=0.2,
-                                                    real_recognised=0.8)]).finding
+    claim_fails = finding_for(
+        "ae-vs-vae",
+        [
+            _result("AE", aggregate_kl=5.0, prior_recognised=0.4),
+            _result("VAE", aggregate_kl=9.8, prior_recognised=0.2, real_recognised=0.8),
+        ],
+    ).finding
     assert "happen to sit" in claim_fails and "the AE's samples are recognised more often" in claim_fails
 
 
 def test_the_collapse_finding_names_the_remedy_that_kept_more_units():
-    runs = [_result("β=8", active_units=3, test_kl=1.0), _result("β=8 + KL annealing", active_units=4, test_kl=2.0),
-            _result("β=8 + free bits 1", active_units=9, test_kl=8.0)]
+    runs = [
+        _result("β=8", active_units=3, test_kl=1.0),
+        _result("β=8 + KL annealing", active_units=4, test_kl=2.0),
+        _result("β=8 + free bits 1", active_units=9, test_kl=8.0),
+    ]
     assert finding_for("collapse", runs).finding.endswith("Free bits 1 kept 6 more dimension(s) in use.")
 
 
@@ -141,8 +162,12 @@ def test_cli_runs_an_experiment_into_the_out_dir(capsys, tmp_path):
     from vae_core.cli import main
 
     out_dir = tmp_path / "runs"
-    assert main(["experiment", "mse-vs-bce", "--data", "digits", "--epochs", "1", "--seed", "2",
-                 "--out-dir", str(out_dir)]) == 0
+    assert (
+        main(
+            ["experiment", "mse-vs-bce", "--data", "digits", "--epochs", "1", "--seed", "2", "--out-dir", str(out_dir)]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     document = _last_json_line(captured.out)
     assert "[1/2] mse-vs-bce: BCE" in captured.err and "[2/2] mse-vs-bce: MSE" in captured.err
@@ -166,18 +191,19 @@ def test_cli_needs_a_name_or_list(capsys):
 
 
 def test_bench_references_are_read_from_the_results_table_and_odd_rows_skipped():
-    text = "\n".join([
-        "| figure | target | measured | ok |",
-        "| Test -ELBO, nats (mnist-sample, mlp, 20 epochs; 1,000 test images) | <= reference + 1 (= 139.12) "
-        "| 137.80 (reference 138.12) | yes |",
-        "| IWAE bound, nats (fashion-mnist, conv, 20 epochs; k=5,000 on 300 test images) | <= 234.27 "
-        "| 1,233.30 (reference 233.27) | yes |",
-        "| Test -ELBO, nats (a row whose layout changed) | - | n/a | - |",
-    ])
+    text = "\n".join(
+        [
+            "| figure | target | measured | ok |",
+            "| Test -ELBO, nats (mnist-sample, mlp, 20 epochs; 1,000 test images) | <= reference + 1 (= 139.12) "
+            "| 137.80 (reference 138.12) | yes |",
+            "| IWAE bound, nats (fashion-mnist, conv, 20 epochs; k=5,000 on 300 test images) | <= 234.27 "
+            "| 1,233.30 (reference 233.27) | yes |",
+            "| Test -ELBO, nats (a row whose layout changed) | - | n/a | - |",
+        ]
+    )
     first, second = experiments.bench_references(text)
     assert (first.data, first.model, first.value, first.bound) == ("mnist-sample", "mlp", 137.80, "−ELBO")
-    assert (second.data, second.model, second.value, second.bound) == ("fashion-mnist", "conv", 1233.30,
-                                                                       "IWAE k=5,000")
+    assert (second.data, second.model, second.value, second.bound) == ("fashion-mnist", "conv", 1233.30, "IWAE k=5,000")
     assert experiments.bench_references("no table here") == []
 
 
@@ -190,8 +216,13 @@ def test_what_differs_from_the_published_vae_names_this_run():
 
 def test_the_page_helpers_read_the_epoch_metrics():
     epochs = ({"kl_per_dim": [0.1, 2.0, 0.5]}, {"kl_per_dim": [0.0, 3.0, 1.0]})
-    run = RunResult("β=1", TrainConfig(latent_dim=3), dict.fromkeys(METRICS) | {"test_recon": 150.0, "test_kl": 4.0, "active_units": 2},
-                    epochs, None)
+    run = RunResult(
+        "β=1",
+        TrainConfig(latent_dim=3),
+        dict.fromkeys(METRICS) | {"test_recon": 150.0, "test_kl": 4.0, "active_units": 2},
+        epochs,
+        None,
+    )
     assert experiments.kl_per_dim_by_epoch(run) == {"z0": [0.1, 0.0], "z1": [2.0, 3.0], "z2": [0.5, 1.0]}
     assert experiments.top_dimensions(epochs, 3, 2) == [1, 2]
     assert experiments.top_dimensions(({"kl_per_dim": [0.0, 0.0, 0.0]},), 3, 2) == [0, 1]  # an AE: no KL

@@ -23,9 +23,11 @@ def _decoded_with_class(model, z, label):
 
 @pytest.mark.parametrize("view", ["manifold", "traversal", "prior_samples"])
 def test_a_conditional_view_needs_its_class(cvae, view):
-    calls = {"manifold": lambda **k: generate.manifold(cvae, 3, **k),
-             "traversal": lambda **k: generate.traversal(cvae, [0, 1], steps=3, **k),
-             "prior_samples": lambda **k: generate.prior_samples(cvae, 4, **k)}
+    calls = {
+        "manifold": lambda **k: generate.manifold(cvae, 3, **k),
+        "traversal": lambda **k: generate.traversal(cvae, [0, 1], steps=3, **k),
+        "prior_samples": lambda **k: generate.prior_samples(cvae, 4, **k),
+    }
     with pytest.raises(ValueError, match="one class at a time"):
         calls[view]()  # before: each cell got a different class (arange % classes)
     with pytest.raises(ValueError, match="out of range"):

@@ -128,6 +128,7 @@ def test_unexpected_errors_are_captured_not_lost(digits, monkeypatch):
 
     def broken_step(trainer):
         raise RuntimeError("boom")
+
     monkeypatch.setattr(loop, "train_step", broken_step)
     job.start()
     assert job.wait(10)

@@ -58,7 +58,7 @@ def test_an_aligned_pca_scatter_keeps_every_distance_of_a_fresh_one():
         state.pending.job.wait(timeout=30)
         points = track.state.shown.points
         scores = PCA(n_components=2).fit_transform(means)
-        distances = lambda p: np.linalg.norm(p[:, None] - p[None], axis=-1)  # noqa: E731
+        distances = lambda p: np.linalg.norm(p[:, None] - p[None], axis=-1)
         np.testing.assert_allclose(distances(points), distances(scores), atol=1e-4)
 
 

@@ -5,8 +5,17 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from ui.light_charts import (COLOURS, HEIGHT, MARGIN_BOTTOM, MARGIN_LEFT, MARGIN_TOP, SKETCH_POINTS, downsample,
-                             hide_once_drawn, loss_sketch_svg)
+from ui.light_charts import (
+    COLOURS,
+    HEIGHT,
+    MARGIN_BOTTOM,
+    MARGIN_LEFT,
+    MARGIN_TOP,
+    SKETCH_POINTS,
+    downsample,
+    hide_once_drawn,
+    loss_sketch_svg,
+)
 from vae_core.history import StepCurves
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -22,8 +31,10 @@ def _curves(total, recon=None, kl=None, first_step=1):
 
 def _parse(svg: str):
     root = ET.fromstring(svg)
-    lines = {line.get("data-curve"): [tuple(map(float, point.split(","))) for point in line.get("points").split()]
-             for line in root.iter(f"{SVG}polyline")}
+    lines = {
+        line.get("data-curve"): [tuple(map(float, point.split(","))) for point in line.get("points").split()]
+        for line in root.iter(f"{SVG}polyline")
+    }
     texts = [text.text for text in root.iter(f"{SVG}text")]
     return root, lines, texts
 
@@ -80,14 +91,16 @@ def test_y_labels_stay_short_however_large_the_loss():
 
 def test_no_steps_yet_draws_empty_panels():
     empty = np.zeros(0)
-    root, lines, texts = _parse(loss_sketch_svg(StepCurves(step=empty, total=empty, recon=empty, kl=empty,
-                                                           beta=empty, lr=empty)))
+    root, lines, texts = _parse(
+        loss_sketch_svg(StepCurves(step=empty, total=empty, recon=empty, kl=empty, beta=empty, lr=empty))
+    )
     assert lines == {} and "KL (nats)" in texts
 
 
 def test_the_css_hides_the_sketch_once_the_chart_beside_it_has_drawn():
     assert hide_once_drawn("area", "sketch", "chart") == (
-        "<style>.st-key-area:has(.st-key-chart .js-plotly-plot .main-svg) .st-key-sketch { display: none; }</style>")
+        "<style>.st-key-area:has(.st-key-chart .js-plotly-plot .main-svg) .st-key-sketch { display: none; }</style>"
+    )
 
 
 def test_downsample_keeps_short_curves_and_averages_long_ones_in_buckets():

@@ -64,7 +64,9 @@ def test_autoencoder_loss_has_no_kl():
     terms = vae_loss(_output(logits, torch.ones(3, 4), torch.zeros(3, 4)), x, variational=False)
     assert terms.kl.item() == 0.0
     assert terms.total.item() == pytest.approx(4 * math.log(2))
-    assert F.binary_cross_entropy_with_logits(logits, x, reduction="sum").item() / 3 == pytest.approx(terms.recon.item())
+    assert F.binary_cross_entropy_with_logits(logits, x, reduction="sum").item() / 3 == pytest.approx(
+        terms.recon.item()
+    )
 
 
 def test_beta_schedules():

@@ -8,8 +8,15 @@ from torch.distributions import MultivariateNormal, kl_divergence
 from vae_core.config import TrainConfig
 from vae_core.errors import DataError
 from vae_core.losses import gaussian_kl
-from vae_core.metrics import (aggregate_kl, image_classifier, kl_to_standard_normal, prior_recognised,
-                              prior_sample_spread, reconstruction_pixel_error, recognised_share)
+from vae_core.metrics import (
+    aggregate_kl,
+    image_classifier,
+    kl_to_standard_normal,
+    prior_recognised,
+    prior_sample_spread,
+    recognised_share,
+    reconstruction_pixel_error,
+)
 from vae_core.models import VAE, build_model
 
 
@@ -21,7 +28,7 @@ class ConstantDecoder(VAE):
         self.image_logits = torch.nn.Parameter(torch.logit(image.clamp(1e-4, 1 - 1e-4)))
 
     def encode(self, x, y=None):
-        mu = x.flatten(1)[:, :self.latent_dim]
+        mu = x.flatten(1)[:, : self.latent_dim]
         return mu, torch.zeros_like(mu)
 
     def decode(self, z, y=None):
@@ -38,7 +45,8 @@ def test_kl_to_standard_normal_matches_torch_distributions():
     mean, covariance = _known_gaussian()
     reference = kl_divergence(
         MultivariateNormal(torch.tensor(mean), covariance_matrix=torch.tensor(covariance)),
-        MultivariateNormal(torch.zeros(3, dtype=torch.float64), covariance_matrix=torch.eye(3, dtype=torch.float64)))
+        MultivariateNormal(torch.zeros(3, dtype=torch.float64), covariance_matrix=torch.eye(3, dtype=torch.float64)),
+    )
     assert kl_to_standard_normal(mean, covariance) == pytest.approx(float(reference), rel=1e-12)
 
 
@@ -90,9 +98,16 @@ def test_prior_metrics_of_a_model_whose_decoder_ignores_z(mnist_sample):
 
 
 def test_prior_recognised_needs_labels(mnist_sample):
-    unlabelled = type(mnist_sample)(name="unlabelled", train_x=mnist_sample.train_x, train_y=None,
-                                    test_x=mnist_sample.test_x, test_y=None, class_names=None,
-                                    fingerprint="unlabelled", source="test")
+    unlabelled = type(mnist_sample)(
+        name="unlabelled",
+        train_x=mnist_sample.train_x,
+        train_y=None,
+        test_x=mnist_sample.test_x,
+        test_y=None,
+        class_names=None,
+        fingerprint="unlabelled",
+        source="test",
+    )
     model = build_model(TrainConfig(latent_dim=2), mnist_sample.image_shape)
     with pytest.raises(DataError, match="no class labels"):
         prior_recognised(model, unlabelled, count=10)
@@ -101,5 +116,6 @@ def test_prior_recognised_needs_labels(mnist_sample):
 def test_reconstruction_pixel_error_of_a_perfect_and_a_grey_decoding():
     x = torch.rand(4, 1, 2, 2, generator=torch.Generator().manual_seed(0))
     assert reconstruction_pixel_error(ConstantDecoder(torch.full((1, 2, 2), 0.5)), x) == pytest.approx(
-        float(((x - 0.5) ** 2).mean()), rel=1e-5)
+        float(((x - 0.5) ** 2).mean()), rel=1e-5
+    )
     assert reconstruction_pixel_error(ConstantDecoder(x[0]), x[:1]) == pytest.approx(0.0, abs=1e-6)

@@ -78,12 +78,38 @@ def test_config_rejects_out_of_range_values_by_name():
     assert TrainConfig.from_dict(TrainConfig(hidden=(400,)).to_dict()) == TrainConfig(hidden=(400,))
 
 
-MLP_KEYS = ["encoder.0.0.weight", "encoder.0.0.bias", "encoder.0.2.weight", "encoder.0.2.bias", "fc_mu.weight",
-            "fc_mu.bias", "fc_log_var.weight", "fc_log_var.bias", "decoder.0.weight", "decoder.0.bias",
-            "decoder.2.weight", "decoder.2.bias", "decoder.4.weight", "decoder.4.bias"]
-CONV_KEYS = ["encoder.0.weight", "encoder.0.bias", "encoder.2.weight", "encoder.2.bias", "fc_mu.weight", "fc_mu.bias",
-             "fc_log_var.weight", "fc_log_var.bias", "fc_decode.weight", "fc_decode.bias", "decoder.1.weight",
-             "decoder.1.bias", "decoder.3.weight", "decoder.3.bias"]
+MLP_KEYS = [
+    "encoder.0.0.weight",
+    "encoder.0.0.bias",
+    "encoder.0.2.weight",
+    "encoder.0.2.bias",
+    "fc_mu.weight",
+    "fc_mu.bias",
+    "fc_log_var.weight",
+    "fc_log_var.bias",
+    "decoder.0.weight",
+    "decoder.0.bias",
+    "decoder.2.weight",
+    "decoder.2.bias",
+    "decoder.4.weight",
+    "decoder.4.bias",
+]
+CONV_KEYS = [
+    "encoder.0.weight",
+    "encoder.0.bias",
+    "encoder.2.weight",
+    "encoder.2.bias",
+    "fc_mu.weight",
+    "fc_mu.bias",
+    "fc_log_var.weight",
+    "fc_log_var.bias",
+    "fc_decode.weight",
+    "fc_decode.bias",
+    "decoder.1.weight",
+    "decoder.1.bias",
+    "decoder.3.weight",
+    "decoder.3.bias",
+]
 
 
 @pytest.mark.parametrize("name, keys", [("mlp", MLP_KEYS), ("conv", CONV_KEYS)])

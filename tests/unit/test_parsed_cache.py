@@ -39,10 +39,13 @@ def test_second_read_comes_from_the_cache_file(cache_home):
         assert np.array_equal(pixels, PIXELS) and np.array_equal(labels, LABELS)
 
 
-@pytest.mark.parametrize("content", [
-    b"not a zip at all",
-    b"PK\x03\x04 truncated",
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"not a zip at all",
+        b"PK\x03\x04 truncated",
+    ],
+)
 def test_a_damaged_cache_file_is_parsed_again_and_rewritten(cache_home, content):
     path = parsed_cache_file("tiny", "numpy")
     path.parent.mkdir(parents=True)
@@ -53,13 +56,16 @@ def test_a_damaged_cache_file_is_parsed_again_and_rewritten(cache_home, content)
     assert read_through_cache("tiny", "numpy", read)[0].shape == PIXELS.shape and read.calls == 1
 
 
-@pytest.mark.parametrize("arrays", [
-    {"pixels": PIXELS, "labels": LABELS, "extra": LABELS},  # not just our two arrays
-    {"pixels": PIXELS[0], "labels": LABELS},  # wrong rank
-    {"pixels": PIXELS, "labels": LABELS[:1]},  # lengths differ
-    {"pixels": PIXELS, "labels": np.array(["a", "b"])},  # labels not integers
-    {"pixels": np.array([None, None], dtype=object), "labels": LABELS},  # pickled objects: never loaded
-])
+@pytest.mark.parametrize(
+    "arrays",
+    [
+        {"pixels": PIXELS, "labels": LABELS, "extra": LABELS},  # not just our two arrays
+        {"pixels": PIXELS[0], "labels": LABELS},  # wrong rank
+        {"pixels": PIXELS, "labels": LABELS[:1]},  # lengths differ
+        {"pixels": PIXELS, "labels": np.array(["a", "b"])},  # labels not integers
+        {"pixels": np.array([None, None], dtype=object), "labels": LABELS},  # pickled objects: never loaded
+    ],
+)
 def test_a_cache_file_holding_anything_else_is_ignored(cache_home, arrays):
     path = parsed_cache_file("tiny", "numpy")
     path.parent.mkdir(parents=True)

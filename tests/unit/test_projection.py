@@ -108,16 +108,19 @@ def test_two_dimensional_latents_are_returned_as_they_are(method):
     np.testing.assert_array_equal(embedding, latents.astype(np.float32))
 
 
-@pytest.mark.parametrize("latents, method, message", [
-    (np.zeros((2, 5)), "pca", "at least 3 points"),
-    (np.zeros(10), "pca", "2-D array"),
-    (np.zeros((4, 3, 2)), "pca", "2-D array"),
-    (np.zeros((10, 1)), "pca", "at least 2 latent dimensions"),
-    (np.array([[0.0, 1.0, np.nan]] * 5), "tsne", "NaN"),
-    (np.array([[0.0, np.inf, 1.0]] * 5), "umap", "NaN or infinite"),
-    (np.array([["a", "b"]] * 5), "pca", "real numbers"),
-    (np.zeros((10, 5)), "isomap", "pca, tsne, umap"),
-])
+@pytest.mark.parametrize(
+    "latents, method, message",
+    [
+        (np.zeros((2, 5)), "pca", "at least 3 points"),
+        (np.zeros(10), "pca", "2-D array"),
+        (np.zeros((4, 3, 2)), "pca", "2-D array"),
+        (np.zeros((10, 1)), "pca", "at least 2 latent dimensions"),
+        (np.array([[0.0, 1.0, np.nan]] * 5), "tsne", "NaN"),
+        (np.array([[0.0, np.inf, 1.0]] * 5), "umap", "NaN or infinite"),
+        (np.array([["a", "b"]] * 5), "pca", "real numbers"),
+        (np.zeros((10, 5)), "isomap", "pca, tsne, umap"),
+    ],
+)
 def test_bad_input_raises_a_clear_value_error(latents, method, message):
     with pytest.raises(ValueError, match=message):
         project(latents, method)
@@ -134,7 +137,7 @@ def turned(points, angle, reflect=False):
 @pytest.mark.parametrize("reflect", [False, True])
 def test_align_undoes_a_rotation_and_shift(reflect):
     reference = np.random.default_rng(1).normal(size=(100, 2))
-    moved = turned(reference, 0.7, reflect) + [10.0, -4.0]
+    moved = turned(reference, 0.7, reflect) + np.array([10.0, -4.0])
     np.testing.assert_allclose(align(reference, moved), reference, atol=1e-5)
 
 

@@ -54,6 +54,7 @@ def test_queued_jobs_are_reordered_and_cancelled(registry, digits):
     def record_start(job):
         started.append(job.run_id)
         return real_start(job)
+
     for job in (a, b):
         job.start = record_start.__get__(job)
     running.stop()

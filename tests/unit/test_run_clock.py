@@ -1,6 +1,7 @@
 """A run's clock (wall time by step): noted at every flush, bounded, kept in its checkpoint, carried
 on by an exact resume (the time it waits on disk not counted), and never touching the numbers."""
 
+import itertools
 import time
 
 import numpy as np
@@ -20,8 +21,8 @@ SMALL = dict(data="digits", hidden=(32,), latent_dim=2, batch_size=128, device="
 
 def assert_clock_runs_forward(clock):
     steps, seconds = zip(*clock)
-    assert all(b > a for a, b in zip(steps, steps[1:])), steps
-    assert all(b >= a for a, b in zip(seconds, seconds[1:])), seconds
+    assert all(b > a for a, b in itertools.pairwise(steps)), steps
+    assert all(b >= a for a, b in itertools.pairwise(seconds)), seconds
 
 
 def test_every_flush_notes_the_time_of_its_last_step(digits):
@@ -63,7 +64,7 @@ def test_a_resumed_run_goes_on_from_its_saved_time_not_from_zero(digits, tmp_pat
     took = time.perf_counter() - began
 
     clock = resumed.history.clock
-    assert clock[:len(first.history.clock)] == first.history.clock  # what it had, kept as it was
+    assert clock[: len(first.history.clock)] == first.history.clock  # what it had, kept as it was
     assert_clock_runs_forward(clock)
     later = [(step, seconds) for step, seconds in clock if step > saved_step]
     assert later and later[0][1] > saved_seconds  # after the saved time, not from 0
@@ -80,7 +81,7 @@ def test_a_run_resumed_from_a_file_without_a_clock_times_what_it_trains_from_the
     assert resumed.history.clock[0] == (first.step, 0.0)
     curves = resumed.history.curves()
     seconds = curves.clock.at(curves.step.astype(float))
-    assert np.isnan(seconds[:first.step - 1]).all() and np.isfinite(seconds[first.step:]).all()
+    assert np.isnan(seconds[: first.step - 1]).all() and np.isfinite(seconds[first.step :]).all()
 
 
 def test_the_clock_does_not_change_the_numbers(digits, monkeypatch):

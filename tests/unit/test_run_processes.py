@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from vae_core.run_process import end_run_processes
 from vae_core import run_queue
 from vae_core.checkpoint import load_checkpoint
 from vae_core.config import TrainConfig
 from vae_core.errors import TrainingError
 from vae_core.jobs import TrainingJob
 from vae_core.registry import JobRegistry
+from vae_core.run_process import end_run_processes
 from vae_core.run_queue import DeviceLock, QueuedRun
 from vae_core.safe_files import UnreadableFile
 
@@ -98,11 +98,17 @@ def test_a_second_registry_on_the_folder_sees_the_queue_and_never_trains_a_run_t
             assert all(job.status == "queued" for job in jobs)
         finally:
             blocker.release()
-        _wait_for(lambda: not list(tmp_path.glob("*.queued.json")) and not list(tmp_path.glob("*.claimed.json")),
-                  timeout=120)
-        _wait_for(lambda: all((tmp_path / f"{job.run_id}.progress.json").exists() and
-                              json.loads((tmp_path / f"{job.run_id}.progress.json").read_bytes())["status"] ==
-                              "finished" for job in jobs), timeout=60)
+        _wait_for(
+            lambda: not list(tmp_path.glob("*.queued.json")) and not list(tmp_path.glob("*.claimed.json")), timeout=120
+        )
+        _wait_for(
+            lambda: all(
+                (tmp_path / f"{job.run_id}.progress.json").exists()
+                and json.loads((tmp_path / f"{job.run_id}.progress.json").read_bytes())["status"] == "finished"
+                for job in jobs
+            ),
+            timeout=60,
+        )
         for job in jobs:  # each trained exactly once: one epoch, one progress record's process
             saved = load_checkpoint(tmp_path / f"{job.run_id}.safetensors")
             assert saved.state.epoch == 1 and len(saved.state.history.epochs) == 1
@@ -161,12 +167,15 @@ def test_the_device_lock_is_one_holder_at_a_time(tmp_path):
         DeviceLock(tmp_path, "../etc")
 
 
-@pytest.mark.parametrize("content, problem", [
-    (b"[" * 5000 + b"]" * 5000, "nested more than"),
-    (b'{"format": "vae-studio-queued-run", "run_id": "x"}', "run_id is not the file's own"),
-    (b"\xff\xfe", "not valid JSON"),
-    (b'{"a": NaN}', "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b"[" * 5000 + b"]" * 5000, "nested more than"),
+        (b'{"format": "vae-studio-queued-run", "run_id": "x"}', "run_id is not the file's own"),
+        (b"\xff\xfe", "not valid JSON"),
+        (b'{"a": NaN}', "not valid JSON"),
+    ],
+)
 def test_a_crafted_queue_file_is_skipped_with_a_reason(tmp_path, content, problem):
     path = tmp_path / "crafted.queued.json"
     path.write_bytes(content)
@@ -196,8 +205,7 @@ def test_a_run_process_obeys_commands_through_the_store_from_any_server(registry
     send_command(tmp_path, job.run_id, "resume")
     _wait_for(lambda: read_run(tmp_path, job.run_id).status == "running" and len(job.snapshot().events) == 1)
     assert [(e["name"], e["value"]) for e in job.snapshot().events] == [("lr", 0.004)]
-    assert [name for _, name, _ in read_commands(tmp_path / f"{job.run_id}.commands.json")] == ["pause", "lr",
-                                                                                                 "resume"]
+    assert [name for _, name, _ in read_commands(tmp_path / f"{job.run_id}.commands.json")] == ["pause", "lr", "resume"]
     with pytest.raises(Exception, match="lr"):
         send_command(tmp_path, job.run_id, "lr", -1.0)
     send_command(tmp_path, job.run_id, "stop")

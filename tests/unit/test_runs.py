@@ -2,12 +2,12 @@
 read back, killed and stale writers, renaming and notes."""
 
 import json
-from pathlib import Path
 import os
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,7 +17,7 @@ from vae_core.checkpoint import load_checkpoint, save_trainer_checkpoint
 from vae_core.config import TrainConfig
 from vae_core.errors import CheckpointError, ConfigError, TrainingError
 from vae_core.loop import Hooks, run_to_end
-from vae_core.runs import (KILLED, STALE, ProgressWriter, list_runs, read_progress, read_run, relabel_run)
+from vae_core.runs import KILLED, STALE, ProgressWriter, list_runs, read_progress, read_run, relabel_run
 from vae_core.safetensors_io import OpenCheckpoint
 from vae_core.trainer import Trainer
 
@@ -26,8 +26,9 @@ EARLY, LATE = "20261130-090000-aaaaaa", "20261130-100000-bbbbbb"
 
 @pytest.fixture(scope="module")
 def trained(digits):
-    trainer = Trainer(TrainConfig(data="digits", hidden=(16,), latent_dim=2, batch_size=128, epochs=1,
-                                  device="cpu"), digits)
+    trainer = Trainer(
+        TrainConfig(data="digits", hidden=(16,), latent_dim=2, batch_size=128, epochs=1, device="cpu"), digits
+    )
     run_to_end(trainer)
     return trainer
 
@@ -53,6 +54,7 @@ def test_listing_names_statuses_and_metrics_from_headers_alone(tmp_path, trained
 
     def no_tensors(self):
         raise AssertionError("listing loaded tensors")
+
     monkeypatch.setattr(OpenCheckpoint, "load", no_tensors)
     listed = list_runs(tmp_path)
 
@@ -73,8 +75,9 @@ def test_served_listing_numbers_a_name_among_its_owners_runs_only(tmp_path, trai
 
     them, me = "a" * OWNER_ID_LENGTH, "b" * OWNER_ID_LENGTH
     for run_id, owner in ((EARLY, them), (LATE, me), ("mine-again", me)):
-        save_trainer_checkpoint(trained, run_id, "finished", tmp_path / f"{run_id}.safetensors", name="mlp z2",
-                                owner=owner)
+        save_trainer_checkpoint(
+            trained, run_id, "finished", tmp_path / f"{run_id}.safetensors", name="mlp z2", owner=owner
+        )
     shown = {record.run_id: record.display_name for record in list_runs(tmp_path)}
     assert shown == {EARLY: "mlp z2", LATE: "mlp z2", "mine-again": "mlp z2 (2)"}
 
@@ -85,8 +88,9 @@ def test_distinct_names_are_deterministic():
 
 def test_progress_record_is_written_while_training_and_read_back(tmp_path, digits):
     clock = Clock(time.time())  # a clock the test moves, starting now, so the record reads as fresh
-    trainer = Trainer(TrainConfig(data="digits", hidden=(16,), latent_dim=2, batch_size=32, epochs=2,
-                                  device="cpu"), digits)
+    trainer = Trainer(
+        TrainConfig(data="digits", hidden=(16,), latent_dim=2, batch_size=32, epochs=2, device="cpu"), digits
+    )
     out = tmp_path / f"{LATE}.safetensors"
     writer = ProgressWriter(out, trainer, run_id=LATE, name="live\x00 run", dataset="digits", clock=clock)
     seen = []
@@ -132,8 +136,9 @@ def test_a_run_is_listed_from_its_progress_record_before_its_first_checkpoint(tm
 
 def test_points_are_merged_past_the_limit_and_keep_the_whole_run(tmp_path, digits, monkeypatch):
     monkeypatch.setattr(runs, "MAX_POINTS", 8)
-    trainer = Trainer(TrainConfig(data="digits", hidden=(16,), latent_dim=2, batch_size=16, epochs=1,
-                                  device="cpu"), digits)
+    trainer = Trainer(
+        TrainConfig(data="digits", hidden=(16,), latent_dim=2, batch_size=16, epochs=1, device="cpu"), digits
+    )
     writer = ProgressWriter(tmp_path / f"{EARLY}.safetensors", trainer, run_id=EARLY, name="n", dataset="digits")
     run_to_end(trainer, Hooks(after_flush=writer.update, flush_steps=3))
     writer.close(trainer, "finished")
@@ -144,12 +149,28 @@ def test_points_are_merged_past_the_limit_and_keep_the_whole_run(tmp_path, digit
 
 
 def _record_file(tmp_path, stem, **changes):
-    record = {"format": runs.PROGRESS_FORMAT, "run_id": stem, "name": "elsewhere", "status": "running",
-              "pid": os.getpid(), "host": socket.gethostname(), "started": 1000.0, "heartbeat": 1000.0,
-              "step": 5, "total_steps": 50, "epoch": 0, "epochs": 5, "steps_per_epoch": 10, "samples_per_s": 1.0,
-              "config": TrainConfig(data="digits").to_dict(), "dataset": "digits",
-              "points": {key: [] for key in runs.POINT_FIELDS}, "epoch_metrics": [], "message": None,
-              **changes}
+    record = {
+        "format": runs.PROGRESS_FORMAT,
+        "run_id": stem,
+        "name": "elsewhere",
+        "status": "running",
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": 1000.0,
+        "heartbeat": 1000.0,
+        "step": 5,
+        "total_steps": 50,
+        "epoch": 0,
+        "epochs": 5,
+        "steps_per_epoch": 10,
+        "samples_per_s": 1.0,
+        "config": TrainConfig(data="digits").to_dict(),
+        "dataset": "digits",
+        "points": {key: [] for key in runs.POINT_FIELDS},
+        "epoch_metrics": [],
+        "message": None,
+        **changes,
+    }
     path = tmp_path / f"{stem}{runs.PROGRESS_SUFFIX}"
     path.write_text(json.dumps(record))
     return path
@@ -169,10 +190,17 @@ def test_a_killed_writer_and_a_silent_one_are_not_live(tmp_path):
     assert fresh["alive"].live and fresh[LATE].live and not fresh[EARLY].live
 
 
-@pytest.mark.parametrize("changes, problem", [
-    ({"run_id": "../../etc"}, "run_id"), ({"pid": -1}, "pid"), ({"status": "hacked"}, "status"),
-    ({"name": "x" * 500}, "name"), ({"points": {"step": [1]}}, "points"), ({"config": {"model": "gpt"}}, "config"),
-])
+@pytest.mark.parametrize(
+    "changes, problem",
+    [
+        ({"run_id": "../../etc"}, "run_id"),
+        ({"pid": -1}, "pid"),
+        ({"status": "hacked"}, "status"),
+        ({"name": "x" * 500}, "name"),
+        ({"points": {"step": [1]}}, "points"),
+        ({"config": {"model": "gpt"}}, "config"),
+    ],
+)
 def test_a_hostile_progress_record_is_refused_with_its_problem(tmp_path, changes, problem):
     path = _record_file(tmp_path, EARLY, **changes)
     with pytest.raises(CheckpointError, match=problem):

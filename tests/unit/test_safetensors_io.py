@@ -14,8 +14,14 @@ from safetensors import safe_open
 from vae_core import atomic_files, safetensors_io
 from vae_core.errors import CheckpointError
 from vae_core.optimizer_state import flatten_optimizer_state, unflatten_optimizer_state
-from vae_core.safetensors_io import (FORMAT_NAME, FORMAT_VERSION, StoredTensor, checkpoint_to_bytes, read_checkpoint,
-                                     write_checkpoint)
+from vae_core.safetensors_io import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    StoredTensor,
+    checkpoint_to_bytes,
+    read_checkpoint,
+    write_checkpoint,
+)
 
 METADATA = {"config": {"model": "mlp", "hidden": [256, 128]}, "epoch": 3, "note": "ünïcode", "best": None}
 
@@ -47,8 +53,10 @@ def test_file_round_trip_keeps_tensors_and_metadata(tmp_path):
     assert metadata == METADATA
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64,
-                                   torch.int64, torch.int32, torch.uint8, torch.bool])
+@pytest.mark.parametrize(
+    "dtype",
+    [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64, torch.int32, torch.uint8, torch.bool],
+)
 def test_every_supported_dtype_round_trips(tmp_path, dtype):
     original = {"values": (torch.arange(12).reshape(3, 4) % 3).to(dtype), "empty": torch.zeros(0, 5, dtype=dtype)}
     write_checkpoint(tmp_path / "model.safetensors", original, {})
@@ -84,7 +92,7 @@ def test_plain_safetensors_library_reads_the_file_and_its_metadata(tmp_path):
 
     with safe_open(path, framework="pt") as opened:
         header_metadata = opened.metadata()
-        tensors = {name: opened.get_tensor(name) for name in opened.keys()}
+        tensors = {name: opened.get_tensor(name) for name in opened.keys()}  # noqa: SIM118 (safe_open is not iterable)
 
     assert header_metadata["format"] == FORMAT_NAME
     assert header_metadata["format_version"] == str(FORMAT_VERSION)
@@ -241,8 +249,9 @@ def test_flattened_optimizer_tensors_are_named_by_parameter_and_copied():
 
     tensors, layout = flatten_optimizer_state(optimizer.state_dict())
 
-    assert sorted(tensors) == sorted(f"optim.state.{index}.{key}" for index in range(4)
-                                     for key in ("step", "exp_avg", "exp_avg_sq"))
+    assert sorted(tensors) == sorted(
+        f"optim.state.{index}.{key}" for index in range(4) for key in ("step", "exp_avg", "exp_avg_sq")
+    )
     assert layout["tuple_keys"] == [["betas"]]
     live_exp_avg = optimizer.state_dict()["state"][0]["exp_avg"]
     assert tensors["optim.state.0.exp_avg"].data_ptr() != live_exp_avg.data_ptr()
@@ -290,15 +299,18 @@ def make_params_text(tensors, layout):
     layout["param_groups"][0]["params"] = "0,1,2,3"
 
 
-@pytest.mark.parametrize("corrupt, problem", [
-    (drop_tensor, "tensor 'optim.state.1.exp_avg' is missing"),
-    (swap_tensor_for_a_number, "'optim.state.1.exp_avg' is not a tensor"),
-    (add_stray_tensor, "tensor 'optim.state.9.exp_avg' is not in the layout"),
-    (break_param_groups, "param_groups must be a list of objects"),
-    (name_an_unknown_parameter, "state names '7', which is no parameter of any group"),
-    (drop_tuple_keys, "the layout needs param_groups, tuple_keys and state"),
-    (make_params_text, "every parameter group needs params, a list of indices"),
-])
+@pytest.mark.parametrize(
+    "corrupt, problem",
+    [
+        (drop_tensor, "tensor 'optim.state.1.exp_avg' is missing"),
+        (swap_tensor_for_a_number, "'optim.state.1.exp_avg' is not a tensor"),
+        (add_stray_tensor, "tensor 'optim.state.9.exp_avg' is not in the layout"),
+        (break_param_groups, "param_groups must be a list of objects"),
+        (name_an_unknown_parameter, "state names '7', which is no parameter of any group"),
+        (drop_tuple_keys, "the layout needs param_groups, tuple_keys and state"),
+        (make_params_text, "every parameter group needs params, a list of indices"),
+    ],
+)
 def test_unflatten_reports_inconsistent_state_as_checkpoint_error(corrupt, problem):
     tensors, layout = adam_state()
     layout = json.loads(json.dumps(layout))  # as it comes back from a file
@@ -326,8 +338,9 @@ def test_the_header_describes_every_tensor_before_any_is_loaded(tmp_path):
         metadata = opened.metadata
         tensors = opened.load()
 
-    assert described == {name: StoredTensor(tensor.dtype, tuple(tensor.shape))
-                         for name, tensor in sample_tensors().items()}
+    assert described == {
+        name: StoredTensor(tensor.dtype, tuple(tensor.shape)) for name, tensor in sample_tensors().items()
+    }
     assert metadata == METADATA
     assert_same_tensors(tensors, sample_tensors())
 

@@ -46,21 +46,26 @@ def test_a_timing_for_other_core_counts_is_not_used():
     assert recall("kind", CANDIDATES) is None
 
 
-@pytest.mark.parametrize("content", [
-    "not json", "[]", '{"machine": "MACHINE", "kinds": []}',
-    '{"machine": "MACHINE", "kinds": {"kind": {"count": 2}}}',
-    '{"machine": "MACHINE", "kinds": {"kind": {"count": "two", "seconds": {"1": 0.1, "2": 0.1}, "at": 1}}}',
-    '{"machine": "MACHINE", "kinds": {"kind": {"count": 3, "seconds": {"1": 0.1, "2": 0.1}, "at": 1}}}',
-    '{"machine": "MACHINE", "kinds": {"kind": {"count": 2, "seconds": {"1": 0.1}, "at": 1}}}',
-    '{"machine": "MACHINE", "kinds": {"kind": {"count": 2, "seconds": {"1": -1, "2": 0.1}, "at": 1}}}',
-    '{"machine": "MACHINE", "kinds": {"kind": {"count": 2, "seconds": {"1": NaN, "2": 0.1}, "at": 1}}}',
-    '{"machine": "MACHINE", "kinds": {"kind": {"count": 2, "seconds": [0.1, 0.1], "at": 1}}}',
-    # A moment that is no time (a crafted or broken file) would fail formatting the UI's text.
-    '{"machine": "MACHINE", "kinds": {"kind": {"count": 2, "seconds": {"1": 0.1, "2": 0.1}, "at": NaN}}}',
-    '{"machine": "MACHINE", "kinds": {"kind": {"count": 2, "seconds": {"1": 0.1, "2": 0.1}, "at": 1e300}}}',
-    '{"machine": "MACHINE", "kinds": {"kind": {"count": 2, "seconds": {"1": 0.1, "2": 0.1}, "at": -1e20}}}',
-    '{"machine": "MACHINE", "kinds": {"kind": {"count": 2, "seconds": {"1": 0.1, "2": 0.1}, "at": 1e999}}}',
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "not json",
+        "[]",
+        '{"machine": "MACHINE", "kinds": []}',
+        '{"machine": "MACHINE", "kinds": {"kind": {"count": 2}}}',
+        '{"machine": "MACHINE", "kinds": {"kind": {"count": "two", "seconds": {"1": 0.1, "2": 0.1}, "at": 1}}}',
+        '{"machine": "MACHINE", "kinds": {"kind": {"count": 3, "seconds": {"1": 0.1, "2": 0.1}, "at": 1}}}',
+        '{"machine": "MACHINE", "kinds": {"kind": {"count": 2, "seconds": {"1": 0.1}, "at": 1}}}',
+        '{"machine": "MACHINE", "kinds": {"kind": {"count": 2, "seconds": {"1": -1, "2": 0.1}, "at": 1}}}',
+        '{"machine": "MACHINE", "kinds": {"kind": {"count": 2, "seconds": {"1": NaN, "2": 0.1}, "at": 1}}}',
+        '{"machine": "MACHINE", "kinds": {"kind": {"count": 2, "seconds": [0.1, 0.1], "at": 1}}}',
+        # A moment that is no time (a crafted or broken file) would fail formatting the UI's text.
+        '{"machine": "MACHINE", "kinds": {"kind": {"count": 2, "seconds": {"1": 0.1, "2": 0.1}, "at": NaN}}}',
+        '{"machine": "MACHINE", "kinds": {"kind": {"count": 2, "seconds": {"1": 0.1, "2": 0.1}, "at": 1e300}}}',
+        '{"machine": "MACHINE", "kinds": {"kind": {"count": 2, "seconds": {"1": 0.1, "2": 0.1}, "at": -1e20}}}',
+        '{"machine": "MACHINE", "kinds": {"kind": {"count": 2, "seconds": {"1": 0.1, "2": 0.1}, "at": 1e999}}}',
+    ],
+)
 def test_a_malformed_file_is_ignored_and_replaced(content):
     timings_file().parent.mkdir(parents=True)
     timings_file().write_text(content.replace("MACHINE", machine_key()))
@@ -74,8 +79,14 @@ def test_a_timing_taken_on_a_busy_machine_is_not_kept_for_the_next_process():
     remember("kind", Timing(1, {1: 0.0053, 2: 0.2204}, 1000.0))
     assert recall("kind", CANDIDATES) is None and not timings_file().exists()
     timings_file().parent.mkdir(parents=True)
-    timings_file().write_text(json.dumps({"machine": machine_key(), "kinds": {
-        "kind": {"count": 1, "seconds": {"1": 0.0053, "2": 0.2204}, "at": 1000.0}}}))  # kept by an older version
+    timings_file().write_text(
+        json.dumps(
+            {
+                "machine": machine_key(),
+                "kinds": {"kind": {"count": 1, "seconds": {"1": 0.0053, "2": 0.2204}, "at": 1000.0}},
+            }
+        )
+    )  # kept by an older version
     assert recall("kind", CANDIDATES) is None
     remember("kind", Timing(2, {1: 0.0047, 2: 0.0035}, 1000.0))  # an idle machine's timing is
     assert recall("kind", CANDIDATES).count == 2
@@ -84,15 +95,22 @@ def test_a_timing_taken_on_a_busy_machine_is_not_kept_for_the_next_process():
 def test_a_file_too_large_to_be_ours_is_ignored():
     timings_file().parent.mkdir(parents=True)
     entry = '{"count": 2, "seconds": {"1": 0.1, "2": 0.1}, "at": 1}'
-    timings_file().write_text(f'{{"machine": "{machine_key()}", "kinds": {{"kind": {entry}}}, "padding": "'
-                              + "x" * (1 << 20) + '"}')
+    timings_file().write_text(
+        f'{{"machine": "{machine_key()}", "kinds": {{"kind": {entry}}}, "padding": "' + "x" * (1 << 20) + '"}'
+    )
     assert recall("kind", CANDIDATES) is None
 
 
 def test_malformed_entries_are_dropped_when_the_file_is_written_again():
     timings_file().parent.mkdir(parents=True)
-    timings_file().write_text(json.dumps({"machine": machine_key(), "kinds": {
-        "junk": {"count": "?"}, "good": {"count": 1, "seconds": {"1": 0.001, "2": 0.002}, "at": 5.0}}}))
+    timings_file().write_text(
+        json.dumps(
+            {
+                "machine": machine_key(),
+                "kinds": {"junk": {"count": "?"}, "good": {"count": 1, "seconds": {"1": 0.001, "2": 0.002}, "at": 5.0}},
+            }
+        )
+    )
     remember("kind", Timing(2, {1: 0.004, 2: 0.003}, 10.0))
     assert sorted(json.loads(timings_file().read_text())["kinds"]) == ["good", "kind"]
 

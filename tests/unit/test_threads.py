@@ -53,8 +53,8 @@ def test_the_faster_count_wins_and_each_is_timed_alike():
     block = BLOCK_STEPS + 1  # a block's first step, where the team changes size, is not timed
     assert step.calls.count(1) == step.calls.count(2) >= block * (1 + MIN_ROUNDS)
     # Blocks of one count in a row: an untimed block of each, then rounds in alternating order.
-    assert step.calls[:4 * block] == [1] * block + [2] * block + [2] * block + [1] * block
-    assert step.calls[4 * block:6 * block] == [1] * block + [2] * block
+    assert step.calls[: 4 * block] == [1] * block + [2] * block + [2] * block + [1] * block
+    assert step.calls[4 * block : 6 * block] == [1] * block + [2] * block
 
 
 def test_on_a_near_tie_the_smaller_count_wins():
@@ -76,14 +76,22 @@ def test_a_hopeless_count_is_not_timed_on():
 
 def test_a_count_applies_to_the_calling_thread_and_gpus_are_left_alone():
     def work():
-        seen = {"description": use_threads(1, CPU), "count": torch.get_num_threads(),
-                "gpu": use_threads(3, torch.device("cuda"))}
+        seen = {
+            "description": use_threads(1, CPU),
+            "count": torch.get_num_threads(),
+            "gpu": use_threads(3, torch.device("cuda")),
+        }
         seen["after_gpu"] = torch.get_num_threads()
         seen["kept"] = use_threads(None, CPU)
         return seen
 
-    assert on_a_thread_of_its_own(work) == {"description": "1 CPU thread", "count": 1, "gpu": "", "after_gpu": 1,
-                                   "kept": "1 CPU thread"}
+    assert on_a_thread_of_its_own(work) == {
+        "description": "1 CPU thread",
+        "count": 1,
+        "gpu": "",
+        "after_gpu": 1,
+        "kept": "1 CPU thread",
+    }
 
 
 def test_a_runs_own_count_wins_then_the_override(digits, monkeypatch):

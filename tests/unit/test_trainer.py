@@ -90,8 +90,12 @@ def test_hooks_see_every_flush_and_epoch_and_can_stop_at_a_batch_boundary(digits
     def before_step(trainer):
         return trainer.step < 14  # stop in the middle of the third epoch
 
-    hooks = Hooks(before_step=before_step, after_flush=lambda t: flushed.append(t.step),
-                  after_epoch=lambda t, metrics: epochs.append((t.epoch, metrics["epoch"])), flush_steps=4)
+    hooks = Hooks(
+        before_step=before_step,
+        after_flush=lambda t: flushed.append(t.step),
+        after_epoch=lambda t, metrics: epochs.append((t.epoch, metrics["epoch"])),
+        flush_steps=4,
+    )
     assert run_to_end(trainer, hooks) is False
     assert trainer.step == 14 and trainer.epoch == 2 and trainer.step_in_epoch == 2
     assert flushed == [4, 6, 10, 12]  # every 4 steps, and at each epoch end
@@ -117,8 +121,11 @@ def test_shards_of_a_batch_cover_it_once():
 
 def test_train_runs_a_config_from_scratch_and_reports_each_epoch(digits):
     seen = []
-    trainer = train(TrainConfig(data="digits", epochs=2, **SMALL), digits,
-                    on_epoch=lambda t, metrics: seen.append(metrics["test_neg_elbo"]))
+    trainer = train(
+        TrainConfig(data="digits", epochs=2, **SMALL),
+        digits,
+        on_epoch=lambda t, metrics: seen.append(metrics["test_neg_elbo"]),
+    )
     assert trainer.finished and seen == [e["test_neg_elbo"] for e in trainer.history.epochs]
 
 
@@ -133,12 +140,15 @@ def test_to_uint8_rounds_and_clips_like_torch():
     assert got.dtype == np.uint8 and np.array_equal(got, expected)
 
 
-@pytest.mark.parametrize("changes, problem", [
-    (dict(hidden=(4,) * 20_000), "at most 16 hidden layers"),
-    (dict(hidden=(4096,) * 16), "parameters, more than the limit of 100,000,000"),
-    (dict(batch_size=65536, hidden=(4096, 4096)), "numbers for its backward pass, more than the limit"),
-    (dict(epochs=100_000), "at most 1,000 epochs"),
-])
+@pytest.mark.parametrize(
+    "changes, problem",
+    [
+        (dict(hidden=(4,) * 20_000), "at most 16 hidden layers"),
+        (dict(hidden=(4096,) * 16), "parameters, more than the limit of 100,000,000"),
+        (dict(batch_size=65536, hidden=(4096, 4096)), "numbers for its backward pass, more than the limit"),
+        (dict(epochs=100_000), "at most 1,000 epochs"),
+    ],
+)
 def test_a_run_over_the_limits_is_refused_where_it_is_created_at_once(digits, changes, problem):
     """200 layers of 4096 (6.7 billion parameters) once started; 20,000 layers of 4 took 7.3 s to check."""
     import time

@@ -11,8 +11,9 @@ from vae_core.vqvae import CODEBOOK_SIZE, COMMITMENT, VQVAE
 def _model(latent_dim=4):
     model = VQVAE((1, 4, 4), latent_dim, (8,))
     with torch.no_grad():  # codes k = (k, -k), so the nearest code of (a, b) is easy to tell by hand
-        model.codebook.copy_(torch.stack([torch.arange(CODEBOOK_SIZE).float(),
-                                          -torch.arange(CODEBOOK_SIZE).float()], 1))
+        model.codebook.copy_(
+            torch.stack([torch.arange(CODEBOOK_SIZE).float(), -torch.arange(CODEBOOK_SIZE).float()], 1)
+        )
     return model
 
 
@@ -28,8 +29,8 @@ def test_the_decoder_gradient_goes_straight_through_to_the_encoder_output():
     x = torch.rand(3, 1, 4, 4)
     output = model(x)
     assert torch.equal(output.z, model.quantize(output.mu))  # the decoder saw codes
-    grad_z, = torch.autograd.grad(output.logits.sum(), output.z, retain_graph=True)
-    grad_mu, = torch.autograd.grad(output.logits.sum(), output.mu)
+    (grad_z,) = torch.autograd.grad(output.logits.sum(), output.z, retain_graph=True)
+    (grad_mu,) = torch.autograd.grad(output.logits.sum(), output.mu)
     assert torch.allclose(grad_z, grad_mu)
 
 

@@ -32,16 +32,32 @@ from .dataset import ImageDataset, Options, check_options
 from .idx import DEBIAN_FASHION_MNIST_DIR
 from .references import resolve_data_reference, safe_upload_name
 
-__all__ = ["DEBIAN_FASHION_MNIST_DIR", "DEFAULT_DATASET", "ImageDataset", "clear_cache", "dataset_names",
-           "describe_datasets", "load_dataset", "resolve_data_reference", "safe_upload_name"]
+__all__ = [
+    "DEBIAN_FASHION_MNIST_DIR",
+    "DEFAULT_DATASET",
+    "ImageDataset",
+    "clear_cache",
+    "dataset_names",
+    "describe_datasets",
+    "load_dataset",
+    "resolve_data_reference",
+    "safe_upload_name",
+]
 
 LOADERS = {".npz": arrays.load_numpy, ".npy": arrays.load_numpy, ".zip": images.load_zip, ".csv": tables.load_csv}
 
 _cache = DatasetCache()
 
 
-def load_dataset(source: str | os.PathLike, *, image_size: int | None = None, test_fraction: float = 0.2,
-                 seed: int = 0, download: bool = False, root: str | os.PathLike | None = None) -> ImageDataset:
+def load_dataset(
+    source: str | os.PathLike,
+    *,
+    image_size: int | None = None,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    download: bool = False,
+    root: str | os.PathLike | None = None,
+) -> ImageDataset:
     """Load a registry dataset or the user's own file or folder. Cached: a repeat call returns the same object.
 
     `source` is used as given (no `~` expansion); pass a reference read from a file through
@@ -51,16 +67,19 @@ def load_dataset(source: str | os.PathLike, *, image_size: int | None = None, te
     root = os.path.abspath(os.path.expanduser(os.fspath(root))) if root is not None else None
     if source in REGISTRY:
         entry, download = REGISTRY[source], bool(download)
-        return _cache.get_or_load((source, options, download, root), entry.stamp(root),
-                                  lambda: entry.load(options, download, root))
+        return _cache.get_or_load(
+            (source, options, download, root), entry.stamp(root), lambda: entry.load(options, download, root)
+        )
     path = os.path.abspath(source)
     name = os.path.basename(path.rstrip(os.sep)) or path
     try:
         is_folder = files.check_kind(path, name)
         stamp = files.path_stamp(path, is_folder)  # an edited file loads afresh instead of from the cache
     except (FileNotFoundError, ValueError):  # ValueError: a NUL byte, which no path can hold
-        raise DataError(f"unknown dataset {source!r}: it is neither a built-in dataset "
-                        f"({', '.join(dataset_names())}) nor an existing file or folder") from None
+        raise DataError(
+            f"unknown dataset {source!r}: it is neither a built-in dataset "
+            f"({', '.join(dataset_names())}) nor an existing file or folder"
+        ) from None
     except OSError as error:
         raise DataError(f"{name}: could not be read: {files.describe_os_error(error)}") from None
     return _cache.get_or_load((path, options), stamp, lambda: _load_path(path, name, is_folder, options))
@@ -77,8 +96,10 @@ def _load_path(path: str, name: str, is_folder: bool, options: Options) -> Image
             return images.load_folder(Path(path), options)
         loader = LOADERS.get(Path(path).suffix.lower())
         if loader is None:
-            raise DataError(f"{name}: cannot load {Path(path).suffix or 'extension-less'} files; use a .npz, .npy, "
-                            f".zip or .csv file or a folder of images")
+            raise DataError(
+                f"{name}: cannot load {Path(path).suffix or 'extension-less'} files; use a .npz, .npy, "
+                f".zip or .csv file or a folder of images"
+            )
         with files.open_regular(path, name) as handle:
             return loader(handle, name, options)
     except OSError as error:  # unreadable, permission denied, vanished while loading

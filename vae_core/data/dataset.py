@@ -74,10 +74,14 @@ class Options:
 def check_options(image_size, test_fraction, seed) -> Options:
     """The loading options, validated; ConfigError names the first bad one."""
     if image_size is not None:
-        if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) \
-                or not 1 <= image_size <= limits.MAX_IMAGE_SIZE:
-            raise ConfigError(f"image_size must be a whole number between 1 and {limits.MAX_IMAGE_SIZE}, "
-                              f"not {image_size!r}")
+        if (
+            isinstance(image_size, bool)
+            or not isinstance(image_size, (int, np.integer))
+            or not 1 <= image_size <= limits.MAX_IMAGE_SIZE
+        ):
+            raise ConfigError(
+                f"image_size must be a whole number between 1 and {limits.MAX_IMAGE_SIZE}, not {image_size!r}"
+            )
         image_size = int(image_size)
     if not isinstance(test_fraction, (int, float, np.number)) or not 0.0 < float(test_fraction) < 1.0:
         raise ConfigError(f"test_fraction must be between 0 and 1, not {test_fraction!r}")
@@ -86,9 +90,17 @@ def check_options(image_size, test_fraction, seed) -> Options:
     return Options(image_size, float(test_fraction), int(seed))
 
 
-def finish(name: str, pixels: np.ndarray, labels: np.ndarray | None, class_names: tuple[str, ...] | None, *,
-           source: str, options: Options, warnings: tuple[str, ...] = (),
-           test: tuple[np.ndarray, np.ndarray | None] | None = None) -> ImageDataset:
+def finish(
+    name: str,
+    pixels: np.ndarray,
+    labels: np.ndarray | None,
+    class_names: tuple[str, ...] | None,
+    *,
+    source: str,
+    options: Options,
+    warnings: tuple[str, ...] = (),
+    test: tuple[np.ndarray, np.ndarray | None] | None = None,
+) -> ImageDataset:
     """Check, split (unless `test` is an official split), convert, resize and fingerprint raw pixels."""
     divide = _needs_division(pixels, name)
     height, width = pixels.shape[-2:]
@@ -105,10 +117,16 @@ def finish(name: str, pixels: np.ndarray, labels: np.ndarray | None, class_names
     if options.image_size is not None:
         source += f", resized to {options.image_size}x{options.image_size}"
     return ImageDataset(
-        name=name, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
+        name=name,
+        train_x=train_x,
+        train_y=train_y,
+        test_x=test_x,
+        test_y=test_y,
         class_names=class_names if train_y is not None else None,
         fingerprint=_fingerprint(train_x, train_y, test_x, test_y),
-        source=source, warnings=tuple(warnings) + ((size_note,) if size_note else ()))
+        source=source,
+        warnings=tuple(warnings) + ((size_note,) if size_note else ()),
+    )
 
 
 def output_size(height: int, width: int, image_size: int | None) -> tuple[tuple[int, int], str | None]:
@@ -119,8 +137,10 @@ def output_size(height: int, width: int, image_size: int | None) -> tuple[tuple[
     if longest <= limit:
         return (height, width), None
     size = (max(1, round(height * limit / longest)), max(1, round(width * limit / longest)))
-    note = (f"the images are {width}x{height} pixels, more than the limit of {limit} a side, so all were scaled "
-            f"down to {size[1]}x{size[0]} (pass image_size to choose another size)")
+    note = (
+        f"the images are {width}x{height} pixels, more than the limit of {limit} a side, so all were scaled "
+        f"down to {size[1]}x{size[0]} (pass image_size to choose another size)"
+    )
     return size, note
 
 
@@ -128,9 +148,11 @@ def check_dataset_size(count: int, channels: int, height: int, width: int, name:
     """Refuse a dataset whose float32 tensors would pass MAX_DATASET_VALUES, before allocating them."""
     values = count * channels * height * width
     if values > limits.MAX_DATASET_VALUES:
-        raise DataError(f"{name}: {count:,} images of {channels}x{height}x{width} would need "
-                        f"{values * 4 / 2**30:.1f} GiB of memory, more than the limit of "
-                        f"{limits.MAX_DATASET_VALUES * 4 / 2**30:.1f} GiB; pass a smaller image_size")
+        raise DataError(
+            f"{name}: {count:,} images of {channels}x{height}x{width} would need "
+            f"{values * 4 / 2**30:.1f} GiB of memory, more than the limit of "
+            f"{limits.MAX_DATASET_VALUES * 4 / 2**30:.1f} GiB; pass a smaller image_size"
+        )
 
 
 def encode_labels(labels: np.ndarray, name: str) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -171,8 +193,9 @@ def _split_rows(count: int, options: Options, name: str) -> tuple[np.ndarray, np
     return order[test_count:], order[:test_count]
 
 
-def _convert(pixels: np.ndarray, labels: np.ndarray | None, rows: np.ndarray, divide: bool,
-             size: tuple[int, int], name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _convert(
+    pixels: np.ndarray, labels: np.ndarray | None, rows: np.ndarray, divide: bool, size: tuple[int, int], name: str
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The chosen rows as float32 in [0, 1] at `size`, converted chunk by chunk, and their labels."""
     import torch
     import torch.nn.functional as F
@@ -183,12 +206,12 @@ def _convert(pixels: np.ndarray, labels: np.ndarray | None, rows: np.ndarray, di
     rows_per_chunk = max(1, CHUNK_VALUES // math.prod(pixels.shape[1:]))
     for start in range(0, len(rows), rows_per_chunk):
         # Fancy indexing copies, so the in-place steps below never touch the caller's array.
-        chunk = torch.from_numpy(pixels[rows[start:start + rows_per_chunk]].astype(np.float32, copy=False))
+        chunk = torch.from_numpy(pixels[rows[start : start + rows_per_chunk]].astype(np.float32, copy=False))
         if divide:
             chunk.div_(255.0)
         if tuple(chunk.shape[-2:]) != size:  # antialiased bilinear, like PIL's resize of own images
             chunk = F.interpolate(chunk, size=size, mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
-        images[start:start + rows_per_chunk] = chunk
+        images[start : start + rows_per_chunk] = chunk
     if labels is None:
         return images, None
     return images, torch.from_numpy(np.array(labels[rows], dtype=np.int64, copy=True))

@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import BinaryIO
 
 from ..errors import DataError
 from . import limits
@@ -43,8 +44,15 @@ def open_regular(path: str, name: str, max_bytes: int | None = None) -> BinaryIO
 
 
 def not_regular_message(mode: int, name: str) -> str:
-    kind = ("a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+    kind = (
+        "a named pipe"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "not a regular file"
+    )
     return f"{name}: is {kind}, so it is not read; data must be a regular file or a folder"
 
 
@@ -62,8 +70,10 @@ def walk_folder(folder: str) -> Iterator[tuple[str, str]]:
         for file_name in sorted(names):
             seen += 1
             if seen > limits.MAX_FOLDER_FILES:
-                raise DataError(f"{os.path.basename(folder)}: holds more than {limits.MAX_FOLDER_FILES:,} files, "
-                                f"the limit for a folder")
+                raise DataError(
+                    f"{os.path.basename(folder)}: holds more than {limits.MAX_FOLDER_FILES:,} files, "
+                    f"the limit for a folder"
+                )
             if is_hidden(file_name):
                 continue
             full_path = os.path.join(directory, file_name)

@@ -14,9 +14,10 @@ import re
 import stat
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 import numpy as np
 
@@ -58,8 +59,10 @@ class _SkipReport:
     """Files left out of a dataset, counted by reason, as one warning line per reason."""
 
     REASONS = {  # reason -> (singular, plural)
-        "unsafe": ("file with an unsafe path (absolute or containing '..')",
-                   "files with unsafe paths (absolute or containing '..')"),
+        "unsafe": (
+            "file with an unsafe path (absolute or containing '..')",
+            "files with unsafe paths (absolute or containing '..')",
+        ),
         "symlink": ("symbolic link", "symbolic links"),
         "not_image": ("file that is not an image", "files that are not images"),
         "too_large": ("file larger than {limit}", "files larger than {limit}"),
@@ -78,7 +81,8 @@ class _SkipReport:
         for reason, count in self.counts.items():
             if count:
                 noun = self.REASONS[reason][count != 1].format(
-                    limit=f"{limits.MAX_MEMBER_BYTES:,} bytes", pixels=f"{limits.MAX_IMAGE_PIXELS:,}")
+                    limit=f"{limits.MAX_MEMBER_BYTES:,} bytes", pixels=f"{limits.MAX_IMAGE_PIXELS:,}"
+                )
                 lines.append(f"skipped {count:,} {noun}")
         return tuple(lines)
 
@@ -149,8 +153,10 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
 
 def _check_total_bytes(total: int, name: str) -> None:
     if total > limits.MAX_UNCOMPRESSED_BYTES:
-        raise DataError(f"{name}: unpacks to {total:,} bytes, more than the limit of "
-                        f"{limits.MAX_UNCOMPRESSED_BYTES:,} bytes; it is too large to load or a zip bomb")
+        raise DataError(
+            f"{name}: unpacks to {total:,} bytes, more than the limit of "
+            f"{limits.MAX_UNCOMPRESSED_BYTES:,} bytes; it is too large to load or a zip bomb"
+        )
 
 
 def _images_to_dataset(name: str, files: list[_ImageFile], skips: _SkipReport, options: Options) -> ImageDataset:
@@ -179,8 +185,15 @@ def _images_to_dataset(name: str, files: list[_ImageFile], skips: _SkipReport, o
         raise _no_images_error(name, skips)
     labels, class_names, layout_notes = _labels_from_paths([image.file.path for image in kept], name)
     source = f"{len(kept):,} images from {name}" + (f" in {len(class_names)} classes" if class_names else "")
-    return finish(name, pixels.transpose(0, 3, 1, 2), labels, class_names, source=source, options=options,
-                  warnings=skips.messages() + tuple(notes) + layout_notes)
+    return finish(
+        name,
+        pixels.transpose(0, 3, 1, 2),
+        labels,
+        class_names,
+        source=source,
+        options=options,
+        warnings=skips.messages() + tuple(notes) + layout_notes,
+    )
 
 
 def _no_images_error(name: str, skips: _SkipReport) -> DataError:
@@ -202,8 +215,10 @@ def _choose_format(probed: list[_ProbedImage], image_size: int | None) -> tuple[
         notes += [too_large] if too_large else []
     else:
         size = (limits.DEFAULT_RESIZE, limits.DEFAULT_RESIZE)
-        notes.append(f"the images come in {len(sizes)} different sizes, so all were resized to "
-                     f"{limits.DEFAULT_RESIZE}x{limits.DEFAULT_RESIZE} (pass image_size to choose another size)")
+        notes.append(
+            f"the images come in {len(sizes)} different sizes, so all were resized to "
+            f"{limits.DEFAULT_RESIZE}x{limits.DEFAULT_RESIZE} (pass image_size to choose another size)"
+        )
     if mode == "RGB" and not all(colors):
         notes.append("some images are in color, so the grayscale ones were converted to RGB")
     return mode, size, tuple(notes)
@@ -223,7 +238,7 @@ def _decode_images(probed: list[_ProbedImage], mode: str, size: tuple[int, int],
             skips.add(unusable.reason)
             continue
         kept.append(image)
-    return pixels[:len(kept)], kept
+    return pixels[: len(kept)], kept
 
 
 def _read_image_bytes(file: _ImageFile) -> bytes:
@@ -304,7 +319,13 @@ def _labels_from_paths(paths: list[str], name: str):
     if not any(class_folders):
         return None, None, ()
     if not all(class_folders):
-        return None, None, ("some images sit in subfolders and some do not, so the dataset was loaded without "
-                            "labels (put every image in a subfolder named after its class)",)
+        return (
+            None,
+            None,
+            (
+                "some images sit in subfolders and some do not, so the dataset was loaded without "
+                "labels (put every image in a subfolder named after its class)",
+            ),
+        )
     codes, class_names = encode_labels(np.array([parts[0] for parts in class_folders]), name)
     return codes, class_names, ()

@@ -14,8 +14,8 @@ import io
 import logging
 import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -60,8 +60,13 @@ def _load(path: Path) -> Arrays | None:
             pixels, labels = arrays["pixels"], arrays["labels"]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None  # missing, truncated or not ours: parse the source again
-    fits = (pixels.ndim == 4 and labels.ndim == 1 and len(pixels) == len(labels)
-            and pixels.dtype.kind in "uif" and labels.dtype.kind in "iu")
+    fits = (
+        pixels.ndim == 4
+        and labels.ndim == 1
+        and len(pixels) == len(labels)
+        and pixels.dtype.kind in "uif"
+        and labels.dtype.kind in "iu"
+    )
     return (pixels, labels) if fits else None
 
 

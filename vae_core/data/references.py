@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..errors import DataError
 from . import limits
@@ -41,9 +41,12 @@ def resolve_data_reference(reference: str, allowed: Sequence[str | os.PathLike])
 
 
 def _refusal() -> str:
-    return ("the data this refers to is neither a built-in dataset (" + ", ".join(dataset_names())
-            + ") nor a file or folder supplied here, so it is not opened; choose a built-in dataset or upload "
-            "the data again")
+    return (
+        "the data this refers to is neither a built-in dataset ("
+        + ", ".join(dataset_names())
+        + ") nor a file or folder supplied here, so it is not opened; choose a built-in dataset or upload "
+        "the data again"
+    )
 
 
 def safe_upload_name(name: str) -> str:

@@ -23,8 +23,10 @@ LABEL_COLUMN_NAMES = ("label", "y", "class")
 def load_csv(handle: BinaryIO, name: str, options: Options) -> ImageDataset:
     size = os.fstat(handle.fileno()).st_size
     if size > limits.MAX_CSV_BYTES:
-        raise DataError(f"{name}: is {size:,} bytes, more than the limit of {limits.MAX_CSV_BYTES:,} bytes for a "
-                        f"CSV file (save large datasets as .npz)")
+        raise DataError(
+            f"{name}: is {size:,} bytes, more than the limit of {limits.MAX_CSV_BYTES:,} bytes for a "
+            f"CSV file (save large datasets as .npz)"
+        )
     has_header = _is_header(_first_row(handle, name))
     handle.seek(0)
     import pandas as pd  # only once the file has passed the cheap checks
@@ -44,8 +46,10 @@ def load_csv(handle: BinaryIO, name: str, options: Options) -> ImageDataset:
     pixel_columns = [column for column in table.columns if column != label_column]
     side = square_side(len(pixel_columns))
     if side is None:
-        raise DataError(f"{name}: has {len(pixel_columns)} pixel columns; one image needs a square number of them, "
-                        f"such as 784 = 28 x 28 (a label column named label, y or class is set aside)")
+        raise DataError(
+            f"{name}: has {len(pixel_columns)} pixel columns; one image needs a square number of them, "
+            f"such as 784 = 28 x 28 (a label column named label, y or class is set aside)"
+        )
     _check_numbers(table, pixel_columns, name, first_line)
     pixels = table[pixel_columns].to_numpy(dtype=np.float64).reshape(len(table), 1, side, side)
     labels, class_names = None, None
@@ -63,25 +67,28 @@ def _first_row(handle: BinaryIO, name: str) -> list[str]:
     """The cells of line 1, read with bounded memory; refuses a line or a column count past the limits."""
     line = handle.readline(limits.MAX_CSV_LINE_BYTES + 1)
     if len(line) > limits.MAX_CSV_LINE_BYTES:
-        raise DataError(f"{name}: line 1 is longer than {limits.MAX_CSV_LINE_BYTES:,} bytes, the limit for one "
-                        f"row of pixels")
+        raise DataError(
+            f"{name}: line 1 is longer than {limits.MAX_CSV_LINE_BYTES:,} bytes, the limit for one row of pixels"
+        )
     try:
         row = next(csv.reader([line.decode("utf-8", errors="replace")]), None)
     except csv.Error:  # a cell longer than the csv module's field limit (128 KiB by default)
-        raise DataError(f"{name}: line 1 has a cell longer than {csv.field_size_limit():,} characters, the limit "
-                        f"for one cell") from None
+        raise DataError(
+            f"{name}: line 1 has a cell longer than {csv.field_size_limit():,} characters, the limit for one cell"
+        ) from None
     if not row:
         raise DataError(f"{name}: is empty")
     if len(row) > limits.MAX_CSV_COLUMNS:
-        raise DataError(f"{name}: has {len(row):,} columns, more than the limit of {limits.MAX_CSV_COLUMNS:,} "
-                        f"(one row is one image: its pixels and a label)")
+        raise DataError(
+            f"{name}: has {len(row):,} columns, more than the limit of {limits.MAX_CSV_COLUMNS:,} "
+            f"(one row is one image: its pixels and a label)"
+        )
     return row
 
 
 def _is_header(first_row: list[str]) -> bool:
     """A first row is a header when a cell other than the first is text, or the first cell names a label."""
-    return (first_row[0].strip().lower() in LABEL_COLUMN_NAMES
-            or not all(_is_number(cell) for cell in first_row[1:]))
+    return first_row[0].strip().lower() in LABEL_COLUMN_NAMES or not all(_is_number(cell) for cell in first_row[1:])
 
 
 def _is_number(text: str) -> bool:
