@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .models import MLPVAE, VAEOutput
+from .mlp_models import MLPVAE
+from .model_base import VAEOutput
 
 CODE_DIM = 2  # numbers per slot, when latent_dim is a multiple of it (else 1)
 CODEBOOK_SIZE = 64
