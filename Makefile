@@ -1,6 +1,7 @@
 # Two commands set up everything on a fresh machine with only Python 3.11 and pip:
 #   make run    -- the app on http://127.0.0.1:8501 (then also: .venv/bin/vae-studio --help)
-#   make test   -- the whole test suite (unit, app, reliability, real-browser end-to-end)
+#   make test   -- make lint (ruff), then the whole test suite (unit, reliability, app, real-browser end-to-end)
+# Also: make lint (ruff alone), make test-fast (no browser tests), make bench (writes bench/RESULTS.md).
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
