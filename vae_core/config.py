@@ -73,10 +73,11 @@ class Bound:
 
 @dataclass(frozen=True)
 class Limits:
-    """What one run, and one request, may cost: checked where a run is created, whichever door it comes
-    in by (the Train form, `train`, `sweep`, `experiment`, the sweep form, the experiments, a resume),
-    before anything is allocated. Whoever runs the server may raise (or lower) each one with an
-    environment variable, VAE_STUDIO_<NAME IN CAPITALS>; a request never can."""
+    """What one run, and one request, may cost, and what the server may keep: the run limits are checked
+    where a run is created, whichever door it comes in by (the Train form, `train`, `sweep`, `experiment`,
+    the sweep form, the experiments, a resume), before anything is allocated; the byte budgets bound
+    what the server holds between requests. Whoever runs the server may raise (or lower) each one with
+    an environment variable, VAE_STUDIO_<NAME IN CAPITALS>; a request never can."""
 
     max_parameters: int = 100_000_000  # 400 MB of float32 weights, 1.2 GB with Adam's moments
     max_activation_floats: int = 1 << 28  # what one batch's forward pass keeps for backward: 1 GiB
@@ -84,6 +85,13 @@ class Limits:
     max_epochs: int = 1_000
     max_runs_per_request: int = 64  # a sweep, an experiment
     max_queued_per_person: int = 128  # runs waiting in the queue, per owner (served) or in all (local)
+    # Kept in memory between requests, weighed by the bytes of their arrays and tensors (byte_cache.py),
+    # the least recently used dropped first. A 190 MB upload (8 M history rows) weighs about 200 MB.
+    checkpoint_cache_bytes: int = 1 << 30  # checkpoints read from files, and the models built to draw them
+    dataset_cache_bytes: int = 1 << 30  # datasets; fashion-mnist weighs 220 MB
+    projection_cache_bytes: int = 256 << 20  # the Latent page's scatters (latent means and their projections)
+    # Served: the checkpoints one person has uploaded, kept as runs of theirs in the checkpoints folder.
+    max_upload_bytes_per_person: int = 1 << 30
 
 
 def limits() -> Limits:

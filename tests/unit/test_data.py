@@ -491,7 +491,7 @@ def test_cache_keeps_datasets_within_a_byte_budget(tmp_path, monkeypatch):
     first_path, second_path = write_npz(tmp_path / "a.npz", 10), write_npz(tmp_path / "b.npz", 10)
     first = load_dataset(first_path)
     assert first.nbytes == 10 * 8 * 8 * 4
-    monkeypatch.setattr(limits, "CACHE_BYTES", int(first.nbytes * 1.5))  # room for one of them
+    monkeypatch.setenv("VAE_STUDIO_DATASET_CACHE_BYTES", str(int(first.nbytes * 1.5)))  # room for one of them
     data.clear_cache()
     first = load_dataset(first_path)
     assert load_dataset(first_path) is first
@@ -502,7 +502,7 @@ def test_cache_keeps_datasets_within_a_byte_budget(tmp_path, monkeypatch):
 
 def test_a_dataset_larger_than_the_whole_budget_is_not_kept(tmp_path, monkeypatch):
     path = write_npz(tmp_path / "big.npz", 10)
-    monkeypatch.setattr(limits, "CACHE_BYTES", 1000)
+    monkeypatch.setenv("VAE_STUDIO_DATASET_CACHE_BYTES", "1000")
     assert load_dataset(path) is not load_dataset(path)
 
 

@@ -23,5 +23,4 @@ MAX_CSV_BYTES = 256 << 20  # pandas holds every cell as a float64: up to 4x the 
 MAX_CSV_COLUMNS = 256 * 256 + 1  # the pixels of an image at TrainConfig's largest image_size, and a label
 MAX_CSV_LINE_BYTES = 4 << 20  # the first line is read alone to count columns before pandas parses
 
-CACHE_BYTES = 1 << 30  # datasets kept in memory, by the size of their tensors; fashion-mnist is 220 MB
 MAX_UPLOAD_NAME_BYTES = 120  # a saved upload's file name, well under the 255 of most file systems
