@@ -221,8 +221,6 @@ def distribute(trainer: Trainer, launch: Launch) -> None:
     starts by giving every process rank 0's weights."""
     check_shards(trainer.train_x.shape[0], trainer.config.batch_size, launch.world_size)
     device_ids = [trainer.device.index] if trainer.device.type == "cuda" else None
-    trainer.forward_model = DistributedDataParallel(
-        trainer.model, device_ids=device_ids, forward_sync_buffers=False
-    )  # ShardedStep merges them
-    trainer.rank, trainer.world_size = launch.rank, launch.world_size
-    trainer.shard = ShardedStep(launch.rank, launch.world_size)
+    # forward_sync_buffers off: ShardedStep merges the buffers itself.
+    wrapped = DistributedDataParallel(trainer.model, device_ids=device_ids, forward_sync_buffers=False)
+    trainer.share_steps(wrapped, ShardedStep(launch.rank, launch.world_size))

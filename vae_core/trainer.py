@@ -18,7 +18,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -38,7 +38,6 @@ MAX_EVAL_IMAGES = 10_000
 
 if TYPE_CHECKING:
     from .data import ImageDataset
-    from .distributed import ShardedStep
 
 
 class Divergence(TrainingError):
@@ -219,13 +218,37 @@ def initial_model(config: TrainConfig, dataset: ImageDataset) -> VAE:
         return build_model(config, dataset.image_shape, dataset.num_classes)
 
 
+class ShardStrategy(Protocol):
+    """How processes that train one run together share each step (distributed.ShardedStep): the
+    loop asks it for this process's noise and for the loss to back-propagate, a flush for the sum
+    of the processes' losses. The trainer is handed one (`share_steps`) and never imports it."""
+
+    rank: int
+    world_size: int
+
+    def noise(self, trainer: Trainer, batch_images: int, dtype: torch.dtype) -> torch.Tensor | None: ...
+
+    def combine(
+        self,
+        trainer: Trainer,
+        terms: LossTerms,
+        extra: torch.Tensor | None,
+        shard_images: int,
+        batch_images: int,
+        beta: float,
+    ) -> tuple[torch.Tensor, LossTerms]: ...
+
+    def summed(self, tensor: torch.Tensor) -> torch.Tensor: ...
+
+
 class Trainer:
     """One run: model, optimiser, data on the device, counters and history.
 
     `forward_model` is the module a training step calls: the model itself, or (distributed
     training) a wrapper around it such as DistributedDataParallel; `rank` and `world_size` say
     which shard of each batch this process takes (`loop.batch_indices`), and `shard` (None in a
-    single process) computes its share of a step and adds up the processes' losses at a flush."""
+    single process; see `share_steps`) computes its share of a step and adds up the processes'
+    losses at a flush."""
 
     def __init__(
         self,
@@ -243,7 +266,7 @@ class Trainer:
         self.model: VAE = initial_model(config, dataset).to(self.device)
         self.forward_model: torch.nn.Module = self.model
         self.rank, self.world_size = 0, 1
-        self.shard: ShardedStep | None = None  # set by distributed.distribute
+        self.shard: ShardStrategy | None = None  # handed in by share_steps
         self.optimizer = make_adam(self.model, config.lr)
         self.noise = torch.Generator(device=self.device).manual_seed(config.seed + 1)
         self.train_x = dataset.train_x.to(self.device)
@@ -280,6 +303,14 @@ class Trainer:
             self.load_state(state)
         else:
             self._start_clock()
+
+    def share_steps(self, forward_model: torch.nn.Module, strategy: ShardStrategy) -> None:
+        """Train as process `strategy.rank` of `strategy.world_size`: steps call `forward_model` (a
+        wrapper such as DistributedDataParallel around `self.model`) and `strategy` shares each
+        batch. The caller that builds a distributed run hands these in (distributed.distribute)."""
+        self.forward_model = forward_model
+        self.rank, self.world_size = strategy.rank, strategy.world_size
+        self.shard = strategy
 
     # -- counters -------------------------------------------------------------------------------
     @property
