@@ -12,8 +12,9 @@ from typing import BinaryIO
 
 import numpy as np
 
+import vae_core.data.limits as limits
+
 from ..errors import DataError
-from . import limits
 from .dataset import ImageDataset, Options, encode_labels, finish, square_side
 
 NPY_MAGIC = b"\x93NUMPY"

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+import vae_core.data.limits as limits
+
 from ..errors import ConfigError, DataError
-from . import limits
 
 if TYPE_CHECKING:
     import torch

@@ -9,8 +9,9 @@ import stat
 from collections.abc import Iterator
 from typing import BinaryIO
 
+import vae_core.data.limits as limits
+
 from ..errors import DataError
-from . import limits
 
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+import vae_core.data.limits as limits
+
 from ..errors import DataError
 from ..user_cache import user_cache_dir
-from . import limits
 from .bundled import DIGIT_NAMES
 from .dataset import ImageDataset, Options, finish
 

@@ -21,8 +21,9 @@ from typing import BinaryIO
 
 import numpy as np
 
+import vae_core.data.limits as limits
+
 from ..errors import DataError
-from . import limits
 from .dataset import ImageDataset, Options, check_dataset_size, encode_labels, finish, output_size
 from .files import is_hidden, open_regular, walk_folder
 

@@ -9,8 +9,9 @@ import os
 import re
 from collections.abc import Sequence
 
+import vae_core.data.limits as limits
+
 from ..errors import DataError
-from . import limits
 from .catalog import REGISTRY, dataset_names
 
 
