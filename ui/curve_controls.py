@@ -1,5 +1,5 @@
 """What people expect of training curves: smoothing, a log y axis, x by step, epoch or wall time,
-the numbers as CSV, and every chart or picture grid as PNG.
+the numbers as CSV, and every chart as PNG (Plotly's camera button; picture grids: picture_download.py).
 
 The controls transform a finished Plotly figure (any chart whose x is the global step), so
 ui/charts.py keeps building figures one way and a page adds the controls with two calls:
@@ -13,9 +13,6 @@ since the run started, pauses included, going on after a resume from the time it
 
 from __future__ import annotations
 
-import hashlib
-import io
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -23,7 +20,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
-from streamlit.errors import StreamlitDuplicateElementKey
 
 from vae_core.history import RunClock, StepCurves
 
@@ -37,7 +33,6 @@ PLOTLY_CONFIG = {
     "displaylogo": False,
     "toImageButtonOptions": {"format": "png", "scale": 2, "filename": "vae-studio-chart"},
 }
-_SPREADSHEET_FORMULA = ("=", "+", "-", "@", "\t", "\r")  # a cell starting so is run by spreadsheets
 WALL_TIME_HELP = (
     "Seconds since the run started, pauses included; a resumed run goes on from the time it was "
     "saved at (the time it waited on disk is not counted)."
@@ -183,40 +178,13 @@ def compare_chart(runs: Sequence[ComparedRun], metric: str, *, key: str) -> None
 # -- CSV ---------------------------------------------------------------------------------------------
 
 
-def _cell(text: str) -> str:
-    """A name from a file, safe in a spreadsheet: one starting like a formula is quoted as text."""
-    return "'" + text if text.startswith(_SPREADSHEET_FORMULA) else text
-
-
 def curves_csv(runs: Sequence[tuple[str, StepCurves, int | None]]) -> bytes:
     """One row per run and step: run, step, epoch, wall_s (the run's clock; blank when unknown),
-    total, recon, kl, beta, lr. `runs` holds (name, curves, steps per epoch)."""
-    import pandas as pd
+    total, recon, kl, beta, lr. `runs` holds (name, curves, steps per epoch). Written a chunk of rows
+    at a time (ui/csv_export.py), so a run of millions of steps costs its text, not a table."""
+    from ui.csv_export import curves_csv as whole_csv
 
-    frames = []
-    for name, curves, per_epoch in runs:
-        steps = curves.step.astype(np.float64)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "run": _cell(name),
-                    "step": curves.step,
-                    "epoch": steps / per_epoch if per_epoch else np.nan,
-                    "wall_s": curves.clock.at(steps) if curves.clock is not None else np.nan,
-                    "total": curves.total,
-                    "recon": curves.recon,
-                    "kl": curves.kl,
-                    "beta": curves.beta,
-                    "lr": curves.lr,
-                }
-            )
-        )
-    table = (
-        pd.concat(frames, ignore_index=True)
-        if frames
-        else pd.DataFrame(columns=["run", "step", "epoch", "wall_s", "total", "recon", "kl", "beta", "lr"])
-    )
-    return table.to_csv(index=False, float_format="%.6g").encode()
+    return whole_csv(runs)
 
 
 def csv_download(
@@ -233,36 +201,3 @@ def csv_download(
         icon=":material/download:",
         type="tertiary",
     )
-
-
-# -- PNG of a picture grid ------------------------------------------------------------------------------
-
-
-def png_bytes(picture: np.ndarray) -> bytes:
-    """A uint8 H x W (grey) or H x W x 3 picture as PNG."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(picture)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def png_download(picture: np.ndarray, name: str = "images") -> None:
-    """A small 'PNG' button under a picture grid. Its identity is the picture's content and name, so
-    the same grid keeps its button from one rerun to the next."""
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()[:40] or "images"
-    digest = hashlib.sha1(np.ascontiguousarray(picture).tobytes()).hexdigest()[:12]
-    try:
-        st.download_button(
-            "PNG",
-            data=lambda: png_bytes(picture),
-            file_name=f"{slug}.png",
-            mime="image/png",
-            on_click="ignore",
-            key=f"png_{slug}_{digest}",
-            icon=":material/download:",
-            type="tertiary",
-            help="Download this picture grid as a PNG file",
-        )
-    except StreamlitDuplicateElementKey:
-        pass  # the very same grid is on the page twice: its first button downloads it

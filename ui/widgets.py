@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import streamlit as st
 
+from .picture_download import png_download
+
 # Every ASCII punctuation character that Markdown, GitHub's autolinks, Streamlit's :directives:,
 # emoji codes and $LaTeX$ give a meaning to; CommonMark lets each be escaped with a backslash.
 _MARKDOWN_SYNTAX = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:@&=\"'/])")
@@ -78,8 +80,6 @@ def image_grid(images: np.ndarray, columns: int, caption: str | None = None, cel
     scale = max(1, round(cell_px / images.shape[2]))
     picture = grid(images, columns, scale=scale)
     st.image(picture, caption=caption)
-    from .curve_controls import png_download  # late: it imports plotly, which not every page needs
-
     png_download(picture, caption or "images")
 
 

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from ui.charts import ComparedRun, compare_figure, loss_figure
-from ui.curve_controls import CurveOptions, apply_curve_options, curves_csv, png_bytes, smooth
+from ui.curve_controls import CurveOptions, apply_curve_options, curves_csv, smooth
+from ui.picture_download import png_bytes
 from vae_core.history import RunClock, StepCurves
 
 
