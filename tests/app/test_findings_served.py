@@ -21,7 +21,7 @@ FINDING = "Alice's AE drifted far from the prior."
 @pytest.fixture
 def alices_finding(saved_runs):
     """An ae-vs-vae finding about a run of Alice's and a shared one; the folder's own is put back after."""
-    from ui.access import owner_of_identity
+    from ui.identity import owner_of_identity
     from vae_core.checkpoint import load_checkpoint, save_trainer_checkpoint
     from vae_core.config import TrainConfig
     from vae_core.data import load_dataset

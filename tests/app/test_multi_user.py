@@ -53,7 +53,7 @@ def served_session(user: dict, page: str | None = None, run_id: str | None = Non
 
 
 def owner(user: dict) -> str:
-    from ui.access import owner_of_identity
+    from ui.identity import owner_of_identity
 
     return owner_of_identity(user["iss"], user["sub"])
 
@@ -282,10 +282,10 @@ def test_a_secrets_file_that_fails_to_parse_serves_no_page_and_stops_the_server(
 
 @pytest.mark.parametrize("value, served", [("true", True), ("yes", True), ("1", True), ("0", False), ("no", False)])
 def test_the_multi_user_switch_takes_yes_and_no_words(monkeypatch, value, served):
-    from ui import access
+    from ui import identity
 
     monkeypatch.setenv("VAE_STUDIO_MULTI_USER", value)
-    assert access.multi_user_switch() is served
+    assert identity.multi_user_switch() is served
 
 
 def test_a_multi_user_switch_that_is_neither_yes_nor_no_serves_no_page(monkeypatch, saved_runs):

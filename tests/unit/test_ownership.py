@@ -81,7 +81,7 @@ def test_a_job_keeps_its_owner_in_every_checkpoint_and_refuses_a_bad_one(digits,
 
 
 def test_an_owner_id_is_a_stable_hash_of_issuer_and_subject():
-    from ui.access import owner_of_identity
+    from ui.identity import owner_of_identity
 
     alice = owner_of_identity("https://id.example", "alice")
     assert alice == owner_of_identity("https://id.example", "alice")
