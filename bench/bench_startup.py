@@ -2,14 +2,14 @@
 headless Chromium the moment `/_stcore/health` answers.
 
 Figures (median over rounds, each round a new server, on a machine where the app has run before:
-the default run's thread count is timed first, as an idle server does for the next one,
-vae_core/thread_memory.py):
+the default run's thread count is timed first and remembered for the load of the moment,
+vae_core/threads.py):
 - health -> the Train form usable (its Start button enabled); target 3 s;
 - Start, pressed as soon as the form is usable, -> the first loss point drawn (the curves' sketch
   or the interactive chart, whichever shows first: ui/light_charts.py); target 2 s;
 - the same Start -> the interactive (Plotly) chart's first point;
 - the same with an empty user cache, as on a machine's very first start (the thread count is timed
-  and the bundled dataset parsed before the first run: vae_core/thread_memory.py, parsed_cache.py);
+  and the bundled dataset parsed before the first run: vae_core/threads.py, parsed_cache.py);
 - Start pressed once the warm-up has ended -> the first loss point (what the warm-up leaves to Start);
 - the background warm-up's phases, as the server logs them (ui/session.py);
 - health -> form usable with the warm-up turned off (VAE_STUDIO_WARM_UP=0), so the cost of the
@@ -208,19 +208,19 @@ def _seconds(values: list[float]) -> str:
 
 
 def remember_default_timing() -> None:
-    """What an app server that stayed idle for a while leaves the next one: the default run's thread
-    count, timed now on this quiet machine (thread_choice.refresh_timing)."""
+    """What an earlier run leaves the next one: the default run's thread count, timed now and
+    remembered with the load of the moment (threads.run_threads)."""
     from vae_core.config import TrainConfig
     from vae_core.data import DEFAULT_DATASET, load_dataset
     from vae_core.device import resolve_device
-    from vae_core.thread_choice import refresh_timing
-    from vae_core.threads import on_a_thread_of_its_own
+    from vae_core.own_threads import on_a_thread_of_its_own
+    from vae_core.threads import run_threads
 
     config = TrainConfig()
 
     def time_it() -> None:  # the data loaded on this short-lived thread too: no idle OpenMP team stays behind
         dataset, device = load_dataset(DEFAULT_DATASET), resolve_device(config.device)
-        refresh_timing(config, dataset, device, still_quiet=lambda: True)
+        run_threads(config, dataset, device)
 
     on_a_thread_of_its_own(time_it)
 

@@ -5,9 +5,9 @@ The reference runs in a process of its own that never imports vae_core, so none 
 reach it, on 1 and on 2 threads (one per core, PyTorch's default); the faster of the two is the
 reference each ratio divides by (a count over 3x slower than the other in the first round is not
 run again: under load, two spin-waiting threads can take minutes an epoch). Ours run through
-vae_core/loop.py, the one loop: the job as the app runs it (its thread count timed on its step when
-the first run of its kind starts: vae_core/thread_choice.py; that first run pays the timing), the
-Trainer as the CLI runs it (PyTorch's default threads).
+vae_core/loop.py, the one loop: the job as the app runs it and the Trainer as the CLI runs it, each
+with the thread count chosen for the load of the moment (vae_core/threads.py: the load is read, and a
+run timed under another load times its step again).
 
 Each round trains one epoch (train + evaluation of the test set) with freshly built runs of every
 candidate, in alternating order (ABBA...), ours each on a fresh thread (bench/common.py says why);
@@ -30,6 +30,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import torch
+
 from bench.common import (
     Stopwatch,
     Timing,
@@ -44,13 +46,14 @@ from bench.common import (
     reference_epoch,
     rounds_text,
     row,
-    use_pytorch_default_threads,
     walls,
 )
 from vae_core.config import TrainConfig
 from vae_core.data import ImageDataset
 from vae_core.jobs import TrainingJob
 from vae_core.loop import run_to_end
+from vae_core.own_threads import use_threads
+from vae_core.threads import run_threads
 from vae_core.trainer import Trainer
 
 EPOCH_TARGET_S = 2.0
@@ -61,10 +64,14 @@ REFERENCE_THREADS = sorted({1, os.cpu_count() or 1})  # one thread, and PyTorch'
 HOPELESS = 3.0  # a reference thread count this many times slower than another after one round is not run again
 
 
+TRAINER_THREADS: dict[int, str] = {}  # batch size -> the Trainer's count and how it was chosen, for the figure
+
+
 # -- one epoch of each of ours ------------------------------------------------------------------------------
 def trainer_epoch(config: TrainConfig, dataset: ImageDataset) -> Timing:
-    """The synchronous Trainer through the one loop, as the CLI runs it: PyTorch's default threads."""
-    use_pytorch_default_threads()
+    """The synchronous Trainer through the one loop, as the CLI runs it: the count chosen for the load."""
+    count, chosen_by = run_threads(config, dataset, torch.device("cpu"))
+    TRAINER_THREADS[config.batch_size] = f"{use_threads(count, torch.device('cpu'))} ({chosen_by})"
     trainer = Trainer(config.replace(epochs=1), dataset)
     with Stopwatch() as watch:
         run_to_end(trainer)
@@ -206,7 +213,7 @@ def speed_row(dataset: ImageDataset, batch_size: int, timings: dict[str, list[Ti
 
 def cli_row(dataset: ImageDataset, batch_size: int, timings: dict[str, list[Timing]]) -> dict:
     return ratio_row(
-        f"Training speed: Trainer as the CLI runs it (PyTorch's default threads) / reference loop at "
+        f"Training speed: Trainer as the CLI runs it (on {TRAINER_THREADS.get(batch_size, '?')}) / reference loop at "
         f"its best thread count, samples/s ({setting(dataset, batch_size, timings)})",
         None,
         dataset,

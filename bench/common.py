@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:  # `python bench/bench_x.py` puts bench/, not the 
 import torch  # noqa: E402
 
 from vae_core.data import DEBIAN_FASHION_MNIST_DIR, ImageDataset, load_dataset  # noqa: E402
-from vae_core.threads import on_a_thread_of_its_own  # noqa: E402
+from vae_core.own_threads import on_a_thread_of_its_own  # noqa: E402
 
 FULL_DATASET = "fashion-mnist"
 FALLBACK_DATASET = "mnist-sample"
@@ -113,8 +113,8 @@ def reference_epoch(data_path: Path, batch_size: int, threads: int) -> Timing:
 
 
 def use_pytorch_default_threads() -> int:
-    """A thread per core on the calling thread: what a plain script gets, and what the CLI keeps
-    (vae_core/threads.py); the app's job sets its own count on its training thread."""
+    """A thread per core on the calling thread: what a plain script gets (the CLI and the app's job
+    choose their own count: vae_core/threads.py)."""
     torch.set_num_threads(os.cpu_count() or 1)
     return torch.get_num_threads()
 
@@ -152,7 +152,7 @@ def in_fresh_thread(candidate: Callable[[], Measurement]) -> Measurement:
 
     Why: a thread that has run a parallel operation keeps an idle OpenMP team until it ends, and on
     2 cores one idle team beside a training thread's makes libgomp throttle its spin-waiting and
-    halves that thread's speed (vae_core/threads.py). Run on one long-lived thread, whichever
+    halves that thread's speed (vae_core/own_threads.py). Run on one long-lived thread, whichever
     candidate went first would slow down the others."""
     return on_a_thread_of_its_own(candidate, name="bench-candidate")
 

@@ -16,7 +16,7 @@ os.environ.setdefault("VAE_STUDIO_CHECKPOINTS", tempfile.mkdtemp(prefix="vae_stu
 def _user_cache_of_its_own() -> None:
     """The suite's user cache (vae_core/user_cache.py) is a folder of its own, for this process and
     the app servers it starts: a thread count timed while the suite loads the machine must not be the
-    one the next `make run` trains with (vae_core/thread_memory.py). The parsed datasets and numba's
+    one the next `make run` trains with (vae_core/threads.py). The parsed datasets and numba's
     compiled kernels are linked from the real cache: they do not depend on the load, and rebuilding
     them in every session would cost minutes."""
     from vae_core.user_cache import user_cache_dir

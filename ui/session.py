@@ -59,15 +59,14 @@ IDLE_WARM_UP_AFTER_S = 15.0
 
 
 def _warm_up() -> None:
-    default_run = None
     try:
-        default_run = _warm_up_engine()
+        _warm_up_engine()
     finally:
         _engine_warm.set()  # even after an error: Start then loads what it needs itself, and says what failed
     # What the first Start does not need waits until the CPU has been idle a while (nothing trained
     # for IDLE_WARM_UP_AFTER_S in a row): compiling UMAP's kernels takes a core and the GIL for
-    # seconds (2 s of CPU with numba's disk cache warm), and pandas (for the Runs page's table) and a
-    # fresh timing of the default run's step (for the next server) take a few tenths. A run's steps,
+    # seconds (2 s of CPU with numba's disk cache warm), and pandas (for the Runs page's table) a few
+    # tenths. A run's steps,
     # or the first steps of a person who just opened the app, would share the CPU with them.
     idle_since = time.monotonic()
     while time.monotonic() - idle_since < IDLE_WARM_UP_AFTER_S:
@@ -77,11 +76,7 @@ def _warm_up() -> None:
     import pandas  # noqa: F401
 
     from vae_core.projection import warm_up_projections
-    from vae_core.thread_choice import refresh_timing
-    from vae_core.threads import on_a_thread_of_its_own
 
-    if default_run is not None:  # kept for the next server only if no run started while it was timed
-        on_a_thread_of_its_own(lambda: refresh_timing(*default_run, still_quiet=lambda: not _training()))
     warm_up_projections()
 
 

@@ -85,8 +85,8 @@ def _parser() -> argparse.ArgumentParser:
         "--threads",
         type=int,
         default=None,
-        help="CPU threads of a training step (default: $VAE_STUDIO_TORCH_THREADS, else "
-        "PyTorch's one per core). Kept with the run: the float sums, so the numbers, "
+        help="CPU threads of a training step (default: $VAE_STUDIO_TORCH_THREADS, else 1, or 1 per free core "
+        "if timed faster now). Kept with the run: the float sums, so the numbers, "
         "depend on it; a resumed run keeps its own",
     )
     train.add_argument(
@@ -197,9 +197,10 @@ def _train(args: argparse.Namespace, launch) -> dict:
     from .device import resolve_device
     from .distributed import distribute, first_on_each_node, join
     from .loop import Hooks, run_to_end
+    from .own_threads import use_threads
     from .run_ids import new_run_id
     from .speed import compiled
-    from .threads import thread_override, use_threads
+    from .threads import run_threads, thread_override
     from .trainer import Trainer
 
     config, state, run_id, name, labels = _config_from_args(args), None, new_run_id(), args.name, {}
@@ -222,9 +223,9 @@ def _train(args: argparse.Namespace, launch) -> dict:
     if launch:
         use_threads(thread_override(), device)  # each process's own (torchrun sets one thread by default)
     elif resolve_device(config.device).type == "cpu":
-        # The run's own count (resumed, or --threads), else the variable's, else PyTorch's default;
+        # The run's own count (resumed, or --threads), else the variable's, else the load's (threads.py);
         # then kept with the run, since its numbers depend on it.
-        use_threads(config.threads or thread_override(), torch.device("cpu"))
+        use_threads(run_threads(config, dataset, torch.device("cpu"))[0], torch.device("cpu"))
         config = config.replace(threads=torch.get_num_threads())
     trainer = Trainer(config, dataset, state=state, device=device)
     if launch:

@@ -7,7 +7,7 @@ an update. The job saves its checkpoint at every epoch end and when it stops or 
 
 The trainer is built on the training thread itself: the run's model and data take no memory while
 it waits in a queue, and its tensor work leaves no idle OpenMP team on the caller's thread
-(threads.py says why that matters).
+(own_threads.py says why that matters).
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from .config import TrainConfig, check_beta, check_lr, default_run_name
 from .device import resolve_device
 from .errors import TrainingError, VAEStudioError
 from .history import Frame, History, StepCurves
+from .own_threads import use_threads
 from .run_ids import new_run_id
 from .run_status import ACTIVE, TRAINING
-from .thread_choice import app_run_threads
-from .threads import use_threads
+from .threads import run_threads
 from .trainer import (
     FIXED_INPUTS,
     Divergence,
@@ -241,7 +241,7 @@ class TrainingJob:
     # -- the thread --------------------------------------------------------------------------------
     def _run(self) -> None:
         try:
-            count, chosen_by = app_run_threads(self.config, self.dataset, self.device)
+            count, chosen_by = run_threads(self.config, self.dataset, self.device)
             if count is not None:
                 self.config = self.config.replace(threads=count)  # kept with the run: its numbers depend on it
             self._threads = use_threads(count, self.device) + (f" ({chosen_by})" if chosen_by else "")

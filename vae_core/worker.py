@@ -217,14 +217,14 @@ class Worker:
 def warm_up() -> None:
     """What every run needs, once per process: torch, the engine, the default dataset (in the
     engine's cache, loaded beside the first optimiser, whose building imports torch._dynamo, ~1 s),
-    and the default run's CPU thread count (remembered, or timed: thread_choice.py)."""
+    and the default run's CPU thread count (remembered, or timed: threads.py)."""
     import torch
 
     from .config import TrainConfig
     from .data import DEFAULT_DATASET, load_dataset
     from .device import resolve_device
-    from .thread_choice import app_run_threads
-    from .threads import begin_on_a_thread_of_its_own, on_a_thread_of_its_own
+    from .own_threads import begin_on_a_thread_of_its_own, on_a_thread_of_its_own
+    from .threads import run_threads
     from .trainer import make_adam
 
     loaded = begin_on_a_thread_of_its_own(lambda: load_dataset(DEFAULT_DATASET), name="warm-up-data")
@@ -234,7 +234,7 @@ def warm_up() -> None:
     except VAEStudioError:
         return  # a run that needs it reports why
     config = TrainConfig()
-    on_a_thread_of_its_own(lambda: app_run_threads(config, dataset, resolve_device(config.device)))
+    on_a_thread_of_its_own(lambda: run_threads(config, dataset, resolve_device(config.device)))
 
 
 def main(argv: list[str] | None = None) -> int:
