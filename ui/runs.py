@@ -13,6 +13,7 @@ from vae_core.config import TrainConfig
 from vae_core.errors import VAEStudioError
 from vae_core.history import StepCurves
 from vae_core.models import VAE, build_model
+from vae_core.safe_files import file_version
 
 from . import access, session
 from .widgets import show_error
@@ -72,19 +73,19 @@ def _model_from_weights(weights_key, config, image_shape, num_classes, _weights)
 
 
 @st.cache_resource(max_entries=16)
-def _checkpoint(path: str, mtime_ns: int) -> RunCheckpoint:
+def _checkpoint(path: str, version: tuple[int, int, int]) -> RunCheckpoint:
     return load_checkpoint(path)
 
 
 def read_checkpoint(path: Path) -> RunCheckpoint:
-    """A checkpoint, cached until the file changes."""
-    return _checkpoint(str(path), path.stat().st_mtime_ns)
+    """A checkpoint, cached until the file changes; a VAEStudioError when it cannot be read (a link loop too)."""
+    return _checkpoint(str(path), file_version(path))
 
 
 def _file_view(path: Path) -> RunView:
     ckpt = read_checkpoint(path)
     history = ckpt.state.history
-    weights_key = ("file", str(path), path.stat().st_mtime_ns)
+    weights_key = ("file", str(path), file_version(path))
     model = _model_from_weights(
         weights_key, ckpt.config, ckpt.dataset.image_shape, ckpt.dataset.num_classes, ckpt.state.model_state
     )

@@ -16,11 +16,24 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from .errors import VAEStudioError
+
 MAX_JSON_DEPTH = 32
 
 
-class UnreadableFile(Exception):
-    """A file that cannot be read as what it should be; str() is one line naming it."""
+class UnreadableFile(VAEStudioError):
+    """A file that cannot be read as what it should be; str() is one line naming it. One of our own
+    errors, so every page and command that reports those reports this one in its place."""
+
+
+def file_version(path: str | Path) -> tuple[int, int, int]:
+    """(inode, modification time in ns, size) of the file `path` names, links followed: what a cache of
+    its contents is keyed by. UnreadableFile, not OSError, when there is none (a dangling link, a loop)."""
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        raise UnreadableFile(f"{Path(path).name}: cannot be read ({error.strerror or error})") from None
+    return info.st_ino, info.st_mtime_ns, info.st_size
 
 
 def read_regular_file(path: str | Path, max_bytes: int) -> bytes:
