@@ -21,6 +21,8 @@ import streamlit as st
 
 from vae_core.runs import default_checkpoint_dir
 
+from .identity import current_owner, served
+
 CHECKPOINT_DIR = default_checkpoint_dir()  # the folder the CLI writes to and lists by default too
 RUN_PARAM = "run"
 
@@ -161,13 +163,11 @@ def run_data(config):
     `config.data` may come from a file anyone made (an uploaded checkpoint): it may name a built-in
     dataset or a file uploaded to this server process, nothing else (DataError otherwise), so a
     crafted checkpoint cannot make the server read, list or quote its own files. Local model: one
-    person uses this server, so every upload of this process is theirs; served (ui/access.py): only
+    person uses this server, so every upload of this process is theirs; served (ui/identity.py): only
     this person's own uploads."""
     from vae_core.data import load_dataset, resolve_data_reference
 
-    from . import access
-
-    allowed = private_dir() if access.served() else upload_root()
+    allowed = private_dir() if served() else upload_root()
     source = resolve_data_reference(config.data, [allowed])
     # vae_core's own cache shares one copy per dataset between sessions within a memory budget; a
     # Streamlit cache around it would pin evicted datasets beyond that budget.
@@ -227,13 +227,11 @@ def upload_root() -> Path:
 
 
 def private_dir() -> Path:
-    """The folder for this person's uploads. Served (ui/access.py): one per signed-in person, named
+    """The folder for this person's uploads. Served (ui/identity.py): one per signed-in person, named
     by their owner id (a hash of their identity, never the identity itself), so their uploads follow
     them to every tab and no one else's run may read them. Locally: one per browser session, named by
     a random token kept only in the session."""
-    from . import access
-
-    token = access.current_owner() or st.session_state.get("_upload_token")  # no owner: local
+    token = current_owner() or st.session_state.get("_upload_token")  # no owner: local
     if token is None:
         token = st.session_state["_upload_token"] = secrets.token_hex(16)
     folder = upload_root() / token

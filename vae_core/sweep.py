@@ -2,10 +2,11 @@
 
     vae-studio sweep --data digits --beta 0.5 1 4 --latent-dim 2 10 --epochs 5 --out-dir sweeps/beta
 
-Each train flag takes several values here (its definition is read from the `train` parser, so the
-flags, their checks and their defaults have one home). Every combination is checked before the
-first run starts, then the runs train one after the other, each exactly as `train` would; one JSON
-line per finished run, and as the last line the JSON list of them all.
+Each train flag takes several values here (its definition is read from train_command.TRAIN_FLAGS,
+which the `train` parser is built from, so the flags, their checks and their defaults have one
+home). Every combination is checked before the first run starts, then the runs train one after the
+other, each exactly as `train` would; one JSON line per finished run, and as the last line the JSON
+list of them all.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pathlib import Path
 
 from .config import TrainConfig, check_creatable, limits
 from .errors import ConfigError, VAEStudioError
+from .json_lines import json_line
+from .train_command import TRAIN_FLAGS, cmd_train, config_from_args
 
 # Flags a sweep passes to every run as they are: one folder, one list of widths (--hidden 256 128 is
 # one model), switches. --out, --resume and --name name a single run, so a sweep has none of them.
@@ -29,31 +32,32 @@ NOT_SWEPT = {"help", "out", "resume", "name"}
 
 
 def add_sweep_command(commands, train: argparse.ArgumentParser) -> None:
-    """`vae-studio sweep` on the CLI's subcommands, with the flags of `train` (its parser)."""
+    """`vae-studio sweep` on the CLI's subcommands, with the flags of `train` (TRAIN_FLAGS); `train`,
+    the parser made from them, checks each run's arguments."""
     sweep = commands.add_parser(
         "sweep",
         help="train every combination of several flag values (e.g. --beta 0.5 1 4 --latent-dim 2 10)",
         description="Train one run per combination of the values given (each train flag may take several), "
         "one after the other. Prints one JSON line per finished run, then a JSON list of them all.",
     )
-    for action in train._actions:  # argparse has no public accessor for a parser's arguments
-        if action.dest in NOT_SWEPT or not action.option_strings:
+    for flag in TRAIN_FLAGS:
+        if flag.dest in NOT_SWEPT:
             continue
-        if action.nargs == 0:  # a switch (--quiet, --learn-variance): on for every run or for none
-            sweep.add_argument(*action.option_strings, dest=action.dest, action="store_true", help=action.help)
-        elif action.dest in SHARED_FLAGS:
+        help_text = flag.settings.get("help")
+        if flag.is_switch:  # --quiet, --learn-variance: on for every run or for none
+            sweep.add_argument(flag.option, dest=flag.dest, action="store_true", help=help_text)
+        elif flag.dest in SHARED_FLAGS:
             sweep.add_argument(
-                *action.option_strings, dest=action.dest, nargs=action.nargs, default=None, help=action.help
+                flag.option, dest=flag.dest, nargs=flag.settings.get("nargs"), default=None, help=help_text
             )
         else:
-            values = f"one run per value{'; ' + action.help if action.help else ''}"
             sweep.add_argument(
-                *action.option_strings,
-                dest=action.dest,
+                flag.option,
+                dest=flag.dest,
                 nargs="+",
                 default=None,
-                metavar=action.metavar or action.dest.upper(),
-                help=values,
+                metavar=flag.settings.get("metavar") or flag.dest.upper(),
+                help=f"one run per value{'; ' + help_text if help_text else ''}",
             )
     sweep.set_defaults(train_parser=train)
 
@@ -61,16 +65,15 @@ def add_sweep_command(commands, train: argparse.ArgumentParser) -> None:
 def sweep_argvs(args: argparse.Namespace) -> list[tuple[list[str], dict[str, str]]]:
     """Each run's `train` arguments and the values that set it apart ({flag: value}), in order: the
     last flag given varies fastest."""
-    train: argparse.ArgumentParser = args.train_parser
     shared, axes = [], []
-    for action in train._actions:
-        value = getattr(args, action.dest, None)
-        if action.dest in NOT_SWEPT or not action.option_strings or value in (None, False):
+    for train_flag in TRAIN_FLAGS:
+        value = getattr(args, train_flag.dest, None)
+        if train_flag.dest in NOT_SWEPT or value in (None, False):
             continue
-        flag = action.option_strings[-1]
-        if action.nargs == 0:
+        flag = train_flag.option
+        if train_flag.is_switch:
             shared.append(flag)
-        elif action.dest in SHARED_FLAGS:
+        elif train_flag.dest in SHARED_FLAGS:
             shared += [flag, *map(str, value if isinstance(value, list) else [value])]
         else:
             values = list(dict.fromkeys(value))  # a repeated value is one run
@@ -90,7 +93,6 @@ def sweep_argvs(args: argparse.Namespace) -> list[tuple[list[str], dict[str, str
 
 def cmd_sweep(args: argparse.Namespace) -> list[dict]:
     from .atomic_files import output_folder
-    from .cli import _config_from_args, _json_safe, cmd_train  # late: the CLI imports this module
     from .distributed import refuse_under_torchrun
     from .runs import default_checkpoint_dir
 
@@ -99,19 +101,19 @@ def cmd_sweep(args: argparse.Namespace) -> list[dict]:
     runs = []
     for argv, swept in sweep_argvs(args):
         parsed = train.parse_args(argv)  # a bad value exits here, with argparse's message, before any run
-        config = _config_from_args(parsed)  # out-of-range values too: ConfigError naming the hyperparameter
+        config = config_from_args(parsed)  # out-of-range values too: ConfigError naming the hyperparameter
         runs.append((parsed, swept, config))
     for parsed, _, _ in runs[:1]:  # one output folder for every run: a bad one fails the sweep before it trains
         if not parsed.out:
             output_folder(parsed.out_dir or default_checkpoint_dir())
-    fields = _swept_fields(train, runs[0][1]) if runs else []
+    fields = _swept_fields(runs[0][1]) if runs else []
     results, recorded, sweep_id, started = [], [], None, time.time()
     for parsed, swept, config in runs:
         try:
             result = {"status": "finished", **cmd_train(parsed), "sweep": swept}
         except VAEStudioError as error:  # one failed run (a divergence) does not cancel the others
             result = {"status": "failed", "error": str(error), "sweep": swept}
-        print(json.dumps(_json_safe(result)), flush=True)
+        print(json_line(result), flush=True)
         results.append(result)
         if fields and result.get("run_id"):  # recorded as it goes: the app summarises a sweep half done
             recorded.append((config, result["run_id"]))
@@ -123,9 +125,9 @@ def cmd_sweep(args: argparse.Namespace) -> list[dict]:
     return results
 
 
-def _swept_fields(train: argparse.ArgumentParser, swept: dict[str, str]) -> list[str]:
+def _swept_fields(swept: dict[str, str]) -> list[str]:
     """The config fields behind the flags a sweep varies ({"latent-dim": ...} -> ["latent_dim"])."""
-    dests = {action.option_strings[-1].lstrip("-"): action.dest for action in train._actions if action.option_strings}
+    dests = {flag.option.lstrip("-"): flag.dest for flag in TRAIN_FLAGS}
     return [dests[flag] for flag in swept if dests.get(flag) in TRAIN_FIELDS]
 
 

@@ -1,0 +1,340 @@
+"""`vae-studio train`: its flags, defined once as data (`TRAIN_FLAGS`: the CLI's parser is built
+from them and `sweep` reads them), the TrainConfig they make, and the run the command trains.
+
+Both cli.py and sweep.py import this module; it imports neither.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .atomic_files import output_folder
+from .config import (
+    DEFAULT_HIDDEN,
+    DEVICES,
+    KL_ANNEALING,
+    MODEL_NAMES,
+    PRECISIONS,
+    RECON_LOSSES,
+    TrainConfig,
+    default_run_name,
+)
+from .errors import VAEStudioError
+from .runs import CHECKPOINTS_ENV, ProgressWriter, default_checkpoint_dir
+
+DEFAULTS = TrainConfig()
+
+
+@dataclass(frozen=True)
+class TrainFlag:
+    """One flag of `train`: its option and the keyword arguments of argparse's add_argument."""
+
+    option: str  # "--latent-dim"
+    settings: dict
+
+    @property
+    def dest(self) -> str:
+        """The attribute of the parsed arguments: "--latent-dim" -> "latent_dim"."""
+        return self.option.removeprefix("--").replace("-", "_")
+
+    @property
+    def is_switch(self) -> bool:
+        """A flag that takes no value (--quiet)."""
+        return self.settings.get("action") == "store_true"
+
+
+TRAIN_FLAGS: tuple[TrainFlag, ...] = (
+    TrainFlag(
+        "--data",
+        dict(
+            default=None,
+            help=f"dataset name (see `datasets`) or a .npz/.zip/.csv/folder (default {DEFAULTS.data}; "
+            "with --resume: the checkpoint's data, which must be a built-in dataset unless you "
+            "name its file here)",
+        ),
+    ),
+    TrainFlag("--image-size", dict(type=int, default=None, help="resize images to this square size")),
+    TrainFlag("--download", dict(action="store_true", help="download mnist/fashion-mnist/kmnist if missing")),
+    TrainFlag("--model", dict(choices=MODEL_NAMES, default=DEFAULTS.model)),
+    TrainFlag(
+        "--hidden",
+        dict(
+            type=int,
+            nargs="+",
+            default=None,
+            help="encoder widths (decoder mirrors), e.g. --hidden 400; conv: channels "
+            f"(default: {', '.join(f'{m} {list(h)}' for m, h in DEFAULT_HIDDEN.items())})",
+        ),
+    ),
+    TrainFlag("--latent-dim", dict(type=int, default=DEFAULTS.latent_dim)),
+    TrainFlag("--beta", dict(type=float, default=DEFAULTS.beta)),
+    TrainFlag("--lr", dict(type=float, default=DEFAULTS.lr)),
+    TrainFlag(
+        "--batch-size",
+        dict(
+            type=int,
+            default=DEFAULTS.batch_size,
+            help="images per step, all processes together: under torchrun each process takes its share of every batch",
+        ),
+    ),
+    TrainFlag("--epochs", dict(type=int, default=DEFAULTS.epochs, help="total epochs, resumed ones included")),
+    TrainFlag("--recon", dict(choices=RECON_LOSSES, default=DEFAULTS.recon)),
+    TrainFlag("--learn-variance", dict(action="store_true", help="mse: learn the Gaussian's variance")),
+    TrainFlag("--kl-anneal", dict(choices=KL_ANNEALING, default=DEFAULTS.kl_anneal)),
+    TrainFlag("--kl-warmup-epochs", dict(type=float, default=DEFAULTS.kl_warmup_epochs)),
+    TrainFlag("--free-bits", dict(type=float, default=DEFAULTS.free_bits, help="nats per latent dimension")),
+    TrainFlag("--seed", dict(type=int, default=DEFAULTS.seed)),
+    TrainFlag("--device", dict(choices=DEVICES, default=DEFAULTS.device)),
+    TrainFlag(
+        "--precision",
+        dict(
+            choices=PRECISIONS,
+            default=DEFAULTS.precision,
+            help="bf16: autocast the forward pass and loss to bfloat16, weights stay float32",
+        ),
+    ),
+    TrainFlag(
+        "--threads",
+        dict(
+            type=int,
+            default=None,
+            help="CPU threads of a training step (default: $VAE_STUDIO_TORCH_THREADS, else 1, or 1 per free core "
+            "if timed faster now). Kept with the run: the float sums, so the numbers, "
+            "depend on it; a resumed run keeps its own",
+        ),
+    ),
+    TrainFlag(
+        "--compile", dict(action="store_true", help="torch.compile the model (the first steps pay the compile time)")
+    ),
+    TrainFlag("--test-fraction", dict(type=float, default=DEFAULTS.test_fraction)),
+    TrainFlag(
+        "--name", dict(default=None, help="the run's name (default: from what sets it apart, e.g. 'mlp z10 β4')")
+    ),
+    TrainFlag(
+        "--out",
+        dict(
+            default=None,
+            help="checkpoint to write, at every epoch end and when the run ends (default <out dir>/<run id>.safetensors)",
+        ),
+    ),
+    TrainFlag(
+        "--out-dir",
+        dict(
+            default=None,
+            help=f"folder of the checkpoint when --out is not given (default: ${CHECKPOINTS_ENV}, else ./checkpoints)",
+        ),
+    ),
+    TrainFlag(
+        "--resume", dict(default=None, help="continue the run in this checkpoint (exactly: as if it had never stopped)")
+    ),
+    TrainFlag("--quiet", dict(action="store_true", help="no progress bar")),
+)
+
+
+def add_train_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of `train` on `parser`."""
+    for flag in TRAIN_FLAGS:
+        parser.add_argument(flag.option, **flag.settings)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of parsed `train` flags; ConfigError naming a value out of range."""
+    return TrainConfig(
+        data=args.data or DEFAULTS.data,
+        image_size=args.image_size,
+        model=args.model,
+        hidden=tuple(args.hidden) if args.hidden else None,
+        latent_dim=args.latent_dim,
+        beta=args.beta,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        recon=args.recon,
+        learn_variance=args.learn_variance,
+        kl_anneal=args.kl_anneal,
+        kl_warmup_epochs=args.kl_warmup_epochs,
+        free_bits=args.free_bits,
+        seed=args.seed,
+        device=args.device,
+        precision=args.precision,
+        test_fraction=args.test_fraction,
+        threads=args.threads,
+    )
+
+
+def progress_bar(total: int, quiet: bool, unit: str):
+    """A progress bar on stderr, or None when `quiet`."""
+    if quiet:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False)
+
+
+def load_config_data(config: TrainConfig, download: bool = False):
+    """The dataset `config` names, split by its test fraction and seed."""
+    from .data import load_dataset
+
+    return load_dataset(
+        config.data,
+        image_size=config.image_size,
+        test_fraction=config.test_fraction,
+        seed=config.seed,
+        download=download,
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> dict:
+    """Train; under torchrun, as one of its processes (distributed.py), leaving its group at the end."""
+    from .distributed import leave, torchrun_launch
+
+    launch = torchrun_launch()
+    try:
+        return _train(args, launch)
+    finally:
+        leave()
+
+
+def _train(args: argparse.Namespace, launch) -> dict:
+    import torch
+
+    from .checkpoint import checkpoint_dataset, load_checkpoint, save_trainer_checkpoint
+    from .device import resolve_device
+    from .distributed import distribute, first_on_each_node, join
+    from .loop import Hooks, run_to_end
+    from .own_threads import use_threads
+    from .run_ids import new_run_id
+    from .speed import compiled
+    from .threads import run_threads, thread_override
+    from .trainer import Trainer
+
+    config, state, run_id, name, labels = config_from_args(args), None, new_run_id(), args.name, {}
+    if args.resume:
+        previous = load_checkpoint(args.resume)
+        config = previous.config.replace(epochs=args.epochs)
+        state, labels = previous.state, previous.labels()
+        run_id = resumed_run_id(Path(args.resume), args)
+        name = name or labels.pop("name")
+    name = name or default_run_name(config)
+    device = join(launch, config.device) if launch else None
+    with first_on_each_node(launch):
+        # A resumed run's data reference comes from its file: only a built-in dataset or the --data
+        # the user names here is opened (checkpoint_dataset), never a path the file chooses.
+        dataset = (
+            checkpoint_dataset(previous, data=args.data, download=args.download)
+            if args.resume
+            else load_config_data(config, args.download)
+        )
+    if launch:
+        use_threads(thread_override(), device)  # each process's own (torchrun sets one thread by default)
+    elif resolve_device(config.device).type == "cpu":
+        # The run's own count (resumed, or --threads), else the variable's, else the load's (threads.py);
+        # then kept with the run, since its numbers depend on it.
+        use_threads(run_threads(config, dataset, torch.device("cpu"))[0], torch.device("cpu"))
+        config = config.replace(threads=torch.get_num_threads())
+    trainer = Trainer(config, dataset, state=state, device=device)
+    if launch:
+        distribute(trainer, launch)
+    if args.compile:
+        trainer.forward_model = compiled(trainer.forward_model)
+    writes = launch is None or launch.writes  # of torchrun's processes, rank 0 alone writes
+    out = Path(args.out) if args.out else Path(args.out_dir or default_checkpoint_dir()) / f"{run_id}.safetensors"
+    if writes:
+        output_folder(out.parent)
+    bar = progress_bar(trainer.total_steps, args.quiet or not writes, "step")
+    progress = ProgressWriter(out, trainer, run_id=run_id, name=name, dataset=dataset.name) if writes else None
+
+    def save(status: str) -> None:  # atomic: a kill mid-save leaves the previous file whole
+        # Under torchrun the other processes would have to join a flush of unflushed steps (an
+        # interrupted run): its last epoch's checkpoint stays, as for a killed run.
+        if writes and not (launch and trainer.pending_steps):
+            save_trainer_checkpoint(trainer, run_id, status, out, name=name, **labels)
+
+    def show_progress(trainer: Trainer) -> None:
+        if progress is not None:
+            progress.update(trainer)
+        if bar is not None:
+            bar.update(trainer.step - bar.n)
+
+    def end_epoch(trainer: Trainer, metrics: dict) -> None:
+        # Every epoch, so a killed run loses at most the epoch in progress and `--resume` goes on.
+        save("finished" if trainer.finished else "running")
+        if progress is not None:
+            progress.epoch_end(trainer, metrics)
+        if bar is not None:
+            bar.set_postfix(epoch=trainer.epoch, test_neg_elbo=f"{metrics['test_neg_elbo']:.2f}")
+
+    def between_steps(trainer: Trainer) -> bool:
+        show_progress(trainer)  # the step count and heartbeat move on between flushes (no device sync)
+        return True
+
+    show_progress(trainer)
+    hooks = Hooks(after_flush=show_progress, after_epoch=end_epoch, flush_steps=100, flush_seconds=0.5)
+    if launch:
+        # Processes flush together (a flush adds up their losses), so by step count, never by their
+        # clocks; the progress record keeps its pace by being updated between steps.
+        hooks = replace(hooks, before_step=between_steps, flush_seconds=None)
+    started, first_step, status = time.perf_counter(), trainer.step, "stopped"  # until it ends well
+    try:
+        run_to_end(trainer, hooks)
+        status = "finished"
+    except VAEStudioError:
+        status = "failed"
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        if bar is not None:
+            bar.close()
+        if status != "finished" or first_step == trainer.step:  # else the last epoch end saved it
+            save(status)
+        if progress is not None:
+            progress.close(trainer, status)
+    last = trainer.history.epochs[-1] if trainer.history.epochs else {}
+    curves = trainer.history.curves()
+    tail = slice(max(0, len(curves) - trainer.steps_per_epoch), None)
+    steps_run = trainer.step - first_step
+    return {
+        "checkpoint": str(out),
+        "run_id": run_id,
+        "name": name,
+        "epochs": trainer.epoch,
+        "steps": trainer.step,
+        "train_loss": _mean(curves.total[tail]),
+        "recon": _mean(curves.recon[tail]),
+        "kl": _mean(curves.kl[tail]),
+        "test_neg_elbo": last.get("test_neg_elbo"),
+        "test_recon": last.get("test_recon"),
+        "test_kl": last.get("test_kl"),
+        "active_units": last.get("active_units"),
+        "samples_per_s": steps_run * config.batch_size / elapsed if elapsed > 0 and steps_run else None,
+        "seconds": elapsed,
+        "device": str(trainer.device),
+        "world_size": trainer.world_size,
+        "precision": config.precision,
+        "compiled": args.compile,
+    }
+
+
+def resumed_run_id(resumed: Path, args: argparse.Namespace) -> str:
+    """The id a resumed run goes on under: its file's name, never the id written inside it (which a
+    crafted file could set to another run's). A file of the checkpoints folder goes on in place; one
+    from elsewhere becomes a run of the folder, under a new id when its name is no run id or is
+    another run's there."""
+    from .run_ids import is_valid_run_id, new_run_id
+
+    run_id = resumed.name.removesuffix(".safetensors")
+    if not is_valid_run_id(run_id):
+        return new_run_id()
+    if not args.out:
+        target = Path(args.out_dir or default_checkpoint_dir()) / f"{run_id}.safetensors"
+        if target.exists() and not target.samefile(resumed):
+            return new_run_id()
+    return run_id
+
+
+def _mean(values) -> float | None:
+    return float(values.mean()) if len(values) else None
