@@ -33,7 +33,6 @@ PLOTLY_CONFIG = {
     "displaylogo": False,
     "toImageButtonOptions": {"format": "png", "scale": 2, "filename": "vae-studio-chart"},
 }
-_SPREADSHEET_FORMULA = ("=", "+", "-", "@", "\t", "\r")  # a cell starting so is run by spreadsheets
 WALL_TIME_HELP = (
     "Seconds since the run started, pauses included; a resumed run goes on from the time it was "
     "saved at (the time it waited on disk is not counted)."
@@ -179,40 +178,13 @@ def compare_chart(runs: Sequence[ComparedRun], metric: str, *, key: str) -> None
 # -- CSV ---------------------------------------------------------------------------------------------
 
 
-def _cell(text: str) -> str:
-    """A name from a file, safe in a spreadsheet: one starting like a formula is quoted as text."""
-    return "'" + text if text.startswith(_SPREADSHEET_FORMULA) else text
-
-
 def curves_csv(runs: Sequence[tuple[str, StepCurves, int | None]]) -> bytes:
     """One row per run and step: run, step, epoch, wall_s (the run's clock; blank when unknown),
-    total, recon, kl, beta, lr. `runs` holds (name, curves, steps per epoch)."""
-    import pandas as pd
+    total, recon, kl, beta, lr. `runs` holds (name, curves, steps per epoch). Written a chunk of rows
+    at a time (ui/csv_export.py), so a run of millions of steps costs its text, not a table."""
+    from ui.csv_export import curves_csv as whole_csv
 
-    frames = []
-    for name, curves, per_epoch in runs:
-        steps = curves.step.astype(np.float64)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "run": _cell(name),
-                    "step": curves.step,
-                    "epoch": steps / per_epoch if per_epoch else np.nan,
-                    "wall_s": curves.clock.at(steps) if curves.clock is not None else np.nan,
-                    "total": curves.total,
-                    "recon": curves.recon,
-                    "kl": curves.kl,
-                    "beta": curves.beta,
-                    "lr": curves.lr,
-                }
-            )
-        )
-    table = (
-        pd.concat(frames, ignore_index=True)
-        if frames
-        else pd.DataFrame(columns=["run", "step", "epoch", "wall_s", "total", "recon", "kl", "beta", "lr"])
-    )
-    return table.to_csv(index=False, float_format="%.6g").encode()
+    return whole_csv(runs)
 
 
 def csv_download(
