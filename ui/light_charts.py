@@ -44,8 +44,9 @@ def downsample(steps: np.ndarray, values: np.ndarray, limit: int = MAX_CURVE_POI
     edges = np.linspace(0, len(steps), limit + 1).astype(int)
     counts = np.diff(edges)
     return (
-        np.add.reduceat(steps.astype(np.float64), edges[:-1]) / counts,
-        np.add.reduceat(values.astype(np.float64), edges[:-1]) / counts,
+        # Summed in float64 without a float64 copy of the whole curve (8 M steps: 64 MB a curve).
+        np.add.reduceat(steps, edges[:-1], dtype=np.float64) / counts,
+        np.add.reduceat(values, edges[:-1], dtype=np.float64) / counts,
     )
 
 

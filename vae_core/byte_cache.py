@@ -9,19 +9,24 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from typing import Generic, TypeVar
 
+import numpy as np
+
 V = TypeVar("V")
 
 
 def nbytes_of(value: object) -> int:
     """Bytes held by the arrays and tensors in `value`: its own `nbytes` when it has one (a NumPy array,
     a torch tensor, a dataset), else the sum over a mapping's values, a list's or tuple's items or a
-    dataclass's fields. Anything else (numbers, text) weighs 0; an object met twice is counted once."""
+    dataclass's fields. Anything else (numbers, text) weighs 0; an object met twice is counted once,
+    and so is an array behind several NumPy views of it."""
     seen: set[int] = set()
 
     def weigh(item: object) -> int:
         if id(item) in seen:
             return 0
         seen.add(id(item))
+        if isinstance(item, np.ndarray) and isinstance(item.base, np.ndarray):
+            return weigh(item.base)  # a view holds no bytes of its own: its base's are counted, once
         nbytes = getattr(item, "nbytes", None)
         if isinstance(nbytes, int):
             return nbytes

@@ -38,7 +38,7 @@ from .checkpoint_fields import (
 )
 from .config import Limits, TrainConfig
 from .errors import CheckpointError, ConfigError
-from .history import STEP_FIELDS, Frame, History, tracked_count
+from .history import STEP_FIELDS, Frame, History, kept_rows, tracked_count
 from .models import VAE, build_model
 from .optimizer_state import OPTIMIZER_TENSOR_PREFIX, flatten_optimizer_state, unflatten_optimizer_state
 from .run_ids import check_run_id, new_run_id
@@ -448,7 +448,7 @@ def _trainer_state(tensors: dict[str, torch.Tensor], meta: Metadata, model: VAE)
     optimizer_tensors = {key: value for key, value in tensors.items() if key.startswith(OPTIMIZER_TENSOR_PREFIX)}
     optimizer_state = unflatten_optimizer_state(optimizer_tensors, meta.optimizer)
     history = History(
-        steps=[tensors["history.steps"].to(torch.float64).numpy()],
+        steps=[kept_rows(tensors["history.steps"].numpy(), copy=False)],  # float32 stays float32
         epochs=meta.epochs,
         events=meta.events,
         clock=list(meta.clock),

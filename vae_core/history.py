@@ -1,6 +1,9 @@
 """What a run remembers: per-step losses, per-epoch test metrics, hyperparameter changes, the
 pictures of each epoch and its clock (the wall time at which its steps ended). Grows by appends
-from the training thread; `curves()` gives readers immutable NumPy copies."""
+from the training thread; `curves()` gives readers read-only NumPy arrays.
+
+The step rows are float32, as the losses are computed, from the training step to the file and back
+to the chart: a run of 8 M steps keeps 190 MB of rows, not 380."""
 
 from __future__ import annotations
 
@@ -19,6 +22,18 @@ TRACKED_DTYPE = np.float16
 # (step, seconds) points of a run's clock: one per flush (a few a second), thinned like the frames,
 # so a checkpoint's metadata keeps at most ~20 kB of them however long the run.
 MAX_CLOCK_POINTS = 1000
+# float32 holds every whole number up to 2**24 exactly: rows of a run past 16.7 M steps are kept in
+# float64, so that its step numbers stay exact.
+MAX_FLOAT32_STEP = 1 << 24
+
+
+def kept_rows(rows: np.ndarray, *, copy: bool = True) -> np.ndarray:
+    """Step rows (step, then STEP_FIELDS) as a history keeps them: float32 while every step number fits
+    it exactly, float64 beyond. A copy, unless `copy` is False and the rows are of that type already."""
+    rows = np.asarray(rows)
+    exact = not rows.size or float(np.abs(rows[:, 0]).max()) <= MAX_FLOAT32_STEP
+    dtype = np.float32 if exact else np.float64
+    return np.array(rows, dtype=dtype) if copy else np.asarray(rows, dtype=dtype)
 
 
 def tracked_count(latent_dim: int) -> int:
@@ -83,15 +98,18 @@ class Frame:
 class History:
     """Mutable record owned by the training thread."""
 
-    steps: list[np.ndarray] = field(default_factory=list)  # chunks of shape (n, 1 + len(STEP_FIELDS))
+    steps: list[np.ndarray] = field(default_factory=list)  # chunks of kept_rows, shape (n, 1 + len(STEP_FIELDS))
     epochs: list[dict] = field(default_factory=list)  # per-epoch test metrics
     events: list[dict] = field(default_factory=list)  # {"step", "name", "value"}: lr/beta changes, resumes
     frames: list[Frame] = field(default_factory=list)
     clock: list[tuple[int, float]] = field(default_factory=list)  # (step, seconds): see RunClock
+    # The curves of the last step matrix asked for, with that matrix: a page drawing a saved run of
+    # 8 M steps asks on every rerun.
+    _curves_of: tuple[np.ndarray, tuple, StepCurves] | None = field(default=None, init=False, repr=False, compare=False)
 
     def add_steps(self, rows: np.ndarray) -> None:
         if rows.size:
-            self.steps.append(np.asarray(rows, dtype=np.float64))
+            self.steps.append(kept_rows(rows))  # a copy: rows once kept are never written to (curves() views them)
 
     def add_frame(self, frame: Frame) -> None:
         self.frames = _bounded([*self.frames, frame], MAX_FRAMES)
@@ -117,15 +135,22 @@ class History:
 
     def step_matrix(self) -> np.ndarray:
         if not self.steps:
-            return np.zeros((0, 1 + len(STEP_FIELDS)))
+            return np.zeros((0, 1 + len(STEP_FIELDS)), dtype=np.float32)
         if len(self.steps) > 1:
             self.steps = [np.concatenate(self.steps)]  # compact, so later freezes stay cheap
         return self.steps[0]
 
     def curves(self) -> StepCurves:
-        matrix = self.step_matrix()
-        columns = {name: matrix[:, i + 1].astype(np.float32) for i, name in enumerate(STEP_FIELDS)}
-        return StepCurves(step=matrix[:, 0].astype(np.int64), **columns, clock=self.run_clock())
+        """The step rows as curves: the values are read-only views of the rows (float32), not copies;
+        only the step numbers are made (int64)."""
+        matrix, clock_points = self.step_matrix(), tuple(self.clock)
+        memo = self._curves_of
+        if memo is not None and memo[0] is matrix and memo[1] == clock_points:
+            return memo[2]
+        columns = {name: _read_only(matrix[:, i + 1]) for i, name in enumerate(STEP_FIELDS)}
+        curves = StepCurves(step=_read_only(matrix[:, 0].astype(np.int64)), **columns, clock=self.run_clock())
+        self._curves_of = (matrix, clock_points, curves)
+        return curves
 
     def run_clock(self) -> RunClock | None:
         """The clock as a RunClock (a copy), None before it has two points."""
@@ -138,6 +163,13 @@ class History:
         self.epochs = [e for e in self.epochs if e["step"] <= step]
         self.events = [e for e in self.events if e["step"] <= step]
         self.clock = [point for point in self.clock if point[0] <= step]
+
+
+def _read_only(column: np.ndarray) -> np.ndarray:
+    """A float32 (or int64) view of `column` that no reader can write through."""
+    view = column.view() if column.dtype in (np.float32, np.int64) else column.astype(np.float32)
+    view.flags.writeable = False
+    return view
 
 
 def _bounded(items: list, limit: int) -> list:

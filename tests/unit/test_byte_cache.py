@@ -26,6 +26,9 @@ def test_values_are_weighed_by_their_arrays_and_tensors():
     held = Held({"w": torch.zeros(3, 4), "nested": {"b": torch.zeros(5, dtype=torch.float64)}}, [shared, shared], "x")
     assert nbytes_of(held) == 3 * 4 * 4 + 5 * 8 + 10 * 4  # the array met twice counted once
     assert nbytes_of("text") == 0 and nbytes_of(12) == 0
+    rows = np.zeros((4, 6), dtype=np.float32)
+    assert nbytes_of([rows[:, 1], rows[:, 2].view()]) == 4 * 6 * 4  # views weigh what they view, once
+    assert nbytes_of((rows, rows[:, 0], rows[:, 0].astype(np.int64))) == 4 * 6 * 4 + 4 * 8
 
 
 def test_the_least_recently_used_are_evicted_until_the_rest_fit():
