@@ -44,7 +44,8 @@ st.caption(
 
 @st.cache_resource
 def tracks() -> LatentTracks:
-    """Server-wide: a projection computed once serves every session that asks for the same thing."""
+    """Server-wide: a projection computed once serves every session that asks for the same thing. One
+    object, bounded inside by bytes (config.Limits.projection_cache_bytes), not by a count of tracks."""
     return LatentTracks()
 
 

@@ -58,6 +58,8 @@ class ByteCache(Generic[V]):
       version misses, and the value then kept replaces the old one instead of sitting beside it.
     - `budget` is a number of bytes or a function giving it, read each time a value is kept (so an
       operator's setting, config.limits(), is read where it is used).
+    - With `reweigh`, for values that grow once kept (a projection that finishes), every value is
+      weighed again each time one is kept, under the cache's lock: `weigh` must then be cheap.
     - `on_evict(value)` is told of each value the cache drops to make room or replaces.
     - Thread-safe; a value that several threads ask for at once is loaded once (`get_or_load`)."""
 
@@ -67,10 +69,12 @@ class ByteCache(Generic[V]):
         *,
         weigh: Callable[[V], int] = nbytes_of,
         on_evict: Callable[[V], None] | None = None,
+        reweigh: bool = False,
     ):
         self._budget = budget if callable(budget) else (lambda: budget)
         self._weigh = weigh
         self._on_evict = on_evict
+        self._reweigh = reweigh
         self._entries: OrderedDict[Hashable, _Entry[V]] = OrderedDict()
         self._nbytes = 0
         self._lock = threading.Lock()  # guards the entries; never held while loading or weighing
@@ -96,6 +100,10 @@ class ByteCache(Generic[V]):
                 self._nbytes -= old.nbytes
                 if old.value is not value:
                     dropped.append(old.value)
+            if self._reweigh:
+                for kept, entry in self._entries.items():
+                    self._entries[kept] = dataclasses.replace(entry, nbytes=self._weigh(entry.value))
+                self._nbytes = sum(entry.nbytes for entry in self._entries.values())
             if nbytes <= budget:
                 self._entries[key] = _Entry(version, value, nbytes)
                 self._nbytes += nbytes

@@ -7,18 +7,20 @@ missed). Restarting on each epoch end kept a t-SNE of 2,000 points from ever fin
 run trained, and ran several at once on a 2-core machine. Each new projection is turned onto the
 one on show (projection.displayed), never scaled, so the spread shown is the projection's own.
 
-`LatentTracks` keeps the recent tracks of the whole server, so every tab shows the same thing.
+`LatentTracks` keeps the recent tracks of the whole server, so every tab shows the same thing, within
+a budget in bytes (config.Limits.projection_cache_bytes).
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 import numpy as np
 
+from .byte_cache import ByteCache, nbytes_of
+from .config import limits
 from .projection import ProjectionJob
 
 
@@ -85,6 +87,15 @@ class LatentTrack:
             self._settle()
             return self._state()
 
+    @property
+    def nbytes(self) -> int:
+        """What the track holds: the points on show and their latents, and the latents being projected."""
+        with self._lock:
+            held = [self._shown.points, self._shown.latents] if self._shown is not None else []
+            if self._pending is not None:
+                held.append(self._pending.latents)
+        return nbytes_of(held)
+
     def cancel(self) -> None:
         """Stop the projection under way, if any (the track is dropped: nobody will show it)."""
         with self._lock:
@@ -114,33 +125,34 @@ class LatentTrack:
 
 
 class LatentTracks:
-    """The most recently used tracks (LRU), keyed by any hashable key; the app uses (run id,
-    method, number of points). A track dropped while projecting is cancelled: nobody can find it
-    any more, and it would take a core from the tracks that can."""
+    """The most recently used tracks, keyed by any hashable key (the app uses (run id, method, number
+    of points)), weighing together at most `budget` bytes (default: config.Limits.projection_cache_bytes).
+    A track is weighed by what it holds each time one is asked for (its projection may have finished
+    since). A track dropped while projecting is cancelled: nobody can find it any more, and it would
+    take a core from the tracks that can."""
 
-    def __init__(self, max_entries: int = 16):
-        if max_entries < 1:
-            raise ValueError(f"max_entries must be at least 1, got {max_entries}")
-        self.max_entries = max_entries
-        self._tracks: OrderedDict[Hashable, LatentTrack] = OrderedDict()
-        self._lock = threading.Lock()
+    def __init__(self, budget: int | Callable[[], int] | None = None):
+        self._tracks: ByteCache[LatentTrack] = ByteCache(
+            budget if budget is not None else (lambda: limits().projection_cache_bytes),
+            weigh=lambda track: track.nbytes,
+            on_evict=LatentTrack.cancel,
+            reweigh=True,
+        )
+        self._lock = threading.Lock()  # one track per key when two sessions ask for a new one at once
 
     def track(self, key: Hashable, method: str, seed: int = 0) -> LatentTrack:
         """The track for `key`, made now if there is none."""
         with self._lock:
             track = self._tracks.get(key)
-            if track is None:
-                track = self._tracks[key] = LatentTrack(method, seed)
-                while len(self._tracks) > self.max_entries:
-                    _, oldest = self._tracks.popitem(last=False)
-                    oldest.cancel()
-            self._tracks.move_to_end(key)
-            return track
+            return self._tracks.put(key, LatentTrack(method, seed) if track is None else track)
+
+    @property
+    def nbytes(self) -> int:
+        """What the tracks weighed when one was last asked for."""
+        return self._tracks.nbytes
 
     def __contains__(self, key: Hashable) -> bool:
-        with self._lock:
-            return key in self._tracks
+        return key in self._tracks
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._tracks)
+        return len(self._tracks)

@@ -72,3 +72,14 @@ def test_the_budget_is_read_when_a_value_is_kept(monkeypatch):
     monkeypatch.setenv("VAE_STUDIO_CHECKPOINT_CACHE_BYTES", "a lot")
     with pytest.raises(ConfigError, match="VAE_STUDIO_CHECKPOINT_CACHE_BYTES must be a whole number"):
         cache.put("c", block(1))
+
+
+def test_values_that_grow_once_kept_are_weighed_again_when_another_is_kept():
+    sizes = {"a": 1, "b": 1}
+    cache = ByteCache(10, weigh=lambda key: sizes[key], reweigh=True)
+    cache.put("a", "a")
+    cache.put("b", "b")
+    sizes["a"] = 10  # "a" grew while kept: seen when a value is kept next (10 + 1 > 10)
+    assert cache.nbytes == 2
+    cache.put("b", "b")
+    assert cache.keys() == ["b"] and cache.nbytes == 1

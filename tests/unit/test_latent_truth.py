@@ -90,12 +90,14 @@ def test_a_failed_projection_is_reported_with_its_epoch_and_not_retried():
 
 
 def test_tracks_drop_the_least_recently_used_and_cancel_its_projection():
-    latents = np.random.default_rng(2).normal(size=(600, 10))
-    tracks = LatentTracks(max_entries=1)
+    latents = np.random.default_rng(2).normal(size=(600, 10)).astype(np.float32)
+    tracks = LatentTracks(budget=latents.nbytes * 3 // 2)  # room for the latents of one track
     slow = tracks.track("a", "tsne")
     job = slow.follow(1, 1, lambda: latents).pending.job
-    assert tracks.track("a", "tsne") is slow
-    tracks.track("b", "pca")
+    assert tracks.track("a", "tsne") is slow and tracks.nbytes >= latents.nbytes
+    tracks.track("b", "pca").follow(1, 1, lambda: latents.copy())
+    assert "a" in tracks  # "b" held nothing yet when it was asked for
+    tracks.track("b", "pca")  # the page's next run: "b" holds latents now, "a" is the least recent
     assert "a" not in tracks and len(tracks) == 1
     assert job.wait(timeout=30) and job.cancelled
 
