@@ -15,7 +15,7 @@ from pathlib import Path
 from .errors import VAEStudioError
 from .experiment_cli import add_experiment_parser, cmd_experiment
 from .json_lines import json_line
-from .runs import EncodedJSON, add_runs_command, cmd_runs
+from .runs import EncodedJSON, PrintedOutput, add_runs_command, cmd_runs
 from .sweep import add_sweep_command, cmd_sweep
 from .train_command import add_train_flags, cmd_train, load_config_data, progress_bar
 
@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "app":
         return result  # streamlit's own exit code
     # Under torchrun every process runs the command; rank 0 alone answers (see distributed.py).
-    if args.command != "datasets" and os.environ.get("RANK", "0") == "0":
+    printed = args.command == "datasets" or isinstance(result, PrintedOutput)
+    if not printed and os.environ.get("RANK", "0") == "0":
         print(result if isinstance(result, EncodedJSON) else json_line(result))
     return 0

@@ -9,10 +9,12 @@ deep makes `json.loads` raise RecursionError, so nesting is counted first, in on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +38,10 @@ def file_version(path: str | Path) -> tuple[int, int, int]:
     return info.st_ino, info.st_mtime_ns, info.st_size
 
 
-def read_regular_file(path: str | Path, max_bytes: int) -> bytes:
-    """The bytes of `path` when it is a regular file (a symbolic link to one is followed) of at most
-    `max_bytes`; UnreadableFile otherwise. Never blocks on a FIFO or a device."""
+@contextlib.contextmanager
+def opened_regular_file(path: str | Path, max_bytes: int) -> Iterator[tuple[int, int]]:
+    """(descriptor, size) of `path` while it is open, when it is a regular file (a symbolic link to one
+    is followed) of at most `max_bytes`; UnreadableFile otherwise. Never blocks on a FIFO or a device."""
     path = Path(path)
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -50,6 +53,17 @@ def read_regular_file(path: str | Path, max_bytes: int) -> bytes:
             raise UnreadableFile(f"{path.name}: not a regular file")
         if info.st_size > max_bytes:
             raise UnreadableFile(f"{path.name}: {info.st_size:,} bytes, more than the limit of {max_bytes:,}")
+        yield descriptor, info.st_size
+    except OSError as error:
+        raise UnreadableFile(f"{path.name}: cannot be read ({error.strerror or error})") from None
+    finally:
+        os.close(descriptor)
+
+
+def read_regular_file(path: str | Path, max_bytes: int) -> bytes:
+    """The bytes of `path` when it is a regular file (a symbolic link to one is followed) of at most
+    `max_bytes`; UnreadableFile otherwise. Never blocks on a FIFO or a device."""
+    with opened_regular_file(path, max_bytes) as (descriptor, _):
         chunks, left = [], max_bytes + 1
         while left > 0:
             chunk = os.read(descriptor, min(left, 1 << 20))
@@ -58,12 +72,8 @@ def read_regular_file(path: str | Path, max_bytes: int) -> bytes:
             chunks.append(chunk)
             left -= len(chunk)
         data = b"".join(chunks)
-    except OSError as error:
-        raise UnreadableFile(f"{path.name}: cannot be read ({error.strerror or error})") from None
-    finally:
-        os.close(descriptor)
     if len(data) > max_bytes:  # it grew while being read
-        raise UnreadableFile(f"{path.name}: more than the limit of {max_bytes:,} bytes")
+        raise UnreadableFile(f"{Path(path).name}: more than the limit of {max_bytes:,} bytes")
     return data
 
 

@@ -483,7 +483,7 @@ def fuzzed(tmp_path_factory, digits):
     index = FileIndex(folder, SUMMARY_FORMAT).path
     index.parent.mkdir(parents=True, exist_ok=True)
     index.write_bytes(rng.randbytes(4096))  # a damaged index is rebuilt from the files
-    index.with_suffix(".runs-output").write_bytes(b"0\n" + rng.randbytes(100))
+    index.with_suffix(".runs-printed").write_bytes(b"0\n" + rng.randbytes(100))
     return folder, fuzzer.expected
 
 

@@ -149,11 +149,16 @@ def test_a_settled_folder_is_listed_again_from_the_remembered_output_and_a_chang
     assert cli("train", *TINY, "--out-dir", str(folder)).returncode == 0
     quiet = os.stat(folder).st_mtime - 5
     os.utime(folder, (quiet, quiet))  # as if the folder had been quiet a while
-    first = cli("runs", str(folder))
-    again = cli("runs", str(folder))
-    assert first.returncode == again.returncode == 0 and first.stdout == again.stdout
+    cache = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    first = cli("runs", str(folder), env=cache)
+    (remembered,) = (tmp_path / "cache").rglob("*.runs-printed")
+    remembered.write_bytes(remembered.read_bytes().replace(b"epoch   1/1", b"epoch   1/1 "))  # marks a copy
+    again = cli("runs", str(folder), env=cache)
+    assert first.returncode == again.returncode == 0
+    assert again.stdout == first.stdout.replace("epoch   1/1", "epoch   1/1 ")  # copied from the cache, as written
+    assert first.stdout.endswith("]\n") and again.stdout.endswith("]\n")
     (only,) = json.loads(first.stdout.strip().splitlines()[-1])
     copy = folder / "20991231-000000-copied.safetensors"
     shutil.copy(only["checkpoint"], copy)  # a new file: the folder changed
-    listed = json.loads(cli("runs", str(folder)).stdout.strip().splitlines()[-1])
+    listed = json.loads(cli("runs", str(folder), env=cache).stdout.strip().splitlines()[-1])
     assert {run["run_id"] for run in listed} == {only["run_id"], "20991231-000000-copied"}
