@@ -73,7 +73,6 @@ def active_units(kl_per_dim) -> int:
     return int(active_dimensions(kl_per_dim).sum())
 
 
-@torch.no_grad()
 def evaluation_seed(seed: int, epoch: int) -> int:
     """The seed of the z noise with which a run evaluates itself at the end of `epoch`: each epoch's
     own, and the one `vae-studio eval` uses for a checkpoint of that epoch, so it reports the very
@@ -81,6 +80,7 @@ def evaluation_seed(seed: int, epoch: int) -> int:
     return seed * 7919 + epoch
 
 
+@torch.no_grad()
 def evaluate(
     model: VAE,
     x: torch.Tensor,

@@ -1,5 +1,7 @@
 """The metrics the experiments compare runs by: each checked against an independent computation."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -119,3 +121,18 @@ def test_reconstruction_pixel_error_of_a_perfect_and_a_grey_decoding():
         float(((x - 0.5) ** 2).mean()), rel=1e-5
     )
     assert reconstruction_pixel_error(ConstantDecoder(x[0]), x[:1]) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_evaluation_builds_no_autograd_graph():
+    """evaluate runs under no_grad: no graph kept per batch (memory and time), and no warning from
+    turning a tensor that requires grad into a float (a decorator once slipped onto the function above it)."""
+    from vae_core.metrics import evaluate
+
+    model = build_model(TrainConfig(data="digits", hidden=(16,), latent_dim=2), (1, 8, 8))
+    x = torch.rand(40, 1, 8, 8)
+    seen = []
+    model.register_forward_hook(lambda module, inputs, output: seen.append(torch.is_grad_enabled()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        evaluation = evaluate(model, x, None, recon="bce", batch_size=16)
+    assert seen == [False, False, False] and np.isfinite(evaluation.neg_elbo)
