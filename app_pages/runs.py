@@ -725,7 +725,7 @@ def visible_sweeps() -> list:
 
 def sweeps_section(sweeps: list, rows: list[dict]) -> None:
     """A sweep's test metrics against its swept values, as a chart and a table: finished or not."""
-    from ui.runs import sweep_figure
+    from ui.runs import sweep_figure, sweep_parallel_figure
     from vae_core.sweep import SUMMARY_METRICS, runs_word, sweep_summary
 
     if not sweeps:
@@ -746,16 +746,29 @@ def sweeps_section(sweeps: list, rows: list[dict]) -> None:
     names = {row["run_id"]: row["display_name"] for row in rows}
     summary = sweep_summary(sweep, {row["run_id"]: row for row in rows})
     finished = sum(row["status"] == "finished" for row in summary)
-    metric = (
-        st.segmented_control("Metric", list(SUMMARY_METRICS), default="test −ELBO", key="sweep_metric", required=True)
-        or "test −ELBO"
-    )
-    st.plotly_chart(sweep_figure(sweep, summary, metric), key="sweep_chart", config={"displaylogo": False})
-    st.caption(
-        f"{finished} of {runs_word(len(summary))} finished. The test metrics of each run's last finished "
-        "epoch, in nats per image: filled dots finished runs, open dots runs not finished (training, "
-        "stopped or failed); a run with no finished epoch has no dot yet."
-    )
+    # The line chart draws two swept fields at most: a sweep of more is shown as parallel coordinates only.
+    views = ["Metric by value", "Parallel coordinates"] if len(sweep.fields) <= 2 else ["Parallel coordinates"]
+    view = st.segmented_control("View", views, default=views[0], key=f"sweep_view_{len(views)}", required=True)
+    if view == "Parallel coordinates":
+        st.plotly_chart(sweep_parallel_figure(sweep, summary), key="sweep_parallel", config={"displaylogo": False})
+        st.caption(
+            f"{finished} of {runs_word(len(summary))} finished. A line per run with a finished epoch: its "
+            "swept values, then the test metrics of its last finished epoch in nats per image, coloured by "
+            "its test −ELBO (lower is better). Drag along an axis to keep the runs in a range."
+        )
+    else:
+        metric = (
+            st.segmented_control(
+                "Metric", list(SUMMARY_METRICS), default="test −ELBO", key="sweep_metric", required=True
+            )
+            or "test −ELBO"
+        )
+        st.plotly_chart(sweep_figure(sweep, summary, metric), key="sweep_chart", config={"displaylogo": False})
+        st.caption(
+            f"{finished} of {runs_word(len(summary))} finished. The test metrics of each run's last finished "
+            "epoch, in nats per image: filled dots finished runs, open dots runs not finished (training, "
+            "stopped or failed); a run with no finished epoch has no dot yet."
+        )
     frame = pd.DataFrame(
         [
             {

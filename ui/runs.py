@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
+import torch
 
+from vae_core.byte_cache import ByteCache, nbytes_of
 from vae_core.checkpoint import RunCheckpoint, load_checkpoint
-from vae_core.config import TrainConfig
+from vae_core.config import TrainConfig, limits
 from vae_core.errors import VAEStudioError
 from vae_core.history import StepCurves
 from vae_core.models import VAE, build_model
@@ -64,22 +66,39 @@ def _live_view(job) -> RunView:
     )
 
 
-@st.cache_resource(max_entries=4)
-def _model_from_weights(weights_key, config, image_shape, num_classes, _weights) -> VAE:
-    """Rebuilt once per weights_key: the weights behind one key never change."""
-    model = build_model(config, image_shape, num_classes)
-    model.load_state_dict(_weights)
-    return model.eval()
+@st.cache_resource
+def _runs_read() -> ByteCache:
+    """Server-wide: the checkpoints read from files and the models built to draw runs, the least recently
+    used dropped once they weigh config.Limits.checkpoint_cache_bytes together. Weighed by their tensors
+    and arrays, not counted: one upload of 8 M history rows weighs as much as a hundred short runs."""
+    return ByteCache(lambda: limits().checkpoint_cache_bytes, weigh=_weight)
 
 
-@st.cache_resource(max_entries=16)
-def _checkpoint(path: str, version: tuple[int, int, int]) -> RunCheckpoint:
-    return load_checkpoint(path)
+def _weight(value) -> int:
+    """A model by its weights and buffers, a checkpoint by its tensors and arrays."""
+    return nbytes_of(value.state_dict() if isinstance(value, torch.nn.Module) else value)
+
+
+def _model_from_weights(weights_key, config, image_shape, num_classes, weights) -> VAE:
+    """Built once per weights_key: the weights behind one key never change."""
+
+    def build() -> VAE:
+        model = build_model(config, image_shape, num_classes)
+        model.load_state_dict(weights)
+        return model.eval()
+
+    return _runs_read().get_or_load(("model", weights_key), build)
+
+
+def _loaded(path: Path) -> RunCheckpoint:
+    checkpoint = load_checkpoint(path)
+    checkpoint.state.history.curves()  # made once now, so they are weighed with it: every page draws them
+    return checkpoint
 
 
 def read_checkpoint(path: Path) -> RunCheckpoint:
     """A checkpoint, cached until the file changes; a VAEStudioError when it cannot be read (a link loop too)."""
-    return _checkpoint(str(path), file_version(path))
+    return _runs_read().get_or_load(("file", str(path)), lambda: _loaded(path), version=file_version(path))
 
 
 def _file_view(path: Path) -> RunView:
@@ -303,6 +322,45 @@ def newer_weights_notice(view: RunView) -> None:
             f"Weights of epoch {view.epoch}, the newest the run has kept: it is still training, and each "
             "epoch end brings newer ones."
         )
+
+
+def sweep_parallel_figure(sweep, summary: list[dict]):
+    """A sweep as parallel coordinates (W&B's view of a sweep): an axis per swept field, its values in
+    sweep order, then an axis per test metric; a line per run that has a finished epoch, coloured by
+    its test −ELBO. Unlike the line chart it shows every swept field, however many."""
+    import plotly.graph_objects as go
+
+    from vae_core.sweep import SUMMARY_METRICS, shown_value
+
+    rows = [row for row in summary if all(row[label] is not None for label in SUMMARY_METRICS)]
+    dimensions = []
+    for field_name in sweep.fields:
+        values = sweep.values_of(field_name)
+        dimensions.append(
+            {
+                "label": field_name,
+                "values": [values.index(row[field_name]) for row in rows],
+                "tickvals": list(range(len(values))),
+                "ticktext": [shown_value(value) for value in values],
+                "range": [-0.25, len(values) - 0.75],
+            }
+        )
+    for label in SUMMARY_METRICS:
+        dimensions.append({"label": f"{label} (nats)", "values": [row[label] for row in rows]})
+    colours = [row["test −ELBO"] for row in rows]
+    figure = go.Figure(
+        go.Parcoords(
+            dimensions=dimensions,
+            line={
+                "color": colours,
+                "colorscale": "Viridis_r",
+                "showscale": bool(rows),
+                "colorbar": {"title": {"text": "test −ELBO"}, "thickness": 12},
+            },
+        )
+    )
+    figure.update_layout(height=340, margin={"l": 60, "r": 40, "t": 50, "b": 20})
+    return figure
 
 
 def sweep_figure(sweep, summary: list[dict], metric: str):

@@ -450,3 +450,10 @@ def test_a_sweeps_summary_shows_each_runs_last_metrics_against_its_value(app, ha
     chart = next(spec for spec in plotly_specs(app) if spec["layout"]["xaxis"]["title"]["text"] == "beta")
     assert trace_values(chart["data"][0]["y"]) == [m["test_kl"] for m in last]
     assert chart["layout"]["yaxis"]["title"]["text"] == "KL (nats)"
+    # Parallel coordinates: the swept value's axis and the metrics' axes, read independently again.
+    app.segmented_control(key="sweep_view_2").set_value("Parallel coordinates").run()
+    assert_no_exception(app)
+    [parallel] = [spec for spec in plotly_specs(app) if spec["data"] and spec["data"][0]["type"] == "parcoords"]
+    axes = {axis["label"]: axis for axis in parallel["data"][0]["dimensions"]}
+    assert trace_values(axes["beta"]["values"]) == [0, 1] and axes["beta"]["ticktext"] == ["1", "4", "8"]
+    assert trace_values(axes["test −ELBO (nats)"]["values"]) == [m["test_neg_elbo"] for m in last]
