@@ -6,13 +6,14 @@ Above them all stands the app: app_pages -> ui -> vae_core. From the bottom (nam
 `vae_core.`; `data` is the package with its modules; `__init__` is this file, which imports nothing):
 
   1 config, errors, safe files: __init__ config errors safe_files atomic_files user_cache run_ids
-                                device json_lines byte_cache
+                                device json_lines byte_cache slurm_settings
   2 models, losses, data:       model_base mlp_models conv_model vqvae models losses metrics data
                                 history projection latent_track latent_trajectory
   3 loop, trainer:              loop trainer distributed generate
   4 checkpoint, run store:      checkpoint checkpoint_fields safetensors_io optimizer_state runs
-                                run_index run_status run_commands latest_worker
+                                run_index run_status run_commands latest_worker executor_state
   5 worker, executors, queue:   jobs worker executors registry run_queue run_process channel stored_runs
+                                slurm_executor
   6 sweep, experiments:         train_command sweep experiments
   7 cli:                        cli experiment_cli __main__
 

@@ -35,6 +35,7 @@ CLAIMED_SUFFIX = ".claimed.json"
 QUEUE_FORMAT = "vae-studio-queued-run"
 MAX_QUEUE_RECORD_BYTES = 64 * 1024
 MAX_ATTEMPTS = 3  # a run interrupted this often (its process killed each time) is left for a person to resume
+EXECUTORS = ("local", "slurm")
 _DEVICE_NAME = re.compile(r"[a-z]+(:\d{1,3})?")
 
 
@@ -47,6 +48,7 @@ class QueuedRun:
     device: str  # resolved when it was queued: "cpu", "cuda:0", ...
     order: float  # smaller starts first
     attempts: int = 0  # times a process began it and died
+    executor: str = "local"  # where it trains: "local" (a device lock of this machine) or "slurm" (a job)
 
     def to_json(self) -> dict:
         return {
@@ -58,6 +60,7 @@ class QueuedRun:
             "device": self.device,
             "order": self.order,
             "attempts": self.attempts,
+            "executor": self.executor,
         }
 
 
@@ -106,15 +109,18 @@ def read_queued(path: str | Path) -> QueuedRun:
             raise FieldError(f"its attempts are not a count from 0 to {MAX_ATTEMPTS}")
         if not isinstance(run_name, str) or not 0 < len(run_name) <= 200:
             raise FieldError("its name is not text")
+        executor = record.get("executor", "local")
+        if executor not in EXECUTORS:
+            raise FieldError(f"its executor is not one of {', '.join(EXECUTORS)}")
         config = parse_config(record.get("config"))
     except (FieldError, ValueError) as error:  # ValueError: a config its own checks refuse (ConfigError)
         raise UnreadableFile(f"{name}: {error}") from None
-    return QueuedRun(run_id, config, run_name, owner, device, float(order), attempts)
+    return QueuedRun(run_id, config, run_name, owner, device, float(order), attempts, executor)
 
 
-def waiting(folder: str | Path, device: str | None = None) -> list[QueuedRun]:
-    """The runs waiting in `folder` (for `device`, or for any), next first. An unreadable queue file
-    is skipped: it is nobody's run until a person looks at it."""
+def waiting(folder: str | Path, device: str | None = None, executor: str = "local") -> list[QueuedRun]:
+    """The runs waiting in `folder` for `executor` (for `device`, or for any), next first. An
+    unreadable queue file is skipped: it is nobody's run until a person looks at it."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
@@ -125,7 +131,7 @@ def waiting(folder: str | Path, device: str | None = None) -> list[QueuedRun]:
                 run = read_queued(entry.path)
             except UnreadableFile:
                 continue
-            if device is None or run.device == device:
+            if (device is None or run.device == device) and run.executor == executor:
                 runs.append(run)
     return sorted(runs, key=lambda run: (run.order, run.run_id))
 
@@ -143,6 +149,25 @@ def claim(folder: str | Path, run_id: str) -> QueuedRun | None:
     except UnreadableFile:
         target.unlink(missing_ok=True)
         return None
+
+
+def claim_again(folder: str | Path, run_id: str) -> QueuedRun | None:
+    """The claim of a run whose earlier job died (a SLURM job requeued or submitted again), taken by
+    the caller, which holds the run's RunLock: the run with one more attempt, or None when it has no
+    claim left (it ended, or was cancelled) or its attempts are spent."""
+    path = claimed_path(folder, run_id)
+    try:
+        run = read_queued(path)
+    except UnreadableFile:
+        return None
+    if run.attempts + 1 > MAX_ATTEMPTS:
+        return None
+    run = _with(run, attempts=run.attempts + 1)
+    try:
+        write_atomically(path, _encode(run))
+    except OSError:
+        return None
+    return run
 
 
 def release(folder: str | Path, run_id: str) -> None:
@@ -181,14 +206,12 @@ def next_order() -> float:
     return time.time()
 
 
-class DeviceLock:
-    """One training process per device of a machine, across every server and worker on the folder.
-    An flock: the kernel releases it when its process dies, so a kill never leaves a stale lock."""
+class FileLock:
+    """An flock on file `path`, held by one process at a time: the kernel releases it when its
+    process dies, so a kill never leaves a stale lock."""
 
-    def __init__(self, folder: str | Path, device: str):
-        if not _DEVICE_NAME.fullmatch(device):
-            raise TrainingError(f"{device!r} is not a device name")
-        self.path = Path(folder) / f".device-{device.replace(':', '-')}.lock"
+    def __init__(self, path: Path):
+        self.path = path
         self._descriptor: int | None = None
 
     def acquire(self) -> bool:
@@ -219,6 +242,23 @@ class DeviceLock:
         return True
 
 
+class DeviceLock(FileLock):
+    """One training process per device of a machine, across every server and worker on the folder."""
+
+    def __init__(self, folder: str | Path, device: str):
+        if not _DEVICE_NAME.fullmatch(device):
+            raise TrainingError(f"{device!r} is not a device name")
+        super().__init__(Path(folder) / f".device-{device.replace(':', '-')}.lock")
+
+
+class RunLock(FileLock):
+    """Held by the one process training run `run_id` wherever it runs (a SLURM job on any node of a
+    shared folder): a second job of the same run finds it held and leaves the run alone."""
+
+    def __init__(self, folder: str | Path, run_id: str):
+        super().__init__(Path(folder) / f".run-{check_run_id(run_id)}.lock")
+
+
 def recover_interrupted(folder: str | Path) -> list[str]:
     """Put each run whose training process died back at the head of the queue, to resume from its
     last checkpoint; after MAX_ATTEMPTS deaths it is left out (its files stay, and a person may resume
@@ -235,8 +275,8 @@ def recover_interrupted(folder: str | Path) -> list[str]:
             run = read_queued(entry.path)
         except UnreadableFile:
             continue
-        if DeviceLock(folder, run.device).held_by_a_process():
-            continue  # its process (or another on that device) is alive
+        if run.executor != "local" or DeviceLock(folder, run.device).held_by_a_process():
+            continue  # its process (or another on that device) is alive; a SLURM job's is followed by its scheduler
         path = claimed_path(folder, run_id)
         if run.attempts + 1 >= MAX_ATTEMPTS:
             path.unlink(missing_ok=True)

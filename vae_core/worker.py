@@ -182,36 +182,39 @@ class Worker:
             lock.release()
 
     def _job(self, run: QueuedRun, sender: SnapshotSender):
-        """The job of a claimed run: on its data, from its own checkpoint in the folder when it has one
-        (a resume, or a run whose process died), else from scratch."""
-        from .checkpoint import check_resumable, load_checkpoint
-        from .data import load_dataset, resolve_data_reference
-        from .jobs import TrainingJob
-        from .runs import checkpoint_path
+        return training_job(self.folder, run, self.upload_root, sender.publish)
 
-        config = run.config
-        source = resolve_data_reference(config.data, [self.upload_root] if self.upload_root else [])
-        dataset = load_dataset(
-            source, image_size=config.image_size, test_fraction=config.test_fraction, seed=config.seed
-        )
-        state, saved = None, checkpoint_path(self.folder, run.run_id)
-        if saved.exists():
-            previous = load_checkpoint(saved)
-            check_resumable(previous, dataset)
-            state = previous.state
-            # Its numbers depend on its thread count: the resumed part keeps the one it trained with.
-            config = config.replace(threads=previous.config.threads or config.threads)
-        return TrainingJob(
-            config,
-            dataset,
-            run_id=run.run_id,
-            name=run.name,
-            state=state,
-            checkpoint_dir=self.folder,
-            owner=run.owner,
-            on_publish=sender.publish,
-            write_progress=True,
-        )
+
+def training_job(folder: Path, run: QueuedRun, upload_root: Path | None, on_publish=None):
+    """The job of a claimed run: on its data, from its own checkpoint in the folder when it has one
+    (a resume, or a run whose process died), else from scratch. Also what a SLURM job trains
+    (slurm_executor.py)."""
+    from .checkpoint import check_resumable, load_checkpoint
+    from .data import load_dataset, resolve_data_reference
+    from .jobs import TrainingJob
+    from .runs import checkpoint_path
+
+    config = run.config
+    source = resolve_data_reference(config.data, [upload_root] if upload_root else [])
+    dataset = load_dataset(source, image_size=config.image_size, test_fraction=config.test_fraction, seed=config.seed)
+    state, saved = None, checkpoint_path(folder, run.run_id)
+    if saved.exists():
+        previous = load_checkpoint(saved)
+        check_resumable(previous, dataset)
+        state = previous.state
+        # Its numbers depend on its thread count: the resumed part keeps the one it trained with.
+        config = config.replace(threads=previous.config.threads or config.threads)
+    return TrainingJob(
+        config,
+        dataset,
+        run_id=run.run_id,
+        name=run.name,
+        state=state,
+        checkpoint_dir=folder,
+        owner=run.owner,
+        on_publish=on_publish,
+        write_progress=True,
+    )
 
 
 def warm_up() -> None:

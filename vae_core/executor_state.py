@@ -1,0 +1,119 @@
+"""Where a queued run is, in the eyes of its executor: `<run id>.executor.json` in the run store,
+written by whoever learns something new (the submitter, the job itself, the follower that asks the
+scheduler), read by the Runs page's queue view and the CLI.
+
+    queued here     in the folder's queue, no job yet
+    pending         submitted; SLURM has not started it (job id known)
+    running         on node X (job id known)
+    finished, stopped, failed, cancelled   ended; `reason` says why a run failed, in the scheduler's words
+
+Every field read back is checked (the file may be anything someone put in the folder).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from .atomic_files import write_atomically
+from .checkpoint_fields import FieldError
+from .run_ids import check_run_id, is_valid_run_id
+from .safe_files import UnreadableFile, read_json_file
+
+STATE_SUFFIX = ".executor.json"
+STATE_FORMAT = "vae-studio-executor-state"
+MAX_STATE_BYTES = 16 * 1024
+STATES = ("queued here", "pending", "running", "finished", "stopped", "failed", "cancelled")
+ACTIVE_STATES = ("queued here", "pending", "running")
+_JOB_ID = re.compile(r"\d{1,12}(_\d{1,7})?")
+_NODE = re.compile(r"[A-Za-z0-9_.,\[\]-]{1,200}")
+
+
+@dataclass(frozen=True)
+class ExecutorState:
+    run_id: str
+    executor: str  # "slurm"
+    state: str
+    job_id: str | None = None
+    node: str | None = None
+    reason: str | None = None
+    attempts: int = 0  # jobs submitted again after one died
+    updated: float = 0.0
+
+    def text(self) -> str:
+        """What the queue view shows: "pending in SLURM (job 12)", "running on node-3 (job 12)"."""
+        job = f" (job {self.job_id})" if self.job_id else ""
+        if self.state == "pending":
+            shown = f"pending in SLURM{job}"
+        elif self.state == "running":
+            shown = f"running on {self.node or 'a node'}{job}"
+        else:
+            shown = f"{self.state}{job}"
+        return f"{shown}: {self.reason}" if self.reason else shown
+
+
+def state_path(folder: str | Path, run_id: str) -> Path:
+    return Path(folder) / f"{check_run_id(run_id)}{STATE_SUFFIX}"
+
+
+def write_state(folder: str | Path, state: ExecutorState) -> ExecutorState:
+    state = replace(state, updated=time.time())
+    write_atomically(state_path(folder, state.run_id), json.dumps({"format": STATE_FORMAT, **asdict(state)}).encode())
+    return state
+
+
+def update_state(folder: str | Path, run_id: str, **changes) -> ExecutorState:
+    """The run's state with `changes`, written (a run with no record yet starts one for SLURM)."""
+    try:
+        current = read_state(state_path(folder, run_id))
+    except UnreadableFile:
+        current = ExecutorState(run_id, "slurm", "queued here")
+    return write_state(folder, replace(current, **changes))
+
+
+def read_state(path: str | Path) -> ExecutorState:
+    record = read_json_file(path, MAX_STATE_BYTES)
+    name = Path(path).name
+    try:
+        if not isinstance(record, dict) or record.get("format") != STATE_FORMAT:
+            raise FieldError(f"it is not a {STATE_FORMAT} record")
+        run_id = record.get("run_id")
+        if not is_valid_run_id(run_id) or name != f"{run_id}{STATE_SUFFIX}":
+            raise FieldError("its run_id is not the file's own")
+        if record.get("executor") != "slurm" or record.get("state") not in STATES:
+            raise FieldError("its executor or state is not one of ours")
+        job_id, node, reason = record.get("job_id"), record.get("node"), record.get("reason")
+        if job_id is not None and not (isinstance(job_id, str) and _JOB_ID.fullmatch(job_id)):
+            raise FieldError("its job_id is not a SLURM job id")
+        if node is not None and not (isinstance(node, str) and _NODE.fullmatch(node)):
+            raise FieldError("its node is not a node name")
+        if reason is not None and not (isinstance(reason, str) and len(reason) <= 500 and reason.isprintable()):
+            raise FieldError("its reason is not a line of text")
+        attempts, updated = record.get("attempts"), record.get("updated")
+        if not isinstance(attempts, int) or isinstance(attempts, bool) or not 0 <= attempts <= 100:
+            raise FieldError("its attempts are not a count")
+        if not isinstance(updated, (int, float)) or isinstance(updated, bool) or not 0 <= updated < 1e11:
+            raise FieldError("its updated time is not a time")
+    except FieldError as error:
+        raise UnreadableFile(f"{name}: {error}") from None
+    return ExecutorState(run_id, "slurm", record["state"], job_id, node, reason, attempts, float(updated))
+
+
+def states_in(folder: str | Path) -> dict[str, ExecutorState]:
+    """Every readable executor state of `folder`, by run id (an unreadable one is nobody's)."""
+    folder = Path(folder)
+    found = {}
+    if not folder.is_dir():
+        return found
+    for entry in os.scandir(folder):
+        run_id = entry.name.removesuffix(STATE_SUFFIX)
+        if run_id != entry.name and is_valid_run_id(run_id):
+            try:
+                found[run_id] = read_state(entry.path)
+            except UnreadableFile:
+                continue
+    return found

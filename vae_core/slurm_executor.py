@@ -1,0 +1,261 @@
+"""Queued runs as SLURM jobs, through submitit: one job per run, each training exactly one run of the
+folder's durable queue (run_queue.py) into the shared checkpoints folder, where every page and the
+CLI follow it live as they follow any run of the store.
+
+- `SlurmQueue.queue` puts a run in the folder's queue (marked for SLURM, so no local process pool
+  takes it) and submits its job at once; a sweep of 24 runs is 24 jobs, submitted together.
+- The job (`SlurmRun`, on a compute node) takes the run's lock, claims the run from the queue (an
+  atomic rename: a second server's job of the same run finds it gone), trains it with the one job
+  of jobs.py, which writes its checkpoint every epoch and its progress record a few times a second,
+  and obeys the run's command file (pause, stop, lr, β).
+- A job warned of its time limit or preemption (SLURM's USR2) is requeued by submitit
+  (`Checkpointable.checkpoint`): the requeued job claims the run again and resumes exactly from its
+  last epoch's checkpoint. A job that dies without warning (a node failure, a kill) is submitted
+  again by `SlurmQueue.follow`, which asks the scheduler (sacct, through submitit's watcher) about
+  every active run, up to the settings' `max_requeues`.
+- Where each run is (queued here, pending with its job id, running on node X, ended with the
+  scheduler's reason) is its executor state (executor_state.py), which the Runs page shows.
+- `cancel` removes the run from the queue and cancels its job (submitit's `job.cancel`, scancel);
+  `stop` asks a running job to stop at the next batch, saving, through the run's command file.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import submitit
+from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
+
+from . import run_queue
+from .config import TrainConfig, default_run_name
+from .errors import TrainingError, VAEStudioError
+from .executor_state import ACTIVE_STATES, ExecutorState, read_state, state_path, states_in, update_state
+from .run_commands import CommandFile, send_command
+from .run_ids import new_run_id
+from .safe_files import UnreadableFile
+from .slurm_settings import SlurmSettings, load_slurm_settings
+
+SUBMITIT_FOLDER = ".slurm-jobs"  # submitit's pickles and the jobs' logs, inside the shared folder
+SLURM_DEVICE = "slurm"  # a queued run's device until a node resolves its own
+COMMAND_POLL_S = 0.5
+FOLLOW_EVERY_S = 2.0
+ORPHAN_AFTER_S = 30.0  # a run queued for SLURM with no job this long: its submitter died, submit it
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+# sacct's states (the first word: "CANCELLED by 1000") after which a job will not run again.
+DIED = ("FAILED", "NODE_FAIL", "TIMEOUT", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "COMPLETED")
+WAITING = ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED", "PREEMPTED")
+
+
+class SlurmRun(submitit.helpers.Checkpointable):
+    """What a run's SLURM job calls. Checkpointable: on a time limit or preemption, submitit pickles
+    this same call again and requeues the job; the run's own epoch checkpoints in the folder are its
+    state, so the requeued call resumes from the last of them."""
+
+    def __init__(self, folder: str, run_id: str, upload_root: str | None = None):
+        self.folder, self.run_id, self.upload_root = folder, run_id, upload_root
+
+    def __call__(self) -> str:
+        return train_queued_run(Path(self.folder), self.run_id, Path(self.upload_root) if self.upload_root else None)
+
+
+def node_name() -> str:
+    return os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+
+
+def train_queued_run(folder: Path, run_id: str, upload_root: Path | None = None) -> str:
+    """Train queued run `run_id` of `folder` to its end, in this process; its status at the end, or
+    "busy" (another process trains it) or "gone" (it left the queue: cancelled, or ended)."""
+    from .worker import training_job
+
+    lock = run_queue.RunLock(folder, run_id)
+    if not lock.acquire():
+        return "busy"
+    try:
+        run = run_queue.claim(folder, run_id) or run_queue.claim_again(folder, run_id)
+        if run is None:
+            return "gone"
+        update_state(folder, run_id, state="running", job_id=os.environ.get("SLURM_JOB_ID"), node=node_name())
+        try:
+            job = training_job(folder, run, upload_root)
+        except VAEStudioError as error:
+            run_queue.release(folder, run_id)
+            update_state(folder, run_id, state="failed", reason=str(error).splitlines()[0][:300])
+            return "failed"
+        commands = CommandFile(folder, run_id)
+        job.start()
+        while not job.wait(COMMAND_POLL_S):
+            for name, value in commands.new_commands():
+                apply_command(job, name, value)
+        commands.remove()
+        run_queue.release(folder, run_id)
+        status = job.status if job.status in ("finished", "stopped", "failed") else "failed"
+        message = job.snapshot().message if status == "failed" else None
+        update_state(folder, run_id, state=status, reason=(message or "")[:300] or None)
+        return status
+    finally:
+        lock.release()
+
+
+def apply_command(job, name: str, value) -> None:
+    """A command of the run's file, as a run process obeys it (a stale or refused one is dropped)."""
+    try:
+        if name in ("pause", "resume", "stop"):
+            getattr(job, name)()
+        elif name == "lr":
+            job.set_lr(value)
+        elif name == "beta":
+            job.set_beta(value)
+    except VAEStudioError:
+        pass
+
+
+class SlurmQueue:
+    """A server's (or the CLI's) side of the SLURM executor on checkpoints folder `folder`."""
+
+    def __init__(
+        self, folder: str | Path, settings: SlurmSettings | None = None, upload_root: str | Path | None = None
+    ):
+        self.folder = Path(folder).resolve()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.settings = settings or load_slurm_settings(self.folder)
+        self.upload_root = str(Path(upload_root).resolve()) if upload_root else None
+        self.jobs_folder = self.folder / SUBMITIT_FOLDER
+        try:
+            self.executor = submitit.SlurmExecutor(folder=self.jobs_folder, max_num_timeout=self.settings.max_requeues)
+        except RuntimeError:
+            raise TrainingError(
+                "VAE_STUDIO_EXECUTOR=slurm, but there is no srun here: run the studio where SLURM's commands are"
+            ) from None
+        # The job imports this package where it stands (a folder every node sees), before the operator's setup.
+        python_path = f"export PYTHONPATH={PACKAGE_ROOT}" + "${PYTHONPATH:+:$PYTHONPATH}"
+        self.executor.update_parameters(
+            job_name="vae-studio", setup=[python_path, *self.settings.setup], **self.settings.sbatch_parameters()
+        )
+        self.watcher = SlurmInfoWatcher(delay_s=int(FOLLOW_EVERY_S))
+        self._follow_lock = run_queue.FileLock(self.folder / ".slurm-follow.lock")
+
+    # -- queueing --------------------------------------------------------------------------------------
+    def queue(self, configs: list[TrainConfig], names: list[str] | None = None, owner: str | None = None) -> list[str]:
+        """Put each config in the queue for SLURM, then submit their jobs together; their run ids."""
+        run_ids = []
+        for index, config in enumerate(configs):
+            run_id = new_run_id()
+            name = names[index] if names else default_run_name(config)
+            run = run_queue.QueuedRun(
+                run_id, config, name, owner, SLURM_DEVICE, run_queue.next_order(), executor="slurm"
+            )
+            update_state(self.folder, run_id, state="queued here")
+            run_queue.enqueue(self.folder, run)
+            run_ids.append(run_id)
+        for run_id in run_ids:
+            self.submit(run_id)
+        return run_ids
+
+    def submit(self, run_id: str, **changes) -> ExecutorState:
+        """Submit the job of queued (or claimed, to resume) run `run_id`; its state, pending."""
+        job = self.executor.submit(SlurmRun(str(self.folder), run_id, self.upload_root))
+        return update_state(self.folder, run_id, state="pending", job_id=str(job.job_id), node=None, **changes)
+
+    # -- following the scheduler -------------------------------------------------------------------------
+    def follow(self) -> dict[str, ExecutorState]:
+        """Bring every active run's state in line with the scheduler's (one sacct for them all):
+        running on its node, requeued, or ended; a run whose job died unfinished is submitted again
+        (up to max_requeues), one whose job was cancelled outside leaves the queue. One server of the
+        folder follows at a time, so a dead job is submitted again once. Returns the states."""
+        states = states_in(self.folder)
+        if not self._follow_lock.acquire():
+            return states
+        try:
+            active = {run_id: s for run_id, s in states.items() if s.state in ACTIVE_STATES}
+            for state in active.values():
+                if state.job_id:
+                    self.watcher.register_job(state.job_id)
+            if any(state.job_id for state in active.values()):
+                self.watcher.update()
+            for run_id, state in active.items():
+                states[run_id] = self._followed(state)
+        finally:
+            self._follow_lock.release()
+        return states
+
+    def _followed(self, state: ExecutorState) -> ExecutorState:
+        run_id = state.run_id
+        if not state.job_id:
+            orphan = time.time() - state.updated > ORPHAN_AFTER_S
+            return self.submit(run_id) if orphan and self._unfinished(run_id) else state
+        info = self.watcher.get_info(state.job_id, mode="cache")
+        scheduler = (info.get("State") or "").split(" ")[0].upper()
+        current = _fresh(self.folder, state)  # the job may have written meanwhile
+        if current.state not in ACTIVE_STATES or current.job_id != state.job_id or not scheduler:
+            return current
+        if scheduler == "RUNNING" and current.state != "running":
+            return update_state(self.folder, run_id, state="running", node=_node(info.get("NodeList")))
+        if scheduler in WAITING and current.state == "running":
+            return update_state(self.folder, run_id, state="pending", node=None, reason=f"{scheduler.lower()} in SLURM")
+        if scheduler == "CANCELLED":
+            self._leave_queue(run_id)
+            return update_state(self.folder, run_id, state="cancelled", reason="cancelled in SLURM")
+        if scheduler in DIED:
+            if self._unfinished(run_id) and current.attempts < min(self.settings.max_requeues, run_queue.MAX_ATTEMPTS):
+                reason = f"submitted again after job {state.job_id} ended {scheduler}"
+                return self.submit(run_id, attempts=current.attempts + 1, reason=reason)
+            self._leave_queue(run_id)
+            return update_state(self.folder, run_id, state="failed", reason=f"job {state.job_id} ended {scheduler}")
+        return current
+
+    def _unfinished(self, run_id: str) -> bool:
+        return (
+            run_queue.queued_path(self.folder, run_id).exists() or run_queue.claimed_path(self.folder, run_id).exists()
+        )
+
+    def _leave_queue(self, run_id: str) -> None:
+        run_queue.cancel(self.folder, run_id)
+        run_queue.release(self.folder, run_id)
+
+    def wait(self, run_ids: list[str], on_end=None, timeout: float | None = None) -> dict[str, ExecutorState]:
+        """Follow until every run of `run_ids` has ended; `on_end(state)` as each ends."""
+        began, reported = time.monotonic(), set()
+        while True:
+            states = self.follow()
+            for run_id in run_ids:
+                state = states.get(run_id)
+                if state is not None and state.state not in ACTIVE_STATES and run_id not in reported:
+                    reported.add(run_id)
+                    if on_end is not None:
+                        on_end(state)
+            if len(reported) == len(run_ids):
+                return {run_id: states[run_id] for run_id in run_ids}
+            if timeout is not None and time.monotonic() - began > timeout:
+                raise TrainingError(f"{len(run_ids) - len(reported)} SLURM runs had not ended after {timeout:.0f} s")
+            time.sleep(FOLLOW_EVERY_S / 4)
+
+    # -- commands ------------------------------------------------------------------------------------------
+    def cancel(self, run_id: str) -> ExecutorState:
+        """Take the run out of the queue and cancel its job (scancel), pending or running."""
+        state = _fresh(self.folder, ExecutorState(run_id, "slurm", "queued here"))
+        self._leave_queue(run_id)
+        if state.job_id and state.state in ACTIVE_STATES:
+            SlurmJob(folder=self.jobs_folder, job_id=state.job_id).cancel(check=False)
+        return update_state(self.folder, run_id, state="cancelled", reason="cancelled by a person")
+
+    def stop(self, run_id: str) -> None:
+        """A running job stops at its next batch, saving; a job not started yet is cancelled."""
+        state = _fresh(self.folder, ExecutorState(run_id, "slurm", "queued here"))
+        if state.state == "running":
+            send_command(self.folder, run_id, "stop")
+        elif state.state in ACTIVE_STATES:
+            self.cancel(run_id)
+
+
+def _fresh(folder: Path, fallback: ExecutorState) -> ExecutorState:
+    try:
+        return read_state(state_path(folder, fallback.run_id))
+    except UnreadableFile:
+        return fallback
+
+
+def _node(node_list: str | None) -> str | None:
+    return node_list if node_list and node_list.lower() not in ("none assigned", "(null)") else None
