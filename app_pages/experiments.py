@@ -114,6 +114,7 @@ def progress(experiment: experiments.Experiment, live: bool) -> None:
             show_error(f"{label} ended {snap.status}" + (f": {snap.message}" if snap.message else ""))
 
 
+# By count, not bytes: a RunResult is numbers (a few metrics, each epoch's test metrics), no tensors.
 @st.cache_resource(max_entries=24, show_spinner="Measuring the run…")
 def measured(weights_key: tuple, label: str, _view: RunView) -> experiments.RunResult:
     """A finished run measured once per set of weights (prior samples, the classifier, latent fill)."""
@@ -173,7 +174,12 @@ def comparison(experiment: experiments.Experiment) -> None:
     results = [measured(view.weights_key, label, view) for label, view, _ in rows]
     result = experiments.finding_for(experiment.name, results)
     try:  # kept beside the runs, so the Theory page shows it and a restart finds it
-        experiments.save_finding(session.CHECKPOINT_DIR, result, [run_id for _, run_id in launched[experiment.name]])
+        experiments.save_finding(
+            session.CHECKPOINT_DIR,
+            result,
+            [run_id for _, run_id in launched[experiment.name]],
+            owner=access.current_owner(),  # served: this person's, beside (never over) anyone else's
+        )
     except OSError as error:
         st.caption(plain(f"The finding could not be saved for later: {error.strerror or error}"))
     st.success(plain(result.finding), icon=":material/lightbulb:")

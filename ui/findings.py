@@ -10,18 +10,19 @@ from . import access, session
 
 
 def visible_findings() -> dict[str, experiments.SavedFinding]:
-    """Each experiment's latest finding saved beside the runs, kept only when this session may see
-    every run it was measured on: served to several people, a finding about another person's runs
-    says something about their data, so it is theirs alone (ui/access.py)."""
-    found = experiments.latest_findings(session.CHECKPOINT_DIR)
+    """Each experiment's latest finding this session may see. Locally, the latest saved. Served to
+    several people, the latest among this person's own and the shared ones whose runs this session
+    may all see: a finding about another person's runs says something about their data, so it is
+    theirs alone (ui/access.py), and someone else's later finding hides nobody's own."""
     if not access.served():
-        return found
+        return experiments.latest_findings(session.CHECKPOINT_DIR)
 
     def visible(run_id: str) -> bool:
         record = read_run(session.CHECKPOINT_DIR, run_id)
         return record is not None and access.can_see(record.owner)
 
-    return {name: saved for name, saved in found.items() if all(visible(run_id) for _, run_id in saved.runs)}
+    owners = (None, access.current_owner())
+    return experiments.latest_findings(session.CHECKPOINT_DIR, owners=owners, visible=visible)
 
 
 def judge_note(real_recognised: float) -> str:

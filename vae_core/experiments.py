@@ -601,7 +601,7 @@ def what_differs(config: TrainConfig, train_images: int, epochs_done: int) -> li
     return notes
 
 
-# -- the latest finding of each experiment, kept beside its runs so it survives a restart ----------
+# -- the latest findings of each experiment, kept beside its runs so they survive a restart ---------
 FINDINGS_FOLDER = "experiment-findings"  # inside a run folder; run listings only look at its files
 MAX_FINDING_BYTES = 64_000
 MAX_FINDING_CHARS = 4000
@@ -613,69 +613,117 @@ FINDING_VERSION = 3
 
 @dataclass(frozen=True)
 class SavedFinding:
-    """The last finding written for an experiment in a run folder, and the runs it was measured on."""
+    """A finding written for an experiment in a run folder, and the runs it was measured on."""
 
     experiment: str
     finding: str
     saved: str  # when, as an ISO 8601 time
     runs: tuple[tuple[str, str], ...]  # (label, run id) of each run, in the experiment's order
     real_recognised: float | None = None  # the judge's ceiling, for a finding about recognised samples
+    owner: str | None = None  # whose it is when the app is served (an owner id); None: a shared one
 
 
-def save_finding(folder: str | Path, result: ExperimentResult, run_ids: Sequence[str]) -> None:
-    """Keep `result`'s finding as the latest of its experiment in run folder `folder`, with the ids
-    of the runs it was measured on. The file is named after the experiment (a name of ours, never
-    one read from a file) and written atomically; an unchanged finding is not written again."""
+def finding_path(folder: str | Path, name: str, owner: str | None = None) -> Path:
+    """Where `owner`'s latest finding of experiment `name` is kept in run folder `folder`: one file per
+    experiment and owner (a shared one, owner None, as <name>.json), so that served to several people,
+    one person's finding never replaces another's. So at most one file per experiment and person."""
+    from .checkpoint_fields import is_valid_owner
+
+    if owner is not None and not is_valid_owner(owner):
+        raise ValueError(f"not an owner id: {owner[:40]!r}")
+    return Path(folder) / FINDINGS_FOLDER / (f"{name}.json" if owner is None else f"{name}.{owner}.json")
+
+
+def save_finding(
+    folder: str | Path, result: ExperimentResult, run_ids: Sequence[str], *, owner: str | None = None
+) -> None:
+    """Keep `result`'s finding as `owner`'s latest of its experiment in run folder `folder` (owner: the
+    owner id of the person who measured it, served; None: a shared finding, the CLI's or one person's
+    app's), with the ids of the runs it was measured on. The file is named after the experiment and the
+    owner (names of ours, never read from a file) and written atomically; an unchanged finding is not
+    written again."""
     import json
     import time
 
     from .atomic_files import write_atomically
 
+    name = result.experiment.name
+    target = finding_path(folder, name, owner)
     runs = [[run.label, run_id] for run, run_id in zip(result.runs, run_ids, strict=True)]
-    saved = latest_findings(folder).get(result.experiment.name)
+    saved = _read_finding(Path(folder), name, owner)
     if (
         saved is not None
-        and saved.finding == result.finding
-        and [list(r) for r in saved.runs] == runs
-        and saved.real_recognised == result.real_recognised
+        and saved[0].finding == result.finding
+        and [list(r) for r in saved[0].runs] == runs
+        and saved[0].real_recognised == result.real_recognised
     ):
         return
     record = {
-        "experiment": result.experiment.name,
+        "experiment": name,
         "version": FINDING_VERSION,
         "finding": result.finding,
         "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "runs": runs,
         "real_recognised": result.real_recognised,
+        "owner": owner,
     }
-    target = Path(folder) / FINDINGS_FOLDER / f"{result.experiment.name}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(target, json.dumps(record, ensure_ascii=False).encode())
 
 
-def latest_findings(folder: str | Path) -> dict[str, SavedFinding]:
-    """The latest finding of each experiment saved in run folder `folder` whose runs are all still
-    there (a finding about deleted runs is not shown). A file that is not one `save_finding` could
-    have written (too big, not JSON, fields of other types or sizes) is passed over: it is only a
-    cache of what the runs would show again if measured."""
+def latest_findings(
+    folder: str | Path,
+    *,
+    owners: Sequence[str | None] | None = None,
+    visible: Callable[[str], bool] | None = None,
+) -> dict[str, SavedFinding]:
+    """The latest finding of each experiment saved in run folder `folder` whose runs are all still there
+    (a finding about deleted runs is not shown) and all `visible` (a run id -> whether the reader may
+    see it; None: every run): among the findings of `owners` (None among them: the shared ones), or of
+    everyone when `owners` is None. So a later finding of someone else's hides nobody's own. A file that
+    is not one `save_finding` could have written (too big, not JSON, fields of other types or sizes) is
+    passed over: it is only a cache of what the runs would show again if measured."""
     found = {}
     for name in EXPERIMENTS:
-        saved = _read_finding(Path(folder), name)
-        if saved is not None:
-            found[name] = saved
+        for saved in saved_findings(folder, name, owners):
+            if visible is None or all(visible(run_id) for _, run_id in saved.runs):
+                found[name] = saved
+                break
     return found
 
 
-def _read_finding(folder: Path, name: str) -> SavedFinding | None:
-    import json
+def saved_findings(folder: str | Path, name: str, owners: Sequence[str | None] | None = None) -> list[SavedFinding]:
+    """Experiment `name`'s readable findings in run folder `folder`, the most recently saved first: those
+    of `owners`, or of everyone (every owner with a file there, and the shared one) when None."""
+    folder = Path(folder)
+    if owners is None:
+        owners = [None, *_owners_with_findings(folder, name)]
+    read = [_read_finding(folder, name, owner) for owner in dict.fromkeys(owners)]
+    return [saved for saved, _ in sorted(filter(None, read), key=lambda found: found[1], reverse=True)]
 
-    from .checkpoint_fields import FieldError, text
 
-    path = folder / FINDINGS_FOLDER / f"{name}.json"
+def _owners_with_findings(folder: Path, name: str) -> list[str]:
+    from .checkpoint_fields import is_valid_owner
+
+    prefix, suffix = f"{name}.", ".json"
     try:
-        if not path.is_file() or path.stat().st_size > MAX_FINDING_BYTES:
-            return None
-        record = json.loads(path.read_bytes())
+        names = [entry.name for entry in (folder / FINDINGS_FOLDER).iterdir()]
+    except OSError:
+        return []
+    owners = [file[len(prefix) : -len(suffix)] for file in names if file.startswith(prefix) and file.endswith(suffix)]
+    return sorted(owner for owner in owners if is_valid_owner(owner))
+
+
+def _read_finding(folder: Path, name: str, owner: str | None) -> tuple[SavedFinding, int] | None:
+    """`owner`'s finding of experiment `name` and when its file was written (ns), None when there is
+    none that save_finding could have written."""
+    from .checkpoint_fields import FieldError, text
+    from .safe_files import UnreadableFile, file_version, read_json_file
+
+    path = finding_path(folder, name, owner)
+    try:
+        written = file_version(path)[1]
+        record = read_json_file(path, MAX_FINDING_BYTES)
         runs = tuple((text(label, "label", 200), run_id) for label, run_id in record["runs"])
         real = record.get("real_recognised")
         if real is not None and not (type(real) in (int, float) and 0 <= real <= 1):
@@ -686,17 +734,19 @@ def _read_finding(folder: Path, name: str) -> SavedFinding | None:
             text(record["saved"], "saved", 40),
             runs,
             None if real is None else float(real),
+            owner,
         )
-    except (OSError, ValueError, KeyError, TypeError, RecursionError, FieldError):
+    except (UnreadableFile, ValueError, KeyError, TypeError, AttributeError, FieldError):
         return None
     # The labels become headings and chart titles: only the experiment's own ones are taken.
     planned = [run.label for run in EXPERIMENTS[name].runs(TrainConfig())]
     if (
         record.get("experiment") != name
         or record.get("version") != FINDING_VERSION
+        or record.get("owner") != owner  # a file renamed from another person's name is not theirs
         or [label for label, _ in runs] != planned
     ):
         return None
     if not all(is_valid_run_id(run_id) and (folder / f"{run_id}.safetensors").is_file() for _, run_id in runs):
         return None
-    return saved
+    return saved, written

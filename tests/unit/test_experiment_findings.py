@@ -135,3 +135,34 @@ def test_a_finding_saved_before_the_ceiling_is_passed_over(folder):
     del record["real_recognised"]
     path.write_text(json.dumps(record | {"version": 2}))
     assert latest_findings(folder) == {}
+
+
+# --- served: a finding per experiment and person -------------------------------------------------
+
+ALICE, BOB = "a" * 32, "b" * 32
+
+
+def test_each_person_keeps_their_latest_finding_beside_the_others(folder):
+    for run_id in ("alice-ae", "bob-ae"):
+        (folder / f"{run_id}.safetensors").write_bytes(b"a run")
+    save_finding(folder, _result(), ["alice-ae", "run-vae"], owner=ALICE)
+    os.utime(experiments.finding_path(folder, "ae-vs-vae", ALICE), ns=(1, 1))  # Alice's is the older
+    save_finding(folder, _result(ae={**AE, "aggregate_kl": 500.0}), ["bob-ae", "run-vae"], owner=BOB)
+    assert sorted(path.name for path in (folder / FINDINGS_FOLDER).iterdir()) == [
+        f"ae-vs-vae.{ALICE}.json",
+        f"ae-vs-vae.{BOB}.json",
+    ]
+    assert latest_findings(folder)["ae-vs-vae"].owner == BOB  # locally: the latest of all
+    alices = latest_findings(folder, owners=(None, ALICE))["ae-vs-vae"]
+    assert alices.owner == ALICE and alices.runs[0] == ("AE", "alice-ae")
+    # The latest one whose runs the reader may all see: Bob's run hidden, Alice's own is next.
+    assert latest_findings(folder, visible=lambda run_id: run_id != "bob-ae")["ae-vs-vae"].owner == ALICE
+
+
+def test_a_finding_file_renamed_to_another_persons_name_is_not_theirs(folder):
+    save_finding(folder, _result(), ["run-ae", "run-vae"], owner=BOB)
+    bobs = experiments.finding_path(folder, "ae-vs-vae", BOB)
+    bobs.rename(experiments.finding_path(folder, "ae-vs-vae", ALICE))
+    assert latest_findings(folder) == {}
+    with pytest.raises(ValueError, match="not an owner id"):
+        save_finding(folder, _result(), ["run-ae", "run-vae"], owner="../../elsewhere")
