@@ -48,6 +48,10 @@ def upload_section() -> None:
             "it is loaded, so it is never opened).",
         )
         return
+    refusal = over_upload_quota(upload.name, upload.size)
+    if refusal:
+        st.session_state["_upload_message"] = ("error", refusal)
+        return
     from vae_core.checkpoint import import_checkpoint
 
     received = session.save_upload(upload, "incoming")
@@ -68,6 +72,36 @@ def upload_section() -> None:
         f"{checkpoint.state.epoch}), selected below. "
         + ("It is yours alone." if access.served() else "Every tab of this app sees it."),
     )
+
+
+def over_upload_quota(name: str, size: int) -> str | None:
+    """Served, why an upload of `size` bytes would take this person past what they may keep uploaded
+    (config.Limits.max_upload_bytes_per_person: their imported runs' files, counted on disk); None when
+    it fits, and always locally, where the app and its disk are one person's."""
+    if not access.served():
+        return None
+    quota, used = limits().max_upload_bytes_per_person, uploaded_bytes(access.current_owner())
+    if used + size <= quota:
+        return None
+    return (
+        f"{name} ({size / 2**20:,.0f} MB) is not imported: your uploaded runs already take {used / 2**20:,.0f} MB "
+        f"of the {quota / 2**20:,.0f} MB each person may keep on this server. Delete one of them first."
+    )
+
+
+def uploaded_bytes(owner: str | None) -> int:
+    """What the checkpoints `owner` uploaded weigh on disk: their imported runs still in the folder
+    (a resumed one too: it keeps where it came from)."""
+    from vae_core.runs import list_runs
+
+    total = 0
+    for record in list_runs(session.CHECKPOINT_DIR):
+        if owner is not None and record.owner == owner and record.imported_from and record.checkpoint:
+            try:
+                total += Path(record.checkpoint).stat().st_size
+            except OSError:
+                continue  # deleted meanwhile: it takes nothing
+    return total
 
 
 def select(path: str, run_id: str) -> None:

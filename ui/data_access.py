@@ -17,6 +17,8 @@ def run_dataset(view: RunView):
     return session.run_data(view.config)
 
 
+# By count, not bytes: each entry is small by construction, at most 10,000 images (the Latent page's
+# largest choice) x 128 dimensions (config.BOUNDS) of float32, 5 MB, so 8 of them 41 MB.
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _latents(weights_key: tuple, count: int, _view: RunView) -> np.ndarray:
     data = run_dataset(_view)
