@@ -1,0 +1,151 @@
+"""The SLURM executor (vae_core/slurm_executor.py) on a fake SLURM (tests/fake_slurm.py): settings
+read and checked, a job killed mid-run submitted again and resumed to the weights of a run never
+interrupted, two runs training at once, and cancel reaching the job."""
+
+import os
+import signal
+import time
+
+import pytest
+import torch
+
+from tests.fake_slurm import fake_slurm  # noqa: F401  (the fixture)
+from vae_core import run_queue
+from vae_core.checkpoint import load_checkpoint
+from vae_core.config import TrainConfig
+from vae_core.errors import CheckpointError, ConfigError
+from vae_core.executor_state import read_state, state_path
+from vae_core.runs import checkpoint_path, progress_path, read_progress
+from vae_core.slurm_executor import SlurmQueue
+from vae_core.slurm_settings import executor_setting, load_slurm_settings
+
+TINY = dict(data="digits", hidden=(16,), latent_dim=2, batch_size=16, device="cpu", threads=1)
+
+
+def test_the_executor_setting_is_local_by_default_and_refuses_anything_else(monkeypatch):
+    monkeypatch.delenv("VAE_STUDIO_EXECUTOR", raising=False)
+    assert executor_setting() == "process"
+    assert executor_setting("slurm") == "slurm"
+    assert executor_setting("local") == "process"
+    with pytest.raises(ConfigError) as refused:
+        executor_setting("cloud")
+    assert str(refused.value) == "VAE_STUDIO_EXECUTOR='cloud' is not an executor: use local (the default) or slurm"
+
+
+def test_settings_come_from_the_file_beside_the_folder_and_the_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv("VAE_STUDIO_SLURM_CONFIG", raising=False)
+    (tmp_path / "slurm.toml").write_text(
+        '[slurm]\npartition = "gpu"\naccount = "vae-lab"\ntime_min = 120\ngpus_per_run = 1\n'
+        'sbatch = { constraint = "a100" }\nsetup = ["module load cuda"]\n'
+    )
+    monkeypatch.setenv("VAE_STUDIO_SLURM_TIME_MIN", "30")
+    settings = load_slurm_settings(tmp_path / "checkpoints")
+    assert settings.sbatch_parameters() == {
+        "time": 30,
+        "cpus_per_task": 2,
+        "mem": "8GB",
+        "signal_delay_s": 90,
+        "gpus_per_node": 1,
+        "partition": "gpu",
+        "account": "vae-lab",
+        "additional_parameters": {"constraint": "a100"},
+    }
+    assert settings.setup == ("module load cuda",)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("gpus_per_run = 99", "gpus_per_run must be a whole number from 0 to 16"),
+        ('partition = "gpu; rm -rf /"', "partition must be a name of letters, digits, '_', '.' or '-' (at most 64)"),
+        (
+            "nodes = 4",
+            "unknown field 'nodes'; known: account, cpus_per_run, gpus_per_run, max_requeues, mem_gb, "
+            "partition, qos, sbatch, setup, signal_delay_s, time_min",
+        ),
+        ("time_min = ", "Invalid value (at end of document)"),
+    ],
+)
+def test_a_bad_settings_file_is_one_line_naming_the_field(tmp_path, monkeypatch, text, message):
+    path = tmp_path / "cluster.toml"
+    path.write_text(text)
+    monkeypatch.setenv("VAE_STUDIO_SLURM_CONFIG", str(path))
+    with pytest.raises(ConfigError) as refused:
+        load_slurm_settings(tmp_path)
+    assert str(refused.value) == f"SLURM settings {path}: {message}"
+
+
+def test_the_settings_file_is_read_by_the_safe_reader(tmp_path, monkeypatch):
+    fifo = tmp_path / "slurm.toml"
+    os.mkfifo(fifo)  # a plain open would block forever
+    monkeypatch.setenv("VAE_STUDIO_SLURM_CONFIG", str(fifo))
+    with pytest.raises(ConfigError, match="slurm.toml: not a regular file"):
+        load_slurm_settings(tmp_path)
+
+
+def _weights(folder, run_id):
+    return load_checkpoint(checkpoint_path(folder, run_id)).state.model_state
+
+
+def _training(folder, run_id) -> bool:
+    try:
+        return read_progress(progress_path(checkpoint_path(folder, run_id))).status == "running"
+    except CheckpointError:  # no record yet
+        return False
+
+
+def _followed(slurm, run_ids):
+    time.sleep(0.05)
+    states = slurm.follow()
+    return [states[run_id] for run_id in run_ids]
+
+
+def test_a_job_killed_mid_run_is_submitted_again_and_ends_as_if_never_interrupted(tmp_path, fake_slurm):  # noqa: F811
+    folder = tmp_path / "checkpoints"
+    slurm = SlurmQueue(folder)
+    config = TrainConfig(epochs=4, seed=3, **TINY)
+    killed, uninterrupted = slurm.queue([config, config], names=["killed", "uninterrupted"])
+    assert len(fake_slurm.calls("sbatch")) == 2  # both submitted before either trains
+    both_training = False
+    deadline = time.monotonic() + 60
+    while not checkpoint_path(folder, killed).exists():  # its first epoch has ended: kill it in the second
+        both_training = both_training or (_training(folder, killed) and _training(folder, uninterrupted))
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    job_id = read_state(state_path(folder, killed)).job_id
+    os.kill(fake_slurm.job(job_id)["step_pid"], signal.SIGKILL)
+
+    while not all(state.state == "finished" for state in _followed(slurm, [killed, uninterrupted])):
+        both_training = both_training or (_training(folder, killed) and _training(folder, uninterrupted))
+        assert time.monotonic() < deadline + 90
+    states = slurm.follow()
+
+    assert both_training  # two runs of one queue trained at the same time
+    assert fake_slurm.job(job_id)["state"] == "FAILED"
+    assert states[killed].state == "finished"
+    assert states[killed].attempts == 1
+    assert states[killed].job_id != job_id
+    assert states[killed].reason is None  # "submitted again after job ... ended FAILED" while it waited
+    assert states[uninterrupted].state == "finished"
+    assert len(fake_slurm.calls("sbatch")) == 3
+    resumed, reference = _weights(folder, killed), _weights(folder, uninterrupted)
+    assert resumed.keys() == reference.keys()
+    for key in reference:
+        assert torch.equal(resumed[key], reference[key]), key
+    assert not run_queue.claimed_path(folder, killed).exists()
+
+
+def test_cancel_reaches_the_job_and_leaves_nothing_queued(tmp_path, fake_slurm):  # noqa: F811
+    folder = tmp_path / "checkpoints"
+    slurm = SlurmQueue(folder)
+    (run_id,) = slurm.queue([TrainConfig(epochs=200, **TINY)])
+    job_id = read_state(state_path(folder, run_id)).job_id
+
+    state = slurm.cancel(run_id)
+
+    assert (state.state, state.job_id, state.reason) == ("cancelled", job_id, "cancelled by a person")
+    assert [call["args"] for call in fake_slurm.calls("scancel")] == [[job_id]]
+    assert fake_slurm.job(job_id)["state"] == "CANCELLED"
+    assert not run_queue.queued_path(folder, run_id).exists()
+    assert not run_queue.claimed_path(folder, run_id).exists()
+    assert slurm.follow()[run_id].state == "cancelled"  # following the scheduler does not bring it back
