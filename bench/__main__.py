@@ -28,6 +28,7 @@ BENCHES = (
     "startup",
     "store",
     "watching",
+    "uploads",
 )  # bench_<name>.py, in running order
 OPTIONAL_BENCHES = {"projection"}  # written separately; may not exist yet
 RESULTS_PATH = ROOT / "bench" / "RESULTS.md"
