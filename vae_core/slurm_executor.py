@@ -143,7 +143,7 @@ class SlurmQueue:
         run_ids = []
         for index, config in enumerate(configs):
             run_id = new_run_id()
-            name = names[index] if names else default_run_name(config)
+            name = (names[index] if names else None) or default_run_name(config)
             run = run_queue.QueuedRun(
                 run_id, config, name, owner, SLURM_DEVICE, run_queue.next_order(), executor="slurm"
             )

@@ -59,6 +59,14 @@ def add_sweep_command(commands, train: argparse.ArgumentParser) -> None:
                 metavar=flag.settings.get("metavar") or flag.dest.upper(),
                 help=f"one run per value{'; ' + help_text if help_text else ''}",
             )
+    sweep.add_argument(
+        "--executor",
+        choices=["local", "slurm"],
+        default=None,
+        help="where the runs train: local (one after the other, here) or slurm (one SLURM job each, all "
+        "submitted at once; settings in slurm.toml beside the checkpoints folder). Default: $VAE_STUDIO_EXECUTOR, "
+        "else local",
+    )
     sweep.set_defaults(train_parser=train)
 
 
@@ -107,6 +115,10 @@ def cmd_sweep(args: argparse.Namespace) -> list[dict]:
         if not parsed.out:
             output_folder(parsed.out_dir or default_checkpoint_dir())
     fields = _swept_fields(runs[0][1]) if runs else []
+    from .slurm_settings import executor_setting
+
+    if executor_setting(getattr(args, "executor", None)) == "slurm":
+        return _sweep_on_slurm(runs, fields)
     results, recorded, sweep_id, started = [], [], None, time.time()
     for parsed, swept, config in runs:
         try:
@@ -123,6 +135,40 @@ def cmd_sweep(args: argparse.Namespace) -> list[dict]:
             sweep_id = sweep.sweep_id
             save_sweep(Path(result["checkpoint"]).parent, sweep, overwrite=True)
     return results
+
+
+def _sweep_on_slurm(runs: list, fields: list[str]) -> list[dict]:
+    """Every run of the sweep a SLURM job, all submitted at once, then followed to their ends; one
+    JSON line per run as it ends (in the order they end), the list in sweep order at the end."""
+    from .runs import checkpoint_path, default_checkpoint_dir, list_runs
+    from .slurm_executor import SlurmQueue
+
+    folder = Path(runs[0][0].out_dir or default_checkpoint_dir()) if runs else Path(default_checkpoint_dir())
+    slurm = SlurmQueue(folder)
+    run_ids = slurm.queue([config for _, _, config in runs], names=[parsed.name or None for parsed, _, _ in runs])
+    if fields:
+        save_sweep(folder, new_sweep_record([config for _, _, config in runs], fields, run_ids))
+    swept_of = {run_id: swept for run_id, (_, swept, _) in zip(run_ids, runs)}
+    results = {}
+
+    def ended(state) -> None:
+        record = next((r for r in list_runs(folder) if r.run_id == state.run_id), None)
+        result = {
+            "status": state.state,
+            "run_id": state.run_id,
+            "checkpoint": str(checkpoint_path(folder, state.run_id)),
+            "job_id": state.job_id,
+            "node": state.node,
+            **({"error": state.reason} if state.reason else {}),
+            "epochs": record.epoch if record else None,
+            **{key: record.metrics.get(key) if record else None for key in ("test_neg_elbo", "test_recon", "test_kl")},
+            "sweep": swept_of[state.run_id],
+        }
+        print(json_line(result), flush=True)
+        results[state.run_id] = result
+
+    slurm.wait(run_ids, on_end=ended)
+    return [results[run_id] for run_id in run_ids]
 
 
 def _swept_fields(swept: dict[str, str]) -> list[str]:
