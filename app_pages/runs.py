@@ -330,8 +330,45 @@ def _queue_action(action, run_id: str, *args) -> None:
         st.session_state["_runs_message"] = ("error", str(error))
 
 
+def _cancel_cluster_run(registry, run_id: str) -> None:
+    """The cancel button of a SLURM run: its owner is checked again here, from its queue record."""
+    owners = {run.run_id: run.owner for _, run in registry.slurm.active_runs()}
+    if run_id not in owners or not access.can_control(owners[run_id]):
+        st.session_state["_runs_message"] = ("error", "Only the person who queued a run can cancel it.")
+        return
+    try:
+        registry.cancel(run_id)
+    except VAEStudioError as error:
+        st.session_state["_runs_message"] = ("error", str(error))
+
+
+def cluster_queue_section(registry) -> None:
+    """Runs sent to SLURM (VAE_STUDIO_EXECUTOR=slurm): where each is, in the scheduler's words."""
+    runs = [(state, run) for state, run in registry.slurm.active_runs() if access.can_see(run.owner)]
+    if not runs:
+        return
+    st.subheader("Queue on the cluster")
+    st.caption("Each run is a SLURM job of its own; they train side by side as the cluster allows.")
+    for state, run in runs:
+        left, cancel = st.columns([10, 1], vertical_alignment="center")
+        epochs = run.config.epochs
+        left.markdown(f"{plain(run.name)} · {epochs} epoch{'' if epochs == 1 else 's'} · {plain(state.text())}")
+        cancel.button(
+            "",
+            icon=":material/close:",
+            key=f"cluster_cancel_{run.run_id}",
+            help="Cancel this run (its SLURM job too)",
+            on_click=_cancel_cluster_run,
+            args=(registry, run.run_id),
+            disabled=not access.can_control(run.owner),
+        )
+
+
 def queue_section() -> None:
     registry = session.existing_registry()
+    if registry is not None and registry.slurm is not None:
+        cluster_queue_section(registry)
+        return
     waiting = [job for job in registry.queued() if access.can_see(job.owner)] if registry is not None else []
     if not waiting:
         return

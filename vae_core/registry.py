@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # the rest is imported where it is used: a fresh server start
     from .trainer import TrainerState
 
 
-EXECUTORS = ("process", "thread")
+EXECUTORS = ("process", "thread", "slurm")
 SUPERVISE_EVERY_S = 1.0
 
 
@@ -46,9 +46,10 @@ class JobRegistry:
         executor: str = "thread",
         upload_root: str | Path | None = None,
     ):
-        if executor not in EXECUTORS:
-            raise TrainingError(f"executor must be one of {', '.join(EXECUTORS)}, not {executor!r}")
-        if executor == "process" and not checkpoint_dir:
+        from .slurm_settings import executor_setting
+
+        executor = executor_setting(executor)  # "local" is "process"; anything unknown: one line
+        if executor != "thread" and not checkpoint_dir:
             raise TrainingError("runs in processes of their own need a checkpoints folder, their run store")
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.executor = executor
@@ -58,9 +59,15 @@ class JobRegistry:
         self._lock = threading.RLock()
         self._processes: dict[str, object] = {}  # device -> its warm RunProcess (process executor)
         self._closed = threading.Event()
+        self.slurm = None  # slurm_executor.SlurmQueue: runs queued here train as SLURM jobs
         if executor == "process":
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
             threading.Thread(target=self._supervise, name="run-supervisor", daemon=True).start()
+        elif executor == "slurm":
+            from .slurm_executor import SlurmQueue
+
+            self.slurm = SlurmQueue(self.checkpoint_dir, upload_root=self.upload_root)
+            threading.Thread(target=self._supervise, name="slurm-follower", daemon=True).start()
 
     def submit(
         self,
@@ -89,6 +96,12 @@ class JobRegistry:
             name = distinct_name(
                 " ".join((name or "").split()) or default_run_name(config), self._names_taken(but=run_id, owner=owner)
             )
+            if self.executor == "slurm":  # a job of the cluster: the pages follow its record in the store
+                from .trainer import check_trainable
+
+                check_trainable(config, dataset)
+                (run_id,) = self.slurm.queue([config], names=[name], owner=owner)
+                return self._process_job(config, dataset, run_id=run_id, name=name, owner=owner)
             if self.executor == "thread":
                 from .jobs import TrainingJob
 
@@ -180,7 +193,11 @@ class JobRegistry:
             return target + 1
 
     def cancel(self, run_id: str) -> None:
-        """Take a queued job out of its queue; it ends "cancelled", never having trained."""
+        """Take a queued job out of its queue; it ends "cancelled", never having trained. A SLURM
+        run's job is cancelled, pending or running (scancel)."""
+        if self.slurm is not None:
+            self.slurm.cancel(run_id)
+            return
         with self._lock:
             jobs = self._queue_of(run_id)
             job = next(job for job in jobs if job.run_id == run_id)
@@ -312,6 +329,12 @@ class JobRegistry:
                 print(f"VAE Studio: supervising runs failed: {type(error).__name__}: {error}", file=sys.stderr)
 
     def sync_with_store(self) -> None:
+        if self.slurm is not None:
+            self.slurm.follow()  # the scheduler's word on each run: running where, requeued, ended
+            return
+        self._sync_local_queue()
+
+    def _sync_local_queue(self) -> None:
         """This server's queue made the folder's: runs queued by another server join it in their
         order, runs no longer waiting there leave it, a run whose process died is requeued to resume,
         and each device's next run starts when nothing trains on it."""

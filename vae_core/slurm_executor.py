@@ -174,7 +174,7 @@ class SlurmQueue:
                 if state.job_id:
                     self.watcher.register_job(state.job_id)
             if any(state.job_id for state in active.values()):
-                self.watcher.update()
+                self.watcher.update_if_long_enough("standard")  # sacct at most every FOLLOW_EVERY_S
             for run_id, state in active.items():
                 states[run_id] = self._followed(state)
         finally:
@@ -231,6 +231,24 @@ class SlurmQueue:
             if timeout is not None and time.monotonic() - began > timeout:
                 raise TrainingError(f"{len(run_ids) - len(reported)} SLURM runs had not ended after {timeout:.0f} s")
             time.sleep(FOLLOW_EVERY_S / 4)
+
+    def active_runs(self) -> list[tuple[ExecutorState, run_queue.QueuedRun]]:
+        """The runs of the folder not ended yet in SLURM's eyes, with their queue records (name,
+        owner, config), oldest first: what the Runs page's queue view lists."""
+        found = []
+        for state in states_in(self.folder).values():
+            if state.state not in ACTIVE_STATES:
+                continue
+            for path in (
+                run_queue.queued_path(self.folder, state.run_id),
+                run_queue.claimed_path(self.folder, state.run_id),
+            ):
+                try:
+                    found.append((state, run_queue.read_queued(path)))
+                    break
+                except UnreadableFile:
+                    continue
+        return sorted(found, key=lambda pair: pair[1].order)
 
     # -- commands ------------------------------------------------------------------------------------------
     def cancel(self, run_id: str) -> ExecutorState:

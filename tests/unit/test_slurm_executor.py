@@ -149,3 +149,23 @@ def test_cancel_reaches_the_job_and_leaves_nothing_queued(tmp_path, fake_slurm):
     assert not run_queue.queued_path(folder, run_id).exists()
     assert not run_queue.claimed_path(folder, run_id).exists()
     assert slurm.follow()[run_id].state == "cancelled"  # following the scheduler does not bring it back
+
+
+def test_the_app_registry_sends_its_runs_to_slurm_and_lists_where_they_are(tmp_path, fake_slurm, digits):  # noqa: F811
+    from vae_core.registry import JobRegistry
+
+    registry = JobRegistry(tmp_path, executor="slurm")
+    try:
+        job = registry.submit(TrainConfig(epochs=200, **TINY), digits, name="on the cluster")
+        ((state, run),) = registry.slurm.active_runs()
+        assert (run.run_id, run.name, run.executor) == (job.run_id, "on the cluster", "slurm")
+        assert state.text() in (
+            f"pending in SLURM (job {state.job_id})",
+            f"running on fake-node-1 (job {state.job_id})",
+        )
+        assert registry.queued() == []  # no local process pool takes it
+        registry.cancel(job.run_id)
+        assert registry.slurm.active_runs() == []
+        assert [call["args"] for call in fake_slurm.calls("scancel")] == [[state.job_id]]
+    finally:
+        registry.close()
