@@ -29,14 +29,15 @@ RUN_PARAM = "run"
 _registry_made = threading.Event()
 
 
-EXECUTOR_ENV = "VAE_STUDIO_EXECUTOR"  # "process" (default): each run in a process of its own
+EXECUTOR_ENV = "VAE_STUDIO_EXECUTOR"  # local (the default): each run in a process of its own; slurm; thread
 
 
 @st.cache_resource
 def registry():
     """One registry per server process, shared by every browser session, so jobs outlive reloads.
     Runs train in processes of their own and queue in the checkpoints folder (vae_core/registry.py);
-    VAE_STUDIO_EXECUTOR=thread trains them on this server's threads instead (the AppTests)."""
+    VAE_STUDIO_EXECUTOR=slurm sends them to a SLURM cluster, =thread trains them on this server's
+    threads (the AppTests); vae_core/slurm_settings.executor_setting reads the setting."""
     from vae_core.registry import JobRegistry
 
     CHECKPOINT_DIR.mkdir(parents=True, exist_ok=True)
@@ -102,7 +103,7 @@ def _warm_up_engine() -> tuple:
         took[name] = (time.perf_counter() - phase, time.thread_time() - cpu)
         phase, cpu = time.perf_counter(), time.thread_time()
 
-    if os.environ.get(EXECUTOR_ENV, "process") == "process":
+    if registry().executor == "process":  # VAE_STUDIO_EXECUTOR local (the default) or process
         registry().warm_up()  # before torch here: the run process imports its own beside this one
     import torch  # noqa: F401
 
