@@ -1,6 +1,8 @@
-"""Experiments: each claim of the note as one button that queues its runs and, when they finish,
-shows them side by side with the finding written from their numbers. The experiments themselves
-(runs, metrics, findings) live in vae_core/experiments.py; this page only queues and draws."""
+"""Experiments page: one button per claim of the note, which queues its runs and then shows their finding.
+
+When the runs finish, they stand side by side with the finding written from their numbers. The
+experiments themselves (runs, metrics, findings) live in vae_core/experiments.py; this page only queues
+and draws."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Runs: every run of the checkpoints folder and of this server in one table; the queue; sweeps;
-runs another process (the CLI, torchrun) trains, followed live from their progress records."""
+"""Runs page: every run of the checkpoints folder and of this server in one table, with the queue and sweeps.
+
+Runs another process trains (the CLI, torchrun) are followed live from their progress records."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Theory: the maths of the VAE next to the live numbers of the run you are looking at, each claim
-linked to the experiment that shows it, with that experiment's latest finding."""
+"""Theory page: the maths of the VAE beside the live numbers of the run you are looking at.
+
+Each claim links to the experiment that shows it, with that experiment's latest finding."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""What people expect of training curves: smoothing, a log y axis, x by step, epoch or wall time,
-the numbers as CSV, and every chart as PNG (Plotly's camera button; picture grids: picture_download.py).
+"""The controls people expect around training curves: smoothing, log y, x by step, epoch or wall time.
+
+Also the numbers as CSV, and every chart as PNG (Plotly's camera button; picture grids: picture_download.py).
 
 The controls transform a finished Plotly figure (any chart whose x is the global step), so
 ui/charts.py keeps building figures one way and a page adds the controls with two calls:

@@ -1,5 +1,6 @@
-"""The latent scatter of one or more runs played over their saved epochs, in one fixed frame, with
-N(0, I)'s 1σ and 2σ circles for reference (the layout itself is vae_core.latent_trajectory's)."""
+"""The latent scatter of one or more runs, played over their saved epochs in one fixed frame.
+
+N(0, I)'s 1σ and 2σ circles are drawn for reference; the layout itself is vae_core.latent_trajectory's."""
 
 from __future__ import annotations
 

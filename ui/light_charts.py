@@ -1,5 +1,4 @@
-"""The loss curves drawn as plain SVG on the server, for the seconds before the browser can draw
-them with Plotly.
+"""The loss curves as plain SVG drawn on the server, for the seconds before the browser can draw Plotly.
 
 Why: Plotly's bundle is 4.7 MB of JavaScript, and on a 2-core machine a browser takes 1.1 s to parse
 and start it when idle, 2 s or more beside a training run. A run's first points exist a few tenths of

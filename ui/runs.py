@@ -1,5 +1,6 @@
-"""A run as the pages see it, whether it is training now or lives in a checkpoint file: its config,
-history, pictures and a CPU copy of the model for decoding. The pages never reach into a job."""
+"""A run as the pages see it, whether it is training now or lives in a checkpoint file.
+
+Its config, history, pictures and a CPU copy of the model for decoding. The pages never reach into a job."""
 
 from __future__ import annotations
 

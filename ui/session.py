@@ -1,5 +1,7 @@
-"""Server-wide resources and per-session state: the job registry, cached datasets, the run a
-session is looking at (kept in the URL as ?run=), and each session's private folder for uploads.
+"""Server-wide resources and per-session state, held in Streamlit's caches and session state.
+
+The job registry, cached datasets, the run a session is looking at (kept in the URL as ?run=), and each
+session's private folder for uploads.
 
 Nothing heavy is imported at module level: torch, the engine and the datasets are imported by the
 functions that need them, so the first page a fresh server draws is not held up by them. A

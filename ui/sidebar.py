@@ -1,5 +1,6 @@
-"""What the sidebar shows on every page: the runs training now, each a link to its live panel, so a
-new tab (or another person on the same machine) sees at once that the device is in use."""
+"""The sidebar of every page: the runs training now, each a link to its live panel.
+
+So a new tab (or another person on the same machine) sees at once that the device is in use."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Small view helpers shared by the pages."""
+"""Small Streamlit helpers the pages share: escaped text, errors, layout, pictures and number formats."""
 
 from __future__ import annotations
 

@@ -6,10 +6,10 @@ Above them all stands the app: app_pages -> ui -> vae_core. From the bottom (nam
 `vae_core.`; `data` is the package with its modules; `__init__` is this file, which imports nothing):
 
   1 config, errors, safe files: __init__ config errors safe_files atomic_files user_cache run_ids
-                                device json_lines byte_cache slurm_settings
+                                device json_lines byte_cache slurm_settings speed own_threads
   2 models, losses, data:       model_base mlp_models conv_model vqvae models losses metrics data
                                 history projection latent_track latent_trajectory
-  3 loop, trainer:              loop trainer distributed generate
+  3 loop, trainer:              loop trainer distributed generate threads
   4 checkpoint, run store:      checkpoint checkpoint_fields safetensors_io optimizer_state runs
                                 run_index run_status run_commands latest_worker executor_state
   5 worker, executors, queue:   jobs worker executors registry run_queue run_process channel stored_runs
@@ -23,8 +23,8 @@ and `sweep` builds on the `train` command's flags (train_command.py), never on t
 
 tests/unit/test_layering.py checks it from the source: no circles among vae_core, ui, app_pages,
 app.py and router.py; nothing here imports Streamlit, ui or app_pages; every module named above
-exists, and no import between named modules goes up a floor. A module not named yet is held to the
-no-circle rule alone: name it here, on its floor.
+exists, every module of vae_core is named (a new one goes here, on its floor), and no import between
+named modules goes up a floor.
 """
 
 __version__ = "0.1.0"

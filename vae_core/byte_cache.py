@@ -1,5 +1,7 @@
-"""A least-recently-used cache bounded by bytes, not by a count of entries: one checkpoint of a long
-run weighs as much as a thousand short ones. Each cache's budget is a limit of config.Limits."""
+"""A least-recently-used cache bounded by bytes, not by a count of entries.
+
+One checkpoint of a long run weighs as much as a thousand short ones. Each cache's budget is a limit of
+config.Limits."""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""A run in one `.safetensors` file: weights, optimiser state, RNG state, step history and the
-pictures and tracked latent means of each epoch as tensors; config, data fingerprint, counters, per-epoch metrics,
-the run's clock (history.clock: [step, seconds] pairs), names and library versions as JSON metadata.
+"""A run in one `.safetensors` file: saving it, reading it back safely, importing it and resuming from it.
+
+As tensors: weights, optimiser state, RNG state, step history, and the pictures and tracked latent means
+of each epoch. As JSON metadata: config, data fingerprint, counters, per-epoch metrics, the run's clock
+(history.clock: [step, seconds] pairs), names and library versions.
 
 Reading never unpickles anything (see `safetensors_io`) and judges a file before it costs anything:
 the metadata is checked field by field (`checkpoint_fields`), the model's size is bounded from the

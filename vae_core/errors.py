@@ -1,5 +1,6 @@
-"""Errors a user can cause. Each carries a message a person can act on; the CLI and the app
-show `str(error)` and never a traceback."""
+"""Errors a user can cause, each with a message a person can act on.
+
+The CLI and the app show `str(error)` and never a traceback."""
 
 
 class VAEStudioError(Exception):

@@ -1,5 +1,6 @@
-"""Where a queued run is, in the eyes of its executor: `<run id>.executor.json` in the run store,
-written by whoever learns something new (the submitter, the job itself, the follower that asks the
+"""Where a queued run is in the eyes of its executor: `<run id>.executor.json` in the run store.
+
+Written by whoever learns something new (the submitter, the job itself, the follower that asks the
 scheduler), read by the Runs page's queue view and the CLI.
 
     queued here     in the folder's queue, no job yet

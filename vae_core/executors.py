@@ -1,7 +1,7 @@
-"""A run that trains in a process of its own (the app's default), seen from the server as a
-`ProcessJob` with the interface of jobs.TrainingJob, so the registry and the pages drive both alike.
-Its process (run_process.RunProcess) hands it what the child sends; the registry routes it here.
-"""
+"""A run that trains in a process of its own (the app's default), held by the server as a `ProcessJob`.
+
+`ProcessJob` has the interface of jobs.TrainingJob, so the registry and the pages drive both alike.
+Its process (run_process.RunProcess) hands it what the child sends; the registry routes it here."""
 
 from __future__ import annotations
 

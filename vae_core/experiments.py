@@ -1,5 +1,6 @@
-"""The note's claims as experiments: each one names the runs that show a claim, trains them on the
-user's data, measures them the same way, and writes its finding from the measured numbers.
+"""The note's claims as experiments: the runs that show each claim, and a finding written from their numbers.
+
+Each experiment trains its runs on the user's data and measures them all the same way.
 
 An experiment is defined once, here, and both the CLI (`experiment NAME`) and the app's
 Experiments page run it. Only `train_run` calls into the training engine, so a change of engine is

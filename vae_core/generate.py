@@ -1,6 +1,7 @@
-"""Decoded pictures of a trained model: prior samples, reconstructions, interpolations, traversals,
-the 2D manifold and per-class draws. Every function returns uint8 images N x C x H x W; `grid()`
-tiles them into one picture (one image element in the UI instead of dozens)."""
+"""Decoded pictures of a trained model, as uint8 images N x C x H x W, and `grid()` to tile them.
+
+Prior samples, reconstructions, interpolations, traversals, the 2D manifold and per-class draws.
+`grid()` tiles them into one picture (one image element in the UI instead of dozens)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""What a run remembers: per-step losses, per-epoch test metrics, hyperparameter changes, the
-pictures of each epoch and its clock (the wall time at which its steps ended). Grows by appends
-from the training thread; `curves()` gives readers read-only NumPy arrays.
+"""What a run remembers: losses by step, metrics by epoch, hyperparameter changes, pictures and clock.
+
+The clock is the wall time at which its steps ended. A history grows by appends from the training
+thread; `curves()` gives readers read-only NumPy arrays.
 
 The step rows are float32, as the losses are computed, from the training step to the file and back
 to the chart: a run of 8 M steps keeps 190 MB of rows, not 380."""

@@ -1,5 +1,6 @@
-"""The latent scatter played over the epochs: the means of the same test images at each saved
-epoch, laid out in one fixed plane so that what moves between epochs is the codes, not the axes.
+"""The latent scatter over the epochs: the same test images' means per saved epoch, in one fixed plane.
+
+So what moves between epochs is the codes, not the axes.
 
 The plane is the two principal directions of the last epoch's means, but the codes are projected
 onto it through the origin, not around their centre: the basis is orthonormal, so the prior

@@ -1,6 +1,8 @@
-"""`LatestWorker`: hands the newest of a stream of values to a thread of its own, which handles one
-at a time and skips any superseded before its turn. The producer (a training thread) never waits for
-the slow part (a write's fsyncs, a pipe to a busy reader), and a backlog never builds up."""
+"""`LatestWorker`: hands the newest of a stream of values to a thread of its own, skipping stale ones.
+
+The thread handles one value at a time and skips any superseded before its turn. The producer (a
+training thread) never waits for the slow part (a write's fsyncs, a pipe to a busy reader), and a
+backlog never builds up."""
 
 from __future__ import annotations
 

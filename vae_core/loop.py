@@ -1,5 +1,7 @@
-"""The training loop: the one training step and the one epoch loop of VAE Studio. The CLI, the
-background job (jobs.py), the benchmarks and distributed training all run this; none has its own.
+"""The training loop: the one training step and the one epoch loop of VAE Studio.
+
+The CLI, the background job (jobs.py), the benchmarks and distributed training all run this; none has
+its own.
 
 It reads like pytorch/examples' vae/main.py: for each batch of the epoch's shuffle, forward, loss,
 zero_grad, backward, step; then evaluate. The `Trainer` (trainer.py) holds what it works on and

@@ -1,7 +1,8 @@
-"""Held-out metrics: the negative ELBO, the importance-weighted bound on the NLL (Burda et al. 2016),
-KL per dimension and active units (ACTIVE_KL_NATS, the one definition), all in nats per sample; and
-what the experiments compare across runs: the aggregate KL of the latent means, the share of prior
-samples a classifier recognises, how alike the prior samples are, and the pixel error of
+"""Held-out metrics of a trained model, in nats per sample, and what the experiments compare across runs.
+
+The negative ELBO, the importance-weighted bound on the NLL (Burda et al. 2016), KL per dimension and
+active units (ACTIVE_KL_NATS, the one definition); and the aggregate KL of the latent means, the share
+of prior samples a classifier recognises, how alike the prior samples are, and the pixel error of
 reconstructions."""
 
 from __future__ import annotations

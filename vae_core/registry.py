@@ -1,5 +1,6 @@
-"""All training jobs of one process, keyed by run id: one job trains per device, the others wait
-in that device's first-in-first-out queue and start, in order, as the device frees.
+"""All training jobs of one process, keyed by run id: one trains per device while the others wait.
+
+The others wait in that device's first-in-first-out queue and start, in order, as the device frees.
 
 Why one at a time: two runs on one device share its cores (or its GPU) and each takes about twice
 as long, so running them one after the other gives the first result sooner and the last no later.

@@ -1,7 +1,8 @@
-"""Commands for a run through the store, for a run process whose server is gone: a restarted server
-(or another one on the folder) pauses, resumes, stops or retunes it by writing
-`<run id>.commands.json`, which the process polls while it trains (worker.py). The server that
-started a process talks to it over its pipe instead; this file is for everyone else.
+"""Commands for a run through the store (`<run id>.commands.json`), for a process whose server is gone.
+
+A restarted server (or another one on the folder) pauses, resumes, stops or retunes the run by writing
+the file, which the process polls while it trains (worker.py). The server that started a process talks
+to it over its pipe instead; this file is for everyone else.
 
 The file holds the last MAX_COMMANDS commands, each with a sequence number; the process applies those
 numbered past the last it saw, and ignores the ones there before it began.

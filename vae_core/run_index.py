@@ -1,5 +1,6 @@
-"""What each file of a run folder says, kept by file version so no file is parsed twice: the
-checkpoints' headers, and the progress records of ended runs (which never change again). In this
+"""What each file of a run folder says, kept by file version so that no file is parsed twice.
+
+The checkpoints' headers, and the progress records of ended runs (which never change again). In this
 process's memory, and across processes in an SQLite index in the user's cache (one per folder), so
 `vae-studio runs` on a folder of 5,000 runs, a process of its own every time, does not reopen 5,000
 files. The files stay the truth: an entry is used only while its file has the same inode, modification

@@ -1,7 +1,8 @@
-"""A run process as its server holds it: one `python -m vae_core.worker` child, started warm before it
-is needed and kept for run after run, and the thread that reads what it sends (snapshots, weights,
-the run's start and end); commands go the other way over the child's stdin. The child is started in
-a session of its own, so it outlives this server: see worker.py.
+"""A run process as its server holds it: one warm `python -m vae_core.worker` child and its reader.
+
+The child is started before it is needed and kept for run after run; a thread reads what it sends
+(snapshots, weights, the run's start and end), and commands go the other way over the child's stdin.
+The child is started in a session of its own, so it outlives this server: see worker.py.
 
 Nothing here imports torch: a fresh server starts its run process first, so the child's start-up
 (torch, the data, the first optimiser) runs beside the server's own instead of after it.

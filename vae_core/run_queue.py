@@ -1,5 +1,6 @@
-"""The durable queue of a checkpoints folder: runs waiting for their device, one small file each, so
-the queue outlives the server that filled it and every server on the folder sees the same one.
+"""The durable queue of a checkpoints folder: runs waiting for their device, one small file each.
+
+So the queue outlives the server that filled it, and every server on the folder sees the same one.
 
 - A waiting run is `<run id>.queued.json`: its config, name, owner, device and place (`order`).
 - The process that trains it first takes the device's lock (`.device-<device>.lock`, an flock the

@@ -1,5 +1,7 @@
-"""The run store: the runs of a checkpoints folder, listed from what their files say, named
-distinctly, relabelled (name, notes), and followed live while another process trains them.
+"""The run store: the runs of a checkpoints folder, listed from what their files say.
+
+Runs are named distinctly, relabelled (name, notes), and followed live while another process trains
+them.
 
 A run is `<run id>.safetensors` (its checkpoint, rewritten at every epoch end) and, while a process
 outside the app trains it (the CLI, later torchrun), `<run id>.progress.json` beside it: a light

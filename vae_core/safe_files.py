@@ -1,5 +1,7 @@
-"""The one way to read a file this process did not just write: regular files only, bounded in size,
-JSON bounded in nesting, every failure one `UnreadableFile` naming the file and what was wrong.
+"""The one way to read a file this process did not just write: regular files only, bounded in size.
+
+JSON is bounded in nesting too, and every failure is one `UnreadableFile` naming the file and what was
+wrong.
 
 Why each guard: a FIFO (or a symbolic link to one) blocks a plain `open` forever, so the file is
 opened non-blocking and `fstat`-ed before a byte is read; a device or a folder named like a record

@@ -1,6 +1,7 @@
-"""Queued runs as SLURM jobs, through submitit: one job per run, each training exactly one run of the
-folder's durable queue (run_queue.py) into the shared checkpoints folder, where every page and the
-CLI follow it live as they follow any run of the store.
+"""Queued runs as SLURM jobs, through submitit: one job per run of the folder's durable queue.
+
+Each job trains exactly one run of the queue (run_queue.py) into the shared checkpoints folder, where
+every page and the CLI follow it live as they follow any run of the store.
 
 - `SlurmQueue.queue` puts a run in the folder's queue (marked for SLURM, so no local process pool
   takes it) and submits its job at once; a sweep of 24 runs is 24 jobs, submitted together.

@@ -1,5 +1,6 @@
-"""Where queued runs train (VAE_STUDIO_EXECUTOR), and how a SLURM job of a run is asked for: the
-operator's settings, read from a TOML file and the environment, never from a page.
+"""Where queued runs train (VAE_STUDIO_EXECUTOR) and how a SLURM job of a run is asked for.
+
+The operator's settings, read from a TOML file and the environment, never from a page.
 
     VAE_STUDIO_EXECUTOR=local    the default: runs train in processes of this machine (registry.py)
     VAE_STUDIO_EXECUTOR=slurm    each queued run becomes a SLURM job (slurm_executor.py)

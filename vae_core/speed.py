@@ -1,5 +1,6 @@
-"""Speed switches of a training step, as plain flags: the precision of its arithmetic and
-torch.compile. Measured in bench/bench_gpu.py.
+"""Speed switches of a training step as plain flags: the precision of its arithmetic and torch.compile.
+
+Measured in bench/bench_gpu.py.
 
 bf16: the forward pass and the loss run under autocast (matrix products in bfloat16, reductions
 such as the loss in float32 where PyTorch's autocast lists say so) while the weights, their

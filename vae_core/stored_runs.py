@@ -1,7 +1,8 @@
-"""A run of the store as the run's page shows it, whoever trains it: the CLI, torchrun, a run process
-whose server was restarted, or nobody any more. Built from the run's record (runs.RunRecord: its
-progress record and checkpoint header) and its checkpoint, into the same `Snapshot` a job publishes,
-so one panel draws every run.
+"""A run of the store as its page shows it, whoever trains it, built into the `Snapshot` a job publishes.
+
+Whoever trains it: the CLI, torchrun, a run process whose server was restarted, or nobody any more.
+Built from the run's record (runs.RunRecord: its progress record and checkpoint header) and its
+checkpoint, so one panel draws every run.
 
 While another process trains it, its curve is the progress record's (written a few times a second,
 at most runs.MAX_POINTS points, each the mean of the steps it covers), and its pictures, per-dimension

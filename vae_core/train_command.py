@@ -1,5 +1,6 @@
-"""`vae-studio train`: its flags, defined once as data (`TRAIN_FLAGS`: the CLI's parser is built
-from them and `sweep` reads them), the TrainConfig they make, and the run the command trains.
+"""`vae-studio train`: its flags defined once as data, the TrainConfig they make, and the run it trains.
+
+`TRAIN_FLAGS`: the CLI's parser is built from them and `sweep` reads them.
 
 Both cli.py and sweep.py import this module; it imports neither.
 """

@@ -1,5 +1,7 @@
-"""A run process: `python -m vae_core.worker FOLDER [--uploads DIR]`, started by a server
-(executors.py), which trains the runs of FOLDER's durable queue (run_queue.py) that the server names.
+"""A run process, `python -m vae_core.worker FOLDER [--uploads DIR]`: trains the queued runs its server names.
+
+Started by a server (executors.py), it trains the runs of FOLDER's durable queue (run_queue.py) that
+the server names.
 
 It pays the start-up costs once (torch, the engine, the default dataset, the first optimiser) and
 then waits, warm, for the server's "train <run id>"; after a run it waits for the next one, so a

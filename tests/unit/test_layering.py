@@ -179,6 +179,12 @@ def test_every_module_the_docstring_names_exists():
     assert sorted(name for name in engine_floors() if name not in modules) == []
 
 
+def test_every_engine_module_stands_on_a_floor():
+    floors = engine_floors()
+    modules = our_modules()
+    assert sorted(name for name in modules if name.startswith("vae_core.") and floor_of(name, floors) is None) == []
+
+
 def test_no_import_goes_up_a_floor():
     floors = engine_floors()
     upward = []

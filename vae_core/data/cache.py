@@ -1,5 +1,6 @@
-"""Datasets kept in memory between loads, within a budget in bytes rather than a count of entries:
-one Fashion-MNIST weighs as much as a thousand digit sets."""
+"""Datasets kept in memory between loads, within a budget in bytes rather than a count of entries.
+
+One Fashion-MNIST weighs as much as a thousand digit sets."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Opening the user's own data safely: only a regular file or a folder is read, never a pipe or a device,
-and a folder is walked only so far. Error texts name the file the user gave and no other."""
+"""Opening the user's own data safely: a regular file or a folder only, never a pipe or a device.
+
+A folder is walked only so far. Error texts name the file the user gave and no other."""
 
 from __future__ import annotations
 
