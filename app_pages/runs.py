@@ -786,7 +786,11 @@ def sweeps_section(sweeps: list, rows: list[dict]) -> None:
     finished = sum(row["status"] == "finished" for row in summary)
     # The line chart draws two swept fields at most: a sweep of more is shown as parallel coordinates only.
     views = ["Metric by value", "Parallel coordinates"] if len(sweep.fields) <= 2 else ["Parallel coordinates"]
-    view = st.segmented_control("View", views, default=views[0], key=f"sweep_view_{len(views)}", required=True)
+    view = (
+        views[0]
+        if len(views) == 1
+        else st.segmented_control("View", views, default=views[0], key="sweep_view", required=True)
+    )
     if view == "Parallel coordinates":
         st.plotly_chart(sweep_parallel_figure(sweep, summary), key="sweep_parallel", config={"displaylogo": False})
         st.caption(

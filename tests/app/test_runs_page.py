@@ -451,7 +451,7 @@ def test_a_sweeps_summary_shows_each_runs_last_metrics_against_its_value(app, ha
     assert trace_values(chart["data"][0]["y"]) == [m["test_kl"] for m in last]
     assert chart["layout"]["yaxis"]["title"]["text"] == "KL (nats)"
     # Parallel coordinates: the swept value's axis and the metrics' axes, read independently again.
-    app.segmented_control(key="sweep_view_2").set_value("Parallel coordinates").run()
+    app.segmented_control(key="sweep_view").set_value("Parallel coordinates").run()
     assert_no_exception(app)
     [parallel] = [spec for spec in plotly_specs(app) if spec["data"] and spec["data"][0]["type"] == "parcoords"]
     axes = {axis["label"]: axis for axis in parallel["data"][0]["dimensions"]}
