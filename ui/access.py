@@ -49,9 +49,10 @@ def can_see(owner: str | None) -> bool:
 
 
 def visible_records(records: list) -> list:
-    """The runs of a listing this session may see, unreadable ones only where they are shown: can_see
-    and shows_unreadable_runs for each, with the served mode and the owner looked up once (a folder
-    of 50,000 runs asked them 50,000 times, 3 s a page)."""
+    """The runs of a listing this session may see: can_see for each, with the served mode and the owner
+    looked up once (a folder of 50,000 runs asked them 50,000 times, 3 s a page). A checkpoint that
+    cannot be read names no owner we could check: shown locally (to say what is wrong with it), hidden
+    when served (whoever runs the server sees it with `vae-studio runs`)."""
     if not served():
         return list(records)
     owner = current_owner()
@@ -70,12 +71,6 @@ def visible_job(run_id: str | None):
         return None  # without asking for the registry, which imports the engine on a fresh server
     job = session.registry().get(run_id)
     return job if job is not None and can_see(job.owner) else None
-
-
-def shows_unreadable_runs() -> bool:
-    """A checkpoint that cannot be read names no owner we could check: shown locally (to say what is
-    wrong with it), hidden when served (whoever runs the server sees it with `vae-studio runs`)."""
-    return not served()
 
 
 def signed_in_or_local() -> bool:

@@ -154,19 +154,6 @@ def stored_job(run_id: str | None):
     return stored_run(session.CHECKPOINT_DIR, record, checkpoint, fixed_inputs)
 
 
-def checkpoint_files() -> list[Path]:
-    """Saved runs, newest first. One folder for every tab: the app is one person's, on their machine
-    (an upload is imported into it as a run of its own)."""
-    folder = session.CHECKPOINT_DIR
-    dated = []
-    for path in folder.glob("*.safetensors") if folder.is_dir() else []:
-        try:
-            dated.append((path.stat().st_mtime, path))  # a dangling link or a loop has no date: not a run
-        except OSError:
-            continue
-    return [path for _, path in sorted(dated, reverse=True)]
-
-
 def run_label(name: str, run_id: str) -> str:
     """Names need not be unique (two runs of the same model), ids are: show both when they differ."""
     return run_id if name in ("", run_id) else f"{name} · {run_id}"

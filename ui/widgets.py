@@ -27,15 +27,15 @@ def show_error(error: object, container=st) -> None:
     container.error(plain(error), icon=":material/warning:")
 
 
-def wrapping_columns(key: str, spec: Sequence[float], *, flexible: int = 0, flexible_min: str = "8rem"):
+def wrapping_columns(key: str, spec: Sequence[float], *, flexible: int = 0):
     """st.columns(spec) that wrap onto a second line in a narrow window instead of cutting their
     contents ("L…", a segmented control's last choices hidden): every column keeps the width its
-    contents need but the `flexible` one (a slider, say), which gives way down to `flexible_min`."""
+    contents need but the `flexible` one (a slider, say), which gives way down to 8rem."""
     row = f".st-key-{key} [data-testid='stHorizontalBlock']"
     flexible_column = f"{row} > [data-testid='stColumn']:nth-child({flexible + 1})"
     st.markdown(
         f"<style>{row} {{ flex-wrap: wrap; }} {row} > [data-testid='stColumn'] {{ min-width: max-content; }} "
-        f"{flexible_column} {{ min-width: {flexible_min}; }}</style>",
+        f"{flexible_column} {{ min-width: 8rem; }}</style>",
         unsafe_allow_html=True,
     )
     with st.container(key=key):

@@ -211,10 +211,6 @@ class TrainConfig:
             if value is not None:
                 bound.check(name, value)
 
-    @property
-    def is_variational(self) -> bool:
-        return self.model != "ae"
-
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 

@@ -90,10 +90,10 @@ def torchrun_launch(environ: Mapping[str, str] = os.environ) -> Launch | None:
     return launch
 
 
-def refuse_under_torchrun(command: str, environ: Mapping[str, str] = os.environ) -> None:
+def refuse_under_torchrun(command: str) -> None:
     """ConfigError when a command that trains several runs in one process is started by torchrun:
     its processes train one run together, so each run wants a torchrun of its own."""
-    if torchrun_launch(environ) is not None:
+    if torchrun_launch() is not None:
         raise ConfigError(
             f"{command} trains its runs one after the other in one process; under torchrun, "
             "start one `train` per run instead"

@@ -106,7 +106,6 @@ class TrainingJob:
         name: str | None = None,
         state: TrainerState | None = None,
         checkpoint_dir: str | Path | None = None,
-        saver: Callable[[TrainingJob, Path], None] | None = None,
         on_end: Callable[[TrainingJob], None] | None = None,
         owner: str | None = None,
         on_publish: Callable[[Snapshot], None] | None = None,
@@ -124,7 +123,6 @@ class TrainingJob:
         self.checkpoint_path = Path(checkpoint_dir) / f"{self.run_id}.safetensors" if checkpoint_dir else None
         self.trainer: Trainer | None = None  # built on the training thread
         self._state = state  # what it starts from; read by other threads, so never reassigned
-        self._saver = saver
         self._on_end = on_end
         self._on_publish = on_publish  # called with each new snapshot, on the thread that made it
         # A run process keeps the store's progress record (runs.py) beside its checkpoint, so other
@@ -403,12 +401,9 @@ class TrainingJob:
             self._save_to(self.checkpoint_path)
 
     def _save_to(self, path: Path) -> Path:
-        if self._saver is None:
-            from .checkpoint import save_job_checkpoint  # late: checkpoint imports the trainer's types
+        from .checkpoint import save_job_checkpoint  # late: checkpoint imports the trainer's types
 
-            save_job_checkpoint(self, path)
-        else:
-            self._saver(self, path)
+        save_job_checkpoint(self, path)
         return path
 
     def _set_status(self, status: str) -> None:

@@ -131,13 +131,9 @@ def run_to_end(trainer: Trainer, hooks: Hooks = Hooks()) -> bool:
     return True
 
 
-def train(
-    config: TrainConfig,
-    dataset: ImageDataset,
-    on_epoch: Callable[[Trainer, dict], None] | None = None,
-) -> Trainer:
-    """A run trained from scratch to its last epoch, synchronously; `on_epoch(trainer, metrics)`
-    after each epoch. For scripts and experiments; the app trains through jobs.py."""
+def train(config: TrainConfig, dataset: ImageDataset) -> Trainer:
+    """A run trained from scratch to its last epoch, synchronously. For scripts and experiments; the app
+    trains through jobs.py."""
     trainer = Trainer(config, dataset)
-    run_to_end(trainer, Hooks(after_epoch=on_epoch or _nothing))
+    run_to_end(trainer)
     return trainer

@@ -24,6 +24,7 @@ from .vqvae import VQVAE
 
 PRIOR_SAMPLES = 1000  # decoded prior draws that prior_recognised and prior_sample_spread look at
 RECOGNISED_PROBABILITY = 0.9  # a sample counts as recognised when the classifier is this sure of a class
+IWAE_CHUNK_ELEMENTS = 2**24  # decoded pixels per chunk of importance samples: bounds iwae_nll's memory
 CLASSIFIER_C = 0.1  # inverse regularisation strength of the judge (see image_classifier)
 CLASSIFIER_MAX_IMAGES = 10_000  # training images for the judge: enough for ~90% on MNIST, seconds to fit
 
@@ -125,7 +126,6 @@ def iwae_nll(
     recon: str,
     k: int = 5000,
     generator: torch.Generator | None = None,
-    max_elements: int = 2**24,
     progress: Callable[[int, int], None] | None = None,
 ) -> float:
     """-log p(x) estimated by log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x): a bound that
@@ -134,7 +134,7 @@ def iwae_nll(
         raise ValueError("the importance-weighted bound needs a variational model (not 'ae')")
     model.eval()
     pixels = math.prod(x.shape[1:])
-    chunk = max(1, min(k, max_elements // max(1, pixels * min(x.shape[0], 64))))
+    chunk = max(1, min(k, IWAE_CHUNK_ELEMENTS // max(1, pixels * min(x.shape[0], 64))))
     totals = []
     done = 0
     for xb, yb in _batches(x, y, 64):
@@ -233,12 +233,11 @@ def image_classifier(dataset: ImageDataset) -> LogisticRegression:
     return classifier
 
 
-def recognised_share(
-    classifier: LogisticRegression, images: torch.Tensor, threshold: float = RECOGNISED_PROBABILITY
-) -> float:
-    """The share of `images` (N x C x H x W in [0, 1]) given one class with probability >= threshold."""
+def recognised_share(classifier: LogisticRegression, images: torch.Tensor) -> float:
+    """The share of `images` (N x C x H x W in [0, 1]) given one class with probability >=
+    RECOGNISED_PROBABILITY."""
     probabilities = classifier.predict_proba(images.flatten(1).double().numpy())
-    return float((probabilities.max(axis=1) >= threshold).mean())
+    return float((probabilities.max(axis=1) >= RECOGNISED_PROBABILITY).mean())
 
 
 def prior_recognised(model: VAE, dataset: ImageDataset, count: int = PRIOR_SAMPLES, seed: int = 0) -> float:

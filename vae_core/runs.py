@@ -150,7 +150,7 @@ class ProgressWriter:
     """Keeps `<checkpoint stem>.progress.json` up to date for a trainer that this process drives.
 
     Make it once the trainer exists; call `update(trainer)` after each flush of the loop (it writes
-    at most every `interval_s`), `epoch_end(trainer)` after each epoch and `close(trainer, status)`
+    at most every PROGRESS_INTERVAL_S), `epoch_end(trainer)` after each epoch and `close(trainer, status)`
     when the run ends. Writes are atomic, so a reader sees the previous record or the new one, never
     half of one; a failed write is skipped (the training matters more than its progress record)."""
 
@@ -163,13 +163,11 @@ class ProgressWriter:
         name: str,
         dataset: str,
         commands: bool = False,
-        interval_s: float = PROGRESS_INTERVAL_S,
         clock=time.time,
     ):
         self.path = progress_path(checkpoint)
         self.run_id, self.dataset, self.commands = run_id, dataset, commands
         self.name = printable_text(name, MAX_NAME_CHARS)  # as the checkpoint stores it
-        self.interval_s = interval_s
         self._clock = clock
         self._started = clock()
         self._last_write = -math.inf
@@ -182,10 +180,10 @@ class ProgressWriter:
         )
 
     def update(self, trainer, *, force: bool = False, status: str = "running") -> None:
-        """A new point, and the record written if `interval_s` has passed (a paused run calls it too,
+        """A new point, and the record written if PROGRESS_INTERVAL_S has passed (a paused run calls it too,
         with status "paused": its heartbeat goes on, so it is not taken for stale)."""
         self._add_point(trainer)
-        if force or self._clock() - self._last_write >= self.interval_s:
+        if force or self._clock() - self._last_write >= PROGRESS_INTERVAL_S:
             self._write(trainer, status)
 
     def epoch_end(self, trainer, metrics: dict | None = None) -> None:
@@ -651,21 +649,6 @@ def _record(
         owner=base.get("owner"),
         changes=tuple(tuple(change) for change in base.get("changes", ())),
     )
-
-
-def run_ids_in(folder: str | Path) -> list[str]:
-    """The run ids of a folder: stems of its checkpoints and progress records that are valid ids
-    (any other file is not a run of this folder; import it to make it one)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    ids = set()
-    for entry in os.scandir(folder):
-        for suffix in (CHECKPOINT_SUFFIX, PROGRESS_SUFFIX):
-            stem = entry.name.removesuffix(suffix)
-            if stem != entry.name and is_valid_run_id(stem):
-                ids.add(stem)
-    return sorted(ids, key=creation_order)
 
 
 def creation_order(run_id: str) -> tuple[str, str]:

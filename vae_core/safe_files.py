@@ -96,13 +96,13 @@ def json_depth(data: bytes) -> int:
     return deepest
 
 
-def read_json_file(path: str | Path, max_bytes: int, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """The JSON value of `path`, read by `read_regular_file`, nested at most `max_depth` deep; numbers
+def read_json_file(path: str | Path, max_bytes: int) -> Any:
+    """The JSON value of `path`, read by `read_regular_file`, nested at most MAX_JSON_DEPTH deep; numbers
     that are no finite float (NaN, Infinity) are refused. UnreadableFile on anything else."""
     data = read_regular_file(path, max_bytes)
     name = Path(path).name
-    if json_depth(data) > max_depth:
-        raise UnreadableFile(f"{name}: JSON nested more than {max_depth} deep")
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise UnreadableFile(f"{name}: JSON nested more than {MAX_JSON_DEPTH} deep")
     try:
         return json.loads(data, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError, RecursionError):

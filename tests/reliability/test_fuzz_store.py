@@ -48,7 +48,6 @@ from vae_core.runs import (
     list_runs,
     live_runs,
     read_run,
-    run_ids_in,
 )
 from vae_core.trainer import Trainer
 
@@ -632,7 +631,7 @@ def test_the_store_readers_finish_and_list_the_valid_runs_in_process(fuzzed):
 
     listed = _within(WATCHDOG_S, "list_runs", listing)
     _check_listing(listed, expected)
-    for run_id in _within(WATCHDOG_S, "run_ids_in", run_ids_in, folder):
+    for run_id in listed:
         record = _within(WATCHDOG_S, f"read_run({run_id})", read_run, folder, run_id)
         assert record is None or record.run_id == run_id
     live = _within(WATCHDOG_S, "live_runs", live_runs, folder)

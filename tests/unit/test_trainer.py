@@ -119,14 +119,9 @@ def test_shards_of_a_batch_cover_it_once():
     assert batch_indices(order, 2, 4).tolist() == order[8:].tolist()  # the last batch is smaller
 
 
-def test_train_runs_a_config_from_scratch_and_reports_each_epoch(digits):
-    seen = []
-    trainer = train(
-        TrainConfig(data="digits", epochs=2, **SMALL),
-        digits,
-        on_epoch=lambda t, metrics: seen.append(metrics["test_neg_elbo"]),
-    )
-    assert trainer.finished and seen == [e["test_neg_elbo"] for e in trainer.history.epochs]
+def test_train_runs_a_config_from_scratch_to_its_last_epoch(digits):
+    trainer = train(TrainConfig(data="digits", epochs=2, **SMALL), digits)
+    assert trainer.finished and [e["epoch"] for e in trainer.history.epochs] == [1, 2]
 
 
 def test_to_uint8_rounds_and_clips_like_torch():
