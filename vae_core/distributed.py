@@ -168,19 +168,13 @@ class ShardedStep:
         return eps[self.rank :: self.world_size]
 
     def combine(
-        self,
-        trainer: Trainer,
-        terms: LossTerms,
-        extra: torch.Tensor | None,
-        shard_images: int,
-        batch_images: int,
-        beta: float,
+        self, trainer: Trainer, terms: LossTerms, extra: torch.Tensor | None, share: float, beta: float
     ) -> tuple[torch.Tensor, LossTerms]:
-        """After the forward pass on this process's shard: (the loss whose gradient, averaged by
-        DDP, is the batch's; the terms to record, which a flush adds up over processes into the
-        batch's values). `extra` is the model's own loss term, a batch mean like the others. The
-        model's running statistics (VQ-VAE's code usage) become those of the whole batch."""
-        share = shard_images / batch_images
+        """After the forward pass on this process's shard, `share` of the batch's images: (the loss
+        whose gradient, averaged by DDP, is the batch's; the terms to record, which a flush adds up
+        over processes into the batch's values). `extra` is the model's own loss term, a batch mean
+        like the others. The model's running statistics (VQ-VAE's code usage) become those of the
+        whole batch."""
         free_bits, variational = trainer.config.free_bits, trainer.model.variational
         self._merge_buffers(trainer.model, share)
         if free_bits > 0 and variational:

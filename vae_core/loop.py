@@ -93,7 +93,7 @@ def train_step(trainer: Trainer) -> None:
         extra = trainer.model.auxiliary_loss(output)  # a model's own term: VQ-VAE's codebook and commitment
     loss = terms.total if extra is None else terms.total + extra
     if shard:
-        loss, terms = shard.combine(trainer, terms, extra, x.shape[0], batch_images, beta)
+        loss, terms = shard.combine(trainer, terms, extra, x.shape[0] / batch_images, beta)
     trainer.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     trainer.optimizer.step()

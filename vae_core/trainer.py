@@ -229,13 +229,7 @@ class ShardStrategy(Protocol):
     def noise(self, trainer: Trainer, batch_images: int, dtype: torch.dtype) -> torch.Tensor | None: ...
 
     def combine(
-        self,
-        trainer: Trainer,
-        terms: LossTerms,
-        extra: torch.Tensor | None,
-        shard_images: int,
-        batch_images: int,
-        beta: float,
+        self, trainer: Trainer, terms: LossTerms, extra: torch.Tensor | None, share: float, beta: float
     ) -> tuple[torch.Tensor, LossTerms]: ...
 
     def summed(self, tensor: torch.Tensor) -> torch.Tensor: ...
