@@ -21,7 +21,6 @@ import math
 import os
 import pickle
 import random
-import socket
 import struct
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import pytest
 import safetensors.torch
 import torch
 from apphelpers import APP
+from progress_records import progress_record
 
 from vae_core import experiments, run_commands, run_queue, sweep
 from vae_core.checkpoint import save_trainer_checkpoint
@@ -42,7 +42,6 @@ from vae_core.run_index import FileIndex
 from vae_core.runs import (
     CHECKPOINT_SUFFIX,
     POINT_FIELDS,
-    PROGRESS_FORMAT,
     PROGRESS_SUFFIX,
     SUMMARY_FORMAT,
     list_runs,
@@ -261,8 +260,8 @@ class FolderFuzzer:
         if kind == 1:
             return rng.choice([b"", b"null", b"[]", b"{", b"\xff\xfe\x00", b'{"format": NaN}', b"1e999999"])
         if kind == 2:  # over the size limit
-            return json.dumps(_progress_record(run_id)).encode() + b" " * (1 << 20)
-        record = _progress_record(run_id)
+            return json.dumps(progress_record(run_id)).encode() + b" " * (1 << 20)
+        record = progress_record(run_id)
         for _ in range(1 if kind == 3 else rng.randrange(2, 4)):
             key = rng.choice(list(BAD_PROGRESS))
             value = rng.choice(BAD_PROGRESS[key])
@@ -421,33 +420,6 @@ class FolderFuzzer:
                 path.write_bytes(self.checkpoint if suffix == CHECKPOINT_SUFFIX.encode() else b"{}")
 
 
-def _progress_record(run_id: str) -> dict:
-    """A valid record of a run this process trains now."""
-    now = time.time()
-    return {
-        "format": PROGRESS_FORMAT,
-        "run_id": run_id,
-        "name": "a crafted record",
-        "status": "running",
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "started": now,
-        "heartbeat": now,
-        "step": 1,
-        "total_steps": 10,
-        "epoch": 0,
-        "epochs": 2,
-        "steps_per_epoch": 5,
-        "samples_per_s": 1.0,
-        "config": {"data": "digits", "hidden": [16], "latent_dim": 2},
-        "dataset": "digits",
-        "points": {key: [1.0] for key in POINT_FIELDS},
-        "epoch_metrics": [],
-        "message": None,
-        "commands": False,
-    }
-
-
 def _set(record: dict, path: tuple, value) -> None:
     """record[path[0]][path[1]]... = value, making the way when an earlier change removed it."""
     for key in path[:-1]:
@@ -463,7 +435,7 @@ def _valid_runs(folder: Path, digits) -> None:
     trainer.end_epoch()
     for run_id, (name, status) in VALID.items():
         save_trainer_checkpoint(trainer, run_id, status, folder / f"{run_id}{CHECKPOINT_SUFFIX}", name=name)
-    (folder / f"{LIVE}{PROGRESS_SUFFIX}").write_text(json.dumps({**_progress_record(LIVE), "name": "live one"}))
+    (folder / f"{LIVE}{PROGRESS_SUFFIX}").write_text(json.dumps({**progress_record(LIVE), "name": "live one"}))
 
 
 @pytest.fixture(scope="module")

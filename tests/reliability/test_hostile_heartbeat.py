@@ -6,12 +6,14 @@ import json
 import shutil
 import time
 
+from progress_records import progress_record
+
 from vae_core.runs import read_run, relabel_run
 
 
-def test_a_heartbeat_from_the_future_keeps_no_run_running_and_it_is_renamed(tmp_path, good_checkpoint, progress_record):
+def test_a_heartbeat_from_the_future_keeps_no_run_running_and_it_is_renamed(tmp_path, good_checkpoint):
     shutil.copy(good_checkpoint, tmp_path / "good.safetensors")
-    record = progress_record(run_id="good", name="good", epochs=2, heartbeat=time.time() + 1e9)
+    record = progress_record("good", name="good", pid=1, heartbeat=time.time() + 1e9)
     (tmp_path / "good.progress.json").write_text(json.dumps(record))
     assert not read_run(tmp_path, "good").live
     assert relabel_run(tmp_path, "good", name="renamed").name == "renamed"

@@ -9,27 +9,29 @@ import shutil
 import time
 
 import pytest
+from progress_records import progress_record
 
 from vae_core.cli import main
 from vae_core.runs import list_runs, read_run
 
-# Each case: the bytes of the file, or the changes that spoil a valid record (conftest's progress_record).
 CASES = {
     "nested 200,000 deep": (("[" * 200_000 + "]" * 200_000).encode(), "nested more than"),
-    "a pid past any pid": ({"pid": 9007199254740992}, "pid must be"),
-    "started at 1e308": ({"started": 1e308}, "started must be a time"),
-    "a heartbeat from the future": ({"heartbeat": time.time() + 1e9}, "heartbeat must be"),
-    "an epoch without its step": ({"epoch_metrics": [{"epoch": 1}]}, "epoch_metrics.step"),
+    "a pid past any pid": (json.dumps(progress_record(pid=9007199254740992)).encode(), "pid must be"),
+    "started at 1e308": (json.dumps(progress_record(started=1e308)).encode(), "started must be a time"),
+    "a heartbeat from the future": (
+        json.dumps(progress_record(heartbeat=time.time() + 1e9)).encode(),
+        "heartbeat must be",
+    ),
+    "an epoch without its step": (
+        json.dumps(progress_record(epoch_metrics=[{"epoch": 1}])).encode(),
+        "epoch_metrics.step",
+    ),
 }
 
 
 @pytest.mark.parametrize("content, reason", CASES.values(), ids=CASES.keys())
-def test_a_crafted_progress_record_is_one_unreadable_run(
-    tmp_path, good_checkpoint, progress_record, content, reason, capsys
-):
+def test_a_crafted_progress_record_is_one_unreadable_run(tmp_path, good_checkpoint, content, reason, capsys):
     shutil.copy(good_checkpoint, tmp_path / "good.safetensors")
-    if isinstance(content, dict):
-        content = json.dumps(progress_record(**content)).encode()
     (tmp_path / "crafted.progress.json").write_bytes(content)
     record = read_run(tmp_path, "crafted")
     assert record.status == "unreadable" and reason in record.error
