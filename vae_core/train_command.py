@@ -8,6 +8,7 @@ Both cli.py and sweep.py import this module; it imports neither.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -28,11 +29,13 @@ from .errors import VAEStudioError
 from .runs import CHECKPOINTS_ENV, ProgressWriter, default_checkpoint_dir
 
 DEFAULTS = TrainConfig()
+CONFIG_FIELDS = frozenset(field.name for field in dataclasses.fields(TrainConfig))
 
 
 @dataclass(frozen=True)
 class TrainFlag:
-    """One flag of `train`: its option and the keyword arguments of argparse's add_argument."""
+    """One flag of `train`: its option and the keyword arguments of argparse's add_argument. A flag
+    of a TrainConfig field that takes a value and names no default has the field's default."""
 
     option: str  # "--latent-dim"
     settings: dict
@@ -47,6 +50,13 @@ class TrainFlag:
         """A flag that takes no value (--quiet)."""
         return self.settings.get("action") == "store_true"
 
+    @property
+    def arguments(self) -> dict:
+        """add_argument's keyword arguments: `settings`, and TrainConfig's default where they name none."""
+        if self.dest in CONFIG_FIELDS and not self.is_switch and "default" not in self.settings:
+            return {**self.settings, "default": getattr(DEFAULTS, self.dest)}
+        return self.settings
+
 
 TRAIN_FLAGS: tuple[TrainFlag, ...] = (
     TrainFlag(
@@ -60,7 +70,7 @@ TRAIN_FLAGS: tuple[TrainFlag, ...] = (
     ),
     TrainFlag("--image-size", dict(type=int, default=None, help="resize images to this square size")),
     TrainFlag("--download", dict(action="store_true", help="download mnist/fashion-mnist/kmnist if missing")),
-    TrainFlag("--model", dict(choices=MODEL_NAMES, default=DEFAULTS.model)),
+    TrainFlag("--model", dict(choices=MODEL_NAMES)),
     TrainFlag(
         "--hidden",
         dict(
@@ -71,30 +81,28 @@ TRAIN_FLAGS: tuple[TrainFlag, ...] = (
             f"(default: {', '.join(f'{m} {list(h)}' for m, h in DEFAULT_HIDDEN.items())})",
         ),
     ),
-    TrainFlag("--latent-dim", dict(type=int, default=DEFAULTS.latent_dim)),
-    TrainFlag("--beta", dict(type=float, default=DEFAULTS.beta)),
-    TrainFlag("--lr", dict(type=float, default=DEFAULTS.lr)),
+    TrainFlag("--latent-dim", dict(type=int)),
+    TrainFlag("--beta", dict(type=float)),
+    TrainFlag("--lr", dict(type=float)),
     TrainFlag(
         "--batch-size",
         dict(
             type=int,
-            default=DEFAULTS.batch_size,
             help="images per step, all processes together: under torchrun each process takes its share of every batch",
         ),
     ),
-    TrainFlag("--epochs", dict(type=int, default=DEFAULTS.epochs, help="total epochs, resumed ones included")),
-    TrainFlag("--recon", dict(choices=RECON_LOSSES, default=DEFAULTS.recon)),
+    TrainFlag("--epochs", dict(type=int, help="total epochs, resumed ones included")),
+    TrainFlag("--recon", dict(choices=RECON_LOSSES)),
     TrainFlag("--learn-variance", dict(action="store_true", help="mse: learn the Gaussian's variance")),
-    TrainFlag("--kl-anneal", dict(choices=KL_ANNEALING, default=DEFAULTS.kl_anneal)),
-    TrainFlag("--kl-warmup-epochs", dict(type=float, default=DEFAULTS.kl_warmup_epochs)),
-    TrainFlag("--free-bits", dict(type=float, default=DEFAULTS.free_bits, help="nats per latent dimension")),
-    TrainFlag("--seed", dict(type=int, default=DEFAULTS.seed)),
-    TrainFlag("--device", dict(choices=DEVICES, default=DEFAULTS.device)),
+    TrainFlag("--kl-anneal", dict(choices=KL_ANNEALING)),
+    TrainFlag("--kl-warmup-epochs", dict(type=float)),
+    TrainFlag("--free-bits", dict(type=float, help="nats per latent dimension")),
+    TrainFlag("--seed", dict(type=int)),
+    TrainFlag("--device", dict(choices=DEVICES)),
     TrainFlag(
         "--precision",
         dict(
             choices=PRECISIONS,
-            default=DEFAULTS.precision,
             help="bf16: autocast the forward pass and loss to bfloat16, weights stay float32",
         ),
     ),
@@ -111,7 +119,7 @@ TRAIN_FLAGS: tuple[TrainFlag, ...] = (
     TrainFlag(
         "--compile", dict(action="store_true", help="torch.compile the model (the first steps pay the compile time)")
     ),
-    TrainFlag("--test-fraction", dict(type=float, default=DEFAULTS.test_fraction)),
+    TrainFlag("--test-fraction", dict(type=float)),
     TrainFlag(
         "--name", dict(default=None, help="the run's name (default: from what sets it apart, e.g. 'mlp z10 β4')")
     ),
@@ -139,32 +147,14 @@ TRAIN_FLAGS: tuple[TrainFlag, ...] = (
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
     """The flags of `train` on `parser`."""
     for flag in TRAIN_FLAGS:
-        parser.add_argument(flag.option, **flag.settings)
+        parser.add_argument(flag.option, **flag.arguments)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig of parsed `train` flags; ConfigError naming a value out of range."""
-    return TrainConfig(
-        data=args.data or DEFAULTS.data,
-        image_size=args.image_size,
-        model=args.model,
-        hidden=tuple(args.hidden) if args.hidden else None,
-        latent_dim=args.latent_dim,
-        beta=args.beta,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        recon=args.recon,
-        learn_variance=args.learn_variance,
-        kl_anneal=args.kl_anneal,
-        kl_warmup_epochs=args.kl_warmup_epochs,
-        free_bits=args.free_bits,
-        seed=args.seed,
-        device=args.device,
-        precision=args.precision,
-        test_fraction=args.test_fraction,
-        threads=args.threads,
-    )
+    values = {flag.dest: getattr(args, flag.dest) for flag in TRAIN_FLAGS if flag.dest in CONFIG_FIELDS}
+    values.update(data=args.data or DEFAULTS.data, hidden=tuple(args.hidden) if args.hidden else None)
+    return TrainConfig(**values)
 
 
 def progress_bar(total: int, quiet: bool, unit: str):
