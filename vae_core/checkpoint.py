@@ -32,7 +32,6 @@ from .checkpoint_fields import (
     LIVE_STATUSES,
     MAX_NAME_CHARS,
     MAX_NOTES_CHARS,
-    FieldError,
     Metadata,
     owner_id,
     parse_metadata,
@@ -44,6 +43,7 @@ from .history import STEP_FIELDS, Frame, History, kept_rows, tracked_count
 from .models import VAE, build_model
 from .optimizer_state import OPTIMIZER_TENSOR_PREFIX, flatten_optimizer_state, unflatten_optimizer_state
 from .run_ids import check_run_id, new_run_id
+from .safe_files import FieldError
 from .safetensors_io import StoredTensor, checkpoint_to_bytes, open_checkpoint, write_checkpoint
 
 if TYPE_CHECKING:

@@ -21,6 +21,7 @@ from .config import Limits, TrainConfig, check_beta, check_lr
 from .errors import ConfigError
 from .history import MAX_CLOCK_POINTS, MAX_FRAMES
 from .run_ids import is_valid_run_id
+from .safe_files import FieldError
 
 # What each file-wide limit protects: pages lay out names, lists and tables from these fields.
 MAX_NAME_CHARS = 80
@@ -55,10 +56,6 @@ IMPORT_KEYS = {"run_id", "file_name", "sha256", "imported_at"}
 # safe as a folder name. None: a shared run (the CLI's, or one trained by the app run locally).
 OWNER_ID_LENGTH = 32
 OWNER_ID_PATTERN = re.compile(f"[0-9a-f]{{{OWNER_ID_LENGTH}}}")
-
-
-class FieldError(Exception):
-    """A metadata field is missing, of the wrong type or out of range (the message names it)."""
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .atomic_files import write_atomically
-from .checkpoint_fields import FieldError
 from .run_ids import check_run_id, is_valid_run_id
-from .safe_files import UnreadableFile, read_json_file
+from .safe_files import FieldError, UnreadableFile, read_record
 
 STATE_SUFFIX = ".executor.json"
 STATE_FORMAT = "vae-studio-executor-state"
@@ -77,30 +76,28 @@ def update_state(folder: str | Path, run_id: str, **changes) -> ExecutorState:
 
 
 def read_state(path: str | Path) -> ExecutorState:
-    record = read_json_file(path, MAX_STATE_BYTES)
-    name = Path(path).name
-    try:
-        if not isinstance(record, dict) or record.get("format") != STATE_FORMAT:
-            raise FieldError(f"it is not a {STATE_FORMAT} record")
-        run_id = record.get("run_id")
-        if not is_valid_run_id(run_id) or name != f"{run_id}{STATE_SUFFIX}":
-            raise FieldError("its run_id is not the file's own")
-        if record.get("executor") != "slurm" or record.get("state") not in STATES:
-            raise FieldError("its executor or state is not one of ours")
-        job_id, node, reason = record.get("job_id"), record.get("node"), record.get("reason")
-        if job_id is not None and not (isinstance(job_id, str) and _JOB_ID.fullmatch(job_id)):
-            raise FieldError("its job_id is not a SLURM job id")
-        if node is not None and not (isinstance(node, str) and _NODE.fullmatch(node)):
-            raise FieldError("its node is not a node name")
-        if reason is not None and not (isinstance(reason, str) and len(reason) <= 500 and reason.isprintable()):
-            raise FieldError("its reason is not a line of text")
-        attempts, updated = record.get("attempts"), record.get("updated")
-        if not isinstance(attempts, int) or isinstance(attempts, bool) or not 0 <= attempts <= 100:
-            raise FieldError("its attempts are not a count")
-        if not isinstance(updated, (int, float)) or isinstance(updated, bool) or not 0 <= updated < 1e11:
-            raise FieldError("its updated time is not a time")
-    except FieldError as error:
-        raise UnreadableFile(f"{name}: {error}") from None
+    """A state file, checked field by field; UnreadableFile names the file and the problem."""
+    return read_record(path, MAX_STATE_BYTES, STATE_FORMAT, _state_of)
+
+
+def _state_of(record: dict, name: str) -> ExecutorState:
+    run_id = record.get("run_id")
+    if not is_valid_run_id(run_id) or name != f"{run_id}{STATE_SUFFIX}":
+        raise FieldError("its run_id is not the file's own")
+    if record.get("executor") != "slurm" or record.get("state") not in STATES:
+        raise FieldError("its executor or state is not one of ours")
+    job_id, node, reason = record.get("job_id"), record.get("node"), record.get("reason")
+    if job_id is not None and not (isinstance(job_id, str) and _JOB_ID.fullmatch(job_id)):
+        raise FieldError("its job_id is not a SLURM job id")
+    if node is not None and not (isinstance(node, str) and _NODE.fullmatch(node)):
+        raise FieldError("its node is not a node name")
+    if reason is not None and not (isinstance(reason, str) and len(reason) <= 500 and reason.isprintable()):
+        raise FieldError("its reason is not a line of text")
+    attempts, updated = record.get("attempts"), record.get("updated")
+    if not isinstance(attempts, int) or isinstance(attempts, bool) or not 0 <= attempts <= 100:
+        raise FieldError("its attempts are not a count")
+    if not isinstance(updated, (int, float)) or isinstance(updated, bool) or not 0 <= updated < 1e11:
+        raise FieldError("its updated time is not a time")
     return ExecutorState(run_id, "slurm", record["state"], job_id, node, reason, attempts, float(updated))
 
 

@@ -9,6 +9,7 @@ a change of that one function.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Callable, Sequence
@@ -718,36 +719,47 @@ def _owners_with_findings(folder: Path, name: str) -> list[str]:
 def _read_finding(folder: Path, name: str, owner: str | None) -> tuple[SavedFinding, int] | None:
     """`owner`'s finding of experiment `name` and when its file was written (ns), None when there is
     none that save_finding could have written."""
-    from .checkpoint_fields import FieldError, text
-    from .safe_files import UnreadableFile, file_version, read_json_file
+    from .safe_files import UnreadableFile, file_version, read_record
 
     path = finding_path(folder, name, owner)
     try:
         written = file_version(path)[1]
-        record = read_json_file(path, MAX_FINDING_BYTES)
-        runs = tuple((text(label, "label", 200), run_id) for label, run_id in record["runs"])
-        real = record.get("real_recognised")
-        if real is not None and not (type(real) in (int, float) and 0 <= real <= 1):
-            return None  # a share, or nothing: anything else is not a file save_finding wrote
-        saved = SavedFinding(
-            name,
-            text(record["finding"], "finding", MAX_FINDING_CHARS),
-            text(record["saved"], "saved", 40),
-            runs,
-            None if real is None else float(real),
-            owner,
-        )
-    except (UnreadableFile, ValueError, KeyError, TypeError, AttributeError, FieldError):
+        saved = read_record(path, MAX_FINDING_BYTES, None, functools.partial(_finding_of, folder, name, owner))
+    except UnreadableFile:
         return None
+    return saved, written
+
+
+def _finding_of(folder: Path, name: str, owner: str | None, record: dict, file_name: str) -> SavedFinding:
+    """The finding in `record` when save_finding could have written it for `owner`'s experiment `name`
+    and its runs are all still in `folder`; FieldError otherwise."""
+    from .checkpoint_fields import text
+    from .safe_files import FieldError
+
+    pairs = record.get("runs")
+    if not isinstance(pairs, list) or not all(isinstance(pair, list) and len(pair) == 2 for pair in pairs):
+        raise FieldError("its runs are not (label, run id) pairs")
+    runs = tuple((text(label, "label", 200), run_id) for label, run_id in pairs)
+    real = record.get("real_recognised")
+    if real is not None and not (type(real) in (int, float) and 0 <= real <= 1):
+        raise FieldError("its real_recognised is not a share")
     # The labels become headings and chart titles: only the experiment's own ones are taken.
     planned = [run.label for run in EXPERIMENTS[name].runs(TrainConfig())]
     if (
         record.get("experiment") != name
         or record.get("version") != FINDING_VERSION
-        or record.get("owner") != owner  # a file renamed from another person's name is not theirs
         or [label for label, _ in runs] != planned
     ):
-        return None
+        raise FieldError(f"it is no finding of {name}")
+    if record.get("owner") != owner:  # a file renamed from another person's name is not theirs
+        raise FieldError("it is someone else's")
     if not all(is_valid_run_id(run_id) and (folder / f"{run_id}.safetensors").is_file() for _, run_id in runs):
-        return None
-    return saved, written
+        raise FieldError("a run it was measured on is gone")
+    return SavedFinding(
+        name,
+        text(record.get("finding"), "finding", MAX_FINDING_CHARS),
+        text(record.get("saved"), "saved", 40),
+        runs,
+        None if real is None else float(real),
+        owner,
+    )

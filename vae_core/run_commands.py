@@ -19,7 +19,7 @@ from .atomic_files import write_atomically
 from .config import check_beta, check_lr
 from .errors import ConfigError, TrainingError
 from .run_ids import check_run_id
-from .safe_files import UnreadableFile, read_json_file
+from .safe_files import UnreadableFile, read_record
 
 COMMANDS_SUFFIX = ".commands.json"
 COMMANDS_FORMAT = "vae-studio-run-commands"
@@ -36,13 +36,15 @@ def read_commands(path: str | Path) -> list[tuple[int, str, float | None]]:
     """(sequence number, name, value) of each command in the file, checked; [] when there is none or
     it is unreadable (a command that cannot be read is not obeyed)."""
     try:
-        record = read_json_file(path, MAX_COMMANDS_BYTES)
+        return read_record(path, MAX_COMMANDS_BYTES, COMMANDS_FORMAT, _commands_in)
     except UnreadableFile:
         return []
-    if not isinstance(record, dict) or record.get("format") != COMMANDS_FORMAT:
-        return []
+
+
+def _commands_in(record: dict, name: str) -> list[tuple[int, str, float | None]]:
+    entries = record.get("commands")
     commands = []
-    for entry in record.get("commands", [])[:MAX_COMMANDS] if isinstance(record.get("commands"), list) else []:
+    for entry in entries[:MAX_COMMANDS] if isinstance(entries, list) else []:
         try:
             commands.append(_checked(entry))
         except (ConfigError, TypeError, ValueError, KeyError):

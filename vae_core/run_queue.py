@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic_files import write_atomically
-from .checkpoint_fields import FieldError, is_valid_owner, parse_config
+from .checkpoint_fields import is_valid_owner, parse_config
 from .config import TrainConfig
 from .errors import TrainingError
 from .run_ids import check_run_id, is_valid_run_id
-from .safe_files import UnreadableFile, read_json_file
+from .safe_files import FieldError, UnreadableFile, read_record
 
 QUEUED_SUFFIX = ".queued.json"
 CLAIMED_SUFFIX = ".claimed.json"
@@ -91,31 +91,28 @@ def _encode(run: QueuedRun) -> bytes:
 
 def read_queued(path: str | Path) -> QueuedRun:
     """A queue file, checked field by field; UnreadableFile names the file and the problem."""
-    record = read_json_file(path, MAX_QUEUE_RECORD_BYTES)
-    name = Path(path).name
-    try:
-        if not isinstance(record, dict) or record.get("format") != QUEUE_FORMAT:
-            raise FieldError(f"it is not a {QUEUE_FORMAT} record")
-        run_id, owner, device = record.get("run_id"), record.get("owner"), record.get("device")
-        if not is_valid_run_id(run_id) or not name.startswith(run_id + "."):
-            raise FieldError("its run_id is not the file's own")
-        if owner is not None and not is_valid_owner(owner):
-            raise FieldError("its owner is not an owner id")
-        if not isinstance(device, str) or not _DEVICE_NAME.fullmatch(device):
-            raise FieldError("its device is not a device name")
-        order, attempts, run_name = record.get("order"), record.get("attempts", 0), record.get("name")
-        if not isinstance(order, (int, float)) or isinstance(order, bool) or not -1e12 < order < 1e12:
-            raise FieldError("its order is not a number")
-        if not isinstance(attempts, int) or isinstance(attempts, bool) or not 0 <= attempts <= MAX_ATTEMPTS:
-            raise FieldError(f"its attempts are not a count from 0 to {MAX_ATTEMPTS}")
-        if not isinstance(run_name, str) or not 0 < len(run_name) <= 200:
-            raise FieldError("its name is not text")
-        executor = record.get("executor", "local")
-        if executor not in EXECUTORS:
-            raise FieldError(f"its executor is not one of {', '.join(EXECUTORS)}")
-        config = parse_config(record.get("config"))
-    except (FieldError, ValueError) as error:  # ValueError: a config its own checks refuse (ConfigError)
-        raise UnreadableFile(f"{name}: {error}") from None
+    return read_record(path, MAX_QUEUE_RECORD_BYTES, QUEUE_FORMAT, _queued_of)
+
+
+def _queued_of(record: dict, name: str) -> QueuedRun:
+    run_id, owner, device = record.get("run_id"), record.get("owner"), record.get("device")
+    if not is_valid_run_id(run_id) or not name.startswith(run_id + "."):
+        raise FieldError("its run_id is not the file's own")
+    if owner is not None and not is_valid_owner(owner):
+        raise FieldError("its owner is not an owner id")
+    if not isinstance(device, str) or not _DEVICE_NAME.fullmatch(device):
+        raise FieldError("its device is not a device name")
+    order, attempts, run_name = record.get("order"), record.get("attempts", 0), record.get("name")
+    if not isinstance(order, (int, float)) or isinstance(order, bool) or not -1e12 < order < 1e12:
+        raise FieldError("its order is not a number")
+    if not isinstance(attempts, int) or isinstance(attempts, bool) or not 0 <= attempts <= MAX_ATTEMPTS:
+        raise FieldError(f"its attempts are not a count from 0 to {MAX_ATTEMPTS}")
+    if not isinstance(run_name, str) or not 0 < len(run_name) <= 200:
+        raise FieldError("its name is not text")
+    executor = record.get("executor", "local")
+    if executor not in EXECUTORS:
+        raise FieldError(f"its executor is not one of {', '.join(EXECUTORS)}")
+    config = parse_config(record.get("config"))  # a config its own checks refuse is a FieldError too
     return QueuedRun(run_id, config, run_name, owner, device, float(order), attempts, executor)
 
 

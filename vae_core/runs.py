@@ -36,7 +36,6 @@ from .checkpoint_fields import (
     MAX_NAME_CHARS,
     MAX_NOTES_CHARS,
     MAX_SHORT_TEXT,
-    FieldError,
     parse_config,
     past_time,
     printable_text,
@@ -46,7 +45,7 @@ from .errors import CheckpointError, ConfigError, TrainingError, VAEStudioError
 from .latest_worker import LatestWorker
 from .run_ids import check_run_id, is_valid_run_id
 from .run_index import FileIndex
-from .safe_files import UnreadableFile, opened_regular_file, read_json_file
+from .safe_files import FieldError, UnreadableFile, opened_regular_file, read_record
 
 CHECKPOINTS_ENV = "VAE_STUDIO_CHECKPOINTS"  # the app's folder, and the CLI's default one
 CHECKPOINT_SUFFIX = ".safetensors"
@@ -319,13 +318,10 @@ def _finite(value):
 def read_progress(path: str | Path) -> Progress:
     """A progress record, read by the one safe reader (regular files only, bounded size and nesting)
     and checked field by field; CheckpointError names the file and the problem."""
-    path = Path(path)
     try:
-        return _parse_progress(read_json_file(path, MAX_PROGRESS_BYTES))
+        return read_record(path, MAX_PROGRESS_BYTES, PROGRESS_FORMAT, _parse_progress)
     except UnreadableFile as error:
         raise CheckpointError(str(error)) from None
-    except FieldError as error:
-        raise CheckpointError(f"{path.name}: {error}") from None
 
 
 @functools.lru_cache(maxsize=256)
@@ -352,9 +348,7 @@ def _progress_of(index, path: str, version: tuple[int, int, int]) -> Progress:
     return progress
 
 
-def _parse_progress(record: Any) -> Progress:
-    if not isinstance(record, dict) or record.get("format") != PROGRESS_FORMAT:
-        raise FieldError(f"it is not a {PROGRESS_FORMAT} record")
+def _parse_progress(record: dict, name: str) -> Progress:
     if not is_valid_run_id(record.get("run_id")):
         raise FieldError("its run_id is not a valid run id")
     counts = {

@@ -1,7 +1,8 @@
 """The one way to read a file this process did not just write: regular files only, bounded in size.
 
 JSON is bounded in nesting too, and every failure is one `UnreadableFile` naming the file and what was
-wrong.
+wrong. A record of ours (a JSON object) is read by `read_record`, which its reader hands the checks of
+its fields to.
 
 Why each guard: a FIFO (or a symbolic link to one) blocks a plain `open` forever, so the file is
 opened non-blocking and `fstat`-ed before a byte is read; a device or a folder named like a record
@@ -16,18 +17,24 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import VAEStudioError
 
 MAX_JSON_DEPTH = 32
+Parsed = TypeVar("Parsed")
 
 
 class UnreadableFile(VAEStudioError):
     """A file that cannot be read as what it should be; str() is one line naming it. One of our own
     errors, so every page and command that reports those reports this one in its place."""
+
+
+class FieldError(Exception):
+    """A field of a record or of a checkpoint's metadata is missing, of the wrong type or out of range
+    (the message names it); read_record turns it into an UnreadableFile naming the file."""
 
 
 def file_version(path: str | Path) -> tuple[int, int, int]:
@@ -111,3 +118,21 @@ def read_json_file(path: str | Path, max_bytes: int) -> Any:
 
 def _refuse_constant(name: str):
     raise ValueError(f"{name} is not a number JSON allows")
+
+
+def read_record(
+    path: str | Path, max_bytes: int, record_format: str | None, parse: Callable[[dict, str], Parsed]
+) -> Parsed:
+    """What `parse(record, file name)` makes of the JSON object in `path`, read by `read_json_file`;
+    the object must name `record_format` as its "format" (None: any object will do). UnreadableFile
+    names the file and what is wrong with it, a FieldError raised by `parse` included."""
+    record = read_json_file(path, max_bytes)
+    name = Path(path).name
+    if not isinstance(record, dict) or (record_format is not None and record.get("format") != record_format):
+        raise UnreadableFile(
+            f"{name}: it is not a {record_format} record" if record_format else f"{name}: not an object"
+        )
+    try:
+        return parse(record, name)
+    except FieldError as error:
+        raise UnreadableFile(f"{name}: {error}") from None

@@ -352,47 +352,46 @@ def save_sweep(folder: str | Path, sweep: SweepRecord, *, overwrite: bool = Fals
 def read_sweep(path: str | Path) -> SweepRecord:
     """A sweep's record, checked field by field (it may be any file someone put there): UnreadableFile
     names the file and what is wrong with it."""
-    from .checkpoint_fields import FieldError, is_valid_owner, past_time
-    from .run_ids import is_valid_run_id
-    from .safe_files import UnreadableFile, read_json_file
+    from .safe_files import read_record
 
-    record = read_json_file(path, MAX_SWEEP_RECORD_BYTES)
-    name = Path(path).name
-    try:
-        if not isinstance(record, dict) or record.get("format") != SWEEP_FORMAT:
-            raise FieldError(f"it is not a {SWEEP_FORMAT} record")
-        sweep_id, fields, runs = record.get("sweep_id"), record.get("fields"), record.get("runs")
-        if not is_valid_run_id(sweep_id) or name != f"{sweep_id}.json":
-            raise FieldError("its sweep_id is not the file's own")
+    return read_record(path, MAX_SWEEP_RECORD_BYTES, SWEEP_FORMAT, _sweep_of)
+
+
+def _sweep_of(record: dict, name: str) -> SweepRecord:
+    from .checkpoint_fields import is_valid_owner, past_time
+    from .run_ids import is_valid_run_id
+    from .safe_files import FieldError
+
+    sweep_id, fields, runs = record.get("sweep_id"), record.get("fields"), record.get("runs")
+    if not is_valid_run_id(sweep_id) or name != f"{sweep_id}.json":
+        raise FieldError("its sweep_id is not the file's own")
+    if (
+        not isinstance(fields, list)
+        or not 1 <= len(fields) <= 8
+        or len(set(map(str, fields))) != len(fields)
+        or not all(isinstance(field_name, str) and field_name in TRAIN_FIELDS for field_name in fields)
+    ):
+        raise FieldError("its fields are not a list of distinct config fields")
+    if not isinstance(runs, list) or not runs or len(runs) > limits().max_runs_per_request * 16:
+        raise FieldError("its runs are not a list of runs")
+    swept = []
+    for run in runs:
+        if not isinstance(run, dict) or not is_valid_run_id(run.get("run_id")):
+            raise FieldError("a run of it has no valid run id")
+        values = run.get("values")
         if (
-            not isinstance(fields, list)
-            or not 1 <= len(fields) <= 8
-            or len(set(map(str, fields))) != len(fields)
-            or not all(isinstance(field_name, str) and field_name in TRAIN_FIELDS for field_name in fields)
+            not isinstance(values, dict)
+            or sorted(values) != sorted(fields)
+            or not all(_is_sweep_value(value) for value in values.values())
         ):
-            raise FieldError("its fields are not a list of distinct config fields")
-        if not isinstance(runs, list) or not runs or len(runs) > limits().max_runs_per_request * 16:
-            raise FieldError("its runs are not a list of runs")
-        swept = []
-        for run in runs:
-            if not isinstance(run, dict) or not is_valid_run_id(run.get("run_id")):
-                raise FieldError("a run of it has no valid run id")
-            values = run.get("values")
-            if (
-                not isinstance(values, dict)
-                or sorted(values) != sorted(fields)
-                or not all(_is_sweep_value(value) for value in values.values())
-            ):
-                raise FieldError(f"run {run['run_id']} has no value (a number or a short text) for each field")
-            swept.append(SweptRun(run["run_id"], {field_name: values[field_name] for field_name in fields}))
-        created, owner = record.get("created"), record.get("owner")
-        if not isinstance(created, (int, float)) or isinstance(created, bool):
-            raise FieldError("its created time is not a number")
-        past_time(created, "its created time")  # 1e308 would crash the Runs page printing it as a date
-        if owner is not None and not is_valid_owner(owner):
-            raise FieldError("its owner is not an owner id")
-    except FieldError as error:
-        raise UnreadableFile(f"{name}: {error}") from None
+            raise FieldError(f"run {run['run_id']} has no value (a number or a short text) for each field")
+        swept.append(SweptRun(run["run_id"], {field_name: values[field_name] for field_name in fields}))
+    created, owner = record.get("created"), record.get("owner")
+    if not isinstance(created, (int, float)) or isinstance(created, bool):
+        raise FieldError("its created time is not a number")
+    past_time(created, "its created time")  # 1e308 would crash the Runs page printing it as a date
+    if owner is not None and not is_valid_owner(owner):
+        raise FieldError("its owner is not an owner id")
     return SweepRecord(sweep_id, tuple(fields), tuple(swept), float(created), owner)
 
 
