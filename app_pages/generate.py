@@ -7,7 +7,7 @@ import streamlit as st
 
 from ui.data_access import run_dataset
 from ui.runs import pick_run
-from ui.widgets import class_name, class_picker, epoch_player, image_grid, plain, show_error
+from ui.widgets import class_name, class_picker, counted, epoch_player, image_grid, plain, show_error, wrapping_tabs
 from vae_core import generate
 from vae_core.errors import VAEStudioError
 from vae_core.trainer import to_uint8
@@ -52,7 +52,7 @@ tab_names = [
     "Per class",
     "Timeline",
 ]
-tabs = dict(zip(tab_names, st.tabs(tab_names)))
+tabs = wrapping_tabs("generate_tabs", tab_names)
 
 with tabs["Samples from the prior"]:
     if prior == "codes":
@@ -194,5 +194,6 @@ with tabs["Timeline"]:
             [f.epoch for f in frames],
             "timeline",
             show_frame,
-            f"{len(frames)} saved epochs. The same test images and the same z every epoch, so you see the model learn.",
+            f"{counted(len(frames), 'saved epoch')}. The same test images and the same z every epoch, so you see the "
+            "model learn.",
         )

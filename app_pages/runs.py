@@ -16,7 +16,7 @@ from ui import access, session
 from ui.charts import ComparedRun
 from ui.curve_controls import compare_chart
 from ui.runs import read_checkpoint
-from ui.widgets import STATUS_ICONS, plain, show_error
+from ui.widgets import STATUS_ICONS, plain, show_error, wrapping_columns
 from vae_core import runs as store
 from vae_core.errors import VAEStudioError
 from vae_core.history import RunClock, StepCurves
@@ -856,7 +856,7 @@ all_sweeps = visible_sweeps()
 st.subheader("All runs")
 shown = filtered(all_rows)
 selected = runs_table(shown, all_sweeps)
-refresh, note = st.columns([1, 5], vertical_alignment="center")
+refresh, note = wrapping_columns("runs_refresh", [1, 5], flexible=1, vertical_alignment="center")
 refresh.button("Refresh", icon=":material/refresh:", help="Look at the checkpoints folder again")
 note.caption(
     f"{len(shown)} of {len(all_rows)} runs · newest first, a sweep's runs in its order · sort by "

@@ -15,7 +15,7 @@ from ui import charts
 from ui.data_access import run_dataset
 from ui.findings import judge_note, visible_findings
 from ui.runs import pick_run
-from ui.widgets import nats, plain, show_error
+from ui.widgets import nats, plain, show_error, wrapping_columns
 from vae_core import experiments
 from vae_core.errors import VAEStudioError
 from vae_core.generate import prior_kind
@@ -47,7 +47,7 @@ def shown_by(name: str) -> None:
     experiment = experiments.get(name)
     saved = findings.get(name)
     with st.container(border=True):
-        text, action = st.columns([4, 1], vertical_alignment="center")
+        text, action = wrapping_columns(f"claim_{name}", [4, 1], flexible=0, vertical_alignment="center")
         if saved is None:
             text.markdown(
                 f"**See it happen:** the experiment *{experiment.title}* trains the runs that show this "
@@ -88,7 +88,7 @@ st.markdown(
 )
 st.latex(r"z = \mu + \sigma \odot \varepsilon,\qquad \varepsilon \sim \mathcal N(0, I)")
 st.markdown("moves the randomness into $\\varepsilon$, so gradients flow through $\\mu$ and $\\sigma$.")
-c1, c2 = st.columns([1, 2])
+c1, c2 = wrapping_columns("kl_demo", [1, 2], flexible=1, vertical_alignment="top")
 mu = c1.slider("μ", -3.0, 3.0, 1.0, 0.1, key="demo_mu")
 log_var = c1.slider("log σ²", -4.0, 2.0, -1.0, 0.1, key="demo_logvar")
 kl_value = float(gaussian_kl(torch.tensor([mu]), torch.tensor([log_var]))[0])
@@ -124,9 +124,10 @@ figure.update_layout(height=280, margin={"l": 10, "r": 10, "t": 10, "b": 10}, le
 c2.plotly_chart(figure, key="reparam_demo")
 
 st.header("3 · The loss: reconstruction + KL")
-st.latex(
-    r"\mathcal L(x) = \underbrace{-\,\mathbb E_{q(z\mid x)}\big[\log p(x\mid z)\big]}_{\text{reconstruction}}"
-    r" \;+\; \beta\,\underbrace{\mathrm{KL}\big(q(z\mid x)\,\|\,\mathcal N(0, I)\big)}_{\text{regulariser}}"
+st.latex(  # two lines: on one, a window of 900 px cut it
+    r"\begin{aligned}\mathcal L(x) &= \underbrace{-\,\mathbb E_{q(z\mid x)}\big[\log p(x\mid z)\big]}"
+    r"_{\text{reconstruction}} \\ &\quad+\; \beta\,\underbrace{\mathrm{KL}\big(q(z\mid x)\,\|\,"
+    r"\mathcal N(0, I)\big)}_{\text{regulariser}}\end{aligned}"
 )
 st.markdown(
     "Reconstruction, summed over the $D$ pixels: **BCE** is the Bernoulli likelihood, "
@@ -167,8 +168,8 @@ elif view is not None and len(view.curves):
 st.header("4 · The ELBO, from Jensen's inequality")
 st.latex(
     r"\begin{aligned}\log p(x) &= \log \mathbb E_{q(z\mid x)}\!\left[\frac{p(x\mid z)\,p(z)}{q(z\mid x)}\right]"
-    r" \;\ge\; \mathbb E_{q(z\mid x)}\!\left[\log \frac{p(x\mid z)\,p(z)}{q(z\mid x)}\right] \\"
-    r" &= \mathbb E_q[\log p(x\mid z)] - \mathrm{KL}(q(z\mid x)\,\|\,p(z)) \;=\; \mathrm{ELBO}(x)"
+    r" \\ &\ge\; \mathbb E_{q(z\mid x)}\!\left[\log \frac{p(x\mid z)\,p(z)}{q(z\mid x)}\right] \\"
+    r" &= \mathbb E_q[\log p(x\mid z)] - \mathrm{KL}(q(z\mid x)\,\|\,p(z)) \\ &= \mathrm{ELBO}(x)"
     r"\end{aligned}"
 )
 st.markdown(
@@ -195,7 +196,7 @@ elif view is not None and last is not None and not variational:
     )
 elif view is not None and last is not None:
     live(f"Test −ELBO at epoch {last['epoch']}: **{nats(last['test_neg_elbo'])}** nats, over all the test images.")
-    c1, c2 = st.columns([2, 3], vertical_alignment="bottom")
+    c1, c2 = wrapping_columns("iwae_row", [2, 3], flexible=1)
     k = c1.select_slider("Importance samples k", [1, 10, 50, 200, 1000], value=50)
     if c1.button(
         "Compute the IWAE bound",

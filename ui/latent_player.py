@@ -13,7 +13,7 @@ import streamlit as st
 from vae_core.latent_trajectory import Trajectory, common_epochs
 
 from . import charts
-from .widgets import epoch_player
+from .widgets import counted, epoch_player
 
 PRIOR_REACH = 2.2  # the frame always holds the 2σ circle, however tight a VAE's codes are
 
@@ -55,7 +55,7 @@ def play(runs: Sequence[PlayedRun], key: str, height: int = 480) -> None:
         epochs,
         key,
         draw,
-        f"{len(epochs)} saved epochs · the means of the same {count:,} test images "
+        f"{counted(len(epochs), 'saved epoch')} · the means of the same {count:,} test images "
         "each epoch, in one frame; circles: N(0, I)'s 1σ (solid, 39% of its mass) "
         "and 2σ (dashed, 86%).",
     )

@@ -27,7 +27,7 @@ def show_error(error: object, container=st) -> None:
     container.error(plain(error), icon=":material/warning:")
 
 
-def wrapping_columns(key: str, spec: Sequence[float], *, flexible: int = 0):
+def wrapping_columns(key: str, spec: Sequence[float], *, flexible: int = 0, vertical_alignment: str = "bottom"):
     """st.columns(spec) that wrap onto a second line in a narrow window instead of cutting their
     contents ("L…", a segmented control's last choices hidden): every column keeps the width its
     contents need but the `flexible` one (a slider, say), which gives way down to 8rem."""
@@ -39,7 +39,22 @@ def wrapping_columns(key: str, spec: Sequence[float], *, flexible: int = 0):
         unsafe_allow_html=True,
     )
     with st.container(key=key):
-        return st.columns(spec, vertical_alignment="bottom")
+        return st.columns(spec, vertical_alignment=vertical_alignment)
+
+
+def wrapping_tabs(key: str, names: Sequence[str]) -> dict:
+    """st.tabs(names) as a dict name -> tab, whose labels wrap onto a second line in a narrow window
+    rather than scroll out of sight (at 900 px, "Per class" and "Timeline" were off the bar). The
+    sliding underline cannot follow a wrapped label, so there the chosen label is underlined itself."""
+    bar = f".st-key-{key} [role='tablist']"
+    st.markdown(
+        f"<style>{bar} {{ flex-wrap: wrap; overflow: visible; }} "
+        f"{bar} [data-baseweb='tab-highlight'], {bar} [data-baseweb='tab-border'] {{ display: none; }} "
+        f"{bar} [role='tab'][aria-selected='true'] {{ box-shadow: inset 0 -2px 0 currentColor; }}</style>",
+        unsafe_allow_html=True,
+    )
+    with st.container(key=key):
+        return dict(zip(names, st.tabs(list(names)), strict=True))
 
 
 def scroll_into_view(key: str) -> None:
@@ -113,7 +128,7 @@ def epoch_player(epochs: Sequence[int], key: str, draw: Callable[[int], None], c
             st.session_state[epoch_key] = epochs[0]
         st.session_state[hold_key] = st.session_state[playing_key]
 
-    c1, c2 = st.columns([1, 6])
+    c1, c2 = wrapping_columns(f"{key}_player_row", [1, 6], flexible=1, vertical_alignment="top")
     playing = st.session_state[playing_key]
     # Material icons, not the ⏸/▶ characters: Debian's Chromium has no glyph for ⏸ and drew a blank box.
     c1.button(
@@ -126,6 +141,11 @@ def epoch_player(epochs: Sequence[int], key: str, draw: Callable[[int], None], c
     if caption:
         c2.caption(caption)
     st.fragment(player, run_every=0.7 if st.session_state[playing_key] else None)()
+
+
+def counted(count: int, noun: str) -> str:
+    """ "1 saved epoch", "3 saved epochs": a count and its noun, agreeing."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def duration(seconds: float | None) -> str:

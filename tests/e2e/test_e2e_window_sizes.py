@@ -17,7 +17,7 @@ CLIPPED_JS = """() => {
   const main = document.querySelector('[data-testid="stMain"]');
   for (const element of main.querySelectorAll('*')) {
     if (!(element instanceof HTMLElement) || element.children.length > 0) continue;
-    const text = element.innerText.trim();
+    const text = element.innerText.replace(/[\u200b\u200c\u200d\ufeff]/g, '').trim();  // KaTeX's invisible struts
     const box = element.getBoundingClientRect();
     if (!text || box.width === 0 || box.height === 0) continue;
     if (element.scrollWidth > element.clientWidth + 1 && getComputedStyle(element).overflowX !== 'visible') {
@@ -111,3 +111,37 @@ def test_start_pressed_at_the_foot_of_the_form_brings_the_new_run_into_view(open
         message="the run's line within the window",
     )
     stop_run_if_active(page)
+
+
+# The other pages, each with the run of the link: title, then what it draws, measured once settled.
+OTHER_PAGES = [
+    ("Generate", "Generate"),
+    ("Checkpoints", "Checkpoints"),
+    ("Runs", "Runs"),
+    ("Theory", "Theory, with your run's numbers"),
+    ("Experiments", "Experiments: the note's claims, on your data"),
+]
+
+
+@pytest.mark.parametrize("width,height", WINDOWS, ids=[f"{w}x{h}" for w, h in WINDOWS])
+def test_every_other_page_fits_the_window(open_app, ten_dimensional_run, width, height):
+    from e2e_helpers import go_to, settle
+
+    page = open_app(query=f"run={ten_dimensional_run}")
+    page.set_viewport_size({"width": width, "height": height})
+    cut = {}
+    for title, heading in OTHER_PAGES:
+        go_to(page, title, heading)
+        tabs = page.locator('[data-testid="stMain"] [role="tab"]')
+        # Each tab's own contents (a hidden tab's have no size, so they are measured with it open).
+        for index in range(max(1, tabs.count())):
+            name = title
+            if tabs.count():
+                name = f"{title} / {tabs.nth(index).inner_text().strip()}"
+                tabs.nth(index).click()
+            settle(page)
+            page.wait_for_timeout(1_000)  # the layout settles after the charts draw
+            assert_no_exception(page)
+            if clipped := page.evaluate(CLIPPED_JS):
+                cut[name] = clipped
+    assert cut == {}
