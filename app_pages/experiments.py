@@ -286,7 +286,7 @@ def reference_rows(view: RunView, elbo: float | None, iwae: float | None) -> lis
                 f"first {IWAE_IMAGES} test images",
             )
         )
-    bench = experiments.bench_references(BENCH_RESULTS.read_text()) if BENCH_RESULTS.exists() else []
+    bench = experiments.bench_references_in(BENCH_RESULTS)
     for reference in (*experiments.PUBLISHED, *(r for r in bench if r.data == view.config.data)):
         rows.append(
             row(reference.source, reference.data, reference.model, reference.bound, reference.value, reference.differs)

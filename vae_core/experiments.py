@@ -579,6 +579,20 @@ def bench_references(results_markdown: str) -> list[Reference]:
     return references
 
 
+MAX_BENCH_RESULTS_BYTES = 1 << 20
+
+
+def bench_references_in(path: str | Path) -> list[Reference]:
+    """bench_references of the file `path` (bench/RESULTS.md), read by the safe reader; none when it is
+    missing or unreadable (a checkout without benchmarks, a file swapped for a FIFO)."""
+    from .safe_files import UnreadableFile, read_regular_file
+
+    try:
+        return bench_references(read_regular_file(path, MAX_BENCH_RESULTS_BYTES).decode(errors="replace"))
+    except UnreadableFile:
+        return []
+
+
 def what_differs(config: TrainConfig, train_images: int, epochs_done: int) -> list[str]:
     """What sets a run of this studio apart from Burda et al.'s one-layer VAE, so its number is read
     with the right expectation."""

@@ -207,6 +207,20 @@ def test_bench_references_are_read_from_the_results_table_and_odd_rows_skipped()
     assert experiments.bench_references("no table here") == []
 
 
+def test_bench_references_are_read_from_the_file_by_the_safe_reader(tmp_path):
+    import os
+
+    results = tmp_path / "RESULTS.md"
+    results.write_text(
+        "| Test -ELBO, nats (digits, mlp, 5 epochs; 359 test images) | - | 30.50 (reference 31.00) | yes |\n"
+    )
+    [reference] = experiments.bench_references_in(results)
+    assert (reference.data, reference.value) == ("digits", 30.50)
+    assert experiments.bench_references_in(tmp_path / "missing.md") == []
+    os.mkfifo(tmp_path / "fifo.md")  # opened by a plain read, it would block the page forever
+    assert experiments.bench_references_in(tmp_path / "fifo.md") == []
+
+
 def test_what_differs_from_the_published_vae_names_this_run():
     notes = experiments.what_differs(TrainConfig(hidden=(64,), latent_dim=4, recon="mse"), 4000, 3)
     assert notes[0].startswith("data: mnist-sample, 4,000 training images")
