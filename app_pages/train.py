@@ -457,7 +457,10 @@ def live_panel() -> None:
             show_error(snap.message)
     # Once after Start, and once when the run's error (a divergence) appears: the user may be far down.
     seen_error = st.session_state.get("_error_shown_for")
-    if st.session_state.pop("_scroll_to_run", False) or (snap.message and seen_error != job.run_id):
+    # A run that has just ended re-runs the whole page (below), which would drop a script sent now
+    # unseen: the scroll is left to that run.
+    ending = st.session_state.get("_live_was_active", False) and not snap.active
+    if not ending and (st.session_state.pop("_scroll_to_run", False) or (snap.message and seen_error != job.run_id)):
         scroll_into_view("run_top")
         if snap.message:
             st.session_state["_error_shown_for"] = job.run_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -60,10 +61,14 @@ def wrapping_tabs(key: str, names: Sequence[str]) -> dict:
 def scroll_into_view(key: str) -> None:
     """Bring the element keyed `key` (st.container(key=...)) to the top of the window: after a press
     far down a long form, what the press led to (the new run, its error) would be off-screen."""
-    # scroll-margin: below Streamlit's header bar, which would cover the element's first line.
+    # scroll-margin: below Streamlit's header bar, which would cover the element's first line. The code
+    # is a function's, not the page's: a second `const target` at the top level of a page's scripts is
+    # an error, so a second scroll (to an error after the one at Start) never happened. It differs each
+    # time (the time it was sent), or the same HTML at the same place would not be run again.
     st.html(
-        f"<script>const target = document.querySelector('.st-key-{key}'); if (target) {{ "
-        f"target.style.scrollMarginTop = '4rem'; target.scrollIntoView({{block: 'start'}}); }}</script>",
+        f"<script>/* {time.time_ns()} */ (() => {{ const target = document.querySelector('.st-key-{key}'); "
+        f"if (target) {{ target.style.scrollMarginTop = '4rem'; target.scrollIntoView({{block: 'start'}}); }} "
+        f"}})();</script>",
         unsafe_allow_javascript=True,
     )
 

@@ -145,3 +145,35 @@ def test_every_other_page_fits_the_window(open_app, ten_dimensional_run, width, 
             if clipped := page.evaluate(CLIPPED_JS):
                 cut[name] = clipped
     assert cut == {}
+
+
+def test_a_divergence_while_the_page_is_scrolled_down_is_brought_into_view(open_app, runs, app_server):
+    """A run that diverges while its person reads the foot of the page: the error, at the top of the
+    run's panel, is scrolled into view (it was left off-screen). The learning rate is raised to 100
+    through the run store, as another server or tab would; a step later the loss is NaN."""
+    from e2e_helpers import start_training, url_run_id, wait_for_run, wait_for_step_beyond
+
+    from vae_core.run_commands import send_command
+
+    page = open_app()
+    page.set_viewport_size({"width": 1280, "height": 720})
+    start_training(page)
+    run_id = url_run_id(page)
+    runs.append(wait_for_run(page))
+    wait_for_step_beyond(page, 0, timeout_s=60)
+    page.keyboard.press("End")
+    page.mouse.wheel(0, 20_000)  # to the foot of the page: the run's panel is far above
+    page.wait_for_timeout(500)
+    top = page.locator(".st-key-run_top")
+    assert (box := top.bounding_box()) is None or box["y"] + box["height"] < 0, "the panel should be off-screen"
+    send_command(app_server.checkpoints, run_id, "lr", 100.0)
+    error = page.locator(".st-key-run_top [data-testid='stAlertContentError']")
+    wait_until(page, lambda: error.count() > 0, timeout_s=60, message="the divergence error")
+    expect_text = error.first.inner_text()
+    assert "diverged" in expect_text, expect_text
+    wait_until(
+        page,
+        lambda: (box := error.first.bounding_box()) and box["y"] >= 0 and box["y"] + box["height"] <= 720,
+        timeout_s=15,
+        message="the error within the window",
+    )
