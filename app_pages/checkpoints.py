@@ -13,6 +13,7 @@ from ui.runs import read_checkpoint, run_label
 from ui.widgets import class_name, image_grid, nats, plain, show_error
 from vae_core.config import limits
 from vae_core.errors import VAEStudioError
+from vae_core.safetensors_io import format_size
 
 MAX_CHECKPOINT_UPLOAD_MB = 200
 CHECKPOINT_SUFFIX = ".safetensors"
@@ -84,8 +85,8 @@ def over_upload_quota(name: str, size: int) -> str | None:
     if used + size <= quota:
         return None
     return (
-        f"{name} ({size / 2**20:,.0f} MB) is not imported: your uploaded runs already take {used / 2**20:,.0f} MB "
-        f"of the {quota / 2**20:,.0f} MB each person may keep on this server. Delete one of them first."
+        f"{name} ({format_size(size)}) is not imported: your uploaded runs already take {format_size(used)} "
+        f"of the {format_size(quota)} each person may keep on this server. Delete one of them first."
     )
 
 
@@ -289,6 +290,12 @@ def compare(records: dict) -> None:
         f"β={r.changed('beta') or format(r.config.get('beta', 0), 'g')}, z={r.config.get('latent_dim')})"
         for path, r in records.items()
     }
+    # A chosen run's chip wraps its label rather than cut it: at 900 px a name, id and settings did not fit.
+    chips = ".st-key-compare_runs [data-baseweb='tag']"
+    st.markdown(
+        f"<style>{chips} {{ max-width: 100%; height: auto; }} {chips} span {{ white-space: normal; }}</style>",
+        unsafe_allow_html=True,
+    )
     chosen = st.multiselect("Runs", list(labels), format_func=labels.get, default=list(labels)[:2], key="compare_runs")
     if not chosen:
         return

@@ -80,8 +80,7 @@ def checkpoint_to_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, An
     data = safetensors.torch.save(_prepare_tensors(tensors), metadata=_header_metadata(metadata))
     if len(data) > MAX_CHECKPOINT_BYTES:  # better now than after a long run: it could not be read back
         raise CheckpointError(
-            f"the checkpoint would be {_format_size(len(data))}, "
-            f"more than the {_format_size(MAX_CHECKPOINT_BYTES)} limit"
+            f"the checkpoint would be {format_size(len(data))}, more than the {format_size(MAX_CHECKPOINT_BYTES)} limit"
         )
     return data
 
@@ -128,8 +127,8 @@ def _header_metadata(metadata: dict[str, Any]) -> dict[str, str]:
     text = json.dumps(metadata, allow_nan=True)
     if len(text) > MAX_METADATA_CHARS:  # as for the size: a file we could not read back is refused now
         raise CheckpointError(
-            f"the checkpoint metadata would be {_format_size(len(text))}, "
-            f"more than the {_format_size(MAX_METADATA_CHARS)} limit"
+            f"the checkpoint metadata would be {format_size(len(text))}, "
+            f"more than the {format_size(MAX_METADATA_CHARS)} limit"
         )
     return {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), "vae_studio": text}
 
@@ -210,7 +209,7 @@ def _check_size(size: int, label: str, limit: int) -> None:
     if size == 0:
         raise _refused(label, "it is empty")
     if size > limit:
-        raise _refused(label, f"it is {_format_size(size)}, more than the {_format_size(limit)} limit")
+        raise _refused(label, f"it is {format_size(size)}, more than the {format_size(limit)} limit")
 
 
 @contextlib.contextmanager
@@ -229,7 +228,7 @@ def _opened(path: Path, label: str, limit: int) -> Iterator[OpenCheckpoint]:
         tensor_bytes = sum(_byte_size(tensor) for tensor in tensors.values())
         if tensor_bytes > limit:
             raise _refused(
-                label, f"its tensors take {_format_size(tensor_bytes)}, more than the {_format_size(limit)} limit"
+                label, f"its tensors take {format_size(tensor_bytes)}, more than the {format_size(limit)} limit"
             )
         yield OpenCheckpoint(opened, label, _our_metadata(header_metadata, label), tensors)
 
@@ -310,8 +309,8 @@ def _our_metadata(header: dict[str, str] | None, label: str) -> dict[str, Any]:
     if len(text) > MAX_METADATA_CHARS:
         raise _refused(
             label,
-            f"its VAE Studio metadata is {_format_size(len(text))}, more than the "
-            f"{_format_size(MAX_METADATA_CHARS)} limit",
+            f"its VAE Studio metadata is {format_size(len(text))}, more than the "
+            f"{format_size(MAX_METADATA_CHARS)} limit",
         )
     try:
         value = json.loads(text, object_pairs_hook=_object_without_duplicate_keys)
@@ -336,7 +335,8 @@ def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, An
 # Message helpers
 
 
-def _format_size(size: int) -> str:
+def format_size(size: int) -> str:
+    """A size in bytes as people read it: "512 bytes", "1.5 kB", "183.2 MB"."""
     if size < 1024:
         return f"{size} bytes"
     scaled = float(size)

@@ -47,7 +47,25 @@ def save_as(user: dict, run_id: str, finding: str) -> list:
 
 
 @pytest.fixture
-def alices_finding(saved_runs):
+def no_other_findings(saved_runs):
+    """The folder's own findings (other tests save shared ones) set aside, and put back after."""
+    import shutil
+
+    from vae_core.experiments import FINDINGS_FOLDER
+
+    folder = CHECKPOINTS / FINDINGS_FOLDER
+    aside = CHECKPOINTS.parent / f"{CHECKPOINTS.name}-findings-aside"
+    shutil.rmtree(aside, ignore_errors=True)
+    if folder.exists():
+        folder.rename(aside)
+    yield
+    shutil.rmtree(folder, ignore_errors=True)
+    if aside.exists():
+        aside.rename(folder)
+
+
+@pytest.fixture
+def alices_finding(no_other_findings):
     """An ae-vs-vae finding of Alice's about a run of hers and a shared one."""
     made = save_as(ALICE, "alices-ae", FINDING)
     yield
