@@ -190,7 +190,7 @@ def one_round(
             if start_when == "warm" and warm_up_report(log_path, START_TIMEOUT_S) is None:
                 raise RuntimeError("the warm-up did not finish")
             page.evaluate(RECORD_PRESS_JS)
-            page.get_by_role("button", name="Start training", exact=True).click()
+            page.get_by_role("button", name="Start training", exact=True).first.click()  # the form has one at each end
             for name, condition in (("point", FIRST_POINT_JS), ("chart", CHART_POINT_JS)):
                 page.wait_for_function(_marked(name, condition), timeout=START_TIMEOUT_S * 1000, polling="raf")
             marks = page.evaluate("() => window.__marks")

@@ -50,7 +50,7 @@ def _start_default_run(browser, url: str) -> str:
     thumb.focus()
     for _ in range(EPOCHS - 10):  # from the default 10, one epoch a key press
         thumb.press("ArrowRight")
-    page.get_by_role("button", name="Start training", exact=True).click()
+    page.get_by_role("button", name="Start training", exact=True).first.click()  # the form has one at each end
     deadline = time.monotonic() + 60
     while "run=" not in page.url:
         if time.monotonic() > deadline:

@@ -84,13 +84,7 @@ TRAIN_FLAGS: tuple[TrainFlag, ...] = (
     TrainFlag("--latent-dim", dict(type=int)),
     TrainFlag("--beta", dict(type=float)),
     TrainFlag("--lr", dict(type=float)),
-    TrainFlag(
-        "--batch-size",
-        dict(
-            type=int,
-            help="images per step, all processes together: under torchrun each process takes its share of every batch",
-        ),
-    ),
+    TrainFlag("--batch-size", dict(type=int, help="images per step over all processes (torchrun: each its share)")),
     TrainFlag("--epochs", dict(type=int, help="total epochs, resumed ones included")),
     TrainFlag("--recon", dict(choices=RECON_LOSSES)),
     TrainFlag("--learn-variance", dict(action="store_true", help="mse: learn the Gaussian's variance")),
@@ -99,13 +93,7 @@ TRAIN_FLAGS: tuple[TrainFlag, ...] = (
     TrainFlag("--free-bits", dict(type=float, help="nats per latent dimension")),
     TrainFlag("--seed", dict(type=int)),
     TrainFlag("--device", dict(choices=DEVICES)),
-    TrainFlag(
-        "--precision",
-        dict(
-            choices=PRECISIONS,
-            help="bf16: autocast the forward pass and loss to bfloat16, weights stay float32",
-        ),
-    ),
+    TrainFlag("--precision", dict(choices=PRECISIONS, help="bf16: forward and loss in bfloat16, weights float32")),
     TrainFlag(
         "--threads",
         dict(
