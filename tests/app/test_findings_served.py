@@ -64,22 +64,24 @@ def no_other_findings(saved_runs):
         aside.rename(folder)
 
 
-@pytest.fixture
-def alices_finding(no_other_findings):
-    """An ae-vs-vae finding of Alice's about a run of hers and a shared one."""
-    made = save_as(ALICE, "alices-ae", FINDING)
+def kept_while_testing(user: dict, run_id: str, finding: str):
+    """save_as for the length of a test, its files removed after."""
+    made = save_as(user, run_id, finding)
     yield
     for path in made:
         path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def alices_finding(no_other_findings):
+    """An ae-vs-vae finding of Alice's about a run of hers and a shared one."""
+    yield from kept_while_testing(ALICE, "alices-ae", FINDING)
 
 
 @pytest.fixture
 def bobs_later_finding(alices_finding):
     """Then Bob runs the same experiment on a run of his own."""
-    made = save_as(BOB, "bobs-ae", BOBS_FINDING)
-    yield
-    for path in made:
-        path.unlink(missing_ok=True)
+    yield from kept_while_testing(BOB, "bobs-ae", BOBS_FINDING)
 
 
 def theory_as(user: dict) -> AppTest:
