@@ -189,6 +189,7 @@ def loss_figure(
         {
             "text": left_title,
             "x": 0.23 if variational else 0.5,
+            "xanchor": "center",  # "auto" anchors a title left of 1/3 by its start: at 900 px it ran into KL's
             "y": 1.0,
             "xref": "paper",
             "yref": "paper",
@@ -203,6 +204,7 @@ def loss_figure(
             {
                 "text": "KL (nats)",
                 "x": 0.77,
+                "xanchor": "center",
                 "y": 1.0,
                 "xref": "paper",
                 "yref": "paper",

@@ -88,11 +88,10 @@ def busy_elsewhere(window_s: float = LOAD_SAMPLE_S) -> float:
 
 
 def _busy_seconds() -> float:  # a CPU's line in /proc/stat: cpuN user nice system idle iowait irq softirq steal
-    cpus = {f"cpu{n}" for n in os.sched_getaffinity(0)}  # niced work gives way to a run at priority 0: not busy
+    cpus = {f"cpu{n}" for n in os.sched_getaffinity(0)}  # niced work counts: it still stalls a thread team
     with open("/proc/stat", encoding="ascii") as stat:
         rows = [row for row in map(str.split, stat) if row[0] in cpus]
-    columns = (1, 3, 6, 7, 8) if os.nice(0) == 0 else (1, 2, 3, 6, 7, 8)
-    return sum(int(row[column]) for row in rows for column in columns) / os.sysconf("SC_CLK_TCK")
+    return sum(int(n) for row in rows for n in (*row[1:4], *row[6:9])) / os.sysconf("SC_CLK_TCK")
 
 
 def machine_key() -> str:

@@ -38,6 +38,23 @@ CLIPPED_JS = """() => {
 }"""
 
 
+# Chart titles (a figure's, its subplots', its axes') that overlap another title of the same chart: at
+# 900 px the loss chart's two subplot titles ran into each other. Charts are SVG: their boxes are measured.
+OVERLAPPING_TITLES_JS = """() => {
+  const overlaps = [];
+  for (const chart of document.querySelectorAll('[data-testid="stMain"] .js-plotly-plot')) {
+    const titles = [...chart.querySelectorAll('.gtitle, .annotation-text, .xtitle, .ytitle')]
+      .map((element) => ({text: element.textContent.trim(), box: element.getBoundingClientRect()}))
+      .filter((title) => title.text && title.box.width > 0);
+    titles.forEach((a, i) => titles.slice(i + 1).forEach((b) => {
+      if (a.box.left < b.box.right - 1 && b.box.left < a.box.right - 1 &&
+          a.box.top < b.box.bottom - 1 && b.box.top < a.box.bottom - 1) overlaps.push([a.text, b.text]);
+    }));
+  }
+  return overlaps;
+}"""
+
+
 @pytest.mark.parametrize("width,height", WINDOWS, ids=[f"{w}x{h}" for w, h in WINDOWS])
 def test_the_train_page_fits_the_window(open_app, width, height):
     page = open_app(query=f"run={SEED_RUN}")
@@ -47,8 +64,10 @@ def test_the_train_page_fits_the_window(open_app, width, height):
     box = start.bounding_box()
     assert box["y"] >= 0 and box["y"] + box["height"] <= height, (box, "Start is below the first screen")
     wait_until(page, lambda: page.locator('[data-testid="stMetricValue"]').count() >= 4, message="the metrics")
+    wait_until(page, lambda: page.locator(".js-plotly-plot").count() >= 2, message="the loss and KL charts")
     page.wait_for_timeout(1_000)  # the layout settles after the charts draw
     assert page.evaluate(CLIPPED_JS) == []
+    assert page.evaluate(OVERLAPPING_TITLES_JS) == []
     assert_no_exception(page)
 
 
@@ -144,6 +163,8 @@ def test_every_other_page_fits_the_window(open_app, ten_dimensional_run, width, 
             assert_no_exception(page)
             if clipped := page.evaluate(CLIPPED_JS):
                 cut[name] = clipped
+            if overlapping := page.evaluate(OVERLAPPING_TITLES_JS):
+                cut[f"{name} (chart titles)"] = overlapping
     assert cut == {}
 
 

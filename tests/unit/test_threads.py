@@ -319,17 +319,14 @@ def test_work_on_a_thread_of_its_own_returns_its_result_or_raises_its_error():
         on_a_thread_of_its_own(lambda: (_ for _ in ()).throw(ValueError("bad input")))
 
 
-def test_work_at_a_lower_priority_is_not_counted_busy(monkeypatch):
-    """Browsers or jobs at nice 19 give way to a run at priority 0: their CPU time leaves the cores free
-    for it (user, system, irq, softirq and steal count; the nice column does not)."""
+def test_work_at_any_priority_is_counted_busy(monkeypatch):
+    """Browsers or jobs at nice 19 count as busy cores: they give way to a run, yet a timeslice of theirs
+    still stalls a team of threads at its barrier, and a timing taken beside them must not pass for an
+    idle machine's (a timing so taken once chose 1 thread on the idle machine: 0.66x the reference)."""
     import io
     import os
 
     cpus = sorted(os.sched_getaffinity(0))
     lines = "cpu 0 0 0 0 0 0 0 0\n" + "".join(f"cpu{n} 100 5000 30 900 7 1 2 3 0 0\n" for n in cpus)
     monkeypatch.setattr(threads, "open", lambda *args, **kwargs: io.StringIO(lines), raising=False)
-    ticks = os.sysconf("SC_CLK_TCK")
-    monkeypatch.setattr(os, "nice", lambda increment: 0)
-    assert threads._busy_seconds() == len(cpus) * (100 + 30 + 1 + 2 + 3) / ticks
-    monkeypatch.setattr(os, "nice", lambda increment: 10)  # a niced run competes with niced work
-    assert threads._busy_seconds() == len(cpus) * (100 + 5000 + 30 + 1 + 2 + 3) / ticks
+    assert threads._busy_seconds() == len(cpus) * (100 + 5000 + 30 + 1 + 2 + 3) / os.sysconf("SC_CLK_TCK")
