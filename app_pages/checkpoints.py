@@ -291,11 +291,8 @@ def compare(records: dict) -> None:
         for path, r in records.items()
     }
     # A chosen run's chip wraps its label rather than cut it: at 900 px a name, id and settings did not fit.
-    chips = ".st-key-compare_runs [data-baseweb='tag']"
-    st.markdown(
-        f"<style>{chips} {{ max-width: 100%; height: auto; }} {chips} span {{ white-space: normal; }}</style>",
-        unsafe_allow_html=True,
-    )
+    chips = ".st-key-compare_runs [data-testid='stMultiSelectTagsContainer'] span"
+    st.markdown(f"<style>{chips} {{ white-space: normal; height: auto; }}</style>", unsafe_allow_html=True)
     chosen = st.multiselect("Runs", list(labels), format_func=labels.get, default=list(labels)[:2], key="compare_runs")
     if not chosen:
         return
