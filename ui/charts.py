@@ -101,6 +101,23 @@ def total_legend_title(beta: np.ndarray, free_bits: float = 0.0) -> str | None:
     return f"total = reconstruction + {weighted}; test −ELBO = reconstruction + KL: "
 
 
+def _panel_title(text: str, x: float) -> dict:
+    """A title above one panel of a figure, centred at `x` (a fraction of the plotting width): "auto"
+    anchoring put a title left of 1/3 by its start, and at 900 px the loss panel's ran into KL's."""
+    return {
+        "text": text,
+        "x": x,
+        "xanchor": "center",
+        "y": 1.0,
+        "xref": "paper",
+        "yref": "paper",
+        "showarrow": False,
+        "yanchor": "bottom",
+        "yshift": 28,
+        "font": {"size": 13},
+    }
+
+
 def loss_figure(
     curves: StepCurves,
     epoch_metrics: Sequence[dict],
@@ -185,35 +202,9 @@ def loss_figure(
                 )
             )
     left_title = "Total and reconstruction (nats)" if variational else "Reconstruction error (no KL: an autoencoder)"
-    annotations = [
-        {
-            "text": left_title,
-            "x": 0.23 if variational else 0.5,
-            "xanchor": "center",  # "auto" anchors a title left of 1/3 by its start: at 900 px it ran into KL's
-            "y": 1.0,
-            "xref": "paper",
-            "yref": "paper",
-            "showarrow": False,
-            "yanchor": "bottom",
-            "yshift": 28,
-            "font": {"size": 13},
-        }
-    ]
+    annotations = [_panel_title(left_title, 0.23 if variational else 0.5)]
     if variational:
-        annotations.append(
-            {
-                "text": "KL (nats)",
-                "x": 0.77,
-                "xanchor": "center",
-                "y": 1.0,
-                "xref": "paper",
-                "yref": "paper",
-                "showarrow": False,
-                "yanchor": "bottom",
-                "yshift": 28,
-                "font": {"size": 13},
-            }
-        )
+        annotations.append(_panel_title("KL (nats)", 0.77))
     changes = [e for e in events if e["name"] in ("lr", "beta")]
     shapes = [
         {
