@@ -18,11 +18,12 @@ from ui import access, charts, session
 from ui.data_access import run_dataset, test_latents
 from ui.findings import judge_note, visible_findings
 from ui.latent_player import PlayedRun, play
-from ui.runs import RunView, load_view, pick_run
+from ui.runs import RunView, load_view, pick_run, stored_job
 from ui.widgets import class_picker, image_grid, nats, plain, show_error
 from vae_core import experiments, generate
 from vae_core.data import describe_datasets
 from vae_core.errors import VAEStudioError
+from vae_core.executor_state import ExecutorState
 from vae_core.latent_trajectory import trajectory
 from vae_core.metrics import iwae_nll
 from vae_core.projection import pca_layout
@@ -81,11 +82,23 @@ def launch(experiment: experiments.Experiment) -> None:
 
 
 def views_of(runs: list[tuple[str, str]]) -> list[tuple[str, RunView | None, object]]:
-    """(label, view once finished or None, the job's snapshot or None) of each launched run."""
+    """(label, view once finished or None, the job's snapshot or None) of each launched run; for a run
+    sent to SLURM and not training yet, its executor state in place of a snapshot."""
     registry = session.registry()
     rows = []
     for label, run_id in runs:
         job = registry.get(run_id)
+        if job is None and registry.slurm is not None:  # a SLURM job's run: not this server's job
+            place = registry.slurm.place(run_id)
+            stored = None if place is not None and place.waiting else stored_job(run_id)
+            if stored is None and place is not None and place.active:
+                rows.append((label, None, place))  # pending in SLURM, or its job has not written yet
+                continue
+            if stored is not None:
+                snap = stored.snapshot()
+                finished = snap.status == "finished"
+                rows.append((label, load_view(f"file:{snap.checkpoint_path}") if finished else None, snap))
+                continue
         if job is None:  # forgotten by the registry: its checkpoint, if it saved one
             path = session.CHECKPOINT_DIR / f"{run_id}.safetensors"
             rows.append((label, load_view(f"file:{path}") if path.exists() else None, None))
@@ -106,6 +119,8 @@ def progress(experiment: experiments.Experiment, live: bool) -> None:
     for label, view, snap in rows:
         if view is not None:
             st.write(f"{label}: finished")
+        elif isinstance(snap, ExecutorState):
+            st.write(f"{label}: {snap.text()}")
         elif snap is None:
             st.write(f"{label}: no longer in memory and no checkpoint; run the experiment again")
         elif snap.status == "queued":

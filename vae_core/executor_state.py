@@ -44,6 +44,16 @@ class ExecutorState:
     attempts: int = 0  # jobs submitted again after one died
     updated: float = 0.0
 
+    @property
+    def active(self) -> bool:
+        """Not ended yet: queued here, pending or running."""
+        return self.state in ACTIVE_STATES
+
+    @property
+    def waiting(self) -> bool:
+        """Not training yet: queued here, or pending in SLURM (again, after a requeue)."""
+        return self.state in ("queued here", "pending")
+
     def text(self) -> str:
         """What the queue view shows: "pending in SLURM (job 12)", "running on node-3 (job 12)"."""
         job = f" (job {self.job_id})" if self.job_id else ""

@@ -8,6 +8,7 @@ their settings and metrics, and the finding written from them.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .config import DEVICES, TrainConfig
@@ -35,19 +36,29 @@ def add_experiment_parser(commands) -> argparse.ArgumentParser:
         help="folder for the runs' checkpoints (default: the app's "
         "checkpoints folder, $VAE_STUDIO_CHECKPOINTS or checkpoints)",
     )
+    parser.add_argument(
+        "--executor",
+        choices=["local", "slurm"],
+        default=None,
+        help="where the runs train: local (one after the other, here) or slurm (one SLURM job each, all "
+        "submitted at once, as a sweep's; settings in slurm.toml beside the checkpoints folder). Default: "
+        "$VAE_STUDIO_EXECUTOR, else local",
+    )
     return parser
 
 
 def cmd_experiment(args: argparse.Namespace) -> dict | list:
     from .atomic_files import output_folder
-    from .data import load_dataset
+    from .data import dataset_names, load_dataset
     from .experiments import EXPERIMENTS, base_config, run_experiment
     from .runs import default_checkpoint_dir
+    from .slurm_settings import executor_setting
 
     if args.list:
         return list(EXPERIMENTS)
     if args.name is None:
         raise ConfigError(f"name an experiment ({', '.join(EXPERIMENTS)}) or use --list")
+    executor = executor_setting(args.executor)  # a bad VAE_STUDIO_EXECUTOR: one line, before any data loads
     base = base_config(data=args.data, epochs=args.epochs, device=args.device, seed=args.seed)
     dataset = load_dataset(base.data, test_fraction=base.test_fraction, seed=base.seed)
 
@@ -59,4 +70,11 @@ def cmd_experiment(args: argparse.Namespace) -> dict | list:
         )
 
     out_dir = output_folder(args.out_dir or default_checkpoint_dir())  # before any run trains
-    return run_experiment(args.name, base, dataset, out_dir, on_run=announce).as_dict()
+    data_root = None
+    if executor == "slurm" and base.data not in dataset_names():
+        # A job opens no path but the data given here (data.resolve_data_reference), wherever it starts.
+        data_root = os.path.realpath(base.data)
+        base = base.replace(data=data_root)
+    return run_experiment(
+        args.name, base, dataset, out_dir, on_run=announce, executor=executor, upload_root=data_root
+    ).as_dict()

@@ -147,6 +147,30 @@ def train_run(
     return trainer.model, tuple(trainer.history.epochs), path
 
 
+def train_runs_on_slurm(
+    configs: Sequence[TrainConfig], names: Sequence[str], out_dir: Path, upload_root: Path | None = None
+) -> list[tuple[VAE, tuple[dict, ...], Path]]:
+    """Train every config as a SLURM job of its own, through the queue a sweep uses (slurm_executor.py):
+    all submitted at once, followed to their ends, then read back from their checkpoints into what
+    train_run returns. TrainingError naming the first run that did not finish (after all have ended)."""
+    from .checkpoint import load_checkpoint
+    from .errors import TrainingError
+    from .runs import checkpoint_path
+    from .slurm_executor import SlurmQueue
+
+    slurm = SlurmQueue(out_dir, upload_root=upload_root)
+    run_ids = slurm.queue(list(configs), names=list(names))
+    states = slurm.wait(run_ids)
+    trained = []
+    for run_id, name in zip(run_ids, names, strict=True):
+        if states[run_id].state != "finished":
+            raise TrainingError(f"run {name!r} ({run_id}) did not finish on SLURM: {states[run_id].text()}")
+        path = checkpoint_path(out_dir, run_id)
+        checkpoint = load_checkpoint(path)
+        trained.append((checkpoint.build_model(), tuple(checkpoint.state.history.epochs), path))
+    return trained
+
+
 # -- measuring ------------------------------------------------------------------------------------
 def measure(model: VAE, dataset: ImageDataset, epoch_metrics: Sequence[dict]) -> dict:
     """Every metric of METRICS for one trained model: the last epoch's test metrics, and what the
@@ -236,19 +260,34 @@ def run_experiment(
     out_dir: str | Path,
     *,
     on_run: Callable[[int, int, PlannedRun], None] | None = None,
+    executor: str = "process",
+    upload_root: str | Path | None = None,
 ) -> ExperimentResult:
-    """Train every run of experiment `name` in turn (checkpoints into `out_dir`), measure them, and
-    write the finding. `on_run(index, count, run)` is told before each run starts."""
+    """Train every run of experiment `name` (checkpoints into `out_dir`), measure them, and write the
+    finding. `on_run(index, count, run)` is told before each run starts. The runs train here one after
+    the other, or with `executor` "slurm" as SLURM jobs all at once (`upload_root`: a data file or
+    folder the jobs may open); they are measured alike either way."""
     experiment = get(name)
     planned = experiment.runs(base)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    results = []
-    for index, run in enumerate(planned):
-        if on_run is not None:
-            on_run(index, len(planned), run)
-        model, epochs, path = train_run(run.config, dataset, folder, run_name(experiment, run))
-        results.append(RunResult(run.label, run.config, measure(model, dataset, epochs), epochs, str(path)))
+    names = [run_name(experiment, run) for run in planned]
+    if executor == "slurm":
+        for index, run in enumerate(planned):
+            if on_run is not None:
+                on_run(index, len(planned), run)
+        root = Path(upload_root) if upload_root else None
+        trained = train_runs_on_slurm([run.config for run in planned], names, folder, root)
+    else:
+        trained = []
+        for index, (run, run_label) in enumerate(zip(planned, names)):
+            if on_run is not None:
+                on_run(index, len(planned), run)
+            trained.append(train_run(run.config, dataset, folder, run_label))
+    results = [
+        RunResult(run.label, run.config, measure(model, dataset, epochs), epochs, str(path))
+        for run, (model, epochs, path) in zip(planned, trained, strict=True)
+    ]
     result = ExperimentResult(experiment, tuple(results), experiment.finding(results))
     save_finding(folder, result, [Path(run.checkpoint).stem for run in results])
     return result

@@ -233,6 +233,13 @@ class SlurmQueue:
                 raise TrainingError(f"{len(run_ids) - len(reported)} SLURM runs had not ended after {timeout:.0f} s")
             time.sleep(FOLLOW_EVERY_S / 4)
 
+    def place(self, run_id: str) -> ExecutorState | None:
+        """Where run `run_id` is in SLURM's eyes; None for a run never sent there (or unreadable)."""
+        try:
+            return read_state(state_path(self.folder, run_id))
+        except UnreadableFile:
+            return None
+
     def active_runs(self) -> list[tuple[ExecutorState, run_queue.QueuedRun]]:
         """The runs of the folder not ended yet in SLURM's eyes, with their queue records (name,
         owner, config), oldest first: what the Runs page's queue view lists."""
