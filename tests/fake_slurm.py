@@ -9,9 +9,10 @@ What it does, in the formats submitit reads (submitit/slurm/slurm.py):
   and runs the script again when `scontrol requeue N` asked for it (a requeue kills the job first,
   as SLURM does).
 - `srun [--options] CMD...` records its pid as the job's step and execs CMD, output redirected.
-- `scancel N` kills the job (SIGKILL to its group: SLURM's SIGTERM, KillWait and SIGKILL in one);
-  `scancel N --signal SIG` sends SIG to the job's step only, as SLURM does to a step's tasks
-  (submitit's timeout and preemption signal is USR2).
+- `scancel N` cancels the job as SLURM does: SIGTERM to its step at once (submitit's job ignores it),
+  SIGKILL to its whole group KILL_WAIT_S later (SLURM's KillWait, 30 s by default; 0 if it has not
+  started); `scancel N --signal SIG` sends SIG to the job's step only, as SLURM does to a step's
+  tasks (submitit's timeout and preemption signal is USR2).
 - `sacct -o JobID,State,NodeList --parsable2 -j N ...` and `squeue -h -j N -o "%i %T"` answer
   from the job records kept in $FAKE_SLURM_DIR.
 """
@@ -32,6 +33,7 @@ from pathlib import Path
 import pytest
 
 COMMANDS = ("sbatch", "squeue", "scancel", "sacct", "scontrol", "srun")
+KILL_WAIT_S = 3.0
 STATE_DIR_ENV = "FAKE_SLURM_DIR"
 
 
@@ -176,7 +178,24 @@ def scancel(args: list[str]) -> int:
         if job["state"] in ("PENDING", "RUNNING"):
             job["state"] = "CANCELLED"
             write_job(job_id, job)
-    _kill_group(job)
+    if job.get("step_pid"):
+        with contextlib.suppress(OSError):
+            os.kill(job["step_pid"], signal.SIGTERM)
+        subprocess.Popen(  # slurmd's KillWait, then SIGKILL, while scancel has returned
+            [sys.executable, __file__, "_kill_later", job_id],
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    else:
+        _kill_group(job)
+    return 0
+
+
+def kill_later(job_id: str) -> int:
+    time.sleep(KILL_WAIT_S)
+    _kill_group(read_job(job_id))
     return 0
 
 
@@ -214,6 +233,8 @@ def main(argv: list[str]) -> int:
     command, args = argv[1], argv[2:]
     if command == "_run":
         return run_job(args[0])
+    if command == "_kill_later":
+        return kill_later(args[0])
     return {"sbatch": sbatch, "squeue": squeue, "scancel": scancel, "sacct": sacct, "scontrol": scontrol}.get(
         command, srun
     )(args)

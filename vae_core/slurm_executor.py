@@ -16,8 +16,9 @@ every page and the CLI follow it live as they follow any run of the store.
   every active run, up to the settings' `max_requeues`.
 - Where each run is (queued here, pending with its job id, running on node X, ended with the
   scheduler's reason) is its executor state (executor_state.py), which the Runs page shows.
-- `cancel` removes the run from the queue and cancels its job (submitit's `job.cancel`, scancel);
-  `stop` asks a running job to stop at the next batch, saving, through the run's command file.
+- `cancel` removes the run from the queue and cancels its job (submitit's `job.cancel`, scancel), a
+  running one asked to stop first, so it saves before the scheduler kills it; `stop` asks a running
+  job to stop at the next batch, saving, through the run's command file (as the Train page's Stop).
 """
 
 from __future__ import annotations
@@ -94,8 +95,9 @@ def train_queued_run(folder: Path, run_id: str, upload_root: Path | None = None)
         run_queue.release(folder, run_id)
         status = job.status if job.status in ("finished", "stopped", "failed") else "failed"
         message = job.snapshot().message if status == "failed" else None
-        update_state(folder, run_id, state=status, reason=(message or "")[:300] or None)
-        return status
+        if _fresh(folder, ExecutorState(run_id, "slurm", "running")).state != "cancelled":
+            update_state(folder, run_id, state=status, reason=(message or "")[:300] or None)
+        return status  # a person's cancel, which stopped it, stays the run's last word
     finally:
         lock.release()
 
@@ -260,12 +262,17 @@ class SlurmQueue:
 
     # -- commands ------------------------------------------------------------------------------------------
     def cancel(self, run_id: str) -> ExecutorState:
-        """Take the run out of the queue and cancel its job (scancel), pending or running."""
+        """Take the run out of the queue and cancel its job (scancel), pending or running. A running
+        run is asked to stop too: SLURM's SIGTERM does not end a submitit job (it waits for KillWait's
+        SIGKILL), the stop command has it save and end cleanly before that."""
         state = _fresh(self.folder, ExecutorState(run_id, "slurm", "queued here"))
+        cancelled = update_state(self.folder, run_id, state="cancelled", reason="cancelled by a person")
         self._leave_queue(run_id)
+        if state.state == "running":
+            send_command(self.folder, run_id, "stop")
         if state.job_id and state.state in ACTIVE_STATES:
             SlurmJob(folder=self.jobs_folder, job_id=state.job_id).cancel(check=False)
-        return update_state(self.folder, run_id, state="cancelled", reason="cancelled by a person")
+        return cancelled
 
     def stop(self, run_id: str) -> None:
         """A running job stops at its next batch, saving; a job not started yet is cancelled."""
