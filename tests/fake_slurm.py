@@ -3,7 +3,7 @@
 
 What it does, in the formats submitit reads (submitit/slurm/slurm.py):
 - `sbatch SCRIPT` gives the job the next id, records the call, prints "Submitted batch job N" and
-  starts a detached runner that runs the script with bash (SLURM_JOB_ID, SLURMD_NODENAME... set,
+  (unless FAKE_SLURM_HOLD is set: a full cluster, where it stays PENDING) starts a detached runner that runs the script with bash (SLURM_JOB_ID, SLURMD_NODENAME... set,
   output to the script's #SBATCH --output/--error), in a process group of its own.
 - The runner marks the job RUNNING on a node, then COMPLETED (exit 0), FAILED (else) or CANCELLED,
   and runs the script again when `scontrol requeue N` asked for it (a requeue kills the job first,
@@ -35,6 +35,7 @@ import pytest
 COMMANDS = ("sbatch", "squeue", "scancel", "sacct", "scontrol", "srun")
 KILL_WAIT_S = 3.0
 STATE_DIR_ENV = "FAKE_SLURM_DIR"
+HOLD_ENV = "FAKE_SLURM_HOLD"  # set: sbatch starts no job, which stays PENDING
 
 
 # -- the script's side -------------------------------------------------------------------------------------
@@ -85,6 +86,9 @@ def sbatch(args: list[str]) -> int:
         node = f"fake-node-{int(job_id) % 2 + 1}"
         write_job(job_id, {"state": "PENDING", "node": node, "script": str(script), "requeue": False, "runs": 0})
     record_call("sbatch", args)
+    if os.environ.get(HOLD_ENV):  # a cluster with no free node: the job stays pending
+        print(f"Submitted batch job {job_id}")
+        return 0
     subprocess.Popen(
         [sys.executable, __file__, "_run", job_id],
         start_new_session=True,

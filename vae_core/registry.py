@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import run_queue
-from .config import TrainConfig, default_run_name, limits
+from .config import TrainConfig, default_run_name
 from .errors import TrainingError
 from .run_status import ACTIVE
 
@@ -86,13 +86,8 @@ class JobRegistry:
         with self._lock:
             if run_id is not None and run_id in self._jobs:
                 raise TrainingError(f"run {run_id} already exists in this session")
-            most = limits().max_queued_per_person
-            if sum(job.owner == owner for job in self.queued()) >= most:
-                raise TrainingError(
-                    f"{most} runs already wait in the queue"
-                    + (" for you" if owner else "")
-                    + " (VAE_STUDIO_MAX_QUEUED_PER_PERSON): let some finish, or cancel some first"
-                )
+            if self.slurm is None:  # SlurmQueue.queue counts the runs pending in SLURM
+                run_queue.check_queue_room(sum(job.owner == owner for job in self.queued()), owner)
             # Named before the job exists, so its first snapshot and record carry the name.
             name = distinct_name(
                 " ".join((name or "").split()) or default_run_name(config), self._names_taken(but=run_id, owner=owner)

@@ -40,6 +40,22 @@ EXECUTORS = ("local", "slurm")
 _DEVICE_NAME = re.compile(r"[a-z]+(:\d{1,3})?")
 
 
+def check_queue_room(waiting: int, owner: str | None, adding: int = 1) -> None:
+    """config.Limits.max_queued_per_person: TrainingError when `adding` more runs of `owner` (None: the
+    shared ones) would wait beyond it, `waiting` of theirs waiting already (here or pending in SLURM)."""
+    from .config import limits
+
+    most = limits().max_queued_per_person
+    if waiting + adding <= most:
+        return
+    whose = " for you" if owner else ""
+    if adding == 1:
+        problem = f"{most} runs already wait in the queue{whose}"
+    else:
+        problem = f"{adding} more runs would pass the limit of {most} waiting in the queue{whose} ({waiting} wait)"
+    raise TrainingError(f"{problem} (VAE_STUDIO_MAX_QUEUED_PER_PERSON): let some finish, or cancel some first")
+
+
 @dataclass(frozen=True)
 class QueuedRun:
     run_id: str

@@ -142,7 +142,10 @@ class SlurmQueue:
 
     # -- queueing --------------------------------------------------------------------------------------
     def queue(self, configs: list[TrainConfig], names: list[str] | None = None, owner: str | None = None) -> list[str]:
-        """Put each config in the queue for SLURM, then submit their jobs together; their run ids."""
+        """Put each config in the queue for SLURM, then submit their jobs together; their run ids. All
+        or none: TrainingError when they would pass the owner's limit of waiting runs (config.Limits),
+        whichever door they came by (the app's forms, `sweep`, `experiment`)."""
+        run_queue.check_queue_room(self.waiting_count(owner), owner, adding=len(configs))
         run_ids = []
         for index, config in enumerate(configs):
             run_id = new_run_id()
@@ -234,6 +237,10 @@ class SlurmQueue:
             if timeout is not None and time.monotonic() - began > timeout:
                 raise TrainingError(f"{len(run_ids) - len(reported)} SLURM runs had not ended after {timeout:.0f} s")
             time.sleep(FOLLOW_EVERY_S / 4)
+
+    def waiting_count(self, owner: str | None) -> int:
+        """How many runs of `owner` (None: the shared ones) wait: queued here, or pending in SLURM."""
+        return sum(run.owner == owner for state, run in self.active_runs() if state.waiting)
 
     def place(self, run_id: str) -> ExecutorState | None:
         """Where run `run_id` is in SLURM's eyes; None for a run never sent there (or unreadable)."""
