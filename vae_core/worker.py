@@ -190,7 +190,20 @@ class Worker:
 def training_job(folder: Path, run: QueuedRun, upload_root: Path | None, on_publish=None):
     """The job of a claimed run: on its data, from its own checkpoint in the folder when it has one
     (a resume, or a run whose process died), else from scratch. Also what a SLURM job trains
-    (slurm_executor.py)."""
+    (slurm_executor.py).
+
+    Built on a thread that ends with the building: loading the data and checking it run parallel
+    tensor operations, and the thread that runs them keeps an OpenMP team for as long as it lives. Built
+    on this process's main thread, that idle team would sit beside the job's own for the whole run, and
+    with more OpenMP threads than cores libgomp cuts every spin-wait short: the job's workers then sleep
+    and wake between every small operation (a fresh 2-core process: 57,000 context switches an epoch
+    instead of a few, and the epoch 2.5x as long; tests/unit/test_run_process_threads.py)."""
+    from .own_threads import on_a_thread_of_its_own
+
+    return on_a_thread_of_its_own(lambda: _built_job(folder, run, upload_root, on_publish), name="build-job")
+
+
+def _built_job(folder: Path, run: QueuedRun, upload_root: Path | None, on_publish):
     from .checkpoint import check_resumable, load_checkpoint
     from .data import load_dataset, resolve_data_reference
     from .jobs import TrainingJob
@@ -222,24 +235,29 @@ def training_job(folder: Path, run: QueuedRun, upload_root: Path | None, on_publ
 def warm_up() -> None:
     """What every run needs, once per process: torch, the engine, the default dataset (in the
     engine's cache, loaded beside the first optimiser, whose building imports torch._dynamo, ~1 s),
-    and the default run's CPU thread count (remembered, or timed: threads.py)."""
-    import torch
-
-    from .config import TrainConfig
-    from .data import DEFAULT_DATASET, load_dataset
-    from .device import resolve_device
+    and the default run's CPU thread count (remembered, or timed: threads.py). All of it on threads
+    that end with it, so no idle OpenMP team stays behind beside the runs' (see `training_job`)."""
     from .own_threads import begin_on_a_thread_of_its_own, on_a_thread_of_its_own
-    from .threads import run_threads
-    from .trainer import make_adam
 
-    loaded = begin_on_a_thread_of_its_own(lambda: load_dataset(DEFAULT_DATASET), name="warm-up-data")
-    make_adam(torch.nn.Linear(1, 1), 1e-3)
-    try:
-        dataset = loaded()
-    except VAEStudioError:
-        return  # a run that needs it reports why
-    config = TrainConfig()
-    on_a_thread_of_its_own(lambda: run_threads(config, dataset, resolve_device(config.device)))
+    def prepare() -> None:
+        import torch
+
+        from .config import TrainConfig
+        from .data import DEFAULT_DATASET, load_dataset
+        from .device import resolve_device
+        from .threads import run_threads
+        from .trainer import make_adam
+
+        loaded = begin_on_a_thread_of_its_own(lambda: load_dataset(DEFAULT_DATASET), name="warm-up-data")
+        make_adam(torch.nn.Linear(1, 1), 1e-3)
+        try:
+            dataset = loaded()
+        except VAEStudioError:
+            return  # a run that needs it reports why
+        config = TrainConfig()
+        run_threads(config, dataset, resolve_device(config.device))
+
+    on_a_thread_of_its_own(prepare, name="warm-up")
 
 
 def main(argv: list[str] | None = None) -> int:
