@@ -52,7 +52,7 @@ from vae_core.config import TrainConfig
 from vae_core.data import ImageDataset
 from vae_core.jobs import TrainingJob
 from vae_core.loop import run_to_end
-from vae_core.own_threads import use_threads
+from vae_core.own_threads import on_a_thread_of_its_own, use_threads
 from vae_core.threads import run_threads
 from vae_core.trainer import Trainer
 
@@ -112,8 +112,10 @@ JOB_THREADS: dict[int, str] = {}  # batch size -> the job's count and how it was
 
 
 def job_epoch(config: TrainConfig, dataset: ImageDataset, *, with_reader: bool = False) -> Timing:
-    """A TrainingJob from start() to the end of its one epoch, optionally with a UI-like reader."""
-    job = TrainingJob(config.replace(epochs=1), dataset)
+    """A TrainingJob from start() to the end of its one epoch, optionally with a UI-like reader. Built
+    as a run process builds it (worker.training_job): on a thread that ends with the building, since
+    the thread that checks the data keeps an OpenMP team, which beside the job's own would slow it."""
+    job = on_a_thread_of_its_own(lambda: TrainingJob(config.replace(epochs=1), dataset), name="build-job")
     with Stopwatch() as watch, SnapshotReader(job) if with_reader else nullcontext():
         job.start()
         job.wait()
