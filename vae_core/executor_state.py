@@ -41,8 +41,9 @@ class ExecutorState:
     job_id: str | None = None
     node: str | None = None
     reason: str | None = None
-    attempts: int = 0  # jobs submitted again after one died
+    attempts: int = 0  # requeues without progress (slurm_executor.py): those the retry limit counts
     updated: float = 0.0
+    start_epoch: int = 0  # the run's saved epochs when its latest job began: a requeue past it made progress
 
     @property
     def active(self) -> bool:
@@ -103,12 +104,14 @@ def _state_of(record: dict, name: str) -> ExecutorState:
         raise FieldError("its node is not a node name")
     if reason is not None and not (isinstance(reason, str) and len(reason) <= 500 and reason.isprintable()):
         raise FieldError("its reason is not a line of text")
-    attempts, updated = record.get("attempts"), record.get("updated")
+    attempts, updated, start_epoch = record.get("attempts"), record.get("updated"), record.get("start_epoch", 0)
     if not isinstance(attempts, int) or isinstance(attempts, bool) or not 0 <= attempts <= 100:
         raise FieldError("its attempts are not a count")
+    if not isinstance(start_epoch, int) or isinstance(start_epoch, bool) or not 0 <= start_epoch <= 10**6:
+        raise FieldError("its start_epoch is not a count")
     if not isinstance(updated, (int, float)) or isinstance(updated, bool) or not 0 <= updated < 1e11:
         raise FieldError("its updated time is not a time")
-    return ExecutorState(run_id, "slurm", record["state"], job_id, node, reason, attempts, float(updated))
+    return ExecutorState(run_id, "slurm", record["state"], job_id, node, reason, attempts, float(updated), start_epoch)
 
 
 def states_in(folder: str | Path) -> dict[str, ExecutorState]:

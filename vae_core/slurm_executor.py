@@ -13,7 +13,11 @@ every page and the CLI follow it live as they follow any run of the store.
   (`Checkpointable.checkpoint`): the requeued job claims the run again and resumes exactly from its
   last epoch's checkpoint. A job that dies without warning (a node failure, a kill) is submitted
   again by `SlurmQueue.follow`, which asks the scheduler (sacct, through submitit's watcher) about
-  every active run, up to the settings' `max_requeues`.
+  every active run.
+- The retry limit (the settings' `max_requeues`) counts only requeues without progress: a job that
+  saved a newer epoch than the run had when it began is requeued freely (a long run cut by its time
+  limit, or preempted, goes on to its end); one that saved none counts, and past the limit the run
+  fails, saying so (an epoch longer than the time limit would otherwise be requeued for ever).
 - Where each run is (queued here, pending with its job id, running on node X, ended with the
   scheduler's reason) is its executor state (executor_state.py), which the Runs page shows.
 - `cancel` removes the run from the queue and cancels its job (submitit's `job.cancel`, scancel), a
@@ -32,12 +36,12 @@ import submitit
 from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
 
 from . import run_queue
-from .config import TrainConfig, default_run_name
+from .config import TrainConfig, default_run_name, limits
 from .errors import TrainingError, VAEStudioError
 from .executor_state import ACTIVE_STATES, ExecutorState, read_state, state_path, states_in, update_state
 from .run_commands import CommandFile, send_command
 from .run_ids import new_run_id
-from .safe_files import UnreadableFile
+from .safe_files import FieldError, UnreadableFile
 from .slurm_settings import SlurmSettings, load_slurm_settings
 
 SUBMITIT_FOLDER = ".slurm-jobs"  # submitit's pickles and the jobs' logs, inside the shared folder
@@ -56,11 +60,61 @@ class SlurmRun(submitit.helpers.Checkpointable):
     this same call again and requeues the job; the run's own epoch checkpoints in the folder are its
     state, so the requeued call resumes from the last of them."""
 
-    def __init__(self, folder: str, run_id: str, upload_root: str | None = None):
+    def __init__(self, folder: str, run_id: str, upload_root: str | None = None, max_requeues: int = 3):
         self.folder, self.run_id, self.upload_root = folder, run_id, upload_root
+        self.max_requeues = max_requeues
 
     def __call__(self) -> str:
         return train_queued_run(Path(self.folder), self.run_id, Path(self.upload_root) if self.upload_root else None)
+
+    def checkpoint(self, *args, **kwargs):
+        """On SLURM's warning (USR2: the time limit is near, or a preemption), in the job: requeue it,
+        unless it is one requeue too many without progress; then the run fails (None: not requeued)."""
+        folder = Path(self.folder)
+        retry = requeue_counted(folder, self.run_id, self.max_requeues)
+        if retry is None:
+            give_up(folder, self.run_id, "its job reached its time limit or was preempted")
+            return None
+        update_state(folder, self.run_id, state="pending", node=None, attempts=retry, reason="requeued by SLURM")
+        return super().checkpoint(*args, **kwargs)
+
+
+def saved_epoch(folder: Path, run_id: str) -> int:
+    """The epochs the run's checkpoint holds (its header alone); 0 before its first."""
+    from .checkpoint_fields import parse_metadata
+    from .runs import checkpoint_path
+    from .safetensors_io import open_checkpoint
+
+    path = checkpoint_path(folder, run_id)
+    if not path.exists():
+        return 0
+    try:
+        with open_checkpoint(path) as stored:
+            return parse_metadata(stored.metadata).epoch
+    except (VAEStudioError, FieldError, OSError):
+        return 0
+
+
+def requeue_counted(folder: Path, run_id: str, max_requeues: int) -> int | None:
+    """The run's count of requeues without progress once it is requeued now (unchanged when its job
+    saved a newer epoch than it began with); None when that would pass `max_requeues`."""
+    state = _fresh(folder, ExecutorState(run_id, "slurm", "running"))
+    attempts = state.attempts + (saved_epoch(folder, run_id) <= state.start_epoch)
+    return attempts if attempts <= max_requeues else None
+
+
+def give_up(folder: Path, run_id: str, what: str) -> ExecutorState:
+    """The run leaves the queue, failed after too many requeues without a new epoch."""
+    run_queue.cancel(folder, run_id)
+    run_queue.release(folder, run_id)
+    epoch = saved_epoch(folder, run_id)
+    return update_state(
+        folder,
+        run_id,
+        state="failed",
+        reason=f"{what} again without saving a new epoch (still {epoch}): not requeued; "
+        "raise time_min, or resume it from its checkpoint",
+    )
 
 
 def node_name() -> str:
@@ -79,7 +133,14 @@ def train_queued_run(folder: Path, run_id: str, upload_root: Path | None = None)
         run = run_queue.claim(folder, run_id) or run_queue.claim_again(folder, run_id)
         if run is None:
             return "gone"
-        update_state(folder, run_id, state="running", job_id=os.environ.get("SLURM_JOB_ID"), node=node_name())
+        update_state(
+            folder,
+            run_id,
+            state="running",
+            job_id=os.environ.get("SLURM_JOB_ID"),
+            node=node_name(),
+            start_epoch=saved_epoch(folder, run_id),
+        )
         try:
             job = training_job(folder, run, upload_root)
         except VAEStudioError as error:
@@ -127,7 +188,11 @@ class SlurmQueue:
         self.upload_root = str(Path(upload_root).resolve()) if upload_root else None
         self.jobs_folder = self.folder / SUBMITIT_FOLDER
         try:
-            self.executor = submitit.SlurmExecutor(folder=self.jobs_folder, max_num_timeout=self.settings.max_requeues)
+            # submitit counts every time-out; ours count only those without progress (SlurmRun.checkpoint),
+            # and a run makes progress at most once per epoch.
+            self.executor = submitit.SlurmExecutor(
+                folder=self.jobs_folder, max_num_timeout=limits().max_epochs + self.settings.max_requeues
+            )
         except RuntimeError:
             raise TrainingError(
                 "VAE_STUDIO_EXECUTOR=slurm, but there is no srun here: run the studio where SLURM's commands are"
@@ -162,8 +227,16 @@ class SlurmQueue:
 
     def submit(self, run_id: str, **changes) -> ExecutorState:
         """Submit the job of queued (or claimed, to resume) run `run_id`; its state, pending."""
-        job = self.executor.submit(SlurmRun(str(self.folder), run_id, self.upload_root))
-        return update_state(self.folder, run_id, state="pending", job_id=str(job.job_id), node=None, **changes)
+        job = self.executor.submit(SlurmRun(str(self.folder), run_id, self.upload_root, self.settings.max_requeues))
+        return update_state(
+            self.folder,
+            run_id,
+            state="pending",
+            job_id=str(job.job_id),
+            node=None,
+            start_epoch=saved_epoch(self.folder, run_id),
+            **changes,
+        )
 
     # -- following the scheduler -------------------------------------------------------------------------
     def follow(self) -> dict[str, ExecutorState]:
@@ -205,11 +278,13 @@ class SlurmQueue:
             self._leave_queue(run_id)
             return update_state(self.folder, run_id, state="cancelled", reason="cancelled in SLURM")
         if scheduler in DIED:
-            if self._unfinished(run_id) and current.attempts < min(self.settings.max_requeues, run_queue.MAX_ATTEMPTS):
-                reason = f"submitted again after job {state.job_id} ended {scheduler}"
-                return self.submit(run_id, attempts=current.attempts + 1, reason=reason)
-            self._leave_queue(run_id)
-            return update_state(self.folder, run_id, state="failed", reason=f"job {state.job_id} ended {scheduler}")
+            if not self._unfinished(run_id):
+                return update_state(self.folder, run_id, state="failed", reason=f"job {state.job_id} ended {scheduler}")
+            retry = requeue_counted(self.folder, run_id, self.settings.max_requeues)
+            if retry is None:
+                return give_up(self.folder, run_id, f"job {state.job_id} ended {scheduler}")
+            reason = f"submitted again after job {state.job_id} ended {scheduler}"
+            return self.submit(run_id, attempts=retry, reason=reason)
         return current
 
     def _unfinished(self, run_id: str) -> bool:

@@ -123,7 +123,7 @@ def test_a_job_killed_mid_run_is_submitted_again_and_ends_as_if_never_interrupte
     assert both_training  # two runs of one queue trained at the same time
     assert fake_slurm.job(job_id)["state"] == "FAILED"
     assert states[killed].state == "finished"
-    assert states[killed].attempts == 1
+    assert states[killed].attempts == 0  # it had saved a new epoch: a requeue with progress is not counted
     assert states[killed].job_id != job_id
     assert states[killed].reason is None  # "submitted again after job ... ended FAILED" while it waited
     assert states[uninterrupted].state == "finished"
