@@ -48,8 +48,9 @@ def executor_setting(value: str | None = None) -> str:
 
 @dataclass(frozen=True)
 class SlurmSettings:
-    """What each run's job asks SLURM for. `max_requeues`: how often a run whose job died (a node
-    failure, a time limit, a kill) is submitted again, resuming from its last epoch's checkpoint."""
+    """What each run's job asks SLURM for. `max_requeues`: how often a run is requeued (a time limit,
+    a preemption, a node failure) without its job having saved a new epoch; a requeue after a new
+    epoch is not counted (slurm_executor.py)."""
 
     partition: str | None = None
     account: str | None = None
