@@ -133,6 +133,9 @@ def train_queued_run(folder: Path, run_id: str, upload_root: Path | None = None)
         run = run_queue.claim(folder, run_id) or run_queue.claim_again(folder, run_id)
         if run is None:
             return "gone"
+        # Watched from before "running" is written: a stop sent by whoever reads "running" (a person's
+        # cancel, the Train page's Stop) while the job loads its data is seen as new, and obeyed at once.
+        commands = CommandFile(folder, run_id)
         update_state(
             folder,
             run_id,
@@ -147,11 +150,12 @@ def train_queued_run(folder: Path, run_id: str, upload_root: Path | None = None)
             run_queue.release(folder, run_id)
             update_state(folder, run_id, state="failed", reason=str(error).splitlines()[0][:300])
             return "failed"
-        commands = CommandFile(folder, run_id)
         job.start()
-        while not job.wait(COMMAND_POLL_S):
+        while True:
             for name, value in commands.new_commands():
                 apply_command(job, name, value)
+            if job.wait(COMMAND_POLL_S):
+                break
         commands.remove()
         run_queue.release(folder, run_id)
         status = job.status if job.status in ("finished", "stopped", "failed") else "failed"

@@ -98,3 +98,31 @@ def test_cancel_of_a_running_slurm_job_reaches_scancel(tmp_path, fake_slurm, dig
         assert _state(tmp_path, job.run_id).state == "cancelled"  # the person's cancel stays its last word
     finally:
         registry.close()
+
+
+def test_a_cancel_while_the_job_loads_its_data_still_stops_the_run(tmp_path, fake_slurm, monkeypatch):  # noqa: F811
+    """The job writes "running" before it loads its data; a cancel that reads "running" then sends its
+    stop into that gap, which the job must obey once it trains (not train on until scancel's SIGKILL)."""
+    from vae_core import worker
+    from vae_core.slurm_executor import SlurmQueue, train_queued_run
+
+    monkeypatch.setenv("FAKE_SLURM_HOLD", "1")  # the job stays pending: this test runs its call itself
+    slurm = SlurmQueue(tmp_path)
+    (run_id,) = slurm.queue([TrainConfig(epochs=20, **TINY)])
+    job_id = _state(tmp_path, run_id).job_id
+    monkeypatch.setenv("SLURM_JOB_ID", job_id)
+    build = worker.training_job
+
+    def cancelled_while_building(*args, **kwargs):
+        assert _state(tmp_path, run_id).state == "running"
+        slurm.cancel(run_id)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(worker, "training_job", cancelled_while_building)
+
+    assert train_queued_run(tmp_path, run_id) == "stopped"
+    saved = load_checkpoint(checkpoint_path(tmp_path, run_id))
+    assert (saved.status, saved.state.epoch) == ("stopped", 0)
+    assert _state(tmp_path, run_id).state == "cancelled"  # the person's cancel stays its last word
+    assert [call["args"] for call in fake_slurm.calls("scancel")] == [[job_id]]
+    assert not run_queue.claimed_path(tmp_path, run_id).exists()
