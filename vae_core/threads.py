@@ -35,6 +35,10 @@ LOAD_SAMPLE_S, SAME_LOAD = 0.1, 0.25  # the load is read this long; a timing hol
 TIE = 0.10  # more threads must be this much faster to win: fewer suffer less from a burst of load
 BLOCK_STEPS, MIN_ROUNDS, MAX_ROUNDS, BUDGET_S = 3, 3, 20, 0.3  # timed steps in a row; rounds; seconds
 MAX_FILE_BYTES, MAX_KINDS = 1 << 16, 64  # 64 kinds of step take about 12 kB
+# Part of every timing's kind: raised when how a step is timed changes, so older timings are taken again.
+# 2: a run process's job threads no longer time beside an idle OpenMP team (worker.training_job), which
+# had made every count above 1 look slow there.
+TIMING_METHOD = 2
 log = logging.getLogger(__name__)
 
 
@@ -60,7 +64,9 @@ def run_threads(config: TrainConfig, dataset: ImageDataset, device: torch.device
         return 1, load
     # A timing holds for its kind of step (not the seed, lr or β), on its machine, at its free cores.
     shapes = (config.model, config.hidden, config.latent_dim, config.batch_size, config.precision, config.recon)
-    kind = repr((*shapes, config.learn_variance, dataset.image_shape, dataset.num_classes, machine_key(), free))
+    kind = repr(
+        (*shapes, config.learn_variance, dataset.image_shape, dataset.num_classes, machine_key(), free, TIMING_METHOD)
+    )
     timings, how = remembered(), "remembered"
     timing = timings.pop(kind, None)
     if timing is None or abs(timing[0] - busy) > SAME_LOAD:

@@ -330,3 +330,16 @@ def test_work_at_any_priority_is_counted_busy(monkeypatch):
     lines = "cpu 0 0 0 0 0 0 0 0\n" + "".join(f"cpu{n} 100 5000 30 900 7 1 2 3 0 0\n" for n in cpus)
     monkeypatch.setattr(threads, "open", lambda *args, **kwargs: io.StringIO(lines), raising=False)
     assert threads._busy_seconds() == len(cpus) * (100 + 5000 + 30 + 1 + 2 + 3) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_timing_taken_by_an_older_method_is_taken_again(digits, monkeypatch, tmp_path):
+    """Timings taken before the run process stopped timing beside an idle OpenMP team (TIMING_METHOD 1)
+    made two threads look slow: the same kind of step under method 1 is timed again, not reused."""
+    machine = Machine(monkeypatch, 0.0, IDLE_TIMING)
+    run_threads(TrainConfig(**SMALL), digits, CPU)
+    (kind,) = json.loads(timings_file(tmp_path).read_text())
+    assert kind.endswith(f", {threads.TIMING_METHOD})")
+    older = kind.removesuffix(f", {threads.TIMING_METHOD})") + ", 1)"
+    timings_file(tmp_path).write_text(json.dumps({older: [0.0, 0.0047, 0.0090]}))  # two threads "slower"
+    count, why = run_threads(TrainConfig(**SMALL), digits, CPU)
+    assert (count, why.split(":")[0]) == (2, "measured") and machine.timed == 2
