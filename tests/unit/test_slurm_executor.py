@@ -15,8 +15,9 @@ from vae_core.checkpoint import load_checkpoint
 from vae_core.config import TrainConfig
 from vae_core.errors import CheckpointError, ConfigError
 from vae_core.executor_state import read_state, state_path
+from vae_core.run_commands import send_command
 from vae_core.runs import checkpoint_path, progress_path, read_progress
-from vae_core.slurm_executor import SlurmQueue
+from vae_core.slurm_executor import SlurmQueue, saved_epoch
 from vae_core.slurm_settings import executor_setting, load_slurm_settings
 
 TINY = dict(data="digits", hidden=(16,), latent_dim=2, batch_size=16, device="cpu", threads=1)
@@ -87,11 +88,19 @@ def _weights(folder, run_id):
     return load_checkpoint(checkpoint_path(folder, run_id)).state.model_state
 
 
-def _training(folder, run_id) -> bool:
+def _progress_status(folder, run_id) -> str | None:
     try:
-        return read_progress(progress_path(checkpoint_path(folder, run_id))).status == "running"
+        return read_progress(progress_path(checkpoint_path(folder, run_id))).status
     except CheckpointError:  # no record yet
-        return False
+        return None
+
+
+def _wait_until(condition, what: str, timeout: float = 120.0) -> None:
+    """Wait on a condition, not a time: a loaded machine starts jobs seconds later than an idle one."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not {what} after {timeout:.0f} s"
+        time.sleep(0.02)
 
 
 def _followed(slurm, run_ids):
@@ -106,21 +115,28 @@ def test_a_job_killed_mid_run_is_submitted_again_and_ends_as_if_never_interrupte
     config = TrainConfig(epochs=4, seed=3, **TINY)
     killed, uninterrupted = slurm.queue([config, config], names=["killed", "uninterrupted"])
     assert len(fake_slurm.calls("sbatch")) == 2  # both submitted before either trains
-    both_training = False
-    deadline = time.monotonic() + 60
-    while not checkpoint_path(folder, killed).exists():  # its first epoch has ended: kill it in the second
-        both_training = both_training or (_training(folder, killed) and _training(folder, uninterrupted))
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    # Two runs of one queue train at the same time: each is held (paused) in its training loop as soon as
+    # its job trains, so neither can end before the other's job has started too, however slow the machine.
+    for run_id in (killed, uninterrupted):
+        _wait_until(lambda: read_state(state_path(folder, run_id)).state == "running", "running")
+        send_command(folder, run_id, "pause")  # its job watches its command file from before "running"
+    _wait_until(
+        lambda: _progress_status(folder, killed) == _progress_status(folder, uninterrupted) == "paused",
+        "both held in their training loops at once",
+    )
+
+    send_command(folder, killed, "resume")
+    _wait_until(lambda: checkpoint_path(folder, killed).exists(), "past its first epoch")  # kill it in the second
+    assert saved_epoch(folder, killed) < config.epochs  # not ended yet: the kill lands mid-run
     job_id = read_state(state_path(folder, killed)).job_id
     os.kill(fake_slurm.job(job_id)["step_pid"], signal.SIGKILL)
+    send_command(folder, uninterrupted, "resume")
 
-    while not all(state.state == "finished" for state in _followed(slurm, [killed, uninterrupted])):
-        both_training = both_training or (_training(folder, killed) and _training(folder, uninterrupted))
-        assert time.monotonic() < deadline + 90
+    _wait_until(
+        lambda: all(state.state == "finished" for state in _followed(slurm, [killed, uninterrupted])), "both finished"
+    )
     states = slurm.follow()
 
-    assert both_training  # two runs of one queue trained at the same time
     assert fake_slurm.job(job_id)["state"] == "FAILED"
     assert states[killed].state == "finished"
     assert states[killed].attempts == 0  # it had saved a new epoch: a requeue with progress is not counted
