@@ -8,7 +8,6 @@ their settings and metrics, and the finding written from them.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from .config import DEVICES, TrainConfig
@@ -49,7 +48,7 @@ def add_experiment_parser(commands) -> argparse.ArgumentParser:
 
 def cmd_experiment(args: argparse.Namespace) -> dict | list:
     from .atomic_files import output_folder
-    from .data import dataset_names, load_dataset
+    from .data import load_dataset
     from .experiments import EXPERIMENTS, base_config, run_experiment
     from .runs import default_checkpoint_dir
     from .slurm_settings import executor_setting
@@ -71,10 +70,11 @@ def cmd_experiment(args: argparse.Namespace) -> dict | list:
 
     out_dir = output_folder(args.out_dir or default_checkpoint_dir())  # before any run trains
     data_root = None
-    if executor == "slurm" and base.data not in dataset_names():
-        # A job opens no path but the data given here (data.resolve_data_reference), wherever it starts.
-        data_root = os.path.realpath(base.data)
-        base = base.replace(data=data_root)
+    if executor == "slurm":
+        from .slurm_executor import data_for_jobs
+
+        data, data_root = data_for_jobs(base.data)
+        base = base.replace(data=data)
     return run_experiment(
         args.name, base, dataset, out_dir, on_run=announce, executor=executor, upload_root=data_root
     ).as_dict()

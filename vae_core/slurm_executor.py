@@ -117,6 +117,18 @@ def give_up(folder: Path, run_id: str, what: str) -> ExecutorState:
     )
 
 
+def data_for_jobs(data: str) -> tuple[str, str | None]:
+    """The data reference a run's SLURM job is given, and the one file or folder it may open: a built-in
+    dataset as it is (None: nothing to open), a path as its real absolute path. A job starts in another
+    directory, on another node, and opens no path but one given here (data.resolve_data_reference)."""
+    from .data import dataset_names
+
+    if data in dataset_names():
+        return data, None
+    real = os.path.realpath(data)
+    return real, real
+
+
 def node_name() -> str:
     return os.environ.get("SLURMD_NODENAME") or socket.gethostname()
 

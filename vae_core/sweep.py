@@ -141,13 +141,18 @@ def _sweep_on_slurm(runs: list, fields: list[str]) -> list[dict]:
     """Every run of the sweep a SLURM job, all submitted at once, then followed to their ends; one
     JSON line per run as it ends (in the order they end), the list in sweep order at the end."""
     from .runs import checkpoint_path, default_checkpoint_dir, list_runs
-    from .slurm_executor import SlurmQueue
+    from .slurm_executor import SlurmQueue, data_for_jobs
 
     folder = Path(runs[0][0].out_dir or default_checkpoint_dir()) if runs else Path(default_checkpoint_dir())
-    slurm = SlurmQueue(folder)
-    run_ids = slurm.queue([config for _, _, config in runs], names=[parsed.name or None for parsed, _, _ in runs])
+    jobs_data = [data_for_jobs(config.data) for _, _, config in runs]
+    roots = {root for _, root in jobs_data if root}
+    if len(roots) > 1:
+        raise ConfigError("a sweep on SLURM reads one data file or folder: run one sweep per file")
+    configs = [config.replace(data=data) for (_, _, config), (data, _) in zip(runs, jobs_data)]
+    slurm = SlurmQueue(folder, upload_root=next(iter(roots), None))
+    run_ids = slurm.queue(configs, names=[parsed.name or None for parsed, _, _ in runs])
     if fields:
-        save_sweep(folder, new_sweep_record([config for _, _, config in runs], fields, run_ids))
+        save_sweep(folder, new_sweep_record(configs, fields, run_ids))
     swept_of = {run_id: swept for run_id, (_, swept, _) in zip(run_ids, runs)}
     results = {}
 

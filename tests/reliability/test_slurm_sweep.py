@@ -102,3 +102,37 @@ def test_a_sweep_of_four_runs_becomes_four_jobs_followed_live_one_requeued_exact
     uninterrupted = load_checkpoint(checkpoint_path(reference_folder, reference_id)).state.model_state
     for key in uninterrupted:
         assert torch.equal(resumed[key], uninterrupted[key]), key
+
+
+def test_a_sweep_on_slurm_of_a_data_file_trains_on_that_file(tmp_path, fake_slurm, monkeypatch, capsys):  # noqa: F811
+    """The jobs open no path they were not given (data.resolve_data_reference), and start in a directory
+    of their own: the sweep gives them its data file, by its real path, as the experiment command does."""
+    import numpy as np
+
+    from vae_core.cli import main
+
+    pixels = np.random.default_rng(0).integers(0, 256, size=(40, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "own.npz", x=pixels)
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "checkpoints"
+    argv = ["sweep", "--data", "own.npz", "--hidden", "16", "--latent-dim", "2", "--batch-size", "8"]
+    argv += ["--threads", "1", "--device", "cpu", "--epochs", "1", "--seed", "1", "2"]
+    assert main([*argv, "--out-dir", str(folder), "--executor", "slurm"]) == 0
+    results = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+    assert [(result["status"], result.get("error")) for result in results] == [("finished", None)] * 2
+    assert len(fake_slurm.calls("sbatch")) == 2
+    for result in results:
+        checkpoint = load_checkpoint(result["checkpoint"])
+        assert (checkpoint.config.data, checkpoint.state.epoch) == (str(tmp_path.resolve() / "own.npz"), 1)
+
+
+def test_a_sweep_on_slurm_over_two_data_files_is_refused_in_one_line(tmp_path, fake_slurm, capsys):  # noqa: F811
+    from vae_core.cli import main
+
+    argv = ["sweep", "--data", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "--executor", "slurm"]
+    assert main([*argv, "--out-dir", str(tmp_path / "checkpoints")]) != 0
+    assert capsys.readouterr().err.strip() == (
+        "error: a sweep on SLURM reads one data file or folder: run one sweep per file"
+    )
+    assert fake_slurm.calls("sbatch") == []
