@@ -45,11 +45,14 @@ EXPLORE_X, EXPLORE_Y, PLANE = "explore_x", "explore_y", "explorer_plane"
 FOCUS_PARAM = "experiment"  # ?experiment=NAME: the experiment a link (the Theory page's) asks to see first
 
 st.title("Experiments: the note's claims, on your data")
+WHERE_RUNS_TRAIN = {
+    "slurm": "each as a SLURM job of its own, all submitted at once (they train as the cluster finds room)",
+    "local": "one after the other on this machine (they join the queue behind any run already training)",
+}
 st.markdown(
     "Each button trains the runs that show one claim of the note, on the data and for the epochs "
-    "you choose, one after the other on this machine (they join the queue behind any run already "
-    "training). When they have finished they appear side by side, measured the same way, with a "
-    "finding written from the numbers."
+    f"you choose, {WHERE_RUNS_TRAIN['slurm' if session.registry().slurm else 'local']}. When they have "
+    "finished they appear side by side, measured the same way, with a finding written from the numbers."
 )
 
 available = [row["name"] for row in describe_datasets() if row["available"]]

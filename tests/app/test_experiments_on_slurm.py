@@ -27,6 +27,8 @@ def test_an_experiment_on_slurm_is_followed_until_its_finding(app, fake_slurm, m
     try:
         app.switch_page(PAGE)
         app.run()
+        intro = app.markdown[0].value  # where the runs train: not "one after the other on this machine"
+        assert "you choose, each as a SLURM job of its own, all submitted at once (they train as" in intro
         app.selectbox(key="experiment_data").set_value("digits")
         app.number_input(key="experiment_epochs").set_value(1)
         app.run()

@@ -31,6 +31,7 @@ def _wait_for_every_job():
 def test_every_experiment_is_a_button_with_its_claim(app):
     _open(app)
     assert_no_exception(app)
+    assert "you choose, one after the other on this machine (they join the queue" in markdown_texts(app)[0]
     headers = [h.value for h in app.header]
     texts = " ".join(markdown_texts(app))
     for experiment in EXPERIMENTS.values():
