@@ -24,6 +24,7 @@ def test_an_experiment_on_slurm_is_followed_until_its_finding(app, fake_slurm, m
 
     monkeypatch.setenv("VAE_STUDIO_EXECUTOR", "slurm")
     st.cache_resource.clear()  # the registry of an earlier test trained here
+    ours = set()
     try:
         app.switch_page(PAGE)
         app.run()
@@ -55,3 +56,6 @@ def test_an_experiment_on_slurm_is_followed_until_its_finding(app, fake_slurm, m
     finally:
         session.registry().close()
         st.cache_resource.clear()
+        for run_id in ours:  # the folder is the session's: a later test's "ae-vs-vae: AE" would be "… (2)"
+            for path in session.CHECKPOINT_DIR.glob(f"{run_id}*"):
+                path.unlink()
