@@ -519,6 +519,28 @@ def live_panel() -> None:
         st.rerun()  # once: the first points are drawn, so the fragment is rebuilt on the slower timer
 
 
+def slurm_place(run_id: str | None):
+    """Where run `run_id`, sent to SLURM and not ended there, is (executor_state.ExecutorState), when
+    this session may see it; None for any other run, and when the app sends no run to SLURM."""
+    registry = session.existing_registry()
+    if not run_id or registry is None or registry.slurm is None:
+        return None
+    return next(
+        (state for state, run in registry.slurm.active_runs() if run.run_id == run_id and access.can_see(run.owner)),
+        None,
+    )
+
+
+def slurm_place_panel(run_id: str) -> None:
+    """Re-run by its fragment (LIVE_POLL_S) while the run waits in SLURM or its job loads its data: its
+    place, as the Runs page says it; the whole page re-runs once its job has written its record (to
+    show it live) or it has left SLURM's queue."""
+    place = slurm_place(run_id)
+    if place is None or shown_job(run_id) is not None:
+        st.rerun()
+    st.info(f"Run `{run_id}` is {place.text()}. It shows here, live, once its job trains.", icon=":material/schedule:")
+
+
 def empty_panel(run_id: str | None, starting: bool) -> None:
     if run_id:
         st.warning(
@@ -561,7 +583,9 @@ with right:
     if run_id and run_id != session.current_run_id():
         session.set_current_run(run_id)
     job = shown_job(run_id)
-    if job is None:
+    if job is None and slurm_place(run_id) is not None:  # pending in SLURM: not in the folder yet
+        st.fragment(slurm_place_panel, run_every=LIVE_POLL_S)(run_id)
+    elif job is None:
         empty_panel(run_id, starting=start_pressed is not None)
     else:
         snap = job.snapshot()

@@ -3,7 +3,8 @@
 
 What it does, in the formats submitit reads (submitit/slurm/slurm.py):
 - `sbatch SCRIPT` gives the job the next id, records the call, prints "Submitted batch job N" and
-  (unless FAKE_SLURM_HOLD is set: a full cluster, where it stays PENDING) starts a detached runner that runs the script with bash (SLURM_JOB_ID, SLURMD_NODENAME... set,
+  (unless FAKE_SLURM_HOLD is set: a full cluster, where it stays PENDING until the test's
+  `release`) starts a detached runner that runs the script with bash (SLURM_JOB_ID, SLURMD_NODENAME... set,
   output to the script's #SBATCH --output/--error), in a process group of its own.
 - The runner marks the job RUNNING on a node, then COMPLETED (exit 0), FAILED (else) or CANCELLED,
   and runs the script again when `scontrol requeue N` asked for it (a requeue kills the job first,
@@ -86,18 +87,21 @@ def sbatch(args: list[str]) -> int:
         node = f"fake-node-{int(job_id) % 2 + 1}"
         write_job(job_id, {"state": "PENDING", "node": node, "script": str(script), "requeue": False, "runs": 0})
     record_call("sbatch", args)
-    if os.environ.get(HOLD_ENV):  # a cluster with no free node: the job stays pending
-        print(f"Submitted batch job {job_id}")
-        return 0
+    if not os.environ.get(HOLD_ENV):  # held: a cluster with no free node, where the job stays pending
+        start_runner(job_id)
+    print(f"Submitted batch job {job_id}")
+    return 0
+
+
+def start_runner(job_id: str) -> None:
+    """The job's runner (run_job), detached: it outlives sbatch, as a job outlives its submission."""
     subprocess.Popen(
-        [sys.executable, __file__, "_run", job_id],
+        [sys.executable, str(Path(__file__).resolve()), "_run", job_id],
         start_new_session=True,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    print(f"Submitted batch job {job_id}")
-    return 0
 
 
 def _sbatch_path(script: str, option: str, job_id: str) -> str:
@@ -259,6 +263,10 @@ class FakeSlurm:
 
     def job_ids(self) -> list[str]:
         return sorted(path.stem for path in (self.directory / "jobs").glob("*.json"))
+
+    def release(self, job_id: str) -> None:
+        """A job held pending (FAKE_SLURM_HOLD) starts, as a node frees up."""
+        start_runner(job_id)
 
     def end_all(self) -> None:
         for job_id in self.job_ids():
