@@ -390,6 +390,11 @@ def queue_note(job, snap) -> None:
         busy = registry.busy_job(device)
         if busy is not None and access.can_see(busy.owner):
             waits_for = f"it starts when **{plain(busy.snapshot().name)}** ends, which trains on {device} now"
+        elif busy is None and registry.warming_up(device):
+            waits_for = (
+                "it starts as soon as this server's run process has loaded PyTorch and the data "
+                "(once per server start, a few seconds)"
+            )
         else:
             waits_for = f"it starts when {device} is free"
     st.info(

@@ -70,6 +70,7 @@ class RunProcess:
             )
         self.channel = Channel(self.process.stdout, self.process.stdin)
         self.ready = threading.Event()
+        self.torch_loaded = threading.Event()  # the child has imported torch, the longest step of its start-up
         self.run_id: str | None = None  # the run it was asked to train, until it ends
         self._on_message = on_message
         threading.Thread(target=self._read, name=f"run-process-{self.process.pid}", daemon=True).start()
@@ -91,10 +92,14 @@ class RunProcess:
                 message = self.channel.receive()
             except ChannelClosed:
                 break
+            if message[0] == "torch loaded":  # for whoever waits on this process, not for the registry
+                self.torch_loaded.set()
+                continue
             if message[0] == "ready":
                 self.ready.set()
             self._on_message(self, message)
-        self.ready.set()  # nobody waits for a child that is gone
+        self.torch_loaded.set()  # nobody waits for a child that is gone
+        self.ready.set()
         self._on_message(self, ("exited", self.process.wait()))
         self.channel.close()
 

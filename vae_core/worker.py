@@ -3,8 +3,8 @@
 Started by a server (executors.py), it trains the runs of FOLDER's durable queue (run_queue.py) that
 the server names.
 
-It pays the start-up costs once (torch, the engine, the default dataset, the first optimiser) and
-then waits, warm, for the server's "train <run id>"; after a run it waits for the next one, so a
+It pays the start-up costs once (torch, the engine, the default dataset, the first optimiser), telling
+the server when torch is loaded and when it is warm, and then waits for the server's "train <run id>"; after a run it waits for the next one, so a
 server keeps one warm process per device. For each run it takes the device's lock, claims the run
 from the queue, trains it with the one job (jobs.py, running loop.py), which writes the run's
 checkpoint every epoch and its progress record a few times a second, and sends the server each new
@@ -272,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     worker = Worker(args.folder, Channel(sys.stdin.buffer, out), args.uploads)
     began = time.perf_counter()
+    import torch  # noqa: F401
+
+    worker.tell("torch loaded")  # its server imports its own now rather than beside this one (ui/session.py)
     warm_up()
     print(f"{READY_LOG_PREFIX} {time.perf_counter() - began:.2f} s", file=sys.stderr, flush=True)
     worker.tell("ready", os.getpid())

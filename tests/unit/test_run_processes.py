@@ -212,3 +212,14 @@ def test_a_run_process_obeys_commands_through_the_store_from_any_server(registry
     assert job.wait(60) and job.status == "stopped"
     assert read_run(tmp_path, job.run_id).status == "stopped"
     assert not (tmp_path / f"{job.run_id}.commands.json").exists()  # gone with the run
+
+
+def test_a_run_process_is_warming_up_until_it_says_it_is_ready(registry):
+    """The Train page tells a run next in line that it waits for its run process's start-up: true only
+    between the process's start and its "ready" (and never for a device without a process)."""
+    assert not registry.warming_up("cpu")
+    registry.warm_up("cpu")
+    assert registry.warming_up("cpu")  # a fresh interpreter imports torch for seconds first
+    assert registry.wait_for_run_process_torch(120)  # told by the process before it warms up the rest
+    _wait_for(lambda: not registry.warming_up("cpu"), timeout=120)
+    assert not registry.warming_up("cuda:0")
