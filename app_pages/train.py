@@ -546,14 +546,27 @@ def slurm_place_panel(run_id: str) -> None:
     st.info(f"Run `{run_id}` is {place.text()}. It shows here, live, once its job trains.", icon=":material/schedule:")
 
 
-def empty_panel(run_id: str | None, starting: bool) -> None:
+INVITATION = "Set the hyperparameters and press **Start training**. The curves appear here within a second."
+
+
+def empty_panel(run_id: str | None, starting: bool):
+    """The run's side with no run to show; returns its note, which says a pressed Start's run is on its
+    way (the page is drawn before Start's work, which comes last) until that work says otherwise."""
     if run_id:
         st.warning(
             f"Run `{run_id}` is not in the checkpoints folder yet: a run shows here once it is queued, "
             "or once its process has written its first progress record. If it was deleted, pick another "
             "run on the **Runs** page."
         )
-    st.info("Set the hyperparameters and press **Start training**. The curves appear here within a second.")
+    note = st.empty()
+    if starting:
+        note.info(
+            "Starting your run: its curves appear here with its first steps (on a freshly started server, "
+            "once PyTorch has loaded, a few seconds).",
+            icon=":material/hourglass_top:",
+        )
+    else:
+        note.info(INVITATION)
     # The run's gauges, empty: where its numbers will show (and, on a fresh server, the browser has
     # their code loaded before the first run's panel arrives).
     st.progress(0.0, text="No run yet")
@@ -562,12 +575,13 @@ def empty_panel(run_id: str | None, starting: bool) -> None:
         # Start was just pressed, or the server is fresh: the browser's CPU is better spent on the
         # form and on the run's first points (drawn as a sketch while Plotly loads) than on parsing
         # Plotly's bundle, which takes it a second or more; and a fresh server's on loading PyTorch.
-        return
+        return note
     # Empty axes now, so the browser has the chart library loaded before the first point arrives.
     from ui import charts
 
     st.plotly_chart(charts.empty_loss_figure(), key="loss_chart")
     st.session_state.setdefault("_loss_chart_sent_at", time.monotonic())  # see loss_sketch
+    return note
 
 
 # Below 1100 px the form and the run share too little width (at 900, metric values and choices were
@@ -588,10 +602,11 @@ with right:
     if run_id and run_id != session.current_run_id():
         session.set_current_run(run_id)
     job = shown_job(run_id)
+    run_note = None
     if job is None and slurm_place(run_id) is not None:  # pending in SLURM: not in the folder yet
         st.fragment(slurm_place_panel, run_every=LIVE_POLL_S)(run_id)
     elif job is None:
-        empty_panel(run_id, starting=start_pressed is not None)
+        run_note = empty_panel(run_id, starting=start_pressed is not None)
     else:
         snap = job.snapshot()
         st.session_state["_live_was_active"] = snap.active
@@ -602,3 +617,5 @@ if start_pressed is not None:
     # Last, once the rest of the page is on its way: on a fresh server Start waits here for the
     # warm-up to end, with the page around the form drawn.
     start_pressed()
+    if run_note is not None:  # reached only when no run was made (a made one re-runs the page)
+        run_note.info(INVITATION)

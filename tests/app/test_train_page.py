@@ -204,6 +204,26 @@ def test_form_errors_show_beside_the_start_button(app):
     assert any("hidden sizes must be whole numbers" in e for e in errors), errors
 
 
+def test_a_start_that_makes_no_run_leaves_the_panel_inviting_one(monkeypatch, tmp_path):
+    """The page is drawn before Start's work, so the empty panel first says the run is on its way;
+    when no run is made (a form error), it goes back to inviting a Start."""
+    from apphelpers import APP
+    from streamlit.testing.v1 import AppTest
+
+    from ui import session
+
+    monkeypatch.setattr(session, "CHECKPOINT_DIR", tmp_path)  # no stored run to open on
+    page = AppTest.from_file(APP, default_timeout=60)
+    page.run()
+    _set_small_run(page)
+    page.text_input[0].set_value("wide")
+    _start(page)
+    assert_no_exception(page)
+    notes = [info.value for info in page.info]
+    assert any(note.startswith("Set the hyperparameters") for note in notes), notes
+    assert not any("Starting your run" in note for note in notes), notes
+
+
 def test_a_chosen_data_file_is_used_whatever_the_dataset_select_says(app):
     import io
 
