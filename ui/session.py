@@ -34,7 +34,9 @@ _registry_made = threading.Event()
 EXECUTOR_ENV = "VAE_STUDIO_EXECUTOR"  # local (the default): each run in a process of its own; slurm; thread
 
 
-@st.cache_resource
+# No spinner: the warm-up thread calls these outside any script run, where a spinner has no page to
+# show in (Streamlit logs "missing ScriptRunContext" for it).
+@st.cache_resource(show_spinner=False)
 def registry():
     """One registry per server process, shared by every browser session, so jobs outlive reloads.
     Runs train in processes of their own and queue in the checkpoints folder (vae_core/registry.py);
@@ -227,7 +229,7 @@ def keep_run_in_url() -> None:
 # -- uploads -----------------------------------------------------------------------------------------
 
 
-@st.cache_resource
+@st.cache_resource(show_spinner=False)
 def upload_root() -> Path:
     """This server process's folder for uploads: made by mkdtemp (a fresh unpredictable name, owned
     by us, mode 0700), never a shared fixed path another local user could create first. Removed

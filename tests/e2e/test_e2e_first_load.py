@@ -85,6 +85,9 @@ def test_cold_server_draws_its_own_navigation_and_trains_at_once(browser, tmp_pa
             # instead of importing torch a second time beside it).
             warm_up = re.search(re.escape(WARM_UP_LOG_PREFIX) + r" ([0-9.]+) s", server.log_tail(100_000))
             assert warm_up, server.log_tail()
+            # The warm-up thread, outside any script run, calls no Streamlit API that wants one (a
+            # "missing ScriptRunContext" warning in every server's log, for a spinner nobody sees).
+            assert "missing ScriptRunContext" not in server.log_tail(100_000), server.log_tail()
             record_timing("cold_server_start_to_warm_up_done_s", float(warm_up.group(1)))
         finally:
             context.close()
