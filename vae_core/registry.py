@@ -287,13 +287,13 @@ class JobRegistry:
     def warming_up(self, device: str) -> bool:
         """Whether this server's run process for `device` is still starting (torch, the data, the first
         optimiser): a run next in line on it waits for that, not for another run."""
-        process = self._processes.get(device) if self.executor == "process" else None
+        process = self._processes.get(device)  # only the process executor has any
         return process is not None and process.alive and not process.ready.is_set()
 
     def wait_for_run_process_torch(self, timeout_s: float, device: str = "cpu") -> bool:
         """Wait (up to timeout_s) until the run process of `device` has imported torch (or is gone);
         False when it had not by then, or when this server has no run process for `device`."""
-        process = self._processes.get(device) if self.executor == "process" else None
+        process = self._processes.get(device)
         return process is not None and process.torch_loaded.wait(timeout_s)
 
     def _on_process_message(self, process, message: tuple) -> None:

@@ -38,7 +38,7 @@ from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
 from . import run_queue
 from .config import TrainConfig, default_run_name, limits
 from .errors import TrainingError, VAEStudioError
-from .executor_state import ACTIVE_STATES, ExecutorState, read_state, state_path, states_in, update_state
+from .executor_state import ExecutorState, read_state, state_path, states_in, update_state
 from .run_commands import CommandFile, send_command
 from .run_ids import new_run_id
 from .safe_files import FieldError, UnreadableFile
@@ -264,7 +264,7 @@ class SlurmQueue:
         if not self._follow_lock.acquire():
             return states
         try:
-            active = {run_id: s for run_id, s in states.items() if s.state in ACTIVE_STATES}
+            active = {run_id: s for run_id, s in states.items() if s.active}
             for state in active.values():
                 if state.job_id:
                     self.watcher.register_job(state.job_id)
@@ -284,7 +284,7 @@ class SlurmQueue:
         info = self.watcher.get_info(state.job_id, mode="cache")
         scheduler = (info.get("State") or "").split(" ")[0].upper()
         current = _fresh(self.folder, state)  # the job may have written meanwhile
-        if current.state not in ACTIVE_STATES or current.job_id != state.job_id or not scheduler:
+        if not current.active or current.job_id != state.job_id or not scheduler:
             return current
         if scheduler == "RUNNING" and current.state != "running":
             return update_state(self.folder, run_id, state="running", node=_node(info.get("NodeList")))
@@ -319,7 +319,7 @@ class SlurmQueue:
             states = self.follow()
             for run_id in run_ids:
                 state = states.get(run_id)
-                if state is not None and state.state not in ACTIVE_STATES and run_id not in reported:
+                if state is not None and not state.active and run_id not in reported:
                     reported.add(run_id)
                     if on_end is not None:
                         on_end(state)
@@ -345,7 +345,7 @@ class SlurmQueue:
         owner, config), oldest first: what the Runs page's queue view lists."""
         found = []
         for state in states_in(self.folder).values():
-            if state.state not in ACTIVE_STATES:
+            if not state.active:
                 continue
             for path in (
                 run_queue.queued_path(self.folder, state.run_id),
@@ -368,7 +368,7 @@ class SlurmQueue:
         self._leave_queue(run_id)
         if state.state == "running":
             send_command(self.folder, run_id, "stop")
-        if state.job_id and state.state in ACTIVE_STATES:
+        if state.job_id and state.active:
             SlurmJob(folder=self.jobs_folder, job_id=state.job_id).cancel(check=False)
         return cancelled
 
@@ -377,7 +377,7 @@ class SlurmQueue:
         state = _fresh(self.folder, ExecutorState(run_id, "slurm", "queued here"))
         if state.state == "running":
             send_command(self.folder, run_id, "stop")
-        elif state.state in ACTIVE_STATES:
+        elif state.active:
             self.cancel(run_id)
 
 

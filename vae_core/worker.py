@@ -4,12 +4,12 @@ Started by a server (executors.py), it trains the runs of FOLDER's durable queue
 the server names.
 
 It pays the start-up costs once (torch, the engine, the default dataset, the first optimiser), telling
-the server when torch is loaded and when it is warm, and then waits for the server's "train <run id>"; after a run it waits for the next one, so a
-server keeps one warm process per device. For each run it takes the device's lock, claims the run
-from the queue, trains it with the one job (jobs.py, running loop.py), which writes the run's
-checkpoint every epoch and its progress record a few times a second, and sends the server each new
-snapshot and the weights of each epoch end over its stdout. Commands (pause, resume, stop, lr, beta,
-rename) arrive on its stdin.
+the server when torch is loaded and when it is warm, and then waits for the server's "train <run id>";
+after a run it waits for the next one, so a server keeps one warm process per device. For each run it
+takes the device's lock, claims the run from the queue, trains it with the one job (jobs.py, running
+loop.py), which writes the run's checkpoint every epoch and its progress record a few times a second,
+and sends the server each new snapshot and the weights of each epoch end over its stdout. Commands
+(pause, resume, stop, lr, beta, rename) arrive on its stdin.
 
 When the server is gone (its end of the pipe closes: a crash, a kill, a restart), the process goes
 on: it finishes the run in progress, then trains the rest of the folder's queue in order, then exits.
