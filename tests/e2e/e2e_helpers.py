@@ -274,19 +274,29 @@ def stop_run_if_active(page: Page) -> None:
 
 # -- Plotly --------------------------------------------------------------------------------------------
 
+# Each trace's point count and last x: Plotly 6+ sends arrays base64-encoded ({dtype, bdata}), decoded here.
 _PLOTS_JS = """(selector) => {
-  const bytes = {i1: 1, u1: 1, u1c: 1, i2: 2, u2: 2, i4: 4, u4: 4, f4: 4, f8: 8};
-  const length = (v) => {
-    if (v === undefined || v === null) return 0;
-    if (Array.isArray(v) || ArrayBuffer.isView(v)) return v.length;
-    if (v._inputArray) return v._inputArray.length;
-    if (typeof v.bdata === 'string') return Math.floor(atob(v.bdata).length / (bytes[v.dtype] || 8));
-    return 0;
+  const typed = {i1: Int8Array, u1: Uint8Array, u1c: Uint8ClampedArray, i2: Int16Array, u2: Uint16Array,
+                 i4: Int32Array, u4: Uint32Array, f4: Float32Array, f8: Float64Array};
+  const values = (v) => {
+    if (v === undefined || v === null) return [];
+    if (Array.isArray(v) || ArrayBuffer.isView(v)) return v;
+    if (v._inputArray) return v._inputArray;
+    if (typeof v.bdata === 'string') {
+      const raw = Uint8Array.from(atob(v.bdata), (c) => c.charCodeAt(0));
+      const Kind = typed[v.dtype] || Float64Array;
+      return new Kind(raw.buffer, 0, Math.floor(raw.length / Kind.BYTES_PER_ELEMENT));
+    }
+    return [];
+  };
+  const trace = (t) => {
+    const x = values(t.x);
+    return {name: t.name, type: t.type, points: x.length, last_x: x.length ? Number(x[x.length - 1]) : null};
   };
   return [...document.querySelectorAll(selector)].map((el) => {
     const box = el.getBoundingClientRect();
     return {
-      traces: (el.data || []).map((t) => ({name: t.name, type: t.type, points: length(t.x)})),
+      traces: (el.data || []).map(trace),
       annotations: ((el.layout && el.layout.annotations) || []).map((a) => String(a.text)),
       shapes: ((el.layout && el.layout.shapes) || []).map((s) => ({type: s.type, dash: s.line && s.line.dash,
                                                                  x0: s.x0})),
@@ -316,6 +326,14 @@ def trace_points(figure: dict | None, name: str) -> int:
 def loss_points(page: Page) -> dict[str, int]:
     figure = chart(page, LOSS_CHART)
     return {name: trace_points(figure, name) for name in ("total", "reconstruction", "KL")}
+
+
+def last_loss_step(page: Page, name: str = "reconstruction") -> float:
+    """The step of the loss chart's last point on curve `name` (0 with none). A long run's record merges
+    its points in pairs past runs.MAX_POINTS, so a growing curve is one whose last step grows, not its count."""
+    figure = chart(page, LOSS_CHART)
+    steps = [t["last_x"] for t in (figure or {"traces": []})["traces"] if t["name"] == name and t["last_x"] is not None]
+    return max(steps, default=0.0)
 
 
 FIRST_LOSS_POINT_JS = (
