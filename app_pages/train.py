@@ -547,6 +547,15 @@ def slurm_place_panel(run_id: str) -> None:
 
 
 INVITATION = "Set the hyperparameters and press **Start training**. The curves appear here within a second."
+# A fresh server is still loading PyTorch for its runs: its first run's curves take a few seconds.
+INVITATION_WARMING_UP = (
+    "Set the hyperparameters and press **Start training**. This server has just started and is loading "
+    "PyTorch: the first run's curves appear here a few seconds after Start, later runs' within a second."
+)
+
+
+def invitation() -> str:
+    return INVITATION_WARMING_UP if session.engine_warming_up() else INVITATION
 
 
 def empty_panel(run_id: str | None, starting: bool):
@@ -566,7 +575,7 @@ def empty_panel(run_id: str | None, starting: bool):
             icon=":material/hourglass_top:",
         )
     else:
-        note.info(INVITATION)
+        note.info(invitation())
     # The run's gauges, empty: where its numbers will show (and, on a fresh server, the browser has
     # their code loaded before the first run's panel arrives).
     st.progress(0.0, text="No run yet")
@@ -618,4 +627,4 @@ if start_pressed is not None:
     # warm-up to end, with the page around the form drawn.
     start_pressed()
     if run_note is not None:  # reached only when no run was made (a made one re-runs the page)
-        run_note.info(INVITATION)
+        run_note.info(invitation())

@@ -347,10 +347,15 @@ def test_a_fresh_server_keeps_plotly_off_the_first_page(app, monkeypatch, tmp_pa
     app.run()
     assert_no_exception(app)
     assert plotly_specs(app) == [] and "Start training" in [b.label for b in app.button]
+    # No promise of curves "within a second", which a server still loading PyTorch cannot keep.
+    [note] = [i.value for i in app.info]
+    assert "just started and is loading PyTorch" in note and "a few seconds after Start" in note, note
     monkeypatch.setattr(session, "engine_warming_up", lambda: False)
     app.run()
     [empty] = plotly_specs(app)  # the empty loss chart: the browser loads Plotly before any run
     assert {t.get("name") for t in empty["data"]} == {"total", "reconstruction", "KL"}
+    [note] = [i.value for i in app.info]
+    assert note.endswith("The curves appear here within a second."), note
 
 
 def test_the_objective_choices_reach_the_run(app):
