@@ -104,7 +104,7 @@ def test_pause_resume_and_beta_change_while_running(page, runs):
     figure = chart(page, LOSS_CHART)
     assert any(s["dash"] == "dot" and s["type"] == "line" for s in figure["shapes"]), figure["shapes"]
     expect(page.get_by_label("β now").filter(visible=True).first).to_have_value("4")
-    # The snapshot keeps coming after the change: more steps, more points.
+    # The snapshot keeps coming after the change: more steps, and the curve reaches past them.
     before = progress(page)
     wait_for_step_beyond(page, before["step"])
     wait_until(page, lambda: last_loss_step(page) > before["step"], message="new points after β changed")
