@@ -536,6 +536,19 @@ def slurm_place(run_id: str | None):
     )
 
 
+def slurm_end(run_id: str | None):
+    """How run `run_id` ended in SLURM (executor_state.ExecutorState) when its job ended before writing
+    any record (bad data, a scheduler's kill), for its owner to see; None otherwise. Served, a state
+    that names no owner (written before states kept one) is shown to no one."""
+    registry = session.existing_registry()
+    if not run_id or registry is None or registry.slurm is None:
+        return None
+    state = registry.slurm.place(run_id)
+    if state is None or state.active or not access.can_see(state.owner):
+        return None
+    return state if state.owner is not None or not access.served() else None
+
+
 def slurm_place_panel(run_id: str) -> None:
     """Re-run by its fragment (LIVE_POLL_S) while the run waits in SLURM or its job loads its data: its
     place, as the Runs page says it; the whole page re-runs once its job has written its record (to
@@ -561,7 +574,10 @@ def invitation() -> str:
 def empty_panel(run_id: str | None, starting: bool):
     """The run's side with no run to show; returns its note, which says a pressed Start's run is on its
     way (the page is drawn before Start's work, which comes last) until that work says otherwise."""
-    if run_id:
+    ended = None if starting else slurm_end(run_id)
+    if ended is not None:
+        show_error(f"Run {run_id} ended in SLURM before its job wrote any record: {ended.text()}.")
+    elif run_id:
         st.warning(
             f"Run `{run_id}` is not in the checkpoints folder yet: a run shows here once it is queued, "
             "or once its process has written its first progress record. If it was deleted, pick another "

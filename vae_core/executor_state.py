@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .atomic_files import write_atomically
+from .checkpoint_fields import owner_id
 from .run_ids import check_run_id, is_valid_run_id
 from .safe_files import FieldError, UnreadableFile, read_record
 
@@ -44,6 +45,10 @@ class ExecutorState:
     attempts: int = 0  # requeues without progress (slurm_executor.py): those the retry limit counts
     updated: float = 0.0
     start_epoch: int = 0  # the run's saved epochs when its latest job began: a requeue past it made progress
+    # Whose run it is (None: a shared run), kept here because a run whose job failed before writing any
+    # record leaves the queue with nothing else naming its owner: the Train page says why it failed to
+    # its owner alone.
+    owner: str | None = None
 
     @property
     def active(self) -> bool:
@@ -111,7 +116,10 @@ def _state_of(record: dict, name: str) -> ExecutorState:
         raise FieldError("its start_epoch is not a count")
     if not isinstance(updated, (int, float)) or isinstance(updated, bool) or not 0 <= updated < 1e11:
         raise FieldError("its updated time is not a time")
-    return ExecutorState(run_id, "slurm", record["state"], job_id, node, reason, attempts, float(updated), start_epoch)
+    owner = owner_id(record.get("owner"), "its owner")
+    return ExecutorState(
+        run_id, "slurm", record["state"], job_id, node, reason, attempts, float(updated), start_epoch, owner
+    )
 
 
 def states_in(folder: str | Path) -> dict[str, ExecutorState]:

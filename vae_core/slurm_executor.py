@@ -234,7 +234,7 @@ class SlurmQueue:
             run = run_queue.QueuedRun(
                 run_id, config, name, owner, SLURM_DEVICE, run_queue.next_order(), executor="slurm"
             )
-            update_state(self.folder, run_id, state="queued here")
+            update_state(self.folder, run_id, state="queued here", owner=owner)
             run_queue.enqueue(self.folder, run)
             run_ids.append(run_id)
         for run_id in run_ids:

@@ -4,7 +4,7 @@ while its job is pending the page says where the run is, as the Runs page does, 
 
 import time
 
-from apphelpers import assert_no_exception
+from apphelpers import assert_no_exception, rendered
 
 from tests.fake_slurm import fake_slurm  # noqa: F401  (the fixture)
 from vae_core.config import TrainConfig
@@ -52,3 +52,41 @@ def test_a_run_pending_in_slurm_shows_its_place_then_trains_live(app, fake_slurm
         st.cache_resource.clear()
         for path in session.CHECKPOINT_DIR.glob(f"{run_id}*") if run_id else ():
             path.unlink()  # the AppTests' folder is shared: a later test must not find this run
+
+
+def test_a_run_whose_job_failed_before_any_record_says_why_to_its_owner_alone(app, fake_slurm, monkeypatch):  # noqa: F811
+    """A job that fails before writing any record (its data cannot be read, say) leaves only its state:
+    the Train page says why to the run's owner, not "not in the checkpoints folder yet"; served, to no one
+    else, and a state that names no owner to no one."""
+    import streamlit as st
+    from test_multi_user import ALICE, BOB, owner, served_session
+
+    from ui import session
+    from vae_core.executor_state import update_state
+    from vae_core.run_ids import new_run_id
+
+    monkeypatch.setenv("VAE_STUDIO_EXECUTOR", "slurm")
+    st.cache_resource.clear()
+    registry = session.registry()
+    alices, nobodys = new_run_id(), new_run_id()
+    reason = "the data file /data/alice.npz cannot be read"
+    try:
+        update_state(session.CHECKPOINT_DIR, alices, state="failed", job_id="41", reason=reason, owner=owner(ALICE))
+        update_state(session.CHECKPOINT_DIR, nobodys, state="failed", job_id="42", reason=reason)
+        said = f"Run {alices} ended in SLURM before its job wrote any record: failed (job 41): {reason}."
+        app.query_params["run"] = alices
+        app.run()  # one person's app: every run is theirs
+        assert_no_exception(app)
+        assert [rendered(e.value) for e in app.error] == [said] and [w.value for w in app.warning] == []
+
+        assert [rendered(e.value) for e in served_session(ALICE, "app_pages/train.py", run_id=alices).error] == [said]
+        for user, run_id in ((BOB, alices), (BOB, nobodys), (ALICE, nobodys)):
+            page = served_session(user, "app_pages/train.py", run_id=run_id)
+            assert [e.value for e in page.error] == [], (user["name"], run_id)
+            assert any("is not in the checkpoints folder yet" in w.value for w in page.warning)
+    finally:
+        registry.close()
+        st.cache_resource.clear()
+        for run_id in (alices, nobodys):
+            for path in session.CHECKPOINT_DIR.glob(f"{run_id}*"):
+                path.unlink()

@@ -2,6 +2,7 @@
 read and checked, a job killed mid-run submitted again and resumed to the weights of a run never
 interrupted, two runs training at once, and cancel reaching the job."""
 
+import json
 import os
 import signal
 import time
@@ -12,11 +13,13 @@ import torch
 from tests.fake_slurm import fake_slurm  # noqa: F401  (the fixture)
 from vae_core import run_queue
 from vae_core.checkpoint import load_checkpoint
+from vae_core.checkpoint_fields import OWNER_ID_LENGTH
 from vae_core.config import TrainConfig
 from vae_core.errors import CheckpointError, ConfigError
 from vae_core.executor_state import read_state, state_path
 from vae_core.run_commands import send_command
 from vae_core.runs import checkpoint_path, progress_path, read_progress
+from vae_core.safe_files import UnreadableFile
 from vae_core.slurm_executor import SlurmQueue, saved_epoch
 from vae_core.slurm_settings import executor_setting, load_slurm_settings
 
@@ -165,6 +168,20 @@ def test_cancel_reaches_the_job_and_leaves_nothing_queued(tmp_path, fake_slurm):
     assert not run_queue.queued_path(folder, run_id).exists()
     assert not run_queue.claimed_path(folder, run_id).exists()
     assert slurm.follow()[run_id].state == "cancelled"  # following the scheduler does not bring it back
+
+
+def test_a_runs_state_names_its_owner_to_its_end_and_a_forged_owner_is_refused(tmp_path, fake_slurm):  # noqa: F811
+    """The owner rides in the state (the Train page tells a job's early failure to its owner alone),
+    and is read back checked like every field."""
+    folder = tmp_path / "checkpoints"
+    alice = "0a" * (OWNER_ID_LENGTH // 2)
+    (run_id,) = SlurmQueue(folder).queue([TrainConfig(epochs=200, **TINY)], owner=alice)
+    assert read_state(state_path(folder, run_id)).owner == alice
+    assert SlurmQueue(folder).cancel(run_id).owner == alice
+    path = state_path(folder, run_id)
+    path.write_text(json.dumps({**json.loads(path.read_text()), "owner": "../../someone"}))
+    with pytest.raises(UnreadableFile, match="its owner"):
+        read_state(path)
 
 
 def test_the_app_registry_sends_its_runs_to_slurm_and_lists_where_they_are(tmp_path, fake_slurm, digits):  # noqa: F811
