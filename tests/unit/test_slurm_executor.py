@@ -18,7 +18,7 @@ from vae_core.config import TrainConfig
 from vae_core.errors import CheckpointError, ConfigError
 from vae_core.executor_state import read_state, state_path
 from vae_core.run_commands import send_command
-from vae_core.runs import checkpoint_path, progress_path, read_progress
+from vae_core.runs import checkpoint_path, progress_path, read_progress, read_run
 from vae_core.safe_files import UnreadableFile
 from vae_core.slurm_executor import SlurmQueue, saved_epoch
 from vae_core.slurm_settings import executor_setting, load_slurm_settings
@@ -168,6 +168,20 @@ def test_cancel_reaches_the_job_and_leaves_nothing_queued(tmp_path, fake_slurm):
     assert not run_queue.queued_path(folder, run_id).exists()
     assert not run_queue.claimed_path(folder, run_id).exists()
     assert slurm.follow()[run_id].state == "cancelled"  # following the scheduler does not bring it back
+
+
+def test_a_job_that_fails_before_writing_any_record_leaves_why_and_whose_in_its_state(tmp_path, fake_slurm):  # noqa: F811
+    """What the Train page tells the run's owner (app_pages/train.py, slurm_end): its only trace."""
+    folder = tmp_path / "checkpoints"
+    alice = "0a" * (OWNER_ID_LENGTH // 2)
+    slurm = SlurmQueue(folder)
+    (run_id,) = slurm.queue([TrainConfig(**{**TINY, "data": str(tmp_path / "gone.npz")})], owner=alice)
+    _wait_until(lambda: not read_state(state_path(folder, run_id)).active, "ended")
+    state = read_state(state_path(folder, run_id))
+    assert (state.state, state.owner) == ("failed", alice), state
+    assert state.reason.startswith("the data this refers to is neither a built-in dataset"), state.reason
+    assert read_run(folder, run_id) is None  # no checkpoint, no progress record
+    assert not run_queue.queued_path(folder, run_id).exists() and not run_queue.claimed_path(folder, run_id).exists()
 
 
 def test_a_runs_state_names_its_owner_to_its_end_and_a_forged_owner_is_refused(tmp_path, fake_slurm):  # noqa: F811
