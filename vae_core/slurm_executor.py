@@ -37,7 +37,7 @@ from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
 
 from . import run_queue
 from .config import TrainConfig, default_run_name, limits
-from .errors import TrainingError, VAEStudioError
+from .errors import DataError, TrainingError, VAEStudioError
 from .executor_state import ExecutorState, read_state, state_path, states_in, update_state
 from .run_commands import CommandFile, send_command
 from .run_ids import new_run_id
@@ -280,7 +280,9 @@ class SlurmQueue:
         run_id = state.run_id
         if not state.job_id:
             orphan = time.time() - state.updated > ORPHAN_AFTER_S
-            return self.submit(run_id) if orphan and self._unfinished(run_id) else state
+            if not (orphan and self._unfinished(run_id)):
+                return state
+            return self._submit_again(state, "its submitter died before submitting it", reason=None)
         info = self.watcher.get_info(state.job_id, mode="cache")
         scheduler = (info.get("State") or "").split(" ")[0].upper()
         current = _fresh(self.folder, state)  # the job may have written meanwhile
@@ -294,14 +296,53 @@ class SlurmQueue:
             self._leave_queue(run_id)
             return update_state(self.folder, run_id, state="cancelled", reason="cancelled in SLURM")
         if scheduler in DIED:
+            ended = f"job {state.job_id} ended {scheduler}"
             if not self._unfinished(run_id):
-                return update_state(self.folder, run_id, state="failed", reason=f"job {state.job_id} ended {scheduler}")
+                return update_state(self.folder, run_id, state="failed", reason=ended)
             retry = requeue_counted(self.folder, run_id, self.settings.max_requeues)
             if retry is None:
-                return give_up(self.folder, run_id, f"job {state.job_id} ended {scheduler}")
-            reason = f"submitted again after job {state.job_id} ended {scheduler}"
-            return self.submit(run_id, attempts=retry, reason=reason)
+                return give_up(self.folder, run_id, ended)
+            return self._submit_again(current, ended, reason=f"submitted again after {ended}", attempts=retry)
         return current
+
+    def _submit_again(self, current: ExecutorState, why: str, **changes) -> ExecutorState:
+        """Submit run `current.run_id`'s job (again: `why` says what happened), with its state's `changes`,
+        if a job this queue submits may open the run's data. A sweep's data file is given to its jobs by
+        the sweep's own queue (data_for_jobs); another process following the folder, such as the app's
+        server, may give only what it allows. Such a run is left for ORPHAN_AFTER_S to a process that may
+        (the sweep's, still following), then leaves the queue, failed, saying what to do."""
+        run_id = current.run_id
+        if self._may_give_its_data(run_id):
+            return self.submit(run_id, **changes)
+        waiting = f"{why}; left to a process that may give its job its data file"
+        if current.reason != waiting:
+            return update_state(self.folder, run_id, reason=waiting)
+        if time.time() - current.updated < ORPHAN_AFTER_S:
+            return current
+        self._leave_queue(run_id)
+        return update_state(
+            self.folder,
+            run_id,
+            state="failed",
+            reason=f"{why}, and no process that may give its job its data file submitted it again: queue it "
+            "again with that file (or resume its checkpoint with it)",
+        )
+
+    def _may_give_its_data(self, run_id: str) -> bool:
+        """Whether a job of this queue could open run `run_id`'s data: the job's own check (worker.py)."""
+        from .data import resolve_data_reference
+
+        for path in (run_queue.queued_path(self.folder, run_id), run_queue.claimed_path(self.folder, run_id)):
+            try:
+                run = run_queue.read_queued(path)
+            except UnreadableFile:
+                continue
+            try:
+                resolve_data_reference(run.config.data, [self.upload_root] if self.upload_root else [])
+                return True
+            except DataError:
+                return False
+        return False
 
     def _unfinished(self, run_id: str) -> bool:
         return (

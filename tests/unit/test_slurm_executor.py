@@ -7,6 +7,7 @@ import os
 import signal
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -20,7 +21,7 @@ from vae_core.executor_state import read_state, state_path
 from vae_core.run_commands import send_command
 from vae_core.runs import checkpoint_path, progress_path, read_progress, read_run
 from vae_core.safe_files import UnreadableFile
-from vae_core.slurm_executor import SlurmQueue, saved_epoch
+from vae_core.slurm_executor import SlurmQueue, data_for_jobs, saved_epoch
 from vae_core.slurm_settings import executor_setting, load_slurm_settings
 
 TINY = dict(data="digits", hidden=(16,), latent_dim=2, batch_size=16, device="cpu", threads=1)
@@ -182,6 +183,60 @@ def test_a_job_that_fails_before_writing_any_record_leaves_why_and_whose_in_its_
     assert state.reason.startswith("the data this refers to is neither a built-in dataset"), state.reason
     assert read_run(folder, run_id) is None  # no checkpoint, no progress record
     assert not run_queue.queued_path(folder, run_id).exists() and not run_queue.claimed_path(folder, run_id).exists()
+
+
+def test_a_dead_job_is_submitted_again_only_by_a_queue_that_may_give_it_its_data(tmp_path, fake_slurm, monkeypatch):  # noqa: F811
+    """A sweep's data file is given to its jobs by the sweep's own queue. Another process following the
+    folder (the app's server, whose jobs may open only its uploads) leaves such a run whose job died to
+    the sweep's queue, and after ORPHAN_AFTER_S with nobody taking it fails it saying what to do, instead
+    of submitting a job that cannot open its data; a built-in dataset's run it submits again at once."""
+    from vae_core import slurm_executor
+
+    monkeypatch.setenv("FAKE_SLURM_HOLD", "1")  # pending until the node "fails" below
+    folder = tmp_path / "checkpoints"
+    data = tmp_path / "digits.npz"
+    np.savez(data, x=np.zeros((64, 8, 8), dtype=np.uint8), y=np.arange(64) % 10)
+    reference, allowed = data_for_jobs(str(data))
+    on_file = TrainConfig(**{**TINY, "data": reference})
+    sweeps = SlurmQueue(folder, upload_root=allowed)
+    servers = SlurmQueue(folder, upload_root=tmp_path / "uploads")
+
+    def node_fails(run_id: str) -> str:
+        job_id = read_state(state_path(folder, run_id)).job_id
+        _set_fake_job_state(fake_slurm, job_id, "NODE_FAIL")
+        return job_id
+
+    sweeps_run, built_in = sweeps.queue([on_file, TrainConfig(**TINY)])
+    dead = {run_id: node_fails(run_id) for run_id in (sweeps_run, built_in)}
+    states = servers.follow()
+    assert (states[built_in].state, states[built_in].reason) == (
+        "pending",
+        f"submitted again after job {dead[built_in]} ended NODE_FAIL",
+    )
+    left = states[sweeps_run]
+    assert (left.state, left.job_id) == ("pending", dead[sweeps_run])  # neither submitted nor ended
+    assert (
+        left.reason == f"job {dead[sweeps_run]} ended NODE_FAIL; left to a process that may give its job its data file"
+    )
+    again = sweeps.follow()[sweeps_run]  # the sweep's own queue may give the file
+    assert (again.state, again.reason) == ("pending", f"submitted again after job {dead[sweeps_run]} ended NODE_FAIL")
+    assert len(fake_slurm.calls("sbatch")) == 4  # 2 at first, then one each
+
+    (abandoned,) = sweeps.queue([on_file])  # and the sweep's process is gone
+    job_id = node_fails(abandoned)
+    assert servers.follow()[abandoned].state == "pending"
+    monkeypatch.setattr(slurm_executor, "ORPHAN_AFTER_S", 0.0)  # nobody took it in time
+    failed = servers.follow()[abandoned]
+    assert failed.state == "failed" and failed.reason.startswith(
+        f"job {job_id} ended NODE_FAIL, and no process that may give its job its data file submitted it again"
+    ), failed
+    assert not run_queue.queued_path(folder, abandoned).exists()
+    assert len(fake_slurm.calls("sbatch")) == 5
+
+
+def _set_fake_job_state(fake_slurm, job_id: str, state: str) -> None:  # noqa: F811
+    path = fake_slurm.directory / "jobs" / f"{job_id}.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "state": state}))
 
 
 def test_a_runs_state_names_its_owner_to_its_end_and_a_forged_owner_is_refused(tmp_path, fake_slurm):  # noqa: F811
