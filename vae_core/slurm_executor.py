@@ -325,7 +325,7 @@ class SlurmQueue:
             run_id,
             state="failed",
             reason=f"{why}, and no process that may give its job its data file submitted it again: queue it "
-            "again with that file (or resume its checkpoint with it)",
+            "again with that file, or resume its checkpoint with it (vae-studio train --resume CHECKPOINT --data FILE)",
         )
 
     def _may_give_its_data(self, run_id: str) -> bool:
