@@ -460,6 +460,9 @@ def live_panel() -> None:
         )
         if snap.message:
             show_error(snap.message)
+        ended = slurm_end(job.run_id)
+        if ended is not None and ended.state in ("failed", "cancelled") and not said_by(snap, ended):
+            show_error(f"Its SLURM job: {ended.text()}.")
     # Once after Start, and once when the run's error (a divergence) appears: the user may be far down.
     seen_error = st.session_state.get("_error_shown_for")
     # A run that has just ended re-runs the whole page (below), which would drop a script sent now
@@ -537,9 +540,10 @@ def slurm_place(run_id: str | None):
 
 
 def slurm_end(run_id: str | None):
-    """How run `run_id` ended in SLURM (executor_state.ExecutorState) when its job ended before writing
-    any record (bad data, a scheduler's kill), for its owner to see; None otherwise. Served, a state
-    that names no owner (written before states kept one) is shown to no one."""
+    """How run `run_id` ended in SLURM (executor_state.ExecutorState), for its owner to see; None for a
+    run not sent there or not ended. Only the executor knows why a job that wrote no record failed, or
+    that a run whose record still reads "running" was given up (too many time limits without a new
+    epoch). Served, a state that names no owner (written before states kept one) is shown to no one."""
     registry = session.existing_registry()
     if not run_id or registry is None or registry.slurm is None:
         return None
@@ -547,6 +551,12 @@ def slurm_end(run_id: str | None):
     if state is None or state.active or not access.can_see(state.owner):
         return None
     return state if state.owner is not None or not access.served() else None
+
+
+def said_by(snap, ended) -> bool:
+    """Whether the run's own record already says why it ended as its SLURM state does (a job that
+    failed in training writes its error in both)."""
+    return bool(ended.reason) and (snap.message or "").startswith(ended.reason)
 
 
 def slurm_place_panel(run_id: str) -> None:

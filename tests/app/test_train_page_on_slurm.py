@@ -90,3 +90,36 @@ def test_a_run_whose_job_failed_before_any_record_says_why_to_its_owner_alone(ap
         for run_id in (alices, nobodys):
             for path in session.CHECKPOINT_DIR.glob(f"{run_id}*"):
                 path.unlink()
+
+
+def test_a_run_with_a_record_that_slurm_gave_up_on_says_why(app, fake_slurm, monkeypatch):  # noqa: F811
+    """Only the executor knows that a run whose record is from its last epoch was given up (time limits
+    without a new epoch): the Train page says so above the run; a state that ended well adds nothing."""
+    import streamlit as st
+    from apphelpers import train_checkpoint
+
+    from ui import session
+    from vae_core.executor_state import update_state
+    from vae_core.run_ids import new_run_id
+
+    monkeypatch.setenv("VAE_STUDIO_EXECUTOR", "slurm")
+    st.cache_resource.clear()
+    registry = session.registry()
+    run_id = new_run_id()
+    reason = "time limit again without saving a new epoch (still 2): not requeued; raise time_min"
+    try:
+        train_checkpoint(run_id)
+        update_state(session.CHECKPOINT_DIR, run_id, state="failed", job_id="43", reason=reason)
+        app.query_params["run"] = run_id
+        app.run()
+        assert_no_exception(app)
+        assert any(f"`{run_id}`" in m.value for m in app.markdown)  # the run's own panel, from its record
+        assert [rendered(e.value) for e in app.error] == [f"Its SLURM job: failed (job 43): {reason}."]
+        update_state(session.CHECKPOINT_DIR, run_id, state="finished", reason=None)
+        app.run()
+        assert [e.value for e in app.error] == []
+    finally:
+        registry.close()
+        st.cache_resource.clear()
+        for path in session.CHECKPOINT_DIR.glob(f"{run_id}*"):
+            path.unlink()
