@@ -148,6 +148,9 @@ def train_queued_run(folder: Path, run_id: str, upload_root: Path | None = None)
         # Watched from before "running" is written: a stop sent by whoever reads "running" (a person's
         # cancel, the Train page's Stop) while the job loads its data is seen as new, and obeyed at once.
         commands = CommandFile(folder, run_id)
+        if _fresh(folder, ExecutorState(run_id, "slurm", "pending")).state == "cancelled":
+            run_queue.release(folder, run_id)  # cancelled as it claimed the run: "running" would hide that
+            return "gone"
         update_state(
             folder,
             run_id,
@@ -401,13 +404,14 @@ class SlurmQueue:
 
     # -- commands ------------------------------------------------------------------------------------------
     def cancel(self, run_id: str) -> ExecutorState:
-        """Take the run out of the queue and cancel its job (scancel), pending or running. A running
-        run is asked to stop too: SLURM's SIGTERM does not end a submitit job (it waits for KillWait's
-        SIGKILL), the stop command has it save and end cleanly before that."""
+        """Take the run out of the queue and cancel its job (scancel), pending or running. The run is
+        asked to stop too: SLURM's SIGTERM does not end a submitit job (it waits for KillWait's SIGKILL),
+        the stop command has it save and end cleanly before that, even when its job was claiming the
+        run as the cancel read "pending" (train_queued_run checks for "cancelled" once it watches)."""
         state = _fresh(self.folder, ExecutorState(run_id, "slurm", "queued here"))
         cancelled = update_state(self.folder, run_id, state="cancelled", reason="cancelled by a person")
         self._leave_queue(run_id)
-        if state.state == "running":
+        if state.active:  # "pending" too: its job may be claiming the run now, watching for commands
             send_command(self.folder, run_id, "stop")
         if state.job_id and state.active:
             SlurmJob(folder=self.jobs_folder, job_id=state.job_id).cancel(check=False)

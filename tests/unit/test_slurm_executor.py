@@ -17,7 +17,7 @@ from vae_core.checkpoint import load_checkpoint
 from vae_core.checkpoint_fields import OWNER_ID_LENGTH
 from vae_core.config import TrainConfig
 from vae_core.errors import CheckpointError, ConfigError
-from vae_core.executor_state import read_state, state_path
+from vae_core.executor_state import read_state, state_path, update_state
 from vae_core.run_commands import send_command
 from vae_core.runs import checkpoint_path, progress_path, read_progress, read_run
 from vae_core.safe_files import UnreadableFile
@@ -251,6 +251,29 @@ def test_a_runs_state_names_its_owner_to_its_end_and_a_forged_owner_is_refused(t
     path.write_text(json.dumps({**json.loads(path.read_text()), "owner": "../../someone"}))
     with pytest.raises(UnreadableFile, match="its owner"):
         read_state(path)
+
+
+def test_a_job_claiming_a_run_as_it_is_cancelled_leaves_it_cancelled(tmp_path, fake_slurm, monkeypatch):  # noqa: F811
+    """The race of a cancel that read "pending" while the job claimed the run: the job sees "cancelled"
+    once it watches for commands and leaves, rather than writing "running" over it and training until
+    SLURM's SIGKILL; the cancel sends a stop too, for a job already past that check."""
+    from vae_core.run_commands import commands_path, read_commands
+    from vae_core.slurm_executor import train_queued_run
+
+    monkeypatch.setenv("FAKE_SLURM_HOLD", "1")  # the job itself never starts: this test plays it
+    folder = tmp_path / "checkpoints"
+    slurm = SlurmQueue(folder)
+    (run_id,) = slurm.queue([TrainConfig(epochs=200, **TINY)])
+    update_state(folder, run_id, state="cancelled", reason="cancelled by a person")  # as cancel() does first
+
+    assert train_queued_run(folder, run_id) == "gone"
+    state = read_state(state_path(folder, run_id))
+    assert (state.state, state.reason) == ("cancelled", "cancelled by a person")
+    assert not run_queue.claimed_path(folder, run_id).exists() and read_run(folder, run_id) is None
+
+    (pending,) = slurm.queue([TrainConfig(epochs=200, **TINY)])
+    slurm.cancel(pending)
+    assert [name for _, name, _ in read_commands(commands_path(folder, pending))] == ["stop"]
 
 
 def test_the_app_registry_sends_its_runs_to_slurm_and_lists_where_they_are(tmp_path, fake_slurm, digits):  # noqa: F811
