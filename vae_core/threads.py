@@ -57,16 +57,12 @@ def run_threads(config: TrainConfig, dataset: ImageDataset, device: torch.device
         return config.threads, "the run's own count"
     if thread_override() is not None:
         return thread_override(), f"set by {THREADS_ENV}"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = _cores()
     busy = min(float(cores), busy_elsewhere()) if cores > 1 else 0.0  # /proc/stat counts in 10 ms ticks
     free, load = max(1, min(cores, int(cores - busy + 0.5))), f"{busy:.1f} of {cores} cores busy elsewhere"
     if free == 1:
         return 1, load
-    # A timing holds for its kind of step (not the seed, lr or β), on its machine, at its free cores.
-    shapes = (config.model, config.hidden, config.latent_dim, config.batch_size, config.precision, config.recon)
-    kind = repr(
-        (*shapes, config.learn_variance, dataset.image_shape, dataset.num_classes, machine_key(), free, TIMING_METHOD)
-    )
+    kind = _kind(config, dataset, free)
     timings, how = remembered(), "remembered"
     timing = timings.pop(kind, None)
     if timing is None or abs(timing[0] - busy) > SAME_LOAD:
@@ -80,6 +76,25 @@ def run_threads(config: TrainConfig, dataset: ImageDataset, device: torch.device
     _, one, all_free = timing
     times = f"1 thread {one * 1e3:.1f} ms, {free} threads {all_free * 1e3:.1f} ms a step"
     return (free if all_free * (1 + TIE) < one else 1), f"{how}: {times}; {load}"
+
+
+def timed_before(config: TrainConfig, dataset: ImageDataset, device: torch.device) -> bool:
+    """Whether this kind of step has a timing remembered with every core free (at any load): then a
+    warm-up need not read the load (LOAD_SAMPLE_S) only to find it. The run itself still reads it."""
+    cores = _cores()
+    return device.type != "cpu" or cores == 1 or _kind(config, dataset, cores) in remembered()
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _kind(config: TrainConfig, dataset: ImageDataset, free: int) -> str:
+    """What a timing holds for: its kind of step (not the seed, lr or β), on its machine, at its free cores."""
+    shapes = (config.model, config.hidden, config.latent_dim, config.batch_size, config.precision, config.recon)
+    return repr(
+        (*shapes, config.learn_variance, dataset.image_shape, dataset.num_classes, machine_key(), free, TIMING_METHOD)
+    )
 
 
 def busy_elsewhere(window_s: float = LOAD_SAMPLE_S) -> float:

@@ -29,6 +29,7 @@ from vae_core.threads import (
     run_threads,
     thread_override,
     time_counts,
+    timed_before,
 )
 
 CPU = torch.device("cpu")
@@ -107,6 +108,22 @@ def test_with_free_cores_the_step_is_timed_once_then_remembered_for_that_load(di
     stored = json.loads(timings_file(tmp_path).read_text())
     assert list(stored.values()) == [[0.1, 0.0047, 0.0035], [0.2, 0.0047, 0.0035]]
     assert all(machine_key() in kind for kind in stored)
+
+
+def test_a_warm_up_reads_the_load_only_for_a_kind_of_step_never_timed_with_every_core_free(digits, monkeypatch):
+    machine = Machine(monkeypatch, 0.0, IDLE_TIMING)
+    config = TrainConfig(**SMALL)
+    assert not timed_before(config, digits, CPU)
+    machine.busy = 1.2  # timed nothing: one core free
+    run_threads(config, digits, CPU)
+    assert not timed_before(config, digits, CPU)
+    machine.busy = 0.3  # timed, with both cores free, at that load: known at any other load
+    run_threads(config, digits, CPU)
+    assert timed_before(config, digits, CPU) and not timed_before(TrainConfig(batch_size=64, **SMALL), digits, CPU)
+    assert timed_before(TrainConfig(batch_size=64, **SMALL), digits, torch.device("cuda"))  # no CPU count to time
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert timed_before(TrainConfig(batch_size=64, **SMALL), digits, CPU)  # one core: one thread, no timing
+    assert machine.timed == 1
 
 
 def test_a_timing_taken_under_another_load_is_not_used(digits, monkeypatch, tmp_path):
