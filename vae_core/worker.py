@@ -235,8 +235,9 @@ def _built_job(folder: Path, run: QueuedRun, upload_root: Path | None, on_publis
 def warm_up() -> None:
     """What every run needs, once per process: torch, the engine, the default dataset (in the
     engine's cache, loaded beside the first optimiser, whose building imports torch._dynamo, ~1 s),
-    and the default run's CPU thread count (remembered, or timed: threads.py). All of it on threads
-    that end with it, so no idle OpenMP team stays behind beside the runs' (see `training_job`)."""
+    and a timing of the default run's CPU thread counts where none is remembered (threads.py). All
+    of it on threads that end with it, so no idle OpenMP team stays behind beside the runs' (see
+    `training_job`)."""
     from .own_threads import begin_on_a_thread_of_its_own, on_a_thread_of_its_own
 
     def prepare() -> None:
