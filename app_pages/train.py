@@ -548,9 +548,10 @@ def slurm_end(run_id: str | None):
     if not run_id or registry is None or registry.slurm is None:
         return None
     state = registry.slurm.place(run_id)
-    if state is None or state.active or not access.can_see(state.owner):
+    if state is None or state.active:
         return None
-    return state if state.owner is not None or not access.served() else None
+    # Served, only its owner's: a state naming no owner is not taken for a shared run's (can_see would).
+    return state if not access.served() or (state.owner is not None and access.can_see(state.owner)) else None
 
 
 def said_by(snap, ended) -> bool:
