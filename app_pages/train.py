@@ -489,6 +489,7 @@ def live_panel() -> None:
             log_y=options.log_y,
             variational=variational,
             free_bits=float(snap.config.get("free_bits") or 0.0),
+            revision=job.run_id,
         )
         st.plotly_chart(
             apply_curve_options(figure, options, snap.steps_per_epoch, snap.curves.clock),

@@ -126,6 +126,7 @@ def loss_figure(
     log_y: bool = False,
     variational: bool = True,
     free_bits: float = 0.0,
+    revision: str = "loss",
 ) -> go.Figure:
     """Loss per step: total and reconstruction on the left panel, the band between them shaded (the
     β-weighted KL the total adds), KL on its own (its scale is often 10x smaller), the test -ELBO per
@@ -230,7 +231,9 @@ def loss_figure(
         margin={"l": 10, "r": 10, "t": 70, "b": 10},
         # "normal": a filled trace would otherwise turn the legend's order around.
         legend={"orientation": "h", "y": -0.25, "title": {"text": legend_title or ""}, "traceorder": "normal"},
-        uirevision="loss",
+        # Plotly keeps the reader's zoom and hidden traces across updates of the same revision: the
+        # Train page gives the run's id, so another run opens unzoomed.
+        uirevision=revision,
         shapes=shapes,
         annotations=annotations,
         xaxis={"domain": [0, 0.46] if variational else [0, 1], "title": {"text": "step"}},

@@ -58,6 +58,7 @@ def test_start_trains_and_the_live_panel_shows_curves_and_pictures(app):
     loss = next(spec for spec in charts if any(t.get("name") == "KL" for t in spec["data"]))
     kl_trace = next(t for t in loss["data"] if t.get("name") == "KL")
     assert trace_values(kl_trace["x"]) == list(range(1, job.snapshot().step + 1))  # one point per step
+    assert loss["layout"]["uirevision"] == run_id  # the reader's zoom is kept for this run, not carried to another
     assert len(app.get("image")) >= 1  # the reconstruction grid
     assert {b.label: b.disabled for b in app.button}["Pause"] is True  # nothing left to pause
     snap = job.snapshot()

@@ -297,6 +297,7 @@ _PLOTS_JS = """(selector) => {
     const box = el.getBoundingClientRect();
     return {
       traces: (el.data || []).map(trace),
+      revision: el.layout ? el.layout.uirevision : undefined,
       annotations: ((el.layout && el.layout.annotations) || []).map((a) => String(a.text)),
       shapes: ((el.layout && el.layout.shapes) || []).map((s) => ({type: s.type, dash: s.line && s.line.dash,
                                                                  x0: s.x0})),
@@ -336,13 +337,26 @@ def last_loss_step(page: Page, name: str = "reconstruction") -> float:
     return max(steps, default=0.0)
 
 
+def recon_and_kl_steps(page: Page) -> dict[str, float] | None:
+    """The last step of the loss chart's reconstruction and KL curves, or None unless both have points.
+    Poll it (wait_until) rather than read it once: a rerun may redraw the chart, absent for a frame."""
+    figure = chart(page, LOSS_CHART)
+    last = {t["name"]: t["last_x"] for t in (figure or {"traces": []})["traces"] if t["points"]}
+    return (
+        {"reconstruction": last["reconstruction"], "KL": last["KL"]} if {"reconstruction", "KL"} <= set(last) else None
+    )
+
+
+# Pass the run's id (wait_for_function(..., arg=run_id)) to count only its own chart, which the Train page
+# marks with it (uirevision), not the chart of the run shown before, still on the page for a frame.
 FIRST_LOSS_POINT_JS = (
-    "() => { const found = ("
+    "(runId) => { const found = ("
     + _PLOTS_JS
     + """)('"""
     + LOSS_CHART
     + """');
-  return found.length > 0 && found[0].traces.some((t) => t.name === 'reconstruction' && t.points > 0);
+  return found.length > 0 && (!runId || found[0].revision === runId)
+    && found[0].traces.some((t) => t.name === 'reconstruction' && t.points > 0);
 }"""
 )
 # The curves' SVG sketch (shown while the browser loads Plotly: ui/light_charts.py), as the page shows

@@ -15,8 +15,8 @@ from e2e_helpers import (
     images,
     last_loss_step,
     loaded,
-    loss_points,
     progress,
+    recon_and_kl_steps,
     record_timing,
     run_line,
     save_screenshot,
@@ -41,18 +41,22 @@ def test_default_training_shows_loss_curves_that_grow(page, runs):
     expect(page.get_by_role("combobox", name="Model")).to_have_value(re.compile(r"^mlp\b"))
 
     started = start_training(page, dataset=None, long_run=False)
-    run_id = wait_for_run(page)  # the panel shows the new run, so the chart below is its own
+    run_id = wait_for_run(page)  # the panel shows the new run
     runs.append(run_id)
-    page.wait_for_function(FIRST_LOSS_POINT_JS, timeout=COLD_START_TIMEOUT_MS, polling=50)
+    page.wait_for_function(FIRST_LOSS_POINT_JS, arg=run_id, timeout=COLD_START_TIMEOUT_MS, polling=50)
     record_timing("start_to_first_loss_point_s_mnist_sample_defaults", time.monotonic() - started)
     assert shown_run_id(page) == run_id
-    first = loss_points(page)
-    assert first["reconstruction"] > 0 and first["KL"] > 0, first
-    first_steps = {name: last_loss_step(page, name) for name in ("reconstruction", "KL")}
-    page.wait_for_timeout(2_000)
-    later_steps = {name: last_loss_step(page, name) for name in ("reconstruction", "KL")}
-    assert all(later_steps[name] > first_steps[name] for name in first_steps), (first_steps, later_steps)
-    figure = chart(page, LOSS_CHART)
+    # Polled, not read once: the page re-runs as the first points arrive, and may redraw the chart (CI saw it absent).
+    first_steps = wait_until(
+        page, lambda: recon_and_kl_steps(page), timeout_s=10, message="reconstruction and KL points on the chart"
+    )
+    wait_until(
+        page,
+        lambda: (later := recon_and_kl_steps(page)) and all(later[name] > first_steps[name] for name in later),
+        timeout_s=30,
+        message=f"both curves to grow past steps {first_steps}",
+    )
+    figure = wait_until(page, lambda: (f := chart(page, LOSS_CHART)) and f["traces"] and f, message="the loss chart")
     assert {t["name"] for t in figure["traces"]} >= {"total", "reconstruction", "KL"}, figure["traces"]
     state = progress(page)
     assert state["epochs"] == 10 and state["status"] in ("running", "finished"), state
@@ -75,8 +79,8 @@ def test_default_training_shows_loss_curves_that_grow(page, runs):
 def test_pause_resume_and_beta_change_while_running(page, runs):
     """Journey 2: Pause holds the step count, Resume continues, β changed live marks the chart."""
     started = start_training(page, "digits")
-    runs.append(wait_for_run(page))
-    page.wait_for_function(FIRST_LOSS_POINT_JS, timeout=COLD_START_TIMEOUT_MS, polling=50)
+    runs.append(run_id := wait_for_run(page))
+    page.wait_for_function(FIRST_LOSS_POINT_JS, arg=run_id, timeout=COLD_START_TIMEOUT_MS, polling=50)
     record_timing("start_to_first_loss_point_s_digits_batch16", time.monotonic() - started)
     wait_for_status(page, "running")
 
