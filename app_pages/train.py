@@ -453,6 +453,9 @@ def live_panel() -> None:
         return
     snap = job.snapshot()
     variational = MODELS[snap.config["model"]][1].variational
+    # Each part whose number of elements changes (a scroll script sent or not; the live-change form,
+    # gone once the run ends) is inside a container of its own: what follows keeps its place in the
+    # page, which Streamlit would otherwise redraw from scratch (the loss chart blinked as a run ended).
     with st.container(key="run_top"):
         st.markdown(
             f"**Run** {plain(snap.name)} · `{job.run_id}` · {plain(snap.dataset)} · {snap.config['model']} · "
@@ -463,19 +466,23 @@ def live_panel() -> None:
         ended = slurm_end(job.run_id)
         if ended is not None and ended.state in ("failed", "cancelled") and not said_by(snap, ended):
             show_error(f"Its SLURM job: {ended.text()}.")
-    # Once after Start, and once when the run's error (a divergence) appears: the user may be far down.
-    seen_error = st.session_state.get("_error_shown_for")
-    # A run that has just ended re-runs the whole page (below), which would drop a script sent now
-    # unseen: the scroll is left to that run.
-    ending = st.session_state.get("_live_was_active", False) and not snap.active
-    if not ending and (st.session_state.pop("_scroll_to_run", False) or (snap.message and seen_error != job.run_id)):
-        scroll_into_view("run_top")
-        if snap.message:
-            st.session_state["_error_shown_for"] = job.run_id
-    progress(snap, variational)
-    controls(job, snap)
+        # Once after Start, and once when the run's error (a divergence) appears: the user may be far down.
+        seen_error = st.session_state.get("_error_shown_for")
+        # A run that has just ended re-runs the whole page (below), which would drop a script sent now
+        # unseen: the scroll is left to that run.
+        ending = st.session_state.get("_live_was_active", False) and not snap.active
+        if not ending and (
+            st.session_state.pop("_scroll_to_run", False) or (snap.message and seen_error != job.run_id)
+        ):
+            scroll_into_view("run_top")
+            if snap.message:
+                st.session_state["_error_shown_for"] = job.run_id
+    with st.container(key="run_state"):
+        progress(snap, variational)
+        controls(job, snap)
+        if snap.status == "queued":
+            queue_note(job, snap)
     if snap.status == "queued":
-        queue_note(job, snap)
         return  # no steps yet: nothing to chart
     options = curve_controls("loss", wall_time=snap.curves.clock is not None)
     with st.container(key="loss_area"):

@@ -132,3 +132,29 @@ def test_reload_finds_the_same_run_still_going(page, runs):
     wait_for_step_beyond(page, after["step"])  # still increasing, seen from the new session
     assert_no_exception(page)
     assert stop_run(page)["status"] == "stopped"
+
+
+# From now on, each change in how many Plotly plots the loss chart's place holds, frame by frame.
+WATCH_LOSS_CHART_JS = f"""() => {{ window.lossPlotCounts = []; let last = -1;
+  const look = () => {{
+    const count = document.querySelectorAll({LOSS_CHART!r}).length;
+    if (count !== last) {{ window.lossPlotCounts.push(count); last = count; }}
+    requestAnimationFrame(look);
+  }};
+  look();
+}}"""
+
+
+def test_the_loss_chart_stays_drawn_while_the_page_reruns(page, runs):
+    """The page re-runs whole as a run's first points arrive and as it ends. The chart must not vanish
+    for those frames: it did as a run ended (the form that changes lr and β went, and Streamlit redrew
+    all that followed it from scratch)."""
+    page.evaluate(WATCH_LOSS_CHART_JS)
+    start_training(page, "digits", long_run=False)
+    runs.append(run_id := wait_for_run(page))
+    page.wait_for_function(FIRST_LOSS_POINT_JS, arg=run_id, timeout=COLD_START_TIMEOUT_MS, polling=50)
+    wait_for_status(page, "finished", timeout_s=120)
+    expect(page.get_by_label("β now")).to_have_count(0)  # the rerun at its end has come: no live controls
+    counts = page.evaluate("window.lossPlotCounts")
+    shown = counts[next(i for i, count in enumerate(counts) if count) :]  # from the first chart on
+    assert 0 not in shown, counts
