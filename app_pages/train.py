@@ -321,11 +321,10 @@ def progress(snap, variational: bool) -> None:
         text=f"{icon} {snap.status} · epoch {snap.epoch}/{snap.epochs} · step {snap.step:,}/{snap.total_steps:,}{eta}",
     )
     last = snap.epoch_metrics[-1] if snap.epoch_metrics else {}
-    on = f" on {snap.threads}" if snap.threads else ""
     metrics_row(
         variational,
         samples_per_s=speed(snap),
-        speed_help=f"{snap.device}{on} · ETA {duration(snap.eta_s)}",
+        speed_help=speed_help(snap),
         loss=nats(float(np.mean(snap.curves.total[-50:])) if len(snap.curves) else None),
         test=nats(last.get("test_neg_elbo" if variational else "test_recon")),
         active_units=f"{last['active_units']}/{len(snap.kl_per_dim)}"
@@ -335,11 +334,21 @@ def progress(snap, variational: bool) -> None:
 
 
 def speed(snap) -> str:
-    """Samples per second while it trains, and the last speed once it has ended; none while it waits
-    (paused, queued, starting), when it trains nothing."""
-    if snap.status == "running" or (not snap.active and snap.step > 0):
+    """Samples per second: while it trains, its speed now; once it has ended, its mean over the time it
+    trained (the same for a run of this server and one read from its checkpoint, which keeps no
+    speed); none while it waits (paused, queued, starting), when it trains nothing."""
+    if snap.status == "running":
         return f"{snap.samples_per_s:,.0f}"
+    if not snap.active and snap.step > 0 and snap.elapsed_s > 0:
+        return f"{snap.step * int(snap.config['batch_size']) / snap.elapsed_s:,.0f}"
     return "–"
+
+
+def speed_help(snap) -> str:
+    on = f"{snap.device} on {snap.threads}" if snap.threads else str(snap.device)
+    if snap.active:
+        return f"{on} · ETA {duration(snap.eta_s)}"
+    return f"{on} · the mean over its {duration(snap.elapsed_s)} of training"
 
 
 def metrics_row(

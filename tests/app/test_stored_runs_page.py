@@ -45,6 +45,9 @@ def test_a_finished_run_this_server_never_trained_shows_on_the_train_page(app, s
     last = saved.state.history.epochs[-1]
     assert _metric(app, "test −ELBO") == f"{last['test_neg_elbo']:.2f}"
     assert _metric(app, "active units") == f"{last['active_units']}/2"
+    # Its mean speed over the time it trained (a checkpoint keeps no speed: this read 0 until 2026-12)
+    seconds = saved.state.history.clock[-1][1]
+    assert seconds > 0 and _metric(app, "samples/s") == f"{steps * saved.config.batch_size / seconds:,.0f}"
     total = _trace(app, "total")
     assert total == [float(v) for v in saved.state.history.curves().total]  # every step, from the checkpoint
     assert not {"Pause", "Stop"} & {b.label for b in app.button}

@@ -63,7 +63,10 @@ def test_start_trains_and_the_live_panel_shows_curves_and_pictures(app):
     assert {b.label: b.disabled for b in app.button}["Pause"] is True  # nothing left to pause
     snap = job.snapshot()
     metrics = {m.label: m.value for m in app.metric}
-    assert metrics["samples/s"] == f"{snap.samples_per_s:,.0f}" and snap.samples_per_s > 0  # its last speed
+    # Ended: its mean speed over the time it trained, as for a run read from its checkpoint
+    assert (
+        snap.elapsed_s > 0 and metrics["samples/s"] == f"{snap.step * snap.config['batch_size'] / snap.elapsed_s:,.0f}"
+    ), metrics
     kl = snap.kl_per_dim
     assert metrics["active units"] == f"{int((kl >= 0.05).sum())}/{len(kl)}", (metrics, kl)
 
