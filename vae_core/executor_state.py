@@ -22,14 +22,17 @@ from pathlib import Path
 
 from .atomic_files import write_atomically
 from .checkpoint_fields import owner_id
+from .file_lock import FileLock
 from .run_ids import check_run_id, is_valid_run_id
 from .safe_files import FieldError, UnreadableFile, read_record
 
 STATE_SUFFIX = ".executor.json"
 STATE_FORMAT = "vae-studio-executor-state"
 MAX_STATE_BYTES = 16 * 1024
+STATE_LOCK_TIMEOUT_S = 10.0  # a read and a write of a 16 KiB file; longer is a stuck filesystem
 STATES = ("queued here", "pending", "running", "finished", "stopped", "failed", "cancelled")
 ACTIVE_STATES = ("queued here", "pending", "running")
+ENDED_STATES = tuple(state for state in STATES if state not in ACTIVE_STATES)
 _JOB_ID = re.compile(r"\d{1,12}(_\d{1,7})?")
 _NODE = re.compile(r"[A-Za-z0-9_.,\[\]-]{1,200}")
 
@@ -82,13 +85,17 @@ def write_state(folder: str | Path, state: ExecutorState) -> ExecutorState:
     return state
 
 
-def update_state(folder: str | Path, run_id: str, **changes) -> ExecutorState:
-    """The run's state with `changes`, written (a run with no record yet starts one for SLURM)."""
-    try:
-        current = read_state(state_path(folder, run_id))
-    except UnreadableFile:
-        current = ExecutorState(run_id, "slurm", "queued here")
-    return write_state(folder, replace(current, **changes))
+def update_state(folder: str | Path, run_id: str, *, keep: tuple[str, ...] = (), **changes) -> ExecutorState:
+    """The run's state with `changes`, written (a run with no record yet starts one for SLURM), unless
+    its state now is one of `keep`: then it is returned as it is. Read and written under the run's
+    state lock, so of two writers (a job on a node writing "running", a person's cancel) neither
+    writes over a word of the other's it has not read."""
+    with FileLock(Path(folder) / f".state-{check_run_id(run_id)}.lock").held(STATE_LOCK_TIMEOUT_S):
+        try:
+            current = read_state(state_path(folder, run_id))
+        except UnreadableFile:
+            current = ExecutorState(run_id, "slurm", "queued here")
+        return current if current.state in keep else write_state(folder, replace(current, **changes))
 
 
 def read_state(path: str | Path) -> ExecutorState:

@@ -17,7 +17,6 @@ Nothing read from these files chooses where a file is written: names come from t
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 import time
@@ -28,6 +27,7 @@ from .atomic_files import write_atomically
 from .checkpoint_fields import is_valid_owner, parse_config
 from .config import TrainConfig
 from .errors import TrainingError
+from .file_lock import FileLock
 from .run_ids import check_run_id, is_valid_run_id
 from .safe_files import FieldError, UnreadableFile, read_record
 
@@ -218,42 +218,6 @@ def _with(run: QueuedRun, **changes) -> QueuedRun:
 def next_order() -> float:
     """The place of a run queued now: after every run queued before it, on any server of the folder."""
     return time.time()
-
-
-class FileLock:
-    """An flock on file `path`, held by one process at a time: the kernel releases it when its
-    process dies, so a kill never leaves a stale lock."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._descriptor: int | None = None
-
-    def acquire(self) -> bool:
-        """Take the lock if no process holds it; True when this one now does."""
-        if self._descriptor is not None:
-            return True
-        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(descriptor)
-            return False
-        self._descriptor = descriptor
-        return True
-
-    def release(self) -> None:
-        if self._descriptor is not None:
-            os.close(self._descriptor)  # closing the descriptor drops the flock
-            self._descriptor = None
-
-    def held_by_a_process(self) -> bool:
-        """Whether some process (this one included) holds the lock now."""
-        if self._descriptor is not None:
-            return True
-        if self.acquire():
-            self.release()
-            return False
-        return True
 
 
 class DeviceLock(FileLock):

@@ -38,7 +38,7 @@ from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
 from . import run_queue
 from .config import TrainConfig, default_run_name, limits
 from .errors import DataError, TrainingError, VAEStudioError
-from .executor_state import ExecutorState, read_state, state_path, states_in, update_state
+from .executor_state import ENDED_STATES, ExecutorState, read_state, state_path, states_in, update_state
 from .run_commands import CommandFile, send_command
 from .run_ids import new_run_id
 from .safe_files import FieldError, UnreadableFile
@@ -75,7 +75,17 @@ class SlurmRun(submitit.helpers.Checkpointable):
         if retry is None:
             give_up(folder, self.run_id, "its job reached its time limit or was preempted")
             return None
-        update_state(folder, self.run_id, state="pending", node=None, attempts=retry, reason="requeued by SLURM")
+        requeued = update_state(
+            folder,
+            self.run_id,
+            keep=ENDED_STATES,
+            state="pending",
+            node=None,
+            attempts=retry,
+            reason="requeued by SLURM",
+        )
+        if not requeued.active:
+            return None  # cancelled by a person meanwhile: not brought back
         return super().checkpoint(*args, **kwargs)
 
 
@@ -111,6 +121,7 @@ def give_up(folder: Path, run_id: str, what: str) -> ExecutorState:
     return update_state(
         folder,
         run_id,
+        keep=ENDED_STATES,
         state="failed",
         reason=f"{what} again without saving a new epoch (still {epoch}): not requeued; "
         "raise time_min, or resume it from its checkpoint",
@@ -148,22 +159,23 @@ def train_queued_run(folder: Path, run_id: str, upload_root: Path | None = None)
         # Watched from before "running" is written: a stop sent by whoever reads "running" (a person's
         # cancel, the Train page's Stop) while the job loads its data is seen as new, and obeyed at once.
         commands = CommandFile(folder, run_id)
-        if _fresh(folder, ExecutorState(run_id, "slurm", "pending")).state == "cancelled":
-            run_queue.release(folder, run_id)  # cancelled as it claimed the run: "running" would hide that
-            return "gone"
-        update_state(
+        started = update_state(
             folder,
             run_id,
+            keep=("cancelled",),  # cancelled as it claimed the run: "running" would hide that
             state="running",
             job_id=os.environ.get("SLURM_JOB_ID"),
             node=node_name(),
             start_epoch=saved_epoch(folder, run_id),
         )
+        if started.state == "cancelled":
+            run_queue.release(folder, run_id)
+            return "gone"
         try:
             job = training_job(folder, run, upload_root)
         except VAEStudioError as error:
             run_queue.release(folder, run_id)
-            update_state(folder, run_id, state="failed", reason=str(error).splitlines()[0][:300])
+            update_state(folder, run_id, keep=("cancelled",), state="failed", reason=str(error).splitlines()[0][:300])
             return "failed"
         job.start()
         while True:
@@ -175,9 +187,9 @@ def train_queued_run(folder: Path, run_id: str, upload_root: Path | None = None)
         run_queue.release(folder, run_id)
         status = job.status if job.status in ("finished", "stopped", "failed") else "failed"
         message = job.snapshot().message if status == "failed" else None
-        if _fresh(folder, ExecutorState(run_id, "slurm", "running")).state != "cancelled":
-            update_state(folder, run_id, state=status, reason=(message or "")[:300] or None)
-        return status  # a person's cancel, which stopped it, stays the run's last word
+        # A person's cancel, which stopped it, stays the run's last word
+        update_state(folder, run_id, keep=("cancelled",), state=status, reason=(message or "")[:300] or None)
+        return status
     finally:
         lock.release()
 
@@ -250,6 +262,7 @@ class SlurmQueue:
         return update_state(
             self.folder,
             run_id,
+            keep=ENDED_STATES,  # cancelled as it was submitted again: its job finds nothing to claim
             state="pending",
             job_id=str(job.job_id),
             node=None,
@@ -292,16 +305,25 @@ class SlurmQueue:
         if not current.active or current.job_id != state.job_id or not scheduler:
             return current
         if scheduler == "RUNNING" and current.state != "running":
-            return update_state(self.folder, run_id, state="running", node=_node(info.get("NodeList")))
+            return update_state(
+                self.folder, run_id, keep=ENDED_STATES, state="running", node=_node(info.get("NodeList"))
+            )
         if scheduler in WAITING and current.state == "running":
-            return update_state(self.folder, run_id, state="pending", node=None, reason=f"{scheduler.lower()} in SLURM")
+            return update_state(
+                self.folder,
+                run_id,
+                keep=ENDED_STATES,
+                state="pending",
+                node=None,
+                reason=f"{scheduler.lower()} in SLURM",
+            )
         if scheduler == "CANCELLED":
             self._leave_queue(run_id)
-            return update_state(self.folder, run_id, state="cancelled", reason="cancelled in SLURM")
+            return update_state(self.folder, run_id, keep=ENDED_STATES, state="cancelled", reason="cancelled in SLURM")
         if scheduler in DIED:
             ended = f"job {state.job_id} ended {scheduler}"
             if not self._unfinished(run_id):
-                return update_state(self.folder, run_id, state="failed", reason=ended)
+                return update_state(self.folder, run_id, keep=ENDED_STATES, state="failed", reason=ended)
             retry = requeue_counted(self.folder, run_id, self.settings.max_requeues)
             if retry is None:
                 return give_up(self.folder, run_id, ended)
@@ -319,13 +341,14 @@ class SlurmQueue:
             return self.submit(run_id, **changes)
         waiting = f"{why}; left to a process that may give its job its data file"
         if current.reason != waiting:
-            return update_state(self.folder, run_id, reason=waiting)
+            return update_state(self.folder, run_id, keep=ENDED_STATES, reason=waiting)
         if time.time() - current.updated < ORPHAN_AFTER_S:
             return current
         self._leave_queue(run_id)
         return update_state(
             self.folder,
             run_id,
+            keep=ENDED_STATES,
             state="failed",
             reason=f"{why}, and no process that may give its job its data file submitted it again: queue it "
             "again with that file, or resume its checkpoint with it (vae-studio train --resume CHECKPOINT --data FILE)",
@@ -407,9 +430,14 @@ class SlurmQueue:
         """Take the run out of the queue and cancel its job (scancel), pending or running. The run is
         asked to stop too: SLURM's SIGTERM does not end a submitit job (it waits for KillWait's SIGKILL),
         the stop command has it save and end cleanly before that, even when its job was claiming the
-        run as the cancel read "pending" (train_queued_run checks for "cancelled" once it watches)."""
+        run as the cancel read "pending". The state is changed under its lock (update_state): a job
+        writes "running" only over a state that is not "cancelled", a cancel writes over no end."""
         state = _fresh(self.folder, ExecutorState(run_id, "slurm", "queued here"))
-        cancelled = update_state(self.folder, run_id, state="cancelled", reason="cancelled by a person")
+        cancelled = update_state(
+            self.folder, run_id, keep=ENDED_STATES, state="cancelled", reason="cancelled by a person"
+        )
+        if cancelled.state != "cancelled":
+            return cancelled  # it had ended (or ended as the cancel came): its own end stays its word
         self._leave_queue(run_id)
         if state.active:  # "pending" too: its job may be claiming the run now, watching for commands
             send_command(self.folder, run_id, "stop")

@@ -17,7 +17,7 @@ from vae_core.checkpoint import load_checkpoint
 from vae_core.checkpoint_fields import OWNER_ID_LENGTH
 from vae_core.config import TrainConfig
 from vae_core.errors import CheckpointError, ConfigError
-from vae_core.executor_state import read_state, state_path, update_state
+from vae_core.executor_state import ENDED_STATES, read_state, state_path, update_state
 from vae_core.run_commands import send_command
 from vae_core.runs import checkpoint_path, progress_path, read_progress, read_run
 from vae_core.safe_files import UnreadableFile
@@ -294,3 +294,38 @@ def test_the_app_registry_sends_its_runs_to_slurm_and_lists_where_they_are(tmp_p
         assert [call["args"] for call in fake_slurm.calls("scancel")] == [[state.job_id]]
     finally:
         registry.close()
+
+
+def test_a_cancel_landing_just_before_the_job_writes_running_leaves_it_cancelled(tmp_path, fake_slurm, monkeypatch):  # noqa: F811
+    """The narrowest race: the job has claimed the run and found it not cancelled, and the cancel lands
+    before its "running". Read and written apart, "running" hid the cancel; the job then trained until
+    the cancel's stop and ended "stopped". Written under the state's lock, only if not cancelled, it
+    leaves at once and the run stays cancelled."""
+    from vae_core import slurm_executor
+
+    monkeypatch.setenv("FAKE_SLURM_HOLD", "1")  # the job itself never starts: this test plays it
+    folder = tmp_path / "checkpoints"
+    slurm = SlurmQueue(folder)
+    (run_id,) = slurm.queue([TrainConfig(epochs=200, **TINY)])
+    write = slurm_executor.update_state
+
+    def cancelled_just_before(folder_, run_id_, **changes):
+        if changes.get("state") == "running":
+            slurm.cancel(run_id)
+        return write(folder_, run_id_, **changes)
+
+    monkeypatch.setattr(slurm_executor, "update_state", cancelled_just_before)
+    assert slurm_executor.train_queued_run(folder, run_id) == "gone"
+    state = read_state(state_path(folder, run_id))
+    assert (state.state, state.reason) == ("cancelled", "cancelled by a person")
+    assert not run_queue.claimed_path(folder, run_id).exists() and read_run(folder, run_id) is None
+
+
+def test_an_end_is_never_written_over(tmp_path):
+    """A cancel (or the scheduler's view) arriving after the run ended keeps the end its job wrote."""
+    run_id = "20261207-000000-abcdef"
+    update_state(tmp_path, run_id, state="finished")
+    kept = update_state(tmp_path, run_id, keep=ENDED_STATES, state="cancelled", reason="cancelled by a person")
+    assert (kept.state, kept.reason) == ("finished", None)
+    assert read_state(state_path(tmp_path, run_id)).state == "finished"
+    assert update_state(tmp_path, run_id, state="failed").state == "failed"  # without keep, as before

@@ -57,8 +57,10 @@ def test_jobs_killed_after_saving_a_new_epoch_are_submitted_again_past_the_limit
 def test_a_job_warned_again_before_saving_an_epoch_is_not_requeued_past_the_limit(tmp_path, fake_slurm, monkeypatch):  # noqa: F811
     monkeypatch.setenv("VAE_STUDIO_SLURM_MAX_REQUEUES", "1")
     slurm = SlurmQueue(tmp_path / "checkpoints")
-    # An epoch of 719 steps of a wider model: longer than the warnings below leave it.
-    config = TrainConfig(epochs=3, **{**TINY, "hidden": (128,), "batch_size": 2})
+    # An epoch of 1,438 steps of a wider model: longer than the warnings below leave it (at 719 steps of
+    # a narrower one, a fast machine once saved an epoch before the second warning, which then rightly
+    # did not count, and the run went on to finish).
+    config = TrainConfig(epochs=3, **{**TINY, "hidden": (256,), "batch_size": 1})
     (run_id,) = slurm.queue([config])
     state = _until(slurm, run_id, lambda s: _trains(slurm, run_id))  # submitit's handlers are set by then
     subprocess.check_call(["scancel", state.job_id, "--signal", "USR2"])  # its time limit is near
