@@ -335,8 +335,8 @@ def progress(snap, variational: bool) -> None:
 
 def speed(snap) -> str:
     """Samples per second: while it trains, its speed now; once it has ended, its mean over the time it
-    trained (the same for a run of this server and one read from its checkpoint, which keeps no
-    speed); none while it waits (paused, queued, starting), when it trains nothing."""
+    trained (a checkpoint keeps no speed: this is what a run read from one can show, and a run of this
+    server shows the same kind of figure); none while it waits (paused, queued, starting)."""
     if snap.status == "running":
         return f"{snap.samples_per_s:,.0f}"
     if not snap.active and snap.step > 0 and snap.elapsed_s > 0:

@@ -158,18 +158,21 @@ def in_fresh_thread(candidate: Callable[[], Measurement]) -> Measurement:
 
 
 def interleaved(
-    candidates: dict[Hashable, Callable[[], Measurement]], rounds: int
+    candidates: dict[Hashable, Callable[[], Measurement]],
+    rounds: int,
+    run: Callable[[Callable[[], Measurement]], Measurement] = in_fresh_thread,
 ) -> dict[Hashable, list[Measurement]]:
     """Run every candidate once per round, alternating the order between rounds, so a change in the
-    machine's load hits all of them alike; each run on a fresh thread (`in_fresh_thread`). Each
-    candidate returns what it measured, e.g. a Timing (setup outside its own stopwatch). Returns
-    name -> the measurement of each round."""
+    machine's load hits all of them alike; each run on a fresh thread (`in_fresh_thread`), or as `run`
+    runs it (a browser driven by Playwright's sync API must stay on its own thread). Each candidate
+    returns what it measured, e.g. a Timing (setup outside its own stopwatch). Returns name -> the
+    measurement of each round."""
     timings: dict[Hashable, list[Measurement]] = {name: [] for name in candidates}
     names = list(candidates)
     for round_index in range(rounds):
         for name in names if round_index % 2 == 0 else reversed(names):
             started = time.perf_counter()
-            timings[name].append(in_fresh_thread(candidates[name]))
+            timings[name].append(run(candidates[name]))
             print(
                 f"    round {round_index + 1}/{rounds}, {name}: {time.perf_counter() - started:.1f} s",
                 file=sys.stderr,
