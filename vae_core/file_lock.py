@@ -5,6 +5,7 @@ the server). The kernel releases it when its process dies, so a kill never leave
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import time
@@ -30,9 +31,14 @@ class FileLock:
         descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as error:
             os.close(descriptor)
-            return False
+            if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return False  # another process holds it
+            # Said, not taken for "held": on a filesystem without locks that would wait for ever.
+            raise TrainingError(
+                f"cannot lock {self.path.name}: {error.strerror} (does the folder's filesystem support locks?)"
+            ) from error
         self._descriptor = descriptor
         return True
 

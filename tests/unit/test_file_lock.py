@@ -1,6 +1,8 @@
 """vae_core/file_lock.py: one holder at a time, across open files (and so across processes); a wait for
 it is bounded and says which lock it waited for."""
 
+import errno
+import fcntl
 import threading
 import time
 
@@ -33,3 +35,15 @@ def test_a_wait_past_its_timeout_says_which_lock(tmp_path):
             pass
     finally:
         holder.release()
+
+
+def test_a_filesystem_without_locks_is_said_not_waited_on(tmp_path, monkeypatch):
+    """ENOLCK (an NFS mount without its lock service) is no holder to wait for: it is said at once."""
+
+    def no_locks(descriptor, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    said = r"^cannot lock \.run-x\.lock: No locks available \(does the folder's filesystem support locks\?\)$"
+    with pytest.raises(TrainingError, match=said):
+        FileLock(tmp_path / ".run-x.lock").acquire()
