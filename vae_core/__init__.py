@@ -7,6 +7,7 @@ Above them all stands the app: app_pages -> ui -> vae_core. From the bottom (nam
 
   1 config, errors, safe files: __init__ config errors safe_files atomic_files user_cache run_ids
                                 device json_lines byte_cache slurm_settings speed own_threads
+                                file_lock
   2 models, losses, data:       model_base mlp_models conv_model vqvae models losses metrics data
                                 history projection latent_track latent_trajectory
   3 loop, trainer:              loop trainer distributed generate threads
