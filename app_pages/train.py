@@ -18,6 +18,7 @@ from vae_core.config import (
     MODEL_DESCRIPTIONS,
     MODEL_NAMES,
     RECON_LOSSES,
+    VARIATIONAL_MODELS,
     TrainConfig,
 )
 from vae_core.errors import VAEStudioError
@@ -201,22 +202,30 @@ def start_run(source: str, upload, image_size, values: dict, hidden_text: str, m
         if hidden == DEFAULT_HIDDEN["mlp"]:
             hidden = None  # the form's default: each model's own widths (config.DEFAULT_HIDDEN)
         config = TrainConfig(data=source, image_size=image_size, hidden=hidden, **values)
-        if session.engine_warming_up():  # a fresh server: Start pressed before torch and the data are ready
-            with messages, st.spinner("Loading PyTorch and the default dataset (once per server start)…"):
-                session.wait_for_engine_warm_up()
-        data = session.run_data(config)
-        job = session.registry().start(config, data, owner=access.current_owner())
+        registry = session.registry()
+        if registry.executor == "process":
+            # Its run process opens the data and checks the run (registry.submit): this server need not
+            # have loaded torch, so a fresh server's first Start waits only for the run process.
+            with messages, st.spinner("Checking the run and its data (at a server's start, once PyTorch has loaded)…"):
+                job = registry.start(config, None, owner=access.current_owner(), data_roots=[session.data_root()])
+            warnings = job.data_warnings
+        else:
+            if session.engine_warming_up():  # a fresh server: Start pressed before torch and the data are ready
+                with messages, st.spinner("Loading PyTorch and the default dataset (once per server start)…"):
+                    session.wait_for_engine_warm_up()
+            data = session.run_data(config)
+            job = registry.start(config, data, owner=access.current_owner())
+            warnings = data.warnings
     except VAEStudioError as error:
         show_error(error, messages)
         return
-    for warning in data.warnings:
+    for warning in warnings:
         messages.warning(plain(warning))
     session.set_current_run(job.run_id)
     st.session_state["_scroll_to_run"] = True  # the page may be scrolled down to the form's last button
     # Give the job a moment to take its first steps, so the page opens with a curve on it rather than
     # waiting for the panel's next tick: a run next in line is one whose process is warming up or
     # starting it; one queued behind another run would wait for minutes.
-    registry = session.registry()
     next_in_line = job.status != "queued" or (
         registry.position(job.run_id) == 1 and registry.busy_job(str(job.device)) is None
     )
@@ -232,9 +241,12 @@ def shown_job(run_id: str | None):
     or an ended one); None when neither exists (yet)."""
     if not run_id:
         return None  # without importing the engine, which a fresh server's first page must not wait for
+    job = access.visible_job(run_id)
+    if job is not None:
+        return job  # without importing ui.runs (and torch): a fresh server's first run is one of its jobs
     from ui.runs import stored_job
 
-    return access.visible_job(run_id) or stored_job(run_id)
+    return stored_job(run_id)
 
 
 def newest_run() -> str | None:
@@ -455,13 +467,12 @@ def live_panel() -> None:
     """Re-run by its fragment while the job is active (LIVE_POLL_S); the page re-runs once when the
     first points arrive (to slow the timer) and once when the run ends (to stop it)."""
     from ui.curve_controls import PLOTLY_CONFIG, apply_curve_options, csv_download, curve_controls
-    from vae_core.models import MODELS
 
     job = shown_job(session.current_run_id())
     if job is None:
         return
     snap = job.snapshot()
-    variational = MODELS[snap.config["model"]][1].variational
+    variational = snap.config["model"] in VARIATIONAL_MODELS
     # Each part whose number of elements changes (a scroll script sent or not; the live-change form,
     # gone once the run ends) is inside a container of its own: what follows keeps its place in the
     # page, which Streamlit would otherwise redraw from scratch (the loss chart blinked as a run ended).

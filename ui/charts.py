@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 # Plotly checks whether pandas is loaded by looking in sys.modules; while the warm-up thread is
 # importing it there, Plotly would find it half initialised and fail. Importing it here waits for
 # that import to finish.
+from vae_core.active_units import active_dimensions
 from vae_core.history import StepCurves
 
 from .light_charts import COLOURS, downsample
@@ -252,10 +253,7 @@ def loss_figure(
 
 def kl_per_dim_figure(kl_per_dim: np.ndarray, free_bits: float = 0.0) -> go.Figure:
     """One bar per latent dimension, grey where it has collapsed to the prior: by the one definition
-    of an active dimension (metrics.active_dimensions), so the bars and every count of active units agree."""
-    # Imported here: vae_core.metrics imports torch, which the Train form's first load must not wait for.
-    from vae_core.metrics import active_dimensions
-
+    of an active dimension (active_units.py), so the bars and every count of active units agree."""
     values = np.asarray(kl_per_dim, dtype=float)
     collapsed = ~active_dimensions(values)
     figure = go.Figure(
@@ -359,8 +357,6 @@ def add_prior_circles(figure: go.Figure) -> go.Figure:
 def kl_by_epoch_figure(kl_by_epoch: dict[str, list[float]]) -> go.Figure:
     """Each latent dimension's test KL after each epoch, one named line per dimension (every one in
     the legend), grey where the last epoch leaves it collapsed, by the one definition of active."""
-    from vae_core.metrics import active_dimensions  # here: it imports torch (see kl_per_dim_figure)
-
     names = list(kl_by_epoch)
     active = active_dimensions([kl_by_epoch[name][-1] for name in names]) if names else []
     figure = go.Figure()

@@ -63,7 +63,8 @@ _devices_found: tuple[str, ...] = ()  # what the warm-up found; listing devices 
 ENGINE_WARM_UP_TIMEOUT_S = 120.0
 WARM_UP_LOG_PREFIX = "VAE Studio: ready to train after a warm-up of"
 IDLE_WARM_UP_AFTER_S = 15.0
-RUN_PROCESS_TORCH_WAIT_S = 10.0  # at most: a run process slower than this to import torch is not waited for
+RUN_PROCESS_WAIT_S = 10.0  # at most: a run process slower than this to warm up is not waited for
+FIRST_POINTS_SETTLE_S = 1.0
 
 
 def _warm_up() -> None:
@@ -94,9 +95,10 @@ def _training() -> bool:
 
 def _warm_up_engine() -> tuple:
     """Everything the first Start needs in this server: torch and the engine, the devices and the
-    default dataset (its shape is checked here; the run process loads its own copy). The run process
-    is started first and readies itself meanwhile (vae_core/worker.py: torch, data, the first
-    optimiser, the thread count); this server imports torch once the run process has.
+    default dataset (for the pages; the run process loads its own copy). The run process is started
+    first and readies itself meanwhile (vae_core/worker.py: torch, data, the first optimiser, the
+    thread count); it also checks each new run, so Start needs none of this here. This server imports
+    torch once the run process is warm and a run started meanwhile has drawn its first points.
     Prints how long each took (one line in the server's log; bench/bench_startup.py reads it) and
     returns the default run's (config, dataset, device)."""
     global _devices_found
@@ -111,12 +113,13 @@ def _warm_up_engine() -> tuple:
 
     if registry().executor == "process":  # VAE_STUDIO_EXECUTOR local (the default) or process
         registry().warm_up()  # first: the first run's start-up is the run process's
-        # Then torch here only once the run process has its own: side by side on 2 cores the two imports
-        # and the first page slowed each other. Measured on a fresh server (bench_startup rounds, idle
-        # 2 cores): the Train form usable 1.74 s after the health check instead of 2.41 s, and the first
-        # loss point of a Start pressed at once drawn at the same moment (5.19 s against 5.13 s).
-        registry().wait_for_run_process_torch(RUN_PROCESS_TORCH_WAIT_S)
-        done("the run process's torch")
+        # Then torch here, after the run process's warm-up and the first points of a run started
+        # meanwhile: on 2 cores this import slowed them both. Measured on a fresh server (4 rounds of
+        # bench_startup's cold start each, Start pressed once the form is usable): health -> first
+        # point 3.08 s median instead of 3.54-3.77 s when this import followed the run process's own.
+        registry().wait_for_run_process(RUN_PROCESS_WAIT_S)
+        _wait_for_first_points(RUN_PROCESS_WAIT_S)
+        done("the run process's warm-up")
     import torch  # noqa: F401
 
     done("torch")
@@ -136,6 +139,18 @@ def _warm_up_engine() -> tuple:
         flush=True,
     )
     return default_run, dataset, resolve_device(default_run.device)
+
+
+def _wait_for_first_points(timeout_s: float) -> None:
+    """While a run started on this fresh server waits for its first points, and FIRST_POINTS_SETTLE_S
+    after they came: the page that draws them, and the browser, need the CPU and the GIL then."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(
+        job.snapshot().active and job.snapshot().step == 0 for job in registry().jobs()
+    ):
+        time.sleep(0.05)
+    if registry().jobs():
+        time.sleep(FIRST_POINTS_SETTLE_S)
 
 
 def engine_warming_up() -> bool:
@@ -180,12 +195,17 @@ def run_data(config):
     this person's own uploads."""
     from vae_core.data import load_dataset, resolve_data_reference
 
-    allowed = private_dir() if served() else upload_root()
-    source = resolve_data_reference(config.data, [allowed])
+    source = resolve_data_reference(config.data, [data_root()])
     # vae_core's own cache shares one copy per dataset between sessions within a memory budget; a
     # Streamlit cache around it would pin evicted datasets beyond that budget.
     with st.spinner("Loading the dataset…"):
         return load_dataset(source, image_size=config.image_size, test_fraction=config.test_fraction, seed=config.seed)
+
+
+def data_root() -> Path:
+    """The folder whose files this person's runs may read as their data (besides the built-in
+    datasets): locally every upload of this server process, served only this person's own."""
+    return private_dir() if served() else upload_root()
 
 
 # -- the run this session looks at ------------------------------------------------------------------

@@ -9,10 +9,10 @@ Above them all stands the app: app_pages -> ui -> vae_core. From the bottom (nam
                                 device json_lines byte_cache slurm_settings speed own_threads
                                 file_lock
   2 models, losses, data:       model_base mlp_models conv_model vqvae models losses metrics data
-                                history projection latent_track latent_trajectory
+                                history projection latent_track latent_trajectory active_units
   3 loop, trainer:              loop trainer distributed generate threads
   4 checkpoint, run store:      checkpoint checkpoint_fields safetensors_io optimizer_state runs
-                                run_index run_status run_commands latest_worker executor_state
+                                run_index run_status run_commands latest_worker executor_state snapshot
   5 worker, executors, queue:   jobs worker executors registry run_queue run_process channel stored_runs
                                 slurm_executor
   6 sweep, experiments:         train_command sweep experiments

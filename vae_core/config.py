@@ -23,6 +23,9 @@ MODEL_DESCRIPTIONS = {
     "cvae": "Conditional VAE (encoder and decoder see the label)",
     "vqvae": "VQ-VAE (a codebook of discrete codes and a learned prior over them)",
 }
+# The models with a Gaussian latent and a KL in their loss (their classes' `variational`, which a unit
+# test checks against this): here too, so a page tells an ELBO from a plain loss before torch loads.
+VARIATIONAL_MODELS = ("mlp", "conv", "cvae")
 RECON_LOSSES = ("bce", "mse")
 RECON_REDUCTIONS = ("sum", "mean")
 KL_ANNEALING = ("none", "linear", "cyclical")

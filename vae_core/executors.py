@@ -12,16 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .config import TrainConfig, check_beta, check_lr, default_run_name
-from .device import resolve_device
 from .errors import TrainingError
 from .history import History
-from .jobs import Snapshot
 from .run_ids import new_run_id
 from .run_process import RunProcess
 from .run_status import ACTIVE, TRAINING
+from .snapshot import Snapshot
 
 if TYPE_CHECKING:
     from .data import ImageDataset
@@ -42,12 +40,21 @@ class ProcessJob:
         checkpoint_dir: Path,
         on_end: Callable[[ProcessJob], None] | None = None,
         data_roots=(),
+        device: str | None = None,
+        data_warnings: tuple[str, ...] = (),
     ):
+        """`device`: where the run trains, as its run process resolved it (registry.submit), else
+        resolved here (which imports torch)."""
         self.run_id = run_id or new_run_id()
         self.name = name or default_run_name(config)
         self.owner = owner
         self.config = config
-        self.device = resolve_device(config.device)
+        if device is None:
+            from .device import resolve_device
+
+            device = str(resolve_device(config.device))
+        self.device = device
+        self.data_warnings = tuple(data_warnings)
         self.checkpoint_path = Path(checkpoint_dir) / f"{self.run_id}.safetensors"
         self.process: RunProcess | None = None
         self._dataset = dataset
@@ -104,6 +111,11 @@ class ProcessJob:
                     self._weights = (state.epoch, state.model_state)
                 else:
                     self._weights = (0, initial_model(self.config, self.dataset).state_dict())
+            epoch, state = self._weights
+            if any(isinstance(value, np.ndarray) for value in state.values()):  # as sent: made tensors once
+                import torch
+
+                self._weights = (epoch, {key: torch.from_numpy(value) for key, value in state.items()})
             return self._weights
 
     # -- commands ------------------------------------------------------------------------------------
@@ -168,9 +180,11 @@ class ProcessJob:
                     snapshot, name=self.name, version=max(snapshot.version, self._snapshot.version + 1)
                 )
         elif kind == "weights":
+            # Kept as the arrays sent until a page asks for them (latest_weights): following a run needs
+            # no torch, and a fresh server's first run ends its first epoch before torch has loaded here.
             epoch, arrays = args
             with self._lock:
-                self._weights = (epoch, {key: torch.from_numpy(value) for key, value in arrays.items()})
+                self._weights = (epoch, dict(arrays))
         elif kind == "ended":
             self._end()
         elif kind == "not started":

@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,10 +28,11 @@ from .checkpoint_fields import is_valid_owner
 from .config import TrainConfig, check_beta, check_lr, default_run_name
 from .device import resolve_device
 from .errors import TrainingError, VAEStudioError
-from .history import Frame, History, StepCurves
+from .history import History
 from .own_threads import use_threads
 from .run_ids import new_run_id
-from .run_status import ACTIVE, TRAINING
+from .run_status import TRAINING
+from .snapshot import Snapshot
 from .threads import run_threads
 from .trainer import (
     FIXED_INPUTS,
@@ -50,48 +51,6 @@ if TYPE_CHECKING:
 PUBLISH_INTERVAL_S = 0.25
 FLUSH_EVERY_STEPS = 50
 FIRST_PUBLISH_STEPS = 3  # a run's first points are published after this many steps, not after a full interval
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What a reader may know about a job at one moment. Never mutated after it is published."""
-
-    run_id: str
-    name: str
-    version: int
-    status: str
-    message: str | None
-    config: dict
-    dataset: str
-    device: str
-    epoch: int  # completed epochs
-    epochs: int
-    step: int
-    steps_per_epoch: int
-    total_steps: int
-    samples_per_s: float
-    eta_s: float | None
-    elapsed_s: float
-    lr: float
-    beta: float  # the user's beta; the curve `curves.beta` holds the annealed value in force
-    curves: StepCurves
-    kl_per_dim: np.ndarray
-    epoch_metrics: tuple[dict, ...]
-    events: tuple[dict, ...]
-    frames: tuple[Frame, ...]
-    fixed_inputs: np.ndarray  # uint8 images whose reconstructions the frames show
-    checkpoint_path: str | None
-    weights_epoch: int = 0  # epoch of the weights `TrainingJob.latest_weights()` returns
-    threads: str = ""  # e.g. "1 CPU thread"; empty on a GPU
-
-    @property
-    def progress(self) -> float:
-        return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
-
-    @property
-    def active(self) -> bool:
-        """Not ended yet: queued, starting, running or paused."""
-        return self.status in ACTIVE
 
 
 class TrainingJob:

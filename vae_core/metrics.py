@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .config import ACTIVE_KL_NATS  # the one definition of an active dimension: see there
+from .active_units import active_dimensions, active_units  # the one definition of an active dimension
+from .config import ACTIVE_KL_NATS
 from .losses import gaussian_kl, reconstruction_nll, vae_loss
 from .models import VAE, model_log_variance
 from .vqvae import VQVAE
@@ -62,17 +63,6 @@ def latent_means(model: VAE, x: torch.Tensor, y: torch.Tensor | None = None, bat
     """E_q[z|x] of every image, on the images' device."""
     model.eval()
     return torch.cat([model.encode(xb, yb)[0] for xb, yb in _batches(x, y, batch_size)])
-
-
-def active_dimensions(kl_per_dim) -> np.ndarray:
-    """Which latent dimensions are active (True) or collapsed (False), from each dimension's test KL
-    in nats: the one definition (see ACTIVE_KL_NATS). A model without a KL (ae, vqvae) has none."""
-    return np.asarray(kl_per_dim, dtype=np.float64) >= ACTIVE_KL_NATS
-
-
-def active_units(kl_per_dim) -> int:
-    """How many latent dimensions are active (see ACTIVE_KL_NATS)."""
-    return int(active_dimensions(kl_per_dim).sum())
 
 
 def evaluation_seed(seed: int, epoch: int) -> int:

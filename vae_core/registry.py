@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # the rest is imported where it is used: a fresh server start
 
 EXECUTORS = ("process", "thread", "slurm")
 SUPERVISE_EVERY_S = 1.0
+CHECK_IN_RUN_PROCESS_TIMEOUT_S = 120.0  # a fresh run process loads torch and the data first (a few seconds)
 
 
 class JobRegistry:
@@ -73,16 +74,27 @@ class JobRegistry:
     def submit(
         self,
         config: TrainConfig,
-        dataset: ImageDataset,
+        dataset: ImageDataset | None,
         *,
         run_id: str | None = None,
         name: str | None = None,
         state: TrainerState | None = None,
         owner: str | None = None,
+        data_roots=(),
     ) -> TrainingJob:
         """A new job: it starts now if its device is free, else it waits its turn (status "queued").
         Its name is `name` or one made from its config, kept distinct from the other jobs' names;
-        `owner` (an owner id, or None for a shared run) is kept in its checkpoints."""
+        `owner` (an owner id, or None for a shared run) is kept in its checkpoints.
+
+        The process executor may be given no dataset: the run process then opens the data (a built-in
+        dataset, or a file in `data_roots`, the person's uploads) and checks the run against every
+        limit before it is queued (worker.check_new_run), so a fresh server starts its first run
+        without importing torch. The job's `data_warnings` are its data's warnings either way."""
+        checked = None  # (device, warnings), found by the run process: outside the lock, it may take seconds
+        if self.executor == "process" and dataset is None:
+            with self._lock:
+                process = self._process_for("cpu")
+            checked = process.check(config, list(data_roots), CHECK_IN_RUN_PROCESS_TIMEOUT_S)
         with self._lock:
             if run_id is not None and run_id in self._jobs:
                 raise TrainingError(f"run {run_id} already exists in this session")
@@ -112,10 +124,7 @@ class JobRegistry:
                     owner=owner,
                 )
             else:  # its state is its checkpoint in the folder, which its process resumes from
-                from .trainer import check_trainable
-
-                check_trainable(config, dataset)
-                job = self._process_job(config, dataset, run_id=run_id, name=name, owner=owner)
+                job = self._checked_process_job(config, dataset, checked, run_id=run_id, name=name, owner=owner)
             if self.executor == "process":
                 run_queue.enqueue(
                     self.checkpoint_dir,
@@ -142,6 +151,17 @@ class JobRegistry:
             for record in list_runs(self.checkpoint_dir)
             if record.run_id != but and record.owner == owner
         }
+
+    def _checked_process_job(self, config: TrainConfig, dataset, checked, **labels) -> ProcessJob:
+        """The job of a run checked by the run process (`checked`: its device and data warnings), or
+        checked here on `dataset`."""
+        if checked is not None:
+            device, warnings = checked
+            return self._process_job(config, None, device=device, data_warnings=warnings, **labels)
+        from .trainer import check_trainable
+
+        check_trainable(config, dataset)
+        return self._process_job(config, dataset, data_warnings=tuple(dataset.warnings), **labels)
 
     def _process_job(self, config: TrainConfig, dataset, **labels) -> ProcessJob:
         from .executors import ProcessJob
@@ -290,11 +310,11 @@ class JobRegistry:
         process = self._processes.get(device)  # only the process executor has any
         return process is not None and process.alive and not process.ready.is_set()
 
-    def wait_for_run_process_torch(self, timeout_s: float, device: str = "cpu") -> bool:
-        """Wait (up to timeout_s) until the run process of `device` has imported torch (or is gone);
-        False when it had not by then, or when this server has no run process for `device`."""
+    def wait_for_run_process(self, timeout_s: float, device: str = "cpu") -> bool:
+        """Wait (up to timeout_s) until the run process of `device` is warm (or gone); False when it
+        was not by then, or when this server has no run process for `device`."""
         process = self._processes.get(device)
-        return process is not None and process.torch_loaded.wait(timeout_s)
+        return process is not None and process.ready.wait(timeout_s)
 
     def _on_process_message(self, process, message: tuple) -> None:
         kind = message[0]
@@ -354,7 +374,7 @@ class JobRegistry:
                 known = self._jobs.get(run.run_id)
                 if known is None or known.status not in ACTIVE:  # queued by another server, or requeued
                     self._jobs[run.run_id] = self._process_job(
-                        run.config, None, run_id=run.run_id, name=run.name, owner=run.owner
+                        run.config, None, run_id=run.run_id, name=run.name, owner=run.owner, device=run.device
                     )
             for jobs in self._queues.values():
                 for job in [job for job in jobs if job.run_id not in order]:

@@ -4,13 +4,15 @@ The child is started before it is needed and kept for run after run; a thread re
 (snapshots, weights, the run's start and end), and commands go the other way over the child's stdin.
 The child is started in a session of its own, so it outlives this server: see worker.py.
 
-Nothing here imports torch: a fresh server starts its run process first, so the child's start-up
-(torch, the data, the first optimiser) runs beside the server's own instead of after it.
+Nothing here imports torch: a fresh server starts its run process first, and the child also checks
+each new run before it is queued (`check`: the data opened, the model against every limit), so a
+fresh server starts its first run without importing torch or loading the data itself.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import subprocess
 import sys
@@ -19,6 +21,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from . import errors
 from .channel import Channel, ChannelClosed
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -70,8 +73,9 @@ class RunProcess:
             )
         self.channel = Channel(self.process.stdout, self.process.stdin)
         self.ready = threading.Event()
-        self.torch_loaded = threading.Event()  # the child has imported torch, the longest step of its start-up
         self.run_id: str | None = None  # the run it was asked to train, until it ends
+        self._checks: dict[int, list] = {}  # request id -> [answered Event, answer]
+        self._check_ids = itertools.count(1)
         self._on_message = on_message
         threading.Thread(target=self._read, name=f"run-process-{self.process.pid}", daemon=True).start()
 
@@ -92,16 +96,45 @@ class RunProcess:
                 message = self.channel.receive()
             except ChannelClosed:
                 break
-            if message[0] == "torch loaded":  # for whoever waits on this process, not for the registry
-                self.torch_loaded.set()
+            if message[0] == "checked":
+                self._answered(*message[1:])
                 continue
             if message[0] == "ready":
                 self.ready.set()
             self._on_message(self, message)
-        self.torch_loaded.set()  # nobody waits for a child that is gone
-        self.ready.set()
+        for request_id in list(self._checks):
+            self._answered(request_id, ("refused", "TrainingError", "the run process ended before it checked the run"))
+        self.ready.set()  # nobody waits for a child that is gone
         self._on_message(self, ("exited", self.process.wait()))
         self.channel.close()
+
+    def check(self, config, allowed: list[str], timeout_s: float) -> tuple[str, tuple[str, ...]]:
+        """Ask the child to check a run before it is queued (worker.check_new_run): returns the run's
+        device and its data's warnings, or raises the error the child found. The child answers while
+        it warms up, as soon as it has loaded torch and the data."""
+        request_id = next(self._check_ids)
+        waiting = self._checks[request_id] = [threading.Event(), None]
+        try:
+            if not self.send("check", request_id, config, [str(root) for root in allowed]):
+                raise errors.TrainingError("the run process ended before it checked the run")
+            if not waiting[0].wait(timeout_s):
+                raise errors.TrainingError(f"the run process did not check the run within {timeout_s:.0f} s")
+        finally:
+            self._checks.pop(request_id, None)
+        answer = waiting[1]
+        if answer[0] == "ok":
+            return answer[1], tuple(answer[2])
+        # Only an error class of vae_core.errors, by name: the answer names it, it does not choose code.
+        kind = getattr(errors, answer[1], None)
+        if not (isinstance(kind, type) and issubclass(kind, errors.VAEStudioError)):
+            kind = errors.TrainingError
+        raise kind(answer[2])
+
+    def _answered(self, request_id: int, answer: tuple) -> None:
+        waiting = self._checks.get(request_id)
+        if waiting is not None:
+            waiting[1] = answer
+            waiting[0].set()
 
     def close(self) -> None:
         """Ask an idle child to exit (a child training a run finishes it first: worker.py)."""

@@ -13,14 +13,17 @@ comes from the checkpoint, step by step.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .checkpoint import RunCheckpoint
 from .history import History, StepCurves
-from .jobs import Snapshot
 from .run_commands import send_command
 from .runs import RunRecord
+from .snapshot import Snapshot
+
+if TYPE_CHECKING:  # torch-free at import: the Train page asks whether a job is a StoredRun before torch loads
+    from .checkpoint import RunCheckpoint
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,13 @@ Started by a server (executors.py), it trains the runs of FOLDER's durable queue
 the server names.
 
 It pays the start-up costs once (torch, the engine, the default dataset, the first optimiser), telling
-the server when torch is loaded and when it is warm, and then waits for the server's "train <run id>";
+the server when it is warm, and then waits for the server's "train <run id>";
 after a run it waits for the next one, so a server keeps one warm process per device. For each run it
 takes the device's lock, claims the run from the queue, trains it with the one job (jobs.py, running
 loop.py), which writes the run's checkpoint every epoch and its progress record a few times a second,
 and sends the server each new snapshot and the weights of each epoch end over its stdout. Commands
-(pause, resume, stop, lr, beta, rename) arrive on its stdin.
+(pause, resume, stop, lr, beta, rename) arrive on its stdin, and so do the server's checks of new
+runs (`check_new_run`), answered from its start, while it warms up, as soon as it has torch and the data.
 
 When the server is gone (its end of the pipe closes: a crash, a kill, a restart), the process goes
 on: it finishes the run in progress, then trains the rest of the folder's queue in order, then exits.
@@ -90,6 +91,8 @@ class Worker:
                 return
             if kind == "train":
                 self.requests.put(args[0])
+            elif kind == "check":
+                threading.Thread(target=self._check, args=args, name="check", daemon=True).start()
             elif kind == "exit":
                 self.requests.put(None)
             else:
@@ -113,6 +116,15 @@ class Worker:
         except VAEStudioError:
             pass  # the server checked it first; a stale command is dropped
 
+    def _check(self, request_id: int, config, allowed: list[str]) -> None:
+        try:
+            device, warnings = check_new_run(config, allowed)
+            self.tell("checked", request_id, ("ok", device, warnings))
+        except VAEStudioError as error:
+            self.tell("checked", request_id, ("refused", type(error).__name__, str(error)))
+        except Exception as error:  # a fault of the check itself: said, not left for the server to wait on
+            self.tell("checked", request_id, ("refused", "TrainingError", f"the run could not be checked: {error!r}"))
+
     def tell(self, *message) -> None:
         if not self.server_gone.is_set():
             try:
@@ -122,7 +134,8 @@ class Worker:
 
     # -- training --------------------------------------------------------------------------------
     def serve(self) -> int:
-        threading.Thread(target=self.listen, name="commands", daemon=True).start()
+        """Train the runs the server names, one after another (its messages are read by `listen`,
+        which runs from the process's start: a check is answered while it warms up)."""
         while True:
             run_id = self.requests.get()
             if run_id is None:
@@ -185,6 +198,30 @@ class Worker:
 
     def _job(self, run: QueuedRun, sender: SnapshotSender):
         return training_job(self.folder, run, self.upload_root, sender.publish)
+
+
+def check_new_run(config, allowed: list[str]) -> tuple[str, tuple[str, ...]]:
+    """What a server asks its run process before it queues a run (registry.JobRegistry.submit), so that
+    a fresh server need not import torch and load the data itself to start its first run: the data
+    `config` names is opened only if it is a built-in dataset or lies in `allowed` (the person's own
+    uploads), loaded (into the engine's cache, where the run finds it) and checked with the model
+    against every limit (trainer.check_trainable). Returns the device the run trains on and the
+    data's warnings; raises the VAEStudioError that says what is wrong. On a thread of its own, for
+    the reason `training_job` gives."""
+    from .data import load_dataset, resolve_data_reference
+    from .device import resolve_device
+    from .own_threads import on_a_thread_of_its_own
+    from .trainer import check_trainable
+
+    def check() -> tuple[str, tuple[str, ...]]:
+        source = resolve_data_reference(config.data, allowed)
+        dataset = load_dataset(
+            source, image_size=config.image_size, test_fraction=config.test_fraction, seed=config.seed
+        )
+        check_trainable(config, dataset)
+        return str(resolve_device(config.device)), tuple(dataset.warnings)
+
+    return on_a_thread_of_its_own(check, name="check-run")
 
 
 def training_job(folder: Path, run: QueuedRun, upload_root: Path | None, on_publish=None):
@@ -253,12 +290,12 @@ def warm_up() -> None:
         make_adam(torch.nn.Linear(1, 1), 1e-3)
         try:
             dataset = loaded()
+            config = TrainConfig()
+            device = resolve_device(config.device)
+            if not timed_before(config, dataset, device):  # else "ready" 0.1 s sooner: the run reads the load itself
+                run_threads(config, dataset, device)
         except VAEStudioError:
-            return  # a run that needs it reports why
-        config = TrainConfig()
-        device = resolve_device(config.device)
-        if not timed_before(config, dataset, device):  # else "ready" 0.1 s sooner: the run reads the load itself
-            run_threads(config, dataset, device)
+            return  # the default data or run is not to be had here (limits below its model): a run that needs it says why
 
     on_a_thread_of_its_own(prepare, name="warm-up")
 
@@ -274,10 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     worker = Worker(args.folder, Channel(sys.stdin.buffer, out), args.uploads)
+    threading.Thread(target=worker.listen, name="commands", daemon=True).start()
     began = time.perf_counter()
     import torch  # noqa: F401
 
-    worker.tell("torch loaded")  # its server imports its own now rather than beside this one (ui/session.py)
     warm_up()
     print(f"{READY_LOG_PREFIX} {time.perf_counter() - began:.2f} s", file=sys.stderr, flush=True)
     worker.tell("ready", os.getpid())

@@ -126,3 +126,11 @@ def test_each_model_has_its_default_widths_from_the_config():
     mlp = build_model(TrainConfig(model="mlp"), (1, 28, 28))
     assert mlp.fc_mu.in_features == DEFAULT_HIDDEN["mlp"][-1]
     assert build_model(TrainConfig(model="conv", hidden=(8,)), (1, 16, 16)).fc_mu.in_features == 16 * 4 * 4
+
+
+def test_the_configs_list_of_variational_models_is_the_models_own():
+    """Pages read config.VARIATIONAL_MODELS before torch loads; each class's `variational` is the truth."""
+    from vae_core.config import MODEL_NAMES, VARIATIONAL_MODELS
+
+    assert tuple(MODELS) == MODEL_NAMES
+    assert sorted(VARIATIONAL_MODELS) == sorted(name for name, (_, kind) in MODELS.items() if kind.variational)

@@ -220,6 +220,6 @@ def test_a_run_process_is_warming_up_until_it_says_it_is_ready(registry):
     assert not registry.warming_up("cpu")
     registry.warm_up("cpu")
     assert registry.warming_up("cpu")  # a fresh interpreter imports torch for seconds first
-    assert registry.wait_for_run_process_torch(120)  # told by the process before it warms up the rest
-    _wait_for(lambda: not registry.warming_up("cpu"), timeout=120)
+    assert registry.wait_for_run_process(120)
+    assert not registry.warming_up("cpu")
     assert not registry.warming_up("cuda:0")
