@@ -93,7 +93,9 @@ class JobRegistry:
         checked = None  # (device, warnings), found by the run process: outside the lock, it may take seconds
         if self.executor == "process" and dataset is None:
             with self._lock:
-                process = self._process_for("cpu")
+                process = self._process_for("cpu")  # the warm one (warm_up): a check needs no particular device
+            if process is None:
+                raise TrainingError("this server is shutting down: it starts no new run")
             checked = process.check(config, list(data_roots), CHECK_IN_RUN_PROCESS_TIMEOUT_S)
         with self._lock:
             if run_id is not None and run_id in self._jobs:

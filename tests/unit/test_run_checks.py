@@ -89,3 +89,11 @@ def test_a_server_starts_and_follows_a_run_without_importing_torch(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     seen = __import__("json").loads(result.stdout.strip().splitlines()[-1])
     assert seen == {"device": "cpu", "epoch": 1, "torch": False, "weights": [True, "torch"]}
+
+
+def test_a_server_shutting_down_starts_no_new_run(tmp_path):
+    registry = JobRegistry(tmp_path, executor="process")
+    registry.close()
+    with pytest.raises(TrainingError, match="this server is shutting down: it starts no new run"):
+        registry.submit(TrainConfig(**SMALL), None)
+    assert run_queue.waiting(tmp_path) == []
