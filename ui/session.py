@@ -193,13 +193,12 @@ def run_data(config):
     crafted checkpoint cannot make the server read, list or quote its own files. Local model: one
     person uses this server, so every upload of this process is theirs; served (ui/identity.py): only
     this person's own uploads."""
-    from vae_core.data import load_dataset, resolve_data_reference
+    from vae_core.data import load_run_data
 
-    source = resolve_data_reference(config.data, [data_root()])
     # vae_core's own cache shares one copy per dataset between sessions within a memory budget; a
     # Streamlit cache around it would pin evicted datasets beyond that budget.
     with st.spinner("Loading the dataset…"):
-        return load_dataset(source, image_size=config.image_size, test_fraction=config.test_fraction, seed=config.seed)
+        return load_run_data(config, [data_root()])
 
 
 def data_root() -> Path:

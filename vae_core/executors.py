@@ -72,15 +72,9 @@ class ProcessJob:
         """The run's data in this server (its shape and classes, for the pages): loaded on first use
         for a run queued by another server, through the same checks as any reference read from a file."""
         if self._dataset is None:
-            from .data import load_dataset, resolve_data_reference
+            from .data import load_run_data
 
-            source = resolve_data_reference(self.config.data, self._data_roots)
-            self._dataset = load_dataset(
-                source,
-                image_size=self.config.image_size,
-                test_fraction=self.config.test_fraction,
-                seed=self.config.seed,
-            )
+            self._dataset = load_run_data(self.config, self._data_roots)
         return self._dataset
 
     def snapshot(self) -> Snapshot:

@@ -208,16 +208,13 @@ def check_new_run(config, allowed: list[str]) -> tuple[str, tuple[str, ...]]:
     against every limit (trainer.check_trainable). Returns the device the run trains on and the
     data's warnings; raises the VAEStudioError that says what is wrong. On a thread of its own, for
     the reason `training_job` gives."""
-    from .data import load_dataset, resolve_data_reference
+    from .data import load_run_data
     from .device import resolve_device
     from .own_threads import on_a_thread_of_its_own
     from .trainer import check_trainable
 
     def check() -> tuple[str, tuple[str, ...]]:
-        source = resolve_data_reference(config.data, allowed)
-        dataset = load_dataset(
-            source, image_size=config.image_size, test_fraction=config.test_fraction, seed=config.seed
-        )
+        dataset = load_run_data(config, allowed)
         check_trainable(config, dataset)
         return str(resolve_device(config.device)), tuple(dataset.warnings)
 
@@ -242,13 +239,12 @@ def training_job(folder: Path, run: QueuedRun, upload_root: Path | None, on_publ
 
 def _built_job(folder: Path, run: QueuedRun, upload_root: Path | None, on_publish):
     from .checkpoint import check_resumable, load_checkpoint
-    from .data import load_dataset, resolve_data_reference
+    from .data import load_run_data
     from .jobs import TrainingJob
     from .runs import checkpoint_path
 
     config = run.config
-    source = resolve_data_reference(config.data, [upload_root] if upload_root else [])
-    dataset = load_dataset(source, image_size=config.image_size, test_fraction=config.test_fraction, seed=config.seed)
+    dataset = load_run_data(config, [upload_root] if upload_root else [])
     state, saved = None, checkpoint_path(folder, run.run_id)
     if saved.exists():
         previous = load_checkpoint(saved)

@@ -40,6 +40,7 @@ __all__ = [
     "dataset_names",
     "describe_datasets",
     "load_dataset",
+    "load_run_data",
     "resolve_data_reference",
     "safe_upload_name",
 ]
@@ -83,6 +84,18 @@ def load_dataset(
     except OSError as error:
         raise DataError(f"{name}: could not be read: {files.describe_os_error(error)}") from None
     return _cache.get_or_load((path, options), stamp, lambda: _load_path(path, name, is_folder, options))
+
+
+def load_run_data(config, allowed) -> ImageDataset:
+    """The data a run's config (config.TrainConfig) names, split and sized as it says. `config.data`
+    may come from a file (a queued run, a checkpoint), so it is opened only as `resolve_data_reference`
+    allows: a built-in dataset, or a path within `allowed`."""
+    return load_dataset(
+        resolve_data_reference(config.data, allowed),
+        image_size=config.image_size,
+        test_fraction=config.test_fraction,
+        seed=config.seed,
+    )
 
 
 def clear_cache() -> None:
