@@ -489,11 +489,13 @@ def live_panel() -> None:
         # Once after Start, and once when the run's error (a divergence) appears: the user may be far down.
         seen_error = st.session_state.get("_error_shown_for")
         # A run that has just ended re-runs the whole page (below), which would drop a script sent now
-        # unseen: the scroll is left to that run.
+        # unseen: the scroll is left to that run. So does a run's first points' arrival: until then the
+        # scroll is sent on each look (the person who pressed Start waits for them) and kept for that run.
         ending = st.session_state.get("_live_was_active", False) and not snap.active
-        if not ending and (
-            st.session_state.pop("_scroll_to_run", False) or (snap.message and seen_error != job.run_id)
-        ):
+        scroll = st.session_state.get("_scroll_to_run", False)
+        if scroll and not ending and not st.session_state.get("_live_awaits_first_points", False):
+            del st.session_state["_scroll_to_run"]
+        if not ending and (scroll or (snap.message and seen_error != job.run_id)):
             scroll_into_view("run_top")
             if snap.message:
                 st.session_state["_error_shown_for"] = job.run_id
