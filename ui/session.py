@@ -114,9 +114,10 @@ def _warm_up_engine() -> tuple:
     if registry().executor == "process":  # VAE_STUDIO_EXECUTOR local (the default) or process
         registry().warm_up()  # first: the first run's start-up is the run process's
         # Then torch here, after the run process's warm-up and the first points of a run started
-        # meanwhile: on 2 cores this import slowed them both. Measured on a fresh server (4 rounds of
-        # bench_startup's cold start each, Start pressed once the form is usable): health -> first
-        # point 3.08 s median instead of 3.54-3.77 s when this import followed the run process's own.
+        # meanwhile: on 2 cores this import slowed them both. Measured on a fresh server (bench_startup's
+        # cold start, Start pressed once the form is usable): health -> first point 3.08 s (median of 4
+        # rounds) against 3.77 s and 3.54 s (medians of 5 and 4) when this import followed the run
+        # process's torch and Start waited for it.
         registry().wait_for_run_process(RUN_PROCESS_WAIT_S)
         _wait_for_first_points(RUN_PROCESS_WAIT_S)
         done("the run process's warm-up")
